@@ -1,0 +1,1 @@
+//! Models for batpak: the executable oracle, loom/shuttle models and crash-state enumerations.

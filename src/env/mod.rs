@@ -1,0 +1,74 @@
+//! What the outside world gives the store: files ([`Disk`]), time ([`Clock`]) and ids
+//! ([`IdSource`]).
+//!
+//! Production uses [`FsDisk`], [`SystemClock`] and [`RandomIds`]. Tests, the crash-state
+//! enumerator, the fuzzer and the loom/shuttle models use [`SimDisk`], [`ManualClock`] and
+//! [`CounterIds`], so a run is deterministic and every crash image the crash model allows can
+//! be produced.
+//!
+//! # The crash model (shared by every implementation)
+//! Bytes appended to a file but not yet covered by a successful [`DiskFile::sync_data`] may,
+//! after a crash, survive as any prefix of the unsynced operations, with the last surviving
+//! append possibly torn (a prefix of its bytes) or replaced by garbage. A directory entry
+//! created, removed or renamed since the last [`Disk::sync_dir`] of its directory may or may
+//! not survive. Everything synced survives.
+
+mod clock;
+// mod fs;
+// mod sim;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+pub use clock::{Clock, CounterIds, IdSource, ManualClock, RandomIds, SystemClock};
+// pub use fs::FsDisk;
+// pub use sim::{CrashImage, FaultKind, SimDisk};
+
+/// A file opened through a [`Disk`].
+///
+/// Contracts: `read_at` never reads past the end and returns how many bytes it read;
+/// `append` writes all of `data` at the end of the file or fails; after a successful
+/// `sync_data` every byte appended before it, and every truncation before it, survives a crash.
+pub trait DiskFile: Send + Sync + fmt::Debug {
+    /// Current length in bytes (including unsynced appends).
+    fn len(&self) -> io::Result<u64>;
+    /// Reads up to `buf.len()` bytes at `offset`; returns the number of bytes read (0 at EOF).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Appends all of `data` at the end of the file.
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Makes the file's data (appends and truncations so far) durable.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Makes the file's data and metadata durable (`fsync` rather than `fdatasync`).
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// A held exclusive lock on a directory; dropping it releases the lock.
+pub trait DiskLock: Send + Sync + fmt::Debug {}
+
+/// The storage seam: every byte the store reads or writes goes through this trait.
+pub trait Disk: Send + Sync + fmt::Debug {
+    /// Creates `dir` and its parents if missing (durably: parents are synced).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the regular files directly inside `dir`, sorted.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates a new empty file; fails with `AlreadyExists` if it exists. The new directory
+    /// entry is durable only after [`Disk::sync_dir`].
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// Opens an existing file (read-only unless `writable`).
+    fn open(&self, path: &Path, writable: bool) -> io::Result<Box<dyn DiskFile>>;
+    /// Removes a file (durable only after [`Disk::sync_dir`]).
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file, replacing `to` (durable only after [`Disk::sync_dir`]).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, removals, renames) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `dir`; fails with `WouldBlock` if another holder has it.
+    fn lock(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+}

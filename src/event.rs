@@ -1,0 +1,201 @@
+//! Events: kinds, payload trait, headers and the hash chain.
+
+use crate::coordinate::Coordinate;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An event's kind: a `u16` whose high 4 bits are the category and low 12 bits the type.
+///
+/// Categories `0x0` (system) and `0xD` (effects) are reserved for the store itself.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventKind(u16);
+
+/// Why an [`EventKind`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKindError {
+    /// The category does not fit in 4 bits.
+    CategoryOutOfRange(u8),
+    /// The type id does not fit in 12 bits.
+    TypeIdOutOfRange(u16),
+    /// The category is reserved (0x0 system, 0xD effects).
+    ReservedCategory(u8),
+}
+
+impl fmt::Display for EventKindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CategoryOutOfRange(c) => write!(f, "event kind category {c:#x} exceeds 0xF"),
+            Self::TypeIdOutOfRange(t) => write!(f, "event kind type id {t:#x} exceeds 0xFFF"),
+            Self::ReservedCategory(c) => {
+                write!(f, "event kind category {c:#x} is reserved (0x0 system, 0xD effects)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EventKindError {}
+
+impl EventKind {
+    /// Category of system events written by the store itself (denials, ...).
+    pub const SYSTEM_CATEGORY: u8 = 0x0;
+    /// Category reserved for effects.
+    pub const EFFECT_CATEGORY: u8 = 0xD;
+    /// The kind of a gate denial recorded by `Store::append_denial`.
+    pub const SYSTEM_DENIAL: EventKind = EventKind(0x0001);
+
+    /// Builds a user kind. Usable in `const` context.
+    ///
+    /// # Panics
+    /// At compile time (in a `const`) or at run time if the category is above 0xF or
+    /// reserved, or the type id is above 0xFFF. Use [`EventKind::try_custom`] for input that
+    /// is not a constant.
+    #[allow(clippy::panic)]
+    pub const fn custom(category: u8, type_id: u16) -> EventKind {
+        match Self::try_custom(category, type_id) {
+            Ok(kind) => kind,
+            Err(_) => panic!("invalid EventKind: category must be 0x1..=0xF except 0xD, type id <= 0xFFF"),
+        }
+    }
+
+    /// Builds a user kind, refusing bad input.
+    pub const fn try_custom(category: u8, type_id: u16) -> Result<EventKind, EventKindError> {
+        if category > 0xF {
+            return Err(EventKindError::CategoryOutOfRange(category));
+        }
+        if type_id > 0xFFF {
+            return Err(EventKindError::TypeIdOutOfRange(type_id));
+        }
+        if category == Self::SYSTEM_CATEGORY || category == Self::EFFECT_CATEGORY {
+            return Err(EventKindError::ReservedCategory(category));
+        }
+        Ok(EventKind(((category as u16) << 12) | type_id))
+    }
+
+    /// Reassembles a kind from its raw `u16` (as stored on disk); any value is accepted.
+    pub const fn from_raw(raw: u16) -> EventKind {
+        EventKind(raw)
+    }
+
+    /// The raw `u16`.
+    pub const fn as_raw(self) -> u16 {
+        self.0
+    }
+
+    /// High 4 bits.
+    pub const fn category(self) -> u8 {
+        (self.0 >> 12) as u8
+    }
+
+    /// Low 12 bits.
+    pub const fn type_id(self) -> u16 {
+        self.0 & 0x0FFF
+    }
+
+    /// Whether this kind belongs to a reserved category (system or effects).
+    pub const fn is_reserved(self) -> bool {
+        let c = self.category();
+        c == Self::SYSTEM_CATEGORY || c == Self::EFFECT_CATEGORY
+    }
+}
+
+impl fmt::Debug for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventKind({:#x}:{:#x})", self.category(), self.type_id())
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#06x}", self.0)
+    }
+}
+
+/// A typed event payload with a fixed kind. Derive it with `#[derive(EventPayload)]` and
+/// `#[batpak(category = 0xF, type_id = 1)]`.
+pub trait EventPayload: Serialize + DeserializeOwned {
+    /// The kind every event of this type is stored under.
+    const KIND: EventKind;
+}
+
+/// Where an event sits in time: wall-clock milliseconds and the entity's own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventPosition {
+    /// Wall-clock milliseconds when the writer stamped the event.
+    pub wall_ms: u64,
+    /// The entity's clock: 1 for its first event, then +1 per written event (hidden ones too).
+    pub clock: u32,
+}
+
+/// An event's header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHeader {
+    /// UUIDv7 event id.
+    pub event_id: u128,
+    /// Correlation id (the event's own id for a root cause).
+    pub correlation_id: u128,
+    /// The event that caused this one, if any.
+    pub causation_id: Option<u128>,
+    /// Writer timestamp in microseconds since the Unix epoch.
+    pub timestamp_us: i64,
+    /// Wall-clock and per-entity clock position.
+    pub position: EventPosition,
+    /// Payload length in bytes (MessagePack).
+    pub payload_size: u32,
+    /// The event's kind.
+    pub event_kind: EventKind,
+    /// Caller-defined flags.
+    pub flags: u8,
+    /// blake3 of the payload bytes.
+    pub content_hash: [u8; 32],
+}
+
+/// The entity hash chain link of an event (INV-CHAIN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HashChain {
+    /// Hash of the entity's previous written event (all zeros for the first).
+    pub prev_hash: [u8; 32],
+    /// This event's hash over header and payload.
+    pub event_hash: [u8; 32],
+}
+
+/// An event with its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event<P> {
+    /// Header.
+    pub header: EventHeader,
+    /// Payload.
+    pub payload: P,
+    /// Chain link.
+    pub hash_chain: Option<HashChain>,
+}
+
+/// An event with its coordinate, as returned by reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent<P> {
+    /// Where the event was appended.
+    pub coordinate: Coordinate,
+    /// The event.
+    pub event: Event<P>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_packs_category_and_type() {
+        let k = EventKind::custom(0xF, 0x123);
+        assert_eq!(k.category(), 0xF);
+        assert_eq!(k.type_id(), 0x123);
+        assert_eq!(k.as_raw(), 0xF123);
+    }
+
+    #[test]
+    fn reserved_and_out_of_range_kinds_are_refused() {
+        assert_eq!(EventKind::try_custom(0, 1), Err(EventKindError::ReservedCategory(0)));
+        assert_eq!(EventKind::try_custom(0xD, 1), Err(EventKindError::ReservedCategory(0xD)));
+        assert_eq!(EventKind::try_custom(0x10, 1), Err(EventKindError::CategoryOutOfRange(0x10)));
+        assert_eq!(EventKind::try_custom(1, 0x1000), Err(EventKindError::TypeIdOutOfRange(0x1000)));
+    }
+}
