@@ -14,22 +14,27 @@
 //! not survive. Everything synced survives.
 
 mod clock;
-// mod fs;
-// mod sim;
+mod fs;
+mod sim;
 
 use std::fmt;
 use std::io;
 use std::path::Path;
 
-pub use clock::{Clock, CounterIds, IdSource, ManualClock, RandomIds, SystemClock};
-// pub use fs::FsDisk;
-// pub use sim::{CrashImage, FaultKind, SimDisk};
+pub use clock::{Clock, CounterIds, FnClock, IdSource, ManualClock, RandomIds, SystemClock};
+pub use fs::{FsDisk, LOCK_FILE_NAME};
+pub use sim::{CrashImage, CrashOptions, FaultKind, SimDisk};
 
 /// A file opened through a [`Disk`].
 ///
 /// Contracts: `read_at` never reads past the end and returns how many bytes it read;
 /// `append` writes all of `data` at the end of the file or fails; after a successful
 /// `sync_data` every byte appended before it, and every truncation before it, survives a crash.
+/// A handle refers to the file itself, not its name: it keeps working after a rename or remove.
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "len is fallible I/O; callers compare it with offsets, not with zero"
+)]
 pub trait DiskFile: Send + Sync + fmt::Debug {
     /// Current length in bytes (including unsynced appends).
     fn len(&self) -> io::Result<u64>;
@@ -68,6 +73,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
     /// Makes the directory's entries (creations, removals, renames) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on `dir`; fails with `WouldBlock` if another holder has it.
+    /// The lock lives in the file [`LOCK_FILE_NAME`] inside `dir`, created (durably) if
+    /// missing, so it shows up in [`Disk::list`].
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;

@@ -1,0 +1,461 @@
+//! Crash images of a [`SimDisk`]: every state the crash model lets a crash leave behind.
+
+use super::{DirNode, DirOp, FileId, FileNode, FileOp, SimDisk, State};
+use crate::sync::StdArc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Directories with at most this many pending entry operations get every subset of them
+/// enumerated; beyond it only every prefix (2^8 = 256 images per directory at most).
+const DIR_SUBSET_OPS_MAX: usize = 8;
+
+/// What [`SimDisk::crash_images`] enumerates beyond the default (prefixes of file data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashOptions {
+    /// Also every subset of a file's unsynced appends (a dropped append before a kept one
+    /// leaves a hole of zero bytes). This models file systems that reorder data writeback
+    /// (e.g. ext4 `data=writeback`, or delayed allocation across pages). Applies only to files
+    /// whose pending operations are all appends and number at most `max_subset_ops`.
+    pub subsets: bool,
+    /// Largest number of unsynced appends for which subsets are enumerated (2^n images).
+    pub max_subset_ops: usize,
+}
+
+impl Default for CrashOptions {
+    fn default() -> Self {
+        CrashOptions {
+            subsets: false,
+            max_subset_ops: 8,
+        }
+    }
+}
+
+/// What survives of one file's unsynced operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileChoice {
+    /// The first `k` pending operations, intact.
+    Keep(usize),
+    /// The first `keep` operations, then the first `cut` bytes of the next one (an append).
+    Torn { keep: usize, cut: usize },
+    /// The first `keep` operations, then garbage of the next append's length.
+    Garbage { keep: usize },
+    /// The appends whose bit is set (bit i = pending append i), each at its own offset.
+    Subset(u64),
+}
+
+/// One directory as the crash sees it.
+#[derive(Debug)]
+struct DirUnit {
+    path: PathBuf,
+    durable: BTreeMap<String, FileId>,
+    pending: Vec<DirOp>,
+}
+
+impl DirUnit {
+    fn choice_count(&self) -> usize {
+        let m = self.pending.len();
+        if m <= DIR_SUBSET_OPS_MAX {
+            1usize << m
+        } else {
+            m.saturating_add(1)
+        }
+    }
+
+    /// Whether pending operation `i` survives under `choice`.
+    fn keeps(&self, choice: usize, i: usize) -> bool {
+        if self.pending.len() <= DIR_SUBSET_OPS_MAX {
+            (choice >> i) & 1 == 1
+        } else {
+            i < choice
+        }
+    }
+
+    fn entries(&self, choice: usize) -> BTreeMap<String, FileId> {
+        let mut entries = self.durable.clone();
+        for (i, op) in self.pending.iter().enumerate() {
+            if self.keeps(choice, i) {
+                op.apply(&mut entries);
+            }
+        }
+        entries
+    }
+
+    fn describe(&self, choice: usize) -> String {
+        let (mut kept, mut lost) = (Vec::new(), Vec::new());
+        for (i, op) in self.pending.iter().enumerate() {
+            let text = match op {
+                DirOp::Create { name, .. } => format!("create {name}"),
+                DirOp::Remove { name, .. } => format!("remove {name}"),
+                DirOp::Rename { from, to, .. } => format!("rename {from}->{to}"),
+            };
+            if self.keeps(choice, i) {
+                kept.push(text);
+            } else {
+                lost.push(text);
+            }
+        }
+        format!(
+            "dir {}: kept [{}] lost [{}]",
+            self.path.display(),
+            kept.join(", "),
+            lost.join(", ")
+        )
+    }
+}
+
+/// One file (inode) as the crash sees it.
+#[derive(Debug)]
+struct FileUnit {
+    id: FileId,
+    name: PathBuf,
+    durable: StdArc<Vec<u8>>,
+    pending: Vec<FileOp>,
+    choices: Vec<FileChoice>,
+}
+
+/// Torn-write cut points for an append of `len` bytes: 1, len/2, len-1 (each in 1..len).
+pub(super) fn torn_cuts(len: usize) -> Vec<usize> {
+    let mut cuts = vec![1, len / 2, len.saturating_sub(1)];
+    cuts.retain(|&c| c > 0 && c < len);
+    cuts.dedup();
+    cuts
+}
+
+/// Every choice the crash model allows for a file with these pending operations.
+fn file_choices(pending: &[FileOp], opts: &CrashOptions) -> Vec<FileChoice> {
+    let mut out = Vec::new();
+    for k in 0..=pending.len() {
+        out.push(FileChoice::Keep(k));
+        if let Some(FileOp::Append { bytes, .. }) = pending.get(k) {
+            for cut in torn_cuts(bytes.len()) {
+                out.push(FileChoice::Torn { keep: k, cut });
+            }
+            out.push(FileChoice::Garbage { keep: k });
+        }
+    }
+    let n = pending.len();
+    let only_appends = pending.iter().all(|op| matches!(op, FileOp::Append { .. }));
+    if opts.subsets && only_appends && n <= opts.max_subset_ops && n < 64 {
+        // Prefix masks (2^k - 1) are already there as Keep(k).
+        out.extend(
+            (0..(1u64 << n))
+                .filter(|mask| mask & (mask + 1) != 0)
+                .map(FileChoice::Subset),
+        );
+    }
+    out
+}
+
+/// Deterministic garbage standing in for `real` (splitmix64 seeded by inode and op index);
+/// never equal to `real`, so the image differs from the intact one.
+fn garbage(id: FileId, op_index: u64, real: &[u8]) -> Vec<u8> {
+    let mut seed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ op_index.rotate_left(32);
+    let mut out = Vec::with_capacity(real.len().saturating_add(8));
+    while out.len() < real.len() {
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(real.len());
+    if out == real {
+        if let Some(first) = out.first_mut() {
+            *first ^= 0xFF;
+        }
+    }
+    out
+}
+
+impl FileUnit {
+    /// Durable content with the first `k` pending operations applied.
+    fn prefix(&self, k: usize) -> Vec<u8> {
+        let mut content = self.durable.as_ref().clone();
+        for op in self.pending.iter().take(k) {
+            op.apply(&mut content);
+        }
+        content
+    }
+
+    fn content(&self, choice: FileChoice) -> StdArc<Vec<u8>> {
+        let next = |keep: usize| match self.pending.get(keep) {
+            Some(FileOp::Append { bytes, op_index }) => Some((bytes, *op_index)),
+            _ => None,
+        };
+        let content = match choice {
+            FileChoice::Keep(0) => return StdArc::clone(&self.durable),
+            FileChoice::Keep(k) => self.prefix(k),
+            FileChoice::Torn { keep, cut } => {
+                let mut c = self.prefix(keep);
+                if let Some((bytes, _)) = next(keep) {
+                    c.extend_from_slice(bytes.get(..cut).unwrap_or(&[]));
+                }
+                c
+            }
+            FileChoice::Garbage { keep } => {
+                let mut c = self.prefix(keep);
+                if let Some((bytes, op_index)) = next(keep) {
+                    c.extend_from_slice(&garbage(self.id, op_index, bytes));
+                }
+                c
+            }
+            FileChoice::Subset(mask) => {
+                let mut c = self.durable.as_ref().clone();
+                let mut offset = c.len();
+                for (i, op) in self.pending.iter().enumerate() {
+                    if let FileOp::Append { bytes, .. } = op {
+                        if (mask >> i) & 1 == 1 {
+                            c.resize(offset, 0);
+                            c.extend_from_slice(bytes);
+                        }
+                        offset = offset.saturating_add(bytes.len());
+                    }
+                }
+                c
+            }
+        };
+        StdArc::new(content)
+    }
+
+    fn describe(&self, choice: FileChoice) -> String {
+        let n = self.pending.len();
+        let what = match choice {
+            FileChoice::Keep(k) => format!("kept {k} of {n} ops"),
+            FileChoice::Torn { keep, cut } => {
+                let len = match self.pending.get(keep) {
+                    Some(FileOp::Append { bytes, .. }) => bytes.len(),
+                    _ => 0,
+                };
+                format!("kept {keep} of {n} ops + torn next append ({cut} of {len} bytes)")
+            }
+            FileChoice::Garbage { keep } => {
+                format!("kept {keep} of {n} ops + garbage in place of the next append")
+            }
+            FileChoice::Subset(mask) => {
+                let kept: Vec<String> = (0..n)
+                    .filter(|i| (mask >> i) & 1 == 1)
+                    .map(|i| i.to_string())
+                    .collect();
+                format!("kept appends [{}] of {n} (holes zeroed)", kept.join(","))
+            }
+        };
+        format!("file {} (#{}): {what}", self.name.display(), self.id)
+    }
+}
+
+/// The part of a disk's state a crash looks at, shared by every image of one enumeration.
+#[derive(Debug)]
+struct Snapshot {
+    dirs: Vec<DirUnit>,
+    files: Vec<FileUnit>,
+    next_id: FileId,
+}
+
+impl Snapshot {
+    fn take(st: &State, opts: &CrashOptions) -> Snapshot {
+        let mut names: BTreeMap<FileId, PathBuf> = BTreeMap::new();
+        let mut referenced: BTreeSet<FileId> = BTreeSet::new();
+        for (path, dir) in &st.dirs {
+            let entries = dir.current.iter().chain(dir.durable.iter());
+            for (name, id) in entries {
+                names.entry(*id).or_insert_with(|| path.join(name));
+            }
+            referenced.extend(dir.durable.values().copied());
+            referenced.extend(dir.pending.iter().map(DirOp::id));
+        }
+        let dirs = st
+            .dirs
+            .iter()
+            .map(|(path, dir)| DirUnit {
+                path: path.clone(),
+                durable: dir.durable.clone(),
+                pending: dir.pending.clone(),
+            })
+            .collect();
+        let files = st
+            .files
+            .iter()
+            .filter(|(id, _)| referenced.contains(id))
+            .map(|(id, file)| FileUnit {
+                id: *id,
+                name: names.get(id).cloned().unwrap_or_default(),
+                durable: StdArc::clone(&file.durable),
+                pending: file.pending.clone(),
+                choices: file_choices(&file.pending, opts),
+            })
+            .collect();
+        Snapshot {
+            dirs,
+            files,
+            next_id: st.next_id,
+        }
+    }
+
+    /// Number of choices per unit: directories first, then files.
+    fn counts(&self) -> Vec<usize> {
+        let dirs = self.dirs.iter().map(DirUnit::choice_count);
+        dirs.chain(self.files.iter().map(|f| f.choices.len()))
+            .collect()
+    }
+}
+
+/// One state a crash may leave. Cheap to hold: images of one enumeration share the snapshot,
+/// and the disk is only built by [`CrashImage::disk`].
+#[derive(Clone)]
+pub struct CrashImage {
+    snapshot: StdArc<Snapshot>,
+    /// One choice per unit: directories, then files (same order as `Snapshot::counts`).
+    choices: Box<[usize]>,
+}
+
+impl CrashImage {
+    fn dir_choices(&self) -> impl Iterator<Item = (&DirUnit, usize)> {
+        self.snapshot.dirs.iter().zip(self.choices.iter().copied())
+    }
+
+    fn file_choices(&self) -> impl Iterator<Item = (&FileUnit, FileChoice)> {
+        let skip = self.snapshot.dirs.len();
+        self.snapshot
+            .files
+            .iter()
+            .zip(self.choices.iter().skip(skip).copied())
+            .map(|(f, c)| (f, f.choices.get(c).copied().unwrap_or(FileChoice::Keep(0))))
+    }
+
+    /// A fresh disk holding this image: everything durable, no pending operations, no faults,
+    /// no locks, operation count 0. Independent of the original disk.
+    pub fn disk(&self) -> SimDisk {
+        let mut st = State::new();
+        for (unit, choice) in self.dir_choices() {
+            let entries = unit.entries(choice);
+            let node = DirNode {
+                durable: entries.clone(),
+                current: entries,
+                pending: Vec::new(),
+            };
+            st.dirs.insert(unit.path.clone(), node);
+        }
+        let live: BTreeSet<FileId> = st
+            .dirs
+            .values()
+            .flat_map(|d| d.current.values().copied())
+            .collect();
+        for (unit, choice) in self.file_choices() {
+            if live.contains(&unit.id) {
+                st.files
+                    .insert(unit.id, FileNode::durable(unit.content(choice)));
+            }
+        }
+        st.next_id = self.snapshot.next_id;
+        SimDisk::from_state(st)
+    }
+
+    /// A short account of what this image kept and lost (for failure messages).
+    pub fn describe(&self) -> String {
+        let dirs = self
+            .dir_choices()
+            .filter(|(d, _)| !d.pending.is_empty())
+            .map(|(d, c)| d.describe(c));
+        let files = self
+            .file_choices()
+            .filter(|(f, _)| !f.pending.is_empty())
+            .map(|(f, c)| f.describe(c));
+        let parts: Vec<String> = dirs.chain(files).collect();
+        if parts.is_empty() {
+            "nothing pending (the durable state)".to_owned()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+impl fmt::Debug for CrashImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CrashImage({})", self.describe())
+    }
+}
+
+/// Advances `choice` to the next combination (mixed radix); false after the last one.
+fn advance(choice: &mut [usize], counts: &[usize]) -> bool {
+    for (c, n) in choice.iter_mut().zip(counts) {
+        *c = c.saturating_add(1);
+        if *c < *n {
+            return true;
+        }
+        *c = 0;
+    }
+    false
+}
+
+impl SimDisk {
+    fn snapshot(&self, opts: &CrashOptions) -> StdArc<Snapshot> {
+        let st = self.lock_state();
+        StdArc::new(Snapshot::take(&st, opts))
+    }
+
+    /// Every image a crash may leave now, per the crash model:
+    ///
+    /// - Per file, with n operations (appends, truncations) since its last data sync: the
+    ///   first k intact for every k in 0..=n; when operation k+1 (the first lost) is an append
+    ///   of L bytes, also that append torn after 1, L/2 and L-1 bytes (deduplicated, strictly
+    ///   inside 0..L) and that append replaced by L deterministic garbage bytes. Truncations are
+    ///   atomic. With [`CrashOptions::subsets`], also every subset of the appends.
+    /// - Per directory, every subset of the entry operations (create, remove, rename) since its
+    ///   last `sync_dir` if there are at most 8, otherwise every prefix. A lost creation drops
+    ///   the file and its data; a lost removal brings the file back with its durable data; a
+    ///   lost rename leaves the old name; a kept rename whose creation was lost still shows the
+    ///   file under the new name. A cross-directory rename is a removal in one directory and a
+    ///   creation in the other, each kept or lost on its own.
+    /// - Synced bytes and synced entries are in every image.
+    ///
+    /// The list is the product of those choices (files with nothing pending contribute 1), in
+    /// a fixed order; it may contain equal images (e.g. a creation then removal of one file).
+    pub fn crash_images(&self, opts: &CrashOptions) -> Vec<CrashImage> {
+        let snapshot = self.snapshot(opts);
+        let counts = snapshot.counts();
+        let total = counts.iter().fold(1usize, |a, &n| a.saturating_mul(n));
+        let mut out = Vec::with_capacity(total.min(1 << 16));
+        let mut choice = vec![0usize; counts.len()];
+        loop {
+            out.push(CrashImage {
+                snapshot: StdArc::clone(&snapshot),
+                choices: choice.clone().into_boxed_slice(),
+            });
+            if !advance(&mut choice, &counts) {
+                return out;
+            }
+        }
+    }
+
+    /// `self.crash_images(opts).len()`, without building the images.
+    pub fn crash_image_count(&self, opts: &CrashOptions) -> usize {
+        let snapshot = self.snapshot(opts);
+        let counts = snapshot.counts();
+        counts.iter().fold(1usize, |a, &n| a.saturating_mul(n))
+    }
+
+    /// One crash image (default options) picked by `chooser`: for every directory and file
+    /// with more than one possible outcome, in the order of [`SimDisk::crash_images`],
+    /// `chooser(n)` picks one of the n outcomes (taken modulo n). Always choosing 0 gives the
+    /// durable state; the choice index order matches `crash_images`' mixed-radix order.
+    pub fn crash_with(&self, chooser: &mut dyn FnMut(usize) -> usize) -> CrashImage {
+        self.crash_with_options(&CrashOptions::default(), chooser)
+    }
+
+    /// [`SimDisk::crash_with`] with explicit [`CrashOptions`].
+    pub fn crash_with_options(
+        &self,
+        opts: &CrashOptions,
+        chooser: &mut dyn FnMut(usize) -> usize,
+    ) -> CrashImage {
+        let snapshot = self.snapshot(opts);
+        let choices = snapshot
+            .counts()
+            .into_iter()
+            .map(|n| if n > 1 { chooser(n) % n } else { 0 })
+            .collect();
+        CrashImage { snapshot, choices }
+    }
+}
