@@ -79,8 +79,8 @@ pub mod event;
 
 // pub mod store;
 
-// pub mod guard;
-// pub mod pipeline;
+pub mod guard;
+pub mod pipeline;
 
 pub mod prelude;
 
