@@ -17,6 +17,51 @@
 //! store.close()?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Typed payloads
+//!
+//! `#[derive(EventPayload)]` (re-exported here next to the trait, like serde's derives) gives
+//! a payload type its fixed [`EventKind`](event::EventKind):
+//!
+//! ```
+//! use batpak::EventPayload;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 0xF, type_id = 1)]
+//! struct OrderPlaced {
+//!     total: u64,
+//! }
+//!
+//! assert_eq!(<OrderPlaced as batpak::EventPayload>::KIND.as_raw(), 0xF001);
+//! ```
+//!
+//! The derive expands to paths under `::batpak`, so it is for crates that depend on batpak;
+//! batpak's own payloads implement the trait by hand. The attribute is checked at compile
+//! time. A reserved category (0x0 system, 0xD effects) is refused:
+//!
+//! ```compile_fail
+//! use batpak::EventPayload;
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 0xD, type_id = 1)]
+//! struct Effect;
+//! ```
+//!
+//! so is a type id that does not fit in 12 bits:
+//!
+//! ```compile_fail
+//! use batpak::EventPayload;
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 0xF, type_id = 0x1000)]
+//! struct TooBig;
+//! ```
+//!
+//! and a missing attribute:
+//!
+//! ```compile_fail
+//! use batpak::EventPayload;
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! struct NoKind;
+//! ```
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -34,10 +79,16 @@ pub mod event;
 
 // pub mod store;
 
-// pub mod guard;
-// pub mod pipeline;
+pub mod guard;
+pub mod pipeline;
 
 pub mod prelude;
 
 pub use batpak_macros::EventPayload;
 pub use event::EventPayload;
+
+/// Paths used by code that batpak's derive macros generate. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

@@ -1,7 +1,10 @@
 //! `use batpak::prelude::*;` brings in what a typical program needs.
 pub use crate::coordinate::{Coordinate, CoordinateError, KindFilter, Region};
 pub use crate::event::{
-    Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain,
-    StoredEvent,
+    Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain, StoredEvent,
+};
+pub use crate::guard::{DecisionTrace, Denial, Gate, GateDecision, GateOutcome, GateSet, Receipt};
+pub use crate::pipeline::{
+    BypassAudit, BypassReason, BypassReceipt, CommitMetadata, Committed, Pipeline, Proposal,
 };
 pub use crate::EventPayload;

@@ -1,5 +1,199 @@
-//! Derive macros for batpak (being written).
+//! Derive macros for [batpak](https://docs.rs/batpak).
+//!
+//! Use them through the `batpak` crate, which re-exports the derive next to the trait of the
+//! same name (the way serde does):
+//!
+//! ```ignore
+//! use batpak::EventPayload;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 0xF, type_id = 1)]
+//! struct OrderPlaced {
+//!     total: u64,
+//! }
+//! ```
+//!
+//! The generated code names `::batpak::event::EventPayload`, so the derive only works in
+//! crates that depend on `batpak`; inside the `batpak` crate itself the `::batpak` path does
+//! not resolve (batpak never derives its own payloads).
+//!
+//! The attribute is checked here, before the `const` evaluation in `EventKind::custom` would
+//! reject it, so a mistake points at the offending token:
+//!
+//! - the `#[batpak(...)]` attribute is required, once;
+//! - `category` and `type_id` are both required, once each, as integer literals;
+//! - `category` must be `0x1..=0xF` and not `0xD` (`0x0` system and `0xD` effects are
+//!   reserved for the store);
+//! - `type_id` must be `0x000..=0xFFF`;
+//! - no other keys are accepted.
+//!
+//! The `compile_fail` examples for these errors live in the `batpak` crate docs (a doc test
+//! here could not depend on `batpak`).
 use proc_macro::TokenStream;
-/// Derives `batpak::EventPayload`.
+use proc_macro2::Span;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{parse_macro_input, DeriveInput, Expr, ExprLit, Lit, LitInt, Meta};
+
+/// Highest category that fits in the 4 category bits of an `EventKind`.
+const CATEGORY_MAX: u64 = 0xF;
+/// Highest type id that fits in the 12 type bits of an `EventKind`.
+const TYPE_ID_MAX: u64 = 0xFFF;
+/// Category of the store's own system events.
+const CATEGORY_SYSTEM: u64 = 0x0;
+/// Category reserved for effects.
+const CATEGORY_EFFECT: u64 = 0xD;
+
+/// Derives `batpak::EventPayload` from `#[batpak(category = C, type_id = T)]`.
+///
+/// Generates `const KIND: EventKind = EventKind::custom(C, T);`. The type must also implement
+/// `serde::Serialize` and `serde::DeserializeOwned` (derive them alongside). Generic types are
+/// supported; the generated impl carries the type's own bounds.
 #[proc_macro_derive(EventPayload, attributes(batpak))]
-pub fn derive_event_payload(_input: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_event_payload(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// The validated contents of `#[batpak(...)]`.
+struct KindAttr {
+    category: u8,
+    type_id: u16,
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let attr = parse_kind_attr(input)?;
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let category = attr.category;
+    let type_id = attr.type_id;
+    // The trait's supertraits (Serialize + DeserializeOwned) hold for a generic type only for
+    // some arguments; bound the impl by them so it exists exactly for those.
+    let mut where_clause = where_clause.cloned();
+    if !input.generics.params.is_empty() {
+        where_clause
+            .get_or_insert_with(|| syn::parse_quote!(where))
+            .predicates
+            .push(syn::parse_quote!(
+                #name #ty_generics: ::batpak::__private::serde::Serialize
+                    + ::batpak::__private::serde::de::DeserializeOwned
+            ));
+    }
+    Ok(quote! {
+        impl #impl_generics ::batpak::event::EventPayload for #name #ty_generics #where_clause {
+            const KIND: ::batpak::event::EventKind =
+                ::batpak::event::EventKind::custom(#category, #type_id);
+        }
+    })
+}
+
+fn parse_kind_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
+    let mut found: Option<&syn::Attribute> = None;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
+        if found.is_some() {
+            return Err(syn::Error::new_spanned(
+                &attr.meta,
+                "duplicate #[batpak(...)] attribute: give category and type_id once",
+            ));
+        }
+        found = Some(attr);
+    }
+    let Some(attr) = found else {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "#[derive(EventPayload)] needs #[batpak(category = <0x1..=0xF>, type_id = <0x0..=0xFFF>)]",
+        ));
+    };
+    if let Meta::Path(path) = &attr.meta {
+        return Err(syn::Error::new(
+            path.span(),
+            "#[batpak] needs arguments: #[batpak(category = .., type_id = ..)]",
+        ));
+    }
+    let mut category: Option<(u64, Span)> = None;
+    let mut type_id: Option<(u64, Span)> = None;
+    attr.parse_nested_meta(|meta| {
+        let slot = if meta.path.is_ident("category") {
+            &mut category
+        } else if meta.path.is_ident("type_id") {
+            &mut type_id
+        } else {
+            return Err(
+                meta.error("unknown key in #[batpak(...)]: expected `category` or `type_id`")
+            );
+        };
+        if slot.is_some() {
+            return Err(meta.error("duplicate key in #[batpak(...)]"));
+        }
+        let lit = int_literal(&meta.value()?.parse::<Expr>()?)?;
+        *slot = Some((lit.base10_parse::<u64>()?, lit.span()));
+        Ok(())
+    })?;
+    let Some((category, category_span)) = category else {
+        return Err(syn::Error::new_spanned(
+            &attr.meta,
+            "#[batpak(...)] is missing `category = ..`",
+        ));
+    };
+    let Some((type_id, type_id_span)) = type_id else {
+        return Err(syn::Error::new_spanned(
+            &attr.meta,
+            "#[batpak(...)] is missing `type_id = ..`",
+        ));
+    };
+    Ok(KindAttr {
+        category: check_category(category, category_span)?,
+        type_id: check_type_id(type_id, type_id_span)?,
+    })
+}
+
+/// Accepts only a plain integer literal (no expressions, constants or negative numbers).
+fn int_literal(expr: &Expr) -> syn::Result<LitInt> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => {
+            if lit.suffix().is_empty() {
+                Ok(lit.clone())
+            } else {
+                Err(syn::Error::new(
+                    lit.span(),
+                    "write the number without a type suffix",
+                ))
+            }
+        }
+        other => Err(syn::Error::new(
+            other.span(),
+            "expected an integer literal such as 0xF or 1",
+        )),
+    }
+}
+
+fn check_category(value: u64, span: Span) -> syn::Result<u8> {
+    if value > CATEGORY_MAX {
+        return Err(syn::Error::new(
+            span,
+            format!("category {value:#x} does not fit in 4 bits: use 0x1..=0xF"),
+        ));
+    }
+    if value == CATEGORY_SYSTEM || value == CATEGORY_EFFECT {
+        return Err(syn::Error::new(
+            span,
+            format!("category {value:#x} is reserved (0x0 system, 0xD effects)"),
+        ));
+    }
+    u8::try_from(value).map_err(|_| syn::Error::new(span, "category out of range"))
+}
+
+fn check_type_id(value: u64, span: Span) -> syn::Result<u16> {
+    if value > TYPE_ID_MAX {
+        return Err(syn::Error::new(
+            span,
+            format!("type_id {value:#x} does not fit in 12 bits: use 0x0..=0xFFF"),
+        ));
+    }
+    u16::try_from(value).map_err(|_| syn::Error::new(span, "type_id out of range"))
+}

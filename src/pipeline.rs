@@ -1,0 +1,354 @@
+//! The gate pipeline: propose, evaluate, then commit through the caller's own write.
+//!
+//! [`Pipeline`] owns a [`GateSet`] and two stages. [`Pipeline::evaluate`] turns a
+//! [`Proposal`] into a [`Receipt`] (or a [`Denial`]); [`Pipeline::commit`] consumes the receipt
+//! and calls the caller's closure, which does the actual write (usually a store append) and
+//! reports what it wrote as [`CommitMetadata`]. The pipeline never touches storage itself.
+//!
+//! [`Pipeline::bypass`] skips the gates for a stated [`BypassReason`] and returns a
+//! [`BypassReceipt`] carrying a [`BypassAudit`] (reason, justification, approver and the gates
+//! skipped), which [`Pipeline::commit_bypass`] carries through to the [`Committed`] record.
+//!
+//! ```
+//! use batpak::prelude::*;
+//!
+//! struct NonEmpty;
+//! impl Gate<String> for NonEmpty {
+//!     fn name(&self) -> &'static str { "non_empty" }
+//!     fn evaluate(&self, s: &String) -> Result<(), Denial> {
+//!         if s.is_empty() { Err(Denial::new("non_empty", "empty")) } else { Ok(()) }
+//!     }
+//! }
+//!
+//! let mut gates = GateSet::new();
+//! gates.push(NonEmpty);
+//! let pipeline = Pipeline::new(gates);
+//! let ctx = "order:1".to_string();
+//! let receipt = pipeline.evaluate(&ctx, Proposal::new(42u32)).map_err(|d| d.to_string())?;
+//! let committed = pipeline.commit(receipt, |payload: &u32| {
+//!     // A real program appends `payload` to the store here.
+//!     Ok::<_, String>(CommitMetadata::new(7, u64::from(*payload), [0; 32]))
+//! })?;
+//! assert_eq!(committed.sequence(), 42);
+//! assert_eq!(committed.gates_passed(), &["non_empty"]);
+//! # Ok::<(), String>(())
+//! ```
+
+use crate::guard::{DecisionTrace, Denial, GateSet, Receipt};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A payload offered for gate evaluation. Holding one proves nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal<T> {
+    payload: T,
+}
+
+impl<T> Proposal<T> {
+    /// Wraps a payload.
+    pub fn new(payload: T) -> Self {
+        Self { payload }
+    }
+
+    /// The wrapped payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// Unwraps the payload.
+    pub fn into_payload(self) -> T {
+        self.payload
+    }
+
+    /// Transforms the payload, keeping it a proposal.
+    pub fn map<U, F: FnOnce(T) -> U>(self, f: F) -> Proposal<U> {
+        Proposal::new(f(self.payload))
+    }
+}
+
+/// What the caller's commit closure wrote: the store's id, sequence and content hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CommitMetadata {
+    event_id: u128,
+    sequence: u64,
+    content_hash: [u8; 32],
+}
+
+impl CommitMetadata {
+    /// Metadata of a written event. (Upstream returns `Result<Self, StoreError>` because it
+    /// also models a "genesis" marker; this crate has none, so every value is valid.)
+    pub const fn new(event_id: u128, sequence: u64, content_hash: [u8; 32]) -> Self {
+        Self {
+            event_id,
+            sequence,
+            content_hash,
+        }
+    }
+
+    /// The written event's id.
+    pub const fn event_id(&self) -> u128 {
+        self.event_id
+    }
+
+    /// The written event's global sequence.
+    pub const fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// blake3 of the written payload bytes.
+    pub const fn content_hash(&self) -> [u8; 32] {
+        self.content_hash
+    }
+
+    /// Same as [`CommitMetadata::content_hash`] (upstream's name).
+    pub const fn hash(&self) -> [u8; 32] {
+        self.content_hash
+    }
+}
+
+/// A payload the commit closure wrote, with what it reported and how it got there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed<T> {
+    payload: T,
+    metadata: CommitMetadata,
+    gates_passed: Vec<&'static str>,
+    bypass_audit: Option<BypassAudit>,
+}
+
+impl<T> Committed<T> {
+    /// The committed payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// What the commit closure reported.
+    pub fn metadata(&self) -> &CommitMetadata {
+        &self.metadata
+    }
+
+    /// The gates that permitted the payload (empty for a bypass).
+    pub fn gates_passed(&self) -> &[&'static str] {
+        &self.gates_passed
+    }
+
+    /// The written event's id.
+    pub fn event_id(&self) -> u128 {
+        self.metadata.event_id
+    }
+
+    /// The written event's global sequence.
+    pub fn sequence(&self) -> u64 {
+        self.metadata.sequence
+    }
+
+    /// blake3 of the written payload bytes.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.metadata.content_hash
+    }
+
+    /// The audit record when the payload bypassed the gates; `None` after evaluation.
+    pub fn bypass_audit(&self) -> Option<&BypassAudit> {
+        self.bypass_audit.as_ref()
+    }
+
+    /// Unwraps the payload.
+    pub fn into_payload(self) -> T {
+        self.payload
+    }
+
+    /// The payload, the metadata and the bypass audit, if any.
+    pub fn into_parts(self) -> (T, CommitMetadata, Option<BypassAudit>) {
+        (self.payload, self.metadata, self.bypass_audit)
+    }
+}
+
+/// A named, justified reason to skip the gates. Implement it on a unit struct and pass a
+/// `&'static` reference, so every bypass in a program is a visible constant.
+pub trait BypassReason: Send + Sync {
+    /// Short, stable name of the reason (recorded as [`BypassAudit::reason`]).
+    fn name(&self) -> &'static str;
+
+    /// Why skipping the gates is acceptable.
+    fn justification(&self) -> &'static str;
+
+    /// Who approved this class of bypass; `None` (the default) if nobody is named.
+    fn approved_by(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The audit record of a bypass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BypassAudit {
+    /// [`BypassReason::name`].
+    pub reason: String,
+    /// [`BypassReason::justification`].
+    pub justification: String,
+    /// [`BypassReason::approved_by`], or the approver set with
+    /// [`BypassReceipt::with_approved_by`].
+    pub approved_by: Option<String>,
+    /// The names of the pipeline's gates that did not run, in order.
+    pub gates_skipped: Vec<String>,
+}
+
+/// A payload that skipped the gates, with its audit record. Made only by
+/// [`Pipeline::bypass`]; not `Clone`.
+#[derive(Debug)]
+pub struct BypassReceipt<T> {
+    payload: T,
+    reason: &'static str,
+    justification: &'static str,
+    approved_by: Option<String>,
+    gates_skipped: Vec<&'static str>,
+}
+
+impl<T> BypassReceipt<T> {
+    /// The payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// The bypass reason's name.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// The bypass reason's justification.
+    pub fn justification(&self) -> &'static str {
+        self.justification
+    }
+
+    /// Who approved the bypass, if anyone is named.
+    pub fn approved_by(&self) -> Option<&str> {
+        self.approved_by.as_deref()
+    }
+
+    /// The gates that did not run, in order.
+    pub fn gates_skipped(&self) -> &[&'static str] {
+        &self.gates_skipped
+    }
+
+    /// Names (or renames) the approver.
+    #[must_use]
+    pub fn with_approved_by(mut self, approver: impl Into<String>) -> Self {
+        self.approved_by = Some(approver.into());
+        self
+    }
+
+    /// The audit record.
+    pub fn audit(&self) -> BypassAudit {
+        BypassAudit {
+            reason: self.reason.to_string(),
+            justification: self.justification.to_string(),
+            approved_by: self.approved_by.clone(),
+            gates_skipped: self.gates_skipped.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    /// Unwraps the payload, dropping the audit record.
+    pub fn into_payload(self) -> T {
+        self.payload
+    }
+
+    /// The payload and the audit record.
+    pub fn into_parts(self) -> (T, BypassAudit) {
+        let audit = self.audit();
+        (self.payload, audit)
+    }
+}
+
+/// Gates, then the caller's commit.
+pub struct Pipeline<Ctx> {
+    gates: GateSet<Ctx>,
+}
+
+impl<Ctx> Pipeline<Ctx> {
+    /// A pipeline over `gates`.
+    pub fn new(gates: GateSet<Ctx>) -> Self {
+        Self { gates }
+    }
+
+    /// The pipeline's gates.
+    pub fn gates(&self) -> &GateSet<Ctx> {
+        &self.gates
+    }
+
+    /// Runs the gates fail-fast ([`GateSet::evaluate`]).
+    ///
+    /// # Errors
+    /// The first [`Denial`].
+    pub fn evaluate<T>(&self, ctx: &Ctx, proposal: Proposal<T>) -> Result<Receipt<T>, Denial> {
+        self.gates.evaluate(ctx, proposal)
+    }
+
+    /// Runs the gates fail-fast and returns the trace too ([`GateSet::evaluate_traced`]).
+    pub fn evaluate_traced<T>(
+        &self,
+        ctx: &Ctx,
+        proposal: Proposal<T>,
+    ) -> (Result<Receipt<T>, Denial>, DecisionTrace) {
+        self.gates.evaluate_traced(ctx, proposal)
+    }
+
+    /// Consumes a receipt and persists its payload through `write`, which returns what it
+    /// wrote. The pipeline does no I/O itself.
+    ///
+    /// # Errors
+    /// Whatever `write` returns; the receipt is consumed either way.
+    pub fn commit<T, E>(
+        &self,
+        receipt: Receipt<T>,
+        write: impl FnOnce(&T) -> Result<CommitMetadata, E>,
+    ) -> Result<Committed<T>, E> {
+        let (payload, gates_passed) = receipt.into_parts();
+        let metadata = write(&payload)?;
+        Ok(Committed {
+            payload,
+            metadata,
+            gates_passed,
+            bypass_audit: None,
+        })
+    }
+
+    /// Skips every gate for `reason`, recording which gates were skipped.
+    pub fn bypass<T>(
+        &self,
+        proposal: Proposal<T>,
+        reason: &'static dyn BypassReason,
+    ) -> BypassReceipt<T> {
+        BypassReceipt {
+            payload: proposal.into_payload(),
+            reason: reason.name(),
+            justification: reason.justification(),
+            approved_by: reason.approved_by().map(str::to_string),
+            gates_skipped: self.gates.names(),
+        }
+    }
+
+    /// Persists a bypassed payload through `write`, keeping the audit record on the result.
+    ///
+    /// # Errors
+    /// Whatever `write` returns.
+    pub fn commit_bypass<T, E>(
+        &self,
+        receipt: BypassReceipt<T>,
+        write: impl FnOnce(&T) -> Result<CommitMetadata, E>,
+    ) -> Result<Committed<T>, E> {
+        let (payload, audit) = receipt.into_parts();
+        let metadata = write(&payload)?;
+        Ok(Committed {
+            payload,
+            metadata,
+            gates_passed: Vec::new(),
+            bypass_audit: Some(audit),
+        })
+    }
+}
+
+impl<Ctx> fmt::Debug for Pipeline<Ctx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("gates", &self.gates)
+            .finish()
+    }
+}
