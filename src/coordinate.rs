@@ -243,14 +243,35 @@ mod tests {
 
     #[test]
     fn bad_coordinates_are_refused() {
-        assert!(matches!(Coordinate::new("", "s"), Err(CoordinateError::Empty { part: "entity" })));
-        assert!(matches!(Coordinate::new("e", ""), Err(CoordinateError::Empty { part: "scope" })));
-        assert!(matches!(Coordinate::new("a/b", "s"), Err(CoordinateError::Forbidden { .. })));
-        assert!(matches!(Coordinate::new("a..b", "s"), Err(CoordinateError::Forbidden { .. })));
-        assert!(matches!(Coordinate::new("a\0", "s"), Err(CoordinateError::Forbidden { .. })));
-        assert!(matches!(Coordinate::new("a\n", "s"), Err(CoordinateError::Forbidden { .. })));
+        assert!(matches!(
+            Coordinate::new("", "s"),
+            Err(CoordinateError::Empty { part: "entity" })
+        ));
+        assert!(matches!(
+            Coordinate::new("e", ""),
+            Err(CoordinateError::Empty { part: "scope" })
+        ));
+        assert!(matches!(
+            Coordinate::new("a/b", "s"),
+            Err(CoordinateError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            Coordinate::new("a..b", "s"),
+            Err(CoordinateError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            Coordinate::new("a\0", "s"),
+            Err(CoordinateError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            Coordinate::new("a\n", "s"),
+            Err(CoordinateError::Forbidden { .. })
+        ));
         let long = "x".repeat(1025);
-        assert!(matches!(Coordinate::new(&long, "s"), Err(CoordinateError::TooLong { .. })));
+        assert!(matches!(
+            Coordinate::new(&long, "s"),
+            Err(CoordinateError::TooLong { .. })
+        ));
         assert!(Coordinate::new("x".repeat(1024), "s").is_ok());
     }
 

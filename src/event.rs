@@ -28,7 +28,10 @@ impl fmt::Display for EventKindError {
             Self::CategoryOutOfRange(c) => write!(f, "event kind category {c:#x} exceeds 0xF"),
             Self::TypeIdOutOfRange(t) => write!(f, "event kind type id {t:#x} exceeds 0xFFF"),
             Self::ReservedCategory(c) => {
-                write!(f, "event kind category {c:#x} is reserved (0x0 system, 0xD effects)")
+                write!(
+                    f,
+                    "event kind category {c:#x} is reserved (0x0 system, 0xD effects)"
+                )
             }
         }
     }
@@ -54,7 +57,9 @@ impl EventKind {
     pub const fn custom(category: u8, type_id: u16) -> EventKind {
         match Self::try_custom(category, type_id) {
             Ok(kind) => kind,
-            Err(_) => panic!("invalid EventKind: category must be 0x1..=0xF except 0xD, type id <= 0xFFF"),
+            Err(_) => {
+                panic!("invalid EventKind: category must be 0x1..=0xF except 0xD, type id <= 0xFFF")
+            }
         }
     }
 
@@ -193,9 +198,21 @@ mod tests {
 
     #[test]
     fn reserved_and_out_of_range_kinds_are_refused() {
-        assert_eq!(EventKind::try_custom(0, 1), Err(EventKindError::ReservedCategory(0)));
-        assert_eq!(EventKind::try_custom(0xD, 1), Err(EventKindError::ReservedCategory(0xD)));
-        assert_eq!(EventKind::try_custom(0x10, 1), Err(EventKindError::CategoryOutOfRange(0x10)));
-        assert_eq!(EventKind::try_custom(1, 0x1000), Err(EventKindError::TypeIdOutOfRange(0x1000)));
+        assert_eq!(
+            EventKind::try_custom(0, 1),
+            Err(EventKindError::ReservedCategory(0))
+        );
+        assert_eq!(
+            EventKind::try_custom(0xD, 1),
+            Err(EventKindError::ReservedCategory(0xD))
+        );
+        assert_eq!(
+            EventKind::try_custom(0x10, 1),
+            Err(EventKindError::CategoryOutOfRange(0x10))
+        );
+        assert_eq!(
+            EventKind::try_custom(1, 0x1000),
+            Err(EventKindError::TypeIdOutOfRange(0x1000))
+        );
     }
 }

@@ -69,15 +69,16 @@ pub mod sync;
 
 pub mod env;
 
-// pub mod codec;
+pub mod codec;
 pub mod coordinate;
+pub mod error;
 pub mod event;
-// pub mod log;
+pub mod log;
 
-// pub mod index;
-// pub mod writer;
+pub mod index;
+pub mod writer;
 
-// pub mod store;
+pub mod store;
 
 pub mod guard;
 pub mod pipeline;

@@ -1,10 +1,17 @@
 //! `use batpak::prelude::*;` brings in what a typical program needs.
 pub use crate::coordinate::{Coordinate, CoordinateError, KindFilter, Region};
+pub use crate::error::{BatchStage, StoreError};
 pub use crate::event::{
     Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain, StoredEvent,
 };
 pub use crate::guard::{DecisionTrace, Denial, Gate, GateDecision, GateOutcome, GateSet, Receipt};
+pub use crate::index::IndexEntry;
 pub use crate::pipeline::{
     BypassAudit, BypassReason, BypassReceipt, CommitMetadata, Committed, Pipeline, Proposal,
+};
+pub use crate::store::{
+    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
+    Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode, VisibilityFence,
+    WriterPressure,
 };
 pub use crate::EventPayload;

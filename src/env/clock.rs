@@ -107,7 +107,9 @@ fn uuid_v7(now_us: i64, rand: u128) -> u128 {
 
 impl IdSource for RandomIds {
     fn next_id(&self, now_us: i64) -> u128 {
-        let s = self.state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let s = self
+            .state
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         let a = splitmix(s);
         let b = splitmix(s ^ 0xD6E8_FEB8_6659_FD93);
         uuid_v7(now_us, ((a as u128) << 64) | b as u128)

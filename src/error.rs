@@ -1,0 +1,325 @@
+//! `StoreError`: every error the store can produce. Each variant names what and where.
+//!
+//! Write errors are either **definite** (nothing was or will ever become visible) or
+//! **indeterminate** ([`StoreError::OutcomeUnknown`], [`StoreError::WriterCrashed`]): the
+//! write may or may not survive, but it still obeys the atomicity invariants
+//! (INV-DEFINITE-ERRORS). [`StoreError::is_definite`] tells which.
+
+use crate::coordinate::CoordinateError;
+use crate::log::RecoveryError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Stage of batch processing when a batch failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchStage {
+    /// Pre-write checks (size, CAS, idempotency, causation, fence state).
+    Validation,
+    /// Payload serialisation.
+    Encoding,
+    /// Segment file write.
+    Writing,
+    /// fsync.
+    Syncing,
+    /// In-memory index update.
+    Indexing,
+}
+
+/// Every error the store can produce.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file-system or OS-level I/O failure (with the path and operation where known).
+    Io(std::io::Error),
+    /// An I/O failure on a named file.
+    IoAt {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An invalid coordinate.
+    Coordinate(CoordinateError),
+    /// MessagePack (de)serialisation failed.
+    Serialization(Box<dyn std::error::Error + Send + Sync>),
+    /// CRC mismatch reading a frame.
+    CrcMismatch {
+        /// Segment id.
+        segment_id: u64,
+        /// Byte offset of the frame.
+        offset: u64,
+    },
+    /// Damage that is not a torn tail: `open` refuses the store (INV-CORRUPTION-FAILS-CLOSED).
+    CorruptSegment {
+        /// Segment id (or `u64::MAX` if the damage is outside a segment).
+        segment_id: u64,
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No visible event has this id.
+    NotFound(u128),
+    /// CAS failed: the entity's clock (number of written events) is not the expected one.
+    SequenceMismatch {
+        /// Entity.
+        entity: String,
+        /// What the caller expected.
+        expected: u32,
+        /// What the entity has.
+        actual: u32,
+    },
+    /// The writer thread is gone; the outcome of an in-flight write is unknown.
+    WriterCrashed,
+    /// A `StoreConfig` value is invalid.
+    Configuration(String),
+    /// A visibility fence is open: unfenced writes and a second fence are refused.
+    VisibilityFenceActive,
+    /// The fence named is not the open one.
+    VisibilityFenceNotActive,
+    /// The fence was cancelled; its writes never become visible.
+    VisibilityFenceCancelled,
+    /// A batch failed at one item.
+    BatchFailed {
+        /// Index of the failing item (0-based).
+        item_index: usize,
+        /// Stage.
+        stage: BatchStage,
+        /// Cause.
+        source: Box<StoreError>,
+    },
+    /// Another `Store` owns the directory (INV-EXCLUSIVE).
+    StoreLocked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// An idempotency key was reused for a different entity, kind or payload (INV-IDEMPOTENT).
+    IdempotencyConflict {
+        /// The key.
+        key: u128,
+        /// The event first written with it.
+        original_event_id: u128,
+        /// What differs.
+        detail: String,
+    },
+    /// A causation id names no earlier event (INV-CAUSAL).
+    UnknownCausation {
+        /// The causation id.
+        causation_id: u128,
+    },
+    /// A payload, batch or frame exceeds a configured limit.
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Indeterminate outcome: an I/O failure happened while the write was in flight; it may
+    /// or may not survive a restart (but never partially). The store refuses writes until
+    /// reopened.
+    OutcomeUnknown {
+        /// What failed.
+        detail: String,
+    },
+    /// An earlier I/O failure latched the writer; reopen the store (definite: nothing written).
+    WriterLatched {
+        /// The failure that latched it.
+        detail: String,
+    },
+    /// The writer queue is past its threshold: retry later (definite: nothing written).
+    Backpressure {
+        /// Commands queued.
+        queued: usize,
+        /// The threshold.
+        threshold: usize,
+    },
+    /// A wait ended before its condition held.
+    Timeout {
+        /// What was awaited.
+        what: String,
+    },
+    /// Two payload types claim the same event kind.
+    DuplicateEventKind {
+        /// The kind.
+        kind: crate::event::EventKind,
+        /// The type registered first.
+        first: &'static str,
+        /// The type registered second.
+        second: &'static str,
+    },
+    /// The store is closed.
+    Closed,
+}
+
+impl StoreError {
+    /// Whether the error is definite: nothing was or will ever become visible from the call
+    /// (INV-DEFINITE-ERRORS). `false` for [`StoreError::OutcomeUnknown`] and
+    /// [`StoreError::WriterCrashed`].
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, Self::OutcomeUnknown { .. } | Self::WriterCrashed)
+            && !matches!(self, Self::BatchFailed { source, .. } if !source.is_definite())
+    }
+
+    /// Whether retrying later may succeed (backpressure).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backpressure { .. })
+    }
+
+    pub(crate) fn ser(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Serialization(Box::new(e))
+    }
+
+    pub(crate) fn from_recovery(e: RecoveryError) -> Self {
+        match e {
+            RecoveryError::Io { path, op, source } => Self::IoAt { path, op, source },
+            RecoveryError::Corruption {
+                file,
+                offset,
+                detail,
+            } => {
+                let segment_id = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(crate::log::segment::parse_segment_file_name)
+                    .unwrap_or(u64::MAX);
+                Self::CorruptSegment {
+                    segment_id,
+                    file,
+                    offset,
+                    detail,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::IoAt { path, op, source } => {
+                write!(f, "I/O error: {op} {}: {source}", path.display())
+            }
+            Self::Coordinate(e) => write!(f, "coordinate error: {e}"),
+            Self::Serialization(e) => write!(f, "serialization error: {e}"),
+            Self::CrcMismatch { segment_id, offset } => {
+                write!(f, "CRC mismatch in segment {segment_id} at offset {offset}")
+            }
+            Self::CorruptSegment {
+                file,
+                offset,
+                detail,
+                ..
+            } => write!(
+                f,
+                "corrupt log: {} at offset {offset}: {detail}",
+                file.display()
+            ),
+            Self::NotFound(id) => write!(f, "event {id:032x} not found"),
+            Self::SequenceMismatch {
+                entity,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "CAS failed for entity {entity}: expected clock {expected}, entity is at {actual}"
+            ),
+            Self::WriterCrashed => write!(f, "writer thread is gone; outcome unknown"),
+            Self::Configuration(m) => write!(f, "invalid config: {m}"),
+            Self::VisibilityFenceActive => write!(f, "a visibility fence is active"),
+            Self::VisibilityFenceNotActive => {
+                write!(f, "no matching visibility fence is active")
+            }
+            Self::VisibilityFenceCancelled => {
+                write!(f, "visibility fence was cancelled before publish")
+            }
+            Self::BatchFailed {
+                item_index,
+                stage,
+                source,
+            } => write!(
+                f,
+                "batch failed at item {item_index} during {stage:?}: {source}"
+            ),
+            Self::StoreLocked { dir } => {
+                write!(
+                    f,
+                    "store directory {} is locked by another handle",
+                    dir.display()
+                )
+            }
+            Self::IdempotencyConflict {
+                key,
+                original_event_id,
+                detail,
+            } => write!(
+                f,
+                "idempotency key {key:032x} was used by event {original_event_id:032x}: {detail}"
+            ),
+            Self::UnknownCausation { causation_id } => {
+                write!(f, "causation id {causation_id:032x} names no earlier event")
+            }
+            Self::TooLarge { what, size, max } => {
+                write!(f, "{what} of {size} bytes exceeds the limit {max}")
+            }
+            Self::OutcomeUnknown { detail } => {
+                write!(f, "write outcome unknown after I/O failure: {detail}")
+            }
+            Self::WriterLatched { detail } => write!(
+                f,
+                "writes refused after an earlier I/O failure ({detail}); reopen the store"
+            ),
+            Self::Backpressure { queued, threshold } => write!(
+                f,
+                "writer queue has {queued} commands (threshold {threshold}); retry later"
+            ),
+            Self::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            Self::DuplicateEventKind {
+                kind,
+                first,
+                second,
+            } => write!(
+                f,
+                "event kind {kind} is claimed by both {first} and {second}"
+            ),
+            Self::Closed => write!(f, "the store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::IoAt { source, .. } => Some(source),
+            Self::Coordinate(e) => Some(e),
+            Self::Serialization(e) => Some(e.as_ref()),
+            Self::BatchFailed { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<CoordinateError> for StoreError {
+    fn from(e: CoordinateError) -> Self {
+        Self::Coordinate(e)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<crate::event::EventKindError> for StoreError {
+    fn from(e: crate::event::EventKindError) -> Self {
+        Self::Configuration(e.to_string())
+    }
+}

@@ -1,0 +1,335 @@
+//! The in-memory index readers query. Only visible events are in it, in publish order (which
+//! is sequence order: units are contiguous in the log, and a fence refuses unfenced writes).
+//!
+//! The writer publishes a whole group under one write lock, so a reader holding the read lock
+//! sees a prefix of the publish order, never half a batch or fence (INV-READ-ISOLATION); the
+//! index only ever grows (INV-MONOTONE-VISIBLE).
+
+use crate::coordinate::{Coordinate, Region};
+use crate::event::{EventKind, HashChain};
+use crate::log::DiskPos;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A cheap hasher for keys that are already well mixed (UUIDv7 ids, small integers).
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // splitmix finaliser: good avalanche for sequential or timestamp-prefixed keys.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut a = [0u8; 8];
+            a[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                self.0.rotate_left(29) ^ u64::from_le_bytes(a).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = self.0.rotate_left(29)
+            ^ (i as u64)
+            ^ ((i >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = self.0.rotate_left(29) ^ i;
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+}
+
+/// HashMap keyed by well-mixed integers.
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// What a query returns for each event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Event id.
+    pub event_id: u128,
+    /// Correlation id.
+    pub correlation_id: u128,
+    /// Causation id.
+    pub causation_id: Option<u128>,
+    /// Coordinate.
+    pub coord: Coordinate,
+    /// Kind.
+    pub kind: EventKind,
+    /// Wall-clock milliseconds.
+    pub wall_ms: u64,
+    /// Entity clock.
+    pub clock: u32,
+    /// Hash chain link.
+    pub hash_chain: HashChain,
+    /// Where the frame is.
+    pub disk_pos: DiskPos,
+    /// Global sequence.
+    pub global_sequence: u64,
+}
+
+/// Compact internal form of an index entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub event_id: u128,
+    pub correlation_id: u128,
+    pub causation_id: Option<u128>,
+    pub hash_chain: HashChain,
+    pub seq: u64,
+    pub timestamp_us: i64,
+    pub disk_pos: DiskPos,
+    pub clock: u32,
+    pub kind: EventKind,
+    pub coord: u32,
+}
+
+/// The index.
+#[derive(Debug, Default)]
+pub struct Index {
+    slots: Vec<Slot>,
+    by_id: IdMap<u128, u32>,
+    coords: Vec<Coordinate>,
+    by_entity: HashMap<Box<str>, Vec<u32>>,
+    by_scope: HashMap<Box<str>, Vec<u32>>,
+    by_kind: IdMap<u16, Vec<u32>>,
+    by_correlation: IdMap<u128, Vec<u32>>,
+    effects: IdMap<u128, Vec<u32>>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of visible events.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no event is visible.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Sequence of the last visible event.
+    pub fn last_visible_seq(&self) -> Option<u64> {
+        self.slots.last().map(|s| s.seq)
+    }
+
+    /// Copies coordinates the writer interned since the last call (ids are shared).
+    pub(crate) fn sync_coords(&mut self, coords: &[Coordinate]) {
+        if let Some(new) = coords.get(self.coords.len()..) {
+            self.coords.extend_from_slice(new);
+        }
+    }
+
+    /// Makes `slot` visible. Slots must come in increasing sequence order.
+    pub(crate) fn publish(&mut self, slot: Slot) {
+        debug_assert!(
+            self.slots.last().is_none_or(|l| l.seq < slot.seq),
+            "INV-READ-ISOLATION: publish order must be sequence order"
+        );
+        let pos = self.slots.len() as u32;
+        let Some(coord) = self.coords.get(slot.coord as usize) else {
+            return;
+        };
+        if let Some(v) = self.by_entity.get_mut(coord.entity()) {
+            v.push(pos);
+        } else {
+            self.by_entity.insert(coord.entity().into(), vec![pos]);
+        }
+        if let Some(v) = self.by_scope.get_mut(coord.scope()) {
+            v.push(pos);
+        } else {
+            self.by_scope.insert(coord.scope().into(), vec![pos]);
+        }
+        self.by_kind
+            .entry(slot.kind.as_raw())
+            .or_default()
+            .push(pos);
+        self.by_id.insert(slot.event_id, pos);
+        if slot.correlation_id != slot.event_id {
+            self.by_correlation
+                .entry(slot.correlation_id)
+                .or_default()
+                .push(pos);
+        }
+        if let Some(c) = slot.causation_id {
+            self.effects.entry(c).or_default().push(pos);
+        }
+        self.slots.push(slot);
+    }
+
+    fn entry(&self, pos: u32) -> Option<IndexEntry> {
+        let s = self.slots.get(pos as usize)?;
+        Some(IndexEntry {
+            event_id: s.event_id,
+            correlation_id: s.correlation_id,
+            causation_id: s.causation_id,
+            coord: self.coords.get(s.coord as usize)?.clone(),
+            kind: s.kind,
+            wall_ms: (s.timestamp_us.max(0) / 1000) as u64,
+            clock: s.clock,
+            hash_chain: s.hash_chain,
+            disk_pos: s.disk_pos,
+            global_sequence: s.seq,
+        })
+    }
+
+    fn entries(&self, positions: &[u32]) -> Vec<IndexEntry> {
+        positions.iter().filter_map(|&p| self.entry(p)).collect()
+    }
+
+    /// The visible event with this id.
+    pub fn get(&self, event_id: u128) -> Option<IndexEntry> {
+        self.by_id.get(&event_id).and_then(|&p| self.entry(p))
+    }
+
+    /// Whether an event with this id is visible.
+    pub fn contains(&self, event_id: u128) -> bool {
+        self.by_id.contains_key(&event_id)
+    }
+
+    /// The entity's visible events, oldest first.
+    pub fn stream(&self, entity: &str) -> Vec<IndexEntry> {
+        self.by_entity
+            .get(entity)
+            .map(|v| self.entries(v))
+            .unwrap_or_default()
+    }
+
+    /// The scope's visible events, in order.
+    pub fn by_scope(&self, scope: &str) -> Vec<IndexEntry> {
+        self.by_scope
+            .get(scope)
+            .map(|v| self.entries(v))
+            .unwrap_or_default()
+    }
+
+    /// Visible events of one kind, in order.
+    pub fn by_fact(&self, kind: EventKind) -> Vec<IndexEntry> {
+        self.by_kind
+            .get(&kind.as_raw())
+            .map(|v| self.entries(v))
+            .unwrap_or_default()
+    }
+
+    /// Visible events selected by `region`, in order. Uses the narrowest list available.
+    pub fn query(&self, region: &Region) -> Vec<IndexEntry> {
+        let keep = |p: &&u32| {
+            self.slots.get(**p as usize).is_some_and(|s| {
+                self.coords
+                    .get(s.coord as usize)
+                    .is_some_and(|c| region.matches(c, s.kind, s.clock))
+            })
+        };
+        let from_list = |v: &Vec<u32>| -> Vec<IndexEntry> {
+            v.iter()
+                .filter(keep)
+                .filter_map(|&p| self.entry(p))
+                .collect()
+        };
+        if let Some(scope) = &region.scope {
+            return self
+                .by_scope
+                .get(scope.as_str())
+                .map(from_list)
+                .unwrap_or_default();
+        }
+        if let crate::coordinate::KindFilter::Exact(k) = region.fact {
+            return self
+                .by_kind
+                .get(&k.as_raw())
+                .map(from_list)
+                .unwrap_or_default();
+        }
+        if let Some(prefix) = &region.entity_prefix {
+            if let Some(v) = self.by_entity.get(prefix.as_str()) {
+                // Exact entity; children (prefix:...) need the full scan below.
+                let has_children = self
+                    .by_entity
+                    .keys()
+                    .any(|e| e.len() > prefix.len() && region.matches_entity(e));
+                if !has_children {
+                    return from_list(v);
+                }
+            }
+        }
+        (0..self.slots.len() as u32)
+            .filter(|p| keep(&p))
+            .filter_map(|p| self.entry(p))
+            .collect()
+    }
+
+    /// Visible events naming `event_id` as their cause, in order.
+    pub fn effects(&self, event_id: u128) -> Vec<IndexEntry> {
+        self.effects
+            .get(&event_id)
+            .map(|v| self.entries(v))
+            .unwrap_or_default()
+    }
+
+    /// Visible events of one correlation, in order (the root included).
+    pub fn correlated(&self, correlation_id: u128) -> Vec<IndexEntry> {
+        let mut out: Vec<u32> = Vec::new();
+        if let Some(&p) = self.by_id.get(&correlation_id) {
+            if self
+                .slots
+                .get(p as usize)
+                .is_some_and(|s| s.correlation_id == correlation_id)
+            {
+                out.push(p);
+            }
+        }
+        if let Some(v) = self.by_correlation.get(&correlation_id) {
+            out.extend_from_slice(v);
+        }
+        out.sort_unstable();
+        self.entries(&out)
+    }
+
+    /// The entity's visible events before `event_id`, newest first, at most `limit`.
+    pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        let Some(&pos) = self.by_id.get(&event_id) else {
+            return Vec::new();
+        };
+        let Some(slot) = self.slots.get(pos as usize) else {
+            return Vec::new();
+        };
+        let Some(coord) = self.coords.get(slot.coord as usize) else {
+            return Vec::new();
+        };
+        let Some(list) = self.by_entity.get(coord.entity()) else {
+            return Vec::new();
+        };
+        let Ok(at) = list.binary_search(&pos) else {
+            return Vec::new();
+        };
+        list.get(..at)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|&p| self.entry(p))
+            .collect()
+    }
+
+    /// Number of distinct entities with visible events.
+    pub fn entity_count(&self) -> usize {
+        self.by_entity.len()
+    }
+
+    /// Number of distinct scopes with visible events.
+    pub fn scope_count(&self) -> usize {
+        self.by_scope.len()
+    }
+}

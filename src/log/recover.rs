@@ -1,0 +1,444 @@
+//! Recovery: scan every segment in order, hand each valid record to a visitor, and classify
+//! damage.
+//!
+//! * Damage after which no valid record exists anywhere in the log is a **torn tail**: the
+//!   bytes from the damage on are cut off on disk (truncate + sync; later, record-less segment
+//!   files are removed + directory sync), so no later session sees them
+//!   (INV-RECOVERY-IDEMPOTENT).
+//! * Damage followed by a valid record (in the same segment or a later one), a valid frame with
+//!   the wrong sequence, or a segment header that disagrees with its name or with the sequence
+//!   is **corruption**: recovery fails with the file and offset, and nothing is dropped
+//!   (INV-CORRUPTION-FAILS-CLOSED).
+//!
+//! Recovery streams through segments with a bounded buffer (it never holds more than one
+//! read window plus one frame of at most the maximum frame size).
+
+use super::record::Record;
+use super::segment::{
+    decode_header, parse_segment_file_name, segment_file_name, DiskPos, SEGMENT_HEADER_BYTES,
+};
+use crate::codec::{self, DecodeError, FRAME_HEADER_BYTES};
+use crate::env::{Disk, DiskFile};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Read window size.
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// A torn tail that recovery cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file that held the damage.
+    pub file: PathBuf,
+    /// Where the damage started (the file now ends here).
+    pub offset: u64,
+    /// How many bytes were cut from that file.
+    pub cut_bytes: u64,
+    /// What the damage was.
+    pub reason: String,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files scanned.
+    pub segments: usize,
+    /// Valid records handed to the visitor.
+    pub records: u64,
+    /// The sequence the next record must take.
+    pub next_seq: u64,
+    /// The last segment (id, length in bytes) to continue writing in, if any remains.
+    pub active: Option<(u64, u64)>,
+    /// The torn tail that was cut, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Segment files removed because they held no record after a torn tail.
+    pub removed_segments: Vec<PathBuf>,
+}
+
+/// Why recovery failed.
+#[derive(Debug)]
+pub enum RecoveryError {
+    /// An I/O operation failed.
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// Damage that is not a torn tail (INV-CORRUPTION-FAILS-CLOSED).
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, op, source } => {
+                write!(
+                    f,
+                    "I/O error during recovery: {op} {}: {source}",
+                    path.display()
+                )
+            }
+            Self::Corruption {
+                file,
+                offset,
+                detail,
+            } => write!(
+                f,
+                "corruption in {} at offset {offset}: {detail}",
+                file.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Corruption { .. } => None,
+        }
+    }
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> RecoveryError + 'a {
+    move |source| RecoveryError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// One damage point found while scanning.
+struct Damage {
+    offset: u64,
+    reason: String,
+}
+
+/// Reads `len` bytes at `offset` (fewer at EOF).
+fn read_exact_at(file: &dyn DiskFile, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let Some(rest) = buf.get_mut(done..) else {
+            break;
+        };
+        let n = file.read_at(offset + done as u64, rest)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Recovers the log in `dir`: every valid record is handed to `visit` in sequence order; a
+/// torn tail is cut on disk. `visit` may refuse a record (for example a broken entity chain),
+/// which fails recovery as corruption at that record's position.
+pub fn recover(
+    disk: &dyn Disk,
+    dir: &Path,
+    frame_max: u32,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+) -> Result<RecoveryReport, RecoveryError> {
+    recover_impl(disk, dir, frame_max, visit, true)
+}
+
+/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail is classified but left on
+/// disk, so the next session appends after it.
+#[doc(hidden)]
+pub fn recover_without_cutting(
+    disk: &dyn Disk,
+    dir: &Path,
+    frame_max: u32,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+) -> Result<RecoveryReport, RecoveryError> {
+    recover_impl(disk, dir, frame_max, visit, false)
+}
+
+fn recover_impl(
+    disk: &dyn Disk,
+    dir: &Path,
+    frame_max: u32,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+    cut: bool,
+) -> Result<RecoveryReport, RecoveryError> {
+    let _span = tracing::info_span!("recover", dir = %dir.display()).entered();
+    let names = disk.list(dir).map_err(io_err(dir, "list"))?;
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    ids.sort_unstable();
+    let mut report = RecoveryReport::default();
+    let mut buf: Vec<u8> = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let path = dir.join(segment_file_name(id));
+        let file = disk.open(&path, false).map_err(io_err(&path, "open"))?;
+        report.segments += 1;
+        let scanned = scan_segment(&*file, &path, id, frame_max, &mut report, &mut buf, visit)?;
+        let file_len = file.len().map_err(io_err(&path, "len"))?;
+        drop(file);
+        match scanned {
+            None => report.active = Some((id, file_len)),
+            Some(damage) if !cut => {
+                report.active = Some((id, file_len));
+                report.torn_tail = Some(TornTail {
+                    file: path,
+                    offset: damage.offset,
+                    cut_bytes: 0,
+                    reason: damage.reason,
+                });
+                return Ok(report);
+            }
+            Some(damage) => {
+                let later: &[u64] = ids.get(i + 1..).unwrap_or(&[]);
+                return cut_torn_tail(
+                    disk, dir, id, &path, file_len, damage, later, frame_max, report,
+                );
+            }
+        }
+    }
+    tracing::info!(
+        segments = report.segments,
+        records = report.records,
+        next_seq = report.next_seq,
+        "recovery scanned the log"
+    );
+    Ok(report)
+}
+
+/// Scans one segment, visiting its records. Returns the first damage, if any.
+#[allow(clippy::too_many_arguments)]
+fn scan_segment(
+    file: &dyn DiskFile,
+    path: &Path,
+    id: u64,
+    frame_max: u32,
+    report: &mut RecoveryReport,
+    buf: &mut Vec<u8>,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+) -> Result<Option<Damage>, RecoveryError> {
+    let corrupt = |offset: u64, detail: String| RecoveryError::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        detail,
+    };
+    let file_len = file.len().map_err(io_err(path, "len"))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let got = read_exact_at(file, 0, &mut header).map_err(io_err(path, "read header"))?;
+    let h = match decode_header(header.get(..got).unwrap_or(&[])) {
+        Ok(h) => h,
+        Err(reason) => {
+            return Ok(Some(Damage {
+                offset: 0,
+                reason: format!("segment header: {reason}"),
+            }))
+        }
+    };
+    if h.segment_id != id {
+        return Err(corrupt(
+            0,
+            format!(
+                "header names segment {} but the file is segment {id}",
+                h.segment_id
+            ),
+        ));
+    }
+    if h.first_seq != report.next_seq {
+        return Err(corrupt(
+            0,
+            format!(
+                "segment starts at sequence {} but the log continues at {}",
+                h.first_seq, report.next_seq
+            ),
+        ));
+    }
+    // Window over the file: buf holds bytes [win_start, win_start + buf.len()).
+    let mut win_start = SEGMENT_HEADER_BYTES as u64;
+    buf.clear();
+    let mut pos = win_start; // next frame offset
+    loop {
+        if pos >= file_len {
+            return Ok(None);
+        }
+        let rel = (pos - win_start) as usize;
+        let decoded = codec::decode(buf.get(rel..).unwrap_or(&[]), frame_max);
+        match decoded {
+            Ok((record, used)) => {
+                if record.seq != report.next_seq {
+                    return Err(corrupt(
+                        pos,
+                        format!(
+                            "record has sequence {} where {} was expected",
+                            record.seq, report.next_seq
+                        ),
+                    ));
+                }
+                let dp = DiskPos {
+                    segment_id: id,
+                    offset: pos,
+                    length: used as u32,
+                };
+                visit(&record, dp).map_err(|detail| corrupt(pos, detail))?;
+                report.records += 1;
+                report.next_seq += 1;
+                pos += used as u64;
+            }
+            Err(DecodeError::Incomplete { needed, .. }) if pos + needed <= file_len => {
+                // Refill: the window holds too little; slide it to `pos`.
+                let want = (needed as usize)
+                    .max(WINDOW_BYTES)
+                    .min((file_len - pos) as usize);
+                buf.resize(want, 0);
+                let got = read_exact_at(file, pos, buf).map_err(io_err(path, "read"))?;
+                buf.truncate(got);
+                win_start = pos;
+                if got < needed as usize {
+                    return Ok(Some(Damage {
+                        offset: pos,
+                        reason: format!("short read: {got} of {needed} bytes"),
+                    }));
+                }
+            }
+            Err(e) => {
+                return Ok(Some(Damage {
+                    offset: pos,
+                    reason: e.to_string(),
+                }))
+            }
+        }
+    }
+}
+
+/// Whether a valid frame with sequence >= `min_seq` starts anywhere in `[from, len)`.
+fn valid_frame_after(
+    file: &dyn DiskFile,
+    path: &Path,
+    from: u64,
+    min_seq: u64,
+    frame_max: u32,
+) -> Result<Option<u64>, RecoveryError> {
+    let len = file.len().map_err(io_err(path, "len"))?;
+    let mut window: Vec<u8> = Vec::new();
+    let mut win_start = from;
+    let mut frame_buf: Vec<u8> = Vec::new();
+    let mut off = from;
+    while off + (FRAME_HEADER_BYTES as u64) < len {
+        let rel = off.saturating_sub(win_start) as usize;
+        if off < win_start || rel + FRAME_HEADER_BYTES > window.len() {
+            let want = WINDOW_BYTES.min((len - off) as usize);
+            window.resize(want, 0);
+            let got = read_exact_at(file, off, &mut window).map_err(io_err(path, "read"))?;
+            window.truncate(got);
+            win_start = off;
+            continue;
+        }
+        let here = window.get(rel..).unwrap_or(&[]);
+        if let Ok(flen) = codec::peek_len(here, frame_max) {
+            let total = FRAME_HEADER_BYTES + flen as usize;
+            if off + total as u64 <= len {
+                let candidate: &[u8] = if here.len() >= total {
+                    here
+                } else {
+                    frame_buf.resize(total, 0);
+                    let got =
+                        read_exact_at(file, off, &mut frame_buf).map_err(io_err(path, "read"))?;
+                    frame_buf.get(..got).unwrap_or(&[])
+                };
+                if let Ok((r, _)) = codec::decode(candidate, frame_max) {
+                    if r.seq >= min_seq {
+                        return Ok(Some(off));
+                    }
+                }
+            }
+        }
+        off += 1;
+    }
+    Ok(None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cut_torn_tail(
+    disk: &dyn Disk,
+    dir: &Path,
+    id: u64,
+    path: &Path,
+    file_len: u64,
+    damage: Damage,
+    later: &[u64],
+    frame_max: u32,
+    mut report: RecoveryReport,
+) -> Result<RecoveryReport, RecoveryError> {
+    let min_seq = report.next_seq;
+    // Is anything valid after the damage? Then it is corruption, not a torn tail.
+    {
+        let file = disk.open(path, false).map_err(io_err(path, "open"))?;
+        if let Some(at) = valid_frame_after(&*file, path, damage.offset + 1, min_seq, frame_max)? {
+            return Err(RecoveryError::Corruption {
+                file: path.to_path_buf(),
+                offset: damage.offset,
+                detail: format!("{}; a valid record follows at offset {at}", damage.reason),
+            });
+        }
+    }
+    for &lid in later {
+        let lpath = dir.join(segment_file_name(lid));
+        let file = disk.open(&lpath, false).map_err(io_err(&lpath, "open"))?;
+        if let Some(at) = valid_frame_after(&*file, &lpath, 0, min_seq, frame_max)? {
+            return Err(RecoveryError::Corruption {
+                file: path.to_path_buf(),
+                offset: damage.offset,
+                detail: format!(
+                    "{}; valid records follow in {} at offset {at}",
+                    damage.reason,
+                    lpath.display()
+                ),
+            });
+        }
+    }
+    tracing::warn!(
+        file = %path.display(),
+        offset = damage.offset,
+        cut_bytes = file_len - damage.offset,
+        reason = %damage.reason,
+        "cutting torn tail"
+    );
+    // Cut: later segments first (they hold nothing), then the damaged one.
+    for &lid in later.iter().rev() {
+        let lpath = dir.join(segment_file_name(lid));
+        disk.remove(&lpath).map_err(io_err(&lpath, "remove"))?;
+        report.removed_segments.push(lpath);
+    }
+    if damage.offset < SEGMENT_HEADER_BYTES as u64 {
+        // The header itself is torn: the segment never held a record.
+        // `report.active` keeps the previous segment (or none), which stays the active one.
+        disk.remove(path).map_err(io_err(path, "remove"))?;
+        report.removed_segments.push(path.to_path_buf());
+    } else {
+        let mut file = disk.open(path, true).map_err(io_err(path, "open"))?;
+        file.truncate(damage.offset)
+            .map_err(io_err(path, "truncate"))?;
+        file.sync_data().map_err(io_err(path, "sync"))?;
+        report.active = Some((id, damage.offset));
+    }
+    if !report.removed_segments.is_empty() {
+        disk.sync_dir(dir).map_err(io_err(dir, "sync dir"))?;
+    }
+    report.torn_tail = Some(TornTail {
+        file: path.to_path_buf(),
+        offset: damage.offset,
+        cut_bytes: file_len - damage.offset,
+        reason: damage.reason,
+    });
+    Ok(report)
+}

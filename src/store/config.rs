@@ -1,0 +1,252 @@
+//! `StoreConfig`: where the store lives and how it behaves. Invalid values are refused at
+//! `Store::open` with `StoreError::Configuration`.
+
+use crate::codec::FRAME_BYTES_MAX_DEFAULT;
+use crate::coordinate::COORDINATE_PART_MAX_BYTES;
+use crate::env::{Clock, Disk, FsDisk, IdSource, RandomIds, SystemClock};
+use crate::error::StoreError;
+use crate::sync::StdArc;
+use crate::writer::state::Mutant;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::log::segment::SyncMode;
+
+/// Room a frame needs beyond the payload: header fields and two coordinate parts.
+pub(crate) const FRAME_OVERHEAD_MAX: u64 = 256 + 2 * COORDINATE_PART_MAX_BYTES as u64;
+
+/// Store configuration (builder style).
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) segment_max_bytes: u64,
+    pub(crate) sync_every_n_events: u32,
+    pub(crate) sync_mode: SyncMode,
+    pub(crate) flush_interval: Duration,
+    pub(crate) writer_channel_capacity: usize,
+    pub(crate) writer_pressure_threshold: Option<usize>,
+    pub(crate) single_append_max_bytes: u64,
+    pub(crate) batch_max_size: usize,
+    pub(crate) batch_max_bytes: u64,
+    pub(crate) group_commit_max_batch: usize,
+    pub(crate) frame_max_bytes: u32,
+    pub(crate) allow_external_causes: bool,
+    pub(crate) clock: StdArc<dyn Clock>,
+    pub(crate) ids: StdArc<dyn IdSource>,
+    pub(crate) disk: StdArc<dyn Disk>,
+    pub(crate) mutant: Mutant,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("dir", &self.dir)
+            .field("segment_max_bytes", &self.segment_max_bytes)
+            .field("sync_every_n_events", &self.sync_every_n_events)
+            .field("sync_mode", &self.sync_mode)
+            .field("flush_interval", &self.flush_interval)
+            .field("writer_channel_capacity", &self.writer_channel_capacity)
+            .field("single_append_max_bytes", &self.single_append_max_bytes)
+            .field("batch_max_size", &self.batch_max_size)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("group_commit_max_batch", &self.group_commit_max_batch)
+            .field("frame_max_bytes", &self.frame_max_bytes)
+            .field("disk", &self.disk)
+            .finish()
+    }
+}
+
+impl StoreConfig {
+    /// Defaults: 64 MiB segments, durable acknowledgements (sync every event, with group
+    /// commit), `fdatasync`, a 4096-command writer queue, 1 MiB payloads, batches of at most
+    /// 10,000 events / 64 MiB, real files, the system clock and random UUIDv7 ids.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_max_bytes: 64 * 1024 * 1024,
+            sync_every_n_events: 1,
+            sync_mode: SyncMode::SyncData,
+            flush_interval: Duration::from_millis(50),
+            writer_channel_capacity: 4096,
+            writer_pressure_threshold: None,
+            single_append_max_bytes: 1024 * 1024,
+            batch_max_size: 10_000,
+            batch_max_bytes: 64 * 1024 * 1024,
+            group_commit_max_batch: 1024,
+            frame_max_bytes: FRAME_BYTES_MAX_DEFAULT,
+            allow_external_causes: false,
+            clock: StdArc::new(SystemClock),
+            ids: StdArc::new(RandomIds::default()),
+            disk: StdArc::new(FsDisk),
+            mutant: Mutant::None,
+        }
+    }
+
+    /// Roll to a new segment file when the active one would exceed this many bytes.
+    pub fn with_segment_max_bytes(mut self, bytes: u64) -> Self {
+        self.segment_max_bytes = bytes;
+        self
+    }
+
+    /// `1` (the default): an append is acknowledged only once durable (group commit).
+    /// `n > 1`: deferred durability: appends are acknowledged (and visible) once written, and
+    /// fsynced every `n` events or after the flush interval, whichever comes first; a crash
+    /// may lose acknowledged but unsynced events. `frontier()` and `wait_for_durable` tell
+    /// what is durable. `0` is refused.
+    pub fn with_sync_every_n_events(mut self, n: u32) -> Self {
+        self.sync_every_n_events = n;
+        self
+    }
+
+    /// `fsync` (`SyncAll`) or `fdatasync` (`SyncData`, the default).
+    pub fn with_sync_mode(mut self, mode: SyncMode) -> Self {
+        self.sync_mode = mode;
+        self
+    }
+
+    /// Deferred mode: the longest time written events stay unsynced (default 50 ms).
+    pub fn with_flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Capacity of the writer's command queue (at least 1).
+    pub fn with_writer_channel_capacity(mut self, capacity: usize) -> Self {
+        self.writer_channel_capacity = capacity;
+        self
+    }
+
+    /// Queue length from which `try_submit*` refuses with `Backpressure` (default: 3/4 of the
+    /// capacity).
+    pub fn with_writer_pressure_threshold(mut self, threshold: usize) -> Self {
+        self.writer_pressure_threshold = Some(threshold);
+        self
+    }
+
+    /// Largest payload of one event, in bytes.
+    pub fn with_single_append_max_bytes(mut self, bytes: u64) -> Self {
+        self.single_append_max_bytes = bytes;
+        self
+    }
+
+    /// Largest number of events in one batch.
+    pub fn with_batch_max_size(mut self, n: usize) -> Self {
+        self.batch_max_size = n;
+        self
+    }
+
+    /// Largest total payload of one batch, in bytes.
+    pub fn with_batch_max_bytes(mut self, bytes: u64) -> Self {
+        self.batch_max_bytes = bytes;
+        self
+    }
+
+    /// Most commands the writer drains into one group (one write, one fsync).
+    pub fn with_group_commit_max_batch(mut self, n: usize) -> Self {
+        self.group_commit_max_batch = n;
+        self
+    }
+
+    /// Wall clock in microseconds (upstream's signature); `None` keeps the system clock.
+    pub fn with_clock(mut self, clock: Option<StdArc<dyn Fn() -> i64 + Send + Sync>>) -> Self {
+        if let Some(f) = clock {
+            self.clock = StdArc::new(crate::env::FnClock(f));
+        }
+        self
+    }
+
+    /// Any [`Clock`] (deterministic tests: `ManualClock`).
+    pub fn with_clock_source(mut self, clock: StdArc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Any [`IdSource`] (deterministic tests: `CounterIds`).
+    pub fn with_id_source(mut self, ids: StdArc<dyn IdSource>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Any [`Disk`] (tests and models: `SimDisk`).
+    pub fn with_disk(mut self, disk: StdArc<dyn Disk>) -> Self {
+        self.disk = disk;
+        self
+    }
+
+    /// Admit causation ids that name no event in this store (walks report them as external
+    /// roots). Off by default (INV-CAUSAL).
+    pub fn with_external_causes(mut self, allow: bool) -> Self {
+        self.allow_external_causes = allow;
+        self
+    }
+
+    /// Largest frame the decoder accepts (bytes). Must leave room for the largest payload.
+    pub fn with_frame_max_bytes(mut self, bytes: u32) -> Self {
+        self.frame_max_bytes = bytes;
+        self
+    }
+
+    /// Seeds a bug (test witnesses only).
+    #[doc(hidden)]
+    pub fn with_mutant(mut self, mutant: Mutant) -> Self {
+        self.mutant = mutant;
+        self
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub(crate) fn pressure_threshold(&self) -> usize {
+        self.writer_pressure_threshold
+            .unwrap_or_else(|| (self.writer_channel_capacity * 3 / 4).max(1))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        let bad = |m: String| Err(StoreError::Configuration(m));
+        if self.dir.as_os_str().is_empty() {
+            return bad("data directory is empty".into());
+        }
+        if self.sync_every_n_events == 0 {
+            return bad("sync_every_n_events must be at least 1".into());
+        }
+        if self.writer_channel_capacity == 0 {
+            return bad("writer_channel_capacity must be at least 1".into());
+        }
+        if self.group_commit_max_batch == 0 {
+            return bad("group_commit_max_batch must be at least 1".into());
+        }
+        if self.batch_max_size == 0 {
+            return bad("batch_max_size must be at least 1".into());
+        }
+        if self.single_append_max_bytes == 0 {
+            return bad("single_append_max_bytes must be at least 1".into());
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval must be positive".into());
+        }
+        if self.single_append_max_bytes + FRAME_OVERHEAD_MAX > u64::from(self.frame_max_bytes) {
+            return bad(format!(
+                "frame_max_bytes {} leaves no room for single_append_max_bytes {} plus {} bytes of header",
+                self.frame_max_bytes, self.single_append_max_bytes, FRAME_OVERHEAD_MAX
+            ));
+        }
+        let min_segment = crate::log::SEGMENT_HEADER_BYTES as u64 + 64;
+        if self.segment_max_bytes < min_segment {
+            return bad(format!(
+                "segment_max_bytes {} is below the minimum {min_segment}",
+                self.segment_max_bytes
+            ));
+        }
+        if self.segment_max_bytes > u64::from(u32::MAX) {
+            return bad(format!(
+                "segment_max_bytes {} is above the maximum {}",
+                self.segment_max_bytes,
+                u32::MAX
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,924 @@
+//! The public API: `Store<Open>`, its configuration, writes (append, submit, batch, outbox,
+//! visibility fence), reads and lifecycle.
+
+mod batch;
+mod config;
+mod fence;
+mod outbox;
+mod ticket;
+
+pub use batch::BatchAppendItem;
+pub use config::{StoreConfig, SyncMode};
+pub use fence::VisibilityFence;
+pub use outbox::Outbox;
+pub use ticket::{AppendTicket, BatchAppendTicket};
+
+pub use crate::error::{BatchStage, StoreError};
+pub use crate::index::IndexEntry;
+pub use crate::writer::state::Mutant;
+pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
+
+use crate::codec;
+use crate::coordinate::{Coordinate, Region};
+use crate::env::{Disk, DiskFile, DiskLock};
+use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
+use crate::index::Index;
+use crate::log::{self, segment::segment_file_name, RecordBody, SegmentWriter};
+use crate::sync::atomic::Ordering;
+use crate::sync::channel::{self, Sender, TrySendError};
+use crate::sync::{Arc, Mutex, StdArc};
+use crate::writer::state::{Limits, WriterState};
+use crate::writer::thread::{Shared, Writer, WriterConfig};
+use crate::writer::{AppendItem, Command};
+use batch::encode_payload;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::Duration;
+use ticket::wait_reply;
+
+/// Marker: a store open for reading and writing.
+#[derive(Debug, Clone, Copy)]
+pub struct Open;
+
+/// What `frontier()` reports: the next sequence not yet accepted / written / durable /
+/// visible (so every record below `durable` survives a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontier {
+    /// Records written to the log (possibly unsynced).
+    pub written: u64,
+    /// Records durable.
+    pub durable: u64,
+    /// Records published to readers (hidden units below it stay hidden).
+    pub visible: u64,
+}
+
+/// Counters `stats()` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Visible events.
+    pub event_count: usize,
+    /// Entities with visible events.
+    pub entity_count: usize,
+    /// Scopes with visible events.
+    pub scope_count: usize,
+    /// The frontier.
+    pub frontier: Frontier,
+    /// Commands waiting in the writer queue.
+    pub writer_queue_len: usize,
+    /// Writer queue capacity.
+    pub writer_queue_capacity: usize,
+    /// The data directory.
+    pub dir: std::path::PathBuf,
+}
+
+/// How full the writer queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterPressure {
+    /// Commands queued.
+    pub queued: usize,
+    /// Capacity.
+    pub capacity: usize,
+    /// From this length on `try_submit*` refuses.
+    pub threshold: usize,
+}
+
+impl WriterPressure {
+    /// Whether `try_submit*` would refuse now.
+    pub fn is_saturated(&self) -> bool {
+        self.queued >= self.threshold
+    }
+}
+
+/// The event store. One per data directory (INV-EXCLUSIVE).
+///
+/// Dropping it without `close()` drains the writer queue, cancels an open fence, syncs and
+/// releases the directory lock (INV-DROP).
+pub struct Store<S = Open> {
+    cfg: StoreConfig,
+    disk: StdArc<dyn Disk>,
+    shared: Arc<Shared>,
+    tx: Option<Sender<Command>>,
+    writer: Option<crate::sync::thread::JoinHandle<()>>,
+    lock: Option<Box<dyn DiskLock>>,
+    readers: Mutex<HashMap<u64, StdArc<dyn DiskFile>>>,
+    kinds: Mutex<HashMap<EventKind, &'static str>>,
+    recovery: log::RecoveryReport,
+    _state: PhantomData<S>,
+}
+
+impl<S> std::fmt::Debug for Store<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.cfg.dir).finish()
+    }
+}
+
+impl Store<Open> {
+    /// Opens (or creates) the store in `cfg`'s directory: takes the directory lock, recovers
+    /// the log (cutting a torn tail, refusing corruption with the file and offset), rebuilds
+    /// the index and starts the writer thread.
+    pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
+        cfg.validate()?;
+        let disk = StdArc::clone(&cfg.disk);
+        let dir = cfg.dir.clone();
+        disk.create_dir_all(&dir)
+            .map_err(|source| StoreError::IoAt {
+                path: dir.clone(),
+                op: "create data directory",
+                source,
+            })?;
+        let lock = disk.lock(&dir).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::WouldBlock {
+                StoreError::StoreLocked { dir: dir.clone() }
+            } else {
+                StoreError::IoAt {
+                    path: dir.clone(),
+                    op: "lock data directory",
+                    source,
+                }
+            }
+        })?;
+        let (state, index, report) = recover_state(&*disk, &cfg)?;
+        let seg = match report.active {
+            Some((id, len)) => SegmentWriter::reopen(
+                StdArc::clone(&disk),
+                &dir,
+                id,
+                len,
+                cfg.segment_max_bytes,
+                cfg.sync_mode,
+            ),
+            None => SegmentWriter::create(
+                StdArc::clone(&disk),
+                &dir,
+                0,
+                state.next_seq,
+                cfg.segment_max_bytes,
+                cfg.sync_mode,
+            ),
+        }
+        .map_err(|source| StoreError::IoAt {
+            path: dir.clone(),
+            op: "open active segment",
+            source,
+        })?;
+        let shared = Arc::new(Shared::new(index));
+        let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
+        let wcfg = WriterConfig {
+            frame_max: cfg.frame_max_bytes,
+            sync_every_n_events: cfg.sync_every_n_events,
+            flush_interval: cfg.flush_interval,
+            group_commit_max_batch: cfg.group_commit_max_batch,
+            limits: Limits {
+                batch_max_size: cfg.batch_max_size,
+                batch_max_bytes: cfg.batch_max_bytes,
+                single_append_max_bytes: cfg.single_append_max_bytes,
+            },
+            allow_external_causes: cfg.allow_external_causes,
+            clock: StdArc::clone(&cfg.clock),
+            ids: StdArc::clone(&cfg.ids),
+        };
+        let writer = Writer::new(state, seg, wcfg, Arc::clone(&shared), rx);
+        let handle = crate::sync::thread::Builder::new()
+            .name("batpak-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|source| StoreError::IoAt {
+                path: dir.clone(),
+                op: "spawn writer thread",
+                source,
+            })?;
+        tracing::info!(dir = %dir.display(), records = report.records, "store open");
+        Ok(Store {
+            cfg,
+            disk,
+            shared,
+            tx: Some(tx),
+            writer: Some(handle),
+            lock: Some(lock),
+            readers: Mutex::new(HashMap::new()),
+            kinds: Mutex::new(HashMap::new()),
+            recovery: report,
+            _state: PhantomData,
+        })
+    }
+
+    /// What recovery found at open (segments, records, torn tail cut).
+    pub fn recovery_report(&self) -> &log::RecoveryReport {
+        &self.recovery
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        let gate = self.shared.gate.read();
+        if *gate {
+            return Err(StoreError::WriterCrashed);
+        }
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(cmd).map_err(|_| StoreError::WriterCrashed)
+    }
+
+    pub(crate) fn try_send(&self, cmd: Command) -> Result<(), StoreError> {
+        let gate = self.shared.gate.read();
+        if *gate {
+            return Err(StoreError::WriterCrashed);
+        }
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let threshold = self.cfg.pressure_threshold();
+        let queued = tx.len();
+        if queued >= threshold {
+            return Err(StoreError::Backpressure { queued, threshold });
+        }
+        match tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::Backpressure {
+                queued: tx.len(),
+                threshold,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterCrashed),
+        }
+    }
+
+    /// Sends a command without ever blocking the calling thread: `try_send`, and if the
+    /// queue is full, a helper thread does the blocking send (the fence drop path).
+    pub(crate) fn send_detached(&self, cmd: Command) -> Result<(), String> {
+        if *self.shared.gate.read() {
+            return Err("writer is gone".into());
+        }
+        let Some(tx) = self.tx.as_ref() else {
+            return Err("store is closed".into());
+        };
+        if self.cfg.mutant == Mutant::DropBlocks {
+            return tx
+                .send(cmd)
+                .map_err(|_| "writer channel disconnected".to_string());
+        }
+        match tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err("writer channel disconnected".into()),
+            Err(TrySendError::Full(cmd)) => {
+                let tx = tx.clone();
+                crate::sync::thread::Builder::new()
+                    .name("batpak-fence-drop-cancel".into())
+                    .spawn(move || {
+                        if tx.send(cmd).is_err() {
+                            tracing::warn!(
+                                "fence drop-cancel: writer gone before the cancel landed"
+                            );
+                        }
+                    })
+                    .map(|_| ())
+                    .map_err(|e| format!("failed to spawn drop-cancel helper: {e}"))
+            }
+        }
+    }
+
+    fn item(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendItem, StoreError> {
+        let payload = encode_payload(payload)?;
+        if payload.len() as u64 > self.cfg.single_append_max_bytes {
+            return Err(StoreError::TooLarge {
+                what: "payload",
+                size: payload.len() as u64,
+                max: self.cfg.single_append_max_bytes,
+            });
+        }
+        Ok(AppendItem {
+            coord: coord.clone(),
+            kind,
+            payload,
+            options,
+            causation_ref: CausationRef::None,
+        })
+    }
+
+    fn register_kind<T: EventPayload>(&self) -> Result<(), StoreError> {
+        let name = std::any::type_name::<T>();
+        let mut kinds = self.kinds.lock();
+        match kinds.get(&T::KIND) {
+            Some(first) if *first != name => Err(StoreError::DuplicateEventKind {
+                kind: T::KIND,
+                first,
+                second: name,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                kinds.insert(T::KIND, name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers a payload type up front, so a second type claiming the same kind is refused
+    /// right away with `DuplicateEventKind` (typed appends and reads register implicitly).
+    pub fn register_payload<T: EventPayload>(&self) -> Result<(), StoreError> {
+        self.register_kind::<T>()
+    }
+
+    pub(crate) fn submit_item(
+        &self,
+        item: AppendItem,
+        fence: Option<u64>,
+        try_only: bool,
+    ) -> Result<AppendTicket, StoreError> {
+        let (reply, rx) = channel::bounded(1);
+        let cmd = Command::Append { item, fence, reply };
+        if try_only {
+            self.try_send(cmd)?;
+        } else {
+            self.send(cmd)?;
+        }
+        Ok(AppendTicket { rx })
+    }
+
+    pub(crate) fn submit_items(
+        &self,
+        items: Vec<BatchAppendItem>,
+        fence: Option<u64>,
+        reply_when_staged: bool,
+        try_only: bool,
+    ) -> Result<BatchAppendTicket, StoreError> {
+        let (reply, rx) = channel::bounded(1);
+        let cmd = Command::Batch {
+            items: items.into_iter().map(|i| i.item).collect(),
+            fence,
+            reply_when_staged,
+            reply,
+        };
+        if try_only {
+            self.try_send(cmd)?;
+        } else {
+            self.send(cmd)?;
+        }
+        Ok(BatchAppendTicket { rx })
+    }
+
+    fn request<T>(
+        &self,
+        make: impl FnOnce(crate::writer::Reply<T>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = channel::bounded(1);
+        self.send(make(reply))?;
+        wait_reply(&rx)
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    /// Appends one event and waits for its receipt (durable in the default mode).
+    pub fn append(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+    ) -> Result<AppendReceipt, StoreError> {
+        self.append_with_options(coord, kind, payload, AppendOptions::default())
+    }
+
+    /// Appends a typed event (kind `T::KIND`).
+    pub fn append_typed<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+    ) -> Result<AppendReceipt, StoreError> {
+        self.register_kind::<T>()?;
+        self.append(coord, T::KIND, payload)
+    }
+
+    /// Appends with options (CAS, idempotency, correlation, causation, flags).
+    pub fn append_with_options(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendReceipt, StoreError> {
+        let item = self.item(coord, kind, payload, options)?;
+        self.submit_item(item, None, false)?.wait()
+    }
+
+    /// Typed [`Store::append_with_options`].
+    pub fn append_typed_with_options<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+        options: AppendOptions,
+    ) -> Result<AppendReceipt, StoreError> {
+        self.register_kind::<T>()?;
+        self.append_with_options(coord, T::KIND, payload, options)
+    }
+
+    /// Appends a reaction: an event caused by `causation_id` in conversation `correlation_id`.
+    pub fn append_reaction(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        correlation_id: u128,
+        causation_id: u128,
+    ) -> Result<AppendReceipt, StoreError> {
+        let options = AppendOptions::default()
+            .with_correlation(correlation_id)
+            .with_causation(causation_id);
+        self.append_with_options(coord, kind, payload, options)
+    }
+
+    /// Typed [`Store::append_reaction`].
+    pub fn append_reaction_typed<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+        correlation_id: u128,
+        causation_id: u128,
+    ) -> Result<AppendReceipt, StoreError> {
+        self.register_kind::<T>()?;
+        self.append_reaction(coord, T::KIND, payload, correlation_id, causation_id)
+    }
+
+    /// Appends an atomic batch: all events become visible together or none does.
+    pub fn append_batch(
+        &self,
+        items: Vec<BatchAppendItem>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        self.submit_batch(items)?.wait()
+    }
+
+    /// Submits an append without waiting; the ticket answers later.
+    pub fn submit(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+    ) -> Result<AppendTicket, StoreError> {
+        let item = self.item(coord, kind, payload, AppendOptions::default())?;
+        self.submit_item(item, None, false)
+    }
+
+    /// Submits with options.
+    pub fn submit_with_options(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendTicket, StoreError> {
+        let item = self.item(coord, kind, payload, options)?;
+        self.submit_item(item, None, false)
+    }
+
+    /// Submits a typed append.
+    pub fn submit_typed<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+    ) -> Result<AppendTicket, StoreError> {
+        self.register_kind::<T>()?;
+        self.submit(coord, T::KIND, payload)
+    }
+
+    /// Submits a reaction.
+    pub fn submit_reaction(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        correlation_id: u128,
+        causation_id: u128,
+    ) -> Result<AppendTicket, StoreError> {
+        let options = AppendOptions::default()
+            .with_correlation(correlation_id)
+            .with_causation(causation_id);
+        self.submit_with_options(coord, kind, payload, options)
+    }
+
+    /// Submits a typed reaction.
+    pub fn submit_reaction_typed<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+        correlation_id: u128,
+        causation_id: u128,
+    ) -> Result<AppendTicket, StoreError> {
+        self.register_kind::<T>()?;
+        self.submit_reaction(coord, T::KIND, payload, correlation_id, causation_id)
+    }
+
+    /// Submits an atomic batch.
+    pub fn submit_batch(
+        &self,
+        items: Vec<BatchAppendItem>,
+    ) -> Result<BatchAppendTicket, StoreError> {
+        self.submit_items(items, None, false, false)
+    }
+
+    /// Like [`Store::submit`] but never blocks: refuses with `Backpressure` (retryable) when
+    /// the writer queue is at its threshold.
+    pub fn try_submit(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+    ) -> Result<AppendTicket, StoreError> {
+        let item = self.item(coord, kind, payload, AppendOptions::default())?;
+        self.submit_item(item, None, true)
+    }
+
+    /// Non-blocking [`Store::submit_with_options`].
+    pub fn try_submit_with_options(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendTicket, StoreError> {
+        let item = self.item(coord, kind, payload, options)?;
+        self.submit_item(item, None, true)
+    }
+
+    /// Non-blocking [`Store::submit_typed`].
+    pub fn try_submit_typed<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+    ) -> Result<AppendTicket, StoreError> {
+        self.register_kind::<T>()?;
+        self.try_submit(coord, T::KIND, payload)
+    }
+
+    /// Non-blocking [`Store::submit_batch`].
+    pub fn try_submit_batch(
+        &self,
+        items: Vec<BatchAppendItem>,
+    ) -> Result<BatchAppendTicket, StoreError> {
+        self.submit_items(items, None, false, true)
+    }
+
+    /// How full the writer queue is.
+    pub fn writer_pressure(&self) -> WriterPressure {
+        let queued = self.tx.as_ref().map(|t| t.len()).unwrap_or(0);
+        WriterPressure {
+            queued,
+            capacity: self.cfg.writer_channel_capacity,
+            threshold: self.cfg.pressure_threshold(),
+        }
+    }
+
+    /// An outbox: stage events, then flush them as one atomic batch.
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox::new(self, None)
+    }
+
+    /// Opens a visibility fence: writes under it are durable but hidden until `commit()`.
+    /// One fence at a time (`VisibilityFenceActive`); while it is open, unfenced writes are
+    /// refused with `VisibilityFenceActive` (decided by the writer thread).
+    pub fn begin_visibility_fence(&self) -> Result<VisibilityFence<'_>, StoreError> {
+        let token = self.request(|reply| Command::FenceBegin { reply })?;
+        Ok(VisibilityFence::new(self, token))
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.request(|reply| Command::Sync { reply })
+    }
+
+    /// Waits until every record below `point` (a sequence, e.g. `receipt.sequence + 1`) is
+    /// durable, asking the writer to sync. Never waits longer than `timeout`.
+    pub fn wait_for_durable(&self, point: u64, timeout: Duration) -> Result<(), StoreError> {
+        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
+            return Ok(());
+        }
+        let (reply, rx) = channel::bounded(1);
+        self.send(Command::Sync { reply })?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r?,
+            Err(channel::RecvTimeoutError::Timeout) => {
+                return Err(StoreError::Timeout {
+                    what: format!("durability of sequence {point}"),
+                })
+            }
+            Err(channel::RecvTimeoutError::Disconnected) => return Err(StoreError::WriterCrashed),
+        }
+        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
+            Ok(())
+        } else {
+            Err(StoreError::Timeout {
+                what: format!("durability of sequence {point} (not yet written)"),
+            })
+        }
+    }
+
+    /// Stops the writer after it has drained its queue (an open fence is cancelled), syncs and
+    /// releases the directory lock.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        if let Some(tx) = self.tx.take() {
+            let (reply, rx) = channel::bounded(1);
+            let gate_open = !*self.shared.gate.read();
+            if gate_open && tx.send(Command::Shutdown { reply }).is_ok() {
+                result = wait_reply(&rx);
+            }
+            drop(tx);
+        }
+        if let Some(h) = self.writer.take() {
+            if h.join().is_err() {
+                tracing::error!("writer thread panicked");
+                result = result.and(Err(StoreError::WriterCrashed));
+            }
+        }
+        self.lock.take();
+        result
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// The sequence numbers the writer has reached.
+    pub fn frontier(&self) -> Frontier {
+        let f = &self.shared.frontier;
+        Frontier {
+            written: f.written.load(Ordering::SeqCst),
+            durable: f.durable.load(Ordering::SeqCst),
+            visible: f.visible.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        let index = self.shared.index.read();
+        let p = self.writer_pressure();
+        StoreStats {
+            event_count: index.len(),
+            entity_count: index.entity_count(),
+            scope_count: index.scope_count(),
+            frontier: self.frontier(),
+            writer_queue_len: p.queued,
+            writer_queue_capacity: p.capacity,
+            dir: self.cfg.dir.clone(),
+        }
+    }
+
+    /// The entity's visible events, oldest first.
+    pub fn stream(&self, entity: &str) -> Vec<IndexEntry> {
+        self.shared.index.read().stream(entity)
+    }
+
+    /// The scope's visible events.
+    pub fn by_scope(&self, scope: &str) -> Vec<IndexEntry> {
+        self.shared.index.read().by_scope(scope)
+    }
+
+    /// Visible events of one kind.
+    pub fn by_fact(&self, kind: EventKind) -> Vec<IndexEntry> {
+        self.shared.index.read().by_fact(kind)
+    }
+
+    /// Visible events of kind `T::KIND`.
+    pub fn by_fact_typed<T: EventPayload>(&self) -> Vec<IndexEntry> {
+        self.by_fact(T::KIND)
+    }
+
+    /// Visible events selected by `region`.
+    pub fn query(&self, region: &Region) -> Vec<IndexEntry> {
+        self.shared.index.read().query(region)
+    }
+
+    /// The entity's earlier visible events before `event_id`, newest first, along the chain.
+    pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        self.shared.index.read().walk_ancestors(event_id, limit)
+    }
+
+    /// Causes of `event_id`, nearest first, following causation links (at most `limit`).
+    /// Stops at a root, at a cause outside the store (an external root) or at `limit`.
+    pub fn causes(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        let index = self.shared.index.read();
+        let mut out = Vec::new();
+        let mut cur = index.get(event_id).and_then(|e| e.causation_id);
+        while let Some(c) = cur {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(e) = index.get(c) else { break };
+            cur = e.causation_id;
+            out.push(e);
+        }
+        out
+    }
+
+    /// Visible events naming `event_id` as their cause.
+    pub fn effects(&self, event_id: u128) -> Vec<IndexEntry> {
+        self.shared.index.read().effects(event_id)
+    }
+
+    /// Visible events of a correlation (conversation), in order.
+    pub fn correlated(&self, correlation_id: u128) -> Vec<IndexEntry> {
+        self.shared.index.read().correlated(correlation_id)
+    }
+
+    /// The index entry of a visible event.
+    pub fn entry(&self, event_id: u128) -> Option<IndexEntry> {
+        self.shared.index.read().get(event_id)
+    }
+
+    fn reader(&self, segment_id: u64) -> Result<StdArc<dyn DiskFile>, StoreError> {
+        let mut readers = self.readers.lock();
+        if let Some(f) = readers.get(&segment_id) {
+            return Ok(StdArc::clone(f));
+        }
+        let path = self.cfg.dir.join(segment_file_name(segment_id));
+        let f: StdArc<dyn DiskFile> = StdArc::from(self.disk.open(&path, false).map_err(
+            |source| StoreError::IoAt {
+                path: path.clone(),
+                op: "open segment for reading",
+                source,
+            },
+        )?);
+        readers.insert(segment_id, StdArc::clone(&f));
+        Ok(f)
+    }
+
+    /// Reads a visible event's raw MessagePack payload from disk (CRC verified).
+    pub fn get_raw(&self, event_id: u128) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
+        let pos = entry.disk_pos;
+        let file = self.reader(pos.segment_id)?;
+        let mut buf = vec![0u8; pos.length as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = file
+                .read_at(
+                    pos.offset + done as u64,
+                    buf.get_mut(done..).unwrap_or(&mut []),
+                )
+                .map_err(|source| StoreError::IoAt {
+                    path: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                    op: "read event",
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        let (record, _) = codec::decode(&buf, self.cfg.frame_max_bytes).map_err(|e| {
+            StoreError::CorruptSegment {
+                segment_id: pos.segment_id,
+                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                offset: pos.offset,
+                detail: e.to_string(),
+            }
+        })?;
+        let RecordBody::Event(e) = record.body else {
+            return Err(StoreError::CorruptSegment {
+                segment_id: pos.segment_id,
+                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                offset: pos.offset,
+                detail: "index points at a record that is not an event".into(),
+            });
+        };
+        if e.event_id != event_id {
+            return Err(StoreError::CorruptSegment {
+                segment_id: pos.segment_id,
+                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                offset: pos.offset,
+                detail: format!("frame holds event {:032x}", e.event_id),
+            });
+        }
+        Ok(StoredEvent {
+            coordinate: entry.coord.clone(),
+            event: Event {
+                header: EventHeader {
+                    event_id,
+                    correlation_id: entry.correlation_id,
+                    causation_id: entry.causation_id,
+                    timestamp_us: e.timestamp_us,
+                    position: EventPosition {
+                        wall_ms: entry.wall_ms,
+                        clock: entry.clock,
+                    },
+                    payload_size: e.payload.len() as u32,
+                    event_kind: entry.kind,
+                    flags: e.flags,
+                    content_hash: *blake3::hash(e.payload).as_bytes(),
+                },
+                payload: e.payload.to_vec(),
+                hash_chain: Some(entry.hash_chain),
+            },
+        })
+    }
+
+    /// Reads a visible event with its payload as JSON.
+    pub fn get(&self, event_id: u128) -> Result<StoredEvent<serde_json::Value>, StoreError> {
+        self.get_as::<serde_json::Value>(event_id)
+    }
+
+    /// Reads a visible event with its payload decoded as `T` (its kind must be `T::KIND`).
+    pub fn get_typed<T: EventPayload>(&self, event_id: u128) -> Result<StoredEvent<T>, StoreError> {
+        self.register_kind::<T>()?;
+        let e = self.get_as::<T>(event_id)?;
+        if e.event.header.event_kind != T::KIND {
+            return Err(StoreError::ser(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "event {event_id:032x} has kind {} but {} has kind {}",
+                    e.event.header.event_kind,
+                    std::any::type_name::<T>(),
+                    T::KIND
+                ),
+            )));
+        }
+        Ok(e)
+    }
+
+    fn get_as<T: DeserializeOwned>(&self, event_id: u128) -> Result<StoredEvent<T>, StoreError> {
+        let raw = self.get_raw(event_id)?;
+        let payload: T = rmp_serde::from_slice(&raw.event.payload).map_err(StoreError::ser)?;
+        Ok(StoredEvent {
+            coordinate: raw.coordinate,
+            event: Event {
+                header: raw.event.header,
+                payload,
+                hash_chain: raw.event.hash_chain,
+            },
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.cfg.dir
+    }
+
+    #[doc(hidden)]
+    pub fn mutant(&self) -> Mutant {
+        self.cfg.mutant
+    }
+}
+
+impl<S> Drop for Store<S> {
+    fn drop(&mut self) {
+        if self.tx.is_some() || self.writer.is_some() {
+            let mut this = Store::<Open> {
+                cfg: self.cfg.clone(),
+                disk: StdArc::clone(&self.disk),
+                shared: Arc::clone(&self.shared),
+                tx: self.tx.take(),
+                writer: self.writer.take(),
+                lock: self.lock.take(),
+                readers: Mutex::new(HashMap::new()),
+                kinds: Mutex::new(HashMap::new()),
+                recovery: log::RecoveryReport::default(),
+                _state: PhantomData,
+            };
+            if let Err(e) = this.shutdown() {
+                tracing::error!(error = %e, "store drop: shutdown failed");
+            }
+        }
+    }
+}
+
+/// Recovers the writer state and the index from the log.
+fn recover_state(
+    disk: &dyn Disk,
+    cfg: &StoreConfig,
+) -> Result<(WriterState, Index, log::RecoveryReport), StoreError> {
+    let mut state = WriterState::new();
+    state.mutant = cfg.mutant;
+    state.recovering = true;
+    let mut index = Index::new();
+    let renumber = cfg.mutant == Mutant::RecoveryRenumbers;
+    let publish = |state: &mut WriterState, index: &mut Index, slots: Vec<crate::index::Slot>| {
+        index.sync_coords(&state.coords);
+        for mut s in slots.iter().cloned() {
+            if renumber {
+                s.seq = index.len() as u64;
+            }
+            index.publish(s);
+        }
+        state.settle_published(&slots);
+    };
+    let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
+        state.recover_record(r, pos)?;
+        if !state.ready.is_empty() {
+            let ready = std::mem::take(&mut state.ready);
+            publish(&mut state, &mut index, ready);
+        }
+        Ok(())
+    };
+    let report = if cfg.mutant == Mutant::RecoveryKeepsTornTail {
+        log::recover::recover_without_cutting(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+    } else {
+        log::recover(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+    }
+    .map_err(StoreError::from_recovery)?;
+    let rest = state.finish_recovery();
+    publish(&mut state, &mut index, rest);
+    Ok((state, index, report))
+}

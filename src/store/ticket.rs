@@ -1,0 +1,70 @@
+//! Tickets: the answer to a non-blocking submit.
+
+use crate::error::StoreError;
+use crate::sync::channel::{Receiver, TryRecvError};
+use crate::writer::AppendReceipt;
+
+/// How many times a waiter polls before parking: waking a parked thread costs tens of
+/// microseconds on small VMs, so a brief spin keeps the caller/writer hand-off cheap.
+const SPIN_POLLS: u32 = 64;
+
+/// Waits for a writer reply; a vanished writer answers `WriterCrashed` (INV-NO-HANG).
+pub(crate) fn wait_reply<T>(rx: &Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    for _ in 0..SPIN_POLLS {
+        match rx.try_recv() {
+            Ok(r) => return r,
+            Err(TryRecvError::Empty) => crate::sync::spin_loop(),
+            Err(TryRecvError::Disconnected) => return Err(StoreError::WriterCrashed),
+        }
+    }
+    rx.recv().unwrap_or(Err(StoreError::WriterCrashed))
+}
+
+fn poll<T>(rx: &Receiver<Result<T, StoreError>>) -> Result<Option<T>, StoreError> {
+    match rx.try_recv() {
+        Ok(r) => r.map(Some),
+        Err(TryRecvError::Empty) => Ok(None),
+        Err(TryRecvError::Disconnected) => Err(StoreError::WriterCrashed),
+    }
+}
+
+/// The pending answer to one submitted append.
+///
+/// Dropping a ticket does not cancel the write: the event is written (and, in the default
+/// mode, made durable) whether or not anyone waits for the receipt.
+#[derive(Debug)]
+#[must_use = "a ticket does nothing unless waited on; the write happens either way"]
+pub struct AppendTicket {
+    pub(crate) rx: Receiver<Result<AppendReceipt, StoreError>>,
+}
+
+impl AppendTicket {
+    /// Blocks until the writer answers. Never hangs: a dead writer answers `WriterCrashed`.
+    pub fn wait(self) -> Result<AppendReceipt, StoreError> {
+        wait_reply(&self.rx)
+    }
+
+    /// The answer if it is there: `Ok(None)` while pending.
+    pub fn try_check(&self) -> Result<Option<AppendReceipt>, StoreError> {
+        poll(&self.rx)
+    }
+}
+
+/// The pending answer to one submitted batch.
+#[derive(Debug)]
+#[must_use = "a ticket does nothing unless waited on; the write happens either way"]
+pub struct BatchAppendTicket {
+    pub(crate) rx: Receiver<Result<Vec<AppendReceipt>, StoreError>>,
+}
+
+impl BatchAppendTicket {
+    /// Blocks until the writer answers.
+    pub fn wait(self) -> Result<Vec<AppendReceipt>, StoreError> {
+        wait_reply(&self.rx)
+    }
+
+    /// The answer if it is there: `Ok(None)` while pending.
+    pub fn try_check(&self) -> Result<Option<Vec<AppendReceipt>>, StoreError> {
+        poll(&self.rx)
+    }
+}

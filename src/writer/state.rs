@@ -1,0 +1,917 @@
+//! The writer's decision logic. Every step is named after its TLA+ action in
+//! `spec/Store.tla`. The state is also what recovery rebuilds: [`WriterState::recover_record`]
+//! replays one record through the same unit bookkeeping the live writer uses, so recovery and
+//! the live writer cannot disagree about what is visible.
+
+use super::{AppendItem, AppendReceipt, CausationRef, Command, Reply};
+use crate::coordinate::Coordinate;
+use crate::env::{Clock, IdSource};
+use crate::error::{BatchStage, StoreError};
+use crate::event::{EventKind, HashChain};
+use crate::index::{IdMap, Index, Slot};
+use crate::log::{DiskPos, EventRecord, Record, RecordBody, Unit};
+use std::collections::HashMap;
+
+/// Where encoded records go: the thread's group buffer over the active segment.
+pub(crate) trait Sink {
+    /// Encodes and buffers one record; returns where its frame will be on disk.
+    fn emit(&mut self, record: &Record<'_>) -> Result<DiskPos, StoreError>;
+}
+
+/// The entity chain head: clock and hash of the entity's last *written* event (INV-CHAIN).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Head {
+    pub clock: u32,
+    pub hash: [u8; 32],
+}
+
+/// What the writer remembers of an idempotent append.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdemInfo {
+    pub receipt: AppendReceipt,
+    pub coord: u32,
+    pub kind: EventKind,
+}
+
+/// A reply the thread sends once the group is durable (or immediately for refusals).
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Receipt(Reply<AppendReceipt>, Result<AppendReceipt, StoreError>),
+    Receipts(
+        Reply<Vec<AppendReceipt>>,
+        Result<Vec<AppendReceipt>, StoreError>,
+    ),
+    Unit(Reply<()>, Result<(), StoreError>),
+    Token(Reply<u64>, Result<u64, StoreError>),
+}
+
+/// The hash of an event over its header fields and payload (INV-CHAIN).
+pub fn event_hash(r: &EventRecord<'_>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"batpak/event/v1");
+    h.update(&r.event_id.to_le_bytes());
+    h.update(&r.correlation_id.unwrap_or(r.event_id).to_le_bytes());
+    match r.causation_id {
+        Some(c) => {
+            h.update(&[1]);
+            h.update(&c.to_le_bytes());
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+    h.update(&r.timestamp_us.to_le_bytes());
+    h.update(&r.clock.to_le_bytes());
+    h.update(&r.kind.to_le_bytes());
+    h.update(&[r.flags]);
+    h.update(&r.prev_hash);
+    h.update(&(r.entity.len() as u64).to_le_bytes());
+    h.update(r.entity.as_bytes());
+    h.update(&(r.scope.len() as u64).to_le_bytes());
+    h.update(r.scope.as_bytes());
+    h.update(&(r.payload.len() as u64).to_le_bytes());
+    h.update(r.payload);
+    *h.finalize().as_bytes()
+}
+
+/// Limits the writer enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub batch_max_size: usize,
+    pub batch_max_bytes: u64,
+    pub single_append_max_bytes: u64,
+}
+
+/// Fenced tickets waiting for their fence to end.
+#[derive(Debug)]
+enum FenceWaiter {
+    Append(Reply<AppendReceipt>, AppendReceipt),
+    Batch(Reply<Vec<AppendReceipt>>, Vec<AppendReceipt>),
+}
+
+/// Writer (and recovery) state.
+#[derive(Debug, Default)]
+pub(crate) struct WriterState {
+    /// The sequence the next record takes.
+    pub next_seq: u64,
+    heads: HashMap<Box<str>, Head>,
+    coord_ids: HashMap<Coordinate, u32>,
+    /// Interned coordinates, by id (the index copies new ones at publish).
+    pub coords: Vec<Coordinate>,
+    /// Batch id -> events waiting for the batch commit record.
+    batches: IdMap<u64, Vec<Slot>>,
+    /// Fence token -> events waiting for the fence commit record.
+    fences: IdMap<u64, Vec<Slot>>,
+    /// Events whose unit is complete, waiting for the group's fsync to be published.
+    pub ready: Vec<Slot>,
+    /// The open fence (live writer only; recovery never leaves one open).
+    pub open_fence: Option<u64>,
+    /// Whether records are being replayed by recovery.
+    pub recovering: bool,
+    fence_waiters: Vec<FenceWaiter>,
+    /// Ids written but not yet published or cancelled (valid causes for later writes).
+    pending_ids: IdMap<u128, ()>,
+    /// Idempotency keys of visible events.
+    idem: IdMap<u128, IdemInfo>,
+    /// Idempotency keys written but not yet published, with the unit holding them.
+    pending_idem: IdMap<u128, (IdemInfo, Unit)>,
+    /// The I/O failure that latched the writer.
+    pub latched: Option<String>,
+    /// Seeded bug, for the witnesses' mutant tests (always `None` in real use).
+    pub mutant: Mutant,
+}
+
+/// Seeded bugs that the invariant witnesses must catch. Only reachable through the hidden
+/// `StoreConfig::with_mutant`; never set in real use.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mutant {
+    /// No seeded bug.
+    #[default]
+    None,
+    /// Recovery publishes batches without their commit record (breaks INV-BATCH-ATOMIC).
+    RecoveryKeepsPartialBatch,
+    /// Recovery hides everything after an unfinished unit (breaks INV-NO-COLLATERAL).
+    RecoveryHidesAfterUnfinishedUnit,
+    /// Recovery ignores fence records: fenced events count as plain (breaks INV-FENCE-CRASH).
+    RecoveryIgnoresFences,
+    /// Recovery does not cut the torn tail on disk (breaks INV-RECOVERY-IDEMPOTENT).
+    RecoveryKeepsTornTail,
+    /// The durable mode acknowledges before fsync (breaks INV-DURABLE).
+    AckBeforeFsync,
+    /// Fenced events are published as they are written (breaks INV-FENCE-HIDDEN).
+    PublishFenceEarly,
+    /// Fence commit is acknowledged without syncing its record (breaks INV-FENCE-CRASH).
+    FenceCommitWithoutSync,
+    /// A cancelled fence's events are published anyway (breaks INV-NO-RESURRECT).
+    CancelPublishes,
+    /// Recovery renumbers sequences densely over visible events (breaks INV-STABLE-SEQ).
+    RecoveryRenumbers,
+    /// The entity clock restarts inside a fence (breaks INV-CHAIN).
+    ChainRestartsInFence,
+    /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).
+    DropBlocks,
+}
+
+impl WriterState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn intern(&mut self, coord: &Coordinate) -> u32 {
+        if let Some(&id) = self.coord_ids.get(coord) {
+            return id;
+        }
+        let id = self.coords.len() as u32;
+        self.coords.push(coord.clone());
+        self.coord_ids.insert(coord.clone(), id);
+        id
+    }
+
+    fn intern_parts(&mut self, entity: &str, scope: &str) -> Result<u32, String> {
+        let coord = Coordinate::new(entity, scope).map_err(|e| e.to_string())?;
+        Ok(self.intern(&coord))
+    }
+
+    /// The entity's chain head (clock 0 and zero hash if it has no events).
+    pub fn head(&self, entity: &str) -> Head {
+        self.heads.get(entity).copied().unwrap_or_default()
+    }
+
+    fn set_head(&mut self, entity: &str, head: Head) {
+        if let Some(h) = self.heads.get_mut(entity) {
+            *h = head;
+        } else {
+            self.heads.insert(entity.into(), head);
+        }
+    }
+
+    // ---------------------------------------------------------------- unit bookkeeping
+
+    /// Routes a written event to its unit (shared by recovery and the live writer).
+    fn unit_event(&mut self, slot: Slot, unit: Unit) {
+        let unit = match (self.mutant, unit) {
+            (Mutant::PublishFenceEarly, Unit::Fence(_)) => Unit::None,
+            (Mutant::RecoveryIgnoresFences, Unit::Fence(_)) if self.recovering => Unit::None,
+            (Mutant::RecoveryKeepsPartialBatch, Unit::Batch(_)) if self.recovering => Unit::None,
+            _ => unit,
+        };
+        if self.mutant == Mutant::RecoveryHidesAfterUnfinishedUnit
+            && self.recovering
+            && (!self.batches.is_empty() || !self.fences.is_empty())
+            && unit == Unit::None
+        {
+            return;
+        }
+        match unit {
+            Unit::None => self.ready.push(slot),
+            Unit::Batch(b) | Unit::FencedBatch { batch: b, .. } => {
+                self.batches.entry(b).or_default().push(slot)
+            }
+            Unit::Fence(f) => self.fences.entry(f).or_default().push(slot),
+        }
+    }
+
+    fn unit_batch_commit(
+        &mut self,
+        batch: u64,
+        count: u32,
+        fence: Option<u64>,
+    ) -> Result<(), String> {
+        if self.mutant == Mutant::RecoveryKeepsPartialBatch && self.recovering {
+            return Ok(());
+        }
+        let slots = self.batches.remove(&batch).unwrap_or_default();
+        if slots.len() != count as usize {
+            return Err(format!(
+                "INV-BATCH-ATOMIC: batch {batch} commit record counts {count} events, {} precede it",
+                slots.len()
+            ));
+        }
+        match fence {
+            Some(f) => self.fences.entry(f).or_default().extend(slots),
+            None => self.ready.extend(slots),
+        }
+        Ok(())
+    }
+
+    fn unit_fence_commit(&mut self, fence: u64) {
+        // Fence slots and later unfenced events are never interleaved (unfenced writes are
+        // refused while a fence is open), so appending keeps sequence order.
+        if let Some(slots) = self.fences.remove(&fence) {
+            self.ready.extend(slots);
+        }
+    }
+
+    fn unit_fence_cancel(&mut self, fence: u64) -> Vec<Slot> {
+        if self.mutant == Mutant::CancelPublishes {
+            self.unit_fence_commit(fence);
+            return Vec::new();
+        }
+        self.fences.remove(&fence).unwrap_or_default()
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    /// Replays one recovered record. Refuses (as corruption) what the live writer could never
+    /// have written: a broken entity chain, a wrong batch count.
+    pub fn recover_record(&mut self, record: &Record<'_>, pos: DiskPos) -> Result<(), String> {
+        self.next_seq = record.seq + 1;
+        match &record.body {
+            RecordBody::Event(e) => {
+                let head = self.head(e.entity);
+                if e.clock != head.clock.wrapping_add(1) || e.prev_hash != head.hash {
+                    return Err(format!(
+                        "INV-CHAIN: event {:032x} of entity {} has clock {} and a previous hash that do not continue the chain (head clock {})",
+                        e.event_id, e.entity, e.clock, head.clock
+                    ));
+                }
+                let hash = event_hash(e);
+                self.set_head(
+                    e.entity,
+                    Head {
+                        clock: e.clock,
+                        hash,
+                    },
+                );
+                let coord = self.intern_parts(e.entity, e.scope)?;
+                let slot = Slot {
+                    event_id: e.event_id,
+                    correlation_id: e.correlation_id.unwrap_or(e.event_id),
+                    causation_id: e.causation_id,
+                    hash_chain: HashChain {
+                        prev_hash: e.prev_hash,
+                        event_hash: hash,
+                    },
+                    seq: record.seq,
+                    timestamp_us: e.timestamp_us,
+                    disk_pos: pos,
+                    clock: e.clock,
+                    kind: EventKind::from_raw(e.kind),
+                    coord,
+                };
+                if let Some(key) = e.idempotency_key {
+                    let info = IdemInfo {
+                        receipt: AppendReceipt {
+                            event_id: e.event_id,
+                            sequence: record.seq,
+                            disk_pos: pos,
+                            content_hash: *blake3::hash(e.payload).as_bytes(),
+                            clock: e.clock,
+                            durable: true,
+                        },
+                        coord,
+                        kind: EventKind::from_raw(e.kind),
+                    };
+                    self.pending_idem.insert(key, (info, e.unit));
+                }
+                self.unit_event(slot, e.unit);
+            }
+            RecordBody::BatchCommit { batch, count } => {
+                let fence = self.batch_fence(*batch);
+                self.unit_batch_commit(*batch, *count, fence)?
+            }
+            RecordBody::FenceBegin { fence } => {
+                self.fences.entry(*fence).or_default();
+            }
+            RecordBody::FenceCommit { fence } => self.unit_fence_commit(*fence),
+            RecordBody::FenceCancel { fence } => {
+                let dropped = self.unit_fence_cancel(*fence);
+                self.forget_pending(&dropped);
+            }
+        }
+        Ok(())
+    }
+
+    fn batch_fence(&self, batch: u64) -> Option<u64> {
+        // A fenced batch's events carry the fence; recovery finds it from the events'
+        // placement: the batch is fenced if a fence is pending that the batch follows.
+        // Cheaper: the writer records fenced batches only while that fence is open, so the
+        // fence is the most recent pending one whose token is below the batch id.
+        self.fences.keys().filter(|&&f| f < batch).max().copied()
+    }
+
+    /// Ends recovery: units without their commit record stay hidden forever
+    /// (INV-FENCE-CRASH, INV-BATCH-ATOMIC); everything ready is returned for publishing.
+    pub fn finish_recovery(&mut self) -> Vec<Slot> {
+        let hidden_batches = self.batches.len();
+        let hidden_fences = self.fences.len();
+        if hidden_batches + hidden_fences > 0 {
+            tracing::info!(
+                hidden_batches,
+                hidden_fences,
+                "recovery left unfinished units hidden"
+            );
+        }
+        self.batches.clear();
+        self.fences.clear();
+        // Keys of hidden units never answer a retry.
+        self.pending_idem.clear();
+        self.pending_ids.clear();
+        self.open_fence = None;
+        self.recovering = false;
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Records the published slots' idempotency keys as settled.
+    pub fn settle_published(&mut self, published: &[Slot]) {
+        if self.pending_idem.is_empty() && self.pending_ids.is_empty() {
+            return;
+        }
+        for s in published {
+            self.pending_ids.remove(&s.event_id);
+        }
+        if !self.pending_idem.is_empty() {
+            let published_ids: IdMap<u128, ()> =
+                published.iter().map(|s| (s.event_id, ())).collect();
+            let keys: Vec<u128> = self
+                .pending_idem
+                .iter()
+                .filter(|(_, (info, _))| published_ids.contains_key(&info.receipt.event_id))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                if let Some((info, _)) = self.pending_idem.remove(&k) {
+                    self.idem.insert(k, info);
+                }
+            }
+        }
+    }
+
+    fn forget_pending(&mut self, dropped: &[Slot]) {
+        for s in dropped {
+            self.pending_ids.remove(&s.event_id);
+        }
+        if !self.pending_idem.is_empty() {
+            let ids: IdMap<u128, ()> = dropped.iter().map(|s| (s.event_id, ())).collect();
+            self.pending_idem
+                .retain(|_, (info, _)| !ids.contains_key(&info.receipt.event_id));
+        }
+    }
+
+    // ---------------------------------------------------------------- live steps
+
+    /// Decides one command. Records go to `sink`; replies to `out`; `force_sync` is set when
+    /// the command needs the group to be durable before it is answered even in deferred mode.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        cmd: Command,
+        env: &mut StepEnv<'_>,
+        out: &mut Vec<Outgoing>,
+        force_sync: &mut bool,
+    ) -> Option<Reply<()>> {
+        match cmd {
+            Command::Append { item, fence, reply } => {
+                let r = self.append_one(item, fence, env);
+                match (r, fence) {
+                    (Ok(Some(receipt)), Some(_)) => {
+                        // INV-FENCE-HIDDEN: a fenced ticket resolves at commit or cancel.
+                        self.fence_waiters.push(FenceWaiter::Append(reply, receipt));
+                    }
+                    (Ok(Some(receipt)), None) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
+                    (Ok(None), _) => {}
+                    (Err((e, Some(receipt))), _) => {
+                        let _ = e;
+                        out.push(Outgoing::Receipt(reply, Ok(receipt)))
+                    }
+                    (Err((e, None)), _) => out.push(Outgoing::Receipt(reply, Err(e))),
+                }
+            }
+            Command::Batch {
+                items,
+                fence,
+                reply_when_staged,
+                reply,
+            } => match self.append_batch(items, fence, env) {
+                Ok(receipts) if fence.is_some() && !reply_when_staged => {
+                    self.fence_waiters.push(FenceWaiter::Batch(reply, receipts))
+                }
+                Ok(receipts) => {
+                    if fence.is_some() {
+                        *force_sync = true;
+                    }
+                    out.push(Outgoing::Receipts(reply, Ok(receipts)))
+                }
+                Err(e) => out.push(Outgoing::Receipts(reply, Err(e))),
+            },
+            Command::FenceBegin { reply } => {
+                let r = self.fence_begin(env);
+                out.push(Outgoing::Token(reply, r));
+            }
+            Command::FenceCommit { fence, reply } => {
+                match self.fence_commit(fence, env, out) {
+                    Ok(()) => {
+                        // INV-FENCE-CRASH: commit answers only once its record is durable.
+                        if self.mutant != Mutant::FenceCommitWithoutSync {
+                            *force_sync = true;
+                        }
+                        out.push(Outgoing::Unit(reply, Ok(())));
+                    }
+                    Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
+                }
+            }
+            Command::FenceCancel { fence, reply } => {
+                let r = self.fence_cancel(fence, env, out);
+                if let Err(e) = &r {
+                    tracing::debug!(fence, error = %e, "fence cancel refused");
+                }
+                if let Some(reply) = reply {
+                    out.push(Outgoing::Unit(reply, r));
+                }
+            }
+            Command::Sync { reply } => {
+                *force_sync = true;
+                out.push(Outgoing::Unit(reply, Ok(())));
+            }
+            Command::Shutdown { reply } => {
+                if let Some(f) = self.open_fence {
+                    tracing::info!(fence = f, "shutdown cancels the open fence");
+                    let _ = self.fence_cancel(f, env, out);
+                }
+                *force_sync = true;
+                return Some(reply);
+            }
+        }
+        None
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.latched {
+            Some(detail) => Err(StoreError::WriterLatched {
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse: admission for a (possibly fenced) write.
+    fn admit(&self, fence: Option<u64>) -> Result<(), StoreError> {
+        self.check_writable()?;
+        match (self.open_fence, fence) {
+            (Some(_), None) => Err(StoreError::VisibilityFenceActive),
+            (open, Some(f)) if open != Some(f) => Err(StoreError::VisibilityFenceNotActive),
+            _ => Ok(()),
+        }
+    }
+
+    /// Idempotency check: `Some(receipt)` if the key already wrote this very event.
+    fn idempotent_hit(
+        &self,
+        key: u128,
+        item: &AppendItem,
+        content_hash: &[u8; 32],
+    ) -> Result<Option<AppendReceipt>, StoreError> {
+        let found = self
+            .idem
+            .get(&key)
+            .or_else(|| self.pending_idem.get(&key).map(|(i, _)| i));
+        let Some(info) = found else {
+            return Ok(None);
+        };
+        let coord = self.coords.get(info.coord as usize);
+        let mut diffs = Vec::new();
+        if coord.map(|c| c.entity()) != Some(item.coord.entity()) {
+            diffs.push("entity");
+        }
+        if coord.map(|c| c.scope()) != Some(item.coord.scope()) {
+            diffs.push("scope");
+        }
+        if info.kind != item.kind {
+            diffs.push("kind");
+        }
+        if &info.receipt.content_hash != content_hash {
+            diffs.push("payload");
+        }
+        if diffs.is_empty() {
+            Ok(Some(info.receipt))
+        } else {
+            Err(StoreError::IdempotencyConflict {
+                key,
+                original_event_id: info.receipt.event_id,
+                detail: format!("the retry differs in {}", diffs.join(", ")),
+            })
+        }
+    }
+
+    fn cause_exists(&self, id: u128, index: &Index) -> bool {
+        index.contains(id) || self.pending_ids.contains_key(&id)
+    }
+
+    fn validate(
+        &self,
+        item: &AppendItem,
+        expected_clock: u32,
+        causation: Option<u128>,
+        env: &StepEnv<'_>,
+    ) -> Result<(), StoreError> {
+        if item.payload.len() as u64 > env.limits.single_append_max_bytes {
+            return Err(StoreError::TooLarge {
+                what: "payload",
+                size: item.payload.len() as u64,
+                max: env.limits.single_append_max_bytes,
+            });
+        }
+        if let Some(expected) = item.options.expected_sequence {
+            if expected != expected_clock {
+                return Err(StoreError::SequenceMismatch {
+                    entity: item.coord.entity().to_string(),
+                    expected,
+                    actual: expected_clock,
+                });
+            }
+        }
+        if let Some(c) = causation {
+            if !env.allow_external_causes && !self.cause_exists(c, env.index) {
+                return Err(StoreError::UnknownCausation { causation_id: c });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one event record (no checks). Returns its receipt.
+    fn write_event(
+        &mut self,
+        item: &AppendItem,
+        unit: Unit,
+        causation: Option<u128>,
+        content_hash: [u8; 32],
+        env: &mut StepEnv<'_>,
+    ) -> Result<AppendReceipt, StoreError> {
+        let now = env.clock.now_us();
+        let event_id = env.ids.next_id(now);
+        let mut head = self.head(item.coord.entity());
+        if self.mutant == Mutant::ChainRestartsInFence && unit.fence().is_some() {
+            head = Head::default();
+        }
+        let seq = self.next_seq;
+        let rec = EventRecord {
+            unit,
+            event_id,
+            correlation_id: item.options.correlation_id.filter(|&c| c != event_id),
+            causation_id: causation,
+            timestamp_us: now,
+            clock: head.clock.wrapping_add(1),
+            kind: item.kind.as_raw(),
+            flags: item.options.flags,
+            prev_hash: head.hash,
+            idempotency_key: item.options.idempotency_key,
+            entity: item.coord.entity(),
+            scope: item.coord.scope(),
+            payload: &item.payload,
+        };
+        let record = Record {
+            seq,
+            body: RecordBody::Event(rec.clone()),
+        };
+        let pos = env.sink.emit(&record)?;
+        self.next_seq += 1;
+        let hash = event_hash(&rec);
+        self.set_head(
+            item.coord.entity(),
+            Head {
+                clock: rec.clock,
+                hash,
+            },
+        );
+        let coord = self.intern(&item.coord);
+        let receipt = AppendReceipt {
+            event_id,
+            sequence: seq,
+            disk_pos: pos,
+            content_hash,
+            clock: rec.clock,
+            durable: false,
+        };
+        if let Some(key) = item.options.idempotency_key {
+            let info = IdemInfo {
+                receipt,
+                coord,
+                kind: item.kind,
+            };
+            self.pending_idem.insert(key, (info, unit));
+        }
+        self.pending_ids.insert(event_id, ());
+        self.unit_event(
+            Slot {
+                event_id,
+                correlation_id: rec.correlation_id.unwrap_or(event_id),
+                causation_id: causation,
+                hash_chain: HashChain {
+                    prev_hash: head.hash,
+                    event_hash: hash,
+                },
+                seq,
+                timestamp_us: now,
+                disk_pos: pos,
+                clock: rec.clock,
+                kind: item.kind,
+                coord,
+            },
+            unit,
+        );
+        Ok(receipt)
+    }
+
+    /// Append / FenceAppend. `Ok(None)` never happens for single appends; `Err((_, Some))`
+    /// is an idempotent hit answered with the original receipt.
+    #[allow(clippy::type_complexity)]
+    fn append_one(
+        &mut self,
+        item: AppendItem,
+        fence: Option<u64>,
+        env: &mut StepEnv<'_>,
+    ) -> Result<Option<AppendReceipt>, (StoreError, Option<AppendReceipt>)> {
+        self.admit(fence).map_err(|e| (e, None))?;
+        let content_hash = *blake3::hash(&item.payload).as_bytes();
+        if let Some(key) = item.options.idempotency_key {
+            match self.idempotent_hit(key, &item, &content_hash) {
+                Ok(Some(r)) => return Err((StoreError::Closed, Some(r))),
+                Ok(None) => {}
+                Err(e) => return Err((e, None)),
+            }
+        }
+        let causation = item.options.causation_id;
+        let head = self.head(item.coord.entity());
+        self.validate(&item, head.clock, causation, env)
+            .map_err(|e| (e, None))?;
+        let unit = match fence {
+            Some(f) => Unit::Fence(f),
+            None => Unit::None,
+        };
+        self.write_event(&item, unit, causation, content_hash, env)
+            .map(Some)
+            .map_err(|e| (e, None))
+    }
+
+    /// AppendBatch: all items are checked first; then every event and the commit record are
+    /// written together, so the batch is visible entirely or not at all (INV-BATCH-ATOMIC).
+    fn append_batch(
+        &mut self,
+        items: Vec<AppendItem>,
+        fence: Option<u64>,
+        env: &mut StepEnv<'_>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        self.admit(fence)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |i: usize, stage: BatchStage, e: StoreError| StoreError::BatchFailed {
+            item_index: i,
+            stage,
+            source: Box::new(e),
+        };
+        if items.len() > env.limits.batch_max_size {
+            return Err(fail(
+                items.len() - 1,
+                BatchStage::Validation,
+                StoreError::TooLarge {
+                    what: "batch (events)",
+                    size: items.len() as u64,
+                    max: env.limits.batch_max_size as u64,
+                },
+            ));
+        }
+        let bytes: u64 = items.iter().map(|i| i.payload.len() as u64).sum();
+        if bytes > env.limits.batch_max_bytes {
+            return Err(fail(
+                0,
+                BatchStage::Validation,
+                StoreError::TooLarge {
+                    what: "batch (payload bytes)",
+                    size: bytes,
+                    max: env.limits.batch_max_bytes,
+                },
+            ));
+        }
+        // Validation pass: simulate entity clocks through the batch.
+        let mut clocks: HashMap<&str, u32> = HashMap::new();
+        let mut hashes = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let content_hash = *blake3::hash(&item.payload).as_bytes();
+            if let Some(key) = item.options.idempotency_key {
+                // A batch is written whole or not at all: a reused key is a conflict here.
+                if let Some(info) = self
+                    .idem
+                    .get(&key)
+                    .or_else(|| self.pending_idem.get(&key).map(|(i, _)| i))
+                {
+                    return Err(fail(
+                        i,
+                        BatchStage::Validation,
+                        StoreError::IdempotencyConflict {
+                            key,
+                            original_event_id: info.receipt.event_id,
+                            detail: "key already used; batches are not retried item by item".into(),
+                        },
+                    ));
+                }
+            }
+            let entity = item.coord.entity();
+            let clock = match clocks.get(entity) {
+                Some(c) => *c,
+                None => self.head(entity).clock,
+            };
+            let causation = match item.causation_ref {
+                CausationRef::PriorItem(j) if j >= i => {
+                    return Err(fail(
+                        i,
+                        BatchStage::Validation,
+                        StoreError::Configuration(format!(
+                            "CausationRef::PriorItem({j}) must name an earlier item than {i}"
+                        )),
+                    ))
+                }
+                CausationRef::PriorItem(_) => None, // resolved while writing
+                CausationRef::Absolute(id) => Some(id),
+                CausationRef::None => item.options.causation_id,
+            };
+            self.validate(item, clock, causation, env)
+                .map_err(|e| fail(i, BatchStage::Validation, e))?;
+            clocks.insert(entity, clock.wrapping_add(1));
+            hashes.push(content_hash);
+        }
+        drop(clocks);
+        let batch = self.next_seq;
+        let unit = match fence {
+            Some(f) => Unit::FencedBatch { fence: f, batch },
+            None => Unit::Batch(batch),
+        };
+        let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(items.len());
+        for (i, (item, hash)) in items.iter().zip(hashes).enumerate() {
+            let causation = match item.causation_ref {
+                CausationRef::PriorItem(j) => receipts.get(j).map(|r| r.event_id),
+                CausationRef::Absolute(id) => Some(id),
+                CausationRef::None => item.options.causation_id,
+            };
+            let r = self
+                .write_event(item, unit, causation, hash, env)
+                .map_err(|e| fail(i, BatchStage::Writing, e))?;
+            receipts.push(r);
+        }
+        let count = receipts.len() as u32;
+        let seq = self.next_seq;
+        env.sink
+            .emit(&Record {
+                seq,
+                body: RecordBody::BatchCommit { batch, count },
+            })
+            .map_err(|e| fail(receipts.len().saturating_sub(1), BatchStage::Writing, e))?;
+        self.next_seq += 1;
+        self.unit_batch_commit(batch, count, fence)
+            .map_err(|d| fail(0, BatchStage::Indexing, StoreError::Configuration(d)))?;
+        Ok(receipts)
+    }
+
+    /// FenceBegin.
+    fn fence_begin(&mut self, env: &mut StepEnv<'_>) -> Result<u64, StoreError> {
+        self.check_writable()?;
+        if self.open_fence.is_some() {
+            return Err(StoreError::VisibilityFenceActive);
+        }
+        let fence = self.next_seq;
+        env.sink.emit(&Record {
+            seq: fence,
+            body: RecordBody::FenceBegin { fence },
+        })?;
+        self.next_seq += 1;
+        self.fences.entry(fence).or_default();
+        self.open_fence = Some(fence);
+        tracing::debug!(fence, "FenceBegin");
+        Ok(fence)
+    }
+
+    /// FenceCommit: the commit record is written; the thread syncs before publishing and
+    /// answering (INV-FENCE-CRASH).
+    fn fence_commit(
+        &mut self,
+        fence: u64,
+        env: &mut StepEnv<'_>,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), StoreError> {
+        self.check_writable()?;
+        if self.open_fence != Some(fence) {
+            return Err(StoreError::VisibilityFenceNotActive);
+        }
+        let seq = self.next_seq;
+        env.sink.emit(&Record {
+            seq,
+            body: RecordBody::FenceCommit { fence },
+        })?;
+        self.next_seq += 1;
+        self.open_fence = None;
+        self.unit_fence_commit(fence);
+        for w in self.fence_waiters.drain(..) {
+            match w {
+                FenceWaiter::Append(r, receipt) => out.push(Outgoing::Receipt(r, Ok(receipt))),
+                FenceWaiter::Batch(r, receipts) => out.push(Outgoing::Receipts(r, Ok(receipts))),
+            }
+        }
+        tracing::debug!(fence, "FenceCommit");
+        Ok(())
+    }
+
+    /// FenceCancel: the cancel record is written; the fence's events never become visible
+    /// (INV-NO-RESURRECT) and its tickets fail with `VisibilityFenceCancelled`.
+    fn fence_cancel(
+        &mut self,
+        fence: u64,
+        env: &mut StepEnv<'_>,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), StoreError> {
+        if self.open_fence != Some(fence) {
+            return Err(StoreError::VisibilityFenceNotActive);
+        }
+        self.open_fence = None;
+        let dropped = self.unit_fence_cancel(fence);
+        self.forget_pending(&dropped);
+        self.batches.retain(|_, v| v.iter().all(|s| s.seq < fence));
+        for w in self.fence_waiters.drain(..) {
+            match w {
+                FenceWaiter::Append(r, _) => out.push(Outgoing::Receipt(
+                    r,
+                    Err(StoreError::VisibilityFenceCancelled),
+                )),
+                FenceWaiter::Batch(r, _) => out.push(Outgoing::Receipts(
+                    r,
+                    Err(StoreError::VisibilityFenceCancelled),
+                )),
+            }
+        }
+        // The cancel record is best effort: without it the fence is "open at a crash", which
+        // recovery hides forever just the same. A latched writer skips it.
+        if self.latched.is_none() {
+            let seq = self.next_seq;
+            env.sink.emit(&Record {
+                seq,
+                body: RecordBody::FenceCancel { fence },
+            })?;
+            self.next_seq += 1;
+        }
+        tracing::debug!(fence, "FenceCancel");
+        Ok(())
+    }
+
+    /// Fails every fenced ticket (the writer latched or stops).
+    pub fn fail_fence_waiters(&mut self, out: &mut Vec<Outgoing>, detail: &str) {
+        for w in self.fence_waiters.drain(..) {
+            let e = || StoreError::OutcomeUnknown {
+                detail: detail.to_string(),
+            };
+            match w {
+                FenceWaiter::Append(r, _) => out.push(Outgoing::Receipt(r, Err(e()))),
+                FenceWaiter::Batch(r, _) => out.push(Outgoing::Receipts(r, Err(e()))),
+            }
+        }
+    }
+}
+
+/// What a step may use besides the state.
+pub(crate) struct StepEnv<'a> {
+    pub sink: &'a mut dyn Sink,
+    pub clock: &'a dyn Clock,
+    pub ids: &'a dyn IdSource,
+    pub index: &'a Index,
+    pub limits: Limits,
+    pub allow_external_causes: bool,
+}

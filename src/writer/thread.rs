@@ -1,0 +1,337 @@
+//! The writer thread loop: receive, decide (state machine), write, fsync once, publish,
+//! reply. Group commit: everything queued when the thread wakes (up to
+//! `group_commit_max_batch` commands) shares one write per segment and one fsync.
+
+use super::state::{Mutant, Outgoing, Sink, StepEnv, WriterState};
+use super::Command;
+use crate::codec;
+use crate::env::{Clock, IdSource};
+use crate::error::StoreError;
+use crate::index::Index;
+use crate::log::{DiskPos, Record, SegmentWriter};
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::channel::{Receiver, RecvTimeoutError};
+use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
+use std::time::Duration;
+
+/// Sequence numbers that tell what the writer has done (each is "the next sequence not yet
+/// covered", so 0 means nothing).
+#[derive(Debug, Default)]
+pub struct Frontier {
+    /// Records written (possibly unsynced).
+    pub written: AtomicU64,
+    /// Records durable.
+    pub durable: AtomicU64,
+    /// Records visible (published), counting hidden records below the last visible one.
+    pub visible: AtomicU64,
+}
+
+/// What the writer shares with the store handle and readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub index: RwLock<Index>,
+    pub frontier: Frontier,
+    /// `true` once the writer stopped; taken for writing by the writer's exit so that no
+    /// command can be enqueued after the final drain (INV-NO-HANG).
+    pub gate: RwLock<bool>,
+    /// Signalled whenever `frontier.durable` moves or the writer stops.
+    pub durable_lock: Mutex<()>,
+    pub durable_cv: Condvar,
+}
+
+impl Shared {
+    pub fn new(index: Index) -> Self {
+        Self {
+            index: RwLock::new(index),
+            frontier: Frontier::default(),
+            gate: RwLock::new(false),
+            durable_lock: Mutex::new(()),
+            durable_cv: Condvar::new(),
+        }
+    }
+}
+
+/// The writer's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterConfig {
+    pub frame_max: u32,
+    pub sync_every_n_events: u32,
+    pub flush_interval: Duration,
+    pub group_commit_max_batch: usize,
+    pub limits: super::state::Limits,
+    pub allow_external_causes: bool,
+    pub clock: StdArc<dyn Clock>,
+    pub ids: StdArc<dyn IdSource>,
+}
+
+/// Buffers the frames of one group for the active segment, rolling segments between frames.
+struct GroupSink<'a> {
+    seg: &'a mut SegmentWriter,
+    buf: &'a mut Vec<u8>,
+    frame_max: u32,
+}
+
+impl Sink for GroupSink<'_> {
+    fn emit(&mut self, record: &Record<'_>) -> Result<DiskPos, StoreError> {
+        let mut start = self.buf.len();
+        let len = codec::encode_into(record, self.frame_max, self.buf)
+            .map_err(|e| StoreError::Serialization(Box::new(e)))?;
+        if !self.seg.fits(start as u64, len as u64) {
+            // The frame crosses segment_max_bytes: flush what precedes it, seal, roll.
+            let io = self
+                .seg
+                .write(self.buf.get(..start).unwrap_or(&[]))
+                .and_then(|()| self.seg.roll(record.seq));
+            if let Err(e) = io {
+                self.buf.truncate(start);
+                return Err(StoreError::OutcomeUnknown {
+                    detail: format!("segment roll failed: {e}"),
+                });
+            }
+            self.buf.drain(..start);
+            start = 0;
+        }
+        Ok(DiskPos {
+            segment_id: self.seg.segment_id(),
+            offset: self.seg.len() + start as u64,
+            length: len as u32,
+        })
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub state: WriterState,
+    pub seg: SegmentWriter,
+    pub cfg: WriterConfig,
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Command>,
+    buf: Vec<u8>,
+    unsynced_events: u64,
+}
+
+impl Writer {
+    pub fn new(
+        state: WriterState,
+        seg: SegmentWriter,
+        cfg: WriterConfig,
+        shared: Arc<Shared>,
+        rx: Receiver<Command>,
+    ) -> Self {
+        let next = state.next_seq;
+        shared.frontier.written.store(next, Ordering::SeqCst);
+        shared.frontier.durable.store(next, Ordering::SeqCst);
+        shared.frontier.visible.store(next, Ordering::SeqCst);
+        Self {
+            state,
+            seg,
+            cfg,
+            shared,
+            rx,
+            buf: Vec::with_capacity(64 * 1024),
+            unsynced_events: 0,
+        }
+    }
+
+    fn durable_mode(&self) -> bool {
+        self.cfg.sync_every_n_events <= 1
+    }
+
+    /// The thread body.
+    pub fn run(mut self) {
+        let _span = tracing::info_span!("batpak-writer").entered();
+        loop {
+            let first = if self.unsynced_events > 0 {
+                match self.rx.recv_timeout(self.cfg.flush_interval) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let mut out = Vec::new();
+                        self.finish_group(&mut out, true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                }
+            };
+            let mut cmds = vec![first];
+            while cmds.len() < self.cfg.group_commit_max_batch {
+                match self.rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            if let Some(reply) = self.process_group(cmds) {
+                let _ = reply.send(Ok(()));
+                break;
+            }
+        }
+        self.exit();
+    }
+
+    /// Decides, writes, syncs, publishes and answers one group. Returns the shutdown reply
+    /// if the group held a shutdown.
+    fn process_group(&mut self, cmds: Vec<Command>) -> Option<super::Reply<()>> {
+        let mut out: Vec<Outgoing> = Vec::with_capacity(cmds.len());
+        let mut force_sync = false;
+        let mut shutdown = None;
+        let before = self.state.next_seq;
+        {
+            let index = self.shared.index.read();
+            let mut sink = GroupSink {
+                seg: &mut self.seg,
+                buf: &mut self.buf,
+                frame_max: self.cfg.frame_max,
+            };
+            let mut env = StepEnv {
+                sink: &mut sink,
+                clock: &*self.cfg.clock,
+                ids: &*self.cfg.ids,
+                index: &index,
+                limits: self.cfg.limits,
+                allow_external_causes: self.cfg.allow_external_causes,
+            };
+            for cmd in cmds {
+                if let Some(r) = self.state.step(cmd, &mut env, &mut out, &mut force_sync) {
+                    shutdown = Some(r);
+                }
+            }
+        }
+        self.unsynced_events += self.state.next_seq - before;
+        let sync_now = force_sync
+            || self.durable_mode()
+            || self.unsynced_events >= u64::from(self.cfg.sync_every_n_events);
+        self.finish_group(&mut out, sync_now);
+        shutdown
+    }
+
+    /// Write, Fsync, Publish, Reply.
+    fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
+        let mut io = self.seg.write(&self.buf);
+        self.buf.clear();
+        let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
+        if io.is_ok() && fsync {
+            io = self.seg.sync();
+        }
+        if let Err(e) = io {
+            self.latch(out, &e.to_string());
+            reply_all(out, false);
+            return;
+        }
+        let written = self.state.next_seq;
+        self.shared
+            .frontier
+            .written
+            .store(written, Ordering::SeqCst);
+        if fsync {
+            self.unsynced_events = 0;
+        }
+        // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
+        let ready = std::mem::take(&mut self.state.ready);
+        if !ready.is_empty() {
+            let mut index = self.shared.index.write();
+            index.sync_coords(&self.state.coords);
+            for slot in ready.iter() {
+                index.publish(slot.clone());
+            }
+            drop(index);
+            self.state.settle_published(&ready);
+        }
+        self.shared
+            .frontier
+            .visible
+            .store(written, Ordering::SeqCst);
+        if fsync {
+            self.shared
+                .frontier
+                .durable
+                .store(written, Ordering::SeqCst);
+            let _g = self.shared.durable_lock.lock();
+            self.shared.durable_cv.notify_all();
+        }
+        reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
+    }
+
+    /// Latch after an I/O failure: every acknowledgement of this group becomes an
+    /// indeterminate error, nothing of it is published, and later writes are refused.
+    fn latch(&mut self, out: &mut Vec<Outgoing>, detail: &str) {
+        tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
+        self.state.latched = Some(detail.to_string());
+        self.state.ready.clear();
+        let unknown = || StoreError::OutcomeUnknown {
+            detail: detail.to_string(),
+        };
+        for o in out.iter_mut() {
+            match o {
+                Outgoing::Receipt(_, r @ Ok(_)) => *r = Err(unknown()),
+                Outgoing::Receipts(_, r @ Ok(_)) => *r = Err(unknown()),
+                Outgoing::Unit(_, r @ Ok(_)) => *r = Err(unknown()),
+                Outgoing::Token(_, r @ Ok(_)) => *r = Err(unknown()),
+                _ => {}
+            }
+        }
+        self.state.fail_fence_waiters(out, detail);
+    }
+
+    /// Stops: no command can be enqueued after this; queued ones are dropped, which answers
+    /// their callers with `WriterCrashed` (INV-NO-HANG).
+    fn exit(&mut self) {
+        let mut out = Vec::new();
+        self.state
+            .fail_fence_waiters(&mut out, "the writer stopped");
+        reply_all(&mut out, false);
+        // Senders hold the gate's read lock while they send; one blocked on a full queue
+        // needs the queue drained to finish, so drain until the write lock is ours.
+        loop {
+            while self.rx.try_recv().is_ok() {}
+            if let Some(mut gate) = self.shared.gate.try_write() {
+                *gate = true;
+                break;
+            }
+            crate::sync::thread::yield_now();
+        }
+        while self.rx.try_recv().is_ok() {}
+        let _g = self.shared.durable_lock.lock();
+        self.shared.durable_cv.notify_all();
+        tracing::info!("writer stopped");
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A panic unwinding through the writer still closes the gate and drains the queue.
+        if !*self.shared.gate.read() {
+            self.exit();
+        }
+    }
+}
+
+fn reply_all(out: &mut Vec<Outgoing>, durable: bool) {
+    for o in out.drain(..) {
+        match o {
+            Outgoing::Receipt(tx, r) => {
+                let _ = tx.send(r.map(|mut x| {
+                    x.durable = durable;
+                    x
+                }));
+            }
+            Outgoing::Receipts(tx, r) => {
+                let _ = tx.send(r.map(|mut v| {
+                    for x in v.iter_mut() {
+                        x.durable = durable;
+                    }
+                    v
+                }));
+            }
+            Outgoing::Unit(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Outgoing::Token(tx, r) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
