@@ -75,6 +75,10 @@ pub struct CommitMetadata {
 }
 
 impl CommitMetadata {
+    /// The metadata of a store append.
+    pub fn from_append_receipt(receipt: &crate::store::AppendReceipt) -> Self {
+        Self::new(receipt.event_id, receipt.sequence, receipt.content_hash)
+    }
     /// Metadata of a written event. (Upstream returns `Result<Self, StoreError>` because it
     /// also models a "genesis" marker; this crate has none, so every value is valid.)
     pub const fn new(event_id: u128, sequence: u64, content_hash: [u8; 32]) -> Self {

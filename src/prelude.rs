@@ -11,7 +11,7 @@ pub use crate::pipeline::{
 };
 pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode, VisibilityFence,
-    WriterPressure,
+    DenialRecord, Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode,
+    VisibilityFence, WriterPressure,
 };
 pub use crate::EventPayload;

@@ -38,6 +38,19 @@ use std::marker::PhantomData;
 use std::time::Duration;
 use ticket::wait_reply;
 
+/// The payload of a denial recorded by [`Store::append_denial`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialRecord {
+    /// The denial.
+    pub denial: crate::guard::Denial,
+    /// Which gates permitted, denied or were skipped.
+    pub trace: crate::guard::DecisionTrace,
+}
+
+impl EventPayload for DenialRecord {
+    const KIND: EventKind = EventKind::SYSTEM_DENIAL;
+}
+
 /// Marker: a store open for reading and writing.
 #[derive(Debug, Clone, Copy)]
 pub struct Open;
@@ -282,6 +295,21 @@ impl Store<Open> {
         payload: &impl Serialize,
         options: AppendOptions,
     ) -> Result<AppendItem, StoreError> {
+        if kind.is_reserved() {
+            return Err(StoreError::Configuration(format!(
+                "event kind {kind} is in a reserved category (0x0 system, 0xD effects)"
+            )));
+        }
+        self.system_item(coord, kind, payload, options)
+    }
+
+    fn system_item(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendItem, StoreError> {
         let payload = encode_payload(payload)?;
         if payload.len() as u64 > self.cfg.single_append_max_bytes {
             return Err(StoreError::TooLarge {
@@ -447,6 +475,29 @@ impl Store<Open> {
         items: Vec<BatchAppendItem>,
     ) -> Result<Vec<AppendReceipt>, StoreError> {
         self.submit_batch(items)?.wait()
+    }
+
+    /// Records a gate denial as a system event (kind [`EventKind::SYSTEM_DENIAL`]) on the
+    /// entity's chain, with the decision trace (which gates permitted, denied or were
+    /// skipped), so audits can replay decisions. Read it back with [`Store::get_typed`] as a
+    /// [`DenialRecord`].
+    pub fn append_denial(
+        &self,
+        coord: &Coordinate,
+        denial: &crate::guard::Denial,
+        trace: &crate::guard::DecisionTrace,
+    ) -> Result<AppendReceipt, StoreError> {
+        let record = DenialRecord {
+            denial: denial.clone(),
+            trace: trace.clone(),
+        };
+        let item = self.system_item(
+            coord,
+            EventKind::SYSTEM_DENIAL,
+            &record,
+            AppendOptions::default(),
+        )?;
+        self.submit_item(item, None, false)?.wait()
     }
 
     /// Submits an append without waiting; the ticket answers later.
