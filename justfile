@@ -1,0 +1,28 @@
+# batpak task runner. `just --list` shows the recipes.
+
+import? 'spec/model-check.just'
+
+# The README's test command.
+test:
+    cargo test --workspace
+
+# Prove the loom and shuttle arms of the sync shim (and everything using it) compile.
+check-models-compile:
+    RUSTFLAGS="--cfg loom" cargo check --workspace --lib --target-dir target/loom
+    RUSTFLAGS="--cfg shuttle" cargo check --workspace --lib --target-dir target/shuttle
+
+# Formatting and lints.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Model checks at CI size (TLC on the spec, its mutants, oracle agreement).
+model-check: check-models-compile
+    just model-check-spec
+
+# Benchmarks (numbers printed, never asserted).
+bench:
+    cargo bench --bench throughput
+
+# Everything CI runs.
+ci: lint test model-check
