@@ -415,6 +415,28 @@ fn close_then_reopen_keeps_ids_sequences_coordinates_kinds_and_payloads() {
         };
         written.push((r, store.get(r.event_id).unwrap()));
     }
+    // A batch (whose commit record also takes a sequence) followed by more appends: the
+    // events after it keep their sequences across recovery (INV-STABLE-SEQ).
+    let batch = (0..2u64)
+        .map(|i| {
+            BatchAppendItem::typed(
+                coord("acct:batch", "a"),
+                &dep("batch", i),
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .unwrap()
+        })
+        .collect();
+    for r in store.append_batch(batch).unwrap() {
+        written.push((r, store.get(r.event_id).unwrap()));
+    }
+    for i in 0..3u64 {
+        let r = store
+            .append_typed(&coord("acct:tail", "b"), &dep("tail", i))
+            .unwrap();
+        written.push((r, store.get(r.event_id).unwrap()));
+    }
     let all_before = store.query(&Region::all());
     store.close().unwrap();
 
