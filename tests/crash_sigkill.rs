@@ -1,0 +1,462 @@
+//! Real crashes: the test binary re-executes itself as a child process (`child_entry`), the
+//! child writes to a store in a temporary directory and reports every acknowledged write on
+//! stdout, and the parent kills it with SIGKILL at a varying point, then reopens the store
+//! and checks INV-DURABLE, INV-STABLE-SEQ, INV-PREFIX, INV-BATCH-ATOMIC and INV-FENCE-CRASH.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use batpak::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+const MODE_VAR: &str = "BATPAK_CHILD_MODE";
+const DIR_VAR: &str = "BATPAK_DIR";
+const PROTO: &str = "@@batpak@@ ";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventPayload)]
+#[batpak(category = 0x3, type_id = 1)]
+struct Mark {
+    marker: String,
+    n: u64,
+    item: u32,
+}
+
+fn mark(marker: &str, n: u64, item: u32) -> Mark {
+    Mark {
+        marker: marker.into(),
+        n,
+        item,
+    }
+}
+
+fn coord(entity: &str) -> Coordinate {
+    Coordinate::new(entity, "crash").unwrap()
+}
+
+// ---------------------------------------------------------------------------------- child
+
+/// The child side. Does nothing unless the parent set `BATPAK_CHILD_MODE`.
+#[test]
+fn child_entry() {
+    let Ok(mode) = std::env::var(MODE_VAR) else {
+        return;
+    };
+    let dir = std::env::var(DIR_VAR).unwrap();
+    let store = Store::open(StoreConfig::new(&dir)).unwrap();
+    let out = std::io::stdout();
+    let say = |line: String| {
+        let mut o = out.lock();
+        // The marker lets the parent find the line even when libtest's own "test child_entry
+        // ... " text precedes it on the same line.
+        writeln!(o, "{PROTO}{line}").unwrap();
+        o.flush().unwrap();
+    };
+    match mode.as_str() {
+        "appends" => {
+            for n in 0..1_000_000u64 {
+                let r = store
+                    .append_typed(&coord(&format!("acct:{}", n % 4)), &mark("single", n, 0))
+                    .unwrap();
+                say(format!("ACK {} {:x} {n}", r.sequence, r.event_id));
+            }
+        }
+        "batches" => {
+            for n in 0..1_000_000u64 {
+                let items = (0..3u32)
+                    .map(|k| {
+                        BatchAppendItem::typed(
+                            coord(&format!("batch:{}", (n + u64::from(k)) % 5)),
+                            &mark("batch", n, k),
+                            AppendOptions::default(),
+                            if k == 0 {
+                                CausationRef::None
+                            } else {
+                                CausationRef::PriorItem(k as usize - 1)
+                            },
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                let rs = store.append_batch(items).unwrap();
+                let parts: Vec<String> = rs
+                    .iter()
+                    .map(|r| format!("{} {:x}", r.sequence, r.event_id))
+                    .collect();
+                say(format!("BATCH {n} {}", parts.join(" ")));
+            }
+        }
+        "fence_open" | "fence_committed" => {
+            let r = store
+                .append_typed(&coord("fe"), &mark("pre", 0, 0))
+                .unwrap();
+            say(format!("ACK {} {:x} 0", r.sequence, r.event_id));
+            let r = store
+                .append_typed(&coord("other"), &mark("pre", 1, 0))
+                .unwrap();
+            say(format!("ACK {} {:x} 1", r.sequence, r.event_id));
+            let fence = store.begin_visibility_fence().unwrap();
+            let tickets: Vec<AppendTicket> = (0..3u32)
+                .map(|k| {
+                    fence
+                        .submit_typed(&coord("fe"), &mark("fenced", 2, k))
+                        .unwrap()
+                })
+                .collect();
+            store.sync().unwrap();
+            say("READY".into());
+            if mode == "fence_committed" {
+                fence.commit().unwrap();
+                for t in tickets {
+                    let r = t.wait().unwrap();
+                    say(format!("FENCED {} {:x}", r.sequence, r.event_id));
+                }
+                say("COMMITTED".into());
+            } else {
+                // Keep the fence open: never commit, cancel or drop it.
+                std::mem::forget(fence);
+                std::mem::forget(tickets);
+            }
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+    // Wait to be killed (bounded, in case the parent is gone).
+    std::thread::sleep(Duration::from_secs(60));
+    std::process::exit(3);
+}
+
+// ---------------------------------------------------------------------------------- parent
+
+/// Kills the child on drop, so a failing assertion never leaves it running.
+struct Killer(Child);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(mode: &str, dir: &Path) -> (Killer, BufReader<ChildStdout>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(MODE_VAR, mode)
+        .env(DIR_VAR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (Killer(child), stdout)
+}
+
+/// Reads the child's next protocol line (skipping libtest's own output).
+fn next_line(out: &mut BufReader<ChildStdout>) -> String {
+    loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "child exited before the expected output");
+        if let Some(at) = line.find(PROTO) {
+            return line[at + PROTO.len()..].trim().to_string();
+        }
+    }
+}
+
+/// SIGKILL (`Child::kill` on unix) and reap.
+fn sigkill(mut k: Killer) {
+    k.0.kill().unwrap();
+    let status = k.0.wait().unwrap();
+    assert!(!status.success(), "child was not killed: {status:?}");
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+fn parse_id(s: &str) -> u128 {
+    u128::from_str_radix(s, 16).unwrap()
+}
+
+fn visible_marks(store: &Store) -> Vec<(IndexEntry, Mark)> {
+    let mut all = store.query(&Region::all());
+    all.sort_by_key(|e| e.global_sequence);
+    all.into_iter()
+        .map(|e| {
+            let m = store.get_typed::<Mark>(e.event_id).unwrap().event.payload;
+            (e, m)
+        })
+        .collect()
+}
+
+/// Every entity's visible stream has clocks 1, 2, 3, ... linked by the hash chain (no hidden
+/// events in these runs).
+fn assert_chains_unbroken(store: &Store) {
+    let entities: BTreeSet<String> = store
+        .query(&Region::all())
+        .iter()
+        .map(|e| e.coord.entity().to_string())
+        .collect();
+    for entity in entities {
+        let s = store.stream(&entity);
+        assert_eq!(s[0].hash_chain.prev_hash, [0u8; 32]);
+        for (i, e) in s.iter().enumerate() {
+            assert_eq!(e.clock, i as u32 + 1, "entity {entity}");
+        }
+        for w in s.windows(2) {
+            assert_eq!(w[1].hash_chain.prev_hash, w[0].hash_chain.event_hash);
+        }
+    }
+}
+
+#[test]
+fn acknowledged_appends_survive_sigkill_with_their_sequences_and_the_log_stays_a_prefix() {
+    let mut rng = Lcg(0x5eed_0001);
+    for round in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let kill_after = 1 + rng.next() % 150;
+        let (child, mut out) = spawn_child("appends", tmp.path());
+        let mut acked: Vec<(u64, u128, u64)> = Vec::new();
+        while (acked.len() as u64) < kill_after {
+            let line = next_line(&mut out);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(f[0], "ACK", "{line}");
+            acked.push((f[1].parse().unwrap(), parse_id(f[2]), f[3].parse().unwrap()));
+        }
+        // No acknowledgement line was missed.
+        assert!(acked.iter().enumerate().all(|(i, a)| a.2 == i as u64));
+        if rng.next().is_multiple_of(2) {
+            std::thread::sleep(Duration::from_micros(rng.next() % 3000));
+        }
+        sigkill(child);
+
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let visible = visible_marks(&store);
+        // INV-DURABLE + INV-STABLE-SEQ: every acknowledged event, same id, sequence, payload.
+        for (seq, id, n) in &acked {
+            let e = store
+                .entry(*id)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged event {n} lost"));
+            assert_eq!(e.global_sequence, *seq, "round {round}");
+            let got = store.get_typed::<Mark>(*id).unwrap();
+            assert_eq!(got.event.payload, mark("single", *n, 0));
+            assert_eq!(got.coordinate, coord(&format!("acct:{}", n % 4)));
+        }
+        // INV-PREFIX: the visible events are exactly the first k written (sequences 0..k,
+        // payload counters 0..k), with no hole.
+        assert!(visible.len() >= acked.len());
+        for (i, (e, m)) in visible.iter().enumerate() {
+            assert_eq!(
+                e.global_sequence, i as u64,
+                "round {round}: hole in the log"
+            );
+            assert_eq!(m.n, i as u64, "round {round}");
+        }
+        assert_chains_unbroken(&store);
+        // The store continues where the log ends.
+        let next = store
+            .append_typed(&coord("acct:0"), &mark("after", 0, 0))
+            .unwrap();
+        assert_eq!(next.sequence, visible.len() as u64);
+        let snapshot: Vec<u128> = visible.iter().map(|(e, _)| e.event_id).collect();
+        store.close().unwrap();
+        // Recovery is idempotent: a second reopen shows the same log.
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let again: Vec<u128> = visible_marks(&store)
+            .iter()
+            .map(|(e, _)| e.event_id)
+            .collect();
+        assert_eq!(again.len(), snapshot.len() + 1);
+        assert_eq!(&again[..snapshot.len()], &snapshot[..]);
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn batches_killed_by_sigkill_are_all_or_nothing_and_acknowledged_ones_survive() {
+    let mut rng = Lcg(0x5eed_0002);
+    for round in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let kill_after = 1 + rng.next() % 60;
+        let (child, mut out) = spawn_child("batches", tmp.path());
+        let mut acked: Vec<(u64, Vec<(u64, u128)>)> = Vec::new();
+        while (acked.len() as u64) < kill_after {
+            let line = next_line(&mut out);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(f[0], "BATCH", "{line}");
+            let n: u64 = f[1].parse().unwrap();
+            let items = f[2..]
+                .chunks(2)
+                .map(|c| (c[0].parse().unwrap(), parse_id(c[1])))
+                .collect::<Vec<_>>();
+            assert_eq!(items.len(), 3);
+            acked.push((n, items));
+        }
+        // No acknowledgement line was missed.
+        assert!(acked.iter().enumerate().all(|(i, a)| a.0 == i as u64));
+        if rng.next().is_multiple_of(2) {
+            std::thread::sleep(Duration::from_micros(rng.next() % 3000));
+        }
+        sigkill(child);
+
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        for (n, items) in &acked {
+            for (k, (seq, id)) in items.iter().enumerate() {
+                let e = store
+                    .entry(*id)
+                    .unwrap_or_else(|| panic!("round {round}: batch {n} item {k} lost"));
+                assert_eq!(e.global_sequence, *seq);
+                assert_eq!(
+                    store.get_typed::<Mark>(*id).unwrap().event.payload,
+                    mark("batch", *n, k as u32)
+                );
+                if k > 0 {
+                    assert_eq!(e.causation_id, Some(items[k - 1].1));
+                }
+            }
+        }
+        // INV-BATCH-ATOMIC: every visible batch has all three items; INV-PREFIX: the visible
+        // batches are 0..m, in order, with strictly increasing sequences.
+        let visible = visible_marks(&store);
+        let mut by_batch: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for (_, m) in &visible {
+            assert_eq!(m.marker, "batch");
+            by_batch.entry(m.n).or_default().push(m.item);
+        }
+        for (n, items) in &by_batch {
+            assert_eq!(items, &vec![0, 1, 2], "round {round}: batch {n} is partial");
+        }
+        let ns: Vec<u64> = by_batch.keys().copied().collect();
+        assert_eq!(
+            ns,
+            (0..ns.len() as u64).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        assert!(ns.len() >= acked.len());
+        assert!(visible
+            .windows(2)
+            .all(|w| w[1].0.global_sequence > w[0].0.global_sequence));
+        assert!(visible
+            .windows(2)
+            .all(|w| (w[1].1.n, w[1].1.item) > (w[0].1.n, w[0].1.item)));
+        assert_chains_unbroken(&store);
+        // A new batch still goes through after recovery.
+        let items = (0..3u32)
+            .map(|k| {
+                BatchAppendItem::typed(
+                    coord("batch:after"),
+                    &mark("batch", ns.len() as u64, k),
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .unwrap()
+            })
+            .collect();
+        let rs = store.append_batch(items).unwrap();
+        assert!(rs[0].sequence > visible.last().map_or(0, |v| v.0.global_sequence));
+        store.close().unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        assert_eq!(visible_marks(&store).len(), visible.len() + 3);
+        store.close().unwrap();
+    }
+}
+
+fn read_pre_acks(out: &mut BufReader<ChildStdout>) -> Vec<(u64, u128)> {
+    let mut pre = Vec::new();
+    loop {
+        let line = next_line(out);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[0] {
+            "ACK" => pre.push((f[1].parse().unwrap(), parse_id(f[2]))),
+            "READY" => return pre,
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_fence_open_at_sigkill_stays_hidden_after_recovery() {
+    for _ in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (child, mut out) = spawn_child("fence_open", tmp.path());
+        let pre = read_pre_acks(&mut out);
+        assert_eq!(pre.len(), 2);
+        sigkill(child);
+
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let visible = visible_marks(&store);
+        assert_eq!(visible.len(), 2, "{visible:?}");
+        for (seq, id) in &pre {
+            assert_eq!(store.entry(*id).unwrap().global_sequence, *seq);
+        }
+        assert!(
+            !visible.iter().any(|(_, m)| m.marker == "fenced"),
+            "an uncommitted fence became visible after a crash"
+        );
+        // The entity chain still counts the hidden (written, durable) fenced events.
+        let next = store
+            .append_typed(&coord("fe"), &mark("after", 3, 0))
+            .unwrap();
+        assert_eq!(next.clock, 5);
+        // A new fence can begin after recovery.
+        store.begin_visibility_fence().unwrap().cancel().unwrap();
+        store.close().unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let visible = visible_marks(&store);
+        assert_eq!(visible.len(), 3);
+        assert!(!visible.iter().any(|(_, m)| m.marker == "fenced"));
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn a_fence_committed_before_sigkill_is_fully_visible_after_recovery() {
+    for _ in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (child, mut out) = spawn_child("fence_committed", tmp.path());
+        let pre = read_pre_acks(&mut out);
+        let mut fenced = Vec::new();
+        loop {
+            let line = next_line(&mut out);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f[0] {
+                "FENCED" => fenced.push((f[1].parse::<u64>().unwrap(), parse_id(f[2]))),
+                "COMMITTED" => break,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        sigkill(child);
+
+        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let visible = visible_marks(&store);
+        assert_eq!(visible.len(), 5, "{visible:?}");
+        for (seq, id) in pre.iter().chain(fenced.iter()) {
+            assert_eq!(store.entry(*id).unwrap().global_sequence, *seq);
+        }
+        let fenced_visible: Vec<u32> = visible
+            .iter()
+            .filter(|(_, m)| m.marker == "fenced")
+            .map(|(_, m)| m.item)
+            .collect();
+        assert_eq!(fenced_visible, vec![0, 1, 2]);
+        assert_eq!(
+            store
+                .stream("fe")
+                .iter()
+                .map(|e| e.clock)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_chains_unbroken(&store);
+        store.close().unwrap();
+    }
+}
