@@ -8,7 +8,7 @@
 //! `spec/README.md` and the `INV-*` names in the docs) is checked by TLA+/TLC, loom, shuttle, a
 //! crash-state enumerator and cargo-fuzz.
 //!
-//! ```ignore
+//! ```no_run
 //! use batpak::prelude::*;
 //! # fn main() -> Result<(), StoreError> {
 //! let store = Store::open(StoreConfig::new("./data"))?;

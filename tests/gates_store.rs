@@ -1,4 +1,5 @@
 //! Policy gates meeting the store: a denial persisted with `append_denial` and read back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,7 @@ fn denial_is_persisted_on_the_entity_chain_and_read_back_after_reopen() {
         gates.push(Cap(10));
         gates.push(Always);
         let (result, trace) = gates.evaluate_traced(&50, Proposal::new(Spend { amount: 50 }));
-        let denial = result.err().expect("the cap gate denies 50");
+        let denial = result.expect_err("the cap gate denies 50");
         let r = store.append_denial(&coord, &denial, &trace).unwrap();
         assert_eq!(r.clock, 2, "the denial continues the entity chain");
         denial_id = r.event_id;

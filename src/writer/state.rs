@@ -82,6 +82,14 @@ pub(crate) struct Limits {
     pub single_append_max_bytes: u64,
 }
 
+/// What a single append did.
+enum Appended {
+    /// Written now.
+    Written(AppendReceipt),
+    /// An idempotent retry: the original receipt, nothing written.
+    Duplicate(AppendReceipt),
+}
+
 /// Fenced tickets waiting for their fence to end.
 #[derive(Debug)]
 enum FenceWaiter {
@@ -402,22 +410,16 @@ impl WriterState {
         force_sync: &mut bool,
     ) -> Option<Reply<()>> {
         match cmd {
-            Command::Append { item, fence, reply } => {
-                let r = self.append_one(item, fence, env);
-                match (r, fence) {
-                    (Ok(Some(receipt)), Some(_)) => {
-                        // INV-FENCE-HIDDEN: a fenced ticket resolves at commit or cancel.
-                        self.fence_waiters.push(FenceWaiter::Append(reply, receipt));
-                    }
-                    (Ok(Some(receipt)), None) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
-                    (Ok(None), _) => {}
-                    (Err((e, Some(receipt))), _) => {
-                        let _ = e;
-                        out.push(Outgoing::Receipt(reply, Ok(receipt)))
-                    }
-                    (Err((e, None)), _) => out.push(Outgoing::Receipt(reply, Err(e))),
+            Command::Append { item, fence, reply } => match self.append_one(item, fence, env) {
+                // An idempotent retry answers the original receipt at once.
+                Ok(Appended::Duplicate(receipt)) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
+                // INV-FENCE-HIDDEN: a fenced ticket resolves at commit or cancel.
+                Ok(Appended::Written(receipt)) if fence.is_some() => {
+                    self.fence_waiters.push(FenceWaiter::Append(reply, receipt))
                 }
-            }
+                Ok(Appended::Written(receipt)) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
+                Err(e) => out.push(Outgoing::Receipt(reply, Err(e))),
+            },
             Command::Batch {
                 items,
                 fence,
@@ -653,35 +655,29 @@ impl WriterState {
         Ok(receipt)
     }
 
-    /// Append / FenceAppend. `Ok(None)` never happens for single appends; `Err((_, Some))`
-    /// is an idempotent hit answered with the original receipt.
-    #[allow(clippy::type_complexity)]
+    /// Append / FenceAppend.
     fn append_one(
         &mut self,
         item: AppendItem,
         fence: Option<u64>,
         env: &mut StepEnv<'_>,
-    ) -> Result<Option<AppendReceipt>, (StoreError, Option<AppendReceipt>)> {
-        self.admit(fence).map_err(|e| (e, None))?;
+    ) -> Result<Appended, StoreError> {
+        self.admit(fence)?;
         let content_hash = *blake3::hash(&item.payload).as_bytes();
         if let Some(key) = item.options.idempotency_key {
-            match self.idempotent_hit(key, &item, &content_hash) {
-                Ok(Some(r)) => return Err((StoreError::Closed, Some(r))),
-                Ok(None) => {}
-                Err(e) => return Err((e, None)),
+            if let Some(r) = self.idempotent_hit(key, &item, &content_hash)? {
+                return Ok(Appended::Duplicate(r));
             }
         }
         let causation = item.options.causation_id;
         let head = self.head(item.coord.entity());
-        self.validate(&item, head.clock, causation, env)
-            .map_err(|e| (e, None))?;
+        self.validate(&item, head.clock, causation, env)?;
         let unit = match fence {
             Some(f) => Unit::Fence(f),
             None => Unit::None,
         };
         self.write_event(&item, unit, causation, content_hash, env)
-            .map(Some)
-            .map_err(|e| (e, None))
+            .map(Appended::Written)
     }
 
     /// AppendBatch: all items are checked first; then every event and the commit record are
