@@ -3,7 +3,7 @@
 //! Use them through the `batpak` crate, which re-exports the derive next to the trait of the
 //! same name (the way serde does):
 //!
-//! ```ignore
+//! ```text
 //! use batpak::EventPayload;
 //!
 //! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
