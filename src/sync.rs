@@ -44,7 +44,8 @@ use std as backend;
 #[cfg(loom)]
 use loom as backend;
 
-#[cfg(shuttle)]
+// `not(loom)`: with both cfgs set, only the `compile_error!` above fires.
+#[cfg(all(shuttle, not(loom)))]
 use shuttle as backend;
 
 /// `true` when compiled under a model checker (`--cfg loom` or `--cfg shuttle`).
@@ -88,7 +89,7 @@ pub mod thread {
     #[cfg(not(any(loom, shuttle)))]
     pub use std::thread::sleep;
 
-    #[cfg(shuttle)]
+    #[cfg(all(shuttle, not(loom)))]
     pub use shuttle::thread::sleep;
 
     /// Loom does not model time: sleeping is a yield to its scheduler.

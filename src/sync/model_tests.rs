@@ -84,4 +84,10 @@ mod shuttle_model {
             3,
         );
     }
+
+    #[test]
+    fn sync_mc_channel_two_producers_one_slot_lose_nothing() {
+        shuttle::check_random(super::two_producers_one_slot_lose_nothing, ITERATIONS);
+        shuttle::check_pct(super::two_producers_one_slot_lose_nothing, ITERATIONS, 3);
+    }
 }
