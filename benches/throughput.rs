@@ -3,6 +3,7 @@
 //! Sizes can be scaled down with BATPAK_BENCH_SCALE (e.g. 0.1) for a quick run.
 
 use batpak::prelude::*;
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -1,63 +1,134 @@
-//! TEMPORARY std-only shim (being replaced by the three-arm shim).
-#![allow(missing_docs)]
-pub use std::sync::Arc;
+//! The concurrency shim: the only door through which the crate reaches threads, locks,
+//! atomics and channels.
+//!
+//! Three arms, chosen at compile time, all exporting the same names and signatures:
+//!
+//! | arm | selected by | primitives | channel |
+//! | --- | --- | --- | --- |
+//! | production | default | `std::sync`, `std::thread` | `flume`, wrapped |
+//! | loom | `--cfg loom` | `loom 0.7` | [`mc_channel`] (shim Mutex + Condvar) |
+//! | shuttle | `--cfg shuttle` | `shuttle 0.8` | [`mc_channel`] (shim Mutex + Condvar) |
+//!
+//! Setting both model cfgs is a compile error. In production every item is a plain re-export or
+//! an `#[inline]` wrapper whose only work is discarding lock poisoning, so the shim costs
+//! nothing. No other file of the crate may name the underlying crates; `tests/no_sync_leaks.rs`
+//! enforces that, and [`UNDER_MODEL`] lets other code branch on the arm without a `cfg`.
+//!
+//! Poisoning: a lock whose holder panicked is recovered (the guard is returned anyway), never
+//! turned into a panic. The store's invariants are re-checked by its own assertions, and a
+//! panicking thread already reports itself through its `JoinHandle`.
+//!
+//! Time under the models: neither loom nor shuttle models time. Their `wait_timeout` never times
+//! out (it waits like `wait`), `thread::sleep` is a yield, and so
+//! [`channel::Receiver::recv_timeout`] waits like `recv` there (the checker reports a deadlock
+//! if nothing ever arrives). Model tests must therefore not rely on a timeout firing.
+
+#[cfg(all(loom, shuttle))]
+compile_error!("batpak: `--cfg loom` and `--cfg shuttle` are mutually exclusive; set at most one");
+
+mod channel_error;
+#[cfg(not(any(loom, shuttle)))]
+mod flume_channel;
+mod lock;
+#[doc(hidden)]
+pub mod mc_channel;
+#[cfg(all(test, any(loom, shuttle)))]
+mod model_tests;
+
+pub use lock::{Condvar, Mutex, RwLock};
+
+/// The arm's backend crate, named once so the rest of the shim is arm-agnostic.
+#[cfg(not(any(loom, shuttle)))]
+use std as backend;
+
+#[cfg(loom)]
+use loom as backend;
+
+// `not(loom)`: with both cfgs set, only the `compile_error!` above fires.
+#[cfg(all(shuttle, not(loom)))]
+use shuttle as backend;
+
+/// `true` when compiled under a model checker (`--cfg loom` or `--cfg shuttle`).
+///
+/// Lets other modules shrink workloads or skip wall-clock behaviour without naming a `cfg`.
+pub const UNDER_MODEL: bool = cfg!(any(loom, shuttle));
+
+/// Shared ownership that the model checkers track (loom's `Arc` under loom; shuttle uses
+/// `std::sync::Arc` itself). Use it for state that is shared *and mutated* across threads.
+pub use backend::sync::Arc;
+
+/// Always `std::sync::Arc`, in every arm. For immutable handles the models need not track,
+/// notably trait objects such as `StdArc<dyn Disk>` (loom's `Arc` cannot unsize-coerce).
 pub use std::sync::Arc as StdArc;
+
+/// Guard returned by [`Mutex::lock`]; the arm's own guard type, derefs to `T`.
+pub use backend::sync::MutexGuard;
+
+/// Guard returned by [`RwLock::read`]; the arm's own guard type, derefs to `T`.
+pub use backend::sync::RwLockReadGuard;
+
+/// Guard returned by [`RwLock::write`]; the arm's own guard type, derefs mutably to `T`.
+pub use backend::sync::RwLockWriteGuard;
+
+/// Atomic integers and booleans of the current arm, plus [`atomic::Ordering`].
 pub mod atomic {
-    pub use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-}
-pub struct Mutex<T>(std::sync::Mutex<T>);
-pub type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
-impl<T> Mutex<T> {
-    pub fn new(v: T) -> Self {
-        Self(std::sync::Mutex::new(v))
-    }
-    pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-impl<T: std::fmt::Debug> std::fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-pub mod thread {
-    pub use std::thread::{spawn, yield_now, Builder, JoinHandle};
-}
-pub mod channel {
-    pub use flume::{
-        bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError,
+    pub use super::backend::sync::atomic::{
+        AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
     };
 }
-pub struct RwLock<T>(std::sync::RwLock<T>);
-impl<T> RwLock<T> {
-    pub fn new(v: T) -> Self {
-        Self(std::sync::RwLock::new(v))
-    }
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
-    }
-    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
-    }
-    pub fn try_write(&self) -> Option<std::sync::RwLockWriteGuard<'_, T>> {
-        self.0.try_write().ok()
-    }
-}
-impl<T: std::fmt::Debug> std::fmt::Debug for RwLock<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-#[derive(Debug, Default)]
-pub struct Condvar(std::sync::Condvar);
-impl Condvar {
-    pub fn new() -> Self {
-        Self(std::sync::Condvar::new())
-    }
-    pub fn notify_all(&self) {
-        self.0.notify_all()
+
+/// Threads of the current arm: `spawn`, a named [`thread::Builder`], [`thread::JoinHandle`],
+/// `yield_now` and `sleep`.
+///
+/// `Builder::spawn` returns `std::io::Result<JoinHandle<T>>` and `JoinHandle::join` returns
+/// `std::thread::Result<T>` in every arm. Under loom and shuttle, `sleep` does not sleep: it
+/// yields to the scheduler (time is not modelled).
+pub mod thread {
+    pub use super::backend::thread::{spawn, yield_now, Builder, JoinHandle};
+
+    #[cfg(not(any(loom, shuttle)))]
+    pub use std::thread::sleep;
+
+    #[cfg(all(shuttle, not(loom)))]
+    pub use shuttle::thread::sleep;
+
+    /// Loom does not model time: sleeping is a yield to its scheduler.
+    #[cfg(loom)]
+    #[inline]
+    pub fn sleep(_dur: std::time::Duration) {
+        loom::thread::yield_now();
     }
 }
+
+/// Body of a spin-wait loop: a CPU hint in production, a scheduler yield under the models (a
+/// model checker only makes progress when the spinning thread lets another one run).
+#[inline]
 pub fn spin_loop() {
-    std::hint::spin_loop()
+    #[cfg(not(any(loom, shuttle)))]
+    std::hint::spin_loop();
+    #[cfg(any(loom, shuttle))]
+    thread::yield_now();
+}
+
+/// Multi-producer, multi-consumer FIFO channels with the same API in every arm.
+///
+/// * [`channel::bounded`]`(cap)` holds at most `cap` queued messages; **`bounded(0)` is treated
+///   as `bounded(1)` in every arm** (no rendezvous channels), so behaviour never depends on the
+///   arm. [`channel::unbounded`] never blocks a sender.
+/// * When every `Receiver` is gone, sends fail with `Disconnected`, handing the value back.
+/// * When every `Sender` is gone, receivers first drain what is queued, then get
+///   `Disconnected`.
+///
+/// Production wraps `flume` (its errors are mapped to the shim's own types); the model arms use
+/// [`mc_channel`], built from the shim's [`Mutex`] and [`Condvar`].
+pub mod channel {
+    #[cfg(not(any(loom, shuttle)))]
+    pub use super::flume_channel::{bounded, unbounded, Receiver, Sender};
+
+    #[cfg(any(loom, shuttle))]
+    pub use super::mc_channel::{bounded, unbounded, Receiver, Sender};
+
+    pub use super::channel_error::{
+        RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
+    };
 }

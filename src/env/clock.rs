@@ -55,7 +55,7 @@ impl Clock for ManualClock {
 }
 
 /// A clock backed by a caller-supplied closure (upstream's `with_clock`), in microseconds.
-pub struct FnClock(pub crate::sync::Arc<dyn Fn() -> i64 + Send + Sync>);
+pub struct FnClock(pub crate::sync::StdArc<dyn Fn() -> i64 + Send + Sync>);
 
 impl fmt::Debug for FnClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
