@@ -2,8 +2,8 @@
 //!
 //! Sizes can be scaled down with BATPAK_BENCH_SCALE (e.g. 0.1) for a quick run.
 
-use batpak::prelude::*;
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+use batpak::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -45,7 +45,10 @@ fn scale(n: u64) -> u64 {
 
 fn row(name: &str, events: u64, elapsed: Duration, extra: &str) {
     let rate = events as f64 / elapsed.as_secs_f64();
-    println!("| {name:<44} | {events:>9} | {:>9.3} s | {rate:>12.0} /s | {extra}", elapsed.as_secs_f64());
+    println!(
+        "| {name:<44} | {events:>9} | {:>9.3} s | {rate:>12.0} /s | {extra}",
+        elapsed.as_secs_f64()
+    );
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -62,7 +65,11 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 fn fdatasync_rate(dir: &Path) -> f64 {
     let path = dir.join("fsync-probe");
-    let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    else {
         return 0.0;
     };
     let block = vec![7u8; 4096];
@@ -104,7 +111,13 @@ fn child(mode: &str, dir: &Path, n: u64) {
             while i < n {
                 let items: Vec<_> = (i..(i + 1000).min(n))
                     .filter_map(|j| {
-                        BatchAppendItem::typed(coord(j), &payload(j), AppendOptions::default(), CausationRef::None).ok()
+                        BatchAppendItem::typed(
+                            coord(j),
+                            &payload(j),
+                            AppendOptions::default(),
+                            CausationRef::None,
+                        )
+                        .ok()
                     })
                     .collect();
                 i += items.len() as u64;
@@ -183,15 +196,24 @@ fn reopen_after_sigkill(n: u64) {
 }
 
 fn main() {
-    if let (Ok(mode), Ok(dir)) = (std::env::var("BATPAK_BENCH_CHILD"), std::env::var("BATPAK_BENCH_DIR")) {
-        let n = std::env::var("BATPAK_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if let (Ok(mode), Ok(dir)) = (
+        std::env::var("BATPAK_BENCH_CHILD"),
+        std::env::var("BATPAK_BENCH_DIR"),
+    ) {
+        let n = std::env::var("BATPAK_BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         child(&mode, Path::new(&dir), n);
         return;
     }
     let Ok(tmp) = tempfile::tempdir() else { return };
     let fsync = fdatasync_rate(tmp.path());
     println!("fdatasync rate (4 KiB appends): {fsync:.0} /s");
-    println!("| {:<44} | {:>9} | {:>11} | {:>15} | notes", "benchmark", "events", "time", "rate");
+    println!(
+        "| {:<44} | {:>9} | {:>11} | {:>15} | notes",
+        "benchmark", "events", "time", "rate"
+    );
     println!("|{}|", "-".repeat(100));
 
     // 1. durable append, 1 thread.
@@ -205,7 +227,12 @@ fn main() {
         }
         let el = t.elapsed();
         let rate = n as f64 / el.as_secs_f64();
-        row("durable append, 1 thread", n, el, &format!("{:.0}% of fdatasync rate", 100.0 * rate / fsync));
+        row(
+            "durable append, 1 thread",
+            n,
+            el,
+            &format!("{:.0}% of fdatasync rate", 100.0 * rate / fsync),
+        );
     }
     // 2. durable append, 8 threads.
     {
@@ -224,7 +251,12 @@ fn main() {
                 });
             }
         });
-        row("durable append, 8 threads (group commit)", n / 8 * 8, t.elapsed(), "");
+        row(
+            "durable append, 8 threads (group commit)",
+            n / 8 * 8,
+            t.elapsed(),
+            "",
+        );
     }
     // 3. deferred append.
     {
@@ -244,11 +276,18 @@ fn main() {
         let store = open(d.path(), |c| c.with_writer_channel_capacity(8192));
         let n = scale(100_000);
         let t = Instant::now();
-        let tickets: Vec<_> = (0..n).filter_map(|i| store.submit_typed(&coord(i), &payload(i)).ok()).collect();
+        let tickets: Vec<_> = (0..n)
+            .filter_map(|i| store.submit_typed(&coord(i), &payload(i)).ok())
+            .collect();
         for tk in tickets {
             let _ = tk.wait();
         }
-        row("submit pipelined (tickets, then wait)", n, t.elapsed(), "durable");
+        row(
+            "submit pipelined (tickets, then wait)",
+            n,
+            t.elapsed(),
+            "durable",
+        );
     }
     // 5. batch of 1000.
     {
@@ -259,7 +298,15 @@ fn main() {
         let mut i = 0;
         while i < n {
             let items: Vec<_> = (i..(i + 1000).min(n))
-                .filter_map(|j| BatchAppendItem::typed(coord(j), &payload(j), AppendOptions::default(), CausationRef::None).ok())
+                .filter_map(|j| {
+                    BatchAppendItem::typed(
+                        coord(j),
+                        &payload(j),
+                        AppendOptions::default(),
+                        CausationRef::None,
+                    )
+                    .ok()
+                })
                 .collect();
             i += items.len() as u64;
             let _ = store.append_batch(items);
@@ -273,8 +320,12 @@ fn main() {
         let rounds = scale(100);
         let t = Instant::now();
         for r in 0..rounds {
-            let Ok(fence) = store.begin_visibility_fence() else { continue };
-            let tickets: Vec<_> = (0..100).filter_map(|i| fence.submit_typed(&coord(r * 100 + i), &payload(i)).ok()).collect();
+            let Ok(fence) = store.begin_visibility_fence() else {
+                continue;
+            };
+            let tickets: Vec<_> = (0..100)
+                .filter_map(|i| fence.submit_typed(&coord(r * 100 + i), &payload(i)).ok())
+                .collect();
             let _ = fence.commit();
             for tk in tickets {
                 let _ = tk.wait();
@@ -291,7 +342,15 @@ fn main() {
         let mut i = 0;
         while i < n {
             let items: Vec<_> = (i..(i + 1000).min(n))
-                .filter_map(|j| BatchAppendItem::typed(one.clone(), &payload(j), AppendOptions::default(), CausationRef::None).ok())
+                .filter_map(|j| {
+                    BatchAppendItem::typed(
+                        one.clone(),
+                        &payload(j),
+                        AppendOptions::default(),
+                        CausationRef::None,
+                    )
+                    .ok()
+                })
                 .collect();
             i += items.len() as u64;
             let _ = store.append_batch(items);
@@ -303,7 +362,12 @@ fn main() {
                 sum = sum.wrapping_add(ev.event.payload.amount);
             }
         }
-        row("projection scan of one entity (read+decode)", n, t.elapsed(), &format!("checksum {sum}"));
+        row(
+            "projection scan of one entity (read+decode)",
+            n,
+            t.elapsed(),
+            &format!("checksum {sum}"),
+        );
         let t = Instant::now();
         let got = store.query(&Region::entity(one.entity())).len() as u64;
         row("query (index entries)", got, t.elapsed(), "");
