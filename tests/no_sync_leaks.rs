@@ -61,7 +61,7 @@ fn code_only(src: &str) -> String {
                 continue;
             }
             let closing: String = std::iter::once('"')
-                .chain(std::iter::repeat('#').take(hashes))
+                .chain(std::iter::repeat_n('#', hashes))
                 .collect();
             let rest: String = chars[j + 1..].iter().collect();
             let body_len = rest
@@ -90,7 +90,7 @@ fn code_only(src: &str) -> String {
             i += 1;
             while i < chars.len() && chars[i] != '\'' {
                 let skip = if chars[i] == '\\' { 2 } else { 1 };
-                out.extend(std::iter::repeat(' ').take(skip));
+                out.extend(std::iter::repeat_n(' ', skip));
                 i += skip;
             }
             out.push(' ');
