@@ -1,0 +1,118 @@
+//! INV-BOUNDED-DECODE: the frame decoder never panics and never allocates more than the
+//! configured maximum frame size, whatever bytes it is given. A counting global allocator
+//! measures the largest single allocation and the bytes live at the peak during decoding.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use batpak::codec;
+use proptest::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = TRACK.try_with(|t| {
+            if t.get() {
+                let _ = LIVE.try_with(|l| {
+                    l.set(l.get() + layout.size());
+                    let _ = PEAK.try_with(|p| p.set(p.get().max(l.get())));
+                });
+            }
+        });
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = TRACK.try_with(|t| {
+            if t.get() {
+                let _ = LIVE.try_with(|l| l.set(l.get().saturating_sub(layout.size())));
+            }
+        });
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Bytes allocated (peak live) while decoding `bytes`.
+fn decode_peak(bytes: &[u8], max: u32) -> usize {
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    TRACK.with(|t| t.set(true));
+    let r = codec::decode(bytes, max);
+    let ok = r.is_ok();
+    drop(r);
+    TRACK.with(|t| t.set(false));
+    let _ = ok;
+    PEAK.with(|p| p.get())
+}
+
+#[test]
+fn a_length_field_claiming_four_gigabytes_allocates_nothing() {
+    let mut frame = vec![0u8; 64];
+    frame[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(decode_peak(&frame, 1 << 20), 0);
+    assert!(codec::decode(&frame, 1 << 20).is_err());
+}
+
+#[test]
+fn a_valid_frame_decodes_without_copying_its_payload() {
+    use batpak::log::{EventRecord, Record, RecordBody, Unit};
+    let payload = vec![9u8; 4096];
+    let r = Record {
+        seq: 5,
+        body: RecordBody::Event(EventRecord {
+            unit: Unit::None,
+            event_id: 1,
+            correlation_id: None,
+            causation_id: None,
+            timestamp_us: 0,
+            clock: 1,
+            kind: 0x1001,
+            flags: 0,
+            prev_hash: [0; 32],
+            idempotency_key: None,
+            entity: "e",
+            scope: "s",
+            payload: &payload,
+        }),
+    };
+    let frame = codec::encode(&r, 1 << 20).unwrap();
+    let peak = decode_peak(&frame, 1 << 20);
+    assert!(
+        peak < 1024,
+        "decoding a 4 KiB payload allocated {peak} bytes"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn decoding_arbitrary_bytes_never_allocates_past_the_maximum(
+        bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+        max in 16u32..2048,
+    ) {
+        let peak = decode_peak(&bytes, max);
+        prop_assert!(peak <= max as usize, "peak {} > max {}", peak, max);
+    }
+
+    #[test]
+    fn a_plausible_header_over_random_bytes_never_allocates_past_the_maximum(
+        len in 0u32..10_000,
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+        max in 16u32..4096,
+    ) {
+        let mut frame = len.to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        frame.extend_from_slice(&body);
+        let peak = decode_peak(&frame, max);
+        prop_assert!(peak <= max as usize, "peak {} > max {}", peak, max);
+    }
+}
