@@ -77,7 +77,7 @@ pub struct IndexEntry {
 }
 
 /// Compact internal form of an index entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot {
     pub event_id: u128,
     pub correlation_id: u128,
@@ -97,8 +97,14 @@ pub struct Index {
     slots: Vec<Slot>,
     by_id: IdMap<u128, u32>,
     coords: Vec<Coordinate>,
-    by_entity: HashMap<Box<str>, Vec<u32>>,
-    by_scope: HashMap<Box<str>, Vec<u32>>,
+    /// Per coordinate id: (entity list, scope list) indexes, so publishing hashes no string.
+    coord_lists: Vec<(u32, u32)>,
+    /// Entity name -> index into `entity_lists`.
+    by_entity: HashMap<Box<str>, u32>,
+    entity_lists: Vec<Vec<u32>>,
+    /// Scope name -> index into `scope_lists`.
+    by_scope: HashMap<Box<str>, u32>,
+    scope_lists: Vec<Vec<u32>>,
     by_kind: IdMap<u16, Vec<u32>>,
     by_correlation: IdMap<u128, Vec<u32>>,
     effects: IdMap<u128, Vec<u32>>,
@@ -127,9 +133,43 @@ impl Index {
 
     /// Copies coordinates the writer interned since the last call (ids are shared).
     pub(crate) fn sync_coords(&mut self, coords: &[Coordinate]) {
-        if let Some(new) = coords.get(self.coords.len()..) {
-            self.coords.extend_from_slice(new);
+        let Some(new) = coords.get(self.coords.len()..) else {
+            return;
+        };
+        for c in new {
+            let e = match self.by_entity.get(c.entity()) {
+                Some(&i) => i,
+                None => {
+                    let i = self.entity_lists.len() as u32;
+                    self.entity_lists.push(Vec::new());
+                    self.by_entity.insert(c.entity().into(), i);
+                    i
+                }
+            };
+            let s = match self.by_scope.get(c.scope()) {
+                Some(&i) => i,
+                None => {
+                    let i = self.scope_lists.len() as u32;
+                    self.scope_lists.push(Vec::new());
+                    self.by_scope.insert(c.scope().into(), i);
+                    i
+                }
+            };
+            self.coords.push(c.clone());
+            self.coord_lists.push((e, s));
         }
+    }
+
+    fn entity_list(&self, entity: &str) -> Option<&Vec<u32>> {
+        self.by_entity
+            .get(entity)
+            .and_then(|&i| self.entity_lists.get(i as usize))
+    }
+
+    fn scope_list(&self, scope: &str) -> Option<&Vec<u32>> {
+        self.by_scope
+            .get(scope)
+            .and_then(|&i| self.scope_lists.get(i as usize))
     }
 
     /// Makes `slot` visible. Slots must come in increasing sequence order.
@@ -139,18 +179,14 @@ impl Index {
             "INV-READ-ISOLATION: publish order must be sequence order"
         );
         let pos = self.slots.len() as u32;
-        let Some(coord) = self.coords.get(slot.coord as usize) else {
+        let Some(&(e, s)) = self.coord_lists.get(slot.coord as usize) else {
             return;
         };
-        if let Some(v) = self.by_entity.get_mut(coord.entity()) {
+        if let Some(v) = self.entity_lists.get_mut(e as usize) {
             v.push(pos);
-        } else {
-            self.by_entity.insert(coord.entity().into(), vec![pos]);
         }
-        if let Some(v) = self.by_scope.get_mut(coord.scope()) {
+        if let Some(v) = self.scope_lists.get_mut(s as usize) {
             v.push(pos);
-        } else {
-            self.by_scope.insert(coord.scope().into(), vec![pos]);
         }
         self.by_kind
             .entry(slot.kind.as_raw())
@@ -201,16 +237,14 @@ impl Index {
 
     /// The entity's visible events, oldest first.
     pub fn stream(&self, entity: &str) -> Vec<IndexEntry> {
-        self.by_entity
-            .get(entity)
+        self.entity_list(entity)
             .map(|v| self.entries(v))
             .unwrap_or_default()
     }
 
     /// The scope's visible events, in order.
     pub fn by_scope(&self, scope: &str) -> Vec<IndexEntry> {
-        self.by_scope
-            .get(scope)
+        self.scope_list(scope)
             .map(|v| self.entries(v))
             .unwrap_or_default()
     }
@@ -239,11 +273,7 @@ impl Index {
                 .collect()
         };
         if let Some(scope) = &region.scope {
-            return self
-                .by_scope
-                .get(scope.as_str())
-                .map(from_list)
-                .unwrap_or_default();
+            return self.scope_list(scope).map(from_list).unwrap_or_default();
         }
         if let crate::coordinate::KindFilter::Exact(k) = region.fact {
             return self
@@ -253,7 +283,7 @@ impl Index {
                 .unwrap_or_default();
         }
         if let Some(prefix) = &region.entity_prefix {
-            if let Some(v) = self.by_entity.get(prefix.as_str()) {
+            if let Some(v) = self.entity_list(prefix) {
                 // Exact entity; children (prefix:...) need the full scan below.
                 let has_children = self
                     .by_entity
@@ -308,7 +338,7 @@ impl Index {
         let Some(coord) = self.coords.get(slot.coord as usize) else {
             return Vec::new();
         };
-        let Some(list) = self.by_entity.get(coord.entity()) else {
+        let Some(list) = self.entity_list(coord.entity()) else {
             return Vec::new();
         };
         let Ok(at) = list.binary_search(&pos) else {
@@ -325,11 +355,11 @@ impl Index {
 
     /// Number of distinct entities with visible events.
     pub fn entity_count(&self) -> usize {
-        self.by_entity.len()
+        self.entity_lists.iter().filter(|v| !v.is_empty()).count()
     }
 
     /// Number of distinct scopes with visible events.
     pub fn scope_count(&self) -> usize {
-        self.by_scope.len()
+        self.scope_lists.iter().filter(|v| !v.is_empty()).count()
     }
 }

@@ -945,21 +945,25 @@ fn recover_state(
     state.recovering = true;
     let mut index = Index::new();
     let renumber = cfg.mutant == Mutant::RecoveryRenumbers;
-    let publish = |state: &mut WriterState, index: &mut Index, slots: Vec<crate::index::Slot>| {
+    let publish = |state: &mut WriterState, index: &mut Index| {
+        // Reuse the ready buffer's allocation: recovery publishes record by record.
+        let mut ready = std::mem::take(&mut state.ready);
         index.sync_coords(&state.coords);
-        for mut s in slots.iter().cloned() {
+        for s in ready.iter() {
+            let mut s = *s;
             if renumber {
                 s.seq = index.len() as u64;
             }
             index.publish(s);
         }
-        state.settle_published(&slots);
+        state.settle_published(&ready);
+        ready.clear();
+        state.ready = ready;
     };
     let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
         state.recover_record(r, pos)?;
         if !state.ready.is_empty() {
-            let ready = std::mem::take(&mut state.ready);
-            publish(&mut state, &mut index, ready);
+            publish(&mut state, &mut index);
         }
         Ok(())
     };
@@ -969,7 +973,7 @@ fn recover_state(
         log::recover(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
     }
     .map_err(StoreError::from_recovery)?;
-    let rest = state.finish_recovery();
-    publish(&mut state, &mut index, rest);
+    state.ready = state.finish_recovery();
+    publish(&mut state, &mut index);
     Ok((state, index, report))
 }

@@ -23,6 +23,8 @@ pub(crate) trait Sink {
 pub(crate) struct Head {
     pub clock: u32,
     pub hash: [u8; 32],
+    /// Interned coordinate of the entity's last event (a cheap intern cache for recovery).
+    pub coord: u32,
 }
 
 /// What the writer remembers of an idempotent append.
@@ -275,14 +277,19 @@ impl WriterState {
                     ));
                 }
                 let hash = event_hash(e);
+                // Most entities live in one scope: reuse the head's coordinate id.
+                let coord = match self.coords.get(head.coord as usize) {
+                    Some(c) if head.clock > 0 && c.scope() == e.scope => head.coord,
+                    _ => self.intern_parts(e.entity, e.scope)?,
+                };
                 self.set_head(
                     e.entity,
                     Head {
                         clock: e.clock,
                         hash,
+                        coord,
                     },
                 );
-                let coord = self.intern_parts(e.entity, e.scope)?;
                 let slot = Slot {
                     event_id: e.event_id,
                     correlation_id: e.correlation_id.unwrap_or(e.event_id),
@@ -609,14 +616,15 @@ impl WriterState {
         let pos = env.sink.emit(&record)?;
         self.next_seq += 1;
         let hash = event_hash(&rec);
+        let coord = self.intern(&item.coord);
         self.set_head(
             item.coord.entity(),
             Head {
                 clock: rec.clock,
                 hash,
+                coord,
             },
         );
-        let coord = self.intern(&item.coord);
         let receipt = AppendReceipt {
             event_id,
             sequence: seq,
