@@ -210,6 +210,16 @@ impl Writer {
 
     /// Write, Fsync, Publish, Reply.
     fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
+        if self.state.latched.is_some() {
+            // A latched writer writes, syncs and publishes nothing more, and its frontiers stay
+            // where the failure left them: the records counted in `next_seq` since then were
+            // never written (their buffer was dropped), so they must not be reported as
+            // written or durable.
+            self.buf.clear();
+            self.state.ready.clear();
+            reply_all(out, false);
+            return;
+        }
         let mut io = self.seg.write(&self.buf);
         self.buf.clear();
         let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
