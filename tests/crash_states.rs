@@ -11,7 +11,7 @@ use batpak::env::SimDisk;
 use batpak::event::EventKind;
 use batpak::store::{Mutant, Store, StoreError};
 use common::crash::{
-    config, enumerate_crash_states, inject_io_errors, visible, Mode, Stats, Violation, DIR,
+    config, enumerate_crash_states, inject_io_errors, visible, Mode, Stats, Violation,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -55,7 +55,7 @@ fn crash_states_deferred_mode() {
 fn io_error_injection_durable_mode() {
     let start = Instant::now();
     let mut stats = Stats::default();
-    if let Err(v) = inject_io_errors(Mode::DURABLE, 2, &mut stats) {
+    if let Err(v) = inject_io_errors(Mode::DURABLE, 3, &mut stats) {
         panic!("{v}");
     }
     report("I/O error injection (durable mode)", &stats, start);
@@ -66,7 +66,7 @@ fn io_error_injection_durable_mode() {
 fn io_error_injection_deferred_mode() {
     let start = Instant::now();
     let mut stats = Stats::default();
-    if let Err(v) = inject_io_errors(Mode::DEFERRED, 2, &mut stats) {
+    if let Err(v) = inject_io_errors(Mode::DEFERRED, 3, &mut stats) {
         panic!("{v}");
     }
     report("I/O error injection (deferred mode)", &stats, start);
@@ -172,7 +172,11 @@ fn store_with_three_events(mutant: Mutant) -> (SimDisk, PathBuf, Vec<(u128, u64,
     let mut events = Vec::new();
     for i in 0..3 {
         let r = store
-            .append(&coord("a"), KIND, &serde_json::json!({"i": i, "pad": "abcdefgh"}))
+            .append(
+                &coord("a"),
+                KIND,
+                &serde_json::json!({"i": i, "pad": "abcdefgh"}),
+            )
             .unwrap();
         events.push((r.event_id, r.disk_pos.offset, r.disk_pos.length));
     }
@@ -203,7 +207,11 @@ fn torn_tail_is_cut_and_stays_cut() {
     disk.write_file_durably(&seg, &bytes).unwrap();
 
     let store = reopen(&disk, Mutant::None, 1).unwrap();
-    let torn = store.recovery_report().torn_tail.clone().expect("torn tail found");
+    let torn = store
+        .recovery_report()
+        .torn_tail
+        .clone()
+        .expect("torn tail found");
     assert_eq!(torn.file, seg);
     assert_eq!(torn.offset, good_len);
     assert_eq!(torn.cut_bytes, 37);
@@ -258,12 +266,15 @@ fn corruption_mid_segment_fails_closed_with_file_and_offset() {
         }) => {
             assert_eq!(file, seg);
             assert_eq!(o, offset, "names the damaged frame ({detail})");
-            let text = format!("{}", StoreError::CorruptSegment {
-                segment_id: 0,
-                file: file.clone(),
-                offset: o,
-                detail,
-            });
+            let text = format!(
+                "{}",
+                StoreError::CorruptSegment {
+                    segment_id: 0,
+                    file: file.clone(),
+                    offset: o,
+                    detail,
+                }
+            );
             assert!(text.contains(&seg.display().to_string()), "{text}");
         }
         Err(e) => panic!("expected CorruptSegment, got {e:?}"),
@@ -274,5 +285,4 @@ fn corruption_mid_segment_fails_closed_with_file_and_offset() {
         reopen(&disk, Mutant::None, 2),
         Err(StoreError::CorruptSegment { .. })
     ));
-    let _ = DIR;
 }

@@ -306,14 +306,18 @@ fn unfinished_unit_before(hist: &[Rec], p: usize, seq: u64) -> bool {
             _ => {}
         }
     }
-    prefix.iter().enumerate().take(seq as usize).any(|(_, r)| match r {
-        Rec::Event { unit, .. } => {
-            unit.batch().is_some_and(|b| !ended_batches.contains(&b))
-                || unit.fence().is_some_and(|f| !ended_fences.contains(&f))
-        }
-        Rec::FenceBegin(f) => !ended_fences.contains(f),
-        _ => false,
-    })
+    prefix
+        .iter()
+        .enumerate()
+        .take(seq as usize)
+        .any(|(_, r)| match r {
+            Rec::Event { unit, .. } => {
+                unit.batch().is_some_and(|b| !ended_batches.contains(&b))
+                    || unit.fence().is_some_and(|f| !ended_fences.contains(&f))
+            }
+            Rec::FenceBegin(f) => !ended_fences.contains(f),
+            _ => false,
+        })
 }
 
 /// Every visible event, in sequence order.
@@ -369,7 +373,10 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
     if pu > hist.len() {
         return Err(violation(
             "INV-PREFIX",
-            format!("recovery found {p} records, only {} were written", hist.len()),
+            format!(
+                "recovery found {p} records, only {} were written",
+                hist.len()
+            ),
         ));
     }
     // INV-STABLE-SEQ: each visible event sits at the sequence it was written at.
@@ -416,7 +423,7 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
             _ => false,
         })
     };
-    for &s in got.difference(&expected) {
+    if let Some(&s) = got.difference(&expected).next() {
         let su = usize::try_from(s).unwrap();
         if su >= pu {
             return Err(violation(
@@ -427,9 +434,11 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
         let Rec::Event { unit, .. } = &hist[su] else {
             return Err(violation("INV-PREFIX", format!("seq {s} is not an event")));
         };
-        let batch_open = unit
-            .batch()
-            .is_some_and(|b| !hist[..pu].iter().any(|r| matches!(r, Rec::BatchCommit(x) if *x == b)));
+        let batch_open = unit.batch().is_some_and(|b| {
+            !hist[..pu]
+                .iter()
+                .any(|r| matches!(r, Rec::BatchCommit(x) if *x == b))
+        });
         if batch_open {
             return Err(violation(
                 "INV-BATCH-ATOMIC",
@@ -437,8 +446,8 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
             ));
         }
         if let Some(f) = unit.fence() {
-            let cancelled = committed_or_cancelled(f, true)
-                || acks.fences.get(&f) == Some(&Fate::Cancelled);
+            let cancelled =
+                committed_or_cancelled(f, true) || acks.fences.get(&f) == Some(&Fate::Cancelled);
             let inv = if cancelled {
                 "INV-NO-RESURRECT"
             } else {
@@ -449,9 +458,12 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
                 format!("seq {s} of fence {f} visible without its commit record (cancelled: {cancelled})"),
             ));
         }
-        return Err(violation("INV-PREFIX", format!("seq {s} visible unexpectedly")));
+        return Err(violation(
+            "INV-PREFIX",
+            format!("seq {s} visible unexpectedly"),
+        ));
     }
-    for &s in expected.difference(&got) {
+    if let Some(&s) = expected.difference(&got).next() {
         let su = usize::try_from(s).unwrap();
         if unfinished_unit_before(hist, pu, s) {
             return Err(violation(
@@ -508,7 +520,10 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
             if a.durable {
                 return Err(violation(
                     "INV-DURABLE",
-                    format!("acknowledged durable event {:x} (seq {}) not visible", a.id, a.seq),
+                    format!(
+                        "acknowledged durable event {:x} (seq {}) not visible",
+                        a.id, a.seq
+                    ),
                 ));
             }
             continue;
@@ -516,7 +531,10 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
         if e.global_sequence != a.seq {
             return Err(violation(
                 "INV-STABLE-SEQ",
-                format!("event {:x} acknowledged at seq {} visible at {}", a.id, a.seq, e.global_sequence),
+                format!(
+                    "event {:x} acknowledged at seq {} visible at {}",
+                    a.id, a.seq, e.global_sequence
+                ),
             ));
         }
         if e.coord != coord(a.entity) || e.kind != KIND {
@@ -553,8 +571,7 @@ fn check_state(store: &Store, vis: &[IndexEntry], p: u64, acks: &Acks, hist: &[R
                     format!("seq {su}: clock/prev_hash differ from the written record"),
                 ));
             }
-            if e.coord.entity() != entity || e.coord.scope() != scope || e.kind.as_raw() != *kind
-            {
+            if e.coord.entity() != entity || e.coord.scope() != scope || e.kind.as_raw() != *kind {
                 return Err(violation(
                     "INV-DURABLE",
                     format!("seq {su}: coordinate/kind differ from the written record"),
@@ -634,19 +651,30 @@ pub fn check_image(
 
     // INV-RECOVERY-IDEMPOTENT: reopen sees the same state and no torn tail.
     let store = Store::open(config(&disk, mode, 2)).map_err(|e| {
-        open_violation(&e, "INV-RECOVERY-IDEMPOTENT", &format!("reopen [{}]", ctx()))
+        open_violation(
+            &e,
+            "INV-RECOVERY-IDEMPOTENT",
+            &format!("reopen [{}]", ctx()),
+        )
     })?;
     if let Some(t) = &store.recovery_report().torn_tail {
         return Err(violation(
             "INV-RECOVERY-IDEMPOTENT",
-            format!("second recovery still finds a torn tail {t:?} [image: {}]", ctx()),
+            format!(
+                "second recovery still finds a torn tail {t:?} [image: {}]",
+                ctx()
+            ),
         ));
     }
     let vis2 = visible(&store);
     if vis2 != vis1 {
         return Err(violation(
             "INV-RECOVERY-IDEMPOTENT",
-            format!("reopen changed the visible state {:?} -> {:?}", ids(&vis1), ids(&vis2)),
+            format!(
+                "reopen changed the visible state {:?} -> {:?}",
+                ids(&vis1),
+                ids(&vis2)
+            ),
         ));
     }
     // Append after recovery: one event and a batch; all visible, nothing earlier changes.
@@ -658,8 +686,22 @@ pub fn check_image(
     new_ids.push(r.event_id);
     new_seqs.push((r.event_id, r.sequence));
     let items = vec![
-        BatchAppendItem::new(coord("a"), KIND, &json!({"after": 2}), AppendOptions::default(), CausationRef::None).unwrap(),
-        BatchAppendItem::new(coord("b"), KIND, &json!({"after": 3}), AppendOptions::default(), CausationRef::None).unwrap(),
+        BatchAppendItem::new(
+            coord("a"),
+            KIND,
+            &json!({"after": 2}),
+            AppendOptions::default(),
+            CausationRef::None,
+        )
+        .unwrap(),
+        BatchAppendItem::new(
+            coord("b"),
+            KIND,
+            &json!({"after": 3}),
+            AppendOptions::default(),
+            CausationRef::None,
+        )
+        .unwrap(),
     ];
     let rs = store
         .append_batch(items)
@@ -775,7 +817,10 @@ pub fn check_all_images(
             other => {
                 return Err(violation(
                     "INV-STABLE-SEQ",
-                    format!("receipt says {:x} at seq {}, the log holds {other:?}", a.id, a.seq),
+                    format!(
+                        "receipt says {:x} at seq {}, the log holds {other:?}",
+                        a.id, a.seq
+                    ),
                 ))
             }
         }
@@ -802,7 +847,10 @@ fn live_check(store: &Store, acks: &Acks) -> Check {
                 Some(Fate::Cancelled) => {
                     return Err(violation(
                         "INV-NO-RESURRECT",
-                        format!("seq {} of cancelled fence {f} is visible", e.global_sequence),
+                        format!(
+                            "seq {} of cancelled fence {f} is visible",
+                            e.global_sequence
+                        ),
                     ))
                 }
                 _ => {}
@@ -818,7 +866,10 @@ fn live_check(store: &Store, acks: &Acks) -> Check {
             };
             return Err(violation(
                 inv,
-                format!("acknowledged event {:x} (seq {}) is not visible", a.id, a.seq),
+                format!(
+                    "acknowledged event {:x} (seq {}) is not visible",
+                    a.id, a.seq
+                ),
             ));
         }
     }
@@ -847,14 +898,18 @@ impl<'s> Runner<'s> {
     /// Records an error; a definite one must have written nothing.
     fn error(&mut self, op: Op, e: &StoreError, written_before: u64, vis_before: usize) -> Check {
         let definite = e.is_definite();
-        self.acks.errors.push(format!("{op:?}: {e} (definite: {definite})"));
+        self.acks
+            .errors
+            .push(format!("{op:?}: {e} (definite: {definite})"));
         if definite {
             self.acks.definite_errors += 1;
             let w = self.written();
             if w != written_before || visible(self.store).len() != vis_before {
                 return Err(violation(
                     "INV-DEFINITE-ERRORS",
-                    format!("{op:?} failed definitely ({e}) but the log moved {written_before} -> {w}"),
+                    format!(
+                        "{op:?} failed definitely ({e}) but the log moved {written_before} -> {w}"
+                    ),
                 ));
             }
         } else {
@@ -871,12 +926,7 @@ impl<'s> Runner<'s> {
                 ));
             }
         }
-        if !self.faults
-            && !matches!(
-                e,
-                StoreError::VisibilityFenceActive
-            )
-        {
+        if !self.faults && !matches!(e, StoreError::VisibilityFenceActive) {
             return Err(violation(
                 "INV-DEFINITE-ERRORS",
                 format!("{op:?} failed without any fault: {e:?}"),
@@ -921,8 +971,22 @@ impl<'s> Runner<'s> {
             Op::Batch => {
                 let (pa, pb) = (self.payload(0), self.payload(0));
                 let items = vec![
-                    BatchAppendItem::new(coord("a"), KIND, &pa, AppendOptions::default(), CausationRef::None).unwrap(),
-                    BatchAppendItem::new(coord("b"), KIND, &pb, AppendOptions::default(), CausationRef::None).unwrap(),
+                    BatchAppendItem::new(
+                        coord("a"),
+                        KIND,
+                        &pa,
+                        AppendOptions::default(),
+                        CausationRef::None,
+                    )
+                    .unwrap(),
+                    BatchAppendItem::new(
+                        coord("b"),
+                        KIND,
+                        &pb,
+                        AppendOptions::default(),
+                        CausationRef::None,
+                    )
+                    .unwrap(),
                 ];
                 let (w, v) = (self.written(), visible(self.store).len());
                 match self.store.append_batch(items) {
@@ -1006,7 +1070,10 @@ impl<'s> Runner<'s> {
                                 }
                                 Err(e) => return self.error(op, &e, w, v),
                             }
-                            assert!(start.elapsed() < Duration::from_secs(20), "fenced append hangs");
+                            assert!(
+                                start.elapsed() < Duration::from_secs(20),
+                                "fenced append hangs"
+                            );
                             std::thread::yield_now();
                         }
                         Ok(())
@@ -1021,7 +1088,11 @@ impl<'s> Runner<'s> {
                 let token = fence.token();
                 let (w, v) = (self.written(), visible(self.store).len());
                 let commit = op == Op::FenceCommit;
-                let r = if commit { fence.commit() } else { fence.cancel() };
+                let r = if commit {
+                    fence.commit()
+                } else {
+                    fence.cancel()
+                };
                 let fate = match (&r, commit) {
                     (Ok(()), true) => Fate::Committed,
                     (_, false) => Fate::Cancelled,
@@ -1046,7 +1117,9 @@ impl<'s> Runner<'s> {
                             if fate != Fate::Committed {
                                 return Err(violation(
                                     "INV-NO-RESURRECT",
-                                    format!("fenced ticket answered Ok though the fence ended {fate:?}"),
+                                    format!(
+                                        "fenced ticket answered Ok though the fence ended {fate:?}"
+                                    ),
                                 ));
                             }
                             self.acks.events.push(AckedEvent {
@@ -1091,7 +1164,12 @@ pub fn run_workload(
             acks.errors.push(format!("open: {e}"));
             return Ok(acks);
         }
-        Err(e) => return Err(violation("INV-PREFIX", format!("open of a fresh disk: {e}"))),
+        Err(e) => {
+            return Err(violation(
+                "INV-PREFIX",
+                format!("open of a fresh disk: {e}"),
+            ))
+        }
     };
     let mut runner = Runner {
         store: &store,
