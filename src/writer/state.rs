@@ -112,6 +112,8 @@ pub(crate) struct WriterState {
     batches: IdMap<u64, Vec<Slot>>,
     /// Fence token -> events waiting for the fence commit record.
     fences: IdMap<u64, Vec<Slot>>,
+    /// Recovery only: batch id -> the fence its events name (`Unit::FencedBatch`).
+    batch_fences: IdMap<u64, u64>,
     /// Events whose unit is complete, waiting for the group's fsync to be published.
     pub ready: Vec<Slot>,
     /// The open fence (live writer only; recovery never leaves one open).
@@ -290,6 +292,9 @@ impl WriterState {
                         coord,
                     },
                 );
+                if let Unit::FencedBatch { fence, batch } = e.unit {
+                    self.batch_fences.insert(batch, fence);
+                }
                 let slot = Slot {
                     event_id: e.event_id,
                     correlation_id: e.correlation_id.unwrap_or(e.event_id),
@@ -323,7 +328,7 @@ impl WriterState {
                 self.unit_event(slot, e.unit);
             }
             RecordBody::BatchCommit { batch, count } => {
-                let fence = self.batch_fence(*batch);
+                let fence = self.batch_fences.remove(batch);
                 self.unit_batch_commit(*batch, *count, fence)?
             }
             RecordBody::FenceBegin { fence } => {
@@ -336,14 +341,6 @@ impl WriterState {
             }
         }
         Ok(())
-    }
-
-    fn batch_fence(&self, batch: u64) -> Option<u64> {
-        // A fenced batch's events carry the fence; recovery finds it from the events'
-        // placement: the batch is fenced if a fence is pending that the batch follows.
-        // Cheaper: the writer records fenced batches only while that fence is open, so the
-        // fence is the most recent pending one whose token is below the batch id.
-        self.fences.keys().filter(|&&f| f < batch).max().copied()
     }
 
     /// Ends recovery: units without their commit record stay hidden forever
@@ -360,6 +357,7 @@ impl WriterState {
         }
         self.batches.clear();
         self.fences.clear();
+        self.batch_fences.clear();
         // Keys of hidden units never answer a retry.
         self.pending_idem.clear();
         self.pending_ids.clear();
@@ -469,10 +467,14 @@ impl WriterState {
                     out.push(Outgoing::Unit(reply, r));
                 }
             }
-            Command::Sync { reply } => {
-                *force_sync = true;
-                out.push(Outgoing::Unit(reply, Ok(())));
-            }
+            Command::Sync { reply } => match self.check_writable() {
+                // A latched writer cannot make anything durable.
+                Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
+                Ok(()) => {
+                    *force_sync = true;
+                    out.push(Outgoing::Unit(reply, Ok(())));
+                }
+            },
             Command::Shutdown { reply } => {
                 if let Some(f) = self.open_fence {
                     tracing::info!(fence = f, "shutdown cancels the open fence");

@@ -69,6 +69,9 @@ struct GroupSink<'a> {
     seg: &'a mut SegmentWriter,
     buf: &'a mut Vec<u8>,
     frame_max: u32,
+    /// Set when a segment roll failed: the on-disk layout is then unknown (a new segment file
+    /// may exist that the writer does not write to), so the writer must latch.
+    roll_failure: Option<String>,
 }
 
 impl Sink for GroupSink<'_> {
@@ -84,6 +87,7 @@ impl Sink for GroupSink<'_> {
                 .and_then(|()| self.seg.roll(record.seq));
             if let Err(e) = io {
                 self.buf.truncate(start);
+                self.roll_failure = Some(format!("segment roll failed: {e}"));
                 return Err(StoreError::OutcomeUnknown {
                     detail: format!("segment roll failed: {e}"),
                 });
@@ -179,12 +183,14 @@ impl Writer {
         let mut force_sync = false;
         let mut shutdown = None;
         let before = self.state.next_seq;
+        let roll_failure;
         {
             let index = self.shared.index.read();
             let mut sink = GroupSink {
                 seg: &mut self.seg,
                 buf: &mut self.buf,
                 frame_max: self.cfg.frame_max,
+                roll_failure: None,
             };
             let mut env = StepEnv {
                 sink: &mut sink,
@@ -199,6 +205,16 @@ impl Writer {
                     shutdown = Some(r);
                 }
             }
+            roll_failure = sink.roll_failure.take();
+        }
+        if let Some(detail) = roll_failure {
+            // A failed roll may leave a new segment file whose header claims the next
+            // sequence; writing on in the old segment would make the log unrecoverable. Latch:
+            // nothing more is written this session, every answer of the group is indeterminate.
+            self.buf.clear();
+            self.latch(&mut out, &detail);
+            reply_all(&mut out, false);
+            return shutdown;
         }
         self.unsynced_events += self.state.next_seq - before;
         let sync_now = force_sync
@@ -210,6 +226,16 @@ impl Writer {
 
     /// Write, Fsync, Publish, Reply.
     fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
+        if self.state.latched.is_some() {
+            // A latched writer writes, syncs and publishes nothing more, and its frontiers stay
+            // where the failure left them: the records counted in `next_seq` since then were
+            // never written (their buffer was dropped), so they must not be reported as
+            // written or durable.
+            self.buf.clear();
+            self.state.ready.clear();
+            reply_all(out, false);
+            return;
+        }
         let mut io = self.seg.write(&self.buf);
         self.buf.clear();
         let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
@@ -235,7 +261,7 @@ impl Writer {
             let mut index = self.shared.index.write();
             index.sync_coords(&self.state.coords);
             for slot in ready.iter() {
-                index.publish(slot.clone());
+                index.publish(*slot);
             }
             drop(index);
             self.state.settle_published(&ready);
