@@ -9,9 +9,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
-    let dir = tempfile::tempdir()?;
-    {
-        let store = Store::open(StoreConfig::new(dir.path()))?;
+    // With a second argument, reuse (or fill once) that directory, so a profiler sees only
+    // the reopen.
+    let keep = std::env::args().nth(2).map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir()?;
+    let dir_path = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let filled = keep
+        .as_ref()
+        .is_some_and(|d| d.join("00000000000000000000.seg").exists());
+    if !filled {
+        let store = Store::open(StoreConfig::new(&dir_path))?;
         let kind = EventKind::custom(0x1, 1);
         let mut i = 0;
         while i < n {
@@ -33,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.close()?;
     }
     let t = Instant::now();
-    let store = Store::open(StoreConfig::new(dir.path()))?;
+    let store = Store::open(StoreConfig::new(&dir_path))?;
     let el = t.elapsed();
     println!(
         "reopened {} events in {:.3} s ({:.0} events/s)",

@@ -116,6 +116,11 @@ impl Index {
         Self::default()
     }
 
+    /// Reserves room for `additional` more events (recovery sizes the index from the log).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
+    }
+
     /// Number of visible events.
     pub fn len(&self) -> usize {
         self.slots.len()
