@@ -20,4 +20,4 @@ grep -E "distinct states found" "$out" | tail -1
 echo "Store_ci.cfg passed in $(( $(date +%s) - start ))s"
 ./check_mutants.sh
 echo "--- oracle/TLC agreement"
-cd .. && cargo test -q -p batpak-model --test tlc_agreement -- --nocapture
+cd .. && cargo test --release -q -p batpak-model --test tlc_agreement -- --nocapture
