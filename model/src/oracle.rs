@@ -17,8 +17,7 @@ pub use log::{
     UnitKind,
 };
 use log::{
-    cut_torn, ev_pos, is_commit_point, point_events, pos_of, recover_log, recover_visible,
-    seq_at,
+    cut_torn, ev_pos, is_commit_point, point_events, pos_of, recover_log, recover_visible, seq_at,
 };
 
 /// The spec's `Mutant` constant: a seeded bug, or `None`.
@@ -65,12 +64,21 @@ impl Mutant {
     pub const ALL: [(Mutant, &'static str); 17] = [
         (Mutant::None, "none"),
         (Mutant::AckBeforeFsync, "ack_before_fsync"),
-        (Mutant::FenceCommitAckBeforeDurable, "fence_commit_ack_before_durable"),
-        (Mutant::RecoverOpenFenceVisible, "recover_open_fence_visible"),
+        (
+            Mutant::FenceCommitAckBeforeDurable,
+            "fence_commit_ack_before_durable",
+        ),
+        (
+            Mutant::RecoverOpenFenceVisible,
+            "recover_open_fence_visible",
+        ),
         (Mutant::VisibleBeforeCommit, "visible_before_commit"),
         (Mutant::BatchPublishPerEvent, "batch_publish_per_event"),
         (Mutant::RecoverPartialBatch, "recover_partial_batch"),
-        (Mutant::RecoveryStopsAtHiddenUnit, "recovery_stops_at_hidden_unit"),
+        (
+            Mutant::RecoveryStopsAtHiddenUnit,
+            "recovery_stops_at_hidden_unit",
+        ),
         (Mutant::RecoverCancelAsCommit, "recover_cancel_as_commit"),
         (Mutant::RecoveryRenumbers, "recovery_renumbers"),
         (Mutant::CrashImageNotPrefix, "crash_image_not_prefix"),
@@ -316,7 +324,11 @@ impl State {
     }
 
     fn next_event(&self) -> u32 {
-        let used: BTreeSet<EventNo> = self.tickets.iter().flat_map(|t| t.evs.iter().copied()).collect();
+        let used: BTreeSet<EventNo> = self
+            .tickets
+            .iter()
+            .flat_map(|t| t.evs.iter().copied())
+            .collect();
         count(used.len()) + 1
     }
 
@@ -346,7 +358,13 @@ fn can_submit(cfg: &Config, s: &State) -> bool {
 
 fn submit(s: &State, cmd: Cmd, evs: BTreeSet<EventNo>, id: u32) -> State {
     let mut n = s.clone();
-    n.tickets.push(Ticket { cmd, evs, id, st: Status::Queued, mark: 0 });
+    n.tickets.push(Ticket {
+        cmd,
+        evs,
+        id,
+        st: Status::Queued,
+        mark: 0,
+    });
     n.queue.push(n.tickets.len());
     n
 }
@@ -354,7 +372,8 @@ fn submit(s: &State, cmd: Cmd, evs: BTreeSet<EventNo>, id: u32) -> State {
 /// `SubmitAppend`.
 pub fn submit_append(cfg: &Config, s: &State) -> Option<State> {
     let e = s.next_event();
-    (can_submit(cfg, s) && e <= cfg.max_events).then(|| submit(s, Cmd::Append, BTreeSet::from([e]), 0))
+    (can_submit(cfg, s) && e <= cfg.max_events)
+        .then(|| submit(s, Cmd::Append, BTreeSet::from([e]), 0))
 }
 
 /// `SubmitBatch`.
@@ -368,7 +387,8 @@ pub fn submit_batch(cfg: &Config, s: &State) -> Option<State> {
 /// `SubmitFenceBegin`.
 pub fn submit_fence_begin(cfg: &Config, s: &State) -> Option<State> {
     let f = s.next_of(Cmd::FenceBegin);
-    (can_submit(cfg, s) && f <= cfg.max_fences).then(|| submit(s, Cmd::FenceBegin, BTreeSet::new(), f))
+    (can_submit(cfg, s) && f <= cfg.max_fences)
+        .then(|| submit(s, Cmd::FenceBegin, BTreeSet::new(), f))
 }
 
 /// `SubmitFenceAppend(f)`.
@@ -477,7 +497,13 @@ pub fn fence_begin(_cfg: &Config, s: &State) -> Option<State> {
 pub fn fence_append(_cfg: &Config, s: &State) -> Option<State> {
     let (t, c) = admitted(s, &[Cmd::FenceAppend])?;
     let mut n = s.clone();
-    push(&mut n, RecKind::Event, the_event(&c.evs), UnitKind::Fence, c.id);
+    push(
+        &mut n,
+        RecKind::Event,
+        the_event(&c.evs),
+        UnitKind::Fence,
+        c.id,
+    );
     take(&mut n, t, Status::Taken);
     Some(n)
 }
@@ -541,14 +567,25 @@ pub fn refuse(cfg: &Config, s: &State) -> Option<State> {
 
 /// `Fsync`.
 pub fn fsync(_cfg: &Config, s: &State) -> Option<State> {
-    (s.up && s.durable_len < s.written.len()).then(|| State { durable_len: s.written.len(), ..s.clone() })
+    (s.up && s.durable_len < s.written.len()).then(|| State {
+        durable_len: s.written.len(),
+        ..s.clone()
+    })
 }
 
 /// `PublishCandidates`.
 fn publish_candidates(cfg: &Config, s: &State) -> Vec<usize> {
-    let limit = if cfg.mutant == Mutant::PublishBeforeFsync { s.written.len() } else { s.durable_len };
+    let limit = if cfg.mutant == Mutant::PublishBeforeFsync {
+        s.written.len()
+    } else {
+        s.durable_len
+    };
     (s.pub_len + 1..=limit)
-        .filter(|&i| s.written.get(i - 1).is_some_and(|r| is_commit_point(r, cfg.mutant)))
+        .filter(|&i| {
+            s.written
+                .get(i - 1)
+                .is_some_and(|r| is_commit_point(r, cfg.mutant))
+        })
         .collect()
 }
 
@@ -626,7 +663,10 @@ pub fn crash_choices(cfg: &Config, s: &State) -> Vec<(usize, bool, bool)> {
 
 /// `Crash` with the image chosen by `(keep, torn, lost_middle)`.
 pub fn crash(cfg: &Config, s: &State, keep: usize, torn: bool, lost_middle: bool) -> Option<State> {
-    if !(s.up && s.crashes < cfg.max_crashes && crash_choices(cfg, s).contains(&(keep, torn, lost_middle))) {
+    if !(s.up
+        && s.crashes < cfg.max_crashes
+        && crash_choices(cfg, s).contains(&(keep, torn, lost_middle)))
+    {
         return None;
     }
     let mut img = image(&s.written, keep, torn);
@@ -706,7 +746,14 @@ pub fn next_states(cfg: &Config, s: &State) -> Vec<(Action, State)> {
         add(Action::Reply(t), reply(cfg, s, t));
     }
     for (keep, torn, lost_middle) in crash_choices(cfg, s) {
-        add(Action::Crash { keep, torn, lost_middle }, crash(cfg, s, keep, torn, lost_middle));
+        add(
+            Action::Crash {
+                keep,
+                torn,
+                lost_middle,
+            },
+            crash(cfg, s, keep, torn, lost_middle),
+        );
     }
     add(Action::Recover, recover_step(cfg, s));
     out

@@ -129,7 +129,11 @@ impl Parser<'_> {
     fn ident(&mut self) -> String {
         self.ws();
         let start = self.i;
-        while self.s.get(self.i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+        while self
+            .s
+            .get(self.i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
             self.i += 1;
         }
         String::from_utf8_lossy(self.s.get(start..self.i).unwrap_or_default()).into_owned()
@@ -165,7 +169,8 @@ impl Parser<'_> {
             while self.s.get(self.i).is_some_and(|c| *c != b'"') {
                 self.i += 1;
             }
-            let text = String::from_utf8_lossy(self.s.get(start..self.i).unwrap_or_default()).into_owned();
+            let text =
+                String::from_utf8_lossy(self.s.get(start..self.i).unwrap_or_default()).into_owned();
             self.i += 1;
             return Ok(Value::Str(text));
         }
@@ -186,7 +191,10 @@ impl Parser<'_> {
 
 /// Parse one TLA+ value.
 pub fn parse_value(text: &str) -> Result<Value, ParseError> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let v = p.value()?;
     p.ws();
     if p.i != p.s.len() {
@@ -201,7 +209,10 @@ pub fn parse_state(text: &str) -> Result<Value, ParseError> {
     let mut vars = BTreeMap::new();
     for conj in text.split("/\\ ").map(str::trim).filter(|c| !c.is_empty()) {
         let Some((name, val)) = conj.split_once(" = ") else {
-            return Err(ParseError { at: 0, what: "'var = value'" });
+            return Err(ParseError {
+                at: 0,
+                what: "'var = value'",
+            });
         };
         vars.insert(name.trim().to_string(), parse_value(val)?);
     }
@@ -210,7 +221,8 @@ pub fn parse_state(text: &str) -> Result<Value, ParseError> {
 
 /// Iterate over the states of a TLC plain-text dump, yielding each state's text.
 pub fn dump_states(dump: &str) -> impl Iterator<Item = &str> {
-    dump.split("State ").filter_map(|chunk| chunk.split_once(":\n").map(|(_, body)| body))
+    dump.split("State ")
+        .filter_map(|chunk| chunk.split_once(":\n").map(|(_, body)| body))
 }
 
 fn int(n: impl TryInto<i64>) -> Value {
@@ -226,7 +238,12 @@ fn set<T: Copy + TryInto<i64>>(v: &BTreeSet<T>) -> Value {
 }
 
 fn rec(fields: Vec<(&str, Value)>) -> Value {
-    Value::Rec(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Rec(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn record(r: &Record) -> Value {
@@ -243,7 +260,13 @@ fn record(r: &Record) -> Value {
         UnitKind::Batch => "Batch",
         UnitKind::Fence => "Fence",
     };
-    rec(vec![("k", s(k)), ("e", int(r.e)), ("u", s(u)), ("id", int(r.id)), ("seq", int(r.seq))])
+    rec(vec![
+        ("k", s(k)),
+        ("e", int(r.e)),
+        ("u", s(u)),
+        ("id", int(r.id)),
+        ("seq", int(r.seq)),
+    ])
 }
 
 fn log(l: &[Record]) -> Value {
@@ -270,7 +293,13 @@ fn ticket(t: &Ticket) -> Value {
         Status::FenceNotOpen => "FenceNotOpen",
         Status::WriterCrashed => "WriterCrashed",
     };
-    rec(vec![("cmd", s(cmd)), ("evs", set(&t.evs)), ("id", int(t.id)), ("st", s(st)), ("mark", int(t.mark))])
+    rec(vec![
+        ("cmd", s(cmd)),
+        ("evs", set(&t.evs)),
+        ("id", int(t.id)),
+        ("st", s(st)),
+        ("mark", int(t.mark)),
+    ])
 }
 
 impl State {
@@ -278,14 +307,20 @@ impl State {
     pub fn to_tla(&self) -> Value {
         rec(vec![
             ("up", Value::Bool(self.up)),
-            ("queue", Value::Seq(self.queue.iter().map(|&t| int(t)).collect())),
+            (
+                "queue",
+                Value::Seq(self.queue.iter().map(|&t| int(t)).collect()),
+            ),
             ("written", log(&self.written)),
             ("durableLen", int(self.durable_len)),
             ("pubLen", int(self.pub_len)),
             ("visible", set(&self.visible)),
             ("openFence", int(self.open_fence)),
             ("held", set(&self.held)),
-            ("tickets", Value::Seq(self.tickets.iter().map(ticket).collect())),
+            (
+                "tickets",
+                Value::Seq(self.tickets.iter().map(ticket).collect()),
+            ),
             ("crashes", int(self.crashes)),
             ("preCrash", log(&self.pre_crash)),
             ("recLen", int(self.rec_len)),

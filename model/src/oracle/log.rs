@@ -148,8 +148,7 @@ pub fn committed(log: &[Record], r: &Record, mutant: Mutant) -> bool {
             has(log, RecKind::FenceCommit, r.id)
                 || (mutant == Mutant::RecoverOpenFenceVisible
                     && !has(log, RecKind::FenceCancel, r.id))
-                || (mutant == Mutant::RecoverCancelAsCommit
-                    && has(log, RecKind::FenceCancel, r.id))
+                || (mutant == Mutant::RecoverCancelAsCommit && has(log, RecKind::FenceCancel, r.id))
         }
     }
 }
@@ -225,7 +224,13 @@ pub fn recover(image: &[Record]) -> Recovered {
 pub fn image(written: &[Record], keep: usize, torn: bool) -> Vec<Record> {
     let mut img: Vec<Record> = written.iter().take(keep).cloned().collect();
     if torn {
-        img.push(Record::new(RecKind::Torn, 0, UnitKind::None, 0, seq_at(keep)));
+        img.push(Record::new(
+            RecKind::Torn,
+            0,
+            UnitKind::None,
+            0,
+            seq_at(keep),
+        ));
     }
     img
 }
@@ -245,7 +250,10 @@ pub fn crash_images(written: &[Record], durable_len: usize) -> Vec<(usize, bool)
 
 /// Every visible set recovery may produce after a crash of a store that wrote `written`
 /// of which `durable_len` records were durable (one per distinct crash outcome).
-pub fn allowed_after_recovery(written: &[Record], durable_len: usize) -> BTreeSet<BTreeSet<EventNo>> {
+pub fn allowed_after_recovery(
+    written: &[Record],
+    durable_len: usize,
+) -> BTreeSet<BTreeSet<EventNo>> {
     crash_images(written, durable_len)
         .into_iter()
         .map(|(keep, torn)| recover(&image(written, keep, torn)).visible)
