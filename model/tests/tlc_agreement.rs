@@ -2,9 +2,9 @@
 //! breadth-first reachable set equals TLC's distinct states, compared state by state under
 //! the projection of `batpak_model::tla_value` (all variables, canonical form).
 //!
-//! TLC runs through `spec/tlc.sh` with `-dump`, or `BATPAK_TLC_DUMP=path` names a dump made
-//! earlier (`spec/tlc.sh Store_ci.cfg -dump path` writes `path.dump`... pass the full file
-//! name). The test prints SKIP and passes only when java or TLC is absent.
+//! TLC runs through `spec/tlc.sh` with `-dump`, or `BATPAK_TLC_DUMP=file` names a dump made
+//! earlier (`spec/tlc.sh Store_ci.cfg -dump x` writes `x.dump`; pass that full file name).
+//! The test prints SKIP and passes only when java or TLC is absent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::hash_map::DefaultHasher;
