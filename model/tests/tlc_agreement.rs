@@ -115,6 +115,13 @@ fn oracle_fingerprints(cfg: &Config) -> HashSet<u64> {
 
 #[test]
 fn oracle_reachable_states_equal_tlc_distinct_states() {
+    // The comparison explores ~150,000 states on both sides: minutes in a debug build. It runs
+    // in release from `just model-check` (spec/check.sh); a debug `cargo test` skips it unless
+    // BATPAK_TLC_AGREEMENT is set.
+    if cfg!(debug_assertions) && std::env::var_os("BATPAK_TLC_AGREEMENT").is_none() {
+        println!("SKIP tlc_agreement in a debug build: `just model-agreement` runs it in release");
+        return;
+    }
     let ci_cfg = std::fs::read_to_string(spec_dir().join("Store_ci.cfg")).unwrap();
     let cfg = config_from_cfg(
         &ci_cfg
