@@ -43,6 +43,14 @@ fn scale(n: u64) -> u64 {
     ((n as f64 * s) as u64).max(10)
 }
 
+/// BATPAK_BENCH_ONLY=durable1,deferred,... runs only those rows.
+fn wanted(key: &str) -> bool {
+    match std::env::var("BATPAK_BENCH_ONLY") {
+        Ok(v) => v.split(',').any(|k| k.trim() == key),
+        Err(_) => true,
+    }
+}
+
 fn row(name: &str, events: u64, elapsed: Duration, extra: &str) {
     let rate = events as f64 / elapsed.as_secs_f64();
     println!(
@@ -217,7 +225,7 @@ fn main() {
     println!("|{}|", "-".repeat(100));
 
     // 1. durable append, 1 thread.
-    {
+    if wanted("durable1") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c);
         let n = scale(2_000);
@@ -235,7 +243,7 @@ fn main() {
         );
     }
     // 2. durable append, 8 threads.
-    {
+    if wanted("durable8") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c);
         let n = scale(2_000);
@@ -259,7 +267,7 @@ fn main() {
         );
     }
     // 3. deferred append.
-    {
+    if wanted("deferred") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c.with_sync_every_n_events(1000));
         let n = scale(100_000);
@@ -271,7 +279,7 @@ fn main() {
         row("deferred append (sync every 1000)", n, t.elapsed(), "");
     }
     // 4. submit pipelined.
-    {
+    if wanted("pipelined") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c.with_writer_channel_capacity(8192));
         let n = scale(100_000);
@@ -290,7 +298,7 @@ fn main() {
         );
     }
     // 5. batch of 1000.
-    {
+    if wanted("batch") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c);
         let n = scale(200_000);
@@ -314,7 +322,7 @@ fn main() {
         row("batch of 1000 (durable)", n, t.elapsed(), "");
     }
     // 6. fence of 100 then commit.
-    {
+    if wanted("fence") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c);
         let rounds = scale(100);
@@ -334,7 +342,7 @@ fn main() {
         row("fence of 100 then commit", rounds * 100, t.elapsed(), "");
     }
     // 7-8. projection scan and query over 100k events.
-    {
+    if wanted("scan") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(d.path(), |c| c);
         let n = scale(100_000);
@@ -373,5 +381,7 @@ fn main() {
         row("query (index entries)", got, t.elapsed(), "");
     }
     // 9. reopen after SIGKILL.
-    reopen_after_sigkill(scale(1_000_000));
+    if wanted("reopen") {
+        reopen_after_sigkill(scale(1_000_000));
+    }
 }

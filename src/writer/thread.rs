@@ -14,6 +14,9 @@ use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
 use std::time::Duration;
 
+/// Polls of the command queue before the idle writer parks (see `next_command`).
+const WRITER_SPIN_POLLS: u32 = if crate::sync::UNDER_MODEL { 0 } else { 2_000 };
+
 /// Sequence numbers that tell what the writer has done (each is "the next sequence not yet
 /// covered", so 0 means nothing).
 #[derive(Debug, Default)]
@@ -156,9 +159,9 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                match self.rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => break,
+                match self.next_command() {
+                    Some(c) => c,
+                    None => break,
                 }
             };
             let mut cmds = vec![first];
@@ -174,6 +177,19 @@ impl Writer {
             }
         }
         self.exit();
+    }
+
+    /// Waits for the next command, polling briefly before parking so that a caller who
+    /// submits right after its previous reply does not pay for waking the writer.
+    fn next_command(&self) -> Option<Command> {
+        for _ in 0..WRITER_SPIN_POLLS {
+            match self.rx.try_recv() {
+                Ok(c) => return Some(c),
+                Err(crate::sync::channel::TryRecvError::Empty) => crate::sync::spin_loop(),
+                Err(crate::sync::channel::TryRecvError::Disconnected) => return None,
+            }
+        }
+        self.rx.recv().ok()
     }
 
     /// Decides, writes, syncs, publishes and answers one group. Returns the shutdown reply
