@@ -288,6 +288,14 @@ impl Store<Open> {
         }
     }
 
+    fn spin_polls(&self) -> u32 {
+        if self.cfg.sync_every_n_events > 1 {
+            ticket::SPIN_POLLS_DEFERRED
+        } else {
+            ticket::SPIN_POLLS_DURABLE
+        }
+    }
+
     fn item(
         &self,
         coord: &Coordinate,
@@ -363,7 +371,10 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(AppendTicket { rx })
+        Ok(AppendTicket {
+            rx,
+            spin: self.spin_polls(),
+        })
     }
 
     pub(crate) fn submit_items(
@@ -385,7 +396,10 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(BatchAppendTicket { rx })
+        Ok(BatchAppendTicket {
+            rx,
+            spin: self.spin_polls(),
+        })
     }
 
     fn request<T>(
@@ -394,7 +408,7 @@ impl Store<Open> {
     ) -> Result<T, StoreError> {
         let (reply, rx) = channel::bounded(1);
         self.send(make(reply))?;
-        wait_reply(&rx)
+        wait_reply(&rx, self.spin_polls())
     }
 
     // ------------------------------------------------------------------ writes
@@ -676,7 +690,7 @@ impl Store<Open> {
             let (reply, rx) = channel::bounded(1);
             let gate_open = !*self.shared.gate.read();
             if gate_open && tx.send(Command::Shutdown { reply }).is_ok() {
-                result = wait_reply(&rx);
+                result = wait_reply(&rx, 0);
             }
             drop(tx);
         }

@@ -8,11 +8,18 @@ use crate::writer::AppendReceipt;
 /// microseconds on small VMs (about 47 µs measured on a 2-vCPU VM), so spinning for roughly
 /// that long first keeps the caller/writer hand-off cheap when the writer answers quickly
 /// (deferred mode, fast disks). Under the model checkers a poll is a yield, so keep it short.
-const SPIN_POLLS: u32 = if crate::sync::UNDER_MODEL { 2 } else { 2_000 };
+/// In the durable mode a reply needs an fsync (hundreds of microseconds at best), so callers
+/// barely spin there; the store picks the budget by mode.
+pub(crate) const SPIN_POLLS_DEFERRED: u32 = if crate::sync::UNDER_MODEL { 2 } else { 2_000 };
+/// Spin budget in the durable mode.
+pub(crate) const SPIN_POLLS_DURABLE: u32 = if crate::sync::UNDER_MODEL { 2 } else { 32 };
 
 /// Waits for a writer reply; a vanished writer answers `WriterCrashed` (INV-NO-HANG).
-pub(crate) fn wait_reply<T>(rx: &Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-    for _ in 0..SPIN_POLLS {
+pub(crate) fn wait_reply<T>(
+    rx: &Receiver<Result<T, StoreError>>,
+    spin: u32,
+) -> Result<T, StoreError> {
+    for _ in 0..spin {
         match rx.try_recv() {
             Ok(r) => return r,
             Err(TryRecvError::Empty) => crate::sync::spin_loop(),
@@ -38,12 +45,13 @@ fn poll<T>(rx: &Receiver<Result<T, StoreError>>) -> Result<Option<T>, StoreError
 #[must_use = "a ticket does nothing unless waited on; the write happens either way"]
 pub struct AppendTicket {
     pub(crate) rx: Receiver<Result<AppendReceipt, StoreError>>,
+    pub(crate) spin: u32,
 }
 
 impl AppendTicket {
     /// Blocks until the writer answers. Never hangs: a dead writer answers `WriterCrashed`.
     pub fn wait(self) -> Result<AppendReceipt, StoreError> {
-        wait_reply(&self.rx)
+        wait_reply(&self.rx, self.spin)
     }
 
     /// The answer if it is there: `Ok(None)` while pending.
@@ -57,12 +65,13 @@ impl AppendTicket {
 #[must_use = "a ticket does nothing unless waited on; the write happens either way"]
 pub struct BatchAppendTicket {
     pub(crate) rx: Receiver<Result<Vec<AppendReceipt>, StoreError>>,
+    pub(crate) spin: u32,
 }
 
 impl BatchAppendTicket {
     /// Blocks until the writer answers.
     pub fn wait(self) -> Result<Vec<AppendReceipt>, StoreError> {
-        wait_reply(&self.rx)
+        wait_reply(&self.rx, self.spin)
     }
 
     /// The answer if it is there: `Ok(None)` while pending.
