@@ -684,26 +684,6 @@ impl Store<Open> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<(), StoreError> {
-        let mut result = Ok(());
-        if let Some(tx) = self.tx.take() {
-            let (reply, rx) = channel::bounded(1);
-            let gate_open = !*self.shared.gate.read();
-            if gate_open && tx.send(Command::Shutdown { reply }).is_ok() {
-                result = wait_reply(&rx, 0);
-            }
-            drop(tx);
-        }
-        if let Some(h) = self.writer.take() {
-            if h.join().is_err() {
-                tracing::error!("writer thread panicked");
-                result = result.and(Err(StoreError::WriterCrashed));
-            }
-        }
-        self.lock.take();
-        result
-    }
-
     // ------------------------------------------------------------------ reads
 
     /// The sequence numbers the writer has reached.
@@ -927,24 +907,34 @@ impl Store<Open> {
     }
 }
 
+impl<S> Store<S> {
+    /// Shutdown: the writer drains its queue, cancels an open fence, syncs and stops; then the
+    /// directory lock is released. Idempotent.
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        if let Some(tx) = self.tx.take() {
+            let (reply, rx) = channel::bounded(1);
+            let gate_open = !*self.shared.gate.read();
+            if gate_open && tx.send(Command::Shutdown { reply }).is_ok() {
+                result = wait_reply(&rx, 0);
+            }
+            drop(tx);
+        }
+        if let Some(h) = self.writer.take() {
+            if h.join().is_err() {
+                tracing::error!("writer thread panicked");
+                result = result.and(Err(StoreError::WriterCrashed));
+            }
+        }
+        self.lock.take();
+        result
+    }
+}
+
 impl<S> Drop for Store<S> {
     fn drop(&mut self) {
-        if self.tx.is_some() || self.writer.is_some() {
-            let mut this = Store::<Open> {
-                cfg: self.cfg.clone(),
-                disk: StdArc::clone(&self.disk),
-                shared: Arc::clone(&self.shared),
-                tx: self.tx.take(),
-                writer: self.writer.take(),
-                lock: self.lock.take(),
-                readers: Mutex::new(HashMap::new()),
-                kinds: Mutex::new(HashMap::new()),
-                recovery: log::RecoveryReport::default(),
-                _state: PhantomData,
-            };
-            if let Err(e) = this.shutdown() {
-                tracing::error!(error = %e, "store drop: shutdown failed");
-            }
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "store drop: shutdown failed");
         }
     }
 }
