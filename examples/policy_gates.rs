@@ -89,9 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .evaluate(&ctx, Proposal::new(w))
         .map_err(|d| d.to_string())?;
     let committed = pipeline.commit(receipt, |p| {
-        store
-            .append_typed(&account, p)
-            .map(|r| CommitMetadata::from_append_receipt(&r))
+        CommitMetadata::from_append_receipt(store.append_typed(&account, p)?)
     })?;
     println!(
         "permitted: withdrawal of {} committed at sequence {} (gates {:?})",
@@ -129,9 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bypass = pipeline.bypass(Proposal::new(w), &INCIDENT);
     let audit = bypass.audit();
     let committed = pipeline.commit_bypass(bypass, |p| {
-        store
-            .append_typed(&account, p)
-            .map(|r| CommitMetadata::from_append_receipt(&r))
+        CommitMetadata::from_append_receipt(store.append_typed(&account, p)?)
     })?;
     println!(
         "bypassed: {} committed at sequence {}; audit: reason {}, justification {:?}, approved by {:?}, skipped {:?}",

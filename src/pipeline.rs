@@ -24,18 +24,20 @@
 //! gates.push(NonEmpty);
 //! let pipeline = Pipeline::new(gates);
 //! let ctx = "order:1".to_string();
-//! let receipt = pipeline.evaluate(&ctx, Proposal::new(42u32)).map_err(|d| d.to_string())?;
+//! let receipt = pipeline.evaluate(&ctx, Proposal::new(42u32))?;
 //! let committed = pipeline.commit(receipt, |payload: &u32| {
 //!     // A real program appends `payload` to the store here.
-//!     Ok::<_, String>(CommitMetadata::new(7, u64::from(*payload), [0; 32]))
+//!     CommitMetadata::new(7, u64::from(*payload), [0; 32])
 //! })?;
 //! assert_eq!(committed.sequence(), 42);
 //! assert_eq!(committed.gates_passed(), &["non_empty"]);
-//! # Ok::<(), String>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::error::StoreError;
 use crate::guard::{DecisionTrace, Denial, GateSet, Receipt};
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::fmt;
 
 /// A payload offered for gate evaluation. Holding one proves nothing.
@@ -75,18 +77,45 @@ pub struct CommitMetadata {
 }
 
 impl CommitMetadata {
-    /// The metadata of a store append.
-    pub fn from_append_receipt(receipt: &crate::store::AppendReceipt) -> Self {
+    /// The metadata of a store append: its id, global sequence and content hash. Takes the
+    /// receipt by value (as upstream) or by reference.
+    ///
+    /// # Errors
+    /// None in this crate (there is no genesis marker to contradict); the `Result` is
+    /// upstream's signature, so `CommitMetadata::from_append_receipt(r)` can be a commit
+    /// closure's tail expression.
+    pub fn from_append_receipt(
+        receipt: impl Borrow<crate::store::AppendReceipt>,
+    ) -> Result<Self, StoreError> {
+        let receipt = receipt.borrow();
         Self::new(receipt.event_id, receipt.sequence, receipt.content_hash)
     }
-    /// Metadata of a written event. (Upstream returns `Result<Self, StoreError>` because it
-    /// also models a "genesis" marker; this crate has none, so every value is valid.)
-    pub const fn new(event_id: u128, sequence: u64, content_hash: [u8; 32]) -> Self {
-        Self {
+
+    /// Metadata of a written event.
+    ///
+    /// # Errors
+    /// None in this crate: upstream returns `Result<Self, StoreError>` because it also models
+    /// a "genesis" marker that some combinations contradict; this crate has none, so every
+    /// value is valid. The signature is upstream's.
+    pub const fn new(
+        event_id: u128,
+        sequence: u64,
+        content_hash: [u8; 32],
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
             event_id,
             sequence,
             content_hash,
-        }
+        })
+    }
+
+    /// Checks that the metadata describes a legal commit (upstream's check). Every value
+    /// this crate can build is legal, so this returns `Ok`.
+    ///
+    /// # Errors
+    /// None in this crate.
+    pub const fn validate(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// The written event's id.
@@ -160,9 +189,10 @@ impl<T> Committed<T> {
         self.payload
     }
 
-    /// The payload, the metadata and the bypass audit, if any.
-    pub fn into_parts(self) -> (T, CommitMetadata, Option<BypassAudit>) {
-        (self.payload, self.metadata, self.bypass_audit)
+    /// The payload and the metadata (upstream's pair; read
+    /// [`Committed::bypass_audit`] first if you need the audit record).
+    pub fn into_parts(self) -> (T, CommitMetadata) {
+        (self.payload, self.metadata)
     }
 }
 

@@ -104,7 +104,7 @@ fn pipeline_commit_through_the_store_yields_metadata_of_the_receipt() {
         .commit(receipt, |p| {
             let r = store.append_typed(&coord, p)?;
             seen = Some(r);
-            Ok::<_, StoreError>(CommitMetadata::from_append_receipt(&r))
+            CommitMetadata::from_append_receipt(r)
         })
         .unwrap();
     let r = seen.unwrap();

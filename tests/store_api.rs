@@ -1085,7 +1085,8 @@ fn a_thousand_pipelined_tickets_all_resolve_in_submission_order() {
     let t = store.submit_typed(&c, &dep("p", 1000)).unwrap();
     let mut polled = None;
     for _ in 0..10_000 {
-        if let Some(r) = t.try_check().unwrap() {
+        if let Some(r) = t.try_check() {
+            let r = r.unwrap();
             polled = Some(r);
             break;
         }

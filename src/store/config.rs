@@ -124,27 +124,28 @@ impl StoreConfig {
         self
     }
 
-    /// Largest payload of one event, in bytes.
-    pub fn with_single_append_max_bytes(mut self, bytes: u64) -> Self {
-        self.single_append_max_bytes = bytes;
+    /// Largest payload of one event, in bytes (`u32`, upstream's argument type).
+    pub fn with_single_append_max_bytes(mut self, bytes: u32) -> Self {
+        self.single_append_max_bytes = u64::from(bytes);
         self
     }
 
-    /// Largest number of events in one batch.
-    pub fn with_batch_max_size(mut self, n: usize) -> Self {
-        self.batch_max_size = n;
+    /// Largest number of events in one batch (`u32`, upstream's argument type).
+    pub fn with_batch_max_size(mut self, n: u32) -> Self {
+        self.batch_max_size = usize::try_from(n).unwrap_or(usize::MAX);
         self
     }
 
-    /// Largest total payload of one batch, in bytes.
-    pub fn with_batch_max_bytes(mut self, bytes: u64) -> Self {
-        self.batch_max_bytes = bytes;
+    /// Largest total payload of one batch, in bytes (`u32`, upstream's argument type).
+    pub fn with_batch_max_bytes(mut self, bytes: u32) -> Self {
+        self.batch_max_bytes = u64::from(bytes);
         self
     }
 
-    /// Most commands the writer drains into one group (one write, one fsync).
-    pub fn with_group_commit_max_batch(mut self, n: usize) -> Self {
-        self.group_commit_max_batch = n;
+    /// Most commands the writer drains into one group (one write, one fsync); `u32`,
+    /// upstream's argument type.
+    pub fn with_group_commit_max_batch(mut self, n: u32) -> Self {
+        self.group_commit_max_batch = usize::try_from(n).unwrap_or(usize::MAX);
         self
     }
 

@@ -5,6 +5,9 @@
 //! the fence: `flush()` returns as soon as the batch is durably staged, with receipts; the
 //! events become visible when the fence commits, and never if it is cancelled. (Upstream's
 //! fenced flush waited for the commit the caller had not made yet: a deadlock.)
+//!
+//! As upstream, the `stage*` methods return the outbox for chaining and take the coordinate
+//! by value; a reference works too (`impl Borrow<Coordinate>`).
 
 use super::batch::encode_payload;
 use super::{
@@ -15,6 +18,7 @@ use crate::coordinate::Coordinate;
 use crate::event::{EventKind, EventPayload};
 use crate::writer::AppendItem;
 use serde::Serialize;
+use std::borrow::Borrow;
 
 /// Staged events waiting to be flushed as one atomic batch.
 #[derive(Debug)]
@@ -35,31 +39,31 @@ impl<'a> Outbox<'a> {
 
     fn push(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         kind: EventKind,
         payload: &impl Serialize,
         options: AppendOptions,
         causation: CausationRef,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.items.push(BatchAppendItem {
             item: AppendItem {
-                coord: coord.clone(),
+                coord: coord.borrow().clone(),
                 kind,
                 payload: encode_payload(payload)?,
                 options,
                 causation_ref: causation,
             },
         });
-        Ok(())
+        Ok(self)
     }
 
     /// Stages an event.
     pub fn stage(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         kind: EventKind,
         payload: &impl Serialize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.push(
             coord,
             kind,
@@ -72,31 +76,31 @@ impl<'a> Outbox<'a> {
     /// Stages an event with options.
     pub fn stage_with_options(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         kind: EventKind,
         payload: &impl Serialize,
         options: AppendOptions,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.push(coord, kind, payload, options, CausationRef::None)
     }
 
     /// Stages an event caused by an existing event or an earlier staged one.
     pub fn stage_with_causation(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         kind: EventKind,
         payload: &impl Serialize,
         causation: CausationRef,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.push(coord, kind, payload, AppendOptions::default(), causation)
     }
 
     /// Stages a typed event.
     pub fn stage_typed<T: EventPayload>(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         payload: &T,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.store.register_kind::<T>()?;
         self.stage(coord, T::KIND, payload)
     }
@@ -104,10 +108,10 @@ impl<'a> Outbox<'a> {
     /// Stages a typed event with options.
     pub fn stage_typed_with_options<T: EventPayload>(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         payload: &T,
         options: AppendOptions,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.store.register_kind::<T>()?;
         self.stage_with_options(coord, T::KIND, payload, options)
     }
@@ -115,17 +119,42 @@ impl<'a> Outbox<'a> {
     /// Stages a typed event with a causation reference.
     pub fn stage_typed_with_causation<T: EventPayload>(
         &mut self,
-        coord: &Coordinate,
+        coord: impl Borrow<Coordinate>,
         payload: &T,
         causation: CausationRef,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&mut Self, StoreError> {
         self.store.register_kind::<T>()?;
         self.stage_with_causation(coord, T::KIND, payload, causation)
     }
 
+    /// Stages an event with options and a causation reference.
+    pub fn stage_with_options_and_causation(
+        &mut self,
+        coord: impl Borrow<Coordinate>,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+        causation: CausationRef,
+    ) -> Result<&mut Self, StoreError> {
+        self.push(coord, kind, payload, options, causation)
+    }
+
+    /// Stages a typed event with options and a causation reference.
+    pub fn stage_typed_with_options_and_causation<T: EventPayload>(
+        &mut self,
+        coord: impl Borrow<Coordinate>,
+        payload: &T,
+        options: AppendOptions,
+        causation: CausationRef,
+    ) -> Result<&mut Self, StoreError> {
+        self.store.register_kind::<T>()?;
+        self.push(coord, T::KIND, payload, options, causation)
+    }
+
     /// Stages a prepared item.
-    pub fn push_item(&mut self, item: BatchAppendItem) {
+    pub fn push_item(&mut self, item: BatchAppendItem) -> &mut Self {
         self.items.push(item);
+        self
     }
 
     /// Number of staged items.

@@ -29,11 +29,12 @@ pub(crate) fn wait_reply<T>(
     rx.recv().unwrap_or(Err(StoreError::WriterCrashed))
 }
 
-fn poll<T>(rx: &Receiver<Result<T, StoreError>>) -> Result<Option<T>, StoreError> {
+/// Upstream's `try_check` shape: `None` while pending, `Some(answer)` once there is one.
+fn poll<T>(rx: &Receiver<Result<T, StoreError>>) -> Option<Result<T, StoreError>> {
     match rx.try_recv() {
-        Ok(r) => r.map(Some),
-        Err(TryRecvError::Empty) => Ok(None),
-        Err(TryRecvError::Disconnected) => Err(StoreError::WriterCrashed),
+        Ok(r) => Some(r),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(Err(StoreError::WriterCrashed)),
     }
 }
 
@@ -54,8 +55,9 @@ impl AppendTicket {
         wait_reply(&self.rx, self.spin)
     }
 
-    /// The answer if it is there: `Ok(None)` while pending.
-    pub fn try_check(&self) -> Result<Option<AppendReceipt>, StoreError> {
+    /// The answer if it is there: `None` while pending (upstream's signature). A dead writer
+    /// answers `Some(Err(WriterCrashed))`.
+    pub fn try_check(&self) -> Option<Result<AppendReceipt, StoreError>> {
         poll(&self.rx)
     }
 }
@@ -74,8 +76,9 @@ impl BatchAppendTicket {
         wait_reply(&self.rx, self.spin)
     }
 
-    /// The answer if it is there: `Ok(None)` while pending.
-    pub fn try_check(&self) -> Result<Option<Vec<AppendReceipt>>, StoreError> {
+    /// The answer if it is there: `None` while pending (upstream's signature). A dead writer
+    /// answers `Some(Err(WriterCrashed))`.
+    pub fn try_check(&self) -> Option<Result<Vec<AppendReceipt>, StoreError>> {
         poll(&self.rx)
     }
 }

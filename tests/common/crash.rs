@@ -1061,14 +1061,14 @@ impl<'s> Runner<'s> {
                                 break;
                             }
                             match t.try_check() {
-                                Ok(None) => {}
-                                Ok(Some(r)) => {
+                                None => {}
+                                Some(Ok(r)) => {
                                     return Err(violation(
                                         "INV-FENCE-HIDDEN",
                                         format!("fenced ticket resolved before commit: {r:?}"),
                                     ))
                                 }
-                                Err(e) => return self.error(op, &e, w, v),
+                                Some(Err(e)) => return self.error(op, &e, w, v),
                             }
                             assert!(
                                 start.elapsed() < Duration::from_secs(20),

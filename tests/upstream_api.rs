@@ -1,0 +1,319 @@
+//! Upstream batpak 0.7.0's core (Tier 1) signatures, pinned at compile time.
+//!
+//! Each test calls the API the way a program written against upstream does: the argument
+//! types, return types and prelude names are upstream's. If one of these stops compiling,
+//! an upstream program stops compiling too. Where this crate deliberately behaves
+//! differently (DIFFERENCES.md), the test checks our behaviour and names the row.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use batpak::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::error::Error;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+fn open(dir: &tempfile::TempDir) -> Result<Store, StoreError> {
+    Store::open(StoreConfig::new(dir.path()))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventPayload)]
+#[batpak(category = 4, type_id = 7)]
+struct Deposit {
+    account: String,
+    cents: u64,
+}
+
+#[test]
+fn config_builders_take_upstreams_argument_types() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Typed variables (not literals), so the parameter types themselves are pinned.
+    let every: u32 = 25;
+    let single_max: u32 = 1 << 20;
+    let batch_size: u32 = 64;
+    let batch_bytes: u32 = 1 << 20;
+    let group: u32 = 8;
+    let segment: u64 = 1 << 22;
+    let capacity: usize = 128;
+    let config = StoreConfig::new(dir.path())
+        .with_sync_every_n_events(every)
+        .with_sync_mode(SyncMode::SyncData)
+        .with_single_append_max_bytes(single_max)
+        .with_batch_max_size(batch_size)
+        .with_batch_max_bytes(batch_bytes)
+        .with_group_commit_max_batch(group)
+        .with_segment_max_bytes(segment)
+        .with_writer_channel_capacity(capacity)
+        .with_clock(None);
+    let store = Store::open(config)?;
+    store.close()?;
+    Ok(())
+}
+
+#[test]
+fn append_then_get_reads_header_coordinate_and_sequence() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(
+        StoreConfig::new(dir.path())
+            .with_sync_every_n_events(25)
+            .with_sync_mode(SyncMode::SyncData),
+    )?;
+    // `CoordinateError` converts into `Box<dyn Error>` with `?`, as in upstream programs.
+    let coord = Coordinate::new("player:alice", "room:dungeon")?;
+    let kind = EventKind::custom(0xF, 1);
+    let receipt = store.append(&coord, kind, &serde_json::json!({"x": 10, "y": 20}))?;
+    let fetched: StoredEvent<serde_json::Value> = store.get(receipt.event_id)?;
+    let id: u128 = fetched.event.header.event_id;
+    let sequence: u64 = receipt.sequence;
+    assert_eq!(id, receipt.event_id);
+    assert_eq!(sequence, 0);
+    assert_eq!(fetched.coordinate.scope(), "room:dungeon");
+    assert_eq!(fetched.event.payload["y"], 20);
+    store.close()?;
+    Ok(())
+}
+
+#[test]
+fn outbox_stage_takes_an_owned_or_borrowed_coordinate_and_chains() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let kind = EventKind::custom(0xF, 3);
+    let coord = Coordinate::new("player:outbox", "room:batch")?;
+    let mut outbox = store.outbox();
+    // Upstream: `stage(Coordinate, ..) -> Result<&mut Self, _>`.
+    outbox.stage(
+        Coordinate::new("player:outbox", "room:batch")?,
+        kind,
+        &serde_json::json!({"n": 1}),
+    )?;
+    // A reference still works, and the returned `&mut Outbox` chains.
+    outbox
+        .stage(&coord, kind, &serde_json::json!({"n": 2}))?
+        .stage_with_options(
+            coord.clone(),
+            kind,
+            &serde_json::json!({"n": 3}),
+            AppendOptions::default(),
+        )?
+        .stage_with_causation(
+            coord.clone(),
+            kind,
+            &serde_json::json!({"n": 4}),
+            CausationRef::PriorItem(0),
+        )?
+        .stage_with_options_and_causation(
+            coord.clone(),
+            kind,
+            &serde_json::json!({"n": 5}),
+            AppendOptions::default(),
+            CausationRef::PriorItem(1),
+        )?;
+    let deposit = Deposit {
+        account: "a".into(),
+        cents: 5,
+    };
+    outbox
+        .stage_typed(coord.clone(), &deposit)?
+        .stage_typed_with_options(coord.clone(), &deposit, AppendOptions::default())?
+        .stage_typed_with_causation(coord.clone(), &deposit, CausationRef::PriorItem(0))?
+        .stage_typed_with_options_and_causation(
+            coord.clone(),
+            &deposit,
+            AppendOptions::default(),
+            CausationRef::None,
+        )?;
+    let item = BatchAppendItem::typed(
+        coord.clone(),
+        &deposit,
+        AppendOptions::default(),
+        CausationRef::None,
+    )?;
+    let len_after_push = outbox.push_item(item).len();
+    assert_eq!(len_after_push, 10);
+    assert!(!outbox.is_empty());
+    let receipts: Vec<AppendReceipt> = outbox.flush()?;
+    assert_eq!(receipts.len(), 10);
+    assert!(outbox.is_empty());
+    assert_eq!(store.stream("player:outbox").len(), 10);
+    let caused = store.get(receipts[3].event_id)?;
+    assert_eq!(caused.event.header.causation_id, Some(receipts[0].event_id));
+    store.close()?;
+    Ok(())
+}
+
+#[test]
+fn submit_tickets_wait_and_try_check_return_option_of_result() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let coord = Coordinate::new("player:submit", "room:pipeline")?;
+    let kind = EventKind::custom(0xF, 2);
+    let first = store.submit(&coord, kind, &serde_json::json!({"n": 1}))?;
+    let second = store.submit(&coord, kind, &serde_json::json!({"n": 2}))?;
+    let receipts = [first.wait()?, second.wait()?];
+    assert!(receipts[0].sequence < receipts[1].sequence);
+
+    // Upstream: `try_check(&self) -> Option<Result<AppendReceipt, StoreError>>`.
+    let ticket = store.submit(&coord, kind, &serde_json::json!({"n": 3}))?;
+    let mut answer: Option<Result<AppendReceipt, StoreError>> = None;
+    for _ in 0..10_000 {
+        answer = ticket.try_check();
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let receipt = answer.expect("the writer answers within 10 s")?;
+    assert_eq!(store.get(receipt.event_id)?.event.payload["n"], 3);
+
+    let batch = store.submit_batch(vec![BatchAppendItem::new(
+        coord.clone(),
+        kind,
+        &serde_json::json!({"n": 4}),
+        AppendOptions::default(),
+        CausationRef::None,
+    )?])?;
+    let batch_answer: Option<Result<Vec<AppendReceipt>, StoreError>> = batch.try_check();
+    let receipts = match batch_answer {
+        Some(r) => r?,
+        None => batch.wait()?,
+    };
+    assert_eq!(receipts.len(), 1);
+    store.close()?;
+    Ok(())
+}
+
+/// DIFFERENCES.md row 14: a fenced ticket resolves at `commit()` here (upstream: once the
+/// event is durable, before commit), so upstream's `visibility_fence` example, which waits
+/// on the ticket before committing, blocks with this crate. Everything else it does is the
+/// same: the event is hidden until commit, then visible.
+#[test]
+fn fenced_ticket_resolves_at_commit_and_event_is_hidden_until_then() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let coord = Coordinate::new("player:fence", "room:hidden")?;
+    let kind = EventKind::custom(0xF, 4);
+    let fence: VisibilityFence<'_> = store.begin_visibility_fence()?;
+    let ticket: AppendTicket = fence.submit(&coord, kind, &serde_json::json!({"hidden": true}))?;
+    store.sync()?;
+    assert!(ticket.try_check().is_none(), "unresolved until commit");
+    assert_eq!(store.by_fact(kind).len(), 0);
+    fence.commit()?;
+    let receipt = ticket.wait()?;
+    assert_eq!(store.by_fact(kind).len(), 1);
+    assert_eq!(store.get(receipt.event_id)?.event.payload["hidden"], true);
+    store.close()?;
+    Ok(())
+}
+
+struct AmountLimit(u64);
+
+impl Gate<Deposit> for AmountLimit {
+    fn name(&self) -> &'static str {
+        "amount_limit"
+    }
+
+    fn evaluate(&self, ctx: &Deposit) -> Result<(), Denial> {
+        if ctx.cents > self.0 {
+            Err(
+                Denial::new(self.name(), format!("{} is over the limit", ctx.cents))
+                    .with_code("AMOUNT_EXCEEDED")
+                    .with_context("limit", format!("{}", self.0)),
+            )
+        } else {
+            Ok(())
+        }
+    }
+
+    fn description(&self) -> &'static str {
+        "caps one deposit"
+    }
+}
+
+struct Closed;
+
+impl Gate<Deposit> for Closed {
+    fn name(&self) -> &'static str {
+        "closed"
+    }
+
+    fn evaluate(&self, _ctx: &Deposit) -> Result<(), Denial> {
+        Err(Denial::new(self.name(), "closed").with_code("CLOSED"))
+    }
+}
+
+#[test]
+fn pipeline_commit_closure_can_end_in_from_append_receipt_by_value() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let mut gates: GateSet<Deposit> = GateSet::new();
+    gates.push(AmountLimit(100));
+    let pipeline = Pipeline::new(gates);
+    let coord = Coordinate::new("account:a", "bank:deposits")?;
+    let deposit = Deposit {
+        account: "a".into(),
+        cents: 40,
+    };
+    let receipt = pipeline.evaluate(&deposit, Proposal::new(deposit.clone()))?;
+    assert_eq!(receipt.gates_passed(), &["amount_limit"]);
+    let mut seen = None;
+    // Upstream: `from_append_receipt(AppendReceipt) -> Result<CommitMetadata, StoreError>`,
+    // the closure's tail expression.
+    let result: Result<_, StoreError> = pipeline.commit(receipt, |payload| {
+        let r = store.append_typed(&coord, payload)?;
+        seen = Some(r);
+        CommitMetadata::from_append_receipt(r)
+    });
+    let committed = result?;
+    let appended = seen.expect("the closure ran");
+    assert_eq!(committed.event_id(), appended.event_id);
+    assert_eq!(committed.sequence(), appended.sequence);
+    // Beyond upstream 0.7.0 (which stores zeros here): the receipt's real content hash.
+    assert_eq!(committed.hash(), &appended.content_hash);
+    let (payload, metadata): (Deposit, CommitMetadata) = committed.into_parts();
+    assert_eq!(payload, deposit);
+    assert_eq!(metadata.event_id(), appended.event_id);
+    metadata.validate()?;
+
+    // By reference works too, and `new` has upstream's fallible signature.
+    let by_ref = CommitMetadata::from_append_receipt(appended)?;
+    assert_eq!(by_ref, metadata);
+    let built = CommitMetadata::new(appended.event_id, appended.sequence, appended.content_hash)?;
+    assert_eq!(built, metadata);
+
+    let entries: Vec<IndexEntry> = store.query(&Region::scope("bank:deposits"));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].coord.to_string(), "account:a@bank:deposits");
+    store.close()?;
+    Ok(())
+}
+
+#[test]
+fn denials_expose_gate_code_message_and_context_and_evaluate_all_collects_them() {
+    let mut gates: GateSet<Deposit> = GateSet::new();
+    gates.push(Closed);
+    gates.push(AmountLimit(10));
+    let big = Deposit {
+        account: "a".into(),
+        cents: 500,
+    };
+    let pipeline = Pipeline::new(gates);
+    let denial = match pipeline.evaluate(&big, Proposal::new(big.clone())) {
+        Ok(_) => panic!("the closed gate denies"),
+        Err(d) => d,
+    };
+    assert_eq!(denial.gate, "closed");
+    assert_eq!(denial.code, "CLOSED");
+    assert_eq!(denial.message, "closed");
+
+    let mut all: GateSet<Deposit> = GateSet::new();
+    all.push(Closed);
+    all.push(AmountLimit(10));
+    let denials: Vec<Denial> = all.evaluate_all(&big);
+    assert_eq!(denials.len(), 2);
+    assert_eq!(denials[1].code, "AMOUNT_EXCEEDED");
+    let context: Vec<(String, String)> = denials[1]
+        .context
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(context, vec![("limit".to_string(), "10".to_string())]);
+}
