@@ -155,6 +155,13 @@ pub enum StoreError {
     },
     /// The store is closed.
     Closed,
+    /// A fenced ticket was waited on by the thread holding its still-open fence: it resolves
+    /// only when that fence commits or is cancelled, so the wait would never end (INV-NO-HANG).
+    /// Commit (or cancel) first, then wait. Not definite: the write is still pending.
+    FenceTicketPending {
+        /// The fence token.
+        fence: u64,
+    },
 }
 
 impl StoreError {
@@ -162,8 +169,10 @@ impl StoreError {
     /// (INV-DEFINITE-ERRORS). `false` for [`StoreError::OutcomeUnknown`] and
     /// [`StoreError::WriterCrashed`].
     pub fn is_definite(&self) -> bool {
-        !matches!(self, Self::OutcomeUnknown { .. } | Self::WriterCrashed)
-            && !matches!(self, Self::BatchFailed { source, .. } if !source.is_definite())
+        !matches!(
+            self,
+            Self::OutcomeUnknown { .. } | Self::WriterCrashed | Self::FenceTicketPending { .. }
+        ) && !matches!(self, Self::BatchFailed { source, .. } if !source.is_definite())
     }
 
     /// Whether retrying later may succeed (backpressure).
@@ -289,6 +298,10 @@ impl fmt::Display for StoreError {
                 "event kind {kind} is claimed by both {first} and {second}"
             ),
             Self::Closed => write!(f, "the store is closed"),
+            Self::FenceTicketPending { fence } => write!(
+                f,
+                "this ticket resolves when fence {fence} commits or is cancelled; waiting for it on the thread holding the open fence would never end (commit first)"
+            ),
         }
     }
 }

@@ -84,7 +84,7 @@ pub mod atomic {
 /// `std::thread::Result<T>` in every arm. Under loom and shuttle, `sleep` does not sleep: it
 /// yields to the scheduler (time is not modelled).
 pub mod thread {
-    pub use super::backend::thread::{spawn, yield_now, Builder, JoinHandle};
+    pub use super::backend::thread::{current, spawn, yield_now, Builder, JoinHandle, ThreadId};
 
     #[cfg(not(any(loom, shuttle)))]
     pub use std::thread::sleep;

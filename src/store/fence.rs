@@ -6,10 +6,12 @@
 //! when the commit record is durable (INV-FENCE-CRASH); upstream made an open fence's durable
 //! writes visible after a crash.
 
+use super::ticket::FenceWatch;
 use super::{AppendOptions, Open};
 use super::{AppendTicket, BatchAppendItem, BatchAppendTicket, Outbox, Store, StoreError};
 use crate::coordinate::Coordinate;
 use crate::event::{EventKind, EventPayload};
+use crate::sync::Arc;
 use crate::writer::Command;
 use serde::Serialize;
 
@@ -26,6 +28,7 @@ use serde::Serialize;
 pub struct VisibilityFence<'a> {
     store: &'a Store<Open>,
     token: u64,
+    watch: Arc<FenceWatch>,
     closed: bool,
 }
 
@@ -34,6 +37,7 @@ impl<'a> VisibilityFence<'a> {
         Self {
             store,
             token,
+            watch: FenceWatch::new(token),
             closed: false,
         }
     }
@@ -54,7 +58,10 @@ impl<'a> VisibilityFence<'a> {
         let item = self
             .store
             .item(coord, kind, payload, AppendOptions::default())?;
-        self.store.submit_item(item, Some(self.token), false)
+        {
+            self.watch.touch();
+            self.store.submit_item(item, Some(&self.watch), false)
+        }
     }
 
     /// Submits a fenced append with options.
@@ -66,7 +73,10 @@ impl<'a> VisibilityFence<'a> {
         options: AppendOptions,
     ) -> Result<AppendTicket, StoreError> {
         let item = self.store.item(coord, kind, payload, options)?;
-        self.store.submit_item(item, Some(self.token), false)
+        {
+            self.watch.touch();
+            self.store.submit_item(item, Some(&self.watch), false)
+        }
     }
 
     /// Submits a reaction under this fence.
@@ -112,19 +122,23 @@ impl<'a> VisibilityFence<'a> {
         items: Vec<BatchAppendItem>,
     ) -> Result<BatchAppendTicket, StoreError> {
         self.store
-            .submit_items(items, Some(self.token), false, false)
+            .submit_items(items, Some(&self.watch), false, false)
     }
 
     /// An outbox whose `flush()` stages one atomic batch under this fence. The flush returns
     /// once the batch is durably written (still hidden); it becomes visible at `commit()`.
     pub fn outbox(&self) -> Outbox<'_> {
-        Outbox::new(self.store, Some(self.token))
+        {
+            self.watch.touch();
+            Outbox::new(self.store, Some(Arc::clone(&self.watch)))
+        }
     }
 
     /// Publishes every write made under this fence, atomically. Returns `Ok` only once the
     /// commit record is durable (INV-FENCE-CRASH); every fenced ticket then resolves `Ok`.
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.closed = true;
+        self.watch.close();
         let token = self.token;
         self.store.request(|reply| Command::FenceCommit {
             fence: token,
@@ -136,6 +150,7 @@ impl<'a> VisibilityFence<'a> {
     /// resolve `VisibilityFenceCancelled`.
     pub fn cancel(mut self) -> Result<(), StoreError> {
         self.closed = true;
+        self.watch.close();
         let token = self.token;
         self.store.request(|reply| Command::FenceCancel {
             fence: token,
@@ -149,6 +164,7 @@ impl Drop for VisibilityFence<'_> {
         if self.closed {
             return;
         }
+        self.watch.close();
         let cmd = Command::FenceCancel {
             fence: self.token,
             reply: None,

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
-use ticket::wait_reply;
+use ticket::{wait_reply, FenceWatch};
 
 /// The payload of a denial recorded by [`Store::append_denial`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,11 +361,15 @@ impl Store<Open> {
     pub(crate) fn submit_item(
         &self,
         item: AppendItem,
-        fence: Option<u64>,
+        fence: Option<&Arc<FenceWatch>>,
         try_only: bool,
     ) -> Result<AppendTicket, StoreError> {
         let (reply, rx) = channel::bounded(1);
-        let cmd = Command::Append { item, fence, reply };
+        let cmd = Command::Append {
+            item,
+            fence: fence.map(|w| w.token()),
+            reply,
+        };
         if try_only {
             self.try_send(cmd)?;
         } else {
@@ -374,20 +378,21 @@ impl Store<Open> {
         Ok(AppendTicket {
             rx,
             spin: self.spin_polls(),
+            fence: fence.cloned(),
         })
     }
 
     pub(crate) fn submit_items(
         &self,
         items: Vec<BatchAppendItem>,
-        fence: Option<u64>,
+        fence: Option<&Arc<FenceWatch>>,
         reply_when_staged: bool,
         try_only: bool,
     ) -> Result<BatchAppendTicket, StoreError> {
         let (reply, rx) = channel::bounded(1);
         let cmd = Command::Batch {
             items: items.into_iter().map(|i| i.item).collect(),
-            fence,
+            fence: fence.map(|w| w.token()),
             reply_when_staged,
             reply,
         };
@@ -399,6 +404,8 @@ impl Store<Open> {
         Ok(BatchAppendTicket {
             rx,
             spin: self.spin_polls(),
+            // A staged flush answers without waiting for the commit: no guard needed.
+            fence: fence.filter(|_| !reply_when_staged).cloned(),
         })
     }
 

@@ -10,12 +10,14 @@
 //! by value; a reference works too (`impl Borrow<Coordinate>`).
 
 use super::batch::encode_payload;
+use super::ticket::FenceWatch;
 use super::{
     AppendOptions, AppendReceipt, BatchAppendItem, BatchAppendTicket, CausationRef, Open, Store,
     StoreError,
 };
 use crate::coordinate::Coordinate;
 use crate::event::{EventKind, EventPayload};
+use crate::sync::Arc;
 use crate::writer::AppendItem;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -24,12 +26,12 @@ use std::borrow::Borrow;
 #[derive(Debug)]
 pub struct Outbox<'a> {
     store: &'a Store<Open>,
-    fence: Option<u64>,
+    fence: Option<Arc<FenceWatch>>,
     items: Vec<BatchAppendItem>,
 }
 
 impl<'a> Outbox<'a> {
-    pub(crate) fn new(store: &'a Store<Open>, fence: Option<u64>) -> Self {
+    pub(crate) fn new(store: &'a Store<Open>, fence: Option<Arc<FenceWatch>>) -> Self {
         Self {
             store,
             fence,
@@ -178,6 +180,6 @@ impl<'a> Outbox<'a> {
     pub fn submit_flush(&mut self) -> Result<BatchAppendTicket, StoreError> {
         let items = std::mem::take(&mut self.items);
         self.store
-            .submit_items(items, self.fence, self.fence.is_some(), false)
+            .submit_items(items, self.fence.as_ref(), self.fence.is_some(), false)
     }
 }
