@@ -1,1 +1,4 @@
 //! Models for batpak: the executable oracle, loom/shuttle models and crash-state enumerations.
+
+pub mod fuzz_harness;
+pub mod reference;
