@@ -151,6 +151,10 @@ pub struct ArbEvent {
 }
 
 /// An owned [`RecordBody`], for `Arbitrary`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per fuzz input; mirrors RecordBody, which is not boxed either"
+)]
 #[derive(Arbitrary, Debug, Clone)]
 pub enum ArbBody {
     /// An event.
@@ -338,5 +342,21 @@ pub fn frame_decode_structured(input: StructuredFrame) {
                 );
             }
         }
+    }
+}
+
+/// Runs a structured harness on raw fuzzer bytes exactly as `libfuzzer_sys::fuzz_target!`
+/// does: inputs shorter than the type's minimum size, or that do not build a value, are
+/// skipped. Returns whether the harness ran.
+pub fn run_bytes<T: for<'a> Arbitrary<'a>>(data: &[u8], harness: impl FnOnce(T)) -> bool {
+    if data.len() < T::size_hint(0).0 {
+        return false;
+    }
+    match T::arbitrary_take_rest(arbitrary::Unstructured::new(data)) {
+        Ok(input) => {
+            harness(input);
+            true
+        }
+        Err(_) => false,
     }
 }

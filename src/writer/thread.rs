@@ -12,6 +12,7 @@ use crate::log::{DiskPos, Record, SegmentWriter};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Sequence numbers that tell what the writer has done (each is "the next sequence not yet
@@ -69,6 +70,8 @@ struct GroupSink<'a> {
     seg: &'a mut SegmentWriter,
     buf: &'a mut Vec<u8>,
     frame_max: u32,
+    /// Set when a segment roll failed: the writer latches.
+    failure: &'a RefCell<Option<String>>,
 }
 
 impl Sink for GroupSink<'_> {
@@ -83,10 +86,13 @@ impl Sink for GroupSink<'_> {
                 .write(self.buf.get(..start).unwrap_or(&[]))
                 .and_then(|()| self.seg.roll(record.seq));
             if let Err(e) = io {
-                self.buf.truncate(start);
-                return Err(StoreError::OutcomeUnknown {
-                    detail: format!("segment roll failed: {e}"),
-                });
+                // The group's earlier frames are written (or their fate is unknown): they must
+                // never be written again, or their sequences would repeat and recovery would
+                // refuse the log as corrupt. The writer latches after this command.
+                self.buf.clear();
+                let detail = format!("segment roll failed: {e}");
+                *self.failure.borrow_mut() = Some(detail.clone());
+                return Err(StoreError::OutcomeUnknown { detail });
             }
             self.buf.drain(..start);
             start = 0;
@@ -179,12 +185,14 @@ impl Writer {
         let mut force_sync = false;
         let mut shutdown = None;
         let before = self.state.next_seq;
+        let failure = RefCell::new(None);
         {
             let index = self.shared.index.read();
             let mut sink = GroupSink {
                 seg: &mut self.seg,
                 buf: &mut self.buf,
                 frame_max: self.cfg.frame_max,
+                failure: &failure,
             };
             let mut env = StepEnv {
                 sink: &mut sink,
@@ -198,7 +206,14 @@ impl Writer {
                 if let Some(r) = self.state.step(cmd, &mut env, &mut out, &mut force_sync) {
                     shutdown = Some(r);
                 }
+                // A failed roll latches at once: later commands of the group are refused.
+                if self.state.latched.is_none() {
+                    self.state.latched = failure.borrow().clone();
+                }
             }
+        }
+        if let Some(detail) = failure.into_inner() {
+            self.latch(&mut out, &detail);
         }
         self.unsynced_events += self.state.next_seq - before;
         let sync_now = force_sync
@@ -210,6 +225,15 @@ impl Writer {
 
     /// Write, Fsync, Publish, Reply.
     fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
+        if let Some(detail) = self.state.latched.clone() {
+            // A latched writer does no more I/O. Retrying a failed fsync may succeed while the
+            // pages it failed to persist are gone, so nothing may be reported durable (nor a
+            // `sync()` answered Ok) after the failure.
+            self.buf.clear();
+            self.latch(out, &detail);
+            reply_all(out, false);
+            return;
+        }
         let mut io = self.seg.write(&self.buf);
         self.buf.clear();
         let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;

@@ -214,13 +214,17 @@ fn note(r: Result<(), StoreError>, h: &mut History) {
     }
 }
 
-/// Waits until the writer has written past `before` (a command whose reply comes later).
-fn wait_written(store: &Store, before: u64, h: &History) {
+/// Waits until the writer has written past `before` (a command whose reply comes later), or
+/// `answered()` says the command already failed.
+fn wait_written(store: &Store, before: u64, h: &History, answered: impl Fn() -> bool) {
     if h.failed {
         return;
     }
     let start = Instant::now();
-    while store.frontier().written <= before && start.elapsed() < Duration::from_secs(2) {
+    while store.frontier().written <= before
+        && !answered()
+        && start.elapsed() < Duration::from_secs(1)
+    {
         std::thread::yield_now();
     }
 }
@@ -269,8 +273,9 @@ fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &
                 let before = store.frontier().written;
                 match f.fence.submit(&coord(*entity), kind(), &vec![*payload]) {
                     Ok(t) => {
+                        // A fenced ticket answers before the commit only with an error.
+                        wait_written(store, before, h, || !matches!(t.try_check(), Ok(None)));
                         f.tickets.push(t);
-                        wait_written(store, before, h);
                     }
                     Err(e) => note(Err(e), h),
                 }
@@ -281,8 +286,8 @@ fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &
                 let before = store.frontier().written;
                 match f.fence.submit_batch(batch_items(*n, *entity, *payload)) {
                     Ok(t) => {
+                        wait_written(store, before, h, || !matches!(t.try_check(), Ok(None)));
                         f.batch_tickets.push(t);
-                        wait_written(store, before, h);
                     }
                     Err(e) => note(Err(e), h),
                 }
@@ -326,7 +331,7 @@ fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &
                 h.hidden_fences.insert(f.fence.token());
                 let before = store.frontier().written;
                 drop(f);
-                wait_written(store, before, h);
+                wait_written(store, before, h, || false);
             }
         }
         Op::Sync => match store.sync() {
@@ -442,6 +447,12 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
     Some((k, k + 1 < n))
 }
 
+/// `BATPAK_FUZZ_TRACE=1` prints one line per run (for looking at what a corpus exercises).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("BATPAK_FUZZ_TRACE").is_some())
+}
+
 /// The recovery harness (see the module docs).
 pub fn recovery(input: RecoveryInput) {
     let disk = SimDisk::new();
@@ -464,6 +475,13 @@ pub fn recovery(input: RecoveryInput) {
 
     let img = image.disk();
     let pre = scan_log(&img, dir, FRAME_BYTES_MAX_DEFAULT);
+    if trace() {
+        eprintln!("history: {h:?}");
+        for (r, p) in written.records.iter().zip(&written.positions) {
+            eprintln!("  written {} {p:?} {:?}", r.seq, r.body);
+        }
+        eprintln!("  written damage {:?}", written.damage);
+    }
     assert_prefix(&pre.records, &written.records, "crash image vs written log");
     let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
 
@@ -500,6 +518,18 @@ pub fn recovery(input: RecoveryInput) {
     );
 
     let v1 = visible(&store);
+    if trace() {
+        eprintln!(
+            "recovery: {} ops, {} written, image kept {} ({}), damage {damage:?}, recovered {} records, {} visible, {} durable promised",
+            input.ops.len().min(OPS_MAX),
+            written.records.len(),
+            pre.records.len(),
+            image.describe(),
+            post.records.len(),
+            v1.len(),
+            h.durable.len()
+        );
+    }
     let expected = expected_visible(&post.records);
     assert_eq!(v1, expected, "visible events differ from the reference");
     check_history(&h, &v1, &post.records, damage.is_none(), durable_frontier);
