@@ -208,6 +208,15 @@ pub fn decode(buf: &[u8], max: u32) -> Result<(Record<'_>, usize), DecodeError> 
     let record: Record<'_> = options(max)
         .deserialize(body)
         .map_err(|e| DecodeError::BadBody(e.to_string()))?;
+    // One encoding per record: bincode's varint reader also accepts over-long forms (a value
+    // below 251 behind a u16 tag, ...), which would re-encode to other bytes. Every over-long
+    // form is longer than the canonical one, so comparing sizes catches them all.
+    let canonical = body_len(&record, max).map_err(|e| DecodeError::BadBody(e.to_string()))?;
+    if canonical != u64::from(len) {
+        return Err(DecodeError::BadBody(format!(
+            "non-canonical encoding: {len} body bytes for a record whose encoding has {canonical}"
+        )));
+    }
     Ok((record, total))
 }
 
@@ -287,6 +296,31 @@ mod tests {
             Err(EncodeError::TooLarge { .. })
         ));
         assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn over_long_varint_is_refused_even_with_a_valid_crc() {
+        // FenceCommit { fence: 64764 } with the fence behind a u32 tag (252) instead of the
+        // canonical u16 tag (251); found by the frame_decode fuzz target.
+        let body = [3u8, 3, 252, 252, 252, 0, 0];
+        let len = (body.len() as u32).to_le_bytes();
+        let mut frame = len.to_vec();
+        frame.extend_from_slice(&crc(len, &body).to_le_bytes());
+        frame.extend_from_slice(&body);
+        assert!(matches!(
+            decode(&frame, FRAME_BYTES_MAX_DEFAULT),
+            Err(DecodeError::BadBody(_))
+        ));
+        let canonical = encode(
+            &Record {
+                seq: 3,
+                body: RecordBody::FenceCommit { fence: 64764 },
+            },
+            FRAME_BYTES_MAX_DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(canonical.len(), 8 + 5);
+        assert!(decode(&canonical, FRAME_BYTES_MAX_DEFAULT).is_ok());
     }
 
     proptest! {

@@ -142,17 +142,7 @@ impl Store<Open> {
                 op: "create data directory",
                 source,
             })?;
-        let lock = disk.lock(&dir).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::WouldBlock {
-                StoreError::StoreLocked { dir: dir.clone() }
-            } else {
-                StoreError::IoAt {
-                    path: dir.clone(),
-                    op: "lock data directory",
-                    source,
-                }
-            }
-        })?;
+        let lock = lock_dir(&*disk, &dir)?;
         let (state, index, report) = recover_state(&*disk, &cfg)?;
         let seg = match report.active {
             Some((id, len)) => SegmentWriter::reopen(
@@ -942,6 +932,35 @@ impl<S> Drop for Store<S> {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
             tracing::error!(error = %e, "store drop: shutdown failed");
+        }
+    }
+}
+
+/// Takes the directory lock (INV-EXCLUSIVE). A lock that is busy is retried for a short while
+/// before `StoreLocked`: a child process forked by another thread between its fork and exec
+/// briefly holds copies of every descriptor, including a just-closed store's lock.
+fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
+    const ATTEMPTS: u32 = 20;
+    let mut attempt = 0;
+    loop {
+        match disk.lock(dir) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                attempt += 1;
+                if attempt >= ATTEMPTS {
+                    return Err(StoreError::StoreLocked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                crate::sync::thread::sleep(Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(StoreError::IoAt {
+                    path: dir.to_path_buf(),
+                    op: "lock data directory",
+                    source,
+                })
+            }
         }
     }
 }

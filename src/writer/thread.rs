@@ -12,6 +12,7 @@ use crate::log::{DiskPos, Record, SegmentWriter};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Polls of the command queue before the idle writer parks (see `next_command`).
@@ -72,9 +73,8 @@ struct GroupSink<'a> {
     seg: &'a mut SegmentWriter,
     buf: &'a mut Vec<u8>,
     frame_max: u32,
-    /// Set when a segment roll failed: the on-disk layout is then unknown (a new segment file
-    /// may exist that the writer does not write to), so the writer must latch.
-    roll_failure: Option<String>,
+    /// Set when a segment roll failed: the writer latches.
+    failure: &'a RefCell<Option<String>>,
 }
 
 impl Sink for GroupSink<'_> {
@@ -89,11 +89,13 @@ impl Sink for GroupSink<'_> {
                 .write(self.buf.get(..start).unwrap_or(&[]))
                 .and_then(|()| self.seg.roll(record.seq));
             if let Err(e) = io {
-                self.buf.truncate(start);
-                self.roll_failure = Some(format!("segment roll failed: {e}"));
-                return Err(StoreError::OutcomeUnknown {
-                    detail: format!("segment roll failed: {e}"),
-                });
+                // The group's earlier frames are written (or their fate is unknown): they must
+                // never be written again, or their sequences would repeat and recovery would
+                // refuse the log as corrupt. The writer latches after this command.
+                self.buf.clear();
+                let detail = format!("segment roll failed: {e}");
+                *self.failure.borrow_mut() = Some(detail.clone());
+                return Err(StoreError::OutcomeUnknown { detail });
             }
             self.buf.drain(..start);
             start = 0;
@@ -199,14 +201,14 @@ impl Writer {
         let mut force_sync = false;
         let mut shutdown = None;
         let before = self.state.next_seq;
-        let roll_failure;
+        let failure = RefCell::new(None);
         {
             let index = self.shared.index.read();
             let mut sink = GroupSink {
                 seg: &mut self.seg,
                 buf: &mut self.buf,
                 frame_max: self.cfg.frame_max,
-                roll_failure: None,
+                failure: &failure,
             };
             let mut env = StepEnv {
                 sink: &mut sink,
@@ -220,17 +222,14 @@ impl Writer {
                 if let Some(r) = self.state.step(cmd, &mut env, &mut out, &mut force_sync) {
                     shutdown = Some(r);
                 }
+                // A failed roll latches at once: later commands of the group are refused.
+                if self.state.latched.is_none() {
+                    self.state.latched = failure.borrow().clone();
+                }
             }
-            roll_failure = sink.roll_failure.take();
         }
-        if let Some(detail) = roll_failure {
-            // A failed roll may leave a new segment file whose header claims the next
-            // sequence; writing on in the old segment would make the log unrecoverable. Latch:
-            // nothing more is written this session, every answer of the group is indeterminate.
-            self.buf.clear();
+        if let Some(detail) = failure.into_inner() {
             self.latch(&mut out, &detail);
-            reply_all(&mut out, false);
-            return shutdown;
         }
         self.unsynced_events += self.state.next_seq - before;
         let sync_now = force_sync
@@ -242,13 +241,14 @@ impl Writer {
 
     /// Write, Fsync, Publish, Reply.
     fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
-        if self.state.latched.is_some() {
-            // A latched writer writes, syncs and publishes nothing more, and its frontiers stay
-            // where the failure left them: the records counted in `next_seq` since then were
-            // never written (their buffer was dropped), so they must not be reported as
-            // written or durable.
+        if let Some(detail) = self.state.latched.clone() {
+            // A latched writer does no more I/O, and its frontiers stay where the failure left
+            // them: records counted in `next_seq` since then were never written (their buffer
+            // was dropped). Retrying a failed fsync may succeed while the pages it failed to
+            // persist are gone, so nothing may be reported durable (nor `sync()` answered Ok).
             self.buf.clear();
             self.state.ready.clear();
+            self.latch(out, &detail);
             reply_all(out, false);
             return;
         }

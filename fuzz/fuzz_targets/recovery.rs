@@ -1,0 +1,9 @@
+//! Workload, crash image, damage, recovery: see `batpak_model::fuzz_harness::recovery`.
+#![no_main]
+
+use batpak_model::fuzz_harness::{recovery, RecoveryInput};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: RecoveryInput| {
+    recovery(input);
+});

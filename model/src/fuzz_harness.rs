@@ -1,0 +1,362 @@
+//! The fuzz harnesses, shared by the cargo-fuzz targets in `fuzz/` and by the corpus replay
+//! test (`model/tests/fuzz_corpus_replay.rs`), so a normal `cargo test` runs exactly the code
+//! the fuzzer runs.
+//!
+//! * [`frame_decode`]: raw bytes into the frame decoder (INV-BOUNDED-DECODE).
+//! * [`frame_decode_structured`]: a valid frame of an arbitrary record, then one corruption;
+//!   the decoder must never return a different record silently.
+//! * [`recovery`]: a bounded workload on `SimDisk`, a crash image, maybe one damaged byte,
+//!   recovery, compared with [`crate::reference::expected_visible`] (see [`recovery`] module).
+//!
+//! Every function panics (an assertion naming the invariant) when a property fails; that is
+//! how the fuzzer sees a finding.
+
+mod recovery;
+
+pub use recovery::{recovery, Fault, ImageCorruption, Op, RecoveryInput};
+
+use arbitrary::Arbitrary;
+use batpak::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
+use batpak::log::{EventRecord, Record, RecordBody, Unit};
+
+/// Maximum frame sizes [`frame_decode`] tries on every input.
+pub const DECODE_MAXES: [u32; 6] = [0, 3, 64, 4096, FRAME_BYTES_MAX_DEFAULT, u32::MAX];
+
+/// Recomputes the CRC of the frame at the start of `buf` over its length field and as much of
+/// its body as `buf` holds (a forged frame: lets the fuzzer reach the body decoder).
+pub fn forge_crc(buf: &mut [u8]) {
+    let Some(len_bytes) = buf.get(..4) else {
+        return;
+    };
+    let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+    let end = FRAME_HEADER_BYTES
+        .saturating_add(len as usize)
+        .min(buf.len());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len.to_le_bytes());
+    h.update(buf.get(FRAME_HEADER_BYTES..end).unwrap_or(&[]));
+    let sum = h.finalize().to_le_bytes();
+    if let Some(c) = buf.get_mut(4..8) {
+        c.copy_from_slice(&sum);
+    }
+}
+
+/// Raw bytes into `codec::decode`. The first byte picks the mode: bit 7 forges the CRC (so the
+/// body decoder sees arbitrary bodies); the rest is the frame. Every maximum in
+/// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` agrees with `peek_len` on the
+/// header; a decoded frame is `8 + len` bytes within the input; re-encoding the decoded record
+/// gives the identical bytes (one encoding per record).
+pub fn frame_decode(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut buf = rest.to_vec();
+    if mode & 0x80 != 0 {
+        forge_crc(&mut buf);
+    }
+    for max in DECODE_MAXES {
+        check_decode(&buf, max);
+    }
+}
+
+/// One decode with the checks of [`frame_decode`]; returns the decoded frame length.
+fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
+    let peek = codec::peek_len(buf, max);
+    match codec::decode(buf, max) {
+        Ok((record, used)) => {
+            let len = peek.unwrap_or_else(|e| {
+                panic!("INV-BOUNDED-DECODE: decode accepted a frame whose header peek_len refuses: {e}")
+            });
+            assert!(
+                len <= max,
+                "INV-BOUNDED-DECODE: body of {len} bytes over max {max}"
+            );
+            assert_eq!(
+                used,
+                FRAME_HEADER_BYTES + len as usize,
+                "decoded frame length"
+            );
+            assert!(used <= buf.len(), "decoded frame longer than the input");
+            let again = codec::encode(&record, max)
+                .unwrap_or_else(|e| panic!("a decoded record does not re-encode: {e}"));
+            assert_eq!(
+                again.as_slice(),
+                buf.get(..used).unwrap_or(&[]),
+                "re-encoding decoded record {record:?} gives different bytes (non-canonical frame accepted)"
+            );
+            Some(used)
+        }
+        Err(e) => {
+            if let Err(pe) = peek {
+                assert_eq!(e, pe, "decode and peek_len disagree on a bad header");
+            }
+            None
+        }
+    }
+}
+
+/// [`Unit`], for `Arbitrary`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum ArbUnit {
+    /// `Unit::None`.
+    None,
+    /// `Unit::Batch`.
+    Batch(u64),
+    /// `Unit::Fence`.
+    Fence(u64),
+    /// `Unit::FencedBatch`.
+    FencedBatch(u64, u64),
+}
+
+impl ArbUnit {
+    fn unit(self) -> Unit {
+        match self {
+            ArbUnit::None => Unit::None,
+            ArbUnit::Batch(b) => Unit::Batch(b),
+            ArbUnit::Fence(f) => Unit::Fence(f),
+            ArbUnit::FencedBatch(fence, batch) => Unit::FencedBatch { fence, batch },
+        }
+    }
+}
+
+/// An owned [`EventRecord`], for `Arbitrary`.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct ArbEvent {
+    /// Unit.
+    pub unit: ArbUnit,
+    /// Event id.
+    pub event_id: u128,
+    /// Correlation id.
+    pub correlation_id: Option<u128>,
+    /// Causation id.
+    pub causation_id: Option<u128>,
+    /// Timestamp.
+    pub timestamp_us: i64,
+    /// Entity clock.
+    pub clock: u32,
+    /// Kind.
+    pub kind: u16,
+    /// Flags.
+    pub flags: u8,
+    /// Previous hash.
+    pub prev_hash: [u8; 32],
+    /// Idempotency key.
+    pub idempotency_key: Option<u128>,
+    /// Entity.
+    pub entity: String,
+    /// Scope.
+    pub scope: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// An owned [`RecordBody`], for `Arbitrary`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per fuzz input; mirrors RecordBody, which is not boxed either"
+)]
+#[derive(Arbitrary, Debug, Clone)]
+pub enum ArbBody {
+    /// An event.
+    Event(ArbEvent),
+    /// `BatchCommit`.
+    BatchCommit(u64, u32),
+    /// `FenceBegin`.
+    FenceBegin(u64),
+    /// `FenceCommit`.
+    FenceCommit(u64),
+    /// `FenceCancel`.
+    FenceCancel(u64),
+}
+
+/// An owned [`Record`], for `Arbitrary`.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct ArbRecord {
+    /// Sequence.
+    pub seq: u64,
+    /// Body.
+    pub body: ArbBody,
+}
+
+impl ArbRecord {
+    /// The record, borrowing strings and payload from `self`.
+    pub fn record(&self) -> Record<'_> {
+        let body = match &self.body {
+            ArbBody::Event(e) => RecordBody::Event(EventRecord {
+                unit: e.unit.unit(),
+                event_id: e.event_id,
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+                timestamp_us: e.timestamp_us,
+                clock: e.clock,
+                kind: e.kind,
+                flags: e.flags,
+                prev_hash: e.prev_hash,
+                idempotency_key: e.idempotency_key,
+                entity: &e.entity,
+                scope: &e.scope,
+                payload: &e.payload,
+            }),
+            ArbBody::BatchCommit(batch, count) => RecordBody::BatchCommit {
+                batch: *batch,
+                count: *count,
+            },
+            ArbBody::FenceBegin(fence) => RecordBody::FenceBegin { fence: *fence },
+            ArbBody::FenceCommit(fence) => RecordBody::FenceCommit { fence: *fence },
+            ArbBody::FenceCancel(fence) => RecordBody::FenceCancel { fence: *fence },
+        };
+        Record {
+            seq: self.seq,
+            body,
+        }
+    }
+}
+
+/// What [`frame_decode_structured`] does to the valid frame.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum FrameCorruption {
+    /// Nothing: the frame must decode to the record.
+    None,
+    /// Flip up to three bits (positions taken modulo the frame's bit count; flipping a bit
+    /// twice undoes it). Three bits are within CRC-32's guaranteed detection.
+    BitFlips(Vec<u32>),
+    /// Keep only the first `n % len` bytes.
+    Truncate(u32),
+    /// Replace the length field (CRC left as it was).
+    LengthLie(u32),
+    /// Replace the CRC field.
+    CrcLie(u32),
+    /// Append bytes after the frame: the frame must still decode, using only its own bytes.
+    TrailingGarbage(Vec<u8>),
+    /// Append bytes and grow the length field over them, with a forged (recomputed) CRC: the
+    /// body then has trailing bytes, which the decoder must refuse.
+    ForgedLongerBody(Vec<u8>),
+    /// Shrink the length field by `1 + n % (len - 3)` bytes, with a forged CRC: a strict
+    /// prefix of a body is never a record.
+    ForgedShorterBody(u32),
+    /// Overwrite one body byte and forge the CRC: the result may decode, but then only to a
+    /// record that re-encodes to exactly these bytes.
+    ForgedBodyEdit(u32, u8),
+}
+
+/// Input of [`frame_decode_structured`].
+#[derive(Arbitrary, Debug, Clone)]
+pub struct StructuredFrame {
+    /// The record to encode.
+    pub record: ArbRecord,
+    /// What to do to its frame.
+    pub corruption: FrameCorruption,
+}
+
+fn set_u32(buf: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = buf.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Encodes an arbitrary record, applies one corruption and decodes. Properties: the intact
+/// frame decodes to the same record, using the whole frame; a corrupted frame never decodes to
+/// a different record; CRC lies, bit flips, length lies and truncations are errors unless the
+/// corruption left the bytes unchanged.
+pub fn frame_decode_structured(input: StructuredFrame) {
+    let max = FRAME_BYTES_MAX_DEFAULT;
+    let record = input.record.record();
+    let Ok(frame) = codec::encode(&record, max) else {
+        return;
+    };
+    let (back, used) = codec::decode(&frame, max)
+        .unwrap_or_else(|e| panic!("an encoded frame does not decode: {e}; {record:?}"));
+    assert_eq!(back, record, "round trip changed the record");
+    assert_eq!(used, frame.len(), "round trip length");
+    let len = frame.len();
+    let body_len = (len - FRAME_HEADER_BYTES) as u32;
+    let mut bad = frame.clone();
+    // Whether the corruption must make decoding fail (when the bytes changed).
+    let mut must_fail = true;
+    let mut forged_edit = false;
+    match input.corruption {
+        FrameCorruption::None => must_fail = false,
+        FrameCorruption::BitFlips(bits) => {
+            for b in bits.into_iter().take(3) {
+                let bit = b as usize % (len * 8);
+                if let Some(byte) = bad.get_mut(bit / 8) {
+                    *byte ^= 1 << (bit % 8);
+                }
+            }
+        }
+        FrameCorruption::Truncate(n) => bad.truncate(n as usize % len),
+        FrameCorruption::LengthLie(v) => set_u32(&mut bad, 0, v),
+        FrameCorruption::CrcLie(v) => set_u32(&mut bad, 4, v),
+        FrameCorruption::TrailingGarbage(g) => {
+            bad.extend_from_slice(&g);
+            must_fail = false;
+        }
+        FrameCorruption::ForgedLongerBody(g) => {
+            if g.is_empty() {
+                return;
+            }
+            bad.extend_from_slice(&g);
+            set_u32(&mut bad, 0, body_len.saturating_add(g.len() as u32));
+            forge_crc(&mut bad);
+        }
+        FrameCorruption::ForgedShorterBody(n) => {
+            let shrink = 1 + n % (body_len - 2);
+            set_u32(&mut bad, 0, body_len - shrink);
+            forge_crc(&mut bad);
+        }
+        FrameCorruption::ForgedBodyEdit(at, byte) => {
+            let at = FRAME_HEADER_BYTES + at as usize % body_len as usize;
+            if let Some(b) = bad.get_mut(at) {
+                *b = byte;
+            }
+            forge_crc(&mut bad);
+            must_fail = false;
+            forged_edit = true;
+        }
+    }
+    let unchanged = bad == frame;
+    match codec::decode(&bad, max) {
+        Ok((got, used)) => {
+            if unchanged {
+                assert_eq!(got, record, "an intact frame decoded to a different record");
+                assert_eq!(used, len, "intact frame length");
+            } else if must_fail {
+                panic!(
+                    "corrupted frame decoded silently (record {}): {got:?}\nframe {frame:02x?}\nbad   {bad:02x?}",
+                    if got == record { "same" } else { "DIFFERENT" },
+                );
+            } else if forged_edit {
+                // A forged CRC may pass; the bytes must then be the record's one encoding.
+                check_decode(&bad, max);
+            } else {
+                assert_eq!(got, record, "trailing bytes changed the decoded record");
+                assert_eq!(used, len, "trailing bytes changed the frame length");
+            }
+        }
+        Err(e) => {
+            assert!(!unchanged, "an intact frame failed to decode: {e}");
+            if bad.len() < len && bad.get(..) == frame.get(..bad.len()) {
+                assert!(
+                    matches!(e, DecodeError::Incomplete { .. }),
+                    "a truncated frame must be Incomplete, got {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs a structured harness on raw fuzzer bytes exactly as `libfuzzer_sys::fuzz_target!`
+/// does: inputs shorter than the type's minimum size, or that do not build a value, are
+/// skipped. Returns whether the harness ran.
+pub fn run_bytes<T: for<'a> Arbitrary<'a>>(data: &[u8], harness: impl FnOnce(T)) -> bool {
+    if data.len() < T::size_hint(0).0 {
+        return false;
+    }
+    match T::arbitrary_take_rest(arbitrary::Unstructured::new(data)) {
+        Ok(input) => {
+            harness(input);
+            true
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,609 @@
+//! The recovery harness: an arbitrary bounded workload on a `SimDisk`, a crash image chosen by
+//! the input, maybe one damaged byte, then `Store::open` compared with the reference.
+//!
+//! Determinism: the clock, the ids and the disk are seams; the writer thread handles one
+//! command per group (`group_commit_max_batch = 1`) and the flush timer never fires, so the
+//! sequence of disk operations depends on the input alone. Commands whose replies come later
+//! (fenced submits, a dropped fence's cancel) are waited for through `frontier().written`.
+//!
+//! Checks (named after the invariants):
+//! * the written log scans clean and every receipt names the record at its sequence
+//!   (INV-STABLE-SEQ);
+//! * the crash image's valid records are a prefix of the written log (INV-PREFIX);
+//! * without damage, `open` succeeds and keeps exactly that prefix; with one damaged byte it
+//!   either keeps exactly the records before the damaged frame (a torn tail) or fails with
+//!   `CorruptSegment` when valid records follow the damage (INV-CORRUPTION-FAILS-CLOSED);
+//! * the visible events equal [`expected_visible`] of the kept log, payloads included;
+//! * acknowledged-durable events are visible, with their sequence (INV-DURABLE);
+//! * acknowledged batches are all or nothing (INV-BATCH-ATOMIC); cancelled, dropped and open
+//!   fences are hidden (INV-FENCE-CRASH, INV-NO-RESURRECT);
+//! * after recovery the log on disk scans clean; a crash image of the recovered disk recovers
+//!   to the same visible state, and so does a clean reopen (INV-RECOVERY-IDEMPOTENT).
+
+use crate::reference::{expected_visible, scan_log, LogBody, LogRecord, ScannedLog, VisibleEvent};
+use arbitrary::Arbitrary;
+use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
+use batpak::coordinate::Coordinate;
+use batpak::env::{CounterIds, FaultKind, ManualClock, SimDisk};
+use batpak::event::EventKind;
+use batpak::log::SEGMENT_HEADER_BYTES;
+use batpak::store::{
+    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Store, StoreConfig,
+    StoreError, VisibilityFence,
+};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most operations a workload runs.
+pub const OPS_MAX: usize = 12;
+const DIR: &str = "/db";
+const SCOPE: &str = "fz";
+const ENTITIES: u8 = 3;
+
+/// One workload operation.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Op {
+    /// `append` on entity `entity % 3` with a small payload.
+    Append {
+        /// Entity selector.
+        entity: u8,
+        /// Payload byte.
+        payload: u8,
+    },
+    /// `append` of 200 + 2 * `size` payload bytes (forces segment rolls at 512-byte segments).
+    BigAppend {
+        /// Entity selector.
+        entity: u8,
+        /// Size selector.
+        size: u8,
+    },
+    /// `append_batch` of `1 + n % 3` events on consecutive entities.
+    Batch {
+        /// Item count selector.
+        n: u8,
+        /// First entity.
+        entity: u8,
+        /// Payload byte.
+        payload: u8,
+    },
+    /// `begin_visibility_fence` (refused while one is open).
+    FenceBegin,
+    /// `fence.submit` (skipped without an open fence).
+    FenceAppend {
+        /// Entity selector.
+        entity: u8,
+        /// Payload byte.
+        payload: u8,
+    },
+    /// `fence.submit_batch` of `1 + n % 3` events.
+    FenceBatch {
+        /// Item count selector.
+        n: u8,
+        /// First entity.
+        entity: u8,
+        /// Payload byte.
+        payload: u8,
+    },
+    /// `fence.commit()`.
+    FenceCommit,
+    /// `fence.cancel()`.
+    FenceCancel,
+    /// Drop the fence (drop-cancel).
+    FenceDrop,
+    /// `sync()`.
+    Sync,
+}
+
+/// An injected disk fault, `op_after_open` operations after the store opened.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Fault {
+    /// Operation index relative to the disk's count after `open`.
+    pub op_after_open: u8,
+    /// Persistent (the disk dies) or transient (one operation fails).
+    pub persistent: bool,
+}
+
+/// One byte of the crash image changed (xor with a non-zero mask).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct ImageCorruption {
+    /// Segment file selector (modulo the number of segment files).
+    pub file: u8,
+    /// Byte offset selector (modulo the file length).
+    pub offset: u16,
+    /// Xor mask (0 is taken as 1).
+    pub xor: u8,
+}
+
+/// Input of [`recovery`].
+#[derive(Arbitrary, Debug, Clone)]
+pub struct RecoveryInput {
+    /// Deferred durability (`sync_every_n_events` = 1000) instead of durable appends.
+    pub deferred: bool,
+    /// The workload (at most [`OPS_MAX`] are run).
+    pub ops: Vec<Op>,
+    /// An optional injected fault.
+    pub fault: Option<Fault>,
+    /// Chooser bytes for the crash image (exhausted: 0, the durable outcome).
+    pub crash: Vec<u8>,
+    /// Optional damage to the crash image.
+    pub corruption: Option<ImageCorruption>,
+    /// Chooser bytes for the crash image taken of the recovered disk.
+    pub recrash: Vec<u8>,
+}
+
+fn config(disk: &SimDisk, deferred: bool) -> StoreConfig {
+    StoreConfig::new(DIR)
+        .with_disk(Arc::new(disk.clone()))
+        .with_clock_source(Arc::new(ManualClock::new(1_700_000_000_000_000)))
+        .with_id_source(Arc::new(CounterIds::new(1)))
+        .with_segment_max_bytes(512)
+        .with_group_commit_max_batch(1)
+        .with_flush_interval(Duration::from_secs(3600))
+        .with_sync_every_n_events(if deferred { 1000 } else { 1 })
+}
+
+fn coord(entity: u8) -> Coordinate {
+    Coordinate::new(format!("fz:{}", entity % ENTITIES), SCOPE)
+        .unwrap_or_else(|e| panic!("harness coordinate: {e}"))
+}
+
+fn kind() -> EventKind {
+    EventKind::custom(0xF, 1)
+}
+
+fn chooser(bytes: &[u8]) -> impl FnMut(usize) -> usize + '_ {
+    let mut it = bytes.iter();
+    move |_n| it.next().map_or(0, |&b| usize::from(b))
+}
+
+fn batch_items(n: u8, entity: u8, payload: u8) -> Vec<BatchAppendItem> {
+    (0..1 + n % 3)
+        .filter_map(|i| {
+            BatchAppendItem::new(
+                coord(entity.wrapping_add(i)),
+                kind(),
+                &vec![payload, i],
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .ok()
+        })
+        .collect()
+}
+
+/// What the workload was told.
+#[derive(Debug, Default)]
+struct History {
+    /// Every acknowledged event (sequence, id).
+    acked: Vec<(u64, u128)>,
+    /// Acknowledged events that are durable by the API's promise.
+    durable: BTreeSet<(u64, u128)>,
+    /// Acknowledged batches.
+    batches: Vec<Vec<(u64, u128)>>,
+    /// Fences cancelled, dropped or open at the crash: never visible.
+    hidden_fences: BTreeSet<u64>,
+    /// A write failed: the writer may have latched, so waits are skipped.
+    failed: bool,
+}
+
+impl History {
+    fn ack(&mut self, r: &AppendReceipt) {
+        self.acked.push((r.sequence, r.event_id));
+        if r.durable {
+            self.durable.insert((r.sequence, r.event_id));
+        }
+    }
+
+    fn sync_ok(&mut self) {
+        self.durable.extend(self.acked.iter().copied());
+    }
+}
+
+/// An open fence and the tickets of its submits.
+struct OpenFence<'a> {
+    fence: VisibilityFence<'a>,
+    tickets: Vec<AppendTicket>,
+    batch_tickets: Vec<batpak::store::BatchAppendTicket>,
+}
+
+fn note(r: Result<(), StoreError>, h: &mut History) {
+    if r.is_err() {
+        h.failed = true;
+    }
+}
+
+/// Waits until the writer has written past `before` (a command whose reply comes later), or
+/// `answered()` says the command already failed.
+fn wait_written(store: &Store, before: u64, h: &History, answered: impl Fn() -> bool) {
+    if h.failed {
+        return;
+    }
+    let start = Instant::now();
+    while store.frontier().written <= before
+        && !answered()
+        && start.elapsed() < Duration::from_secs(1)
+    {
+        std::thread::yield_now();
+    }
+}
+
+fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &mut History) {
+    match op {
+        Op::Append { entity, payload } => {
+            match store.append(&coord(*entity), kind(), &vec![*payload]) {
+                Ok(r) => h.ack(&r),
+                Err(e) => note(Err(e), h),
+            }
+        }
+        Op::BigAppend { entity, size } => {
+            let payload = vec![*size; 200 + 2 * usize::from(*size)];
+            match store.append(&coord(*entity), kind(), &payload) {
+                Ok(r) => h.ack(&r),
+                Err(e) => note(Err(e), h),
+            }
+        }
+        Op::Batch { n, entity, payload } => {
+            match store.append_batch(batch_items(*n, *entity, *payload)) {
+                Ok(rs) => {
+                    rs.iter().for_each(|r| h.ack(r));
+                    h.batches
+                        .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
+                }
+                Err(e) => note(Err(e), h),
+            }
+        }
+        Op::FenceBegin => {
+            if fence.is_none() {
+                match store.begin_visibility_fence() {
+                    Ok(f) => {
+                        *fence = Some(OpenFence {
+                            fence: f,
+                            tickets: Vec::new(),
+                            batch_tickets: Vec::new(),
+                        })
+                    }
+                    Err(e) => note(Err(e), h),
+                }
+            }
+        }
+        Op::FenceAppend { entity, payload } => {
+            if let Some(f) = fence.as_mut() {
+                let before = store.frontier().written;
+                match f.fence.submit(&coord(*entity), kind(), &vec![*payload]) {
+                    Ok(t) => {
+                        // A fenced ticket answers before the commit only with an error.
+                        wait_written(store, before, h, || t.try_check().is_some());
+                        f.tickets.push(t);
+                    }
+                    Err(e) => note(Err(e), h),
+                }
+            }
+        }
+        Op::FenceBatch { n, entity, payload } => {
+            if let Some(f) = fence.as_mut() {
+                let before = store.frontier().written;
+                match f.fence.submit_batch(batch_items(*n, *entity, *payload)) {
+                    Ok(t) => {
+                        wait_written(store, before, h, || t.try_check().is_some());
+                        f.batch_tickets.push(t);
+                    }
+                    Err(e) => note(Err(e), h),
+                }
+            }
+        }
+        Op::FenceCommit => {
+            if let Some(f) = fence.take() {
+                match f.fence.commit() {
+                    Ok(()) => {
+                        // commit() returned Ok: the fence's events are durable and visible.
+                        for t in f.tickets {
+                            if let Ok(r) = t.wait() {
+                                h.ack(&r);
+                                h.durable.insert((r.sequence, r.event_id));
+                            }
+                        }
+                        for t in f.batch_tickets {
+                            if let Ok(rs) = t.wait() {
+                                for r in &rs {
+                                    h.ack(r);
+                                    h.durable.insert((r.sequence, r.event_id));
+                                }
+                                h.batches
+                                    .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
+                            }
+                        }
+                    }
+                    Err(e) => note(Err(e), h),
+                }
+            }
+        }
+        Op::FenceCancel => {
+            if let Some(f) = fence.take() {
+                h.hidden_fences.insert(f.fence.token());
+                let r = f.fence.cancel();
+                note(r, h);
+            }
+        }
+        Op::FenceDrop => {
+            if let Some(f) = fence.take() {
+                h.hidden_fences.insert(f.fence.token());
+                let before = store.frontier().written;
+                drop(f);
+                wait_written(store, before, h, || false);
+            }
+        }
+        Op::Sync => match store.sync() {
+            Ok(()) => h.sync_ok(),
+            Err(e) => note(Err(e), h),
+        },
+    }
+}
+
+/// Runs the workload and takes the crash image (with the fence, if any, still open).
+fn run_workload(
+    disk: &SimDisk,
+    input: &RecoveryInput,
+) -> (History, ScannedLog, u64, batpak::env::CrashImage) {
+    let store = Store::open(config(disk, input.deferred))
+        .unwrap_or_else(|e| panic!("open on an empty disk failed: {e}"));
+    if let Some(f) = input.fault {
+        let kind = if f.persistent {
+            FaultKind::Persistent
+        } else {
+            FaultKind::Transient
+        };
+        disk.fail_at(disk.op_count() + u64::from(f.op_after_open), kind);
+    }
+    let mut h = History::default();
+    let mut fence: Option<OpenFence<'_>> = None;
+    for op in input.ops.iter().take(OPS_MAX) {
+        run_op(&store, op, &mut fence, &mut h);
+    }
+    if let Some(f) = &fence {
+        h.hidden_fences.insert(f.fence.token());
+    }
+    let written = scan_log(disk, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT);
+    let durable_frontier = store.frontier().durable;
+    let image = disk.crash_with(&mut chooser(&input.crash));
+    drop(fence);
+    drop(store);
+    (h, written, durable_frontier, image)
+}
+
+/// The visible events of an open store, with payloads, in sequence order.
+fn visible(store: &Store) -> Vec<VisibleEvent> {
+    let mut entries = store.by_scope(SCOPE);
+    entries.sort_by_key(|e| e.global_sequence);
+    assert_eq!(
+        store.stats().event_count,
+        entries.len(),
+        "visible events outside the harness scope"
+    );
+    entries
+        .into_iter()
+        .map(|e| {
+            let stored = store.get_raw(e.event_id).unwrap_or_else(|err| {
+                panic!("visible event {:032x} cannot be read: {err}", e.event_id)
+            });
+            VisibleEvent {
+                seq: e.global_sequence,
+                event_id: e.event_id,
+                entity: e.coord.entity().to_owned(),
+                scope: e.coord.scope().to_owned(),
+                kind: e.kind.as_raw(),
+                clock: e.clock,
+                payload: stored.event.payload,
+            }
+        })
+        .collect()
+}
+
+fn assert_prefix(short: &[LogRecord], long: &[LogRecord], what: &str) {
+    assert!(
+        short.len() <= long.len() && long.get(..short.len()) == Some(short),
+        "INV-PREFIX: {what}: {} records are not a prefix of {}",
+        short.len(),
+        long.len()
+    );
+}
+
+/// Applies the corruption to the image; returns the index of the first record it damages
+/// (`records.len()` if none) and whether valid records must follow the damage.
+fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usize, bool)> {
+    let segs: Vec<_> = disk
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    let path = segs.get(usize::from(c.file) % segs.len().max(1))?;
+    let bytes = disk.read_file(path)?;
+    if bytes.is_empty() {
+        return None;
+    }
+    let offset = usize::from(c.offset) % bytes.len();
+    let old = *bytes.get(offset)?;
+    disk.corrupt(path, offset as u64, old ^ c.xor.max(1)).ok()?;
+    let seg_id = batpak::log::segment::parse_segment_file_name(path.file_name()?.to_str()?)?;
+    let off = offset as u64;
+    let n = pre.records.len();
+    if off < SEGMENT_HEADER_BYTES as u64 {
+        // A damaged header: every record of this segment is lost; any makes it corruption.
+        let k = pre
+            .positions
+            .iter()
+            .position(|p| p.segment_id >= seg_id)
+            .unwrap_or(n);
+        let has_records = pre.positions.iter().any(|p| p.segment_id == seg_id);
+        return Some((k, has_records));
+    }
+    let k = pre
+        .positions
+        .iter()
+        .position(|p| p.segment_id == seg_id && off < p.offset + p.len)
+        .filter(|&i| pre.positions.get(i).is_some_and(|p| off >= p.offset))
+        .unwrap_or(n);
+    Some((k, k + 1 < n))
+}
+
+/// `BATPAK_FUZZ_TRACE=1` prints one line per run (for looking at what a corpus exercises).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("BATPAK_FUZZ_TRACE").is_some())
+}
+
+/// The recovery harness (see the module docs).
+pub fn recovery(input: RecoveryInput) {
+    let disk = SimDisk::new();
+    let (h, written, durable_frontier, image) = run_workload(&disk, &input);
+    let dir = Path::new(DIR);
+    if input.fault.is_none() {
+        assert!(
+            written.damage.is_none(),
+            "the written log does not scan clean: {:?}",
+            written.damage
+        );
+    }
+    for &(seq, id) in &h.acked {
+        let rec = written.records.get(seq as usize);
+        assert!(
+            matches!(rec, Some(LogRecord { body: LogBody::Event(e), .. }) if e.event_id == id),
+            "INV-STABLE-SEQ: receipt ({seq}, {id:032x}) does not name the record at its sequence: {rec:?}"
+        );
+    }
+
+    let img = image.disk();
+    let pre = scan_log(&img, dir, FRAME_BYTES_MAX_DEFAULT);
+    if trace() {
+        eprintln!("history: {h:?}");
+        for (r, p) in written.records.iter().zip(&written.positions) {
+            eprintln!("  written {} {p:?} {:?}", r.seq, r.body);
+        }
+        eprintln!("  written damage {:?}", written.damage);
+    }
+    assert_prefix(&pre.records, &written.records, "crash image vs written log");
+    let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
+
+    let store = match (Store::open(config(&img, input.deferred)), damage) {
+        (Ok(s), _) => s,
+        (Err(StoreError::CorruptSegment { .. }), Some((k, _))) if k < pre.records.len() => return,
+        (Err(e), damage) => panic!(
+            "recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
+            image.describe(),
+            pre.records.len()
+        ),
+    };
+    let post = scan_log(&img, dir, FRAME_BYTES_MAX_DEFAULT);
+    assert!(
+        post.damage.is_none(),
+        "INV-RECOVERY-IDEMPOTENT: the log does not scan clean after recovery: {:?}",
+        post.damage
+    );
+    let kept = match damage {
+        None => pre.records.len(),
+        Some((k, follows)) => {
+            assert!(
+                !follows,
+                "INV-CORRUPTION-FAILS-CLOSED: damage in record {k} with valid records after it, yet open succeeded"
+            );
+            k
+        }
+    };
+    assert_eq!(
+        post.records.as_slice(),
+        pre.records.get(..kept).unwrap_or(&[]),
+        "recovery kept other records than the image's valid prefix (image: {})",
+        image.describe()
+    );
+
+    let v1 = visible(&store);
+    if trace() {
+        eprintln!(
+            "recovery: {} ops, {} written, image kept {} ({}), damage {damage:?}, recovered {} records, {} visible, {} durable promised",
+            input.ops.len().min(OPS_MAX),
+            written.records.len(),
+            pre.records.len(),
+            image.describe(),
+            post.records.len(),
+            v1.len(),
+            h.durable.len()
+        );
+    }
+    let expected = expected_visible(&post.records);
+    assert_eq!(v1, expected, "visible events differ from the reference");
+    check_history(&h, &v1, &post.records, damage.is_none(), durable_frontier);
+
+    // INV-RECOVERY-IDEMPOTENT: crash the recovered disk, recover again; then reopen cleanly.
+    let image2 = img.crash_with(&mut chooser(&input.recrash));
+    drop(store);
+    let img2 = image2.disk();
+    let store2 = Store::open(config(&img2, input.deferred))
+        .unwrap_or_else(|e| panic!("second recovery failed: {e}"));
+    assert_eq!(
+        scan_log(&img2, dir, FRAME_BYTES_MAX_DEFAULT).records,
+        post.records,
+        "second recovery changed the log"
+    );
+    assert_eq!(
+        visible(&store2),
+        v1,
+        "INV-RECOVERY-IDEMPOTENT: second recovery"
+    );
+    drop(store2);
+    let store3 =
+        Store::open(config(&img2, input.deferred)).unwrap_or_else(|e| panic!("reopen failed: {e}"));
+    assert_eq!(
+        visible(&store3),
+        v1,
+        "INV-RECOVERY-IDEMPOTENT: clean reopen"
+    );
+}
+
+/// Checks what the API promised against what recovery shows.
+fn check_history(
+    h: &History,
+    visible: &[VisibleEvent],
+    log: &[LogRecord],
+    undamaged: bool,
+    durable_frontier: u64,
+) {
+    let seen: BTreeSet<(u64, u128)> = visible.iter().map(|v| (v.seq, v.event_id)).collect();
+    if undamaged {
+        for d in &h.durable {
+            assert!(
+                seen.contains(d),
+                "INV-DURABLE: acknowledged durable event {d:?} is not visible"
+            );
+        }
+        for &(seq, id) in &h.acked {
+            if seq < durable_frontier {
+                assert!(
+                    seen.contains(&(seq, id)),
+                    "frontier().durable was {durable_frontier} but acknowledged event {seq} is lost"
+                );
+            }
+        }
+    }
+    for b in &h.batches {
+        let n = b.iter().filter(|e| seen.contains(e)).count();
+        assert!(
+            n == 0 || n == b.len(),
+            "INV-BATCH-ATOMIC: {n} of {} events of batch {b:?} visible",
+            b.len()
+        );
+    }
+    for v in visible {
+        let fence = log.get(v.seq as usize).and_then(|r| match &r.body {
+            LogBody::Event(e) => e.unit.fence(),
+            _ => None,
+        });
+        if let Some(f) = fence {
+            assert!(
+                !h.hidden_fences.contains(&f),
+                "INV-NO-RESURRECT / INV-FENCE-CRASH: event {} of cancelled, dropped or open fence {f} is visible",
+                v.seq
+            );
+        }
+    }
+}
