@@ -116,9 +116,12 @@ impl Index {
         Self::default()
     }
 
-    /// Reserves room for `additional` more events (recovery sizes the index from the log).
-    pub fn reserve(&mut self, additional: usize) {
+    /// Reserves room for `additional` more events and `ids_additional` more id entries (recovery
+    /// sizes the index from the log: generously for the slot vector, whose untouched tail is
+    /// not resident, tightly for the id map, whose whole table is touched).
+    pub fn reserve(&mut self, additional: usize, ids_additional: usize) {
         self.slots.reserve(additional);
+        self.by_id.reserve(ids_additional);
     }
 
     /// Number of visible events.

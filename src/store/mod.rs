@@ -965,20 +965,18 @@ fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>,
     }
 }
 
-/// A generous estimate of the events in the log (frames of events take at least ~80 bytes), so
-/// recovery sizes the index once instead of growing it step by step. Reserved but untouched
-/// memory is not resident.
-fn estimate_events(disk: &dyn Disk, dir: &std::path::Path) -> usize {
+/// Bytes in the log's segments, so recovery can size the index once instead of growing it
+/// step by step (an event frame takes at least ~80 bytes; ~200 with a 100-byte payload).
+fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
     let Ok(names) = disk.list(dir) else {
         return 0;
     };
-    let bytes: u64 = names
+    names
         .iter()
         .filter(|n| log::segment::parse_segment_file_name(n).is_some())
         .filter_map(|n| disk.open(&dir.join(n), false).ok())
         .filter_map(|f| f.len().ok())
-        .sum();
-    usize::try_from(bytes / 80).unwrap_or(0)
+        .sum()
 }
 
 /// Recovers the writer state and the index from the log.
@@ -990,7 +988,11 @@ fn recover_state(
     state.mutant = cfg.mutant;
     state.recovering = true;
     let mut index = Index::new();
-    index.reserve(estimate_events(disk, &cfg.dir));
+    let log_bytes = log_bytes(disk, &cfg.dir);
+    index.reserve(
+        usize::try_from(log_bytes / 80).unwrap_or(0),
+        usize::try_from(log_bytes / 200).unwrap_or(0),
+    );
     let renumber = cfg.mutant == Mutant::RecoveryRenumbers;
     let publish = |state: &mut WriterState, index: &mut Index| {
         // Reuse the ready buffer's allocation: recovery publishes record by record.
