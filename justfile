@@ -1,6 +1,7 @@
 # batpak task runner. `just --list` shows the recipes.
 
 import? 'spec/model-check.just'
+import? 'model/crash.just'
 
 # The README's test command.
 test:

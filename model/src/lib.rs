@@ -1,4 +1,5 @@
 //! Models for batpak: the executable oracle, loom/shuttle models and crash-state enumerations.
 
+pub mod conformance;
 pub mod oracle;
 pub mod tla_value;
