@@ -13,8 +13,10 @@
 //! `recover(Image(k, torn))`, inside `allowed_after_recovery(written, durable_len)`.
 //! I/O faults (transient and persistent) at every operation index of every workload.
 //!
-//! `BATPAK_CRASH_DEEP=1` scales up (workloads of up to 4 operations, 2,000 random ones of
-//! 4-8 operations): `just -f model/crash.just crash-deep`.
+//! `BATPAK_CRASH_DEEP=1` scales up (`just crash-deep`): workloads of up to 4 operations and
+//! 20,000 random ones of 4-8 operations for the crash states (>= 5,000,000), 2,000 of them
+//! for the I/O faults. `BATPAK_CRASH_MAX_LEN` and `BATPAK_CRASH_RANDOM` override the sizes
+//! (for partial runs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tests/common/crash.rs"]
@@ -142,10 +144,10 @@ fn canonical() -> Vec<Vec<Op>> {
     workloads(max)
 }
 
-/// 400 random workloads of 4-6 operations (deep: 2,000 of 4-8; `BATPAK_CRASH_RANDOM`
+/// 400 random workloads of 4-6 operations (deep: `deep_count` of 4-8; `BATPAK_CRASH_RANDOM`
 /// overrides the count).
-fn random() -> Vec<Vec<Op>> {
-    let (n, max) = if deep() { (2000, 8) } else { (400, 6) };
+fn random(deep_count: usize) -> Vec<Vec<Op>> {
+    let (n, max) = if deep() { (deep_count, 8) } else { (400, 6) };
     random_workloads(env_usize("BATPAK_CRASH_RANDOM").unwrap_or(n), 4, max, SEED)
 }
 
@@ -163,7 +165,7 @@ fn crash_states(mode: Mode, list: &[Vec<Op>], what: &str) -> usize {
     // Durable mode syncs every write before the next one: no hole can form. Deferred mode
     // leaves several appends unsynced, so subsets with holes must have been checked.
     assert!(
-        !mode.deferred || stats.fail_closed_states > 0,
+        !mode.deferred || list.is_empty() || stats.fail_closed_states > 0,
         "no hole seen"
     );
     stats.crash_states
@@ -172,7 +174,8 @@ fn crash_states(mode: Mode, list: &[Vec<Op>], what: &str) -> usize {
 #[test]
 fn crash_states_vs_oracle() {
     let start = Instant::now();
-    let (c, r) = (canonical(), random());
+    // Deep: about 250 crash states per random workload of 4-8 operations (both modes).
+    let (c, r) = (canonical(), random(20_000));
     println!(
         "{} canonical workloads, {} random workloads (seed {SEED:#x})",
         c.len(),
@@ -208,7 +211,7 @@ fn io_errors(mode: Mode, list: &[Vec<Op>], what: &str) -> usize {
 #[test]
 fn io_error_injection_vs_oracle() {
     let start = Instant::now();
-    let (c, r) = (canonical(), random());
+    let (c, r) = (canonical(), random(2_000));
     let mut runs = 0;
     runs += io_errors(Mode::DURABLE, &c, "I/O faults, canonical, durable mode");
     runs += io_errors(Mode::DEFERRED, &c, "I/O faults, canonical, deferred mode");
@@ -231,4 +234,72 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
     );
     assert!(with(Op::FencedBatch) >= 20);
     assert!(with(Op::FencedOutbox) >= 20);
+}
+
+/// The oracle check is live: it rejects outcomes that differ from the oracle's, and asks for
+/// fail-closed exactly on images with a hole.
+#[test]
+fn oracle_rejects_wrong_outcomes() {
+    let disk = SimDisk::new();
+    // Deferred: the batch and the append stay unsynced, so subsets can leave a hole.
+    crash::run_workload(
+        &disk,
+        Mode::DEFERRED,
+        &[Op::Batch, Op::AppendA],
+        false,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    let log = WrittenLog::read(&disk, Path::new(DIR)).unwrap();
+    let abs = log.abstract_log().unwrap();
+    assert_eq!(abs.records.len(), 4, "{:?}", abs.records);
+    let dir = Path::new(DIR);
+    let opts = CrashOptions {
+        subsets: true,
+        max_subset_ops: 8,
+    };
+    let (mut holes, mut full) = (0, 0);
+    for image in disk.crash_images(&opts) {
+        let img = image.disk();
+        let e = log.expect(&abs, &img, dir, 0).unwrap();
+        let c = log.classify(&img, dir);
+        assert_eq!(
+            matches!(e, Expected::FailsClosed { .. }),
+            c.hole.is_some(),
+            "{}",
+            image.describe()
+        );
+        holes += usize::from(c.hole.is_some());
+        if let Expected::Recovers {
+            records: 4,
+            ref visible,
+            torn: false,
+        } = e
+        {
+            full += 1;
+            assert_eq!(visible, &BTreeSet::from([0, 1, 3]));
+            let report = RecoveryReport {
+                records: 4,
+                ..RecoveryReport::default()
+            };
+            assert!(compare(&e, &report, visible).is_ok());
+            // A half-visible batch, a lost event, or a wrong record count are all rejected.
+            assert!(compare(&e, &report, &BTreeSet::from([0, 3])).is_err());
+            assert!(compare(&e, &report, &BTreeSet::from([0, 1])).is_err());
+            let short = RecoveryReport {
+                records: 3,
+                ..RecoveryReport::default()
+            };
+            assert!(compare(&e, &short, visible).is_err());
+        }
+    }
+    assert!(holes > 0, "no image with a hole");
+    assert!(full > 0, "no complete image");
+    // The allowed sets after a crash with nothing durable: {}, the batch, batch + append.
+    let allowed = allowed_visible_sets(&abs, 0);
+    assert!(allowed.contains(&BTreeSet::new()));
+    assert!(allowed.contains(&BTreeSet::from([0, 1])));
+    assert!(allowed.contains(&BTreeSet::from([0, 1, 3])));
+    assert!(!allowed.contains(&BTreeSet::from([0])));
+    assert!(!allowed.contains(&BTreeSet::from([3])));
 }
