@@ -37,18 +37,25 @@ export RUSTFLAGS="-C instrument-coverage"
 export CARGO_TARGET_DIR="$out/target"
 export LLVM_PROFILE_FILE="$out/profraw/%p-%m.profraw"
 
+# Default: every lib and integration test of the workspace. Arguments replace that selection
+# (e.g. `scripts/coverage.sh -p batpak-model --test fuzz_corpus_replay`).
 args=("$@")
 if [[ ${#args[@]} == 0 ]]; then
-    args=(--workspace)
+    args=(--workspace --lib --tests)
 fi
-cargo test --release "${args[@]}" --lib --tests --no-fail-fast -- --test-threads 2
+cargo test --release "${args[@]}" --no-fail-fast -- --test-threads 2
 
 "$profdata" merge -sparse "$out"/profraw/*.profraw -o "$out/merged.profdata"
 
+# llvm-cov takes the first binary as a positional argument, the others with -object.
 objects=()
 while IFS= read -r exe; do
-    objects+=(-object "$exe")
-done < <(cargo test --release "${args[@]}" --lib --tests --no-run --message-format=json 2>/dev/null |
+    if [[ ${#objects[@]} == 0 ]]; then
+        objects+=("$exe")
+    else
+        objects+=(-object "$exe")
+    fi
+done < <(cargo test --release "${args[@]}" --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 
 echo "== codec, log/recovery, writer =="
@@ -57,4 +64,4 @@ echo "== codec, log/recovery, writer =="
 echo "== all of src/ =="
 "$cov" report "${objects[@]}" -instr-profile="$out/merged.profdata" \
     --ignore-filename-regex='(/\.cargo/|/rustc/|/tests/|/model/|/macros/)' src/
-echo "html: $cov show ${objects[*]:0:2} ... -instr-profile=$out/merged.profdata -format=html -output-dir=$out/html"
+echo "per line: $cov show <the same objects> -instr-profile=$out/merged.profdata src/log/recover.rs"

@@ -241,15 +241,28 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
 #[test]
 fn oracle_rejects_wrong_outcomes() {
     let disk = SimDisk::new();
-    // Deferred: the batch and the append stay unsynced, so subsets can leave a hole.
+    let probe = disk.clone();
+    let mut checked = false;
+    // Deferred: the batch and the append stay unsynced, so subsets can leave a hole. The
+    // images are taken after the last operation, before the store is dropped (and syncs).
     crash::run_workload(
         &disk,
         Mode::DEFERRED,
         &[Op::Batch, Op::AppendA],
         false,
-        &mut |_| Ok(()),
+        &mut |acks| {
+            if acks.events.len() == 3 {
+                check_oracle_on(&probe);
+                checked = true;
+            }
+            Ok(())
+        },
     )
     .unwrap();
+    assert!(checked);
+}
+
+fn check_oracle_on(disk: &SimDisk) {
     let log = WrittenLog::read(&disk, Path::new(DIR)).unwrap();
     let abs = log.abstract_log().unwrap();
     assert_eq!(abs.records.len(), 4, "{:?}", abs.records);
