@@ -263,7 +263,7 @@ fn oracle_rejects_wrong_outcomes() {
 }
 
 fn check_oracle_on(disk: &SimDisk) {
-    let log = WrittenLog::read(&disk, Path::new(DIR)).unwrap();
+    let log = WrittenLog::read(disk, Path::new(DIR)).unwrap();
     let abs = log.abstract_log().unwrap();
     assert_eq!(abs.records.len(), 4, "{:?}", abs.records);
     let dir = Path::new(DIR);
