@@ -2,6 +2,7 @@
 
 import? 'spec/model-check.just'
 import? 'fuzz/fuzz.just'
+import? 'model/crash.just'
 
 # The README's test command.
 test:

@@ -1,5 +1,6 @@
 //! Models for batpak: the executable oracle, loom/shuttle models and crash-state enumerations.
 
+pub mod conformance;
 pub mod fuzz_harness;
 pub mod oracle;
 pub mod reference;

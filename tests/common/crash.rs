@@ -16,13 +16,13 @@ use batpak::env::{CounterIds, CrashImage, CrashOptions, Disk, FaultKind, ManualC
 use batpak::event::EventKind;
 use batpak::log::{self, RecordBody, Unit};
 use batpak::store::{
-    AppendOptions, AppendTicket, BatchAppendItem, CausationRef, IndexEntry, Mutant, Store,
-    StoreConfig, StoreError,
+    AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef, IndexEntry,
+    Mutant, Store, StoreConfig, StoreError,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,10 @@ pub enum Op {
     FencedAppend,
     FenceCommit,
     FenceCancel,
+    /// An atomic batch of two under the open fence (`fence.submit_batch`).
+    FencedBatch,
+    /// The fenced outbox: stage two events, `flush()` (returns durable, still hidden).
+    FencedOutbox,
 }
 
 const ALL_OPS: [Op; 9] = [
@@ -118,6 +122,70 @@ const ALL_OPS: [Op; 9] = [
     Op::FenceCommit,
     Op::FenceCancel,
 ];
+
+/// The alphabet of the random workloads: the canonical one plus fenced batches and the fenced
+/// outbox flush.
+const RANDOM_OPS: [Op; 11] = [
+    Op::AppendA,
+    Op::AppendB,
+    Op::Batch,
+    Op::Sync,
+    Op::Roll,
+    Op::FenceBegin,
+    Op::FencedAppend,
+    Op::FenceCommit,
+    Op::FenceCancel,
+    Op::FencedBatch,
+    Op::FencedOutbox,
+];
+
+fn needs_open_fence(op: Op) -> bool {
+    matches!(
+        op,
+        Op::FencedAppend | Op::FencedBatch | Op::FencedOutbox | Op::FenceCommit | Op::FenceCancel
+    )
+}
+
+/// `count` pseudo-random workloads of `min_len..=max_len` operations over [`RANDOM_OPS`]
+/// (splitmix64 from `seed`, so the list is the same on every run). Fence operations come in a
+/// valid order; a workload that opens a fence gets at least one fenced batch or outbox flush
+/// more often than not (they are the point of the random part).
+pub fn random_workloads(count: usize, min_len: usize, max_len: usize, seed: u64) -> Vec<Vec<Op>> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let span = (max_len - min_len + 1) as u64;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let len = min_len + (next() % span) as usize;
+        let mut w = Vec::with_capacity(len);
+        let mut open = false;
+        while w.len() < len {
+            let op = RANDOM_OPS[(next() % RANDOM_OPS.len() as u64) as usize];
+            let valid = match op {
+                Op::FenceBegin => !open,
+                o if needs_open_fence(o) => open,
+                _ => true,
+            };
+            if !valid {
+                continue;
+            }
+            open = match op {
+                Op::FenceBegin => true,
+                Op::FenceCommit | Op::FenceCancel => false,
+                _ => open,
+            };
+            w.push(op);
+        }
+        out.push(w);
+    }
+    out
+}
 
 /// Every workload of 1..=`max_len` operations whose fence operations come in a valid order
 /// (plain writes while a fence is open are kept: the store must refuse them).
@@ -195,6 +263,9 @@ pub struct Acks {
     pub errors: Vec<String>,
     pub definite_errors: usize,
     pub indefinite_errors: usize,
+    /// Events of fenced outbox flushes answered `Ok` (durable, hidden): acknowledged as
+    /// visible only once their fence commits.
+    pub staged: Vec<(u64, AckedEvent)>,
 }
 
 /// A written record, owned.
@@ -596,16 +667,67 @@ fn open_violation(e: &StoreError, fallback: &'static str, what: &str) -> Violati
     violation(inv, format!("{what}: open failed: {e}"))
 }
 
-/// Counters for the report.
-#[derive(Debug, Default, Clone)]
+/// What an [`ImageJudge`] expects of one crash image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Recovery succeeds; [`ImageJudge::recovered`] then checks what it rebuilt.
+    Recovers,
+    /// Recovery must fail closed (INV-CORRUPTION-FAILS-CLOSED) with `CorruptSegment` naming
+    /// this file and offset, and leave the disk as it was.
+    FailsClosed { file: PathBuf, offset: u64 },
+}
+
+/// An external judge of crash images (the oracle of the model crate): told the written log
+/// once per snapshot, asked what each image must recover to, shown what recovery rebuilt.
+pub trait ImageJudge {
+    /// Called before the images of `disk` (the state now) are checked.
+    fn prepare(&mut self, disk: &SimDisk, acks: &Acks) -> Check;
+    /// What recovery of `image` must do.
+    fn expect(&mut self, image: &SimDisk) -> Result<Expect, Violation>;
+    /// What recovery of the last image passed to `expect` rebuilt.
+    fn recovered(&mut self, report: &log::RecoveryReport, vis: &[IndexEntry]) -> Check;
+}
+
+/// Counters for the report, and the enumeration's options.
+#[derive(Default)]
 pub struct Stats {
     pub workloads: usize,
     pub runs: usize,
     pub crash_states: usize,
     pub recovery_crash_states: usize,
-    /// Images (by content) whose recovery-idempotence checks already ran: those checks depend
-    /// only on the disk content, not on the workload's acknowledgements.
-    pub seen: BTreeSet<Vec<u8>>,
+    /// Crash states whose recovery had to fail closed (a hole before surviving records).
+    pub fail_closed_states: usize,
+    /// Images (by a 128-bit hash of their content) whose recovery-idempotence checks already
+    /// ran: those checks depend only on the disk content, not on the acknowledgements.
+    pub seen: BTreeSet<(u64, u64)>,
+    /// Which crash images to enumerate at every point (default: prefixes, torn, garbage).
+    pub crash_opts: CrashOptions,
+    /// Checks every image against an oracle too, when set.
+    pub judge: Option<Box<dyn ImageJudge>>,
+}
+
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} workloads, {} runs, {} crash states ({} fail closed), {} crash-during-recovery states",
+            self.workloads,
+            self.runs,
+            self.crash_states,
+            self.fail_closed_states,
+            self.recovery_crash_states
+        )
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> (u64, u64) {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut a = DefaultHasher::new();
+    bytes.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    0xB47_u16.hash(&mut b);
+    bytes.hash(&mut b);
+    (a.finish(), b.finish())
 }
 
 /// Every file of the disk with its content, as one byte string.
@@ -631,17 +753,67 @@ pub fn check_image(
 ) -> Check {
     stats.crash_states += 1;
     let disk = image.disk();
-    let fresh = stats.seen.insert(fingerprint(&disk));
     let ctx = || image.describe();
+    let with_ctx = |v: Violation| Violation {
+        inv: v.inv,
+        detail: format!("{} [image: {}]", v.detail, ctx()),
+    };
+    let expect = match stats.judge.as_mut() {
+        Some(j) => j.expect(&disk).map_err(with_ctx)?,
+        None => Expect::Recovers,
+    };
+    let before = fingerprint(&disk);
+    if let Expect::FailsClosed { file, offset } = expect {
+        stats.fail_closed_states += 1;
+        for session in [1, 2] {
+            match Store::open(config(&disk, mode, session)) {
+                Err(StoreError::CorruptSegment {
+                    file: f, offset: o, ..
+                }) if f == file && o == offset => {}
+                Err(e) => {
+                    return Err(with_ctx(violation(
+                        "INV-CORRUPTION-FAILS-CLOSED",
+                        format!(
+                            "a hole at {}:{offset} before surviving records: expected \
+                             CorruptSegment there, got {e}",
+                            file.display()
+                        ),
+                    )))
+                }
+                Ok(s) => {
+                    let v = ids(&visible(&s));
+                    return Err(with_ctx(violation(
+                        "INV-CORRUPTION-FAILS-CLOSED",
+                        format!(
+                            "a hole at {}:{offset} before surviving records, yet open \
+                             succeeded (records {}, visible {v:?})",
+                            file.display(),
+                            s.recovery_report().records
+                        ),
+                    )));
+                }
+            }
+        }
+        if fingerprint(&disk) != before {
+            return Err(with_ctx(violation(
+                "INV-CORRUPTION-FAILS-CLOSED",
+                "a failed (fail-closed) open changed the disk",
+            )));
+        }
+        return Ok(());
+    }
+    let fresh = stats.seen.insert(content_hash(&before));
+    drop(before);
     let store = Store::open(config(&disk, mode, 1))
         .map_err(|e| open_violation(&e, "INV-PREFIX", &format!("image [{}]", ctx())))?;
     let open_syncs = disk.sync_op_indices();
     let p = store.recovery_report().records;
     let vis1 = visible(&store);
-    check_state(&store, &vis1, p, acks, hist).map_err(|v| Violation {
-        inv: v.inv,
-        detail: format!("{} [image: {}]", v.detail, ctx()),
-    })?;
+    check_state(&store, &vis1, p, acks, hist).map_err(with_ctx)?;
+    if let Some(j) = stats.judge.as_mut() {
+        j.recovered(store.recovery_report(), &vis1)
+            .map_err(with_ctx)?;
+    }
     store
         .close()
         .map_err(|e| violation("INV-RECOVERY-IDEMPOTENT", format!("close: {e}")))?;
@@ -825,7 +997,11 @@ pub fn check_all_images(
             }
         }
     }
-    for image in disk.crash_images(&CrashOptions::default()) {
+    if let Some(j) = stats.judge.as_mut() {
+        j.prepare(disk, acks)?;
+    }
+    let opts = stats.crash_opts;
+    for image in disk.crash_images(&opts) {
         check_image(&image, mode, acks, &hist, stats)?;
     }
     Ok(())
@@ -881,6 +1057,8 @@ struct Runner<'s> {
     acks: Acks,
     fence: Option<batpak::store::VisibilityFence<'s>>,
     pending: Vec<(AppendTicket, &'static str, Value)>,
+    /// Fenced batch tickets (resolve at commit or cancel) with their events' entity/payload.
+    pending_batches: Vec<(BatchAppendTicket, Vec<(&'static str, Value)>)>,
     n: u64,
     faults: bool,
 }
@@ -960,8 +1138,130 @@ impl<'s> Runner<'s> {
         }
     }
 
+    fn two_items(&mut self) -> (Vec<BatchAppendItem>, Vec<(&'static str, Value)>) {
+        let (pa, pb) = (self.payload(0), self.payload(0));
+        let items = vec![
+            BatchAppendItem::new(
+                coord("a"),
+                KIND,
+                &pa,
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .unwrap(),
+            BatchAppendItem::new(
+                coord("b"),
+                KIND,
+                &pb,
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .unwrap(),
+        ];
+        (items, vec![("a", pa), ("b", pb)])
+    }
+
+    /// `fence.submit_batch` of two events: waits until the writer has written the batch
+    /// (the ticket itself resolves at commit or cancel).
+    fn fenced_batch(&mut self, op: Op) -> Check {
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        let token = fence.token();
+        let (items, events) = self.two_items();
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        let (w, v) = (self.written(), visible(self.store).len());
+        let before_vis = self.store.frontier().visible;
+        match fence.submit_batch(items) {
+            Ok(t) => {
+                let start = Instant::now();
+                loop {
+                    // Two events and the batch commit record.
+                    if self.store.frontier().visible >= before_vis + 3 {
+                        self.acks.fenced.insert(before_vis, token);
+                        self.acks.fenced.insert(before_vis + 1, token);
+                        self.pending_batches.push((t, events));
+                        return Ok(());
+                    }
+                    match t.try_check() {
+                        None => {}
+                        Some(Ok(r)) => {
+                            return Err(violation(
+                                "INV-FENCE-HIDDEN",
+                                format!("fenced batch ticket resolved before commit: {r:?}"),
+                            ))
+                        }
+                        Some(Err(e)) => return self.error(op, &e, w, v),
+                    }
+                    assert!(
+                        start.elapsed() < Duration::from_secs(20),
+                        "fenced batch hangs"
+                    );
+                    std::thread::yield_now();
+                }
+            }
+            Err(e) => self.error(op, &e, w, v),
+        }
+    }
+
+    /// The fenced outbox: stage two events and flush; the flush answers once the batch is
+    /// durably written, hidden until the fence commits.
+    fn fenced_outbox(&mut self, op: Op) -> Check {
+        if self.fence.is_none() {
+            return Ok(());
+        }
+        let (pa, pb) = (self.payload(0), self.payload(0));
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        let token = fence.token();
+        let (w, v) = (self.written(), visible(self.store).len());
+        let mut ob = fence.outbox();
+        ob.stage(coord("a"), KIND, &pa).unwrap();
+        ob.stage(coord("b"), KIND, &pb).unwrap();
+        let r = ob.flush();
+        drop(ob);
+        match r {
+            Ok(rs) => {
+                if rs.len() != 2 {
+                    return Err(violation(
+                        "INV-BATCH-ATOMIC",
+                        format!("fenced outbox flush of 2 answered {} receipts", rs.len()),
+                    ));
+                }
+                for (r, (entity, payload)) in rs.iter().zip([("a", pa), ("b", pb)]) {
+                    self.acks.fenced.insert(r.sequence, token);
+                    self.acks.staged.push((
+                        token,
+                        AckedEvent {
+                            id: r.event_id,
+                            seq: r.sequence,
+                            entity,
+                            payload,
+                            durable: r.durable,
+                        },
+                    ));
+                }
+                if rs.iter().all(|r| r.durable) {
+                    let last = rs.last().map_or(0, |r| r.sequence);
+                    self.acks.claims.push(Claim {
+                        inv: "INV-DURABLE",
+                        seq: last + 1,
+                        what: format!("fenced outbox batch commit record (fence {token})"),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => self.error(op, &e, w, v),
+        }
+    }
+
     fn step(&mut self, op: Op) -> Check {
         match op {
+            Op::FencedBatch => self.fenced_batch(op),
+            Op::FencedOutbox => self.fenced_outbox(op),
             Op::AppendA => self.append(op, "a", 0),
             Op::AppendB => self.append(op, "b", 0),
             Op::Roll => {
@@ -1141,6 +1441,46 @@ impl<'s> Runner<'s> {
                         }
                     }
                 }
+                for (t, events) in std::mem::take(&mut self.pending_batches) {
+                    match t.wait() {
+                        Ok(rs) => {
+                            if fate != Fate::Committed {
+                                return Err(violation(
+                                    "INV-NO-RESURRECT",
+                                    format!(
+                                        "fenced batch ticket answered Ok though the fence ended {fate:?}"
+                                    ),
+                                ));
+                            }
+                            for (rc, (entity, payload)) in rs.iter().zip(events) {
+                                self.acks.events.push(AckedEvent {
+                                    id: rc.event_id,
+                                    seq: rc.sequence,
+                                    entity,
+                                    payload,
+                                    durable: rc.durable,
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            if fate == Fate::Committed {
+                                return Err(violation(
+                                    "INV-FENCE-HIDDEN",
+                                    format!("fence committed but its batch ticket failed: {e}"),
+                                ));
+                            }
+                            self.acks.errors.push(format!("fenced batch ticket: {e}"));
+                        }
+                    }
+                }
+                // Fenced outbox batches: acknowledged as visible once the fence committed.
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.acks.staged)
+                    .into_iter()
+                    .partition(|(f, _)| *f == token);
+                self.acks.staged = rest;
+                if fate == Fate::Committed {
+                    self.acks.events.extend(mine.into_iter().map(|(_, a)| a));
+                }
                 Ok(())
             }
         }
@@ -1176,6 +1516,7 @@ pub fn run_workload(
         acks: Acks::default(),
         fence: None,
         pending: Vec::new(),
+        pending_batches: Vec::new(),
         n: 0,
         faults,
     };
@@ -1203,7 +1544,13 @@ pub fn run_workload(
 
 /// Part 1: every workload, crash images after every operation and around every sync.
 pub fn enumerate_crash_states(mode: Mode, max_len: usize, stats: &mut Stats) -> Check {
-    for ops in workloads(max_len) {
+    enumerate_crash_states_of(mode, &workloads(max_len), stats)
+}
+
+/// [`enumerate_crash_states`] over the given workloads.
+pub fn enumerate_crash_states_of(mode: Mode, list: &[Vec<Op>], stats: &mut Stats) -> Check {
+    for ops in list {
+        let ops = ops.clone();
         stats.workloads += 1;
         let disk = SimDisk::new();
         stats.runs += 1;
@@ -1235,7 +1582,13 @@ pub fn enumerate_crash_states(mode: Mode, max_len: usize, stats: &mut Stats) -> 
 
 /// Part 2: every workload, a fault at every operation index, transient and persistent.
 pub fn inject_io_errors(mode: Mode, max_len: usize, stats: &mut Stats) -> Check {
-    for ops in workloads(max_len) {
+    inject_io_errors_of(mode, &workloads(max_len), stats)
+}
+
+/// [`inject_io_errors`] over the given workloads.
+pub fn inject_io_errors_of(mode: Mode, list: &[Vec<Op>], stats: &mut Stats) -> Check {
+    for ops in list {
+        let ops = ops.clone();
         stats.workloads += 1;
         let clean = SimDisk::new();
         run_workload(&clean, mode, &ops, false, &mut |_| Ok(()))?;

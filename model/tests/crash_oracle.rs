@@ -1,0 +1,318 @@
+//! Crash-state enumeration at scale, checked against the oracle (issue 6, part 3).
+//!
+//! Workloads: every workload of up to 3 operations over {append, batch of 2, fence
+//! begin/append/commit/cancel, sync, segment roll} and seeded random workloads of 4-6
+//! operations (400 in CI) that add fenced batches (`fence.submit_batch`) and the fenced outbox flush.
+//! At every persistence point (after every operation, and with the disk frozen just before and
+//! just after every sync) every crash image is checked: every prefix of the unsynced writes,
+//! the first lost write torn (1, L/2, L-1 bytes) or replaced by garbage, and every subset of
+//! the unsynced appends of a file with at most 8 of them (holes zeroed). Each image goes
+//! through the invariant checker of `tests/common/crash.rs` *and* the oracle
+//! (`batpak_model::conformance`): a hole before surviving records must fail closed with
+//! `CorruptSegment` at the hole; every other image must recover exactly the oracle's
+//! `recover(Image(k, torn))`, inside `allowed_after_recovery(written, durable_len)`.
+//! I/O faults (transient and persistent) at every operation index of every workload.
+//!
+//! `BATPAK_CRASH_DEEP=1` scales up (`just crash-deep`): workloads of up to 4 operations and
+//! 20,000 random ones of 4-8 operations for the crash states (>= 5,000,000), 2,000 of them
+//! for the I/O faults. `BATPAK_CRASH_MAX_LEN` and `BATPAK_CRASH_RANDOM` override the sizes
+//! (for partial runs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../tests/common/crash.rs"]
+mod crash;
+
+use batpak::env::{CrashOptions, SimDisk};
+use batpak::log::RecoveryReport;
+use batpak::store::IndexEntry;
+use batpak_model::conformance::{allowed_visible_sets, compare, Abstract, Expected, WrittenLog};
+use crash::{
+    enumerate_crash_states_of, inject_io_errors_of, random_workloads, workloads, Acks, Expect,
+    ImageJudge, Mode, Op, Stats, Violation, DIR,
+};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+const SEED: u64 = 0x00B4_7BA4_C4A5_0006;
+
+fn deep() -> bool {
+    std::env::var("BATPAK_CRASH_DEEP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn violation(inv: &'static str, detail: String) -> Violation {
+    Violation { inv, detail }
+}
+
+/// The oracle as a judge of crash images.
+#[derive(Default)]
+struct OracleJudge {
+    log: Option<WrittenLog>,
+    abs: Option<Abstract>,
+    durable_len: usize,
+    allowed: BTreeSet<BTreeSet<u64>>,
+    expected: Option<Expected>,
+    /// Images judged (a cross-check of the counts).
+    judged: usize,
+}
+
+impl ImageJudge for OracleJudge {
+    fn prepare(&mut self, disk: &SimDisk, acks: &Acks) -> Result<(), Violation> {
+        let log = WrittenLog::read(disk, Path::new(DIR))
+            .map_err(|e| violation("INV-PREFIX", format!("oracle: {e}")))?;
+        let abs = log
+            .abstract_log()
+            .map_err(|e| violation("INV-STABLE-SEQ", format!("oracle mapping: {e}")))?;
+        self.durable_len = acks
+            .claims
+            .iter()
+            .map(|c| usize::try_from(c.seq).unwrap() + 1)
+            .max()
+            .unwrap_or(0);
+        if self.durable_len > abs.records.len() {
+            return Err(violation(
+                "INV-DURABLE",
+                format!(
+                    "oracle: {} records promised durable, {} written",
+                    self.durable_len,
+                    abs.records.len()
+                ),
+            ));
+        }
+        self.allowed = allowed_visible_sets(&abs, self.durable_len);
+        self.log = Some(log);
+        self.abs = Some(abs);
+        Ok(())
+    }
+
+    fn expect(&mut self, image: &SimDisk) -> Result<Expect, Violation> {
+        self.judged += 1;
+        let (Some(log), Some(abs)) = (&self.log, &self.abs) else {
+            panic!("expect before prepare");
+        };
+        let e = log
+            .expect(abs, image, Path::new(DIR), self.durable_len)
+            .map_err(|e| violation("INV-DURABLE", format!("oracle: {e}")))?;
+        let out = match &e {
+            Expected::FailsClosed { file, offset } => Expect::FailsClosed {
+                file: file.clone(),
+                offset: *offset,
+            },
+            Expected::Recovers { .. } => Expect::Recovers,
+        };
+        self.expected = Some(e);
+        Ok(out)
+    }
+
+    fn recovered(&mut self, report: &RecoveryReport, vis: &[IndexEntry]) -> Result<(), Violation> {
+        let got: BTreeSet<u64> = vis.iter().map(|e| e.global_sequence).collect();
+        let Some(e) = &self.expected else {
+            panic!("recovered before expect");
+        };
+        compare(e, report, &got).map_err(|d| violation("ORACLE", format!("oracle: {d}")))?;
+        if !self.allowed.contains(&got) {
+            return Err(violation(
+                "INV-DURABLE",
+                format!(
+                    "oracle: visible {got:?} is not in allowed_after_recovery (durable_len {})",
+                    self.durable_len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn stats_with_oracle(subsets: bool) -> Stats {
+    Stats {
+        crash_opts: CrashOptions {
+            subsets,
+            max_subset_ops: 8,
+        },
+        judge: Some(Box::new(OracleJudge::default())),
+        ..Stats::default()
+    }
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Every workload of up to 3 operations (4 when deep; `BATPAK_CRASH_MAX_LEN` overrides).
+fn canonical() -> Vec<Vec<Op>> {
+    let max = env_usize("BATPAK_CRASH_MAX_LEN").unwrap_or(if deep() { 4 } else { 3 });
+    workloads(max)
+}
+
+/// 400 random workloads of 4-6 operations (deep: `deep_count` of 4-8; `BATPAK_CRASH_RANDOM`
+/// overrides the count).
+fn random(deep_count: usize) -> Vec<Vec<Op>> {
+    let (n, max) = if deep() { (deep_count, 8) } else { (400, 6) };
+    random_workloads(env_usize("BATPAK_CRASH_RANDOM").unwrap_or(n), 4, max, SEED)
+}
+
+fn report(what: &str, stats: &Stats, start: Instant) {
+    println!("{what}: {stats:?}, {:?}", start.elapsed());
+}
+
+fn crash_states(mode: Mode, list: &[Vec<Op>], what: &str) -> usize {
+    let start = Instant::now();
+    let mut stats = stats_with_oracle(true);
+    if let Err(v) = enumerate_crash_states_of(mode, list, &mut stats) {
+        panic!("{v}");
+    }
+    report(what, &stats, start);
+    // Durable mode syncs every write before the next one: no hole can form. Deferred mode
+    // leaves several appends unsynced, so subsets with holes must have been checked.
+    assert!(
+        !mode.deferred || list.is_empty() || stats.fail_closed_states > 0,
+        "no hole seen"
+    );
+    stats.crash_states
+}
+
+#[test]
+fn crash_states_vs_oracle() {
+    let start = Instant::now();
+    // Deep: about 250 crash states per random workload of 4-8 operations (both modes).
+    let (c, r) = (canonical(), random(20_000));
+    println!(
+        "{} canonical workloads, {} random workloads (seed {SEED:#x})",
+        c.len(),
+        r.len()
+    );
+    let mut total = 0;
+    total += crash_states(Mode::DURABLE, &c, "canonical, durable mode");
+    total += crash_states(Mode::DEFERRED, &c, "canonical, deferred mode");
+    total += crash_states(Mode::DURABLE, &r, "random, durable mode");
+    total += crash_states(Mode::DEFERRED, &r, "random, deferred mode");
+    println!(
+        "crash states checked against the oracle: {total} in {:?}",
+        start.elapsed()
+    );
+    assert!(total >= 100_000, "only {total} crash states");
+    let overridden =
+        env_usize("BATPAK_CRASH_MAX_LEN").is_some() || env_usize("BATPAK_CRASH_RANDOM").is_some();
+    if deep() && !overridden {
+        assert!(total >= 5_000_000, "deep run: only {total} crash states");
+    }
+}
+
+fn io_errors(mode: Mode, list: &[Vec<Op>], what: &str) -> usize {
+    let start = Instant::now();
+    let mut stats = stats_with_oracle(false);
+    if let Err(v) = inject_io_errors_of(mode, list, &mut stats) {
+        panic!("{v}");
+    }
+    report(what, &stats, start);
+    stats.runs
+}
+
+#[test]
+fn io_error_injection_vs_oracle() {
+    let start = Instant::now();
+    let (c, r) = (canonical(), random(2_000));
+    let mut runs = 0;
+    runs += io_errors(Mode::DURABLE, &c, "I/O faults, canonical, durable mode");
+    runs += io_errors(Mode::DEFERRED, &c, "I/O faults, canonical, deferred mode");
+    runs += io_errors(Mode::DURABLE, &r, "I/O faults, random, durable mode");
+    runs += io_errors(Mode::DEFERRED, &r, "I/O faults, random, deferred mode");
+    println!("faulted runs: {runs} in {:?}", start.elapsed());
+}
+
+#[test]
+fn random_workloads_are_deterministic_and_use_fenced_batches() {
+    let a = random_workloads(200, 4, 6, SEED);
+    assert_eq!(a, random_workloads(200, 4, 6, SEED));
+    assert_eq!(a.len(), 200);
+    assert!(a.iter().all(|w| (4..=6).contains(&w.len())));
+    let with = |op: Op| a.iter().filter(|w| w.contains(&op)).count();
+    println!(
+        "fenced batch in {}, fenced outbox in {}",
+        with(Op::FencedBatch),
+        with(Op::FencedOutbox)
+    );
+    assert!(with(Op::FencedBatch) >= 20);
+    assert!(with(Op::FencedOutbox) >= 20);
+}
+
+/// The oracle check is live: it rejects outcomes that differ from the oracle's, and asks for
+/// fail-closed exactly on images with a hole.
+#[test]
+fn oracle_rejects_wrong_outcomes() {
+    let disk = SimDisk::new();
+    let probe = disk.clone();
+    let mut checked = false;
+    // Deferred: the batch and the append stay unsynced, so subsets can leave a hole. The
+    // images are taken after the last operation, before the store is dropped (and syncs).
+    crash::run_workload(
+        &disk,
+        Mode::DEFERRED,
+        &[Op::Batch, Op::AppendA],
+        false,
+        &mut |acks| {
+            if acks.events.len() == 3 {
+                check_oracle_on(&probe);
+                checked = true;
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(checked);
+}
+
+fn check_oracle_on(disk: &SimDisk) {
+    let log = WrittenLog::read(disk, Path::new(DIR)).unwrap();
+    let abs = log.abstract_log().unwrap();
+    assert_eq!(abs.records.len(), 4, "{:?}", abs.records);
+    let dir = Path::new(DIR);
+    let opts = CrashOptions {
+        subsets: true,
+        max_subset_ops: 8,
+    };
+    let (mut holes, mut full) = (0, 0);
+    for image in disk.crash_images(&opts) {
+        let img = image.disk();
+        let e = log.expect(&abs, &img, dir, 0).unwrap();
+        let c = log.classify(&img, dir);
+        assert_eq!(
+            matches!(e, Expected::FailsClosed { .. }),
+            c.hole.is_some(),
+            "{}",
+            image.describe()
+        );
+        holes += usize::from(c.hole.is_some());
+        if let Expected::Recovers {
+            records: 4,
+            ref visible,
+            torn: false,
+        } = e
+        {
+            full += 1;
+            assert_eq!(visible, &BTreeSet::from([0, 1, 3]));
+            let report = RecoveryReport {
+                records: 4,
+                ..RecoveryReport::default()
+            };
+            assert!(compare(&e, &report, visible).is_ok());
+            // A half-visible batch, a lost event, or a wrong record count are all rejected.
+            assert!(compare(&e, &report, &BTreeSet::from([0, 3])).is_err());
+            assert!(compare(&e, &report, &BTreeSet::from([0, 1])).is_err());
+            let short = RecoveryReport {
+                records: 3,
+                ..RecoveryReport::default()
+            };
+            assert!(compare(&e, &short, visible).is_err());
+        }
+    }
+    assert!(holes > 0, "no image with a hole");
+    assert!(full > 0, "no complete image");
+    // The allowed sets after a crash with nothing durable: {}, the batch, batch + append.
+    let allowed = allowed_visible_sets(&abs, 0);
+    assert!(allowed.contains(&BTreeSet::new()));
+    assert!(allowed.contains(&BTreeSet::from([0, 1])));
+    assert!(allowed.contains(&BTreeSet::from([0, 1, 3])));
+    assert!(!allowed.contains(&BTreeSet::from([0])));
+    assert!(!allowed.contains(&BTreeSet::from([3])));
+}
