@@ -18,9 +18,11 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Model checks at CI size (TLC on the spec, its mutants, oracle agreement).
+# Model checks at CI size: the model arms compile; TLC on the spec, its mutants and the
+# oracle/TLC agreement; crash states and I/O faults against the oracle (release).
 model-check: check-models-compile
     just model-check-spec
+    just crash
 
 # Benchmarks (numbers printed, never asserted).
 bench:
