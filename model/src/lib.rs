@@ -2,3 +2,4 @@
 
 pub mod oracle;
 pub mod tla_value;
+pub mod trace_check;
