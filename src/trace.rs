@@ -216,7 +216,9 @@ mod traced {
         }
     }
 
-    /// `try_send` and the command's `Submit*` event, as one step of the trace.
+    /// `try_send` and the command's `Submit*` event, as one step of the trace. Returns what
+    /// `Sender::try_send` returns (a full queue hands the command back).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_send_traced(
         sink: &TraceSink,
         tx: &Sender<Command>,

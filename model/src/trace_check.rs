@@ -430,7 +430,7 @@ pub fn spec_actions(store_tla: &str) -> BTreeSet<String> {
         .unwrap_or("")
         .to_owned();
     body.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| defined.contains(w))
+        .filter(|w| !w.is_empty() && defined.contains(w))
         .map(str::to_owned)
         .collect()
 }
