@@ -18,7 +18,7 @@
 //! | `Fsync` | the writer thread, after the group's fsync | | `[records durable]` |
 //! | `Publish` | the writer thread, one per unit, at the index publish | | `[commit position, event ids..]` |
 //! | `Reply` | the writer thread, before the group's answers are sent | the command | `[event id]` (first of a batch), `[fence token]`, or `[]` (sync) |
-//! | `Recover` | `Store::open` after recovery | | `[records kept, torn tail cut (0/1), visible event ids..]` |
+//! | `Recover` | `Store::open` after recovery | | `[records kept, torn record cut (0/1), visible event ids..]`; a torn segment header (an interrupted roll) is no record: 0 |
 //! | `Crash` | the test harness, when it takes a crash image | | `[records kept, torn (0/1)]` |
 //!
 //! Replies with an error, idempotent retries, fenced batches, the outbox, shutdown and the

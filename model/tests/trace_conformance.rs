@@ -119,15 +119,28 @@ fn coord(i: usize) -> Coordinate {
     Coordinate::new(format!("e{}", i % 3), "s").unwrap()
 }
 
-fn config(disk: &SimDisk, session: u64, sink: &Arc<TraceSink>, mutant: Mutant) -> StoreConfig {
+/// What a workload runs against.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    mutant: Mutant,
+    /// 512-byte segments: the writer rolls segments every few records.
+    small_segments: bool,
+}
+
+const PLAIN: Setup = Setup {
+    mutant: Mutant::None,
+    small_segments: false,
+};
+
+fn config(disk: &SimDisk, session: u64, sink: &Arc<TraceSink>, setup: Setup) -> StoreConfig {
     StoreConfig::new(DIR)
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(
             1_700_000_000_000_000 + session as i64 * 1_000_000_000,
         )))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
-        .with_segment_max_bytes(1 << 20)
-        .with_mutant(mutant)
+        .with_segment_max_bytes(if setup.small_segments { 512 } else { 1 << 20 })
+        .with_mutant(setup.mutant)
         .with_trace_sink(Arc::clone(sink))
 }
 
@@ -255,14 +268,14 @@ fn session(
 }
 
 /// Runs a workload (all sessions) and returns its whole trace.
-fn run_workload(ops: Vec<Op>, seed: u64, mutant: Mutant) -> Vec<TraceEvent> {
+fn run_workload(ops: Vec<Op>, seed: u64, setup: Setup) -> Vec<TraceEvent> {
     let mut rng = Rng(seed ^ 0xA5A5);
     let mut ops = ops.into_iter();
     let mut disk = SimDisk::new();
     let mut trace = Vec::new();
     for s in 0u64.. {
         let sink = Arc::new(TraceSink::new());
-        let store = Store::open(config(&disk, s, &sink, mutant)).unwrap();
+        let store = Store::open(config(&disk, s, &sink, setup)).unwrap();
         let (events, end) = session(&store, &sink, &disk, &mut ops, &mut rng);
         drop(store);
         let mut events = events.into_iter();
@@ -288,7 +301,7 @@ fn run_workload(ops: Vec<Op>, seed: u64, mutant: Mutant) -> Vec<TraceEvent> {
 fn run_stress(seed: u64) -> Vec<TraceEvent> {
     let disk = SimDisk::new();
     let sink = Arc::new(TraceSink::new());
-    let store = Store::open(config(&disk, 0, &sink, Mutant::None)).unwrap();
+    let store = Store::open(config(&disk, 0, &sink, PLAIN)).unwrap();
     std::thread::scope(|scope| {
         for th in 0..3usize {
             let store = &store;
@@ -449,21 +462,30 @@ fn traces_conform_to_the_spec() {
         });
     };
     for (k, ops) in enumerated_ops().into_iter().enumerate() {
-        let t = run_workload(ops.clone(), k as u64, Mutant::None);
+        let t = run_workload(ops.clone(), k as u64, PLAIN);
         add(&mut cases, format!("enumerated {k} {ops:?}"), &t, true);
     }
     for seed in 0..RANDOM_WORKLOADS {
         let ops = random_ops(seed);
-        let t = run_workload(ops.clone(), seed, Mutant::None);
-        add(&mut cases, format!("random seed {seed} {ops:?}"), &t, true);
+        let setup = Setup {
+            small_segments: seed % 3 == 2,
+            ..PLAIN
+        };
+        let t = run_workload(ops.clone(), seed, setup);
+        add(
+            &mut cases,
+            format!("random seed {seed} {setup:?} {ops:?}"),
+            &t,
+            true,
+        );
     }
     for seed in 0..8 {
         let t = run_stress(seed);
         add(&mut cases, format!("stress seed {seed}"), &t, true);
     }
     // Deliberately divergent traces: hand-edited valid traces ...
-    let commit = run_workload(script_fence_commit(), 1, Mutant::None);
-    let open = run_workload(script_fence_open_at_crash(), 2, Mutant::None);
+    let commit = run_workload(script_fence_commit(), 1, PLAIN);
+    let open = run_workload(script_fence_open_at_crash(), 2, PLAIN);
     add(
         &mut cases,
         "valid: fence commit script".into(),
@@ -510,7 +532,7 @@ fn traces_conform_to_the_spec() {
         ),
     ];
     for (m, ops) in mutants {
-        let t = run_workload(ops, 3, m);
+        let t = run_workload(ops, 3, Setup { mutant: m, ..PLAIN });
         add(&mut cases, format!("mutant {m:?}"), &t, false);
     }
     // What the crashes kept: a torn record, or records beyond the durable length.

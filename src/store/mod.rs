@@ -1041,8 +1041,14 @@ fn recover_state(
         "Recover",
         "",
         [
-            report.next_seq as u128,
-            u128::from(report.torn_tail.is_some())
+            u128::from(report.next_seq),
+            // A torn record; a torn segment header (an interrupted roll) holds no record.
+            u128::from(
+                report
+                    .torn_tail
+                    .as_ref()
+                    .is_some_and(|t| t.offset >= log::SEGMENT_HEADER_BYTES as u64)
+            )
         ]
         .into_iter()
         .chain(
