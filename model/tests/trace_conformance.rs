@@ -297,11 +297,17 @@ fn run_workload(ops: Vec<Op>, seed: u64, setup: Setup) -> Vec<TraceEvent> {
     trace
 }
 
-/// Threads appending, batching and syncing concurrently while the main thread runs fences.
+/// Threads appending (blocking and `try_submit`), batching and syncing concurrently while the
+/// main thread runs fences. Odd seeds use a writer queue of 2 commands, so senders wait for
+/// room and a fence drop may go through the helper thread.
 fn run_stress(seed: u64) -> Vec<TraceEvent> {
     let disk = SimDisk::new();
     let sink = Arc::new(TraceSink::new());
-    let store = Store::open(config(&disk, 0, &sink, PLAIN)).unwrap();
+    let mut cfg = config(&disk, 0, &sink, PLAIN);
+    if seed % 2 == 1 {
+        cfg = cfg.with_writer_channel_capacity(2);
+    }
+    let store = Store::open(cfg).unwrap();
     std::thread::scope(|scope| {
         for th in 0..3usize {
             let store = &store;
@@ -309,9 +315,16 @@ fn run_stress(seed: u64) -> Vec<TraceEvent> {
                 let mut rng = Rng(seed * 31 + th as u64);
                 for k in 0..8usize {
                     let n = th * 100 + k;
-                    match rng.below(4) {
+                    match rng.below(5) {
                         0 | 1 => {
                             if let Ok(t) = store.submit(&coord(n), KIND, &serde_json::json!(n)) {
+                                let _ = t.wait();
+                            }
+                        }
+                        3 => {
+                            // Backpressure refuses before enqueueing: no event.
+                            let t = store.try_submit(&coord(n), KIND, &serde_json::json!(n));
+                            if let Ok(t) = t {
                                 let _ = t.wait();
                             }
                         }
@@ -479,7 +492,7 @@ fn traces_conform_to_the_spec() {
             true,
         );
     }
-    for seed in 0..8 {
+    for seed in 0..10 {
         let t = run_stress(seed);
         add(&mut cases, format!("stress seed {seed}"), &t, true);
     }
