@@ -20,7 +20,9 @@ use batpak::event::EventKind;
 use batpak::store::{AppendOptions, CausationRef, VisibilityFence};
 use batpak::store::{AppendTicket, BatchAppendItem, BatchAppendTicket, Mutant, Store, StoreConfig};
 use batpak::trace::{TraceEvent, TraceSink, ACTIONS};
-use batpak_model::trace_check::{abstract_trace, check_traces, tla2tools_jar, Step, BATCH_SIZE};
+use batpak_model::trace_check::{
+    abstract_trace, check_traces, config_text, module_text, tla2tools_jar, Step, BATCH_SIZE,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -578,8 +580,22 @@ fn traces_conform_to_the_spec() {
         ran.as_secs_f64()
     );
 
-    let dir = std::env::temp_dir().join(format!("batpak-trace-{}", std::process::id()));
+    // BATPAK_TRACE_KEEP=dir keeps the modules there, plus each trace as its own TraceN.tla
+    // (with TraceN.cfg) for checking one trace by hand.
+    let keep = std::env::var_os("BATPAK_TRACE_KEEP").map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("batpak-trace-{}", std::process::id()))
+    });
     let traces: Vec<Vec<Step>> = cases.iter().map(|c| c.steps.clone()).collect();
+    if keep.is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, t) in traces.iter().enumerate() {
+            let name = format!("Trace{}", k + 1);
+            let module = module_text(&name, std::slice::from_ref(t));
+            std::fs::write(dir.join(format!("{name}.tla")), module).unwrap();
+            std::fs::write(dir.join(format!("{name}.cfg")), config_text()).unwrap();
+        }
+    }
     let tlc_start = Instant::now();
     let verdict = check_traces(&jar, &spec_dir(), &dir, "TraceCheck", &traces)
         .unwrap_or_else(|out| panic!("TLC failed (module in {}):\n{out}", dir.display()));
@@ -624,6 +640,8 @@ fn traces_conform_to_the_spec() {
     assert!(missing.is_empty(), "actions never covered: {missing:?}");
     assert!(valid >= 200, "only {valid} valid traces");
     assert!(cases.len() - valid >= 3);
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     println!("total {:.1}s", start.elapsed().as_secs_f64());
 }
