@@ -276,12 +276,14 @@ impl Writer {
         // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
         let ready = std::mem::take(&mut self.state.ready);
         #[cfg(feature = "tla-trace")]
-        if let Some(sink) = self.cfg.trace.as_deref() {
+        {
             // Emitted before the index publish: a reader cannot tell, and the Publish steps
-            // must precede the replies either way.
+            // must precede the replies either way. (Taken even without a sink: no growth.)
             let units = std::mem::take(&mut self.state.trace_units);
-            for ev in crate::trace::publish_events(&units, &ready) {
-                sink.emit(ev);
+            if let Some(sink) = self.cfg.trace.as_deref() {
+                for ev in crate::trace::publish_events(&units, &ready) {
+                    sink.emit(ev);
+                }
             }
         }
         if !ready.is_empty() {
@@ -306,8 +308,8 @@ impl Writer {
             self.shared.durable_cv.notify_all();
         }
         #[cfg(feature = "tla-trace")]
-        if let Some(sink) = self.cfg.trace.as_deref() {
-            for ev in self.state.trace_acks.drain(..) {
+        for ev in self.state.trace_acks.drain(..) {
+            if let Some(sink) = self.cfg.trace.as_deref() {
                 sink.emit(ev);
             }
         }
