@@ -3,6 +3,7 @@
 import? 'spec/model-check.just'
 import? 'fuzz/fuzz.just'
 import? 'model/crash.just'
+import? 'model/trace.just'
 
 # The README's test command.
 test:
@@ -23,6 +24,7 @@ lint:
 model-check: check-models-compile
     just model-check-spec
     just crash
+    just model-check-traces
 
 # Benchmarks (numbers printed, never asserted).
 bench:

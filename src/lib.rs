@@ -67,6 +67,8 @@
 
 pub mod sync;
 
+pub mod trace;
+
 pub mod env;
 
 pub mod codec;

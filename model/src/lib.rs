@@ -5,3 +5,4 @@ pub mod fuzz_harness;
 pub mod oracle;
 pub mod reference;
 pub mod tla_value;
+pub mod trace_check;

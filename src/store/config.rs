@@ -36,6 +36,8 @@ pub struct StoreConfig {
     pub(crate) ids: StdArc<dyn IdSource>,
     pub(crate) disk: StdArc<dyn Disk>,
     pub(crate) mutant: Mutant,
+    #[cfg(feature = "tla-trace")]
+    pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -80,6 +82,8 @@ impl StoreConfig {
             ids: StdArc::new(RandomIds::default()),
             disk: StdArc::new(FsDisk),
             mutant: Mutant::None,
+            #[cfg(feature = "tla-trace")]
+            trace: None,
         }
     }
 
@@ -192,6 +196,14 @@ impl StoreConfig {
     #[doc(hidden)]
     pub fn with_mutant(mut self, mutant: Mutant) -> Self {
         self.mutant = mutant;
+        self
+    }
+
+    /// Emits the store's TLA+ trace events into `sink` (feature `tla-trace`; see
+    /// [`crate::trace`]).
+    #[cfg(feature = "tla-trace")]
+    pub fn with_trace_sink(mut self, sink: StdArc<crate::trace::TraceSink>) -> Self {
+        self.trace = Some(sink);
         self
     }
 

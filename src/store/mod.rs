@@ -182,6 +182,8 @@ impl Store<Open> {
             allow_external_causes: cfg.allow_external_causes,
             clock: StdArc::clone(&cfg.clock),
             ids: StdArc::clone(&cfg.ids),
+            #[cfg(feature = "tla-trace")]
+            trace: cfg.trace.clone(),
         };
         let writer = Writer::new(state, seg, wcfg, Arc::clone(&shared), rx);
         let handle = crate::sync::thread::Builder::new()
@@ -220,6 +222,10 @@ impl Store<Open> {
             return Err(StoreError::WriterCrashed);
         }
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        #[cfg(feature = "tla-trace")]
+        if let Some(sink) = &self.cfg.trace {
+            return crate::trace::send_traced(sink, tx, cmd);
+        }
         tx.send(cmd).map_err(|_| StoreError::WriterCrashed)
     }
 
@@ -234,7 +240,14 @@ impl Store<Open> {
         if queued >= threshold {
             return Err(StoreError::Backpressure { queued, threshold });
         }
-        match tx.try_send(cmd) {
+        #[cfg(feature = "tla-trace")]
+        let sent = match &self.cfg.trace {
+            Some(sink) => crate::trace::try_send_traced(sink, tx, cmd),
+            None => tx.try_send(cmd),
+        };
+        #[cfg(not(feature = "tla-trace"))]
+        let sent = tx.try_send(cmd);
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(StoreError::Backpressure {
                 queued: tx.len(),
@@ -253,6 +266,10 @@ impl Store<Open> {
         let Some(tx) = self.tx.as_ref() else {
             return Err("store is closed".into());
         };
+        #[cfg(feature = "tla-trace")]
+        if let Some(sink) = &self.cfg.trace {
+            return send_detached_traced(sink, tx, cmd);
+        }
         if self.cfg.mutant == Mutant::DropBlocks {
             return tx
                 .send(cmd)
@@ -965,6 +982,33 @@ fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>,
     }
 }
 
+/// [`Store::send_detached`] with tracing: the enqueue (by this thread or the helper) and the
+/// `SubmitFenceDrop` event are one step of the trace.
+#[cfg(feature = "tla-trace")]
+fn send_detached_traced(
+    sink: &StdArc<crate::trace::TraceSink>,
+    tx: &Sender<Command>,
+    cmd: Command,
+) -> Result<(), String> {
+    match crate::trace::try_send_traced(sink, tx, cmd) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Disconnected(_)) => Err("writer channel disconnected".into()),
+        Err(TrySendError::Full(cmd)) => {
+            let tx = tx.clone();
+            let sink = StdArc::clone(sink);
+            crate::sync::thread::Builder::new()
+                .name("batpak-fence-drop-cancel".into())
+                .spawn(move || {
+                    if crate::trace::send_traced(&sink, &tx, cmd).is_err() {
+                        tracing::warn!("fence drop-cancel: writer gone before the cancel landed");
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| format!("failed to spawn drop-cancel helper: {e}"))
+        }
+    }
+}
+
 /// Bytes in the log's segments, so recovery can size the index once instead of growing it
 /// step by step (an event frame takes at least ~80 bytes; ~200 with a 100-byte payload).
 fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
@@ -1024,5 +1068,28 @@ fn recover_state(
     .map_err(StoreError::from_recovery)?;
     state.ready = state.finish_recovery();
     publish(&mut state, &mut index);
+    crate::trace::tla_trace!(
+        cfg.trace.as_deref(),
+        "Recover",
+        "",
+        [
+            u128::from(report.next_seq),
+            // A torn record; a torn segment header (an interrupted roll) holds no record.
+            u128::from(
+                report
+                    .torn_tail
+                    .as_ref()
+                    .is_some_and(|t| t.offset >= log::SEGMENT_HEADER_BYTES as u64)
+            )
+        ]
+        .into_iter()
+        .chain(
+            index
+                .query(&crate::coordinate::Region::all())
+                .iter()
+                .map(|e| e.event_id)
+        )
+        .collect()
+    );
     Ok((state, index, report))
 }

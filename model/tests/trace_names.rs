@@ -1,0 +1,76 @@
+//! The Rust trace event names and the TLA+ action names are the same set (no TLC needed):
+//! `batpak::trace::ACTIONS` equals the actions of `spec/Store.tla`'s `Next`, and the names
+//! the code emits (the action argument of every `tla_trace!`, `tla_trace_defer!` and
+//! `trace_action!` in `src/`, plus the harness's `Crash`) are exactly those actions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use batpak::trace::{is_action, ACTIONS};
+use batpak_model::trace_check::spec_actions;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The first string literal after each `name!(` in code (comments skipped).
+fn emitted(text: &str, macros: &[&str]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for m in macros {
+        let pat = format!("{m}!(");
+        for (at, _) in code.match_indices(&pat) {
+            let rest = &code[at + pat.len()..];
+            let open = rest.find('"').unwrap();
+            let close = rest[open + 1..].find('"').unwrap();
+            out.insert(rest[open + 1..open + 1 + close].to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn rust_event_names_equal_tla_action_names() {
+    let spec = std::fs::read_to_string(root().join("spec/Store.tla")).unwrap();
+    let tla = spec_actions(&spec);
+    assert_eq!(tla.len(), 21, "{tla:?}");
+    let declared: BTreeSet<String> = ACTIONS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        declared, tla,
+        "batpak::trace::ACTIONS vs spec/Store.tla Next"
+    );
+
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut names = BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        names.extend(emitted(
+            &text,
+            &["tla_trace", "tla_trace_defer", "trace_action"],
+        ));
+    }
+    let harness = std::fs::read_to_string(root().join("model/tests/trace_conformance.rs")).unwrap();
+    assert!(harness.contains("TraceEvent::new(\"Crash\""));
+    names.insert("Crash".into());
+    assert_eq!(
+        names, tla,
+        "names emitted by src/ (+ Crash) vs spec/Store.tla Next"
+    );
+    assert!(ACTIONS.iter().all(|a| is_action(a)) && !is_action("Appendx") && !is_action(""));
+}

@@ -1,0 +1,279 @@
+//! TLA+ trace events (issue 6, trace conformance).
+//!
+//! With the cargo feature `tla-trace` and a [`TraceSink`] set on the store
+//! (`StoreConfig::with_trace_sink`), the client side, the writer and recovery emit one
+//! [`TraceEvent`] per step of `spec/Store.tla`, named exactly like its action, at the step's
+//! linearisation point:
+//!
+//! | action | emitted by | `about` | `args` |
+//! |---|---|---|---|
+//! | `SubmitAppend`, `SubmitBatch`, `SubmitFenceBegin`, `SubmitSync` | the enqueue (`Store::send`, `try_send`, `send_detached`), atomically with it | | batch: `[items]` |
+//! | `SubmitFenceAppend`, `SubmitFenceCommit`, `SubmitFenceCancel`, `SubmitFenceDrop` | the same | | `[fence token]` |
+//! | `Append` | `WriterState::step` | | `[event id]` |
+//! | `AppendBatch` | `WriterState::step` | | the event ids |
+//! | `FenceBegin`, `FenceCommit`, `FenceCancel` (cancel and drop) | `WriterState::step` | | `[fence token]` |
+//! | `FenceAppend` | `WriterState::step` | | `[fence token, event id]` |
+//! | `Sync` | `WriterState::step` | | |
+//! | `Refuse` | `WriterState::step` | `VisibilityFenceActive` or `FenceNotOpen` | |
+//! | `Fsync` | the writer thread, after the group's fsync | | `[records durable]` |
+//! | `Publish` | the writer thread, one per unit, at the index publish | | `[commit position, event ids..]` |
+//! | `Reply` | the writer thread, before the group's answers are sent | the command | `[event id]` (first of a batch), `[fence token]`, or `[]` (sync) |
+//! | `Recover` | `Store::open` after recovery | | `[records kept, torn record cut (0/1), visible event ids..]`; a torn segment header (an interrupted roll) is no record: 0 |
+//! | `Crash` | the test harness, when it takes a crash image | | `[records kept, torn (0/1)]` |
+//!
+//! Replies with an error, idempotent retries, fenced batches, the outbox, shutdown and the
+//! latched writer are outside the model and emit nothing. A commit position is the 1-based
+//! position of the unit's commit record in the log (its sequence + 1), as in the spec.
+//!
+//! Without the feature the macros expand to nothing: the store has no trace field, no trace
+//! branch and no trace call. The types and [`ACTIONS`] exist in every build so that tests can
+//! compare the names with the spec.
+
+use crate::sync::Mutex;
+
+/// The actions of `spec/Store.tla`'s `Next`: the only names a [`TraceEvent`] may carry (the
+/// emitting macro checks it at compile time).
+pub const ACTIONS: &[&str] = &[
+    "SubmitAppend",
+    "SubmitBatch",
+    "SubmitFenceBegin",
+    "SubmitFenceAppend",
+    "SubmitFenceCommit",
+    "SubmitFenceCancel",
+    "SubmitFenceDrop",
+    "SubmitSync",
+    "Append",
+    "AppendBatch",
+    "FenceBegin",
+    "FenceAppend",
+    "FenceCommit",
+    "FenceCancel",
+    "Sync",
+    "Refuse",
+    "Fsync",
+    "Publish",
+    "Reply",
+    "Crash",
+    "Recover",
+];
+
+/// Whether `name` is one of [`ACTIONS`] (usable in constants).
+pub const fn is_action(name: &str) -> bool {
+    let mut i = 0;
+    while i < ACTIONS.len() {
+        let a = ACTIONS[i].as_bytes();
+        let b = name.as_bytes();
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// One step of the spec, as the implementation took it (see the module table for the
+/// arguments of each action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// The TLA+ action name (one of [`ACTIONS`]).
+    pub action: &'static str,
+    /// `Reply`: the command answered; `Refuse`: the status; otherwise empty.
+    pub about: &'static str,
+    /// Real identifiers and counts (event ids, fence tokens, record counts).
+    pub args: Vec<u128>,
+}
+
+impl TraceEvent {
+    /// An event.
+    pub fn new(action: &'static str, about: &'static str, args: Vec<u128>) -> Self {
+        Self {
+            action,
+            about,
+            args,
+        }
+    }
+}
+
+/// Where one store's trace events go, in the order of their linearisation points.
+#[derive(Debug, Default)]
+pub struct TraceSink {
+    events: Mutex<Vec<TraceEvent>>,
+}
+
+impl TraceSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one event.
+    pub fn emit(&self, event: TraceEvent) {
+        self.events.lock().push(event);
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> Vec<TraceEvent> {
+        self.events.lock().clone()
+    }
+
+    /// Runs `f` while no event can be emitted (e.g. to take a crash image that is consistent
+    /// with the trace so far); `f` sees the events so far.
+    pub fn while_held<R>(&self, f: impl FnOnce(&[TraceEvent]) -> R) -> R {
+        let events = self.events.lock();
+        f(&events)
+    }
+}
+
+/// Emits a trace event: `tla_trace!(sink, "Action", about, args)` where `sink` is an
+/// `Option<&TraceSink>`. Expands to nothing without the `tla-trace` feature (the arguments are
+/// not evaluated). The action name is checked against [`ACTIONS`] at compile time.
+#[cfg(feature = "tla-trace")]
+macro_rules! tla_trace {
+    ($sink:expr, $action:literal, $about:expr, $args:expr) => {{
+        const _: () = assert!($crate::trace::is_action($action), "not a TLA+ action");
+        if let Some(sink) = $sink {
+            sink.emit($crate::trace::TraceEvent::new($action, $about, $args));
+        }
+    }};
+}
+
+/// Emits a trace event (disabled: the `tla-trace` feature is off).
+#[cfg(not(feature = "tla-trace"))]
+macro_rules! tla_trace {
+    ($($t:tt)*) => {};
+}
+
+/// Defers a trace event into a writer-local buffer (`Vec<TraceEvent>`), emitted later by the
+/// writer thread (replies are emitted once the group is durable and published). Expands to
+/// nothing without the `tla-trace` feature.
+#[cfg(feature = "tla-trace")]
+macro_rules! tla_trace_defer {
+    ($buf:expr, $action:literal, $about:expr, $args:expr) => {{
+        const _: () = assert!($crate::trace::is_action($action), "not a TLA+ action");
+        $buf.push($crate::trace::TraceEvent::new($action, $about, $args));
+    }};
+}
+
+/// Defers a trace event (disabled: the `tla-trace` feature is off).
+#[cfg(not(feature = "tla-trace"))]
+macro_rules! tla_trace_defer {
+    ($($t:tt)*) => {};
+}
+
+pub(crate) use tla_trace;
+pub(crate) use tla_trace_defer;
+
+#[cfg(feature = "tla-trace")]
+pub(crate) use traced::*;
+
+/// The feature-only helpers: the client-side enqueue and the event of a command.
+#[cfg(feature = "tla-trace")]
+mod traced {
+    use super::{TraceEvent, TraceSink};
+    use crate::error::StoreError;
+    use crate::sync::channel::{Sender, TrySendError};
+    use crate::writer::Command;
+
+    /// An action name, checked against [`super::ACTIONS`] at compile time.
+    macro_rules! trace_action {
+        ($a:literal) => {{
+            const _: () = assert!(super::is_action($a), "not a TLA+ action");
+            $a
+        }};
+    }
+
+    /// The `Submit*` event of a command (`None` for what the spec does not model).
+    fn submit_event(cmd: &Command) -> Option<TraceEvent> {
+        let ev = |a: &'static str, args: Vec<u128>| Some(TraceEvent::new(a, "", args));
+        match cmd {
+            Command::Append { fence: None, .. } => ev(trace_action!("SubmitAppend"), vec![]),
+            Command::Append { fence: Some(f), .. } => {
+                ev(trace_action!("SubmitFenceAppend"), vec![u128::from(*f)])
+            }
+            Command::Batch {
+                fence: None, items, ..
+            } => ev(trace_action!("SubmitBatch"), vec![items.len() as u128]),
+            Command::Batch { fence: Some(_), .. } => None,
+            Command::FenceBegin { .. } => ev(trace_action!("SubmitFenceBegin"), vec![]),
+            Command::FenceCommit { fence, .. } => {
+                ev(trace_action!("SubmitFenceCommit"), vec![u128::from(*fence)])
+            }
+            Command::FenceCancel {
+                fence,
+                reply: Some(_),
+            } => ev(trace_action!("SubmitFenceCancel"), vec![u128::from(*fence)]),
+            Command::FenceCancel { fence, reply: None } => {
+                ev(trace_action!("SubmitFenceDrop"), vec![u128::from(*fence)])
+            }
+            Command::Sync { .. } => ev(trace_action!("SubmitSync"), vec![]),
+            Command::Shutdown { .. } => None,
+        }
+    }
+
+    /// `try_send` and the command's `Submit*` event, as one step of the trace. Returns what
+    /// `Sender::try_send` returns (a full queue hands the command back).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_send_traced(
+        sink: &TraceSink,
+        tx: &Sender<Command>,
+        cmd: Command,
+    ) -> Result<(), TrySendError<Command>> {
+        let ev = submit_event(&cmd);
+        let mut events = sink.events.lock();
+        tx.try_send(cmd)?;
+        events.extend(ev);
+        Ok(())
+    }
+
+    /// A blocking send whose enqueue and `Submit*` event are one step of the trace: retries
+    /// `try_send` (the sink is not held while the queue is full, so the writer can drain it).
+    pub(crate) fn send_traced(
+        sink: &TraceSink,
+        tx: &Sender<Command>,
+        mut cmd: Command,
+    ) -> Result<(), StoreError> {
+        loop {
+            match try_send_traced(sink, tx, cmd) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(c)) => {
+                    cmd = c;
+                    crate::sync::thread::yield_now();
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(StoreError::WriterCrashed),
+            }
+        }
+    }
+
+    /// The status a refusal has in the spec (`None`: not a refusal the spec models).
+    pub(crate) fn refusal(e: &StoreError) -> Option<&'static str> {
+        match e {
+            StoreError::VisibilityFenceActive => Some("VisibilityFenceActive"),
+            StoreError::VisibilityFenceNotActive => Some("FenceNotOpen"),
+            _ => None,
+        }
+    }
+
+    /// The `Publish` events of a group: `units` are (commit position, number of slots) in
+    /// the order `ready` holds the slots.
+    pub(crate) fn publish_events(
+        units: &[(u64, usize)],
+        ready: &[crate::index::Slot],
+    ) -> Vec<TraceEvent> {
+        let mut out = Vec::with_capacity(units.len());
+        let mut rest = ready;
+        for &(pos, n) in units {
+            let (unit, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            let mut args = vec![u128::from(pos)];
+            args.extend(unit.iter().map(|s| s.event_id));
+            out.push(TraceEvent::new(trace_action!("Publish"), "", args));
+        }
+        out
+    }
+}
