@@ -323,6 +323,47 @@ mod tests {
         assert!(decode(&canonical, FRAME_BYTES_MAX_DEFAULT).is_ok());
     }
 
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let cases = [
+            (
+                DecodeError::Incomplete {
+                    needed: 8,
+                    available: 3,
+                }
+                .to_string(),
+                "incomplete frame: needs 8 bytes, 3 available",
+            ),
+            (
+                DecodeError::BadLength { len: 9, max: 4 }.to_string(),
+                "frame length 9 outside 3..=4",
+            ),
+            (
+                DecodeError::BadCrc {
+                    stored: 1,
+                    computed: 2,
+                }
+                .to_string(),
+                "frame CRC mismatch: stored 0x00000001, computed 0x00000002",
+            ),
+            (
+                DecodeError::BadBody("x".into()).to_string(),
+                "frame body is not a valid record: x",
+            ),
+            (
+                EncodeError::TooLarge { len: 10, max: 5 }.to_string(),
+                "record of 10 bytes exceeds the maximum frame size 5",
+            ),
+            (
+                EncodeError::Serialize("y".into()).to_string(),
+                "record serialisation failed: y",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0u32..1024) {

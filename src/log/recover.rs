@@ -442,3 +442,29 @@ fn cut_torn_tail(
     });
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_errors_name_the_file_the_offset_and_the_operation() {
+        let c = RecoveryError::Corruption {
+            file: PathBuf::from("/db/00000000000000000000.seg"),
+            offset: 77,
+            detail: "frame CRC mismatch".into(),
+        };
+        assert_eq!(
+            c.to_string(),
+            "corruption in /db/00000000000000000000.seg at offset 77: frame CRC mismatch"
+        );
+        assert!(std::error::Error::source(&c).is_none());
+        let io = RecoveryError::Io {
+            path: PathBuf::from("/db"),
+            op: "list",
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(io.to_string(), "I/O error during recovery: list /db: boom");
+        assert!(std::error::Error::source(&io).is_some());
+    }
+}
