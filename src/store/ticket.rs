@@ -71,10 +71,10 @@ pub(crate) fn wait_reply<T>(
     rx: &Receiver<Result<T, StoreError>>,
     spin: u32,
 ) -> Result<T, StoreError> {
-    for _ in 0..spin {
+    for i in 0..spin {
         match rx.try_recv() {
             Ok(r) => return r,
-            Err(TryRecvError::Empty) => crate::sync::spin_loop(),
+            Err(TryRecvError::Empty) => crate::writer::thread::spin_or_yield(i),
             Err(TryRecvError::Disconnected) => return Err(StoreError::WriterCrashed),
         }
     }

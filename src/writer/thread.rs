@@ -18,6 +18,17 @@ use std::time::Duration;
 /// Polls of the command queue before the idle writer parks (see `next_command`).
 const WRITER_SPIN_POLLS: u32 = if crate::sync::UNDER_MODEL { 0 } else { 2_000 };
 
+/// One step of a polling loop: mostly a CPU spin hint, but every 64th poll yields, so that a
+/// poller sharing a core with the thread it waits for does not starve it for a whole
+/// scheduler time slice.
+pub(crate) fn spin_or_yield(i: u32) {
+    if i % 64 == 63 {
+        crate::sync::thread::yield_now();
+    } else {
+        crate::sync::spin_loop();
+    }
+}
+
 /// Sequence numbers that tell what the writer has done (each is "the next sequence not yet
 /// covered", so 0 means nothing).
 #[derive(Debug, Default)]
@@ -153,7 +164,11 @@ impl Writer {
         let _span = tracing::info_span!("batpak-writer").entered();
         loop {
             let first = if self.unsynced_events > 0 {
-                match self.rx.recv_timeout(self.cfg.flush_interval) {
+                let polled = match self.poll_command() {
+                    Ok(c) => Ok(c),
+                    Err(()) => self.rx.recv_timeout(self.cfg.flush_interval),
+                };
+                match polled {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
                         let mut out = Vec::new();
@@ -186,14 +201,23 @@ impl Writer {
     /// Waits for the next command, polling briefly before parking so that a caller who
     /// submits right after its previous reply does not pay for waking the writer.
     fn next_command(&self) -> Option<Command> {
-        for _ in 0..WRITER_SPIN_POLLS {
+        match self.poll_command() {
+            Ok(c) => Some(c),
+            Err(()) => self.rx.recv().ok(),
+        }
+    }
+
+    /// Polls the queue for a while; `Err(())` when nothing came (or the queue is closed: the
+    /// blocking receive that follows reports that).
+    fn poll_command(&self) -> Result<Command, ()> {
+        for i in 0..WRITER_SPIN_POLLS {
             match self.rx.try_recv() {
-                Ok(c) => return Some(c),
-                Err(crate::sync::channel::TryRecvError::Empty) => crate::sync::spin_loop(),
-                Err(crate::sync::channel::TryRecvError::Disconnected) => return None,
+                Ok(c) => return Ok(c),
+                Err(crate::sync::channel::TryRecvError::Empty) => spin_or_yield(i),
+                Err(crate::sync::channel::TryRecvError::Disconnected) => return Err(()),
             }
         }
-        self.rx.recv().ok()
+        Err(())
     }
 
     /// Decides, writes, syncs, publishes and answers one group. Returns the shutdown reply
