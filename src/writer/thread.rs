@@ -231,7 +231,14 @@ impl Writer {
         }
         // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
         let ready = std::mem::take(&mut self.state.ready);
-        if !ready.is_empty() {
+        if !ready.is_empty() && self.state.mutant == Mutant::PublishSplit {
+            for slot in ready.iter() {
+                let mut index = self.shared.index.write();
+                index.sync_coords(&self.state.coords);
+                index.publish(slot.clone());
+            }
+            self.state.settle_published(&ready);
+        } else if !ready.is_empty() {
             let mut index = self.shared.index.write();
             index.sync_coords(&self.state.coords);
             for slot in ready.iter() {
