@@ -24,11 +24,7 @@ pub fn coord(entity: &str) -> Coordinate {
 /// The deterministic configuration: `disk`, a [`ManualClock`], [`CounterIds`], the default
 /// durable mode, and `mutant` (`Mutant::None` for the real store).
 pub fn config(disk: &SimDisk, mutant: Mutant) -> StoreConfig {
-    config_with_clock(
-        disk,
-        mutant,
-        StdArc::new(ManualClock::new(CLOCK_START_US)),
-    )
+    config_with_clock(disk, mutant, StdArc::new(ManualClock::new(CLOCK_START_US)))
 }
 
 /// [`config`] with another clock (e.g. a [`StallClock`]).

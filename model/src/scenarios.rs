@@ -13,8 +13,8 @@
 //! | [`Scenario::TwoProducersBackpressure`] | producer | DEFINITE-ERRORS, NO-HANG, ordering |
 
 use crate::harness::{
-    close_shared, config, config_with_clock, coord, count, open, visible_entities, StallClock,
-    DIR, KIND,
+    close_shared, config, config_with_clock, coord, count, open, visible_entities, StallClock, DIR,
+    KIND,
 };
 use batpak::env::{Disk, FaultKind, SimDisk};
 use batpak::store::{Mutant, Store, StoreError};
@@ -29,7 +29,7 @@ pub const READS: usize = 2;
 /// The last I/O operation index (counted from just after `open`) at which
 /// [`Scenario::CrashMidFence`] kills the disk. `crash_mid_fence_uses_at_most_the_crash_points`
 /// (a std test) checks that the scenario never issues more operations than this.
-pub const CRASH_OPS_MAX: u64 = 24;
+pub const CRASH_OPS_MAX: u64 = 14;
 
 /// How a fence ends in [`Scenario::FenceEndVsOutbox`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,8 +165,12 @@ pub fn fence_commit_vs_reader(mutant: Mutant) {
     let store = shared_store(&disk, mutant);
     let committing = Arc::new(AtomicBool::new(false));
     let fence = store.begin_visibility_fence().expect("fence begins");
-    let t1 = fence.submit(&coord("f"), KIND, &1u32).expect("fenced submit");
-    let t2 = fence.submit(&coord("f"), KIND, &2u32).expect("fenced submit");
+    let t1 = fence
+        .submit(&coord("f"), KIND, &1u32)
+        .expect("fenced submit");
+    let t2 = fence
+        .submit(&coord("f"), KIND, &2u32)
+        .expect("fenced submit");
     let reader = {
         let store = Arc::clone(&store);
         let committing = Arc::clone(&committing);
@@ -179,7 +183,10 @@ pub fn fence_commit_vs_reader(mutant: Mutant) {
         ["f", "f"],
         "INV-FENCE-HIDDEN: all of the fence is visible once commit returned"
     );
-    assert!(t1.wait().is_ok() && t2.wait().is_ok(), "fenced tickets resolve Ok at commit");
+    assert!(
+        t1.wait().is_ok() && t2.wait().is_ok(),
+        "fenced tickets resolve Ok at commit"
+    );
     assert!(reader.join().is_ok(), "reader failed");
     close_shared(store);
 }
@@ -204,7 +211,9 @@ pub fn fence_end_vs_outbox(mutant: Mutant, end: FenceEnd) {
     let mut fenced = fence.outbox();
     fenced.stage(&coord("f"), KIND, &1u32).expect("stage");
     fenced.stage(&coord("f"), KIND, &2u32).expect("stage");
-    let staged = fenced.flush().expect("INV-NO-HANG: the fenced flush returns once staged");
+    let staged = fenced
+        .flush()
+        .expect("INV-NO-HANG: the fenced flush returns once staged");
     assert_eq!(staged.len(), 2);
     drop(fenced);
     assert_eq!(
@@ -228,10 +237,18 @@ pub fn fence_end_vs_outbox(mutant: Mutant, end: FenceEnd) {
         "INV-NO-RESURRECT / INV-FENCE-HIDDEN: fence ended by {end:?}, visible {seen:?}"
     );
     match flushed {
-        Ok(n) => assert_eq!((n, count(&seen, "o")), (2, 2), "acknowledged outbox visible"),
+        Ok(n) => assert_eq!(
+            (n, count(&seen, "o")),
+            (2, 2),
+            "acknowledged outbox visible"
+        ),
         Err(e) => {
             assert!(e.is_definite(), "INV-DEFINITE-ERRORS: outbox error {e}");
-            assert_eq!(count(&seen, "o"), 0, "INV-DEFINITE-ERRORS: refused outbox visible");
+            assert_eq!(
+                count(&seen, "o"),
+                0,
+                "INV-DEFINITE-ERRORS: refused outbox visible"
+            );
         }
     }
     close_shared(store);
@@ -247,10 +264,14 @@ pub fn fence_drop_full_channel(mutant: Mutant) {
     let store = open(cfg);
     let fence = store.begin_visibility_fence().expect("fence begins");
     clock.arm();
-    let t1 = fence.submit(&coord("f"), KIND, &1u32).expect("fenced submit");
+    let t1 = fence
+        .submit(&coord("f"), KIND, &1u32)
+        .expect("fenced submit");
     // The writer drained its queue and holds in the clock while writing t1's event.
     clock.wait_until_stalled();
-    let t2 = fence.submit(&coord("f"), KIND, &2u32).expect("fenced submit");
+    let t2 = fence
+        .submit(&coord("f"), KIND, &2u32)
+        .expect("fenced submit");
     assert_eq!(store.writer_pressure().queued, 1, "the queue is full");
     drop(fence); // INV-DROP: must not block
     clock.release();
@@ -262,7 +283,9 @@ pub fn fence_drop_full_channel(mutant: Mutant) {
     }
     assert!(visible_entities(&store).is_empty(), "INV-NO-RESURRECT");
     // The old fence is over: a new one can begin.
-    let again = store.begin_visibility_fence().expect("INV-DROP: the fence ended");
+    let again = store
+        .begin_visibility_fence()
+        .expect("INV-DROP: the fence ended");
     again.cancel().expect("cancel");
     if let Err(e) = store.close() {
         panic!("close failed: {e}");
@@ -345,9 +368,15 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
     let recovered = open(config(&image, Mutant::None));
     let seen = visible_entities(&recovered);
     let f = count(&seen, "f");
-    assert!(f == 0 || f == 2, "INV-FENCE-CRASH: {f} of 2 fenced events visible");
+    assert!(
+        f == 0 || f == 2,
+        "INV-FENCE-CRASH: {f} of 2 fenced events visible"
+    );
     if committed {
-        assert_eq!(f, 2, "INV-FENCE-CRASH: commit returned Ok, fence hidden after crash");
+        assert_eq!(
+            f, 2,
+            "INV-FENCE-CRASH: commit returned Ok, fence hidden after crash"
+        );
     }
     let definitely_not = match &commit {
         None => true,
@@ -355,12 +384,23 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
         Some(Ok(())) => false,
     };
     if definitely_not {
-        assert_eq!(f, 0, "INV-FENCE-CRASH: uncommitted fence visible after recovery");
+        assert_eq!(
+            f, 0,
+            "INV-FENCE-CRASH: uncommitted fence visible after recovery"
+        );
     }
     match &plain {
-        Ok(_) => assert_eq!(count(&seen, "p"), 1, "INV-DURABLE: acknowledged append lost"),
+        Ok(_) => assert_eq!(
+            count(&seen, "p"),
+            1,
+            "INV-DURABLE: acknowledged append lost"
+        ),
         Err(e) if e.is_definite() => {
-            assert_eq!(count(&seen, "p"), 0, "INV-DEFINITE-ERRORS: refused append visible")
+            assert_eq!(
+                count(&seen, "p"),
+                0,
+                "INV-DEFINITE-ERRORS: refused append visible"
+            )
         }
         Err(_) => {}
     }
@@ -389,7 +429,9 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
         })
     };
     let fence = store.begin_visibility_fence().expect("fence begins");
-    let fenced = fence.submit(&coord("f"), KIND, &0u32).expect("fenced submit");
+    let fenced = fence
+        .submit(&coord("f"), KIND, &0u32)
+        .expect("fenced submit");
     std::mem::forget(fence); // left open: shutdown must cancel it
     drop(store);
     let plain = submitter.join().expect("submitter");
@@ -414,7 +456,11 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
         acked,
         "INV-DROP / INV-DURABLE: acknowledged {acked} appends, durable image has {seen:?}"
     );
-    assert_eq!(count(&seen, "f"), 0, "INV-NO-RESURRECT: auto-cancelled fence visible");
+    assert_eq!(
+        count(&seen, "f"),
+        0,
+        "INV-NO-RESURRECT: auto-cancelled fence visible"
+    );
     if let Err(e) = recovered.close() {
         panic!("close after recovery failed: {e}");
     }
@@ -425,9 +471,7 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
 /// is acknowledged and visible exactly once, in each producer's order; refused ones never.
 pub fn two_producers_backpressure(mutant: Mutant) {
     let disk = SimDisk::new();
-    let store = Arc::new(open(
-        config(&disk, mutant).with_writer_channel_capacity(1),
-    ));
+    let store = Arc::new(open(config(&disk, mutant).with_writer_channel_capacity(1)));
     let trier = {
         let store = Arc::clone(&store);
         thread::spawn(move || {
@@ -455,7 +499,10 @@ pub fn two_producers_backpressure(mutant: Mutant) {
         .collect();
     let theirs = trier.join().expect("trier");
     assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer order kept");
-    assert!(theirs.windows(2).all(|w| w[0] < w[1]), "producer order kept");
+    assert!(
+        theirs.windows(2).all(|w| w[0] < w[1]),
+        "producer order kept"
+    );
     let seen = visible_entities(&store);
     assert_eq!(count(&seen, "b"), 2);
     assert_eq!(
