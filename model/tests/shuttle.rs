@@ -98,32 +98,54 @@ fn shuttle_g_two_producers_backpressure() {
 
 /// Every schedule saved under `model/schedules/` replays: a mutant's schedule still makes the
 /// scenario fail with that mutant (the witness still catches it there), and a schedule saved
-/// for the real store (`.None.txt`) now passes.
+/// for the real store (`.None.txt`) now passes. Each replay runs in a child process (shuttle
+/// can panic again while unwinding a failed run); the child exits 3 on the first panic.
 #[test]
 fn shuttle_saved_schedules_replay() {
+    const CHILD_ENV: &str = "BATPAK_REPLAY_SCHEDULE";
     let saved = schedules::saved();
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        let SavedSchedule {
+            scenario, mutant, ..
+        } = saved
+            .into_iter()
+            .find(|s| s.path.to_string_lossy() == path)
+            .expect("the schedule to replay");
+        std::panic::set_hook(Box::new(|_| {
+            println!("REPLAY-FAILED");
+            std::process::exit(3);
+        }));
+        shuttle::replay_from_file(move || scenario.run(mutant), &path);
+        return;
+    }
     assert!(
         !saved.is_empty(),
         "no saved schedules under model/schedules/"
     );
-    for SavedSchedule {
-        path,
-        scenario,
-        mutant,
-    } in saved
-    {
-        let p = path.clone();
-        let outcome = std::panic::catch_unwind(move || {
-            shuttle::replay_from_file(move || scenario.run(mutant), &p)
-        });
+    let exe = std::env::current_exe().expect("test binary path");
+    for SavedSchedule { path, mutant, .. } in saved {
+        let status = std::process::Command::new(&exe)
+            .args([
+                "shuttle_saved_schedules_replay",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &path)
+            .output()
+            .expect("replay child")
+            .status;
         match mutant {
-            Mutant::None => assert!(outcome.is_ok(), "{}: fails again", path.display()),
-            _ => assert!(
-                outcome.is_err(),
+            Mutant::None => assert!(status.success(), "{}: fails again", path.display()),
+            _ => assert_eq!(
+                status.code(),
+                Some(3),
                 "{}: the schedule no longer exposes {mutant:?}",
                 path.display()
             ),
         }
-        println!("replayed {}", path.display());
+        println!(
+            "replayed {} ({mutant:?}: fails as expected)",
+            path.display()
+        );
     }
 }
