@@ -337,7 +337,7 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
     let disk = SimDisk::new();
     let store = shared_store(&disk, mutant);
     let base = disk.op_count();
-    disk.fail_at(base + k, FaultKind::Persistent);
+    disk.fail_at(base.saturating_add(k), FaultKind::Persistent);
     let appender = {
         let store = Arc::clone(&store);
         thread::spawn(move || store.append(&coord("p"), KIND, &0u32))
