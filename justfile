@@ -4,6 +4,7 @@ import? 'spec/model-check.just'
 import? 'fuzz/fuzz.just'
 import? 'model/crash.just'
 import? 'model/trace.just'
+import? 'model/models.just'
 
 # The README's test command.
 test:
@@ -20,11 +21,13 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Model checks at CI size: the model arms compile; TLC on the spec, its mutants and the
-# oracle/TLC agreement; crash states and I/O faults against the oracle (release).
+# oracle/TLC agreement; crash states and I/O faults against the oracle (release); trace
+# conformance; loom + shuttle over the real store, and their mutants.
 model-check: check-models-compile
     just model-check-spec
     just crash
     just model-check-traces
+    just model-check-concurrency
 
 # Benchmarks (numbers printed, never asserted).
 bench:

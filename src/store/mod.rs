@@ -236,6 +236,20 @@ impl Store<Open> {
         }
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let threshold = self.cfg.pressure_threshold();
+        if self.cfg.mutant == Mutant::BackpressureAfterSend {
+            return match tx.try_send(cmd) {
+                Ok(()) if tx.len() >= threshold => Err(StoreError::Backpressure {
+                    queued: tx.len(),
+                    threshold,
+                }),
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(StoreError::Backpressure {
+                    queued: tx.len(),
+                    threshold,
+                }),
+                Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterCrashed),
+            };
+        }
         let queued = tx.len();
         if queued >= threshold {
             return Err(StoreError::Backpressure { queued, threshold });

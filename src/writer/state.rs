@@ -180,6 +180,12 @@ pub enum Mutant {
     ChainRestartsInFence,
     /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).
     DropBlocks,
+    /// The writer publishes a group one event per index write lock, so a reader can see part
+    /// of a batch or fence (breaks INV-BATCH-ATOMIC, INV-FENCE-HIDDEN, INV-READ-ISOLATION).
+    PublishSplit,
+    /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
+    /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
+    BackpressureAfterSend,
 }
 
 impl WriterState {

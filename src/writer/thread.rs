@@ -326,7 +326,14 @@ impl Writer {
                 }
             }
         }
-        if !ready.is_empty() {
+        if !ready.is_empty() && self.state.mutant == Mutant::PublishSplit {
+            for slot in ready.iter() {
+                let mut index = self.shared.index.write();
+                index.sync_coords(&self.state.coords);
+                index.publish(*slot);
+            }
+            self.state.settle_published(&ready);
+        } else if !ready.is_empty() {
             let mut index = self.shared.index.write();
             index.sync_coords(&self.state.coords);
             for slot in ready.iter() {
