@@ -432,7 +432,7 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
     let fenced = fence
         .submit(&coord("f"), KIND, &0u32)
         .expect("fenced submit");
-    std::mem::forget(fence); // left open: shutdown must cancel it
+    fence.abandon(); // left open: shutdown must cancel it
     drop(store);
     let plain = submitter.join().expect("submitter");
     assert!(

@@ -134,6 +134,16 @@ impl<'a> VisibilityFence<'a> {
         }
     }
 
+    /// Ends this handle without committing or cancelling: no cancel is sent, so the fence
+    /// stays open in the writer until the store shuts down (which cancels it) or a crash
+    /// (after which it stays hidden). What `std::mem::forget(fence)` does, without leaking the
+    /// handle's memory. For tests of shutdown and crash paths.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.closed = true;
+        self.watch.close();
+    }
+
     /// Publishes every write made under this fence, atomically. Returns `Ok` only once the
     /// commit record is durable (INV-FENCE-CRASH); every fenced ticket then resolves `Ok`.
     pub fn commit(mut self) -> Result<(), StoreError> {
