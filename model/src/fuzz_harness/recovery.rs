@@ -341,6 +341,25 @@ fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &
     }
 }
 
+/// Waits until the writer queue is empty and the written frontier has stopped moving.
+fn quiesce(store: &Store) {
+    let mut last = store.frontier().written;
+    let mut still = 0;
+    for _ in 0..2_000 {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        let now = store.frontier().written;
+        if now == last && store.writer_pressure().queued == 0 {
+            still += 1;
+            if still >= 5 {
+                return;
+            }
+        } else {
+            still = 0;
+            last = now;
+        }
+    }
+}
+
 /// Runs the workload and takes the crash image (with the fence, if any, still open).
 fn run_workload(
     disk: &SimDisk,
@@ -364,6 +383,10 @@ fn run_workload(
     if let Some(f) = &fence {
         h.hidden_fences.insert(f.fence.token());
     }
+    // The written log and the crash image are two snapshots of the disk: let the writer go
+    // quiet first (an asynchronous command, such as a dropped fence's cancel, may still be in
+    // flight), so no record lands between them.
+    quiesce(&store);
     let written = scan_log(disk, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT);
     let durable_frontier = store.frontier().durable;
     let image = disk.crash_with(&mut chooser(&input.crash));
