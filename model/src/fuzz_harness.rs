@@ -13,7 +13,7 @@
 
 mod recovery;
 
-pub use recovery::{recovery, Fault, ImageCorruption, Op, RecoveryInput};
+pub use recovery::{recovery, recovery_with, Fault, ImageCorruption, Op, Outcome, RecoveryInput};
 
 use arbitrary::Arbitrary;
 use batpak::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};

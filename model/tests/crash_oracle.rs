@@ -261,6 +261,29 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
     assert!(with(Op::FencedOutbox) >= 20);
 }
 
+/// The fail-closed check is live: recovery that cuts at the first damage without looking for
+/// valid records after it (mutant `RecoveryCutsAtHole`) silently drops the records after a
+/// hole; the subset images of an unsynced batch and append expose it.
+#[test]
+fn mutant_recovery_cuts_at_hole_is_caught() {
+    let mode = Mode {
+        deferred: true,
+        mutant: batpak::store::Mutant::RecoveryCutsAtHole,
+    };
+    let mut stats = stats_with_oracle(true);
+    let list = vec![vec![Op::Batch, Op::AppendA]];
+    match enumerate_crash_states_of(mode, &list, &mut stats) {
+        Ok(()) => panic!(
+            "mutant RecoveryCutsAtHole NOT caught after {} crash states",
+            stats.crash_states
+        ),
+        Err(v) => {
+            println!("mutant RecoveryCutsAtHole -> {v}");
+            assert_eq!(v.inv, "INV-CORRUPTION-FAILS-CLOSED", "{v}");
+        }
+    }
+}
+
 /// The oracle check is live: it rejects outcomes that differ from the oracle's, and asks for
 /// fail-closed exactly on images with a hole.
 #[test]

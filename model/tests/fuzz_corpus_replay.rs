@@ -4,9 +4,10 @@
 //! cargo-fuzz. Every finding gets a named test below as well.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use batpak::store::Mutant;
 use batpak_model::fuzz_harness::{
-    forge_crc, frame_decode, frame_decode_structured, recovery, run_bytes, RecoveryInput,
-    StructuredFrame,
+    forge_crc, frame_decode, frame_decode_structured, recovery, recovery_with, run_bytes, Op,
+    Outcome, RecoveryInput, StructuredFrame,
 };
 use std::path::{Path, PathBuf};
 
@@ -131,4 +132,89 @@ fn a_failed_segment_roll_never_writes_frames_twice() {
         recovery(input);
     });
     assert!(ran, "the regression input no longer decodes");
+}
+
+/// A deferred workload whose batch and appends stay unsynced, crashed at `crash`.
+fn unsynced_workload(crash: Vec<u8>) -> RecoveryInput {
+    RecoveryInput {
+        deferred: true,
+        ops: vec![
+            Op::Batch {
+                n: 1,
+                entity: 0,
+                payload: 7,
+            },
+            Op::Append {
+                entity: 1,
+                payload: 8,
+            },
+            Op::Append {
+                entity: 2,
+                payload: 9,
+            },
+        ],
+        fault: None,
+        crash,
+        corruption: None,
+        recrash: Vec::new(),
+    }
+}
+
+/// The recovery harness picks among subset crash images too: over the choices of the first
+/// chooser bytes, some images recover and some keep a later write after a lost one (a
+/// hole), for which `open` must fail closed at the hole. The seeded bug
+/// `RecoveryCutsAtHole` (recovery cuts at the first damage without looking further) passes
+/// every hole-free image and is caught on every image with a hole.
+#[test]
+fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
+    let (mut recovered, mut holes) = (0, 0);
+    for a in 0..32u8 {
+        for b in 0..4u8 {
+            match recovery_with(unsynced_workload(vec![a, b]), Mutant::None) {
+                Outcome::Recovered => recovered += 1,
+                Outcome::HoleFailedClosed => {
+                    holes += 1;
+                    let caught = std::panic::catch_unwind(|| {
+                        recovery_with(unsynced_workload(vec![a, b]), Mutant::RecoveryCutsAtHole)
+                    });
+                    let msg = caught.expect_err("RecoveryCutsAtHole survived a hole image");
+                    let text = msg
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| msg.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    assert!(text.contains("INV-CORRUPTION-FAILS-CLOSED"), "{text}");
+                }
+                Outcome::DamageFailedClosed => panic!("no damage was injected"),
+            }
+        }
+    }
+    println!("subset crash images: {recovered} recovered, {holes} holes failed closed");
+    assert!(recovered > 0, "no image recovered");
+    assert!(holes > 0, "no image with a hole");
+}
+
+/// The recovery seed corpus reaches every kind of ending: recovered images, holes that fail
+/// closed (subset crash images) and injected damage that fails closed.
+#[test]
+fn recovery_corpus_reaches_every_outcome() {
+    let mut seen = std::collections::BTreeMap::new();
+    for (_, bytes) in inputs("corpus", "recovery") {
+        run_bytes::<RecoveryInput>(&bytes, |input| {
+            *seen
+                .entry(format!("{:?}", recovery_with(input, Mutant::None)))
+                .or_insert(0usize) += 1;
+        });
+    }
+    println!("recovery corpus outcomes: {seen:?}");
+    for o in [
+        Outcome::Recovered,
+        Outcome::HoleFailedClosed,
+        Outcome::DamageFailedClosed,
+    ] {
+        assert!(
+            seen.contains_key(&format!("{o:?}")),
+            "no seed ends {o:?}: {seen:?}"
+        );
+    }
 }

@@ -150,7 +150,18 @@ pub fn recover(
     frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, frame_max, visit, true)
+    recover_impl(disk, dir, frame_max, visit, Cut::TornTail)
+}
+
+/// What recovery does at the first damage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Cut it if nothing valid follows, fail closed otherwise (the real behaviour).
+    TornTail,
+    /// Seeded bug: leave it on disk.
+    Never,
+    /// Seeded bug: cut it without looking for valid records after it.
+    Blindly,
 }
 
 /// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail is classified but left on
@@ -162,7 +173,19 @@ pub fn recover_without_cutting(
     frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, frame_max, visit, false)
+    recover_impl(disk, dir, frame_max, visit, Cut::Never)
+}
+
+/// Seeded bug for the INV-CORRUPTION-FAILS-CLOSED witnesses: the first damage is always cut
+/// as a torn tail, even with valid records after it (a hole), which silently drops them.
+#[doc(hidden)]
+pub fn recover_cutting_blindly(
+    disk: &dyn Disk,
+    dir: &Path,
+    frame_max: u32,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+) -> Result<RecoveryReport, RecoveryError> {
+    recover_impl(disk, dir, frame_max, visit, Cut::Blindly)
 }
 
 fn recover_impl(
@@ -170,7 +193,7 @@ fn recover_impl(
     dir: &Path,
     frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
-    cut: bool,
+    cut: Cut,
 ) -> Result<RecoveryReport, RecoveryError> {
     let _span = tracing::info_span!("recover", dir = %dir.display()).entered();
     let names = disk.list(dir).map_err(io_err(dir, "list"))?;
@@ -190,7 +213,7 @@ fn recover_impl(
         drop(file);
         match scanned {
             None => report.active = Some((id, file_len)),
-            Some(damage) if !cut => {
+            Some(damage) if cut == Cut::Never => {
                 report.active = Some((id, file_len));
                 report.torn_tail = Some(TornTail {
                     file: path,
@@ -203,7 +226,16 @@ fn recover_impl(
             Some(damage) => {
                 let later: &[u64] = ids.get(i + 1..).unwrap_or(&[]);
                 return cut_torn_tail(
-                    disk, dir, id, &path, file_len, damage, later, frame_max, report,
+                    disk,
+                    dir,
+                    id,
+                    &path,
+                    file_len,
+                    damage,
+                    later,
+                    frame_max,
+                    report,
+                    cut == Cut::Blindly,
                 );
             }
         }
@@ -378,10 +410,11 @@ fn cut_torn_tail(
     later: &[u64],
     frame_max: u32,
     mut report: RecoveryReport,
+    blindly: bool,
 ) -> Result<RecoveryReport, RecoveryError> {
     let min_seq = report.next_seq;
     // Is anything valid after the damage? Then it is corruption, not a torn tail.
-    {
+    if !blindly {
         let file = disk.open(path, false).map_err(io_err(path, "open"))?;
         if let Some(at) = valid_frame_after(&*file, path, damage.offset + 1, min_seq, frame_max)? {
             return Err(RecoveryError::Corruption {
@@ -391,7 +424,7 @@ fn cut_torn_tail(
             });
         }
     }
-    for &lid in later {
+    for &lid in later.iter().filter(|_| !blindly) {
         let lpath = dir.join(segment_file_name(lid));
         let file = disk.open(&lpath, false).map_err(io_err(&lpath, "open"))?;
         if let Some(at) = valid_frame_after(&*file, &lpath, 0, min_seq, frame_max)? {

@@ -1074,10 +1074,14 @@ fn recover_state(
         }
         Ok(())
     };
-    let report = if cfg.mutant == Mutant::RecoveryKeepsTornTail {
-        log::recover::recover_without_cutting(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
-    } else {
-        log::recover(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+    let report = match cfg.mutant {
+        Mutant::RecoveryKeepsTornTail => {
+            log::recover::recover_without_cutting(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+        }
+        Mutant::RecoveryCutsAtHole => {
+            log::recover::recover_cutting_blindly(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+        }
+        _ => log::recover(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit),
     }
     .map_err(StoreError::from_recovery)?;
     state.ready = state.finish_recovery();

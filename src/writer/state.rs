@@ -166,6 +166,10 @@ pub enum Mutant {
     RecoveryIgnoresFences,
     /// Recovery does not cut the torn tail on disk (breaks INV-RECOVERY-IDEMPOTENT).
     RecoveryKeepsTornTail,
+    /// Recovery cuts at the first damage without looking for valid records after it, so a
+    /// hole (a lost write before a kept one) silently drops the records after it (breaks
+    /// INV-CORRUPTION-FAILS-CLOSED).
+    RecoveryCutsAtHole,
     /// The durable mode acknowledges before fsync (breaks INV-DURABLE).
     AckBeforeFsync,
     /// Fenced events are published as they are written (breaks INV-FENCE-HIDDEN).

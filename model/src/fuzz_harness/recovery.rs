@@ -10,6 +10,10 @@
 //! * the written log scans clean and every receipt names the record at its sequence
 //!   (INV-STABLE-SEQ);
 //! * the crash image's valid records are a prefix of the written log (INV-PREFIX);
+//! * crash images include every subset of a file's unsynced appends (at most 8 of them), so
+//!   an image may keep a later write and lose an earlier one: such a hole before surviving
+//!   records must make `open` fail with `CorruptSegment` at the hole and leave the disk
+//!   untouched (INV-CORRUPTION-FAILS-CLOSED);
 //! * without damage, `open` succeeds and keeps exactly that prefix; with one damaged byte it
 //!   either keeps exactly the records before the damaged frame (a torn tail) or fails with
 //!   `CorruptSegment` when valid records follow the damage (INV-CORRUPTION-FAILS-CLOSED);
@@ -20,16 +24,17 @@
 //! * after recovery the log on disk scans clean; a crash image of the recovered disk recovers
 //!   to the same visible state, and so does a clean reopen (INV-RECOVERY-IDEMPOTENT).
 
+use crate::conformance::WrittenLog;
 use crate::reference::{expected_visible, scan_log, LogBody, LogRecord, ScannedLog, VisibleEvent};
 use arbitrary::Arbitrary;
 use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
 use batpak::coordinate::Coordinate;
-use batpak::env::{CounterIds, FaultKind, ManualClock, SimDisk};
+use batpak::env::{CounterIds, CrashImage, CrashOptions, FaultKind, ManualClock, SimDisk};
 use batpak::event::EventKind;
 use batpak::log::SEGMENT_HEADER_BYTES;
 use batpak::store::{
-    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Store, StoreConfig,
-    StoreError, VisibilityFence,
+    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Mutant, Store,
+    StoreConfig, StoreError, VisibilityFence,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -125,7 +130,7 @@ pub struct RecoveryInput {
     pub ops: Vec<Op>,
     /// An optional injected fault.
     pub fault: Option<Fault>,
-    /// Chooser bytes for the crash image (exhausted: 0, the durable outcome).
+    /// Chooser bytes for the crash image, subsets included (exhausted: 0, the durable outcome).
     pub crash: Vec<u8>,
     /// Optional damage to the crash image.
     pub corruption: Option<ImageCorruption>,
@@ -360,11 +365,24 @@ fn quiesce(store: &Store) {
     }
 }
 
+/// What the workload left: its history, the written log (scanned, and as the oracle's
+/// byte-level view when it reads clean), the durable frontier and the chosen crash image.
+struct Workload {
+    history: History,
+    written: ScannedLog,
+    written_units: Option<WrittenLog>,
+    durable_frontier: u64,
+    image: CrashImage,
+}
+
+/// Crash images with every subset of a file's unsynced appends (at most 8 of them).
+const CRASH_OPTIONS: CrashOptions = CrashOptions {
+    subsets: true,
+    max_subset_ops: 8,
+};
+
 /// Runs the workload and takes the crash image (with the fence, if any, still open).
-fn run_workload(
-    disk: &SimDisk,
-    input: &RecoveryInput,
-) -> (History, ScannedLog, u64, batpak::env::CrashImage) {
+fn run_workload(disk: &SimDisk, input: &RecoveryInput) -> Workload {
     let store = Store::open(config(disk, input.deferred))
         .unwrap_or_else(|e| panic!("open on an empty disk failed: {e}"));
     if let Some(f) = input.fault {
@@ -388,11 +406,36 @@ fn run_workload(
     // flight), so no record lands between them.
     quiesce(&store);
     let written = scan_log(disk, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT);
+    let written_units = WrittenLog::read(disk, Path::new(DIR)).ok();
     let durable_frontier = store.frontier().durable;
-    let image = disk.crash_with(&mut chooser(&input.crash));
+    // Subset images need the oracle's byte-level view to tell a hole from a torn tail; a log
+    // that does not read clean (an injected fault cut a write) gets prefix images only.
+    let opts = if written_units.is_some() {
+        CRASH_OPTIONS
+    } else {
+        CrashOptions::default()
+    };
+    let image = disk.crash_with_options(&opts, &mut chooser(&input.crash));
     drop(fence);
     drop(store);
-    (h, written, durable_frontier, image)
+    Workload {
+        history: h,
+        written,
+        written_units,
+        durable_frontier,
+        image,
+    }
+}
+
+/// Every file of `disk` with its bytes (to see that a failed open changed nothing).
+fn fingerprint(disk: &SimDisk) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    disk.files()
+        .into_iter()
+        .map(|f| {
+            let c = disk.read_file(&f).unwrap_or_default();
+            (f, c)
+        })
+        .collect()
 }
 
 /// The visible events of an open store, with payloads, in sequence order.
@@ -476,10 +519,33 @@ fn trace() -> bool {
     *TRACE.get_or_init(|| std::env::var_os("BATPAK_FUZZ_TRACE").is_some())
 }
 
+/// How a [`recovery`] run ended (all of them passed every check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The crash image (maybe damaged) recovered; reopens were idempotent.
+    Recovered,
+    /// The crash image lost a write before a kept one; `open` failed closed at the hole.
+    HoleFailedClosed,
+    /// The injected damage had valid records after it; `open` failed closed.
+    DamageFailedClosed,
+}
+
 /// The recovery harness (see the module docs).
 pub fn recovery(input: RecoveryInput) {
+    recovery_with(input, Mutant::None);
+}
+
+/// [`recovery`] with a seeded bug in the recovering stores (the workload itself runs on the
+/// real store): shows which mutants the harness catches. Returns how the run ended.
+pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     let disk = SimDisk::new();
-    let (h, written, durable_frontier, image) = run_workload(&disk, &input);
+    let Workload {
+        history: h,
+        written,
+        written_units,
+        durable_frontier,
+        image,
+    } = run_workload(&disk, &input);
     let dir = Path::new(DIR);
     if input.fault.is_none() {
         assert!(
@@ -506,11 +572,20 @@ pub fn recovery(input: RecoveryInput) {
         eprintln!("  written damage {:?}", written.damage);
     }
     assert_prefix(&pre.records, &written.records, "crash image vs written log");
+    let hole = written_units
+        .as_ref()
+        .and_then(|w| w.classify(&img, dir).hole);
+    if let Some((file, offset)) = hole {
+        check_hole_fails_closed(&img, input.deferred, mutant, &file, offset, &image);
+        return Outcome::HoleFailedClosed;
+    }
     let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
 
-    let store = match (Store::open(config(&img, input.deferred)), damage) {
+    let store = match (Store::open(config(&img, input.deferred).with_mutant(mutant)), damage) {
         (Ok(s), _) => s,
-        (Err(StoreError::CorruptSegment { .. }), Some((k, _))) if k < pre.records.len() => return,
+        (Err(StoreError::CorruptSegment { .. }), Some((k, _))) if k < pre.records.len() => {
+            return Outcome::DamageFailedClosed
+        }
         (Err(e), damage) => panic!(
             "recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
             image.describe(),
@@ -561,7 +636,7 @@ pub fn recovery(input: RecoveryInput) {
     let image2 = img.crash_with(&mut chooser(&input.recrash));
     drop(store);
     let img2 = image2.disk();
-    let store2 = Store::open(config(&img2, input.deferred))
+    let store2 = Store::open(config(&img2, input.deferred).with_mutant(mutant))
         .unwrap_or_else(|e| panic!("second recovery failed: {e}"));
     assert_eq!(
         scan_log(&img2, dir, FRAME_BYTES_MAX_DEFAULT).records,
@@ -574,12 +649,51 @@ pub fn recovery(input: RecoveryInput) {
         "INV-RECOVERY-IDEMPOTENT: second recovery"
     );
     drop(store2);
-    let store3 =
-        Store::open(config(&img2, input.deferred)).unwrap_or_else(|e| panic!("reopen failed: {e}"));
+    let store3 = Store::open(config(&img2, input.deferred).with_mutant(mutant))
+        .unwrap_or_else(|e| panic!("reopen failed: {e}"));
     assert_eq!(
         visible(&store3),
         v1,
         "INV-RECOVERY-IDEMPOTENT: clean reopen"
+    );
+    Outcome::Recovered
+}
+
+/// INV-CORRUPTION-FAILS-CLOSED for an image that lost a write before a kept one: `open`
+/// fails with `CorruptSegment` at the hole, twice, and changes nothing on disk.
+fn check_hole_fails_closed(
+    img: &SimDisk,
+    deferred: bool,
+    mutant: Mutant,
+    file: &Path,
+    offset: u64,
+    image: &CrashImage,
+) {
+    let before = fingerprint(img);
+    for attempt in 1..=2 {
+        match Store::open(config(img, deferred).with_mutant(mutant)) {
+            Err(StoreError::CorruptSegment {
+                file: f, offset: o, ..
+            }) if f == file && o == offset => {}
+            Err(e) => panic!(
+                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records; \
+                 open {attempt} failed with {e} (image: {})",
+                file.display(),
+                image.describe()
+            ),
+            Ok(s) => panic!(
+                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records, \
+                 yet open {attempt} succeeded with {} records (image: {})",
+                file.display(),
+                s.recovery_report().records,
+                image.describe()
+            ),
+        }
+    }
+    assert!(
+        fingerprint(img) == before,
+        "INV-CORRUPTION-FAILS-CLOSED: a failed open changed the disk (image: {})",
+        image.describe()
     );
 }
 
