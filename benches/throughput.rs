@@ -99,6 +99,31 @@ fn open(dir: &Path, cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> Store {
     }
 }
 
+/// Appends events `0..n` as atomic batches of 1000, event `j` at `coord_of(j)`.
+fn fill_batches(
+    store: &Store,
+    n: u64,
+    coord_of: impl Fn(u64) -> Coordinate,
+) -> Result<(), StoreError> {
+    let mut i = 0;
+    while i < n {
+        let items: Vec<_> = (i..(i + 1000).min(n))
+            .filter_map(|j| {
+                BatchAppendItem::typed(
+                    coord_of(j),
+                    &payload(j),
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .ok()
+            })
+            .collect();
+        i += items.len() as u64;
+        store.append_batch(items)?;
+    }
+    Ok(())
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -115,23 +140,8 @@ fn child(mode: &str, dir: &Path, n: u64) {
     match mode {
         "fill" => {
             let store = open(dir, |c| c.with_sync_every_n_events(100_000));
-            let mut i = 0;
-            while i < n {
-                let items: Vec<_> = (i..(i + 1000).min(n))
-                    .filter_map(|j| {
-                        BatchAppendItem::typed(
-                            coord(j),
-                            &payload(j),
-                            AppendOptions::default(),
-                            CausationRef::None,
-                        )
-                        .ok()
-                    })
-                    .collect();
-                i += items.len() as u64;
-                if let Err(e) = store.append_batch(items) {
-                    panic!("fill: {e}");
-                }
+            if let Err(e) = fill_batches(&store, n, coord) {
+                panic!("fill: {e}");
             }
             let _ = store.sync();
             println!("FILLED");
@@ -303,21 +313,8 @@ fn main() {
         let store = open(d.path(), |c| c);
         let n = scale(200_000);
         let t = Instant::now();
-        let mut i = 0;
-        while i < n {
-            let items: Vec<_> = (i..(i + 1000).min(n))
-                .filter_map(|j| {
-                    BatchAppendItem::typed(
-                        coord(j),
-                        &payload(j),
-                        AppendOptions::default(),
-                        CausationRef::None,
-                    )
-                    .ok()
-                })
-                .collect();
-            i += items.len() as u64;
-            let _ = store.append_batch(items);
+        if let Err(e) = fill_batches(&store, n, coord) {
+            panic!("batch row: {e}");
         }
         row("batch of 1000 (durable)", n, t.elapsed(), "");
     }
@@ -347,21 +344,8 @@ fn main() {
         let store = open(d.path(), |c| c);
         let n = scale(100_000);
         let one = coord(0);
-        let mut i = 0;
-        while i < n {
-            let items: Vec<_> = (i..(i + 1000).min(n))
-                .filter_map(|j| {
-                    BatchAppendItem::typed(
-                        one.clone(),
-                        &payload(j),
-                        AppendOptions::default(),
-                        CausationRef::None,
-                    )
-                    .ok()
-                })
-                .collect();
-            i += items.len() as u64;
-            let _ = store.append_batch(items);
+        if let Err(e) = fill_batches(&store, n, |_| one.clone()) {
+            panic!("scan row fill: {e}");
         }
         let t = Instant::now();
         let mut sum = 0u64;

@@ -88,9 +88,7 @@ impl<'a> VisibilityFence<'a> {
         correlation_id: u128,
         causation_id: u128,
     ) -> Result<AppendTicket, StoreError> {
-        let options = AppendOptions::default()
-            .with_correlation(correlation_id)
-            .with_causation(causation_id);
+        let options = AppendOptions::reaction(correlation_id, causation_id);
         self.submit_with_options(coord, kind, payload, options)
     }
 

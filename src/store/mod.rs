@@ -493,9 +493,7 @@ impl Store<Open> {
         correlation_id: u128,
         causation_id: u128,
     ) -> Result<AppendReceipt, StoreError> {
-        let options = AppendOptions::default()
-            .with_correlation(correlation_id)
-            .with_causation(causation_id);
+        let options = AppendOptions::reaction(correlation_id, causation_id);
         self.append_with_options(coord, kind, payload, options)
     }
 
@@ -584,9 +582,7 @@ impl Store<Open> {
         correlation_id: u128,
         causation_id: u128,
     ) -> Result<AppendTicket, StoreError> {
-        let options = AppendOptions::default()
-            .with_correlation(correlation_id)
-            .with_causation(causation_id);
+        let options = AppendOptions::reaction(correlation_id, causation_id);
         self.submit_with_options(coord, kind, payload, options)
     }
 

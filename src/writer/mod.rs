@@ -68,6 +68,13 @@ impl AppendOptions {
         self.flags = flags;
         self
     }
+    /// The options of a reaction: an event caused by `causation_id` in conversation
+    /// `correlation_id` (the `*_reaction` methods of the store and the fence).
+    pub(crate) const fn reaction(correlation_id: u128, causation_id: u128) -> Self {
+        Self::new()
+            .with_correlation(correlation_id)
+            .with_causation(causation_id)
+    }
 }
 
 /// How a batch item names its cause.
