@@ -29,6 +29,12 @@ model-check: check-models-compile
     just model-check-traces
     just model-check-concurrency
 
+# Nightly (hours): loom bound 4 + shuttle 1,000,000 iterations, crash-deep, the large TLC config.
+model-check-deep:
+    just model-check-concurrency-deep
+    just crash-deep
+    just tlc-nightly
+
 # Benchmarks (numbers printed, never asserted).
 bench:
     cargo bench --bench throughput
