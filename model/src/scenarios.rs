@@ -16,12 +16,17 @@ use crate::harness::{
     close_shared, config, config_with_clock, coord, count, open, visible_entities, StallClock, DIR,
     KIND,
 };
-use batpak::env::{Disk, FaultKind, SimDisk};
-use batpak::store::{Mutant, Store, StoreError};
+use batpak::env::{CrashImage, CrashOptions, Disk, FaultKind, SimDisk};
+use batpak::store::{recover_visible, AppendTicket, Mutant, Store, StoreError};
 use batpak::sync::atomic::{AtomicBool, Ordering};
 use batpak::sync::{thread, Arc, StdArc};
 use std::fmt;
 use std::path::Path;
+
+/// Compiled for loom (`--cfg loom`): some scenarios do less there (each one's doc says what),
+/// so that exhaustive exploration at preemption bound 3 fits the CI budget; std stress and
+/// shuttle always run the full scenarios.
+const LOOM: bool = cfg!(loom);
 
 /// How many times a reader polls (each poll is one query under the index read lock).
 pub const READS: usize = 2;
@@ -55,7 +60,7 @@ pub enum Scenario {
     /// (d) An atomic batch and a later append while a reader polls.
     BatchVsReader,
     /// (e) The disk dies at I/O operation `k` (after open) while a fence is open or
-    /// committing and another thread appends; then recovery from the durable image.
+    /// committing and another thread appends; then recovery of every crash image.
     CrashMidFence(u64),
     /// (f) The last handles of a store are dropped with tickets outstanding and a forgotten
     /// open fence.
@@ -195,10 +200,14 @@ pub fn fence_commit_vs_reader(mutant: Mutant) {
 /// flushes an unfenced outbox. The fenced outbox flush returns (no deadlock on the caller's
 /// own fence); the fence's events are visible iff it committed; the other outbox is visible
 /// iff its flush returned `Ok`, and its error otherwise is definite.
+///
+/// Under loom the other thread starts its outbox only after the fenced batch is staged, so it
+/// races the fence's end (the race this scenario is for) but not its begin and staging, which
+/// (a) and (d) cover; at bound 3 that is about 42,000 executions instead of about 2.5 million.
 pub fn fence_end_vs_outbox(mutant: Mutant, end: FenceEnd) {
     let disk = SimDisk::new();
     let store = shared_store(&disk, mutant);
-    let other = {
+    let spawn_other = || {
         let store = Arc::clone(&store);
         thread::spawn(move || {
             let mut ob = store.outbox();
@@ -207,6 +216,8 @@ pub fn fence_end_vs_outbox(mutant: Mutant, end: FenceEnd) {
             ob.flush().map(|r| r.len())
         })
     };
+    // Under loom the outbox thread starts only once the fenced batch is staged (see the doc).
+    let mut other = (!LOOM).then(spawn_other);
     let fence = store.begin_visibility_fence().expect("fence begins");
     let mut fenced = fence.outbox();
     fenced.stage(coord("f"), KIND, &1u32).expect("stage");
@@ -221,6 +232,10 @@ pub fn fence_end_vs_outbox(mutant: Mutant, end: FenceEnd) {
         0,
         "INV-FENCE-HIDDEN: staged fenced batch visible before commit"
     );
+    let other = match other.take() {
+        Some(t) => t,
+        None => spawn_other(),
+    };
     match end {
         FenceEnd::Commit => fence.commit().expect("commit succeeds"),
         FenceEnd::Cancel => fence.cancel().expect("cancel succeeds"),
@@ -282,11 +297,13 @@ pub fn fence_drop_full_channel(mutant: Mutant) {
         );
     }
     assert!(visible_entities(&store).is_empty(), "INV-NO-RESURRECT");
-    // The old fence is over: a new one can begin.
-    let again = store
-        .begin_visibility_fence()
-        .expect("INV-DROP: the fence ended");
-    again.cancel().expect("cancel");
+    // The old fence is over: a new one can begin (not under loom: see the doc).
+    if !LOOM {
+        let again = store
+            .begin_visibility_fence()
+            .expect("INV-DROP: the fence ended");
+        again.cancel().expect("cancel");
+    }
     if let Err(e) = store.close() {
         panic!("close failed: {e}");
     }
@@ -326,22 +343,50 @@ pub fn batch_vs_reader(mutant: Mutant) {
 pub struct CrashRun {
     /// I/O operations issued after `open` (a fault stops the count from growing much).
     pub ops_after_open: u64,
+    /// Crash images recovered.
+    pub images: usize,
 }
 
 /// (e) The disk dies (persistent fault) at operation `k` after open while one thread runs a
 /// fence (begin, two fenced submits, commit) and another appends. Every call returns (no
-/// hang); then the store is recovered from the durable crash image: the fence is visible iff
-/// `commit()` returned `Ok` (atomically, both events), an acknowledged append is visible, and
-/// a definitely refused one is not.
+/// hang). Then every crash image of the disk (default [`CrashOptions`]: each file's unsynced
+/// operations kept as a prefix, torn or replaced by garbage; each directory's unsynced entry
+/// operations as any subset) is recovered: the fence is visible in none or both of its events,
+/// in both if `commit()` returned `Ok`, in neither if `commit()` was never reached or refused
+/// definitely; an acknowledged append is visible, a definitely refused one is not. The
+/// durable image is recovered by a full [`Store::open`] and close (a second store on the
+/// crashed disk must open and shut down without hanging); every image, the durable one
+/// included, is recovered by [`recover_visible`], which runs the same recovery without a
+/// writer thread (under loom a writer thread per image would multiply the interleavings).
+///
+/// Under loom the scenario is smaller, so that every crash point fits in the CI budget at
+/// preemption bound 3 (about 224,000 executions per crash point with only the first change
+/// below, about 100,000 with all three; the full scenario is about 1.5 million per point):
+/// - the appending thread starts after the two fenced submits, just before `commit()`: its
+///   event still races the commit and the crash and can land between the fenced events and
+///   the commit record, but not before the fence began;
+/// - that thread only submits, and the main thread waits for its ticket after the join;
+/// - the durable image is not opened as a full store (a second writer thread); it is checked
+///   by [`recover_visible`] like every other image. Shutdown of a store that met a disk fault
+///   is still explored (the crashed store's close), and std stress and shuttle keep the open.
 pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
     let disk = SimDisk::new();
     let store = shared_store(&disk, mutant);
     let base = disk.op_count();
     disk.fail_at(base.saturating_add(k), FaultKind::Persistent);
-    let appender = {
+    // The plain append: under loom the thread only submits (main waits for the ticket after
+    // the join), and starts just before the commit (see the doc).
+    let spawn_appender = || {
         let store = Arc::clone(&store);
-        thread::spawn(move || store.append(&coord("p"), KIND, &0u32))
+        thread::spawn(move || {
+            if LOOM {
+                PlainAppend::Submitted(store.submit(&coord("p"), KIND, &0u32))
+            } else {
+                PlainAppend::Answered(store.append(&coord("p"), KIND, &0u32).map(|_| ()))
+            }
+        })
     };
+    let mut appender = (!LOOM).then(spawn_appender);
     let mut commit: Option<Result<(), StoreError>> = None;
     let mut tickets = Vec::new();
     if let Ok(fence) = store.begin_visibility_fence() {
@@ -350,64 +395,124 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
                 tickets.push(t);
             }
         }
+        if appender.is_none() {
+            appender = Some(spawn_appender());
+        }
         commit = Some(fence.commit());
     }
     let fenced: Vec<_> = tickets.into_iter().map(|t| t.wait()).collect();
-    let plain = appender.join().expect("appender");
+    let appender = match appender {
+        Some(t) => t,
+        None => spawn_appender(),
+    };
+    let plain = match appender.join().expect("appender") {
+        PlainAppend::Answered(r) => r,
+        PlainAppend::Submitted(t) => t.and_then(|t| t.wait()).map(|_| ()),
+    };
     let _ = Arc::try_unwrap(store).map(Store::close);
     let ops_after_open = disk.op_count().saturating_sub(base);
-    let committed = matches!(commit, Some(Ok(())));
+    let outcome = CrashOutcome { k, commit, plain };
     for r in &fenced {
         assert!(
-            r.is_ok() == committed,
-            "a fenced ticket answered {r:?} but commit answered {commit:?}"
+            r.is_ok() == outcome.committed(),
+            "a fenced ticket answered {r:?} but commit answered {:?}",
+            outcome.commit
         );
     }
-    // Recovery from the durable image: what a crash right now is sure to keep.
-    let image = disk.crash_with(&mut |_| 0).disk();
-    let recovered = open(config(&image, Mutant::None));
-    let seen = visible_entities(&recovered);
-    let f = count(&seen, "f");
-    assert!(
-        f == 0 || f == 2,
-        "INV-FENCE-CRASH: {f} of 2 fenced events visible"
-    );
-    if committed {
-        assert_eq!(
-            f, 2,
-            "INV-FENCE-CRASH: commit returned Ok, fence hidden after crash"
-        );
-    }
-    let definitely_not = match &commit {
-        None => true,
-        Some(Err(e)) => e.is_definite(),
-        Some(Ok(())) => false,
-    };
-    if definitely_not {
-        assert_eq!(
-            f, 0,
-            "INV-FENCE-CRASH: uncommitted fence visible after recovery"
-        );
-    }
-    match &plain {
-        Ok(_) => assert_eq!(
-            count(&seen, "p"),
-            1,
-            "INV-DURABLE: acknowledged append lost"
-        ),
-        Err(e) if e.is_definite() => {
-            assert_eq!(
-                count(&seen, "p"),
-                0,
-                "INV-DEFINITE-ERRORS: refused append visible"
-            )
+    // The durable image (what a crash right now is sure to keep), opened as a store (not
+    // under loom: see the doc).
+    if !LOOM {
+        let image = disk.crash_with(&mut |_| 0);
+        let recovered = open(config(&image.disk(), Mutant::None));
+        outcome.check(&visible_entities(&recovered), &image);
+        if let Err(e) = recovered.close() {
+            panic!("close after recovery failed: {e}");
         }
-        Err(_) => {}
     }
-    if let Err(e) = recovered.close() {
-        panic!("close after recovery failed: {e}");
+    // Every image a crash may leave, recovered without a writer thread.
+    let images = disk.crash_images(&CrashOptions::default());
+    for image in &images {
+        let cfg = config(&image.disk(), Mutant::None);
+        match recover_visible(&cfg) {
+            Ok(entries) => {
+                let seen: Vec<String> = entries
+                    .iter()
+                    .map(|e| e.coord.entity().to_owned())
+                    .collect();
+                outcome.check(&seen, image);
+            }
+            Err(e) => panic!("crash point {k}: recovery of {image:?} failed: {e}"),
+        }
     }
-    CrashRun { ops_after_open }
+    CrashRun {
+        ops_after_open,
+        images: images.len(),
+    }
+}
+
+/// How the plain append of [`crash_mid_fence`] went, from its thread.
+enum PlainAppend {
+    /// `append` returned.
+    Answered(Result<(), StoreError>),
+    /// `submit` returned (loom): the ticket is waited for after the join.
+    Submitted(Result<AppendTicket, StoreError>),
+}
+
+/// What the concurrent part of [`crash_mid_fence`] answered, checked against each recovered
+/// crash image.
+struct CrashOutcome {
+    k: u64,
+    /// `None`: the fence never began (so `commit()` was never called).
+    commit: Option<Result<(), StoreError>>,
+    plain: Result<(), StoreError>,
+}
+
+impl CrashOutcome {
+    fn committed(&self) -> bool {
+        matches!(self.commit, Some(Ok(())))
+    }
+
+    /// The promises for one recovered image (`seen`: visible entities in sequence order).
+    fn check(&self, seen: &[String], image: &CrashImage) {
+        let (k, commit) = (self.k, &self.commit);
+        let f = count(seen, "f");
+        assert!(
+            f == 0 || f == 2,
+            "INV-FENCE-CRASH: {f} of 2 fenced events visible (crash point {k}, {image:?})"
+        );
+        if self.committed() {
+            assert_eq!(
+                f, 2,
+                "INV-FENCE-CRASH: commit returned Ok, fence hidden after crash (crash point \
+                 {k}, {image:?})"
+            );
+        }
+        let definitely_not = match commit {
+            None => true,
+            Some(Err(e)) => e.is_definite(),
+            Some(Ok(())) => false,
+        };
+        if definitely_not {
+            assert_eq!(
+                f, 0,
+                "INV-FENCE-CRASH: commit answered {commit:?}, fence visible after recovery \
+                 (crash point {k}, {image:?})"
+            );
+        }
+        match &self.plain {
+            Ok(()) => assert_eq!(
+                count(seen, "p"),
+                1,
+                "INV-DURABLE: acknowledged append lost (crash point {k}, {image:?})"
+            ),
+            Err(e) if e.is_definite() => assert_eq!(
+                count(seen, "p"),
+                0,
+                "INV-DEFINITE-ERRORS: refused append ({e}) visible (crash point {k}, {image:?})"
+            ),
+            Err(_) => {}
+        }
+    }
 }
 
 /// (f) Dropping the last store handles with tickets outstanding: a submitter thread drops its
@@ -415,13 +520,18 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
 /// and drops its handle; whichever drop is last shuts the writer down. Every ticket answers;
 /// acknowledged appends are durable (the durable crash image has them); the fence is
 /// auto-cancelled and never visible; the directory lock is released.
+///
+/// Under loom the submitter submits one event instead of two and the durable image is checked
+/// by [`recover_visible`] instead of a full store (whose writer thread only added
+/// interleavings after the race): about 272,000 executions at bound 3 instead of 965,000.
 pub fn shutdown_with_tickets(mutant: Mutant) {
     let disk = SimDisk::new();
     let store = shared_store(&disk, mutant);
     let submitter = {
         let store = Arc::clone(&store);
         thread::spawn(move || {
-            let tickets: Vec<_> = (0..2u32)
+            let n = if LOOM { 1 } else { 2 };
+            let tickets: Vec<_> = (0..n)
                 .map(|i| store.submit(&coord("a"), KIND, &i).expect("submit"))
                 .collect();
             drop(store);
@@ -443,8 +553,18 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
     assert!(lock.is_ok(), "INV-DROP: the directory lock was released");
     drop(lock);
     let image = disk.crash_with(&mut |_| 0).disk();
-    let recovered = open(config(&image, Mutant::None));
-    let seen = visible_entities(&recovered);
+    // Under loom the durable image is recovered without a writer thread (see the doc).
+    let recovered = (!LOOM).then(|| open(config(&image, Mutant::None)));
+    let seen = match &recovered {
+        Some(store) => visible_entities(store),
+        None => match recover_visible(&config(&image, Mutant::None)) {
+            Ok(entries) => entries
+                .iter()
+                .map(|e| e.coord.entity().to_owned())
+                .collect(),
+            Err(e) => panic!("recovery of the durable image failed: {e}"),
+        },
+    };
     let acked = plain.iter().filter(|r| r.is_ok()).count();
     for r in &plain {
         if let Err(e) = r {
@@ -461,8 +581,10 @@ pub fn shutdown_with_tickets(mutant: Mutant) {
         0,
         "INV-NO-RESURRECT: auto-cancelled fence visible"
     );
-    if let Err(e) = recovered.close() {
-        panic!("close after recovery failed: {e}");
+    if let Some(recovered) = recovered {
+        if let Err(e) = recovered.close() {
+            panic!("close after recovery failed: {e}");
+        }
     }
 }
 

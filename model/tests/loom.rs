@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::store::Mutant;
-use batpak_model::scenarios::{FenceEnd, CRASH_OPS_MAX};
+use batpak_model::scenarios::{crash_mid_fence, FenceEnd, CRASH_OPS_MAX};
 use batpak_model::Scenario;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +25,11 @@ fn bound() -> usize {
 
 /// Explores `scenario` with `mutant` at `bound`; returns the number of executions.
 pub fn explore(scenario: Scenario, mutant: Mutant, bound: usize) -> usize {
+    explore_with(bound, move || scenario.run(mutant))
+}
+
+/// Explores `model` at `bound`; returns the number of executions.
+fn explore_with(bound: usize, model: impl Fn() + Send + Sync + 'static) -> usize {
     let executions = Arc::new(AtomicUsize::new(0));
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(bound);
@@ -32,21 +37,15 @@ pub fn explore(scenario: Scenario, mutant: Mutant, bound: usize) -> usize {
     let counter = Arc::clone(&executions);
     builder.check(move || {
         counter.fetch_add(1, Ordering::Relaxed);
-        scenario.run(mutant);
+        model();
     });
     executions.load(Ordering::Relaxed)
 }
 
-/// Runs the model at the configured bound less `relief` (the heavier scenarios cannot afford
-/// the full bound on the real store in minutes), prints the count and checks the floor for the
-/// bound it actually ran at (`floors[bound]`).
-fn check(scenarios: &[Scenario], relief: usize, floors: [usize; 5]) {
-    // MODEL_LOOM_RELIEF overrides every scenario's relief (e.g. 0 to run all at the full bound).
-    let relief = std::env::var("MODEL_LOOM_RELIEF")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(relief);
-    let bound = bound().saturating_sub(relief);
+/// Runs the models at the configured bound, prints the counts and checks the floor for that
+/// bound (`floors[bound]`; bounds above 4 use the bound-4 floor).
+fn check(scenarios: &[Scenario], floors: [usize; 5]) {
+    let bound = bound();
     let start = Instant::now();
     let mut total = 0;
     for &s in scenarios {
@@ -59,13 +58,21 @@ fn check(scenarios: &[Scenario], relief: usize, floors: [usize; 5]) {
         total += n;
     }
     let label = scenarios.first().map(|s| s.name()).unwrap_or_default();
+    report(&label, scenarios.len() > 1, bound, total, start, floors);
+}
+
+/// Prints the total and asserts the floor for `bound`.
+fn report(
+    label: &str,
+    variants: bool,
+    bound: usize,
+    total: usize,
+    start: Instant,
+    floors: [usize; 5],
+) {
     println!(
         "loom total for {label}{}: bound {bound}: {total} executions in {:?}",
-        if scenarios.len() > 1 {
-            " (+ variants)"
-        } else {
-            ""
-        },
+        if variants { " (+ variants)" } else { "" },
         start.elapsed()
     );
     let floor = floors.get(bound).copied().unwrap_or(floors[4]);
@@ -78,67 +85,95 @@ fn check(scenarios: &[Scenario], relief: usize, floors: [usize; 5]) {
 
 #[test]
 fn loom_a_fence_commit_vs_reader() {
+    // 71,666 executions at bound 3.
     check(
         &[Scenario::FenceCommitVsReader],
-        0,
         [1, 160, 4_500, 68_000, 68_000],
     );
 }
 
 #[test]
 fn loom_b_fence_end_vs_outbox() {
-    // Bound 3 - 1 = 2 (~99,000 executions, ~18 s); the commit and cancel variants run under
-    // shuttle and the std stress test.
+    // The drop variant (the commit and cancel variants run under shuttle and std stress);
+    // loom-only shrink: the outbox thread starts once the fenced batch is staged (see
+    // `fence_end_vs_outbox`). 42,345 executions at bound 3 (2,221 at bound 2).
     check(
         &[Scenario::FenceEndVsOutbox(FenceEnd::Drop)],
-        1,
-        [1, 1_700, 93_000, 93_000, 93_000],
+        [1, 63, 2_100, 40_200, 40_200],
     );
 }
 
 #[test]
 fn loom_c_fence_drop_full_channel() {
-    // Bound 3 - 1 = 2 (~17,000 executions, ~5 s).
+    // Loom-only shrink: no second fence after the drop (see `fence_drop_full_channel`).
+    // 159,240 executions at bound 3 (8,711 at bound 2).
+    //
     check(
         &[Scenario::FenceDropFullChannel],
-        1,
-        [1, 1, 16_000, 16_000, 16_000],
+        [1, 250, 8_200, 151_000, 151_000],
     );
 }
 
 #[test]
 fn loom_d_batch_vs_reader() {
-    check(&[Scenario::BatchVsReader], 0, [1, 1, 3_400, 48_000, 48_000]);
+    // 51,204 executions at bound 3.
+    check(&[Scenario::BatchVsReader], [1, 1, 3_400, 48_000, 48_000]);
 }
 
 #[test]
 fn loom_e_crash_mid_fence_at_every_crash_point() {
-    // Bound 3 - 1 = 2 on every third crash point (~308,000 executions, ~70 s); the deep run
-    // (bound 4 - 1 = 3) takes every crash point, and shuttle always does.
-    let step = if bound() >= 4 { 1 } else { 3 };
-    let points: Vec<Scenario> = (0..=CRASH_OPS_MAX)
-        .step_by(step)
-        .map(Scenario::CrashMidFence)
-        .collect();
-    check(&points, 1, [1, 5_000, 290_000, 290_000, 290_000]);
+    // Every crash point 0..=CRASH_OPS_MAX; loom-only shrink: see `crash_mid_fence`.
+    // 1,106,846 executions at bound 3 (5,785 at k0 and k1, 84,252 at every other k; 62,434 in
+    // all at bound 2); explored runs issue at most 10 I/O operations after open.
+    // Also checks that no explored run issued more I/O operations than the crash points cover.
+    let bound = bound();
+    let start = Instant::now();
+    let most = Arc::new(AtomicU64::new(0));
+    let mut total = 0;
+    for k in 0..=CRASH_OPS_MAX {
+        let t = Instant::now();
+        let seen = Arc::clone(&most);
+        let n = explore_with(bound, move || {
+            let run = crash_mid_fence(Mutant::None, k);
+            seen.fetch_max(run.ops_after_open, Ordering::Relaxed);
+        });
+        println!(
+            "loom crash_mid_fence_k{k}: bound {bound}: {n} executions in {:?}",
+            t.elapsed()
+        );
+        total += n;
+    }
+    let most = most.load(Ordering::Relaxed);
+    println!("loom crash_mid_fence: at most {most} I/O operations after open");
+    assert!(
+        most <= CRASH_OPS_MAX + 1,
+        "CRASH_OPS_MAX = {CRASH_OPS_MAX} misses crash points: a run issued {most} operations"
+    );
+    report(
+        "crash_mid_fence_k0",
+        true,
+        bound,
+        total,
+        start,
+        [1, 1_800, 59_000, 1_051_000, 1_051_000],
+    );
 }
 
 #[test]
 fn loom_f_shutdown_with_tickets() {
-    // Bound 3 - 1 = 2 (~34,000 executions, ~9 s; bound 3 is ~965,000 executions, ~200 s).
+    // Loom-only shrink: one submit, durable image recovered without a writer thread (see
+    // `shutdown_with_tickets`). 271,695 executions at bound 3 (14,093 at bound 2).
     check(
         &[Scenario::ShutdownWithTickets],
-        1,
-        [1, 600, 32_000, 32_000, 32_000],
+        [1, 360, 13_300, 258_000, 258_000],
     );
 }
 
 #[test]
 fn loom_g_two_producers_backpressure() {
-    // Bound 3 (~363,000 executions, ~70 s).
+    // 363,457 executions at bound 3.
     check(
         &[Scenario::TwoProducersBackpressure],
-        0,
         [1, 1, 14_000, 345_000, 345_000],
     );
 }

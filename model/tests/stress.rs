@@ -50,11 +50,13 @@ fn stress_e_crash_mid_fence_at_every_crash_point() {
 
 #[test]
 fn crash_mid_fence_uses_at_most_the_crash_points() {
-    let mut most = 0;
+    let (mut most, mut images) = (0, 0);
     for _ in 0..200 {
-        most = most.max(crash_mid_fence(Mutant::None, u64::MAX).ops_after_open);
+        let run = crash_mid_fence(Mutant::None, u64::MAX);
+        most = most.max(run.ops_after_open);
+        images = images.max(run.images);
     }
-    println!("crash_mid_fence: at most {most} I/O operations after open");
+    println!("crash_mid_fence: at most {most} I/O operations after open, {images} crash images");
     assert!(
         most <= CRASH_OPS_MAX + 1,
         "CRASH_OPS_MAX = {CRASH_OPS_MAX} misses crash points: a run issued {most} operations"

@@ -1033,6 +1033,31 @@ fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// What a [`Store::open`] of `cfg` would show as visible, without starting a writer thread:
+/// takes the directory lock (creating the directory if needed, as `open` does), runs the same
+/// recovery (cutting a torn tail, refusing corruption) and returns every visible index entry in
+/// sequence order; the lock is released on return.
+///
+/// For the concurrency models, which recover many crash images of one run and cannot afford a
+/// writer thread per image (each one multiplies the interleavings a model checker explores).
+/// Errors are those of `open`'s directory, lock and recovery steps.
+#[doc(hidden)]
+pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError> {
+    cfg.validate()?;
+    let disk = &*cfg.disk;
+    disk.create_dir_all(&cfg.dir)
+        .map_err(|source| StoreError::IoAt {
+            path: cfg.dir.clone(),
+            op: "create data directory",
+            source,
+        })?;
+    let lock = lock_dir(disk, &cfg.dir)?;
+    let recovered = recover_state(disk, cfg);
+    drop(lock);
+    let (_, index, _) = recovered?;
+    Ok(index.query(&Region::all()))
+}
+
 /// Recovers the writer state and the index from the log.
 fn recover_state(
     disk: &dyn Disk,
