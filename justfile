@@ -10,10 +10,11 @@ import? 'model/models.just'
 test:
     cargo test --workspace
 
-# Prove the loom and shuttle arms of the sync shim (and everything using it) compile.
+# Prove the loom and shuttle arms of the sync shim (and everything using it) compile and are
+# lint-clean (clippy runs the compiler's checks too).
 check-models-compile:
-    RUSTFLAGS="--cfg loom" cargo check --workspace --lib --target-dir target/loom
-    RUSTFLAGS="--cfg shuttle" cargo check --workspace --lib --target-dir target/shuttle
+    RUSTFLAGS="--cfg loom" cargo clippy --workspace --lib --target-dir target/loom -- -D warnings
+    RUSTFLAGS="--cfg shuttle" cargo clippy --workspace --lib --target-dir target/shuttle -- -D warnings
 
 # Formatting and lints.
 lint:
