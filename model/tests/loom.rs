@@ -85,10 +85,10 @@ fn report(
 
 #[test]
 fn loom_a_fence_commit_vs_reader() {
-    // 71,666 executions at bound 3.
+    // 71,666 executions at bound 3 (811,302 at bound 4, 162 s).
     check(
         &[Scenario::FenceCommitVsReader],
-        [1, 160, 4_500, 68_000, 68_000],
+        [1, 160, 4_500, 68_000, 771_000],
     );
 }
 
@@ -96,28 +96,28 @@ fn loom_a_fence_commit_vs_reader() {
 fn loom_b_fence_end_vs_outbox() {
     // The drop variant (the commit and cancel variants run under shuttle and std stress);
     // loom-only shrink: the outbox thread starts once the fenced batch is staged (see
-    // `fence_end_vs_outbox`). 42,345 executions at bound 3 (2,221 at bound 2).
+    // `fence_end_vs_outbox`). 42,345 executions at bound 3 (2,221 at bound 2; 557,031 at
+    // bound 4, 125 s).
     check(
         &[Scenario::FenceEndVsOutbox(FenceEnd::Drop)],
-        [1, 63, 2_100, 40_200, 40_200],
+        [1, 63, 2_100, 40_200, 529_000],
     );
 }
 
 #[test]
 fn loom_c_fence_drop_full_channel() {
     // Loom-only shrink: no second fence after the drop (see `fence_drop_full_channel`).
-    // 159,240 executions at bound 3 (8,711 at bound 2).
-    //
+    // 159,240 executions at bound 3 (8,711 at bound 2; 2,081,026 at bound 4, 313 s).
     check(
         &[Scenario::FenceDropFullChannel],
-        [1, 250, 8_200, 151_000, 151_000],
+        [1, 250, 8_200, 151_000, 1_977_000],
     );
 }
 
 #[test]
 fn loom_d_batch_vs_reader() {
-    // 51,204 executions at bound 3.
-    check(&[Scenario::BatchVsReader], [1, 1, 3_400, 48_000, 48_000]);
+    // 51,204 executions at bound 3 (514,059 at bound 4, 107 s).
+    check(&[Scenario::BatchVsReader], [1, 1, 3_400, 48_000, 488_000]);
 }
 
 /// The crash points loom explores for (e) up to bound 3: `0..=LOOM_CRASH_OPS_MAX`. Under
