@@ -120,26 +120,22 @@ fn loom_d_batch_vs_reader() {
     check(&[Scenario::BatchVsReader], [1, 1, 3_400, 48_000, 488_000]);
 }
 
-/// The crash points loom explores for (e) up to bound 3: `0..=LOOM_CRASH_OPS_MAX`. Under
-/// loom's smaller scenario no run issues more than 10 I/O operations after open (8 up to bound
-/// 2, 10 at bound 3; asserted below), so a fault at index 10 never fires: that last point is
-/// the fault-free run, and the points beyond it (up to `CRASH_OPS_MAX`, which std and shuttle
-/// use for the full scenario) would only repeat it (about 84,000 executions each at bound 3).
-/// Bound 4 and above (the nightly run) take every point up to `CRASH_OPS_MAX`.
+/// The crash points loom explores for (e): `0..=LOOM_CRASH_OPS_MAX`. Under loom's smaller
+/// scenario no run issues more than 10 I/O operations after open (8 up to bound 2, 10 at
+/// bounds 3 and 4; asserted below), so a fault at index 10 never fires: that last point is the
+/// fault-free run, and the points beyond it (up to `CRASH_OPS_MAX`, which std and shuttle use
+/// for the full scenario) only repeat it (measured: 84,252 executions each at bound 3,
+/// 1,028,637 each at bound 4, the same as at points 2-10).
 const LOOM_CRASH_OPS_MAX: u64 = 10;
 
 #[test]
 fn loom_e_crash_mid_fence_at_every_crash_point() {
     // Every crash point that can fire (see LOOM_CRASH_OPS_MAX); loom-only shrink: see
     // `crash_mid_fence`. Bound 3: 769,838 executions (5,785 at k0 and k1, 84,252 at every
-    // other k); bound 2: 43,626; bound 1: 1,340. The bound-4 floor is the bound-3 count of
-    // all 15 points (1,106,846).
+    // other k); bound 2: 43,626; bound 1: 1,340; bound 4: 9,329,255 (35,761 at k0 and k1,
+    // 1,028,637 at every other k; about 26 minutes; all 15 points were 13,443,803 in 2,318 s).
     let bound = bound();
-    let last = if bound >= 4 {
-        CRASH_OPS_MAX
-    } else {
-        LOOM_CRASH_OPS_MAX.min(CRASH_OPS_MAX)
-    };
+    let last = LOOM_CRASH_OPS_MAX.min(CRASH_OPS_MAX);
     let start = Instant::now();
     let most = Arc::new(AtomicU64::new(0));
     let mut total = 0;
@@ -170,25 +166,26 @@ fn loom_e_crash_mid_fence_at_every_crash_point() {
         bound,
         total,
         start,
-        [1, 1_270, 41_000, 731_000, 1_051_000],
+        [1, 1_270, 41_000, 731_000, 8_862_000],
     );
 }
 
 #[test]
 fn loom_f_shutdown_with_tickets() {
     // Loom-only shrink: one submit, durable image recovered without a writer thread (see
-    // `shutdown_with_tickets`). 271,695 executions at bound 3 (14,093 at bound 2).
+    // `shutdown_with_tickets`). 271,695 executions at bound 3 (14,093 at bound 2; 3,606,646 at
+    // bound 4, 494 s).
     check(
         &[Scenario::ShutdownWithTickets],
-        [1, 360, 13_300, 258_000, 258_000],
+        [1, 360, 13_300, 258_000, 3_426_000],
     );
 }
 
 #[test]
 fn loom_g_two_producers_backpressure() {
-    // 363,457 executions at bound 3.
+    // 363,457 executions at bound 3 (6,312,284 at bound 4, 826 s).
     check(
         &[Scenario::TwoProducersBackpressure],
-        [1, 1, 14_000, 345_000, 345_000],
+        [1, 1, 14_000, 345_000, 5_996_000],
     );
 }
