@@ -136,13 +136,7 @@ impl Store<Open> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);
         let dir = cfg.dir.clone();
-        disk.create_dir_all(&dir)
-            .map_err(|source| StoreError::IoAt {
-                path: dir.clone(),
-                op: "create data directory",
-                source,
-            })?;
-        let lock = lock_dir(&*disk, &dir)?;
+        let lock = create_and_lock_dir(&*disk, &dir)?;
         let (state, index, report) = recover_state(&*disk, &cfg)?;
         let seg = match report.active {
             Some((id, len)) => SegmentWriter::reopen(
@@ -966,6 +960,20 @@ impl<S> Drop for Store<S> {
 /// Takes the directory lock (INV-EXCLUSIVE). A lock that is busy is retried for a short while
 /// before `StoreLocked`: a child process forked by another thread between its fork and exec
 /// briefly holds copies of every descriptor, including a just-closed store's lock.
+/// Creates the data directory if needed and takes its lock (what `open` does first).
+fn create_and_lock_dir(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+) -> Result<Box<dyn DiskLock>, StoreError> {
+    disk.create_dir_all(dir)
+        .map_err(|source| StoreError::IoAt {
+            path: dir.to_path_buf(),
+            op: "create data directory",
+            source,
+        })?;
+    lock_dir(disk, dir)
+}
+
 fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
     const ATTEMPTS: u32 = 20;
     let mut attempt = 0;
@@ -1045,13 +1053,7 @@ fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
 pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError> {
     cfg.validate()?;
     let disk = &*cfg.disk;
-    disk.create_dir_all(&cfg.dir)
-        .map_err(|source| StoreError::IoAt {
-            path: cfg.dir.clone(),
-            op: "create data directory",
-            source,
-        })?;
-    let lock = lock_dir(disk, &cfg.dir)?;
+    let lock = create_and_lock_dir(disk, &cfg.dir)?;
     let recovered = recover_state(disk, cfg);
     drop(lock);
     let (_, index, _) = recovered?;
