@@ -414,29 +414,34 @@ fn cut_torn_tail(
 ) -> Result<RecoveryReport, RecoveryError> {
     let min_seq = report.next_seq;
     // Is anything valid after the damage? Then it is corruption, not a torn tail.
+    // (Seeded bug `blindly`: skip both checks.)
     if !blindly {
-        let file = disk.open(path, false).map_err(io_err(path, "open"))?;
-        if let Some(at) = valid_frame_after(&*file, path, damage.offset + 1, min_seq, frame_max)? {
-            return Err(RecoveryError::Corruption {
-                file: path.to_path_buf(),
-                offset: damage.offset,
-                detail: format!("{}; a valid record follows at offset {at}", damage.reason),
-            });
+        {
+            let file = disk.open(path, false).map_err(io_err(path, "open"))?;
+            if let Some(at) =
+                valid_frame_after(&*file, path, damage.offset + 1, min_seq, frame_max)?
+            {
+                return Err(RecoveryError::Corruption {
+                    file: path.to_path_buf(),
+                    offset: damage.offset,
+                    detail: format!("{}; a valid record follows at offset {at}", damage.reason),
+                });
+            }
         }
-    }
-    for &lid in later.iter().filter(|_| !blindly) {
-        let lpath = dir.join(segment_file_name(lid));
-        let file = disk.open(&lpath, false).map_err(io_err(&lpath, "open"))?;
-        if let Some(at) = valid_frame_after(&*file, &lpath, 0, min_seq, frame_max)? {
-            return Err(RecoveryError::Corruption {
-                file: path.to_path_buf(),
-                offset: damage.offset,
-                detail: format!(
-                    "{}; valid records follow in {} at offset {at}",
-                    damage.reason,
-                    lpath.display()
-                ),
-            });
+        for &lid in later {
+            let lpath = dir.join(segment_file_name(lid));
+            let file = disk.open(&lpath, false).map_err(io_err(&lpath, "open"))?;
+            if let Some(at) = valid_frame_after(&*file, &lpath, 0, min_seq, frame_max)? {
+                return Err(RecoveryError::Corruption {
+                    file: path.to_path_buf(),
+                    offset: damage.offset,
+                    detail: format!(
+                        "{}; valid records follow in {} at offset {at}",
+                        damage.reason,
+                        lpath.display()
+                    ),
+                });
+            }
         }
     }
     tracing::warn!(

@@ -957,9 +957,6 @@ impl<S> Drop for Store<S> {
     }
 }
 
-/// Takes the directory lock (INV-EXCLUSIVE). A lock that is busy is retried for a short while
-/// before `StoreLocked`: a child process forked by another thread between its fork and exec
-/// briefly holds copies of every descriptor, including a just-closed store's lock.
 /// Creates the data directory if needed and takes its lock (what `open` does first).
 fn create_and_lock_dir(
     disk: &dyn Disk,
@@ -974,6 +971,9 @@ fn create_and_lock_dir(
     lock_dir(disk, dir)
 }
 
+/// Takes the directory lock (INV-EXCLUSIVE). A lock that is busy is retried for a short while
+/// before `StoreLocked`: a child process forked by another thread between its fork and exec
+/// briefly holds copies of every descriptor, including a just-closed store's lock.
 fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
     const ATTEMPTS: u32 = 20;
     let mut attempt = 0;
