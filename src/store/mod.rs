@@ -390,11 +390,7 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(AppendTicket {
-            rx,
-            spin: self.spin_polls(),
-            fence: fence.cloned(),
-        })
+        Ok(AppendTicket::new(rx, self.spin_polls(), fence.cloned()))
     }
 
     pub(crate) fn submit_items(
@@ -416,12 +412,12 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(BatchAppendTicket {
+        Ok(BatchAppendTicket::new(
             rx,
-            spin: self.spin_polls(),
+            self.spin_polls(),
             // A staged flush answers without waiting for the commit: no guard needed.
-            fence: fence.filter(|_| !reply_when_staged).cloned(),
-        })
+            fence.filter(|_| !reply_when_staged).cloned(),
+        ))
     }
 
     fn request<T>(

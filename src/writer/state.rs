@@ -190,6 +190,10 @@ pub enum Mutant {
     /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
     /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
     BackpressureAfterSend,
+    /// A fence remembers only the last thread that used it as its holder, so the thread that
+    /// began it blocks forever on its own fenced ticket after a scoped worker submitted
+    /// through it (breaks INV-NO-HANG).
+    FenceRemembersLastThread,
 }
 
 impl WriterState {
