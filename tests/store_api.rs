@@ -606,7 +606,10 @@ fn invalid_configuration_is_refused_at_open() {
             .with_single_append_max_bytes(1 << 20)
             .with_frame_max_bytes(1 << 20),
         StoreConfig::new(tmp.path()).with_batch_max_size(0),
-        StoreConfig::new(tmp.path()).with_group_commit_max_batch(0),
+        StoreConfig::new(tmp.path()).with_single_append_max_bytes(0),
+        StoreConfig::new(tmp.path()).with_single_append_max_bytes((64 << 20) + 1),
+        StoreConfig::new(tmp.path()).with_frame_max_bytes(u32::MAX),
+        StoreConfig::new(tmp.path()).with_fd_budget(0),
         StoreConfig::new(""),
     ];
     for cfg in cfgs {

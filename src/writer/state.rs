@@ -201,6 +201,11 @@ pub enum Mutant {
     /// original receipt at once, before the fence decides: after a cancel the retry holds a
     /// receipt for an event that never becomes visible (breaks INV-IDEMPOTENT).
     IdempotentRetryAnswersEarly,
+    /// Recovery looks for valid records after damage from the next byte on, inside the
+    /// damaged frame's own extent, so a frame-shaped piece of a torn record's payload turns a
+    /// torn tail into "corruption" and the store does not open (breaks
+    /// INV-RECOVERY-IDEMPOTENT).
+    RecoveryLooksInsideTornFrame,
 }
 
 impl WriterState {

@@ -93,7 +93,7 @@ struct GroupSink<'a> {
 impl Sink for GroupSink<'_> {
     fn emit(&mut self, record: &Record<'_>) -> Result<DiskPos, StoreError> {
         let mut start = self.buf.len();
-        let len = codec::encode_into(record, self.frame_max, self.buf)
+        let len = codec::encode_into(record, self.frame_max, self.seg.salt(), self.buf)
             .map_err(|e| StoreError::Serialization(Box::new(e)))?;
         if !self.seg.fits(start as u64, len as u64) {
             // The frame crosses segment_max_bytes: flush what precedes it, seal, roll.
@@ -112,6 +112,8 @@ impl Sink for GroupSink<'_> {
             }
             self.buf.drain(..start);
             start = 0;
+            // The frame moves to the new segment: seal it with that segment's salt.
+            codec::reseal(self.buf, self.seg.salt());
         }
         Ok(DiskPos {
             segment_id: self.seg.segment_id(),

@@ -10,7 +10,6 @@
     clippy::too_many_lines
 )]
 
-use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
 use batpak::coordinate::{Coordinate, Region};
 use batpak::env::{CounterIds, CrashImage, CrashOptions, Disk, FaultKind, ManualClock, SimDisk};
 use batpak::event::EventKind;
@@ -318,7 +317,7 @@ pub fn history(disk: &SimDisk, strict: bool) -> Result<Vec<Rec>, Violation> {
         });
         Ok(())
     };
-    let report = log::recover(&full, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT, &mut visit)
+    let report = log::recover(&full, Path::new(DIR), &mut visit)
         .map_err(|e| violation("INV-PREFIX", format!("the written log is damaged: {e}")))?;
     if let Some(t) = report.torn_tail.filter(|_| strict) {
         return Err(violation(
