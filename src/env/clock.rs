@@ -7,6 +7,14 @@ use std::fmt;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Current time in microseconds since the Unix epoch.
     fn now_us(&self) -> i64;
+
+    /// A reading for measuring intervals (the deferred mode's flush bound), in microseconds
+    /// from an arbitrary origin, never decreasing; `None` (the default) means real time, read
+    /// from the OS's monotonic clock. Wall time is no good for intervals: it can step back.
+    /// Test clocks return their own reading, so the flush bound can be driven by hand.
+    fn monotonic_us(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Source of event ids (UUIDv7-shaped `u128`).
@@ -32,6 +40,8 @@ impl Clock for SystemClock {
 #[derive(Debug, Default)]
 pub struct ManualClock {
     now_us: AtomicI64,
+    /// The monotonic reading: moves forward with `advance`, never back.
+    mono_us: AtomicU64,
 }
 
 impl ManualClock {
@@ -39,11 +49,16 @@ impl ManualClock {
     pub fn new(start_us: i64) -> Self {
         Self {
             now_us: AtomicI64::new(start_us),
+            mono_us: AtomicU64::new(0),
         }
     }
-    /// Moves the clock forward by `delta_us`.
+    /// Moves the clock by `delta_us`: wall time by `delta_us` (a negative delta steps it
+    /// back, as a system clock can), the monotonic reading forward by `delta_us` if positive.
     pub fn advance(&self, delta_us: i64) {
         self.now_us.fetch_add(delta_us, Ordering::SeqCst);
+        if let Ok(forward) = u64::try_from(delta_us) {
+            self.mono_us.fetch_add(forward, Ordering::SeqCst);
+        }
     }
 }
 
@@ -51,6 +66,10 @@ impl Clock for ManualClock {
     fn now_us(&self) -> i64 {
         // Every reading advances by one microsecond so timestamps stay strictly increasing.
         self.now_us.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn monotonic_us(&self) -> Option<u64> {
+        Some(self.mono_us.load(Ordering::SeqCst))
     }
 }
 

@@ -206,6 +206,10 @@ pub enum Mutant {
     /// torn tail into "corruption" and the store does not open (breaks
     /// INV-RECOVERY-IDEMPOTENT).
     RecoveryLooksInsideTornFrame,
+    /// Deferred mode: the flush timer restarts with every command instead of running from
+    /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
+    /// INV-FLUSH-BOUND).
+    FlushTimerRestarts,
 }
 
 impl WriterState {

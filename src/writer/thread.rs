@@ -132,6 +132,11 @@ pub(crate) struct Writer {
     pub rx: Receiver<Command>,
     buf: Vec<u8>,
     unsynced_events: u64,
+    /// Deferred mode: when (monotonic µs) the oldest record not yet synced was written. The
+    /// flush bound runs from it, whatever commands come after (INV-FLUSH-BOUND).
+    oldest_unsynced_us: Option<u64>,
+    /// Origin of the real monotonic reading (when the clock gives none).
+    started: std::time::Instant,
 }
 
 impl Writer {
@@ -154,7 +159,32 @@ impl Writer {
             rx,
             buf: Vec::with_capacity(64 * 1024),
             unsynced_events: 0,
+            oldest_unsynced_us: None,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Monotonic microseconds: the clock's own reading if it has one (test clocks), else real
+    /// time since the writer started.
+    fn mono_us(&self) -> u64 {
+        self.cfg.clock.monotonic_us().unwrap_or_else(|| {
+            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+        })
+    }
+
+    fn flush_interval_us(&self) -> u64 {
+        u64::try_from(self.cfg.flush_interval.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Deferred mode with unsynced records: how long until the oldest of them is due.
+    fn flush_due_in(&self) -> Option<Duration> {
+        let oldest = self
+            .oldest_unsynced_us
+            .filter(|_| self.unsynced_events > 0)?;
+        let age = self.mono_us().saturating_sub(oldest);
+        Some(Duration::from_micros(
+            self.flush_interval_us().saturating_sub(age),
+        ))
     }
 
     fn durable_mode(&self) -> bool {
@@ -165,10 +195,15 @@ impl Writer {
     pub fn run(mut self) {
         let _span = tracing::info_span!("batpak-writer").entered();
         loop {
-            let first = if self.unsynced_events > 0 {
+            let first = if let Some(due) = self.flush_due_in() {
+                if due.is_zero() {
+                    let mut out = Vec::new();
+                    self.finish_group(&mut out, true);
+                    continue;
+                }
                 let polled = match self.poll_command() {
                     Ok(c) => Ok(c),
-                    Err(()) => self.rx.recv_timeout(self.cfg.flush_interval),
+                    Err(()) => self.rx.recv_timeout(due),
                 };
                 match polled {
                     Ok(c) => c,
@@ -264,9 +299,20 @@ impl Writer {
             self.latch(&mut out, &detail);
         }
         self.unsynced_events += self.state.next_seq - before;
-        let sync_now = force_sync
+        let mut sync_now = force_sync
             || self.durable_mode()
             || self.unsynced_events >= u64::from(self.cfg.sync_every_n_events);
+        if !sync_now && self.unsynced_events > 0 {
+            // The bound runs from the oldest unsynced write: a steady trickle of commands
+            // must not keep pushing the flush out.
+            let now = self.mono_us();
+            let oldest = match self.oldest_unsynced_us {
+                Some(t) if self.state.mutant != Mutant::FlushTimerRestarts => t,
+                _ => now,
+            };
+            self.oldest_unsynced_us = Some(oldest);
+            sync_now = now.saturating_sub(oldest) >= self.flush_interval_us();
+        }
         self.finish_group(&mut out, sync_now);
         shutdown
     }
@@ -316,6 +362,7 @@ impl Writer {
             .store(written, Ordering::SeqCst);
         if fsync {
             self.unsynced_events = 0;
+            self.oldest_unsynced_us = None;
         }
         // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
         let ready = std::mem::take(&mut self.state.ready);
@@ -373,6 +420,9 @@ impl Writer {
         tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
         self.state.latched = Some(detail.to_string());
         self.state.ready.clear();
+        // Nothing will be synced any more: no flush is due.
+        self.unsynced_events = 0;
+        self.oldest_unsynced_us = None;
         #[cfg(feature = "tla-trace")]
         {
             self.state.trace_units.clear();
