@@ -74,7 +74,8 @@ impl FenceWatch {
 #[derive(Debug)]
 struct Answer<T> {
     rx: Receiver<Result<T, StoreError>>,
-    kept: Mutex<Option<Result<T, StoreError>>>,
+    /// Boxed: only `try_check` keeps an answer, and a ticket stays small.
+    kept: Mutex<Option<Box<Result<T, StoreError>>>>,
 }
 
 impl<T: Clone> Answer<T> {
@@ -89,16 +90,16 @@ impl<T: Clone> Answer<T> {
     fn poll(&self) -> Option<Result<T, StoreError>> {
         let mut kept = self.kept.lock();
         if kept.is_none() {
-            *kept = poll(&self.rx);
+            *kept = poll(&self.rx).map(Box::new);
         }
-        kept.as_ref().map(replay)
+        kept.as_deref().map(replay)
     }
 
     /// Blocks for the answer. A fenced ticket waited on by one of its fence's holders while
     /// the fence is open answers `FenceTicketPending` instead (see [`FenceWatch`]).
     fn wait(self, spin: u32, fence: Option<&FenceWatch>) -> Result<T, StoreError> {
         if let Some(r) = self.kept.into_inner() {
-            return r;
+            return *r;
         }
         if let Some(w) = fence.filter(|w| w.would_deadlock()) {
             return poll(&self.rx)

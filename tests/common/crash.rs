@@ -11,7 +11,9 @@
 )]
 
 use batpak::coordinate::{Coordinate, Region};
-use batpak::env::{CounterIds, CrashImage, CrashOptions, Disk, FaultKind, ManualClock, SimDisk};
+use batpak::env::{
+    CounterIds, CrashImage, CrashOptions, Disk, FaultKind, ManualClock, SeededEntropy, SimDisk,
+};
 use batpak::event::EventKind;
 use batpak::log::{self, RecordBody, Unit};
 use batpak::store::{
@@ -82,6 +84,7 @@ pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(T0 + session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
+        .with_entropy_source(Arc::new(SeededEntropy::new(session)))
         .with_segment_max_bytes(512)
         .with_mutant(mode.mutant);
     if mode.deferred {
