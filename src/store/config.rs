@@ -225,7 +225,10 @@ impl StoreConfig {
 
     /// How many segment files readers keep open at most (default 64, upstream's
     /// `fd_budget`); least recently used ones are closed first. At least 1. The writer's
-    /// own descriptors (active segment, directory lock) come on top.
+    /// own descriptors come on top: the active segment and the directory lock, and during a
+    /// segment roll briefly two more (the new segment, and the directory it syncs). A roll
+    /// that cannot get them closes the readers' descriptors and tries again, so reads never
+    /// make the writer fail.
     pub fn with_fd_budget(mut self, fd_budget: usize) -> Self {
         self.fd_budget = fd_budget;
         self

@@ -14,9 +14,13 @@
 //!   an image may keep a later write and lose an earlier one: such a hole before surviving
 //!   records must make `open` fail with `CorruptSegment` at the hole and leave the disk
 //!   untouched (INV-CORRUPTION-FAILS-CLOSED);
-//! * without damage, `open` succeeds and keeps exactly that prefix; with one damaged byte it
-//!   either keeps exactly the records before the damaged frame (a torn tail) or fails with
-//!   `CorruptSegment` when valid records follow the damage (INV-CORRUPTION-FAILS-CLOSED);
+//! * without damage, `open` succeeds and keeps exactly that prefix (a torn last record whose
+//!   payload holds frames sealed for its own segment included: big appends embed them,
+//!   INV-RECOVERY-IDEMPOTENT); with one damaged byte it either keeps exactly the records
+//!   before the damaged frame (a torn tail) or fails with `CorruptSegment` when a valid record
+//!   follows the damage, judged on the damaged image by the format's rule (after the damaged
+//!   frame if its head check holds, else from the next byte; a damaged segment header in
+//!   front of frames is corruption) (INV-CORRUPTION-FAILS-CLOSED);
 //! * the visible events equal [`expected_visible`] of the kept log, payloads included;
 //! * acknowledged-durable events are visible, with their sequence (INV-DURABLE);
 //! * acknowledged batches are all or nothing (INV-BATCH-ATOMIC); cancelled, dropped and open
