@@ -270,10 +270,17 @@ fn ids_stay_strictly_increasing_within_a_store_when_the_clock_steps_back() {
             ids.push(store.append(&c, KIND, &n).unwrap().event_id);
         }
     }
+    store.close().unwrap();
+    // Reopen with a clock two hours behind the last event.
+    clock.set(t0 - 7_200_000_000);
+    let store = Store::open(cfg()).unwrap();
+    for n in 0..20 {
+        ids.push(store.append(&c, KIND, &n).unwrap().event_id);
+    }
     let by_seq: Vec<u128> = store.stream("ids").iter().map(|e| e.event_id).collect();
     store.close().unwrap();
     assert_eq!(by_seq, ids);
-    assert_strictly_increasing(&ids, "one store, clock stepping back");
+    assert_strictly_increasing(&ids, "one store, clock stepping back, across a reopen");
 
     // The source alone, fed a clock that steps back and stalls.
     let src = RandomIds::default();

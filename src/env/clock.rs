@@ -15,7 +15,8 @@ pub trait Clock: Send + Sync + fmt::Debug {
 /// Ids must be unique; the store's own sources also make them strictly increasing per source
 /// ([`RandomIds`] even when `now_us` steps back).
 pub trait IdSource: Send + Sync + fmt::Debug {
-    /// A fresh id; `now_us` is the clock reading to embed in the id's time prefix.
+    /// A fresh id; `now_us` is the time to embed in the id's prefix (the store passes the
+    /// event's hybrid logical clock, which never decreases).
     fn next_id(&self, now_us: i64) -> u128;
 }
 

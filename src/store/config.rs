@@ -162,7 +162,8 @@ impl StoreConfig {
         self
     }
 
-    /// Any [`Clock`] (deterministic tests: `ManualClock`).
+    /// Any [`Clock`] (deterministic tests: `ManualClock`). The clock may step back or jump;
+    /// event times never decrease (INV-HLC-MONOTONE, `spec/FORMAT.md`).
     pub fn with_clock_source(mut self, clock: StdArc<dyn Clock>) -> Self {
         self.clock = clock;
         self

@@ -138,6 +138,11 @@ pub(crate) struct WriterState {
     idem: IdMap<u128, IdemInfo>,
     /// Idempotency keys written but not yet published, with the unit holding them.
     pending_idem: IdMap<u128, (IdemInfo, Unit)>,
+    /// The hybrid logical clock: the timestamp of the last event written or recovered, in
+    /// microseconds. Event timestamps are `max(clock reading, hlc_us)` (INV-HLC-MONOTONE).
+    hlc_us: i64,
+    /// Whether the wall clock was last seen behind the HLC by more than a second (warned).
+    clock_behind: bool,
     /// The I/O failure that latched the writer.
     pub latched: Option<String>,
     /// Seeded bug, for the witnesses' mutant tests (always `None` in real use).
@@ -190,6 +195,9 @@ pub enum Mutant {
     /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
     /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
     BackpressureAfterSend,
+    /// The writer stamps events with the raw wall-clock reading instead of the hybrid logical
+    /// clock, so time goes backwards when the clock steps back (breaks INV-HLC-MONOTONE).
+    RawWallClock,
 }
 
 impl WriterState {
@@ -332,6 +340,10 @@ impl WriterState {
                 if let Unit::FencedBatch { fence, batch } = e.unit {
                     self.batch_fences.insert(batch, fence);
                 }
+                // The HLC is the running maximum of the log's timestamps: the writer stamps
+                // them that way, and a log written before that rule reads as if it had been.
+                let timestamp_us = e.timestamp_us.max(self.hlc_us);
+                self.hlc_us = timestamp_us;
                 let slot = Slot {
                     event_id: e.event_id,
                     correlation_id: e.correlation_id.unwrap_or(e.event_id),
@@ -341,7 +353,7 @@ impl WriterState {
                         event_hash: hash,
                     },
                     seq: record.seq,
-                    timestamp_us: e.timestamp_us,
+                    timestamp_us,
                     disk_pos: pos,
                     clock: e.clock,
                     kind: EventKind::from_raw(e.kind),
@@ -395,6 +407,12 @@ impl WriterState {
         self.batches.clear();
         self.fences.clear();
         self.batch_fences.clear();
+        // The first event after a reopen takes a later millisecond than every recovered one,
+        // so ids, whose prefix is that millisecond, keep increasing across restarts even with
+        // a fresh id source and a clock that is behind.
+        if !self.heads.is_empty() {
+            self.hlc_us = (self.hlc_us / 1000).saturating_add(1).saturating_mul(1000);
+        }
         // Keys of hidden units never answer a retry.
         self.pending_idem.clear();
         self.pending_ids.clear();
@@ -688,6 +706,35 @@ impl WriterState {
         Ok(())
     }
 
+    /// The hybrid logical clock's next reading: the wall clock when it is ahead of every
+    /// earlier event, else the time of the latest one (INV-HLC-MONOTONE). A clock that jumps
+    /// ahead is followed (the store has no other clock to judge it by, and refusing writes
+    /// would turn a clock fault into an outage); if it comes back, the store's time holds
+    /// until the clock catches up, while sequence and entity clocks keep ordering events.
+    fn stamp(&mut self, raw_us: i64) -> i64 {
+        if self.mutant == Mutant::RawWallClock {
+            return raw_us;
+        }
+        if raw_us >= self.hlc_us {
+            if self.clock_behind {
+                self.clock_behind = false;
+                tracing::info!(
+                    now_us = raw_us,
+                    "wall clock caught up with the store's time"
+                );
+            }
+            self.hlc_us = raw_us;
+        } else if !self.clock_behind && self.hlc_us - raw_us > 1_000_000 {
+            self.clock_behind = true;
+            tracing::warn!(
+                behind_ms = (self.hlc_us - raw_us) / 1000,
+                hlc_us = self.hlc_us,
+                "wall clock is behind the store's time (stepped back, or an earlier reading was ahead); event times hold until it catches up"
+            );
+        }
+        self.hlc_us
+    }
+
     /// Writes one event record (no checks). Returns its receipt.
     fn write_event(
         &mut self,
@@ -697,7 +744,7 @@ impl WriterState {
         content_hash: [u8; 32],
         env: &mut StepEnv<'_>,
     ) -> Result<AppendReceipt, StoreError> {
-        let now = env.clock.now_us();
+        let now = self.stamp(env.clock.now_us());
         let event_id = env.ids.next_id(now);
         let mut head = self.head(item.coord.entity());
         if self.mutant == Mutant::ChainRestartsInFence && unit.fence().is_some() {
