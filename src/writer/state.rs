@@ -231,6 +231,9 @@ pub enum Mutant {
     /// A batch whose keys are all known is written again instead of answered with the
     /// original receipts (breaks INV-IDEMPOTENT).
     BatchRetryWritesAgain,
+    /// `wait_for_durable` overlooks the writer's exit and sleeps until its timeout
+    /// (breaks INV-NO-HANG).
+    WaitIgnoresWriterExit,
 }
 
 impl WriterState {
