@@ -166,10 +166,14 @@ impl SegmentWriter {
             .and_then(|()| sync(&mut *file, sync_mode));
         if let Err(e) = header {
             // Leave no header the page cache shows but the platter may lack: a later process
-            // would take the segment as the log's continuation. An empty segment file is a torn
-            // header, which recovery removes.
-            if let Err(cut) = file.truncate(0) {
-                tracing::error!(file = %path.display(), error = %cut, "could not cut an unsynced segment header");
+            // would take the segment as the log's continuation. So the file goes (or, failing
+            // that, its bytes: an empty segment file is a torn header, which recovery removes).
+            drop(file);
+            if let Err(gone) = disk.remove(&path) {
+                tracing::error!(file = %path.display(), error = %gone, "could not remove a segment whose header failed");
+                if let Err(cut) = disk.open(&path, true).and_then(|mut f| f.truncate(0)) {
+                    tracing::error!(file = %path.display(), error = %cut, "could not cut an unsynced segment header");
+                }
             }
             return Err(e);
         }

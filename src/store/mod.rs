@@ -131,8 +131,12 @@ impl<S> std::fmt::Debug for Store<S> {
 
 impl Store<Open> {
     /// Opens (or creates) the store in `cfg`'s directory: takes the directory lock, recovers
-    /// the log (cutting a torn tail, refusing corruption with the file and offset), rebuilds
-    /// the index and starts the writer thread.
+    /// the log (cutting a torn tail, refusing corruption with the file and offset), syncs what
+    /// it recovered (a crashed process may have left it in the page cache only, and it is
+    /// reported durable from now on), rebuilds the index and starts the writer thread.
+    ///
+    /// If that sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
+    /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);

@@ -87,19 +87,54 @@ pub(crate) struct WriterConfig {
 struct GroupFailure {
     /// What failed (for logs and `WriterLatched`).
     detail: String,
-    /// `Some` when nothing of the group is or will ever be in the log (its bytes were cut back
-    /// off durably): every command of the group gets this definite error (file, cause).
-    definite: Option<(std::path::PathBuf, std::io::ErrorKind, String)>,
+    /// `Some` when nothing of the group is or will ever be in the log: every command of the
+    /// group gets this definite error naming the file, the operation and the cause.
+    definite: Option<Definite>,
+}
+
+/// A definite failure: the file, the operation that failed, the cause.
+#[derive(Debug)]
+struct Definite {
+    path: std::path::PathBuf,
+    op: &'static str,
+    kind: std::io::ErrorKind,
+    message: String,
 }
 
 impl GroupFailure {
+    /// A failure whose outcome is unknown.
+    fn unknown(detail: String) -> Self {
+        GroupFailure {
+            detail,
+            definite: None,
+        }
+    }
+
+    /// A failure that left nothing of the group in the log.
+    fn definite(
+        detail: String,
+        path: std::path::PathBuf,
+        op: &'static str,
+        error: &std::io::Error,
+    ) -> Self {
+        GroupFailure {
+            detail,
+            definite: Some(Definite {
+                path,
+                op,
+                kind: error.kind(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
     /// The error the group's commands get.
     fn error(&self) -> StoreError {
         match &self.definite {
-            Some((path, kind, message)) => StoreError::IoAt {
-                path: path.clone(),
-                op: "append",
-                source: std::io::Error::new(*kind, message.clone()),
+            Some(d) => StoreError::IoAt {
+                path: d.path.clone(),
+                op: d.op,
+                source: std::io::Error::new(d.kind, d.message.clone()),
             },
             None => StoreError::OutcomeUnknown {
                 detail: self.detail.clone(),
@@ -122,31 +157,31 @@ fn after_write_failure(
     let mut detail = format!("write to {} failed: {error}", path.display());
     if !rolled {
         match seg.cut_back() {
-            Ok(()) => {
-                return GroupFailure {
-                    definite: Some((path, error.kind(), error.to_string())),
-                    detail,
-                }
-            }
+            Ok(()) => return GroupFailure::definite(detail, path, "write segment", error),
             Err(e) => detail = format!("{detail}; cutting it back failed: {e}"),
         }
     }
     discard_unsynced(seg, &mut detail);
-    GroupFailure {
-        detail,
-        definite: None,
-    }
+    GroupFailure::unknown(detail)
 }
 
 /// After a failed sync of `seg`: the kernel may have dropped its unsynced pages or marked them
 /// clean without writing them, so a retry would succeed and prove nothing (Linux). They are
 /// cut off, so that no later process finds them in the page cache and takes them for durable.
-fn after_sync_failure(seg: &mut SegmentWriter, error: &std::io::Error) -> GroupFailure {
-    let mut detail = format!("sync of {} failed: {error}", seg.path().display());
+/// Definite only if the group had written nothing (`wrote_nothing`): whatever of its bytes
+/// reached the platter before the error is unknown.
+fn after_sync_failure(
+    seg: &mut SegmentWriter,
+    error: &std::io::Error,
+    wrote_nothing: bool,
+) -> GroupFailure {
+    let path = seg.path();
+    let mut detail = format!("sync of {} failed: {error}", path.display());
     discard_unsynced(seg, &mut detail);
-    GroupFailure {
-        detail,
-        definite: None,
+    if wrote_nothing {
+        GroupFailure::definite(detail, path, "seal segment", error)
+    } else {
+        GroupFailure::unknown(detail)
     }
 }
 
@@ -180,16 +215,27 @@ impl Sink for GroupSink<'_> {
         if !self.seg.fits(start as u64, len as u64) {
             // The frame crosses segment_max_bytes: flush what precedes it, seal, roll.
             let rolled = self.seg.segment_id() != self.group_segment;
+            // Nothing of the group is written anywhere yet (so a failure of the roll itself
+            // leaves nothing of it in the log).
+            let wrote_nothing = !rolled && start == 0;
+            let next = self.next_segment_path();
             let failure = match self.seg.write(self.buf.get(..start).unwrap_or(&[])) {
                 Err(e) => Some(after_write_failure(self.seg, &e, rolled)),
                 Ok(()) => match self.seg.roll(record.seq) {
                     Ok(()) => None,
-                    Err(RollError::Seal(e)) => Some(after_sync_failure(self.seg, &e)),
-                    // The old segment is sealed (synced): nothing to cut.
-                    Err(e @ RollError::Create(_)) => Some(GroupFailure {
-                        detail: format!("segment roll failed: {e}"),
-                        definite: None,
-                    }),
+                    Err(RollError::Seal(e)) => {
+                        Some(after_sync_failure(self.seg, &e, wrote_nothing))
+                    }
+                    // The old segment is sealed (synced): nothing to cut there; the new one
+                    // was left without a header (recovery removes it).
+                    Err(RollError::Create(e)) => {
+                        let detail = format!("creating {} failed: {e}", next.display());
+                        Some(if wrote_nothing {
+                            GroupFailure::definite(detail, next, "create segment", &e)
+                        } else {
+                            GroupFailure::unknown(detail)
+                        })
+                    }
                 },
             };
             if let Some(failure) = failure {
@@ -209,6 +255,17 @@ impl Sink for GroupSink<'_> {
             offset: self.seg.len() + start as u64,
             length: len as u32,
         })
+    }
+}
+
+impl GroupSink<'_> {
+    /// The path of the segment a roll would create.
+    fn next_segment_path(&self) -> std::path::PathBuf {
+        self.seg
+            .path()
+            .with_file_name(crate::log::segment::segment_file_name(
+                self.seg.segment_id().saturating_add(1),
+            ))
     }
 }
 
@@ -398,7 +455,7 @@ impl Writer {
                 synced = self.seg.sync();
             }
             if let Err(e) = synced {
-                let f = after_sync_failure(&mut self.seg, &e);
+                let f = after_sync_failure(&mut self.seg, &e, false);
                 self.latch_group(out, &f);
                 reply_all(out, false);
                 return;
