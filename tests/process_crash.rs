@@ -389,7 +389,7 @@ fn a_full_disk_is_a_definite_error_and_the_store_works_again_after_reopen() {
         assert!(err.is_definite(), "{err:?}");
         match &err {
             StoreError::IoAt { op, path, source } => {
-                assert_eq!(*op, "append");
+                assert_eq!(*op, "write segment");
                 assert_eq!(path, &segment(0));
                 assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{source}");
             }

@@ -218,3 +218,27 @@ fn recovery_corpus_reaches_every_outcome() {
         );
     }
 }
+
+/// The recovery harness reads its crash image as the page cache a crashed process left and
+/// then loses power after the reopen: a store that reports what it recovered as durable
+/// without syncing it (seeded bug `RecoveryTrustsPageCache`) is caught when the image keeps
+/// unsynced writes and the power loss drops them.
+#[test]
+fn recovery_harness_catches_recovery_trusting_the_page_cache() {
+    let mut input = unsynced_workload(vec![u8::MAX; 4]);
+    input.recrash = vec![0; 4];
+    assert_eq!(
+        recovery_with(input.clone(), Mutant::None),
+        Outcome::Recovered
+    );
+    let caught = std::panic::catch_unwind(|| {
+        recovery_with(input, Mutant::RecoveryTrustsPageCache);
+    });
+    let msg = caught.expect_err("RecoveryTrustsPageCache survived a power loss after the reopen");
+    let text = msg
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| msg.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(text.contains("INV-DURABLE"), "{text}");
+}

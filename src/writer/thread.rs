@@ -90,6 +90,8 @@ struct GroupFailure {
     /// `Some` when nothing of the group is or will ever be in the log: every command of the
     /// group gets this definite error naming the file, the operation and the cause.
     definite: Option<Definite>,
+    /// Everything written before the group is durable (a cut back synced it).
+    synced_before: bool,
 }
 
 /// A definite failure: the file, the operation that failed, the cause.
@@ -107,6 +109,7 @@ impl GroupFailure {
         GroupFailure {
             detail,
             definite: None,
+            synced_before: false,
         }
     }
 
@@ -125,6 +128,7 @@ impl GroupFailure {
                 kind: error.kind(),
                 message: error.to_string(),
             }),
+            synced_before: false,
         }
     }
 
@@ -157,7 +161,11 @@ fn after_write_failure(
     let mut detail = format!("write to {} failed: {error}", path.display());
     if !rolled {
         match seg.cut_back() {
-            Ok(()) => return GroupFailure::definite(detail, path, "write segment", error),
+            Ok(()) => {
+                let mut f = GroupFailure::definite(detail, path, "write segment", error);
+                f.synced_before = true;
+                return f;
+            }
             Err(e) => detail = format!("{detail}; cutting it back failed: {e}"),
         }
     }
@@ -528,14 +536,15 @@ impl Writer {
         reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
     }
 
-    /// Latches after the group's I/O failed. A definite failure (the group's bytes cut back
-    /// off durably) gives every command of the group a definite error naming the file and the
-    /// cause (`StorageFull` for a full disk), and the cut's sync made everything written
-    /// before the group durable. Either way later writes are refused until the store is
+    /// Latches after the group's I/O failed. A definite failure (nothing of the group is in
+    /// the log) gives every command of the group a definite error naming the file and the
+    /// cause (`StorageFull` for a full disk); after a cut back, whose sync made everything
+    /// written before the group durable, the durable frontier says so. Either way later
+    /// writes are refused until the store is
     /// reopened: the state machine has already taken the group's sequences, so the writer
     /// cannot go on after them.
     fn latch_group(&mut self, out: &mut Vec<Outgoing>, failure: &GroupFailure) {
-        if failure.definite.is_some() {
+        if failure.synced_before {
             let written = self.shared.frontier.written.load(Ordering::SeqCst);
             self.shared
                 .frontier

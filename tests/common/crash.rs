@@ -1084,7 +1084,7 @@ pub fn check_all_images(
             Some(Rec::Event { id, .. }) if *id == a.id => {}
             // After a failed fsync the writer cuts off what it had not synced: events
             // acknowledged as not durable (deferred mode) may be lost then, as in a crash.
-            None if !a.durable && acks.indefinite_errors > 0 => {}
+            None if !a.durable && !strict => {}
             None => {
                 return Err(violation(
                     "INV-DURABLE",

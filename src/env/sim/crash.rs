@@ -227,13 +227,14 @@ impl FileUnit {
         StdArc::new(content)
     }
 
-    /// The file as the next process finds it under `choice`. Keeping every pending operation
-    /// is the file exactly as a process crash leaves it now (page cache included: pages a
-    /// failed sync left cached but unwritten still read back). Losing some is what a power
-    /// loss leaves, except that what survived is still treated as unsynced, so a later power
-    /// loss may lose it again: a state at least as hard for recovery as either.
-    fn node(&self, choice: FileChoice) -> FileNode {
-        if choice == FileChoice::Keep(self.pending.len()) {
+    /// The file as the next process finds it under `choice`. `exact`: the image keeps every
+    /// pending operation of every file and directory, so it is exactly what a process crash
+    /// leaves now (page cache included: pages a failed sync left cached but unwritten still
+    /// read back). Otherwise it is what a power loss leaves (the page cache is gone), except
+    /// that what survived is still treated as unsynced, so a later power loss may lose it
+    /// again: a state at least as hard for recovery as either.
+    fn node(&self, choice: FileChoice, exact: bool) -> FileNode {
+        if exact {
             return FileNode {
                 durable: StdArc::clone(&self.durable),
                 clean: self.clean.clone(),
@@ -365,8 +366,10 @@ impl CrashImage {
     /// A fresh disk holding this image as the next process finds it: the surviving bytes and
     /// entries that were not durable are *still not durable* (they sit in the page cache; a
     /// later power loss on the returned disk may lose them again), as after a process crash.
-    /// A file or directory that keeps every pending operation is exactly as a process crash
-    /// leaves it now. No faults, no locks, operation count 0; independent of the original disk.
+    /// The image that keeps every pending operation of every file and directory is exactly
+    /// what a process crash leaves now (pages a failed sync left cached but unwritten
+    /// included); every other image is what a power loss leaves, with what survived still
+    /// unsynced. No faults, no locks, operation count 0; independent of the original disk.
     pub fn disk(&self) -> SimDisk {
         SimDisk::from_state(self.state(false))
     }
@@ -380,6 +383,7 @@ impl CrashImage {
     /// The image's state; `durable`: as a power loss leaves it, else as the next process
     /// finds it (see [`CrashImage::disk`]).
     pub(super) fn state(&self, durable: bool) -> State {
+        let exact = !durable && self.keeps_everything();
         let mut st = State::new();
         for (unit, choice) in self.dir_choices() {
             let node = if durable {
@@ -422,13 +426,22 @@ impl CrashImage {
                 let node = if durable {
                     FileNode::durable(unit.content(choice))
                 } else {
-                    unit.node(choice)
+                    unit.node(choice, exact)
                 };
                 st.files.insert(unit.id, node);
             }
         }
         st.next_id = self.snapshot.next_id;
         st
+    }
+
+    /// Whether this image keeps every pending operation of every file and directory.
+    fn keeps_everything(&self) -> bool {
+        self.dir_choices()
+            .all(|(d, c)| (0..d.pending.len()).all(|i| d.keeps(c, i)))
+            && self
+                .file_choices()
+                .all(|(f, c)| c == FileChoice::Keep(f.pending.len()))
     }
 
     /// A short account of what this image kept and lost (for failure messages).

@@ -650,3 +650,27 @@ fn removed_inode_is_freed_after_sync_dir_and_last_handle_drop() {
     assert_eq!(d.state.lock().files.len(), 1);
     assert_eq!(d.crash_image_count(&CrashOptions::default()), 2);
 }
+
+#[test]
+fn only_the_image_keeping_everything_shows_pages_a_failed_sync_left_cached() {
+    let (d, mut f) = disk_with_file(b"abc");
+    f.append(b"de").unwrap();
+    d.fail_next("sync_data", FaultKind::Transient);
+    assert!(f.sync_data().is_err());
+    f.append(b"f").unwrap();
+    let images = d.crash_images(&CrashOptions::default());
+    // Pending: the one append of "f" (at offset 5): lost, torn? (1 byte: no), garbage, kept.
+    assert_eq!(images.len(), 3, "{images:?}");
+    let exact = d.crash_with(&mut |n| n - 1);
+    assert_eq!(exact.disk().read_file(p(FILE)).unwrap(), b"abcdef");
+    assert_eq!(exact.disk().durable_file(p(FILE)).unwrap(), b"abc");
+    // A power loss drops the page cache: the cached-but-clean "de" is gone, and a surviving
+    // later write lands after a hole.
+    assert_eq!(
+        exact.power_loss_disk().read_file(p(FILE)).unwrap(),
+        b"abc\0\0f"
+    );
+    let lost = d.crash_with(&mut |_| 0);
+    assert_eq!(lost.disk().read_file(p(FILE)).unwrap(), b"abc");
+    assert_eq!(lost.power_loss_disk().read_file(p(FILE)).unwrap(), b"abc");
+}
