@@ -242,3 +242,20 @@ fn recovery_harness_catches_recovery_trusting_the_page_cache() {
         .unwrap_or_default();
     assert!(text.contains("INV-DURABLE"), "{text}");
 }
+
+/// Found by the `recovery` smoke once a failed fsync cut off the unsynced bytes: deferred mode,
+/// a big append (acknowledged, not durable), then a batch whose segment roll fails to sync the
+/// segment it seals (a transient fault 1 operation after open). The writer cuts the segment
+/// back to its last synced length, so the acknowledged but not durable append is gone, as in
+/// a crash; the harness had taken every receipt for a record of the written log.
+#[test]
+fn a_failed_seal_cuts_off_unsynced_deferred_events() {
+    let path =
+        fuzz_dir().join("regressions/recovery/failed_seal_cuts_unsynced_deferred_events.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    let ran = run_bytes::<RecoveryInput>(&bytes, |input| {
+        assert!(input.deferred && input.fault.is_some());
+        recovery(input);
+    });
+    assert!(ran, "the regression input no longer decodes");
+}

@@ -560,6 +560,11 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     }
     for &(seq, id) in &h.acked {
         let rec = written.records.get(seq as usize);
+        // After a failed fsync the writer cuts off what it had not synced: an event
+        // acknowledged as not durable (deferred mode) may be gone then, as in a crash.
+        if rec.is_none() && h.failed && !h.durable.contains(&(seq, id)) {
+            continue;
+        }
         assert!(
             matches!(rec, Some(LogRecord { body: LogBody::Event(e), .. }) if e.event_id == id),
             "INV-STABLE-SEQ: receipt ({seq}, {id:032x}) does not name the record at its sequence: {rec:?}"
