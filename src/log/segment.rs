@@ -2,8 +2,17 @@
 //! to a new one when the next frame would cross `segment_max_bytes`.
 //!
 //! Roll order (so a surviving newer segment always implies a durable older one, INV-PREFIX):
-//! write the pending bytes of the old segment, sync it, create the new file, write and sync its
-//! header, then sync the directory so the new entry is durable.
+//! write the pending bytes of the old segment, sync it - always, whoever wrote it: bytes another
+//! process left in the page cache are not durable until someone syncs them - create the new
+//! file, write and sync its header, then sync the directory so the new entry is durable. So a
+//! sealed segment (one with a later segment after it) is durable, and only the last segment
+//! can hold unsynced bytes: that is the one `Store::open` syncs before reporting anything
+//! durable.
+//!
+//! After a failed sync the unsynced bytes may never reach the platter although the page cache
+//! still shows them, and a later successful sync proves nothing about them; a later process
+//! would read them and could not tell. So the writer cuts them back off
+//! ([`SegmentWriter::discard_unsynced`]) before it latches.
 
 use crate::env::{Disk, DiskFile};
 use crate::sync::StdArc;
@@ -108,6 +117,16 @@ pub enum SyncMode {
     SyncData,
 }
 
+/// Seeded bugs of the segment writer, for the witnesses' mutant tests (never set in real use).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentBugs {
+    /// A roll does not sync the segment it seals.
+    pub roll_skips_seal_sync: bool,
+    /// A write that fails with `StorageFull` is taken as done.
+    pub swallow_no_space: bool,
+}
+
 /// The writer's handle on the active segment.
 #[derive(Debug)]
 pub struct SegmentWriter {
@@ -117,10 +136,13 @@ pub struct SegmentWriter {
     segment_id: u64,
     /// Bytes in the file (header + frames written so far).
     len: u64,
+    /// Bytes of the file known durable (synced by this process).
+    synced_len: u64,
     /// Bytes written since the last sync.
     dirty: bool,
     segment_max_bytes: u64,
     sync_mode: SyncMode,
+    bugs: SegmentBugs,
 }
 
 impl SegmentWriter {
@@ -136,11 +158,25 @@ impl SegmentWriter {
     ) -> io::Result<Self> {
         let path = dir.join(segment_file_name(segment_id));
         let mut file = disk.create_new(&path)?;
-        file.append(&encode_header(SegmentHeader {
-            segment_id,
-            first_seq,
-        }))?;
-        sync(&mut *file, sync_mode)?;
+        let header = file
+            .append(&encode_header(SegmentHeader {
+                segment_id,
+                first_seq,
+            }))
+            .and_then(|()| sync(&mut *file, sync_mode));
+        if let Err(e) = header {
+            // Leave no header the page cache shows but the platter may lack: a later process
+            // would take the segment as the log's continuation. So the file goes (or, failing
+            // that, its bytes: an empty segment file is a torn header, which recovery removes).
+            drop(file);
+            if let Err(gone) = disk.remove(&path) {
+                tracing::error!(file = %path.display(), error = %gone, "could not remove a segment whose header failed");
+                if let Err(cut) = disk.open(&path, true).and_then(|mut f| f.truncate(0)) {
+                    tracing::error!(file = %path.display(), error = %cut, "could not cut an unsynced segment header");
+                }
+            }
+            return Err(e);
+        }
         disk.sync_dir(dir)?;
         tracing::debug!(segment_id, first_seq, "segment created");
         Ok(Self {
@@ -149,13 +185,16 @@ impl SegmentWriter {
             file,
             segment_id,
             len: SEGMENT_HEADER_BYTES as u64,
+            synced_len: SEGMENT_HEADER_BYTES as u64,
             dirty: false,
             segment_max_bytes,
             sync_mode,
+            bugs: SegmentBugs::default(),
         })
     }
 
-    /// Continues writing at the end of an existing, recovered segment of `len` bytes.
+    /// Continues writing at the end of an existing, recovered segment of `len` bytes. Nothing
+    /// of it counts as durable until [`SegmentWriter::sync_recovered`].
     pub fn reopen(
         disk: StdArc<dyn Disk>,
         dir: &Path,
@@ -171,10 +210,37 @@ impl SegmentWriter {
             file,
             segment_id,
             len,
-            dirty: false,
+            synced_len: 0,
+            dirty: true,
             segment_max_bytes,
             sync_mode,
+            bugs: SegmentBugs::default(),
         })
+    }
+
+    /// Makes the recovered segment durable: bytes a crashed process left in the page cache are
+    /// not durable until synced, whoever wrote them.
+    pub fn sync_recovered(&mut self) -> io::Result<()> {
+        self.force_sync()
+    }
+
+    /// Seeded bug for the INV-DURABLE witnesses: counts the recovered segment as durable
+    /// without syncing it (recovery trusts the page cache).
+    #[doc(hidden)]
+    pub fn trust_recovered(&mut self) {
+        self.synced_len = self.len;
+        self.dirty = false;
+    }
+
+    /// Seeds bugs (for the mutant witnesses).
+    #[doc(hidden)]
+    pub fn seed_bugs(&mut self, bugs: SegmentBugs) {
+        self.bugs = bugs;
+    }
+
+    /// The active segment's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(segment_file_name(self.segment_id))
     }
 
     /// The active segment's id.
@@ -204,7 +270,13 @@ impl SegmentWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file.append(bytes)?;
+        match self.file.append(bytes) {
+            Ok(()) => {}
+            Err(e) if self.bugs.swallow_no_space && e.kind() == io::ErrorKind::StorageFull => {
+                tracing::warn!(error = %e, "seeded bug: a failed write is taken as done");
+            }
+            Err(e) => return Err(e),
+        }
         self.len += bytes.len() as u64;
         self.dirty = true;
         Ok(())
@@ -213,26 +285,76 @@ impl SegmentWriter {
     /// Makes everything written durable (no-op if nothing was written since the last sync).
     pub fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            sync(&mut *self.file, self.sync_mode)?;
-            self.dirty = false;
+            self.force_sync()?;
         }
         Ok(())
     }
 
-    /// Seals the active segment (sync) and starts segment `id + 1` at `first_seq`.
-    pub fn roll(&mut self, first_seq: u64) -> io::Result<()> {
-        self.sync()?;
-        let next = Self::create(
+    /// Syncs the file whatever this process wrote to it.
+    fn force_sync(&mut self) -> io::Result<()> {
+        sync(&mut *self.file, self.sync_mode)?;
+        self.dirty = false;
+        self.synced_len = self.len;
+        Ok(())
+    }
+
+    /// Seals the active segment (sync, whoever wrote it) and starts segment `id + 1` at
+    /// `first_seq`.
+    pub fn roll(&mut self, first_seq: u64) -> Result<(), RollError> {
+        if !self.bugs.roll_skips_seal_sync {
+            self.force_sync().map_err(RollError::Seal)?;
+        }
+        let mut next = Self::create(
             StdArc::clone(&self.disk),
             &self.dir,
             self.segment_id + 1,
             first_seq,
             self.segment_max_bytes,
             self.sync_mode,
-        )?;
+        )
+        .map_err(RollError::Create)?;
+        next.bugs = self.bugs;
         tracing::debug!(sealed = self.segment_id, "segment sealed");
         *self = next;
         Ok(())
+    }
+
+    /// After a failed write: cuts the file back to the end of the last successful write (the
+    /// failed one may have left part of its bytes) and syncs, so the failed bytes can never
+    /// reappear. `Ok` means nothing of the failed write is or will be in the log.
+    pub fn cut_back(&mut self) -> io::Result<()> {
+        self.file.truncate(self.len)?;
+        self.force_sync()
+    }
+
+    /// After a failed sync: the bytes written since the last successful sync may never reach
+    /// the platter although the page cache shows them, so they are cut off, and the cut is
+    /// synced (that sync proves nothing about the lost pages; it only makes the cut stick).
+    /// Returns the length cut to.
+    pub fn discard_unsynced(&mut self) -> io::Result<u64> {
+        self.file.truncate(self.synced_len)?;
+        self.len = self.synced_len;
+        self.dirty = false;
+        sync(&mut *self.file, self.sync_mode)?;
+        Ok(self.synced_len)
+    }
+}
+
+/// Which step of [`SegmentWriter::roll`] failed.
+#[derive(Debug)]
+pub enum RollError {
+    /// The sync sealing the old segment: its unsynced bytes may never reach the platter.
+    Seal(io::Error),
+    /// Creating the new segment (the old one is sealed durably).
+    Create(io::Error),
+}
+
+impl std::fmt::Display for RollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RollError::Seal(e) => write!(f, "sealing the segment failed: {e}"),
+            RollError::Create(e) => write!(f, "creating the next segment failed: {e}"),
+        }
     }
 }
 

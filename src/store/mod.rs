@@ -23,7 +23,8 @@ use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskFile, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
-use crate::log::{self, segment::segment_file_name, RecordBody, SegmentWriter};
+use crate::log::segment::{segment_file_name, SegmentBugs};
+use crate::log::{self, RecordBody, SegmentWriter};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{self, Sender, TrySendError};
 use crate::sync::{Arc, Mutex, StdArc};
@@ -130,15 +131,19 @@ impl<S> std::fmt::Debug for Store<S> {
 
 impl Store<Open> {
     /// Opens (or creates) the store in `cfg`'s directory: takes the directory lock, recovers
-    /// the log (cutting a torn tail, refusing corruption with the file and offset), rebuilds
-    /// the index and starts the writer thread.
+    /// the log (cutting a torn tail, refusing corruption with the file and offset), syncs what
+    /// it recovered (a crashed process may have left it in the page cache only, and it is
+    /// reported durable from now on), rebuilds the index and starts the writer thread.
+    ///
+    /// If that sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
+    /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);
         let dir = cfg.dir.clone();
         let lock = create_and_lock_dir(&*disk, &dir)?;
         let (state, index, report) = recover_state(&*disk, &cfg)?;
-        let seg = match report.active {
+        let mut seg = match report.active {
             Some((id, len)) => SegmentWriter::reopen(
                 StdArc::clone(&disk),
                 &dir,
@@ -161,6 +166,13 @@ impl Store<Open> {
             op: "open active segment",
             source,
         })?;
+        seg.seed_bugs(SegmentBugs {
+            roll_skips_seal_sync: cfg.mutant == Mutant::RollSkipsSealSync,
+            swallow_no_space: cfg.mutant == Mutant::NoSpaceSwallowed,
+        });
+        if report.active.is_some() {
+            make_recovered_durable(&*disk, &cfg, &mut seg)?;
+        }
         let shared = Arc::new(Shared::new(index));
         let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
         let wcfg = WriterConfig {
@@ -920,6 +932,22 @@ impl Store<Open> {
             }
             done += n;
         }
+        if done < buf.len() {
+            // Only unsynced bytes are ever cut from under the index: after a failed fsync.
+            return Err(StoreError::IoAt {
+                path: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                op: "read event",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "event {event_id:032x}: its frame ({} bytes at offset {}) is gone from \
+                         the file; it was never synced, and the writer cut it off after a \
+                         failed fsync",
+                        pos.length, pos.offset
+                    ),
+                ),
+            });
+        }
         let (record, _) = codec::decode(&buf, self.cfg.frame_max_bytes).map_err(|e| {
             StoreError::CorruptSegment {
                 segment_id: pos.segment_id,
@@ -1114,6 +1142,98 @@ fn send_detached_traced(
                 .map_err(|e| format!("failed to spawn drop-cancel helper: {e}"))
         }
     }
+}
+
+/// Makes what recovery found durable before anything reports it durable: bytes a crashed
+/// process left in the page cache are not on the platter until someone syncs them. Only the
+/// last segment can hold such bytes (every roll syncs the segment it seals before the next one
+/// exists); its directory entry may be unsynced too.
+///
+/// If the sync fails, the kernel may have marked those pages clean without writing them, and a
+/// retry - by this open or the next - would succeed and prove nothing. So before failing, the
+/// segment is rewritten (copied to a new file, synced, renamed over the old one, directory
+/// synced): the next open then reads only bytes that are on the platter.
+fn make_recovered_durable(
+    disk: &dyn Disk,
+    cfg: &StoreConfig,
+    seg: &mut SegmentWriter,
+) -> Result<(), StoreError> {
+    let _span = tracing::info_span!("sync_recovered", segment = seg.segment_id()).entered();
+    if cfg.mutant == Mutant::RecoveryTrustsPageCache {
+        seg.trust_recovered();
+        return Ok(());
+    }
+    if let Err(source) = seg.sync_recovered() {
+        let path = seg.path();
+        tracing::error!(file = %path.display(), error = %source, "sync of the recovered segment failed");
+        match rewrite_file(disk, &cfg.dir, &path, cfg.sync_mode) {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                "rewrote the segment durably; the next open reads only synced bytes"
+            ),
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "could not rewrite the segment after its sync failed"
+            ),
+        }
+        return Err(StoreError::IoAt {
+            path,
+            op: "sync recovered segment",
+            source,
+        });
+    }
+    disk.sync_dir(&cfg.dir).map_err(|source| StoreError::IoAt {
+        path: cfg.dir.clone(),
+        op: "sync data directory",
+        source,
+    })
+}
+
+/// Replaces `path` by a durable copy of what reads of it return now: copy to a temporary file
+/// in `dir`, sync it, rename it over `path`, sync `dir`. A crash at any point leaves either the
+/// old file or the complete copy under `path` (and maybe a stale temporary file, which the next
+/// rewrite replaces and recovery ignores).
+fn rewrite_file(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    mode: SyncMode,
+) -> std::io::Result<()> {
+    const WINDOW: usize = 1 << 20;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".rewrite");
+    let tmp = std::path::PathBuf::from(tmp);
+    if disk.exists(&tmp)? {
+        disk.remove(&tmp)?;
+    }
+    let copied = (|| {
+        let src = disk.open(path, false)?;
+        let len = src.len()?;
+        let mut dst = disk.create_new(&tmp)?;
+        let mut buf = vec![0u8; WINDOW];
+        let mut at = 0u64;
+        while at < len {
+            let want = usize::try_from(len - at).unwrap_or(WINDOW).min(WINDOW);
+            let chunk = buf.get_mut(..want).unwrap_or(&mut []);
+            let n = src.read_at(at, chunk)?;
+            if n == 0 {
+                break;
+            }
+            dst.append(chunk.get(..n).unwrap_or(&[]))?;
+            at += n as u64;
+        }
+        match mode {
+            SyncMode::SyncAll => dst.sync_all()?,
+            SyncMode::SyncData => dst.sync_data()?,
+        }
+        disk.rename(&tmp, path)?;
+        disk.sync_dir(dir)
+    })();
+    if copied.is_err() && disk.exists(&tmp).unwrap_or(false) {
+        let _ = disk.remove(&tmp);
+    }
+    copied
 }
 
 /// Bytes in the log's segments, so recovery can size the index once instead of growing it

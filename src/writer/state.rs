@@ -234,6 +234,20 @@ pub enum Mutant {
     /// `wait_for_durable` overlooks the writer's exit and sleeps until its timeout
     /// (breaks INV-NO-HANG).
     WaitIgnoresWriterExit,
+    /// Open counts what recovery read (possibly from the page cache a crashed process left)
+    /// as durable without syncing it (breaks INV-DURABLE after a process crash and then a power
+    /// loss).
+    RecoveryTrustsPageCache,
+    /// A segment roll does not sync the segment it seals (breaks INV-PREFIX / INV-DURABLE: a
+    /// power loss keeps the new segment and loses the old one's unsynced tail).
+    RollSkipsSealSync,
+    /// After a failed fsync the writer retries it and acknowledges when the retry succeeds
+    /// (breaks INV-DURABLE: the retry proves nothing about the pages the failed one marked
+    /// clean).
+    NoLatchAfterFailedFsync,
+    /// A write that fails with ENOSPC is taken as done and acknowledged (breaks INV-DURABLE /
+    /// INV-DEFINITE-ERRORS).
+    NoSpaceSwallowed,
 }
 
 impl WriterState {
