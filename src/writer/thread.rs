@@ -294,6 +294,10 @@ impl Writer {
             io = self.seg.sync();
         }
         if let Err(e) = io {
+            #[cfg(feature = "tla-trace")]
+            if self.state.next_seq > self.shared.frontier.durable.load(Ordering::SeqCst) {
+                crate::trace::tla_trace!(self.cfg.trace.as_deref(), "FsyncFail", "", Vec::new());
+            }
             self.latch(out, &e.to_string());
             reply_all(out, false);
             return;
