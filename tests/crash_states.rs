@@ -125,6 +125,13 @@ fn mutant_recovery_keeps_torn_tail_is_caught() {
 }
 
 #[test]
+fn mutant_raw_wall_clock_is_caught() {
+    // Every reopen of the enumeration steps the clock back; the raw reading then puts the
+    // events appended after recovery before the recovered ones.
+    assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
+}
+
+#[test]
 fn mutant_ack_before_fsync_is_caught() {
     assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
 }

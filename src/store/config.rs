@@ -62,7 +62,8 @@ impl fmt::Debug for StoreConfig {
 impl StoreConfig {
     /// Defaults: 64 MiB segments, durable acknowledgements (sync every event, with group
     /// commit), `fdatasync`, a 4096-command writer queue, 1 MiB payloads, batches of at most
-    /// 10,000 events / 64 MiB, real files, the system clock and random UUIDv7 ids.
+    /// 10,000 events / 64 MiB, real files, the system clock and UUIDv7 ids from the OS's
+    /// entropy ([`crate::env::RandomIds`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -161,7 +162,8 @@ impl StoreConfig {
         self
     }
 
-    /// Any [`Clock`] (deterministic tests: `ManualClock`).
+    /// Any [`Clock`] (deterministic tests: `ManualClock`). The clock may step back or jump;
+    /// event times never decrease (INV-HLC-MONOTONE, `spec/FORMAT.md`).
     pub fn with_clock_source(mut self, clock: StdArc<dyn Clock>) -> Self {
         self.clock = clock;
         self

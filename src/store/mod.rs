@@ -671,28 +671,117 @@ impl Store<Open> {
     }
 
     /// Waits until every record below `point` (a sequence, e.g. `receipt.sequence + 1`) is
-    /// durable, asking the writer to sync. Never waits longer than `timeout`.
+    /// durable, or `timeout` elapses (`Timeout`). Blocks while the point is not yet written
+    /// (another thread may still append it) and asks the writer for a flush in the deferred
+    /// mode once it is. Never waits past `timeout`; a writer that dies meanwhile answers
+    /// `WriterCrashed` at once, a latched one `WriterLatched` (INV-NO-HANG).
     pub fn wait_for_durable(&self, point: u64, timeout: Duration) -> Result<(), StoreError> {
-        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
+        self.wait_durable_seq(point, timeout)
+    }
+
+    /// The wait behind every shape of `wait_for_durable`: until `frontier.durable >= point`.
+    ///
+    /// Sleeps on the writer's frontier signal (`durable_cv`: every fsync, every written-frontier
+    /// move while someone waits, the writer's exit). Sends a `Sync` on entry (its answer
+    /// reports a latched writer) and, in the deferred mode, another one once the point is
+    /// written if no earlier one covered it; the `Ok` answer to a `Sync` sent when
+    /// `written >= point` means the point is durable. Sends never block: with the queue full
+    /// the request is retried after a short sleep.
+    pub(crate) fn wait_durable_seq(&self, point: u64, timeout: Duration) -> Result<(), StoreError> {
+        let f = &self.shared.frontier;
+        if f.durable.load(Ordering::SeqCst) >= point {
             return Ok(());
         }
-        let (reply, rx) = channel::bounded(1);
-        self.send(Command::Sync { reply })?;
-        match rx.recv_timeout(timeout) {
-            Ok(r) => r?,
-            Err(channel::RecvTimeoutError::Timeout) => {
-                return Err(StoreError::Timeout {
-                    what: format!("durability of sequence {point}"),
-                })
+        let start = std::time::Instant::now();
+        let deadline = start.checked_add(timeout);
+        let deferred = self.cfg.sync_every_n_events > 1;
+        let timed_out = || {
+            let (d, w) = (
+                f.durable.load(Ordering::SeqCst),
+                f.written.load(Ordering::SeqCst),
+            );
+            let state = if w >= point {
+                "written, not yet durable"
+            } else {
+                "not yet written"
+            };
+            StoreError::Timeout {
+                what: format!(
+                    "durability of sequence {point} ({state}; durable frontier {d}, written {w}) after {} ms",
+                    start.elapsed().as_millis()
+                ),
             }
-            Err(channel::RecvTimeoutError::Disconnected) => return Err(StoreError::WriterCrashed),
-        }
-        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
-            Ok(())
-        } else {
-            Err(StoreError::Timeout {
-                what: format!("durability of sequence {point} (not yet written)"),
-            })
+        };
+        // The reply of the outstanding Sync, and the written frontier when the last one was sent
+        // (`None`: none sent yet).
+        let mut pending: Option<crate::sync::channel::Receiver<Result<(), StoreError>>> = None;
+        let mut asked_at: Option<u64> = None;
+        let _waiting = DurableWaiter::register(&self.shared);
+        let writer_gone =
+            || self.cfg.mutant != Mutant::WaitIgnoresWriterExit && *self.shared.gate.read();
+        loop {
+            if f.durable.load(Ordering::SeqCst) >= point {
+                return Ok(());
+            }
+            if writer_gone() {
+                return Err(StoreError::WriterCrashed);
+            }
+            let now = std::time::Instant::now();
+            let remaining = match deadline {
+                Some(d) if now >= d => return Err(timed_out()),
+                Some(d) => d - now,
+                None => Duration::from_secs(3600),
+            };
+            if let Some(rx) = &pending {
+                match rx.recv_timeout(remaining) {
+                    Ok(Ok(())) => pending = None,
+                    Ok(Err(e)) => return Err(e),
+                    Err(channel::RecvTimeoutError::Timeout) => {}
+                    Err(channel::RecvTimeoutError::Disconnected) => {
+                        if f.durable.load(Ordering::SeqCst) >= point {
+                            return Ok(());
+                        }
+                        if self.cfg.mutant != Mutant::WaitIgnoresWriterExit {
+                            return Err(StoreError::WriterCrashed);
+                        }
+                        pending = None;
+                    }
+                }
+                continue;
+            }
+            let written = f.written.load(Ordering::SeqCst);
+            let covered = asked_at.is_some_and(|w| w >= point);
+            if asked_at.is_none() || (deferred && written >= point && !covered) {
+                let (reply, rx) = channel::bounded(1);
+                match self.try_send(Command::Sync { reply }) {
+                    Ok(()) => {
+                        pending = Some(rx);
+                        asked_at = Some(written);
+                        continue;
+                    }
+                    // The queue is full: the writer is busy (and flushes on its own when the
+                    // queue drains); ask again shortly.
+                    Err(StoreError::Backpressure { .. }) => {
+                        crate::sync::thread::sleep(remaining.min(Duration::from_millis(1)));
+                        continue;
+                    }
+                    Err(StoreError::WriterCrashed)
+                        if self.cfg.mutant == Mutant::WaitIgnoresWriterExit =>
+                    {
+                        asked_at = Some(written);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let g = self.shared.durable_lock.lock();
+            if f.durable.load(Ordering::SeqCst) >= point
+                || f.written.load(Ordering::SeqCst) != written
+                || writer_gone()
+            {
+                continue;
+            }
+            drop(self.shared.durable_cv.wait_timeout(g, remaining));
         }
     }
 
@@ -1133,4 +1222,20 @@ fn recover_state(
         .collect()
     );
     Ok((state, index, report))
+}
+
+/// Counts a thread in `wait_for_durable` for as long as it lives (see `Shared::durable_waiters`).
+struct DurableWaiter<'a>(&'a Shared);
+
+impl<'a> DurableWaiter<'a> {
+    fn register(shared: &'a Shared) -> Self {
+        shared.durable_waiters.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for DurableWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.durable_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }

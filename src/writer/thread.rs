@@ -9,7 +9,7 @@ use crate::env::{Clock, IdSource};
 use crate::error::StoreError;
 use crate::index::Index;
 use crate::log::{DiskPos, Record, SegmentWriter};
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
 use std::cell::RefCell;
@@ -49,9 +49,14 @@ pub(crate) struct Shared {
     /// `true` once the writer stopped; taken for writing by the writer's exit so that no
     /// command can be enqueued after the final drain (INV-NO-HANG).
     pub gate: RwLock<bool>,
-    /// Signalled whenever `frontier.durable` moves or the writer stops.
+    /// Signalled whenever `frontier.durable` moves or the writer stops, and when
+    /// `frontier.written` moves while `durable_waiters` is not zero (a deferred-mode waiter
+    /// asks for a flush once its point is written).
     pub durable_lock: Mutex<()>,
     pub durable_cv: Condvar,
+    /// Threads in `wait_for_durable`; registered before they read the frontier, so a writer
+    /// that reads zero here after moving the frontier cannot leave one asleep.
+    pub durable_waiters: AtomicUsize,
 }
 
 impl Shared {
@@ -62,6 +67,7 @@ impl Shared {
             gate: RwLock::new(false),
             durable_lock: Mutex::new(()),
             durable_cv: Condvar::new(),
+            durable_waiters: AtomicUsize::new(0),
         }
     }
 }
@@ -357,6 +363,8 @@ impl Writer {
                 .frontier
                 .durable
                 .store(written, Ordering::SeqCst);
+        }
+        if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
             let _g = self.shared.durable_lock.lock();
             self.shared.durable_cv.notify_all();
         }

@@ -81,7 +81,8 @@ pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
     let session_i = i64::try_from(session).unwrap();
     let mut c = StoreConfig::new(DIR)
         .with_disk(Arc::new(disk.clone()))
-        .with_clock_source(Arc::new(ManualClock::new(T0 + session_i * 1_000_000_000)))
+        // Every reopen finds the clock 1,000 s further back (INV-HLC-MONOTONE across restarts).
+        .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
         .with_segment_max_bytes(512)
         .with_mutant(mode.mutant);
@@ -403,7 +404,7 @@ fn ids(v: &[IndexEntry]) -> Vec<(u128, u64)> {
 }
 
 /// INV-CHAIN over a visible set: per entity strictly increasing clocks, and where clocks are
-/// consecutive `prev_hash` is the previous event's hash.
+/// consecutive `prev_hash` is the previous event's hash; then INV-HLC-MONOTONE.
 fn check_chain(vis: &[IndexEntry]) -> Check {
     let mut last: BTreeMap<&str, &IndexEntry> = BTreeMap::new();
     for e in vis {
@@ -434,6 +435,23 @@ fn check_chain(vis: &[IndexEntry]) -> Check {
             ));
         }
         last.insert(entity, e);
+    }
+    check_hlc(vis)
+}
+
+/// INV-HLC-MONOTONE over a visible set in sequence order: `wall_ms` never decreases (so it
+/// never decreases along an entity either).
+fn check_hlc(vis: &[IndexEntry]) -> Check {
+    for w in vis.windows(2) {
+        if w[1].wall_ms < w[0].wall_ms {
+            return Err(violation(
+                "INV-HLC-MONOTONE",
+                format!(
+                    "seq {} has wall_ms {} after seq {} with {}",
+                    w[1].global_sequence, w[1].wall_ms, w[0].global_sequence, w[0].wall_ms
+                ),
+            ));
+        }
     }
     Ok(())
 }
