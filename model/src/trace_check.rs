@@ -1,6 +1,6 @@
-//! Trace conformance (issue 6): maps a trace of the real store (`batpak::trace`, feature
-//! `tla-trace`) onto the spec's abstract values and checks it with TLC against
-//! `spec/Store.tla`.
+//! Trace conformance: maps a trace of the real store (`batpak::trace`, feature `tla-trace`)
+//! onto the spec's abstract values and checks it with TLC against `spec/Store.tla`: that it is
+//! a behaviour of the spec, and that every safety invariant holds at every state along it.
 //!
 //! **Mapping.** Tickets are numbered in `Submit*` order (the spec's `tickets` index); events
 //! get the spec's numbers at submission (`NextEvent`: one per append, `BatchSize` per batch),
@@ -12,13 +12,18 @@
 //! so TLC rejects such a trace instead of the mapper.
 //!
 //! **Checking.** [`module_text`] writes one TLA+ module that `EXTENDS Store` with
-//! `Traces == << trace1, trace2, ... >>` (each a sequence of records `[a, t, f, n, E, s]`),
-//! variables `tr` (which trace) and `i` (steps consumed), `TraceNext` = the spec action named by
-//! `Traces[tr][i + 1].a` with its recorded arguments, constrained to match, and `i' = i + 1`.
-//! The invariant `TraceNotFinished == i < Len(Traces[tr])` is violated exactly when the whole
-//! trace was consumed by spec steps: TLC (run with `-continue`) reports one violation per
-//! accepted trace. A trace whose number is not reported was rejected (TLC ran out of successor
-//! states before its end).
+//! `Traces == << trace1, trace2, ... >>` (each a sequence of records `[a, t, f, n, E, s]`) and
+//! variables `tr` (which trace), `i` (steps consumed), `diverged` and `broken`. `TraceNext`
+//! takes the spec action named by `Traces[tr][i + 1].a` with its recorded arguments,
+//! constrained to match. When the spec cannot take it, a reply, a publish, a recovery or a
+//! crash image is *forced* (its recorded effect without the spec's enabling condition;
+//! `diverged` records the first such step) and other steps stop the trace. After every step
+//! the spec's safety invariants ([`TRACE_INVARIANTS`]) are evaluated on the new state and
+//! `MonotoneStep` on the step; `broken` collects each one that failed with the first step
+//! after which it failed. The invariant `TraceDone == i < Len(Traces[tr])` is violated at the
+//! end of every trace that reaches its end: TLC (run with `-continue`) reports each such end
+//! state, and [`Verdict::outcome`] reads from it whether the trace was accepted with every
+//! invariant intact, diverged (and which invariants that broke), or got stuck.
 
 use crate::tla_value::{parse_state, Value};
 use batpak::trace::TraceEvent;

@@ -1,14 +1,20 @@
-//! Trace conformance (issue 6 part 4): the real store's TLA+ trace events, checked by TLC
-//! against `spec/Store.tla`.
+//! Trace conformance: the real store's TLA+ trace events, checked by TLC against
+//! `spec/Store.tla`, with the spec's safety invariants evaluated at every trace state.
 //!
 //! Workloads run on a deterministic `SimDisk` store (ManualClock, CounterIds): an enumeration
-//! of short scripts, seeded random workloads (appends, batches, fences committed, cancelled
-//! and dropped, refusals, syncs, crashes with and without a failed fsync, recoveries), and
-//! multi-threaded stress workloads. Each run's events (all sessions; the harness emits `Crash`
-//! when it takes a crash image) are mapped by `batpak_model::trace_check` and checked in one
-//! TLC run: every trace must be accepted, every spec action must occur, and the deliberately
-//! divergent traces (hand-edited, and produced by seeded bugs of the real store) must be
-//! rejected.
+//! of short scripts (each with a process crash and then a power loss), seeded random
+//! workloads (appends, batches, fences committed, cancelled and dropped, fenced batches,
+//! refusals, syncs, failed fsyncs that latch the writer, process crashes and power losses in
+//! any order, recoveries), the issue's scenario (a failed fsync, a process crash, a sync in the
+//! next session, a power loss; plain, batched and fenced), and multi-threaded stress
+//! workloads. The harness decides every crash, so it names its kind in the trace:
+//! `ProcessCrash` freezes the disk (the dying process writes nothing more) and the next session
+//! opens the same disk, page cache and all; `PowerLoss` takes a crash image of the durable
+//! bytes plus any prefix, maybe torn, of the rest, all of it durable after the reboot. Each
+//! run's events are mapped by `batpak_model::trace_check` and checked in one TLC run: every
+//! valid trace must be accepted with every invariant intact, every spec action must occur,
+//! and each deliberately divergent trace (hand-edited, or produced by a seeded bug of the real
+//! store) must be rejected and reported as breaking the invariant it targets.
 //!
 //! Run: `cargo test --release -p batpak-model --features tla-trace --test trace_conformance
 //! -- --nocapture`. Prints SKIP and passes when java or tla2tools.jar is absent.
@@ -57,6 +63,9 @@ enum Op {
     /// The next fsync fails: an append is written but not durable and the writer latches
     /// (later writes are refused until a crash ends the session).
     FailedSync,
+    /// As `FailedSync`, but the disk dies at the failed fsync (nothing the writer tries after
+    /// it reaches the disk: the unsynced bytes stay in the page cache), then the process dies.
+    FailedSyncDiskDies,
 }
 
 /// splitmix64: a tiny deterministic generator.
@@ -92,6 +101,7 @@ fn random_ops(seed: u64) -> Vec<Op> {
         (Op::ProcessCrash, 3),
         (Op::PowerLoss, 3),
         (Op::FailedSync, 3),
+        (Op::FailedSyncDiskDies, 2),
     ];
     let total: usize = table.iter().map(|(_, w)| w).sum();
     (0..len)
@@ -203,6 +213,18 @@ enum End {
     PowerLost(SimDisk),
 }
 
+/// `image` as a power loss leaves it: after the reboot every byte read comes from the disk
+/// itself, so all of it is durable (whatever the crash image's own reading of its unsynced
+/// bytes is).
+fn durable(image: SimDisk) -> SimDisk {
+    for path in image.files() {
+        if let Some(bytes) = image.read_file(&path) {
+            image.write_file_durably(&path, &bytes).unwrap();
+        }
+    }
+    image
+}
+
 /// Freezes `disk` (every later operation fails and changes nothing), as the death of the
 /// process that uses it. Called while the trace sink is held, so every write the dead
 /// process still managed is of a record its trace already shows.
@@ -233,10 +255,8 @@ fn session(
     let mut n = 0usize;
     let power_loss = |rng: &mut Rng| {
         sink.while_held(|events| {
-            (
-                events.to_vec(),
-                End::PowerLost(disk.crash_with(&mut |k| rng.below(k)).disk()),
-            )
+            let image = disk.crash_with(&mut |k| rng.below(k)).disk();
+            (events.to_vec(), End::PowerLost(durable(image)))
         })
     };
     let process_crash = || {
@@ -301,11 +321,19 @@ fn session(
             }
             Op::ProcessCrash => return crash(rng, true),
             Op::PowerLoss => return crash(rng, false),
-            Op::FailedSync => {
-                // Everything before is settled, so the next group is ours: its write is the
-                // next disk operation and its fsync the one after.
+            Op::FailedSync | Op::FailedSyncDiskDies => {
+                // Everything before is settled (a sync answers after every command queued
+                // before it), so the next group is ours: its write is the next disk operation
+                // and its fsync the one after.
                 pending.drain(..).for_each(Pending::wait);
-                disk.fail_at(disk.op_count() + 1, FaultKind::Transient);
+                let _ = store.sync();
+                let dies = op == Op::FailedSyncDiskDies;
+                let kind = if dies {
+                    FaultKind::Persistent
+                } else {
+                    FaultKind::Transient
+                };
+                disk.fail_at(disk.op_count() + 1, kind);
                 let t = store.submit(&coord(n), KIND, &serde_json::json!({"lost": n}));
                 if let Ok(t) = t {
                     let _ = t.wait();
@@ -314,6 +342,10 @@ fn session(
                 // the writer then latches without a failed fsync of written records, which
                 // the spec has no step for (and refuses what follows unannounced). Such a
                 // session ends at once: the crash makes the latch moot.
+                if dies {
+                    disk.clear_faults();
+                    return crash(rng, true);
+                }
                 if !sink.events().iter().any(|e| e.action == "FsyncFail") {
                     let process = rng.below(2) == 0;
                     return crash(rng, process);
@@ -520,23 +552,21 @@ fn script_power_loss_after_sync() -> Vec<Op> {
 }
 
 /// The issue's scenario: a write whose fsync failed, the process dies, the next session
-/// recovers it and syncs, then power is lost; fenced and batched variants.
-fn script_failed_sync_process_crash_then_power_loss(variant: usize) -> Vec<Op> {
+/// recovers it and syncs, then power is lost; fenced and batched variants, and one where the
+/// disk dies at the failed fsync (so the latched writer can do nothing about the bytes).
+fn script_failed_sync_process_crash_then_power_loss(variant: usize, dies: bool) -> Vec<Op> {
     use Op::*;
     let mut ops = match variant {
         0 => vec![Append, Wait],
         1 => vec![Batch, Wait],
         _ => vec![FenceBegin, FenceBatch, FenceAppend, FenceCommit],
     };
-    ops.extend([
-        FailedSync,
-        ProcessCrash,
-        Sync,
-        Wait,
-        PowerLoss,
-        Append,
-        Wait,
-    ]);
+    if dies {
+        ops.push(FailedSyncDiskDies);
+    } else {
+        ops.extend([FailedSync, ProcessCrash]);
+    }
+    ops.extend([Sync, Wait, PowerLoss, Append, Wait]);
     ops
 }
 
@@ -625,13 +655,13 @@ fn traces_conform_to_the_spec() {
         let t = run_stress(seed);
         add(&mut cases, format!("stress seed {seed}"), &t, None);
     }
-    for variant in 0..3 {
+    for (variant, dies) in (0..3).flat_map(|v| [(v, false), (v, true)]) {
         for (seed, small_segments) in [(4, false), (5, true)] {
             let setup = Setup {
                 small_segments,
                 ..PLAIN
             };
-            let ops = script_failed_sync_process_crash_then_power_loss(variant);
+            let ops = script_failed_sync_process_crash_then_power_loss(variant, dies);
             let t = run_workload(ops.clone(), seed, setup);
             add(
                 &mut cases,

@@ -79,3 +79,24 @@ fn rust_event_names_equal_tla_action_names() {
     );
     assert!(ACTIONS.iter().all(|a| is_action(a)) && !is_action("Appendx") && !is_action(""));
 }
+
+/// The invariants the trace module evaluates are the spec's state invariants, all of them,
+/// and the module's `Holds`/`InvNames` name each.
+#[test]
+fn trace_checking_evaluates_every_state_invariant() {
+    use batpak_model::oracle::invariants::STATE_INVARIANTS;
+    use batpak_model::trace_check::{module_text, TRACE_INVARIANTS};
+    let oracle: BTreeSet<&str> = STATE_INVARIANTS.iter().map(|(n, _)| *n).collect();
+    let traced: BTreeSet<&str> = TRACE_INVARIANTS.iter().copied().collect();
+    assert_eq!(oracle, traced);
+    let module = module_text("T", &[]);
+    let spec = std::fs::read_to_string(root().join("spec/Store.tla")).unwrap();
+    for n in TRACE_INVARIANTS {
+        assert!(module.contains(&format!("n = \"{n}\" -> {n}")), "{n}");
+        assert!(module.contains(&format!("\"{n}\"")), "{n}");
+        assert!(
+            spec.contains(&format!("\n{n} ==")),
+            "{n} is not defined in Store.tla"
+        );
+    }
+}
