@@ -584,6 +584,11 @@ impl WriterState {
                     }
                 }
                 Ok(BatchAppended::Written(receipts)) if fence.is_some() && !reply_when_staged => {
+                    tla_trace!(env.trace, "FenceBatch", "", {
+                        let mut args = vec![u128::from(fence.unwrap_or(0))];
+                        args.extend(receipts.iter().map(|r| r.event_id));
+                        args
+                    });
                     self.fence_waiters.push(FenceWaiter::Batch(reply, receipts))
                 }
                 Ok(BatchAppended::Written(receipts)) => {
@@ -666,7 +671,11 @@ impl WriterState {
             }
             Command::Sync { reply } => match self.check_writable() {
                 // A latched writer cannot make anything durable.
-                Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
+                Err(e) => {
+                    #[cfg(feature = "tla-trace")]
+                    Self::trace_refusal(env, &e);
+                    out.push(Outgoing::Unit(reply, Err(e)))
+                }
                 Ok(()) => {
                     tla_trace!(env.trace, "Sync", "", Vec::new());
                     tla_trace_defer!(self.trace_acks, "Reply", "Sync", Vec::new());
@@ -1245,7 +1254,15 @@ impl WriterState {
                     );
                     out.push(Outgoing::Receipt(r, Ok(receipt)))
                 }
-                FenceWaiter::Batch(r, receipts) => out.push(Outgoing::Receipts(r, Ok(receipts))),
+                FenceWaiter::Batch(r, receipts) => {
+                    tla_trace_defer!(
+                        self.trace_acks,
+                        "Reply",
+                        "FenceBatch",
+                        receipts.iter().map(|r| r.event_id).take(1).collect()
+                    );
+                    out.push(Outgoing::Receipts(r, Ok(receipts)))
+                }
             }
         }
         tracing::debug!(fence, "FenceCommit");

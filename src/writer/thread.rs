@@ -457,6 +457,8 @@ impl Writer {
         self.buf.clear();
         if let Err(e) = written {
             let rolled = self.seg.segment_id() != group_segment;
+            #[cfg(feature = "tla-trace")]
+            self.trace_fsync_fail();
             let f = after_write_failure(&mut self.seg, &e, rolled);
             self.latch_group(out, &f);
             reply_all(out, false);
@@ -469,6 +471,8 @@ impl Writer {
                 synced = self.seg.sync();
             }
             if let Err(e) = synced {
+                #[cfg(feature = "tla-trace")]
+                self.trace_fsync_fail();
                 let f = after_sync_failure(&mut self.seg, &e, false);
                 self.latch_group(out, &f);
                 reply_all(out, false);
@@ -542,6 +546,14 @@ impl Writer {
             }
         }
         reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
+    }
+
+    /// The spec's `FsyncFail`: the group's write or fsync failed with records not yet durable.
+    #[cfg(feature = "tla-trace")]
+    fn trace_fsync_fail(&self) {
+        if self.state.next_seq > self.shared.frontier.durable.load(Ordering::SeqCst) {
+            crate::trace::tla_trace!(self.cfg.trace.as_deref(), "FsyncFail", "", Vec::new());
+        }
     }
 
     /// Latches after the group's I/O failed. A definite failure (nothing of the group is in
