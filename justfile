@@ -36,6 +36,16 @@ model-check-deep:
     just crash-deep
     just tlc-nightly
 
+# Upstream batpak 0.7.0's own examples, unmodified, built and run against this crate; fails
+# when one listed in tests/upstream/examples.expected regresses.
+upstream-examples:
+    scripts/upstream-compat.sh examples
+
+# Upstream's integration test files, unmodified, against this crate; fails when one listed in
+# tests/upstream/tests.expected regresses.
+upstream-tests:
+    scripts/upstream-compat.sh tests
+
 # Benchmarks (numbers printed, never asserted).
 bench:
     cargo bench --bench throughput

@@ -4,6 +4,8 @@
 //!   `SequenceMismatch` re-read and retry.
 //! * An idempotent retry: the same key and payload returns the original receipt and writes
 //!   nothing; the same key with another payload is an `IdempotencyConflict`.
+//! * A batch retry: a batch whose items all carry keys, sent again unchanged, returns the
+//!   original receipts; a partial or reordered retry is an explained `IdempotencyConflict`.
 //!
 //! Run with `cargo run --example append_with_options`.
 
@@ -85,6 +87,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => println!("unexpected: {other:?}"),
     }
     println!("account:1 has {} events", store.stream("account:1").len());
+
+    // A keyed batch retried after a lost reply: the original receipts, nothing written.
+    let transfer = |keys: [u128; 2]| -> Result<Vec<BatchAppendItem>, StoreError> {
+        let accounts = [
+            Coordinate::new("account:1", "bank")?,
+            Coordinate::new("account:2", "bank")?,
+        ];
+        keys.iter()
+            .zip(accounts)
+            .map(|(key, coord)| {
+                BatchAppendItem::typed(
+                    coord,
+                    &Deposited { cents: 50 },
+                    AppendOptions::default().with_idempotency(*key),
+                    CausationRef::None,
+                )
+            })
+            .collect()
+    };
+    let keys = [0x7a11, 0x7a12];
+    let sent = store.append_batch(transfer(keys)?)?;
+    let resent = store.append_batch(transfer(keys)?)?;
+    println!(
+        "batch retry returned the original receipts: {}",
+        sent.iter()
+            .zip(&resent)
+            .all(|(a, b)| a.event_id == b.event_id)
+    );
+    match store.append_batch(transfer([keys[1], keys[0]])?) {
+        Err(e) => println!("reordered retry refused: {e}"),
+        Ok(_) => println!("unexpected: a reordered retry was accepted"),
+    }
     store.close()?;
     Ok(())
 }

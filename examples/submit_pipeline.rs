@@ -1,6 +1,8 @@
 //! Non-blocking writes: `submit` returns a ticket at once; many tickets in flight share the
 //! writer's group commits (one write + one fsync per drained group). `try_submit` never
 //! blocks and answers `Backpressure` (retryable) when the writer queue is at its threshold.
+//! In the deferred durability mode an append is acknowledged before it is durable;
+//! `wait_for_durable` blocks until it is (asking the writer for a flush), or its timeout.
 //!
 //! Run with `cargo run --example submit_pipeline`.
 
@@ -53,5 +55,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("frontier: {:?}", store.frontier());
     store.close()?;
+
+    // Deferred durability: acknowledged once written, fsynced every 10,000 events or 10 s,
+    // unless someone waits for a point.
+    let lazy = Store::open(
+        StoreConfig::new(dir.path().join("deferred"))
+            .with_sync_every_n_events(10_000)
+            .with_flush_interval(std::time::Duration::from_secs(10)),
+    )?;
+    let r = lazy.append(&coord, kind, &0u32)?;
+    println!("deferred append acknowledged, durable: {}", r.durable);
+    let start = Instant::now();
+    lazy.wait_for_durable(r.sequence + 1, std::time::Duration::from_secs(5))?;
+    println!(
+        "wait_for_durable returned after {:.1} ms; durable frontier {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        lazy.frontier().durable
+    );
+    // A point nobody writes: the wait gives up after its timeout.
+    let never = lazy.frontier().written + 100;
+    match lazy.wait_for_durable(never, std::time::Duration::from_millis(100)) {
+        Err(e) => println!("waiting for an unwritten point: {e}"),
+        Ok(()) => println!("unexpected: an unwritten point is durable"),
+    }
+    lazy.close()?;
     Ok(())
 }

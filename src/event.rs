@@ -123,10 +123,15 @@ pub trait EventPayload: Serialize + DeserializeOwned {
     const KIND: EventKind;
 }
 
-/// Where an event sits in time: wall-clock milliseconds and the entity's own clock.
+/// Where an event sits in time: the store's hybrid logical clock in milliseconds and the
+/// entity's own clock. `(wall_ms, clock)` strictly increases along an entity, and `wall_ms`
+/// never decreases along the store's sequence order (INV-HLC-MONOTONE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EventPosition {
-    /// Wall-clock milliseconds when the writer stamped the event.
+    /// Hybrid logical clock, milliseconds since the Unix epoch: the wall clock when the writer
+    /// stamped the event, unless the clock was behind an earlier event (stepped back, or an
+    /// earlier reading was ahead); then the earlier event's time. Never decreases, also across
+    /// restarts (recovered from the log).
     pub wall_ms: u64,
     /// The entity's clock: 1 for its first event, then +1 per written event (hidden ones too).
     pub clock: u32,
@@ -141,7 +146,8 @@ pub struct EventHeader {
     pub correlation_id: u128,
     /// The event that caused this one, if any.
     pub causation_id: Option<u128>,
-    /// Writer timestamp in microseconds since the Unix epoch.
+    /// The writer's hybrid logical clock in microseconds since the Unix epoch (see
+    /// [`EventPosition::wall_ms`], which is this divided by 1000).
     pub timestamp_us: i64,
     /// Wall-clock and per-entity clock position.
     pub position: EventPosition,

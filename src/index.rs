@@ -64,7 +64,7 @@ pub struct IndexEntry {
     pub coord: Coordinate,
     /// Kind.
     pub kind: EventKind,
-    /// Wall-clock milliseconds.
+    /// Hybrid logical clock, milliseconds ([`crate::event::EventPosition::wall_ms`]).
     pub wall_ms: u64,
     /// Entity clock.
     pub clock: u32,

@@ -9,20 +9,24 @@
 //! |---|---|---|---|
 //! | `SubmitAppend`, `SubmitBatch`, `SubmitFenceBegin`, `SubmitSync` | the enqueue (`Store::send`, `try_send`, `send_detached`), atomically with it | | batch: `[items]` |
 //! | `SubmitFenceAppend`, `SubmitFenceCommit`, `SubmitFenceCancel`, `SubmitFenceDrop` | the same | | `[fence token]` |
+//! | `SubmitFenceBatch` | the same (a batch under a fence, answered at its commit) | | `[fence token, items]` |
 //! | `Append` | `WriterState::step` | | `[event id]` |
 //! | `AppendBatch` | `WriterState::step` | | the event ids |
 //! | `FenceBegin`, `FenceCommit`, `FenceCancel` (cancel and drop) | `WriterState::step` | | `[fence token]` |
 //! | `FenceAppend` | `WriterState::step` | | `[fence token, event id]` |
+//! | `FenceBatch` | `WriterState::step` | | `[fence token, event ids..]` |
 //! | `Sync` | `WriterState::step` | | |
-//! | `Refuse` | `WriterState::step` | `VisibilityFenceActive` or `FenceNotOpen` | |
+//! | `Refuse` | `WriterState::step` | `VisibilityFenceActive`, `FenceNotOpen` or `WriterLatched` | |
 //! | `Fsync` | the writer thread, after the group's fsync | | `[records durable]` |
+//! | `FsyncFail` | the writer thread, when the group's write or fsync fails and it latches (only if the group wrote records) | | |
 //! | `Publish` | the writer thread, one per unit, at the index publish | | `[commit position, event ids..]` |
 //! | `Reply` | the writer thread, before the group's answers are sent | the command | `[event id]` (first of a batch), `[fence token]`, or `[]` (sync) |
 //! | `Recover` | `Store::open` after recovery | | `[records kept, torn record cut (0/1), visible event ids..]`; a torn segment header (an interrupted roll) is no record: 0 |
-//! | `Crash` | the test harness, when it takes a crash image | | `[records kept, torn (0/1)]` |
+//! | `ProcessCrash`, `PowerLoss` | the test harness, when it kills the process (the page cache survives) or takes a power-loss image | | `[records kept, torn (0/1)]` |
 //!
-//! Replies with an error, idempotent retries, fenced batches, the outbox, shutdown and the
-//! latched writer are outside the model and emit nothing. A commit position is the 1-based
+//! Replies with an error, idempotent retries, the outbox's staged fenced batches, shutdown and
+//! a latch that no `FsyncFail` announced (a failed segment roll, a failed fsync with nothing
+//! new written) are outside the model and emit nothing. A commit position is the 1-based
 //! position of the unit's commit record in the log (its sequence + 1), as in the spec.
 //!
 //! Without the feature the macros expand to nothing: the store has no trace field, no trace
@@ -38,6 +42,7 @@ pub const ACTIONS: &[&str] = &[
     "SubmitBatch",
     "SubmitFenceBegin",
     "SubmitFenceAppend",
+    "SubmitFenceBatch",
     "SubmitFenceCommit",
     "SubmitFenceCancel",
     "SubmitFenceDrop",
@@ -46,14 +51,17 @@ pub const ACTIONS: &[&str] = &[
     "AppendBatch",
     "FenceBegin",
     "FenceAppend",
+    "FenceBatch",
     "FenceCommit",
     "FenceCancel",
     "Sync",
     "Refuse",
     "Fsync",
+    "FsyncFail",
     "Publish",
     "Reply",
-    "Crash",
+    "ProcessCrash",
+    "PowerLoss",
     "Recover",
 ];
 
@@ -199,6 +207,15 @@ mod traced {
             Command::Batch {
                 fence: None, items, ..
             } => ev(trace_action!("SubmitBatch"), vec![items.len() as u128]),
+            Command::Batch {
+                fence: Some(f),
+                items,
+                reply_when_staged: false,
+                ..
+            } => ev(
+                trace_action!("SubmitFenceBatch"),
+                vec![u128::from(*f), items.len() as u128],
+            ),
             Command::Batch { fence: Some(_), .. } => None,
             Command::FenceBegin { .. } => ev(trace_action!("SubmitFenceBegin"), vec![]),
             Command::FenceCommit { fence, .. } => {
@@ -255,6 +272,7 @@ mod traced {
         match e {
             StoreError::VisibilityFenceActive => Some("VisibilityFenceActive"),
             StoreError::VisibilityFenceNotActive => Some("FenceNotOpen"),
+            StoreError::WriterLatched { .. } => Some("WriterLatched"),
             _ => None,
         }
     }

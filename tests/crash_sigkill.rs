@@ -2,14 +2,20 @@
 //! child writes to a store in a temporary directory and reports every acknowledged write on
 //! stdout, and the parent kills it with SIGKILL at a varying point, then reopens the store
 //! and checks INV-DURABLE, INV-STABLE-SEQ, INV-PREFIX, INV-BATCH-ATOMIC and INV-FENCE-CRASH.
+//! One child is killed between a write and its fsync (a `Disk` wrapper holds the fsync): the
+//! reopening store finds the write in the page cache and, counted by a `Disk` wrapper over
+//! `FsDisk`, syncs it before reporting it durable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use batpak::env::{Disk, DiskFile, DiskLock, FsDisk};
 use batpak::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MODE_VAR: &str = "BATPAK_CHILD_MODE";
@@ -36,6 +42,115 @@ fn coord(entity: &str) -> Coordinate {
     Coordinate::new(entity, "crash").unwrap()
 }
 
+// ---------------------------------------------------------------------------------- disk
+
+/// `FsDisk`, counting the syncs of every file and directory; once `hold` is set, a data sync
+/// announces itself on stdout and never returns (the process is killed there, between the
+/// write and its fsync).
+#[derive(Debug, Clone, Default)]
+struct CountingDisk {
+    syncs: Arc<Mutex<BTreeMap<PathBuf, usize>>>,
+    hold: Arc<AtomicBool>,
+}
+
+impl CountingDisk {
+    fn count(&self, path: &Path) {
+        *self
+            .syncs
+            .lock()
+            .unwrap()
+            .entry(path.to_path_buf())
+            .or_default() += 1;
+    }
+
+    fn syncs_of(&self, path: &Path) -> usize {
+        self.syncs.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn file(&self, inner: Box<dyn DiskFile>, path: &Path) -> Box<dyn DiskFile> {
+        Box::new(CountingFile {
+            inner,
+            path: path.to_path_buf(),
+            disk: self.clone(),
+        })
+    }
+}
+
+impl Disk for CountingDisk {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        FsDisk.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        FsDisk.list(dir)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn DiskFile>> {
+        Ok(self.file(FsDisk.create_new(path)?, path))
+    }
+    fn open(&self, path: &Path, writable: bool) -> std::io::Result<Box<dyn DiskFile>> {
+        Ok(self.file(FsDisk.open(path, writable)?, path))
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        FsDisk.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        FsDisk.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.count(dir);
+        FsDisk.sync_dir(dir)
+    }
+    fn lock(&self, dir: &Path) -> std::io::Result<Box<dyn DiskLock>> {
+        FsDisk.lock(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        FsDisk.exists(path)
+    }
+}
+
+#[derive(Debug)]
+struct CountingFile {
+    inner: Box<dyn DiskFile>,
+    path: PathBuf,
+    disk: CountingDisk,
+}
+
+impl CountingFile {
+    fn before_sync(&self) {
+        if self.disk.hold.load(Ordering::SeqCst) {
+            let mut o = std::io::stdout().lock();
+            writeln!(o, "{PROTO}WRITTEN_NOT_SYNCED").unwrap();
+            o.flush().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        self.disk.count(&self.path);
+    }
+}
+
+impl DiskFile for CountingFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.inner.append(data)
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.before_sync();
+        self.inner.sync_data()
+    }
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.before_sync();
+        self.inner.sync_all()
+    }
+}
+
 // ---------------------------------------------------------------------------------- child
 
 /// The child side. Does nothing unless the parent set `BATPAK_CHILD_MODE`.
@@ -45,7 +160,8 @@ fn child_entry() {
         return;
     };
     let dir = std::env::var(DIR_VAR).unwrap();
-    let store = Store::open(StoreConfig::new(&dir)).unwrap();
+    let disk = CountingDisk::default();
+    let store = Store::open(StoreConfig::new(&dir).with_disk(Arc::new(disk.clone()))).unwrap();
     let out = std::io::stdout();
     let say = |line: String| {
         let mut o = out.lock();
@@ -55,6 +171,26 @@ fn child_entry() {
         o.flush().unwrap();
     };
     match mode.as_str() {
+        "held_fsync" => {
+            let r = store
+                .append_typed(&coord("h"), &mark("synced", 0, 0))
+                .unwrap();
+            say(format!("ACK {} {:x} 0", r.sequence, r.event_id));
+            // The next write reaches the page cache; its fsync never returns.
+            disk.hold.store(true, Ordering::SeqCst);
+            let items = (0..2u32)
+                .map(|k| {
+                    BatchAppendItem::typed(
+                        coord("h"),
+                        &mark("unsynced", 1, k),
+                        AppendOptions::default(),
+                        CausationRef::None,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            let _ = store.append_batch(items);
+        }
         "appends" => {
             for n in 0..1_000_000u64 {
                 let r = store
@@ -380,6 +516,52 @@ fn read_pre_acks(out: &mut BufReader<ChildStdout>) -> Vec<(u64, u128)> {
             "READY" => return pre,
             other => panic!("unexpected {other}"),
         }
+    }
+}
+
+/// A child killed between a write (an atomic batch, in the page cache) and its fsync: the
+/// reopening store finds the batch and reports it durable only after syncing the segment that
+/// holds it and the directory (counted through a `Disk` wrapper over `FsDisk`).
+#[test]
+fn a_write_killed_before_its_fsync_is_synced_by_the_reopening_store_before_it_is_reported_durable()
+{
+    for _ in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (child, mut out) = spawn_child("held_fsync", tmp.path());
+        let line = next_line(&mut out);
+        assert!(line.starts_with("ACK 0 "), "{line}");
+        assert_eq!(next_line(&mut out), "WRITTEN_NOT_SYNCED");
+        sigkill(child);
+
+        let disk = CountingDisk::default();
+        let store =
+            Store::open(StoreConfig::new(tmp.path()).with_disk(Arc::new(disk.clone()))).unwrap();
+        let visible = visible_marks(&store);
+        let markers: Vec<&str> = visible.iter().map(|(_, m)| m.marker.as_str()).collect();
+        assert_eq!(
+            markers,
+            ["synced", "unsynced", "unsynced"],
+            "the killed process's batch is in the page cache"
+        );
+        let f = store.frontier();
+        assert_eq!(
+            f.durable, f.written,
+            "the reopened store reports it durable"
+        );
+        let segment = tmp.path().join(format!("{:020}.seg", 0));
+        assert!(
+            disk.syncs_of(&segment) >= 1,
+            "INV-DURABLE: the reopening store reported the killed process's unsynced batch \
+             durable without syncing {} (syncs: {:?})",
+            segment.display(),
+            disk.syncs.lock().unwrap()
+        );
+        assert!(
+            disk.syncs_of(tmp.path()) >= 1,
+            "the directory is synced too (syncs: {:?})",
+            disk.syncs.lock().unwrap()
+        );
+        store.close().unwrap();
     }
 }
 

@@ -12,6 +12,11 @@
 //!   fence; [`WrittenLog::expect`] checks for every image that this is exact (the batch's
 //!   commit record precedes the fence's commit record in the log, so any prefix holding the
 //!   fence commit holds the batch commit);
+//! * a crash image (`CrashImage::disk`) is the page cache a crashed process left: what
+//!   survived unsynced is still unsynced there, so a later power loss may lose it again. The
+//!   classification below reads its bytes (what recovery reads), whatever of them is durable;
+//!   durability after the reopen is checked by the crash-state checker (`tests/common/crash.rs`:
+//!   every power loss after the reopen keeps what it reported durable);
 //! * [`WrittenLog::classify`] looks at a crash image byte by byte, independently of the
 //!   store's decoder: the log's units (segment headers and record frames) in log order, each
 //!   *intact* if the image holds exactly the written bytes at its place. The image keeps the

@@ -6,6 +6,24 @@
 //! the TLA+ action names verbatim. [`next_states`] is the spec's `Next`. The invariants
 //! live in [`invariants`]. This module does not use `batpak`: it is the model the
 //! implementation is checked against, so it must not depend on it.
+//!
+//! # Entry points for crash checkers and simulators
+//! The spec separates the disk's truth from what the store reports: `durable_len` (fsynced)
+//! and `pages_clean` (a failed fsync left the unsynced pages clean) against `frontier` (what
+//! the store reports durable). A checker that drives the real store through crashes calls:
+//! - [`process_crash`] (the process dies, the page cache survives: the next session reads
+//!   the image, nothing in it is durable) and [`power_loss`] (only what reached the disk
+//!   survives; what survived is durable), each with an image from [`crash_choices`];
+//! - [`fsync_fail`] for a failed fsync (the writer latches, waiting callers get
+//!   `OutcomeUnknown`, the unsynced pages are clean) and [`fsync`] for a successful one;
+//! - [`recover_step`] for the next session's recovery, which must make what it kept
+//!   durable before reporting any of it;
+//! - the invariants of [`invariants`] (`inv_durable`: everything ever acknowledged or
+//!   reported durable is durable and observable, over all sessions).
+//!
+//! A checker that follows only the disk (the written log and its durable prefix, not the
+//! tickets) uses [`log::DiskState`] with the same steps, and [`recover`] /
+//! [`allowed_after_recovery`] for what one recovery may produce.
 
 pub mod invariants;
 pub mod log;
@@ -13,8 +31,8 @@ pub mod log;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 pub use log::{
-    allowed_after_recovery, crash_images, image, recover, EventNo, RecKind, Record, Recovered,
-    UnitKind,
+    allowed_after_recovery, crash_images, image, recover, DiskState, EventNo, RecKind, Record,
+    Recovered, UnitKind,
 };
 use log::{
     cut_torn, ev_pos, is_commit_point, point_events, pos_of, recover_log, recover_visible, seq_at,
@@ -57,11 +75,25 @@ pub enum Mutant {
     CrashForgetsTickets,
     /// `"drop_never_cancels"`.
     DropNeverCancels,
+    /// `"recovery_trusts_page_cache"`: recovery reports the recovered log durable without
+    /// fsyncing it.
+    RecoveryTrustsPageCache,
+    /// `"recovery_fsync_trusts_clean_pages"`: recovery fsyncs but does not rewrite pages a
+    /// failed fsync of the previous process left clean.
+    RecoveryFsyncTrustsCleanPages,
+    /// `"fsync_retry_acks"`: no latch after a failed fsync; the retry's success is believed.
+    FsyncRetryAcks,
+    /// `"latch_reports_definite"`: the latch answers waiting callers with a definite error.
+    LatchReportsDefinite,
+    /// `"fenced_batch_published_at_batch_commit"`.
+    FencedBatchPublishedAtBatchCommit,
+    /// `"recover_fenced_batch_without_fence_commit"`.
+    RecoverFencedBatchWithoutFenceCommit,
 }
 
 impl Mutant {
     /// Every mutant with its TLA+ name.
-    pub const ALL: [(Mutant, &'static str); 17] = [
+    pub const ALL: [(Mutant, &'static str); 23] = [
         (Mutant::None, "none"),
         (Mutant::AckBeforeFsync, "ack_before_fsync"),
         (
@@ -88,11 +120,37 @@ impl Mutant {
         (Mutant::PublishBeforeFsync, "publish_before_fsync"),
         (Mutant::CrashForgetsTickets, "crash_forgets_tickets"),
         (Mutant::DropNeverCancels, "drop_never_cancels"),
+        (
+            Mutant::RecoveryTrustsPageCache,
+            "recovery_trusts_page_cache",
+        ),
+        (
+            Mutant::RecoveryFsyncTrustsCleanPages,
+            "recovery_fsync_trusts_clean_pages",
+        ),
+        (Mutant::FsyncRetryAcks, "fsync_retry_acks"),
+        (Mutant::LatchReportsDefinite, "latch_reports_definite"),
+        (
+            Mutant::FencedBatchPublishedAtBatchCommit,
+            "fenced_batch_published_at_batch_commit",
+        ),
+        (
+            Mutant::RecoverFencedBatchWithoutFenceCommit,
+            "recover_fenced_batch_without_fence_commit",
+        ),
     ];
 
     /// The mutant named `name` in the spec (`Mutant = "..."`).
     pub fn from_name(name: &str) -> Option<Mutant> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(m, _)| *m)
+    }
+
+    /// The spec's name of this mutant.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map_or("none", |(_, n)| n)
     }
 }
 
@@ -101,7 +159,7 @@ impl Mutant {
 pub struct Config {
     /// `MaxEvents`.
     pub max_events: u32,
-    /// `MaxBatches`.
+    /// `MaxBatches` (fenced and unfenced batches together).
     pub max_batches: u32,
     /// `BatchSize`.
     pub batch_size: u32,
@@ -109,8 +167,10 @@ pub struct Config {
     pub max_fences: u32,
     /// `MaxSyncs`.
     pub max_syncs: u32,
-    /// `MaxCrashes`.
+    /// `MaxCrashes` (process crashes and power losses together).
     pub max_crashes: u32,
+    /// `MaxFsyncFails`.
+    pub max_fsync_fails: u32,
     /// `QueueCap`.
     pub queue_cap: usize,
     /// `Mutant`.
@@ -120,12 +180,26 @@ pub struct Config {
 impl Config {
     /// The constants of `spec/Store_ci.cfg`.
     pub const CI: Config = Config {
-        max_events: 4,
+        max_events: 2,
+        max_batches: 1,
+        batch_size: 2,
+        max_fences: 1,
+        max_syncs: 1,
+        max_crashes: 2,
+        max_fsync_fails: 1,
+        queue_cap: 2,
+        mutant: Mutant::None,
+    };
+
+    /// The base constants of `spec/check_mutants.sh` (each mutant may raise some).
+    pub const MUTANTS: Config = Config {
+        max_events: 3,
         max_batches: 1,
         batch_size: 2,
         max_fences: 1,
         max_syncs: 0,
         max_crashes: 1,
+        max_fsync_fails: 0,
         queue_cap: 2,
         mutant: Mutant::None,
     };
@@ -148,6 +222,8 @@ pub enum Cmd {
     FenceBegin,
     /// An event under the open fence.
     FenceAppend,
+    /// An atomic batch under the open fence.
+    FenceBatch,
     /// Commit the fence.
     FenceCommit,
     /// Cancel the fence explicitly.
@@ -156,6 +232,23 @@ pub enum Cmd {
     FenceDrop,
     /// `sync()`.
     Sync,
+}
+
+impl Cmd {
+    /// `BatchCmds`.
+    pub fn is_batch(self) -> bool {
+        matches!(self, Cmd::Batch | Cmd::FenceBatch)
+    }
+
+    /// `FencedCmds`: answered at the fence's commit or cancel.
+    pub fn is_fenced(self) -> bool {
+        matches!(self, Cmd::FenceAppend | Cmd::FenceBatch)
+    }
+
+    /// `WriteCmds`: what a latched writer refuses.
+    pub fn is_write(self) -> bool {
+        !matches!(self, Cmd::FenceCancel | Cmd::FenceDrop)
+    }
 }
 
 /// `Statuses`: a ticket's reply.
@@ -173,8 +266,12 @@ pub enum Status {
     VisibilityFenceCancelled,
     /// Definite: the command names a fence that is not the open one.
     FenceNotOpen,
+    /// Definite: refused because the writer latched after a failed fsync.
+    WriterLatched,
     /// Indeterminate: the writer died with the command pending.
     WriterCrashed,
+    /// Indeterminate: an fsync failed while the command waited (the writer latched).
+    OutcomeUnknown,
 }
 
 impl Status {
@@ -182,7 +279,18 @@ impl Status {
     pub fn is_definite(self) -> bool {
         matches!(
             self,
-            Status::VisibilityFenceActive | Status::VisibilityFenceCancelled | Status::FenceNotOpen
+            Status::VisibilityFenceActive
+                | Status::VisibilityFenceCancelled
+                | Status::FenceNotOpen
+                | Status::WriterLatched
+        )
+    }
+
+    /// `Refusals`: definite errors decided at admission, before anything is written.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Status::VisibilityFenceActive | Status::FenceNotOpen | Status::WriterLatched
         )
     }
 
@@ -199,7 +307,7 @@ pub struct Ticket {
     pub cmd: Cmd,
     /// Its events (one for appends, `BatchSize` for batches, none otherwise).
     pub evs: BTreeSet<EventNo>,
-    /// Batch or fence id (0 otherwise).
+    /// Batch id (unfenced batches) or fence id (fence commands, fenced batches); 0 otherwise.
     pub id: u32,
     /// Reply status.
     pub st: Status,
@@ -214,10 +322,12 @@ pub struct State {
     pub up: bool,
     /// `queue`: ticket numbers in FIFO order.
     pub queue: Vec<usize>,
-    /// `written`.
+    /// `written`: the log as a read sees it (page cache).
     pub written: Vec<Record>,
-    /// `durableLen`.
+    /// `durableLen`: disk truth, the fsynced prefix.
     pub durable_len: usize,
+    /// `frontier`: what the store reports durable (a ghost across crashes).
+    pub frontier: usize,
     /// `pubLen`.
     pub pub_len: usize,
     /// `visible`.
@@ -226,15 +336,22 @@ pub struct State {
     pub open_fence: u32,
     /// `held`.
     pub held: BTreeSet<u32>,
+    /// `latched`.
+    pub latched: bool,
+    /// `pagesClean`: disk truth, a failed fsync left the unsynced pages clean.
+    pub pages_clean: bool,
     /// `tickets`.
     pub tickets: Vec<Ticket>,
     /// `crashes`.
     pub crashes: u32,
-    /// `preCrash` (ghost).
+    /// `fsyncFails`.
+    pub fsync_fails: u32,
+    /// `preCrash` (ghost; empty once recovered).
     pub pre_crash: Vec<Record>,
-    /// `recLen` (ghost).
-    pub rec_len: usize,
 }
+
+/// A crash image: `(keep, torn, lost_middle)` (see [`Action::ProcessCrash`]).
+pub type CrashChoice = (usize, bool, bool);
 
 /// The spec's action names; parameters are the action's `\E`-bound values.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -247,6 +364,8 @@ pub enum Action {
     SubmitFenceBegin,
     /// Client: submit an event under held fence `f`.
     SubmitFenceAppend(u32),
+    /// Client: submit a batch under held fence `f`.
+    SubmitFenceBatch(u32),
     /// Client: commit held fence `f`.
     SubmitFenceCommit(u32),
     /// Client: cancel held fence `f`.
@@ -263,6 +382,8 @@ pub enum Action {
     FenceBegin,
     /// Writer: write a fenced event.
     FenceAppend,
+    /// Writer: write a batch and its `BatchCommit` under the open fence.
+    FenceBatch,
     /// Writer: write `FenceCommit`, close the fence.
     FenceCommit,
     /// Writer: write `FenceCancel` (for a cancel or a drop), answer fenced tickets.
@@ -271,14 +392,16 @@ pub enum Action {
     Sync,
     /// Writer: refuse the head command (admission).
     Refuse,
-    /// Group commit: the written log becomes durable.
+    /// Group commit: the written log becomes durable and is reported so.
     Fsync,
+    /// A failed fsync: pages clean, the writer latches.
+    FsyncFail,
     /// Publish the next durable commit point (the 1-based position is the parameter).
     Publish(usize),
     /// Answer ticket `t` (1-based) `Ok`.
     Reply(usize),
-    /// Crash keeping `keep` records, optionally torn; `lost_middle` only for the mutant image.
-    Crash {
+    /// The process dies (page cache survives) leaving `keep` records, optionally torn.
+    ProcessCrash {
         /// Records kept (durable ones included).
         keep: usize,
         /// A torn record follows the kept ones.
@@ -286,8 +409,50 @@ pub enum Action {
         /// `crash_image_not_prefix`: durable prefix plus the last record only.
         lost_middle: bool,
     },
-    /// Cut the torn tail, rebuild visibility.
+    /// Power is lost leaving `keep` records, optionally torn.
+    PowerLoss {
+        /// Records kept (durable ones included).
+        keep: usize,
+        /// A torn record follows the kept ones.
+        torn: bool,
+        /// `crash_image_not_prefix`: durable prefix plus the last record only.
+        lost_middle: bool,
+    },
+    /// Cut the torn tail, make the log durable, rebuild visibility.
     Recover,
+}
+
+impl Action {
+    /// The TLA+ action name (without parameters).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::SubmitAppend => "SubmitAppend",
+            Action::SubmitBatch => "SubmitBatch",
+            Action::SubmitFenceBegin => "SubmitFenceBegin",
+            Action::SubmitFenceAppend(_) => "SubmitFenceAppend",
+            Action::SubmitFenceBatch(_) => "SubmitFenceBatch",
+            Action::SubmitFenceCommit(_) => "SubmitFenceCommit",
+            Action::SubmitFenceCancel(_) => "SubmitFenceCancel",
+            Action::SubmitFenceDrop(_) => "SubmitFenceDrop",
+            Action::SubmitSync => "SubmitSync",
+            Action::Append => "Append",
+            Action::AppendBatch => "AppendBatch",
+            Action::FenceBegin => "FenceBegin",
+            Action::FenceAppend => "FenceAppend",
+            Action::FenceBatch => "FenceBatch",
+            Action::FenceCommit => "FenceCommit",
+            Action::FenceCancel => "FenceCancel",
+            Action::Sync => "Sync",
+            Action::Refuse => "Refuse",
+            Action::Fsync => "Fsync",
+            Action::FsyncFail => "FsyncFail",
+            Action::Publish(_) => "Publish",
+            Action::Reply(_) => "Reply",
+            Action::ProcessCrash { .. } => "ProcessCrash",
+            Action::PowerLoss { .. } => "PowerLoss",
+            Action::Recover => "Recover",
+        }
+    }
 }
 
 impl State {
@@ -298,14 +463,17 @@ impl State {
             queue: Vec::new(),
             written: Vec::new(),
             durable_len: 0,
+            frontier: 0,
             pub_len: 0,
             visible: BTreeSet::new(),
             open_fence: 0,
             held: BTreeSet::new(),
+            latched: false,
+            pages_clean: false,
             tickets: Vec::new(),
             crashes: 0,
+            fsync_fails: 0,
             pre_crash: Vec::new(),
-            rec_len: 0,
         }
     }
 
@@ -334,6 +502,31 @@ impl State {
 
     fn next_of(&self, c: Cmd) -> u32 {
         count(self.tickets_of(c).count()) + 1
+    }
+
+    /// `NextBatch`: batch ids count both kinds of batch.
+    fn next_batch(&self) -> u32 {
+        count(self.tickets.iter().filter(|t| t.cmd.is_batch()).count()) + 1
+    }
+
+    /// `BatchNo(t)`: the batch id of (1-based) ticket `t`.
+    pub fn batch_no(&self, t: usize) -> u32 {
+        count(
+            self.tickets
+                .iter()
+                .take(t)
+                .filter(|k| k.cmd.is_batch())
+                .count(),
+        )
+    }
+
+    /// `DiskState` of this state: the written log, its durable prefix and the clean pages.
+    pub fn disk(&self) -> DiskState {
+        DiskState {
+            written: self.written.clone(),
+            durable_len: self.durable_len,
+            pages_clean: self.pages_clean,
+        }
     }
 
     fn head(&self) -> Option<(usize, &Ticket)> {
@@ -378,7 +571,7 @@ pub fn submit_append(cfg: &Config, s: &State) -> Option<State> {
 
 /// `SubmitBatch`.
 pub fn submit_batch(cfg: &Config, s: &State) -> Option<State> {
-    let (e, b) = (s.next_event(), s.next_of(Cmd::Batch));
+    let (e, b) = (s.next_event(), s.next_batch());
     let last = e + cfg.batch_size - 1;
     (can_submit(cfg, s) && b <= cfg.max_batches && last <= cfg.max_events)
         .then(|| submit(s, Cmd::Batch, (e..=last).collect(), b))
@@ -396,6 +589,14 @@ pub fn submit_fence_append(cfg: &Config, s: &State, f: u32) -> Option<State> {
     let e = s.next_event();
     (can_submit(cfg, s) && s.held.contains(&f) && e <= cfg.max_events)
         .then(|| submit(s, Cmd::FenceAppend, BTreeSet::from([e]), f))
+}
+
+/// `SubmitFenceBatch(f)`: the ticket's id is the fence; its batch id is `BatchNo`.
+pub fn submit_fence_batch(cfg: &Config, s: &State, f: u32) -> Option<State> {
+    let (e, b) = (s.next_event(), s.next_batch());
+    let last = e + cfg.batch_size - 1;
+    (can_submit(cfg, s) && s.held.contains(&f) && b <= cfg.max_batches && last <= cfg.max_events)
+        .then(|| submit(s, Cmd::FenceBatch, (e..=last).collect(), f))
 }
 
 fn submit_close(s: &State, f: u32, cmd: Cmd) -> State {
@@ -429,11 +630,18 @@ pub fn submit_sync(cfg: &Config, s: &State) -> Option<State> {
 
 /// `Refusal(c)`: the definite error the head command gets instead of running.
 pub fn refusal(s: &State, c: &Ticket) -> Option<Status> {
+    if s.latched && c.cmd.is_write() {
+        return Some(Status::WriterLatched);
+    }
     match c.cmd {
         Cmd::Append | Cmd::Batch | Cmd::FenceBegin if s.open_fence != 0 => {
             Some(Status::VisibilityFenceActive)
         }
-        Cmd::FenceAppend | Cmd::FenceCommit | Cmd::FenceCancel | Cmd::FenceDrop
+        Cmd::FenceAppend
+        | Cmd::FenceBatch
+        | Cmd::FenceCommit
+        | Cmd::FenceCancel
+        | Cmd::FenceDrop
             if s.open_fence != c.id =>
         {
             Some(Status::FenceNotOpen)
@@ -470,15 +678,24 @@ pub fn append(_cfg: &Config, s: &State) -> Option<State> {
     Some(n)
 }
 
+/// The batch's events and its `BatchCommit` (batch `b`, under fence `f` or 0) in one write.
+fn push_batch(cfg: &Config, n: &mut State, evs: &BTreeSet<EventNo>, b: u32, f: u32) {
+    let first = evs.iter().next().copied().unwrap_or(0);
+    for i in 0..cfg.batch_size {
+        let seq = seq_at(n.written.len());
+        n.written
+            .push(Record::in_batch(RecKind::Event, first + i, b, f, seq));
+    }
+    let seq = seq_at(n.written.len());
+    n.written
+        .push(Record::in_batch(RecKind::BatchCommit, 0, b, f, seq));
+}
+
 /// `AppendBatch`: the events and the `BatchCommit` in one write.
 pub fn append_batch(cfg: &Config, s: &State) -> Option<State> {
     let (t, c) = admitted(s, &[Cmd::Batch])?;
     let mut n = s.clone();
-    let first = c.evs.iter().next().copied().unwrap_or(0);
-    for i in 0..cfg.batch_size {
-        push(&mut n, RecKind::Event, first + i, UnitKind::Batch, c.id);
-    }
-    push(&mut n, RecKind::BatchCommit, 0, UnitKind::Batch, c.id);
+    push_batch(cfg, &mut n, &c.evs, c.id, 0);
     take(&mut n, t, Status::Taken);
     Some(n)
 }
@@ -508,6 +725,15 @@ pub fn fence_append(_cfg: &Config, s: &State) -> Option<State> {
     Some(n)
 }
 
+/// `FenceBatch`: a batch inside the open fence, visible only with the fence's commit.
+pub fn fence_batch(cfg: &Config, s: &State) -> Option<State> {
+    let (t, c) = admitted(s, &[Cmd::FenceBatch])?;
+    let mut n = s.clone();
+    push_batch(cfg, &mut n, &c.evs, s.batch_no(t), c.id);
+    take(&mut n, t, Status::Taken);
+    Some(n)
+}
+
 /// `FenceCommit`.
 pub fn fence_commit(_cfg: &Config, s: &State) -> Option<State> {
     let (t, c) = admitted(s, &[Cmd::FenceCommit])?;
@@ -518,7 +744,8 @@ pub fn fence_commit(_cfg: &Config, s: &State) -> Option<State> {
     Some(n)
 }
 
-/// `FenceCancel` (for `FenceCancel` and `FenceDrop` commands).
+/// `FenceCancel` (for `FenceCancel` and `FenceDrop` commands). A latched writer writes no
+/// cancel record.
 pub fn fence_cancel(cfg: &Config, s: &State) -> Option<State> {
     let (t0, c) = admitted(s, &[Cmd::FenceCancel, Cmd::FenceDrop])?;
     let f = c.id;
@@ -527,11 +754,13 @@ pub fn fence_cancel(cfg: &Config, s: &State) -> Option<State> {
         take(&mut n, t0, Status::Ok);
         return Some(n);
     }
-    push(&mut n, RecKind::FenceCancel, 0, UnitKind::Fence, f);
+    if !s.latched {
+        push(&mut n, RecKind::FenceCancel, 0, UnitKind::Fence, f);
+    }
     n.open_fence = 0;
     take(&mut n, t0, Status::Ok);
     for k in &mut n.tickets {
-        if k.cmd == Cmd::FenceAppend && k.id == f && k.st == Status::Taken {
+        if k.cmd.is_fenced() && k.id == f && k.st == Status::Taken {
             k.st = Status::VisibilityFenceCancelled;
         }
     }
@@ -540,10 +769,7 @@ pub fn fence_cancel(cfg: &Config, s: &State) -> Option<State> {
 
 /// `Sync` (writer side).
 pub fn sync(_cfg: &Config, s: &State) -> Option<State> {
-    let (t, c) = s.head().filter(|_| s.up)?;
-    if c.cmd != Cmd::Sync {
-        return None;
-    }
+    let (t, _) = admitted(s, &[Cmd::Sync])?;
     let mut n = s.clone();
     let mark = n.written.len();
     take(&mut n, t, Status::Taken);
@@ -565,12 +791,43 @@ pub fn refuse(cfg: &Config, s: &State) -> Option<State> {
     Some(n)
 }
 
-/// `Fsync`.
+/// `Fsync`: the writer fsyncs what it wrote and reports it durable; pages a failed fsync
+/// left clean are not written by it, so the disk's durable prefix stops before them.
 pub fn fsync(_cfg: &Config, s: &State) -> Option<State> {
-    (s.up && s.durable_len < s.written.len()).then(|| State {
-        durable_len: s.written.len(),
-        ..s.clone()
+    (s.up && !s.latched && s.frontier < s.written.len()).then(|| {
+        let mut n = s.clone();
+        if !s.pages_clean {
+            n.durable_len = s.written.len();
+        }
+        n.frontier = s.written.len();
+        n
     })
+}
+
+/// `FsyncFail`: the unsynced pages are marked clean and the writer latches (every waiting
+/// ticket gets `OutcomeUnknown`).
+pub fn fsync_fail(cfg: &Config, s: &State) -> Option<State> {
+    if !(s.up && !s.latched && s.frontier < s.written.len() && s.fsync_fails < cfg.max_fsync_fails)
+    {
+        return None;
+    }
+    let mut n = s.clone();
+    n.pages_clean = true;
+    n.fsync_fails += 1;
+    if cfg.mutant != Mutant::FsyncRetryAcks {
+        n.latched = true;
+        let st = if cfg.mutant == Mutant::LatchReportsDefinite {
+            Status::WriterLatched
+        } else {
+            Status::OutcomeUnknown
+        };
+        for k in &mut n.tickets {
+            if k.st == Status::Taken {
+                k.st = st;
+            }
+        }
+    }
+    Some(n)
 }
 
 /// `PublishCandidates`.
@@ -578,7 +835,7 @@ fn publish_candidates(cfg: &Config, s: &State) -> Vec<usize> {
     let limit = if cfg.mutant == Mutant::PublishBeforeFsync {
         s.written.len()
     } else {
-        s.durable_len
+        s.frontier
     };
     (s.pub_len + 1..=limit)
         .filter(|&i| {
@@ -623,10 +880,12 @@ pub fn ready_ok(cfg: &Config, s: &State, c: &Ticket) -> bool {
         Cmd::Batch => published(s, RecKind::BatchCommit, c.id),
         Cmd::FenceBegin => {
             let p = pos_of(&s.written, RecKind::FenceBegin, c.id);
-            p != 0 && p <= s.durable_len
+            p != 0 && p <= s.frontier
         }
-        Cmd::FenceAppend | Cmd::FenceCommit => published(s, RecKind::FenceCommit, c.id),
-        Cmd::Sync => c.mark <= s.durable_len,
+        Cmd::FenceAppend | Cmd::FenceBatch | Cmd::FenceCommit => {
+            published(s, RecKind::FenceCommit, c.id)
+        }
+        Cmd::Sync => c.mark <= s.frontier,
         Cmd::FenceCancel | Cmd::FenceDrop => false,
     }
 }
@@ -649,9 +908,9 @@ pub fn reply(cfg: &Config, s: &State, t: usize) -> Option<State> {
 
 // ------------------------------------------------------------------------------ crash/recover
 
-/// `CrashImages` as `(keep, torn, lost_middle)`.
-pub fn crash_choices(cfg: &Config, s: &State) -> Vec<(usize, bool, bool)> {
-    let mut out: Vec<(usize, bool, bool)> = crash_images(&s.written, s.durable_len)
+/// `CrashImages` as `(keep, torn, lost_middle)`; the same for both kinds of crash.
+pub fn crash_choices(cfg: &Config, s: &State) -> Vec<CrashChoice> {
+    let mut out: Vec<CrashChoice> = crash_images(&s.written, s.durable_len)
         .into_iter()
         .map(|(k, t)| (k, t, false))
         .collect();
@@ -661,20 +920,18 @@ pub fn crash_choices(cfg: &Config, s: &State) -> Vec<(usize, bool, bool)> {
     out
 }
 
-/// `Crash` with the image chosen by `(keep, torn, lost_middle)`.
-pub fn crash(cfg: &Config, s: &State, keep: usize, torn: bool, lost_middle: bool) -> Option<State> {
-    if !(s.up
-        && s.crashes < cfg.max_crashes
-        && crash_choices(cfg, s).contains(&(keep, torn, lost_middle)))
-    {
+/// `CrashProcess` with its image: what every crash does to the process (memory lost, waiting
+/// tickets `WriterCrashed`, `frontier` kept as a ghost), plus the image as the new log.
+fn crash_process(cfg: &Config, s: &State, choice: CrashChoice) -> Option<State> {
+    if !(s.up && s.crashes < cfg.max_crashes && crash_choices(cfg, s).contains(&choice)) {
         return None;
     }
+    let (keep, torn, lost_middle) = choice;
     let mut img = image(&s.written, keep, torn);
     if lost_middle {
         img.extend(s.written.last().cloned());
     }
     let mut n = s.clone();
-    n.durable_len = cut_torn(&img).len();
     n.written = img;
     n.up = false;
     n.crashes += 1;
@@ -683,6 +940,7 @@ pub fn crash(cfg: &Config, s: &State, keep: usize, torn: bool, lost_middle: bool
     n.pub_len = 0;
     n.open_fence = 0;
     n.held.clear();
+    n.latched = false;
     if cfg.mutant != Mutant::CrashForgetsTickets {
         for k in &mut n.tickets {
             if !k.st.is_final() {
@@ -694,19 +952,64 @@ pub fn crash(cfg: &Config, s: &State, keep: usize, torn: bool, lost_middle: bool
     Some(n)
 }
 
-/// `Recover`.
+/// `ProcessCrash` leaving image `(keep, torn, lost_middle)`: the page cache survives, so
+/// the next session reads the image, but nothing in it becomes durable.
+pub fn process_crash(
+    cfg: &Config,
+    s: &State,
+    keep: usize,
+    torn: bool,
+    lost_middle: bool,
+) -> Option<State> {
+    crash_process(cfg, s, (keep, torn, lost_middle))
+}
+
+/// `PowerLoss` leaving image `(keep, torn, lost_middle)`: only what reached the disk
+/// survives, and what survived (read back from the disk) is durable.
+pub fn power_loss(
+    cfg: &Config,
+    s: &State,
+    keep: usize,
+    torn: bool,
+    lost_middle: bool,
+) -> Option<State> {
+    let mut n = crash_process(cfg, s, (keep, torn, lost_middle))?;
+    n.durable_len = cut_torn(&n.written).len();
+    n.pages_clean = false;
+    Some(n)
+}
+
+/// The single `Crash` of the earlier spec, whose survivors became durable: a power loss.
+pub fn crash(cfg: &Config, s: &State, keep: usize, torn: bool, lost_middle: bool) -> Option<State> {
+    power_loss(cfg, s, keep, torn, lost_middle)
+}
+
+/// `Recover`: cut the torn tail, make the kept log durable before reporting it (recovery's
+/// own fsync, after rewriting pages a failed fsync left clean), rebuild visibility.
 pub fn recover_step(cfg: &Config, s: &State) -> Option<State> {
     if s.up {
         return None;
     }
     let log = recover_log(&s.written, cfg.mutant);
     let mut n = s.clone();
-    n.durable_len = log.len();
+    let trusts = matches!(
+        cfg.mutant,
+        Mutant::RecoveryTrustsPageCache | Mutant::RecoveryFsyncTrustsCleanPages
+    );
+    let skips_sync = cfg.mutant == Mutant::RecoveryTrustsPageCache
+        || (cfg.mutant == Mutant::RecoveryFsyncTrustsCleanPages && s.pages_clean);
+    if !skips_sync {
+        n.durable_len = log.len();
+    }
+    if !trusts {
+        n.pages_clean = false;
+    }
+    n.frontier = log.len();
     n.pub_len = log.len();
-    n.rec_len = log.len();
     n.visible = recover_visible(&log, cfg.mutant);
     n.written = log;
     n.up = true;
+    n.pre_crash.clear();
     Some(n)
 }
 
@@ -726,6 +1029,7 @@ pub fn next_states(cfg: &Config, s: &State) -> Vec<(Action, State)> {
     add(Action::SubmitSync, submit_sync(cfg, s));
     for &f in &s.held {
         add(Action::SubmitFenceAppend(f), submit_fence_append(cfg, s, f));
+        add(Action::SubmitFenceBatch(f), submit_fence_batch(cfg, s, f));
         add(Action::SubmitFenceCommit(f), submit_fence_commit(cfg, s, f));
         add(Action::SubmitFenceCancel(f), submit_fence_cancel(cfg, s, f));
         add(Action::SubmitFenceDrop(f), submit_fence_drop(cfg, s, f));
@@ -734,11 +1038,13 @@ pub fn next_states(cfg: &Config, s: &State) -> Vec<(Action, State)> {
     add(Action::AppendBatch, append_batch(cfg, s));
     add(Action::FenceBegin, fence_begin(cfg, s));
     add(Action::FenceAppend, fence_append(cfg, s));
+    add(Action::FenceBatch, fence_batch(cfg, s));
     add(Action::FenceCommit, fence_commit(cfg, s));
     add(Action::FenceCancel, fence_cancel(cfg, s));
     add(Action::Sync, sync(cfg, s));
     add(Action::Refuse, refuse(cfg, s));
     add(Action::Fsync, fsync(cfg, s));
+    add(Action::FsyncFail, fsync_fail(cfg, s));
     for i in publish_candidates(cfg, s) {
         add(Action::Publish(i), publish(cfg, s, i));
     }
@@ -747,12 +1053,20 @@ pub fn next_states(cfg: &Config, s: &State) -> Vec<(Action, State)> {
     }
     for (keep, torn, lost_middle) in crash_choices(cfg, s) {
         add(
-            Action::Crash {
+            Action::ProcessCrash {
                 keep,
                 torn,
                 lost_middle,
             },
-            crash(cfg, s, keep, torn, lost_middle),
+            process_crash(cfg, s, keep, torn, lost_middle),
+        );
+        add(
+            Action::PowerLoss {
+                keep,
+                torn,
+                lost_middle,
+            },
+            power_loss(cfg, s, keep, torn, lost_middle),
         );
     }
     add(Action::Recover, recover_step(cfg, s));

@@ -341,7 +341,9 @@ pub fn batch_vs_reader(mutant: Mutant) {
 /// What [`crash_mid_fence`] observed (for the std test that checks [`CRASH_OPS_MAX`]).
 #[derive(Debug, Clone, Copy)]
 pub struct CrashRun {
-    /// I/O operations issued after `open` (a fault stops the count from growing much).
+    /// I/O operations issued after `open`, up to and including the one that met the fault
+    /// (the failing cleanup the writer attempts after it does not count: every crash point it
+    /// could reach is after the fault).
     pub ops_after_open: u64,
     /// Crash images recovered.
     pub images: usize,
@@ -354,10 +356,12 @@ pub struct CrashRun {
 /// operations as any subset) is recovered: the fence is visible in none or both of its events,
 /// in both if `commit()` returned `Ok`, in neither if `commit()` was never reached or refused
 /// definitely; an acknowledged append is visible, a definitely refused one is not. The
-/// durable image is recovered by a full [`Store::open`] and close (a second store on the
-/// crashed disk must open and shut down without hanging); every image, the durable one
-/// included, is recovered by [`recover_visible`], which runs the same recovery without a
-/// writer thread (under loom a writer thread per image would multiply the interleavings).
+/// process-crash image (every write kept in the page cache, unsynced ones still unsynced) is
+/// recovered by a full [`Store::open`] (a second store on the crashed disk must open and shut
+/// down without hanging), and every power loss after that reopen must keep what it reports
+/// durable; every image is recovered by [`recover_visible`], which runs the same recovery
+/// without a writer thread (under loom a writer thread per image would multiply the
+/// interleavings).
 ///
 /// Under loom the scenario is smaller, so that every crash point fits in the CI budget at
 /// preemption bound 3 (about 224,000 executions per crash point with only the first change
@@ -366,8 +370,8 @@ pub struct CrashRun {
 ///   event still races the commit and the crash and can land between the fenced events and
 ///   the commit record, but not before the fence began;
 /// - that thread only submits, and the main thread waits for its ticket after the join;
-/// - the durable image is not opened as a full store (a second writer thread); it is checked
-///   by [`recover_visible`] like every other image. Shutdown of a store that met a disk fault
+/// - the process-crash image is not opened as a full store (a second writer thread); it is
+///   checked by [`recover_visible`] like every other image. Shutdown of a store that met a disk fault
 ///   is still explored (the crashed store's close), and std stress and shuttle keep the open.
 pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
     let disk = SimDisk::new();
@@ -410,7 +414,10 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
         PlainAppend::Submitted(t) => t.and_then(|t| t.wait()).map(|_| ()),
     };
     let _ = Arc::try_unwrap(store).map(Store::close);
-    let ops_after_open = disk.op_count().saturating_sub(base);
+    let ops_after_open = disk
+        .op_count()
+        .saturating_sub(base)
+        .min(k.saturating_add(1));
     let outcome = CrashOutcome { k, commit, plain };
     for r in &fenced {
         assert!(
@@ -419,12 +426,39 @@ pub fn crash_mid_fence(mutant: Mutant, k: u64) -> CrashRun {
             outcome.commit
         );
     }
-    // The durable image (what a crash right now is sure to keep), opened as a store (not
-    // under loom: see the doc).
+    // The process crash (the page cache as it is: every write kept, the unsynced ones still
+    // unsynced), opened as a store (not under loom: see the doc); then a power loss: it must
+    // keep everything the reopened store reports durable.
     if !LOOM {
-        let image = disk.crash_with(&mut |_| 0);
-        let recovered = open(config(&image.disk(), Mutant::None));
-        outcome.check(&visible_entities(&recovered), &image);
+        let image = disk.crash_with(&mut |n| n.saturating_sub(1));
+        let reopened = image.disk();
+        let recovered = open(config(&reopened, Mutant::None));
+        let seen = visible_entities(&recovered);
+        outcome.check(&seen, &image);
+        let f = recovered.frontier();
+        assert_eq!(
+            f.durable, f.written,
+            "the reopened store reports what it recovered durable"
+        );
+        for lost in reopened.crash_images(&CrashOptions::default()) {
+            match recover_visible(&config(&lost.power_loss_disk(), Mutant::None)) {
+                Ok(entries) => {
+                    let after: Vec<String> = entries
+                        .iter()
+                        .map(|e| e.coord.entity().to_owned())
+                        .collect();
+                    assert_eq!(
+                        after, seen,
+                        "INV-DURABLE: a power loss after the reopen lost what it reported \
+                         durable (crash point {k}, {image:?}, then {lost:?})"
+                    );
+                }
+                Err(e) => panic!(
+                    "INV-DURABLE: crash point {k}: after the reopen of {image:?} a power loss \
+                     {lost:?} leaves a log that does not recover: {e}"
+                ),
+            }
+        }
         if let Err(e) = recovered.close() {
             panic!("close after recovery failed: {e}");
         }

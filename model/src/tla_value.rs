@@ -2,7 +2,7 @@
 //! and the projection of an oracle [`State`] onto the same values.
 //!
 //! The projection is the identity on the spec's variables: each state becomes the record
-//! `[variable |-> value]` of all twelve variables; a record prints with its fields sorted,
+//! `[variable |-> value]` of all fifteen variables; a record prints with its fields sorted,
 //! a set with its elements sorted, and an interval `a..b` is the set it denotes. Two states
 //! are equal iff their canonical strings are equal.
 
@@ -265,6 +265,7 @@ fn record(r: &Record) -> Value {
         ("e", int(r.e)),
         ("u", s(u)),
         ("id", int(r.id)),
+        ("f", int(r.f)),
         ("seq", int(r.seq)),
     ])
 }
@@ -279,6 +280,7 @@ fn ticket(t: &Ticket) -> Value {
         Cmd::Batch => "Batch",
         Cmd::FenceBegin => "FenceBegin",
         Cmd::FenceAppend => "FenceAppend",
+        Cmd::FenceBatch => "FenceBatch",
         Cmd::FenceCommit => "FenceCommit",
         Cmd::FenceCancel => "FenceCancel",
         Cmd::FenceDrop => "FenceDrop",
@@ -291,7 +293,9 @@ fn ticket(t: &Ticket) -> Value {
         Status::VisibilityFenceActive => "VisibilityFenceActive",
         Status::VisibilityFenceCancelled => "VisibilityFenceCancelled",
         Status::FenceNotOpen => "FenceNotOpen",
+        Status::WriterLatched => "WriterLatched",
         Status::WriterCrashed => "WriterCrashed",
+        Status::OutcomeUnknown => "OutcomeUnknown",
     };
     rec(vec![
         ("cmd", s(cmd)),
@@ -313,17 +317,20 @@ impl State {
             ),
             ("written", log(&self.written)),
             ("durableLen", int(self.durable_len)),
+            ("frontier", int(self.frontier)),
             ("pubLen", int(self.pub_len)),
             ("visible", set(&self.visible)),
             ("openFence", int(self.open_fence)),
             ("held", set(&self.held)),
+            ("latched", Value::Bool(self.latched)),
+            ("pagesClean", Value::Bool(self.pages_clean)),
             (
                 "tickets",
                 Value::Seq(self.tickets.iter().map(ticket).collect()),
             ),
             ("crashes", int(self.crashes)),
+            ("fsyncFails", int(self.fsync_fails)),
             ("preCrash", log(&self.pre_crash)),
-            ("recLen", int(self.rec_len)),
         ])
     }
 }
@@ -344,7 +351,7 @@ mod tests {
 
     #[test]
     fn initial_state_projects_like_tlc_prints_it() {
-        let dumped = "/\\ preCrash = <<>>\n/\\ pubLen = 0\n/\\ openFence = 0\n/\\ visible = {}\n/\\ written = <<>>\n/\\ durableLen = 0\n/\\ tickets = <<>>\n/\\ queue = <<>>\n/\\ crashes = 0\n/\\ up = TRUE\n/\\ recLen = 0\n/\\ held = {}\n";
+        let dumped = "/\\ preCrash = <<>>\n/\\ pubLen = 0\n/\\ openFence = 0\n/\\ visible = {}\n/\\ written = <<>>\n/\\ durableLen = 0\n/\\ frontier = 0\n/\\ tickets = <<>>\n/\\ queue = <<>>\n/\\ crashes = 0\n/\\ fsyncFails = 0\n/\\ up = TRUE\n/\\ latched = FALSE\n/\\ pagesClean = FALSE\n/\\ held = {}\n";
         assert_eq!(parse_state(dumped).unwrap(), State::init().to_tla());
     }
 }

@@ -1,6 +1,6 @@
-//! Trace conformance (issue 6): maps a trace of the real store (`batpak::trace`, feature
-//! `tla-trace`) onto the spec's abstract values and checks it with TLC against
-//! `spec/Store.tla`.
+//! Trace conformance: maps a trace of the real store (`batpak::trace`, feature `tla-trace`)
+//! onto the spec's abstract values and checks it with TLC against `spec/Store.tla`: that it is
+//! a behaviour of the spec, and that every safety invariant holds at every state along it.
 //!
 //! **Mapping.** Tickets are numbered in `Submit*` order (the spec's `tickets` index); events
 //! get the spec's numbers at submission (`NextEvent`: one per append, `BatchSize` per batch),
@@ -12,16 +12,22 @@
 //! so TLC rejects such a trace instead of the mapper.
 //!
 //! **Checking.** [`module_text`] writes one TLA+ module that `EXTENDS Store` with
-//! `Traces == << trace1, trace2, ... >>` (each a sequence of records `[a, t, f, n, E, s]`),
-//! variables `tr` (which trace) and `i` (steps consumed), `TraceNext` = the spec action named by
-//! `Traces[tr][i + 1].a` with its recorded arguments, constrained to match, and `i' = i + 1`.
-//! The invariant `TraceNotFinished == i < Len(Traces[tr])` is violated exactly when the whole
-//! trace was consumed by spec steps: TLC (run with `-continue`) reports one violation per
-//! accepted trace. A trace whose number is not reported was rejected (TLC ran out of successor
-//! states before its end).
+//! `Traces == << trace1, trace2, ... >>` (each a sequence of records `[a, t, f, n, E, s]`) and
+//! variables `tr` (which trace), `i` (steps consumed), `diverged` and `broken`. `TraceNext`
+//! takes the spec action named by `Traces[tr][i + 1].a` with its recorded arguments,
+//! constrained to match. When the spec cannot take it, a reply, a publish, a recovery or a
+//! crash image is *forced* (its recorded effect without the spec's enabling condition;
+//! `diverged` records the first such step) and other steps stop the trace. After every step
+//! the spec's safety invariants ([`TRACE_INVARIANTS`]) are evaluated on the new state and
+//! `MonotoneStep` on the step; `broken` collects each one that failed with the first step
+//! after which it failed. The invariant `TraceDone == i < Len(Traces[tr])` is violated at the
+//! end of every trace that reaches its end: TLC (run with `-continue`) reports each such end
+//! state, and [`Verdict::outcome`] reads from it whether the trace was accepted with every
+//! invariant intact, diverged (and which invariants that broke), or got stuck.
 
+use crate::tla_value::{parse_state, Value};
 use batpak::trace::TraceEvent;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,12 +41,13 @@ pub struct Step {
     pub t: usize,
     /// Fence number.
     pub f: u32,
-    /// A count or position: `Fsync` durable length, `Publish` commit position, `Crash` records
-    /// kept, `Recover` log length, `SubmitBatch` batch size.
+    /// A count or position: `Fsync` durable length, `Publish` commit position, records kept by
+    /// `ProcessCrash`/`PowerLoss`, `Recover` log length, `SubmitBatch`/`SubmitFenceBatch`
+    /// batch size.
     pub n: u64,
     /// Events: `Publish` the unit's, `Recover` the visible set.
     pub e: BTreeSet<u32>,
-    /// `Refuse` status; `Crash`: `"torn"` or empty.
+    /// `Refuse` status; `ProcessCrash`/`PowerLoss`: `"torn"` or empty.
     pub s: &'static str,
 }
 
@@ -96,11 +103,12 @@ fn arg(ev: &TraceEvent, i: usize) -> u128 {
     ev.args.get(i).copied().unwrap_or(u128::MAX)
 }
 
-/// `Refuse` statuses and `Crash`'s torn flag as static strings (anything else: "?").
+/// `Refuse` statuses as static strings (anything else: "?").
 fn status(s: &str) -> &'static str {
     match s {
         "VisibilityFenceActive" => "VisibilityFenceActive",
         "FenceNotOpen" => "FenceNotOpen",
+        "WriterLatched" => "WriterLatched",
         "" => "",
         _ => "?",
     }
@@ -165,13 +173,19 @@ impl Mapper {
                 let evs = self.fresh_events(1);
                 s.t = self.submit(evs, s.f);
             }
+            "SubmitFenceBatch" => {
+                s.f = self.fence(arg(ev, 0));
+                s.n = arg(ev, 1) as u64;
+                let evs = self.fresh_events(s.n);
+                s.t = self.submit(evs, s.f);
+            }
             "SubmitFenceCommit" | "SubmitFenceCancel" | "SubmitFenceDrop" => {
                 s.f = self.fence(arg(ev, 0));
                 s.t = self.submit(Vec::new(), s.f);
             }
             "SubmitSync" => s.t = self.submit(Vec::new(), 0),
-            "Append" | "AppendBatch" | "FenceBegin" | "FenceAppend" | "FenceCommit"
-            | "FenceCancel" | "Sync" | "Refuse" => {
+            "Append" | "AppendBatch" | "FenceBegin" | "FenceAppend" | "FenceBatch"
+            | "FenceCommit" | "FenceCancel" | "Sync" | "Refuse" => {
                 s.t = self.queue.pop_front().unwrap_or(0);
                 let ticket_fence = self.ticket(s.t).map(|k| k.fence).unwrap_or(0);
                 match ev.action {
@@ -181,7 +195,7 @@ impl Mapper {
                         self.begin_ticket.insert(ticket_fence, s.t);
                         s.f = ticket_fence;
                     }
-                    "FenceAppend" => {
+                    "FenceAppend" | "FenceBatch" => {
                         s.f = self.fence(arg(ev, 0));
                         self.bind_events(s.t, ev.args.get(1..).unwrap_or(&[]));
                     }
@@ -205,7 +219,7 @@ impl Mapper {
                     m.ticket_of_event.get(&e).copied().unwrap_or(0)
                 };
                 s.t = match ev.about {
-                    "Append" | "Batch" | "FenceAppend" => by_event(self),
+                    "Append" | "Batch" | "FenceAppend" | "FenceBatch" => by_event(self),
                     "FenceBegin" => {
                         let f = self.fence(arg(ev, 0));
                         self.begin_ticket.get(&f).copied().unwrap_or(0)
@@ -218,7 +232,7 @@ impl Mapper {
                     _ => 0,
                 };
             }
-            "Crash" => {
+            "ProcessCrash" | "PowerLoss" => {
                 self.queue.clear();
                 self.syncs.clear();
                 s.n = arg(ev, 0) as u64;
@@ -243,6 +257,22 @@ pub fn abstract_trace(events: &[TraceEvent]) -> Vec<Step> {
 /// The spec's batch size in trace checking (workloads submit batches of this many events).
 pub const BATCH_SIZE: usize = 2;
 
+/// The invariants evaluated at every trace state (`MonotoneStep` on every trace step).
+pub const TRACE_INVARIANTS: [&str; 12] = [
+    "TypeOK",
+    "InvDurable",
+    "InvPrefix",
+    "InvNoCollateral",
+    "InvStableSeq",
+    "InvBatchAtomic",
+    "InvFenceHidden",
+    "InvFenceCrash",
+    "InvNoResurrect",
+    "InvDefiniteErrors",
+    "InvReadIsolation",
+    "InvRecoveryIdempotent",
+];
+
 /// The trace-checking operators shared by every trace module.
 const TRACE_OPS: &str = r#"
 IsHead(t) == queue # <<>> /\ Head(queue) = t
@@ -253,6 +283,7 @@ TraceStep(ev) ==
       [] ev.a = "SubmitBatch" -> BatchSize = ev.n /\ SubmitBatch
       [] ev.a = "SubmitFenceBegin" -> SubmitFenceBegin
       [] ev.a = "SubmitFenceAppend" -> SubmitFenceAppend(ev.f)
+      [] ev.a = "SubmitFenceBatch" -> BatchSize = ev.n /\ SubmitFenceBatch(ev.f)
       [] ev.a = "SubmitFenceCommit" -> SubmitFenceCommit(ev.f)
       [] ev.a = "SubmitFenceCancel" -> SubmitFenceCancel(ev.f)
       [] ev.a = "SubmitFenceDrop" -> SubmitFenceDrop(ev.f)
@@ -261,27 +292,99 @@ TraceStep(ev) ==
       [] ev.a = "AppendBatch" -> IsHead(ev.t) /\ AppendBatch
       [] ev.a = "FenceBegin" -> IsHead(ev.t) /\ FenceBegin /\ openFence' = ev.f
       [] ev.a = "FenceAppend" -> IsHead(ev.t) /\ HeadCmd.id = ev.f /\ FenceAppend
+      [] ev.a = "FenceBatch" -> IsHead(ev.t) /\ HeadCmd.id = ev.f /\ FenceBatch
       [] ev.a = "FenceCommit" -> IsHead(ev.t) /\ HeadCmd.id = ev.f /\ FenceCommit
       [] ev.a = "FenceCancel" -> IsHead(ev.t) /\ HeadCmd.id = ev.f /\ FenceCancel
       [] ev.a = "Sync" -> IsHead(ev.t) /\ Sync
       [] ev.a = "Refuse" -> IsHead(ev.t) /\ Refusal(HeadCmd) = ev.s /\ Refuse
-      [] ev.a = "Fsync" -> Fsync /\ durableLen' = ev.n
+      [] ev.a = "Fsync" -> Fsync /\ frontier' = ev.n
+      [] ev.a = "FsyncFail" -> FsyncFail
       [] ev.a = "Publish" -> Publish /\ pubLen' = ev.n /\ visible' = visible \cup ev.E
       [] ev.a = "Reply" -> ev.t \in DOMAIN tickets /\ Reply(ev.t)
-      [] ev.a = "Crash" -> ev.n <= Len(written) /\ Crash /\ written' = Image(ev.n, ev.s = "torn")
+      [] ev.a = "ProcessCrash" ->
+            ev.n <= Len(written) /\ ProcessCrash /\ written' = Image(ev.n, ev.s = "torn")
+      [] ev.a = "PowerLoss" ->
+            ev.n <= Len(written) /\ PowerLoss /\ written' = Image(ev.n, ev.s = "torn")
       [] ev.a = "Recover" -> Recover /\ Len(written') = ev.n /\ visible' = ev.E
       [] OTHER -> FALSE
 
-TraceInit == tr \in DOMAIN Traces /\ i = 0 /\ Init
-TraceNext == i < Len(Traces[tr]) /\ TraceStep(Traces[tr][i + 1]) /\ i' = i + 1 /\ tr' = tr
-\* Violated exactly when trace tr was consumed to its end by spec steps (= accepted).
-TraceNotFinished == i < Len(Traces[tr])
+\* When the spec cannot take the recorded step: what the implementation reported (a reply,
+\* a publish, a recovery) or what the disk kept (a crash image) taken as given, without the
+\* spec's enabling condition, so that the invariants judge the state it leads to.  Other
+\* steps have no forced form: the trace then stops there (rejected, no invariant named).
+ForceStep(ev) ==
+    CASE ev.a = "Reply" ->
+            /\ ev.t \in DOMAIN tickets
+            /\ tickets' = [tickets EXCEPT ![ev.t].st = "Ok"]
+            /\ held' = IF tickets[ev.t].cmd = "FenceBegin" THEN held \cup {tickets[ev.t].id}
+                       ELSE held
+            /\ UNCHANGED <<up, queue, written, durableLen, frontier, pubLen, visible,
+                           openFence, latched, pagesClean, crashes, fsyncFails, preCrash>>
+      [] ev.a = "Publish" ->
+            /\ visible' = visible \cup ev.E
+            \* a commit point beyond the written log: the cursor stops at its end
+            /\ pubLen' = IF ev.n <= pubLen THEN pubLen
+                         ELSE IF ev.n > Len(written) THEN Len(written) ELSE ev.n
+            /\ UNCHANGED <<up, queue, written, durableLen, frontier, openFence, held, latched,
+                           pagesClean, tickets, crashes, fsyncFails, preCrash>>
+      [] ev.a \in {"ProcessCrash", "PowerLoss"} ->
+            /\ ev.n <= Len(written)
+            /\ CrashProcess
+            /\ written' = Image(ev.n, ev.s = "torn")
+            /\ durableLen' = IF ev.a = "PowerLoss" \/ ev.n < durableLen THEN ev.n ELSE durableLen
+            /\ pagesClean' = (ev.a = "ProcessCrash" /\ pagesClean)
+      [] ev.a = "Recover" ->
+            /\ ~up /\ ev.n <= Len(CutTorn(written))
+            /\ written' = SubSeq(written, 1, ev.n)
+            /\ durableLen' = ev.n /\ frontier' = ev.n /\ pubLen' = ev.n
+            /\ visible' = ev.E /\ up' = TRUE /\ pagesClean' = FALSE /\ preCrash' = <<>>
+            /\ UNCHANGED <<queue, openFence, held, latched, tickets, crashes, fsyncFails>>
+      [] OTHER -> FALSE
+
+Holds(n) ==
+    CASE n = "TypeOK" -> TypeOK
+      [] n = "InvDurable" -> InvDurable
+      [] n = "InvPrefix" -> InvPrefix
+      [] n = "InvNoCollateral" -> InvNoCollateral
+      [] n = "InvStableSeq" -> InvStableSeq
+      [] n = "InvBatchAtomic" -> InvBatchAtomic
+      [] n = "InvFenceHidden" -> InvFenceHidden
+      [] n = "InvFenceCrash" -> InvFenceCrash
+      [] n = "InvNoResurrect" -> InvNoResurrect
+      [] n = "InvDefiniteErrors" -> InvDefiniteErrors
+      [] n = "InvReadIsolation" -> InvReadIsolation
+      [] n = "InvRecoveryIdempotent" -> InvRecoveryIdempotent
+InvNames == {"TypeOK", "InvDurable", "InvPrefix", "InvNoCollateral", "InvStableSeq",
+             "InvBatchAtomic", "InvFenceHidden", "InvFenceCrash", "InvNoResurrect",
+             "InvDefiniteErrors", "InvReadIsolation", "InvRecoveryIdempotent"}
+\* The invariants can be evaluated on a state whose lengths fit its log (forced steps keep
+\* them so; otherwise only TypeOK is reported).
+WellFormed == durableLen <= Len(written) /\ pubLen <= Len(written)
+Broken == IF WellFormed THEN {n \in InvNames : ~Holds(n)} ELSE {"TypeOK"}
+
+\* diverged: the first step the spec could not take (0: none); broken: each invariant that
+\* failed along the trace, with the first step after which it failed.
+TraceInit == tr \in DOMAIN Traces /\ i = 0 /\ Init /\ diverged = 0 /\ broken = {}
+TraceNext ==
+    /\ i < Len(Traces[tr])
+    /\ LET ev == Traces[tr][i + 1]
+       IN \/ TraceStep(ev) /\ diverged' = diverged
+          \/ /\ ~ENABLED TraceStep(ev)
+             /\ ForceStep(ev)
+             /\ diverged' = IF diverged = 0 THEN i + 1 ELSE diverged
+    /\ i' = i + 1 /\ tr' = tr
+    /\ LET now == Broken' \cup (IF MonotoneStep THEN {} ELSE {"InvMonotoneVisible"})
+       IN broken' = broken \cup {[inv |-> n, at |-> i + 1] : n \in now \ {b.inv : b \in broken}}
+\* Violated at the end of every trace that reaches its end: TLC (with -continue) reports
+\* each such end state, and its diverged/broken say how the trace fared.
+TraceDone == i < Len(Traces[tr])
 "#;
 
 /// A TLA+ module `name` that checks `traces` (numbered from 1) against `Store`.
 pub fn module_text(name: &str, traces: &[Vec<Step>]) -> String {
-    let mut out =
-        format!("---- MODULE {name} ----\nEXTENDS Store\nVARIABLES tr, i\n\nTraces == <<\n");
+    let mut out = format!(
+        "---- MODULE {name} ----\nEXTENDS Store\nVARIABLES tr, i, diverged, broken\n\nTraces == <<\n"
+    );
     for (k, trace) in traces.iter().enumerate() {
         let _ = writeln!(out, "  \\* trace {}", k + 1);
         out.push_str("  <<\n");
@@ -307,7 +410,7 @@ pub fn config_text() -> String {
     format!(
         "INIT TraceInit\nNEXT TraceNext\nCONSTANTS\n    MaxEvents = 100000\n    MaxBatches = 100000\n    \
          BatchSize = {BATCH_SIZE}\n    MaxFences = 100000\n    MaxSyncs = 100000\n    MaxCrashes = 1000\n    \
-         QueueCap = 100000\n    Mutant = \"none\"\nINVARIANT TraceNotFinished\n"
+         MaxFsyncFails = 1000\n    QueueCap = 100000\n    Mutant = \"none\"\nINVARIANT TraceDone\n"
     )
 }
 
@@ -328,13 +431,86 @@ pub fn tla2tools_jar() -> Option<PathBuf> {
     jar.exists().then_some(jar)
 }
 
+/// How one run of a trace through the spec ended (one per end state TLC reached).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEnd {
+    /// The first step (1-based) the spec could not take and that was forced; 0: none.
+    pub diverged: usize,
+    /// Each invariant that failed along the way, with the first step after which it failed.
+    pub broken: BTreeMap<String, usize>,
+}
+
+/// How TLC judged one trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The trace is a behaviour of the spec, and every invariant held at every state.
+    Accepted,
+    /// The trace is a behaviour of the spec but an invariant failed along it (a spec bug).
+    AcceptedBroken(BTreeMap<String, usize>),
+    /// The spec could not take step `at`; the recorded effects were forced from there on,
+    /// and these invariants failed (with the first step after which each failed).
+    Diverged {
+        /// The first step the spec could not take.
+        at: usize,
+        /// The invariants that failed along the forced run.
+        broken: BTreeMap<String, usize>,
+    },
+    /// The trace stopped before its end (a step with no forced form).
+    Stuck,
+}
+
+impl Outcome {
+    /// Whether the trace was accepted with every invariant intact.
+    pub fn is_accepted(&self) -> bool {
+        *self == Outcome::Accepted
+    }
+
+    /// The invariants the trace broke (empty when accepted or stuck).
+    pub fn broken(&self) -> BTreeSet<&str> {
+        match self {
+            Outcome::AcceptedBroken(b) | Outcome::Diverged { broken: b, .. } => {
+                b.keys().map(String::as_str).collect()
+            }
+            Outcome::Accepted | Outcome::Stuck => BTreeSet::new(),
+        }
+    }
+}
+
 /// What TLC said about a batch of traces.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    /// Trace numbers (1-based) whose `TraceNotFinished` was violated: accepted traces.
+    /// Trace numbers (1-based) accepted with every invariant intact.
     pub accepted: BTreeSet<usize>,
+    /// Every end state TLC reached, by trace number.
+    pub ends: BTreeMap<usize, Vec<TraceEnd>>,
     /// Distinct states TLC found.
     pub states: u64,
+}
+
+impl Verdict {
+    /// The outcome of trace `k` (1-based): accepted if some run of it is a behaviour of the
+    /// spec; otherwise the run that followed the spec longest.
+    pub fn outcome(&self, k: usize) -> Outcome {
+        let Some(ends) = self.ends.get(&k) else {
+            return Outcome::Stuck;
+        };
+        let exact: Vec<&TraceEnd> = ends.iter().filter(|e| e.diverged == 0).collect();
+        if exact.iter().any(|e| e.broken.is_empty()) {
+            return Outcome::Accepted;
+        }
+        if let Some(e) = exact.first() {
+            return Outcome::AcceptedBroken(e.broken.clone());
+        }
+        let at = ends.iter().map(|e| e.diverged).max().unwrap_or(0);
+        let mut broken = BTreeMap::new();
+        for e in ends.iter().filter(|e| e.diverged == at) {
+            for (n, step) in &e.broken {
+                let s = broken.entry(n.clone()).or_insert(*step);
+                *s = (*s).min(*step);
+            }
+        }
+        Outcome::Diverged { at, broken }
+    }
 }
 
 /// Writes the module and its config into `dir` (with a copy of `spec/Store.tla`) and runs TLC
@@ -378,23 +554,69 @@ pub fn check_traces(
     })
 }
 
-/// Accepted trace numbers and the state count from TLC's output; `None` if TLC did not
-/// finish normally or reported an error other than `TraceNotFinished`.
+/// The last state of an error trace (the lines after its last `State N:` header).
+fn last_state(block: &[&str]) -> Option<String> {
+    let start = block.iter().rposition(|l| l.starts_with("State "))?;
+    let body: Vec<&str> = block
+        .iter()
+        .skip(start + 1)
+        .take_while(|l| !l.trim().is_empty())
+        .copied()
+        .collect();
+    Some(body.join("\n"))
+}
+
+fn int_of(v: &Value) -> Option<usize> {
+    match v {
+        Value::Int(n) => usize::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// One reported end state as (trace number, how it ended).
+fn trace_end(state: &str) -> Option<(usize, TraceEnd)> {
+    let Value::Rec(vars) = parse_state(state).ok()? else {
+        return None;
+    };
+    let tr = int_of(vars.get("tr")?)?;
+    let diverged = int_of(vars.get("diverged")?)?;
+    let Value::Set(items) = vars.get("broken")? else {
+        return None;
+    };
+    let mut broken = BTreeMap::new();
+    for item in items {
+        let Value::Rec(r) = item else { return None };
+        let (Some(Value::Str(n)), Some(at)) = (r.get("inv"), r.get("at").and_then(int_of)) else {
+            return None;
+        };
+        broken.insert(n.clone(), at);
+    }
+    Some((tr, TraceEnd { diverged, broken }))
+}
+
+/// Every reported end state and the state count from TLC's output; `None` if TLC did not
+/// finish normally or reported an error other than `TraceDone`.
 pub fn parse_tlc_output(text: &str) -> Option<Verdict> {
-    let mut accepted = BTreeSet::new();
-    let mut in_violation = false;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut ends: BTreeMap<usize, Vec<TraceEnd>> = BTreeMap::new();
     let mut states = None;
-    for line in text.lines() {
-        if line.starts_with("Error: Invariant TraceNotFinished is violated") {
-            in_violation = true;
+    let mut block: Option<Vec<&str>> = None;
+    let mut finish = |block: &mut Option<Vec<&str>>| -> Option<()> {
+        if let Some(b) = block.take() {
+            let (tr, end) = trace_end(&last_state(&b)?)?;
+            ends.entry(tr).or_default().push(end);
+        }
+        Some(())
+    };
+    for line in &lines {
+        if line.starts_with("Error: Invariant TraceDone is violated") {
+            finish(&mut block)?;
+            block = Some(Vec::new());
         } else if line.starts_with("Error: The behavior up to this point is:") {
         } else if line.starts_with("Error:") {
             return None;
-        } else if in_violation {
-            if let Some(v) = line.strip_prefix("/\\ tr = ") {
-                accepted.insert(v.trim().parse().ok()?);
-                in_violation = false;
-            }
+        } else if let Some(b) = block.as_mut() {
+            b.push(line);
         }
         if line.contains("distinct states found") {
             states = line
@@ -404,10 +626,19 @@ pub fn parse_tlc_output(text: &str) -> Option<Verdict> {
                 .and_then(|n| n.replace(',', "").parse().ok());
         }
     }
-    Some(Verdict {
-        accepted,
+    finish(&mut block)?;
+    let mut v = Verdict {
+        accepted: BTreeSet::new(),
+        ends,
         states: states?,
-    })
+    };
+    v.accepted = v
+        .ends
+        .keys()
+        .copied()
+        .filter(|&k| v.outcome(k).is_accepted())
+        .collect();
+    Some(v)
 }
 
 /// The action names of `Store.tla`'s `Next`: the operators defined in the module that its

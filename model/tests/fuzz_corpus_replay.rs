@@ -302,3 +302,44 @@ fn recovery_harness_tears_frame_embedding_payloads_and_catches_looking_inside() 
         "RecoveryLooksInsideTornFrame survived every torn image"
     );
 }
+
+/// The recovery harness reads its crash image as the page cache a crashed process left and
+/// then loses power after the reopen: a store that reports what it recovered as durable
+/// without syncing it (seeded bug `RecoveryTrustsPageCache`) is caught when the image keeps
+/// unsynced writes and the power loss drops them.
+#[test]
+fn recovery_harness_catches_recovery_trusting_the_page_cache() {
+    let mut input = unsynced_workload(vec![u8::MAX; 4]);
+    input.recrash = vec![0; 4];
+    assert_eq!(
+        recovery_with(input.clone(), Mutant::None),
+        Outcome::Recovered
+    );
+    let caught = std::panic::catch_unwind(|| {
+        recovery_with(input, Mutant::RecoveryTrustsPageCache);
+    });
+    let msg = caught.expect_err("RecoveryTrustsPageCache survived a power loss after the reopen");
+    let text = msg
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| msg.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(text.contains("INV-DURABLE"), "{text}");
+}
+
+/// Found by the `recovery` smoke once a failed fsync cut off the unsynced bytes: deferred mode,
+/// a big append (acknowledged, not durable), then a batch whose segment roll fails to sync the
+/// segment it seals (a transient fault 1 operation after open). The writer cuts the segment
+/// back to its last synced length, so the acknowledged but not durable append is gone, as in
+/// a crash; the harness had taken every receipt for a record of the written log.
+#[test]
+fn a_failed_seal_cuts_off_unsynced_deferred_events() {
+    let path =
+        fuzz_dir().join("regressions/recovery/failed_seal_cuts_unsynced_deferred_events.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    let ran = run_bytes::<RecoveryInput>(&bytes, |input| {
+        assert!(input.deferred && input.fault.is_some());
+        recovery(input);
+    });
+    assert!(ran, "the regression input no longer decodes");
+}

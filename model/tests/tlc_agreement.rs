@@ -41,6 +41,7 @@ fn config_from_cfg(text: &str) -> Config {
             "MaxFences" => cfg.max_fences = n(),
             "MaxSyncs" => cfg.max_syncs = n(),
             "MaxCrashes" => cfg.max_crashes = n(),
+            "MaxFsyncFails" => cfg.max_fsync_fails = n(),
             "QueueCap" => cfg.queue_cap = n() as usize,
             "Mutant" => cfg.mutant = Mutant::from_name(v.trim().trim_matches('"')).unwrap(),
             other => panic!("unknown constant {other}"),
@@ -122,7 +123,12 @@ fn oracle_reachable_states_equal_tlc_distinct_states() {
         println!("SKIP tlc_agreement in a debug build: `just model-agreement` runs it in release");
         return;
     }
-    let ci_cfg = std::fs::read_to_string(spec_dir().join("Store_ci.cfg")).unwrap();
+    // BATPAK_AGREEMENT_CFG=file compares on another config's constants (e.g. a small one
+    // while changing the spec); the default and CI's choice is Store_ci.cfg.
+    let cfg_path = std::env::var_os("BATPAK_AGREEMENT_CFG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| spec_dir().join("Store_ci.cfg"));
+    let ci_cfg = std::fs::read_to_string(cfg_path).unwrap();
     let cfg = config_from_cfg(
         &ci_cfg
             .lines()

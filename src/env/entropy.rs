@@ -20,13 +20,12 @@ pub struct OsEntropy;
 impl Entropy for OsEntropy {
     fn next_u32(&self) -> u32 {
         let mut b = [0u8; 4];
-        if getrandom::getrandom(&mut b).is_ok() {
+        if getrandom::fill(&mut b).is_ok() {
             return u32::from_le_bytes(b);
         }
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(crate::env::Clock::now_us(&crate::env::SystemClock) as u64);
-        h.finish() as u32
+        use std::hash::BuildHasher;
+        let now = crate::env::Clock::now_us(&crate::env::SystemClock);
+        std::hash::RandomState::new().hash_one(now) as u32
     }
 }
 

@@ -23,9 +23,36 @@ impl FsDisk {
     }
 }
 
-/// Wraps `err` so its message names the operation and the path; keeps the error kind.
+/// An I/O error with the operation and path that met it; the original error (with its raw OS
+/// error code, e.g. ENOSPC or EIO) is the source.
+#[derive(Debug)]
+struct PathError {
+    message: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Wraps `err` so its message names the operation and the path; keeps the error kind, and
+/// the original error as the source.
 fn with_path(op: &str, path: &Path, err: io::Error) -> io::Error {
-    io::Error::new(err.kind(), format!("{op} {}: {err}", path.display()))
+    io::Error::new(
+        err.kind(),
+        PathError {
+            message: format!("{op} {}: {err}", path.display()),
+            source: err,
+        },
+    )
 }
 
 /// Syncs the directory `dir` (so entries created, removed or renamed in it are durable).

@@ -7,11 +7,18 @@
 //! be produced.
 //!
 //! # The crash model (shared by every implementation)
-//! Bytes appended to a file but not yet covered by a successful [`DiskFile::sync_data`] may,
-//! after a crash, survive as any prefix of the unsynced operations, with the last surviving
-//! append possibly torn (a prefix of its bytes) or replaced by garbage. A directory entry
-//! created, removed or renamed since the last [`Disk::sync_dir`] of its directory may or may
-//! not survive. Everything synced survives.
+//! The OS page cache sits between the store and the platter. Bytes appended to a file but not
+//! yet covered by a successful [`DiskFile::sync_data`] are *not durable*:
+//! - a **process crash** (SIGKILL, OOM kill, panic) keeps the page cache: the next process
+//!   reads them, and they are still not durable until someone syncs them;
+//! - a **power loss** keeps the durable bytes plus, per file, any prefix of the unsynced
+//!   operations, with the last surviving append possibly torn (a prefix of its bytes) or
+//!   replaced by garbage;
+//! - a **failed sync** may mark the unsynced pages clean without writing them (Linux): a later
+//!   successful sync proves nothing about them.
+//!
+//! A directory entry created, removed or renamed since the last [`Disk::sync_dir`] of its
+//! directory may or may not survive a power loss. Everything synced survives.
 
 mod clock;
 mod entropy;
@@ -25,7 +32,7 @@ use std::path::Path;
 pub use clock::{Clock, CounterIds, FnClock, IdSource, ManualClock, RandomIds, SystemClock};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use fs::{FsDisk, LOCK_FILE_NAME};
-pub use sim::{CrashImage, CrashOptions, FaultKind, SimDisk};
+pub use sim::{CrashImage, CrashOptions, FailedSync, Fault, FaultError, FaultKind, SimDisk};
 
 /// A file opened through a [`Disk`].
 ///

@@ -1,22 +1,48 @@
-//! [`SimDisk`]: a deterministic in-memory [`Disk`] that remembers what is durable and what is
-//! not, injects I/O faults at a chosen operation, and enumerates crash images.
+//! [`SimDisk`]: a deterministic in-memory [`Disk`] that models the kernel as well as the
+//! platter: what is durable, what sits in the page cache, and what a process crash, a power
+//! loss, a failed fsync, a full disk or a short write leave behind.
 //!
 //! # State
-//! Files are inodes (identified by a number) holding their *durable* bytes and the list of
-//! operations (appends, truncations) since their last `sync_data`/`sync_all`. Directories map
-//! names to inodes; each keeps its *durable* entries and the entry operations (create, remove,
-//! rename) since its last [`Disk::sync_dir`]. Handles refer to the inode, so a rename or a
-//! remove does not break an open handle. Directories themselves are created durably by
-//! [`Disk::create_dir_all`] and are never removed.
+//! Files are inodes (identified by a number) holding their *durable* bytes (the platter), the
+//! *page cache* (what reads see) and the list of operations (writes, truncations) since their
+//! last successful `sync_data`/`sync_all`. Directories map names to inodes; each keeps its
+//! *durable* entries and the entry operations (create, remove, rename) since its last
+//! [`Disk::sync_dir`]. Handles refer to the inode, so a rename or a remove does not break an
+//! open handle. Directories themselves are created durably by [`Disk::create_dir_all`] and are
+//! never removed.
+//!
+//! # Processes, process crashes and power losses
+//! A disk outlives the processes that use it. Every handle (the [`SimDisk`] value itself, its
+//! clones, and the files and locks opened through them) belongs to the process that was alive
+//! when it was made. [`SimDisk::process_crash`] kills that process (SIGKILL, OOM kill, panic):
+//! its locks are released and every later operation through its handles fails, but the page
+//! cache survives - the next process (the returned handle) reads bytes that were written and
+//! never fsynced, and they are still *not durable*: a later [`SimDisk::power_loss`] may lose
+//! them. A power loss keeps the durable bytes plus, per file, any prefix of the unsynced
+//! operations with the first lost write possibly torn or replaced by garbage (and with
+//! [`CrashOptions::subsets`], any subset); what survives is then on the platter. Both compose
+//! over any number of sessions on one disk.
 //!
 //! # Operations and faults
 //! Every call that touches the state (`create_dir_all`, `list`, `create_new`, `open`, `remove`,
 //! `rename`, `sync_dir`, `lock`, `exists`, and on handles `len`, `read_at`, `append`,
 //! `truncate`, `sync_data`, `sync_all`) takes the next 0-based operation index, whether it then
-//! succeeds or not. [`SimDisk::fail_at`] makes the operation with a given index fail with
-//! "simulated I/O fault at op N: <op> <path>" (kind `Other`) and no effect at all (a failed
-//! append writes nothing); a [`FaultKind::Persistent`] fault also fails every later operation
-//! (a power cut: nothing changes any more, and [`SimDisk::crash_images`] shows what may survive).
+//! succeeds or not; [`SimDisk::op_names`] tells which call took which index. A [`Fault`]
+//! scheduled with [`SimDisk::fail_with`] (or [`SimDisk::fail_at`], or by name with
+//! [`SimDisk::fail_next`]) makes that operation fail:
+//! - with "simulated I/O fault at op N: <op> <path>" (kind `Other`, EIO) or "simulated disk full
+//!   at op N: <op> <path>" (kind `StorageFull`, ENOSPC); the raw OS error is the error's source;
+//! - a failing append writes nothing, or, with [`Fault::short_write`], a prefix of its bytes;
+//! - a [`FaultKind::Transient`] failure of `sync_data`/`sync_all` behaves like Linux: the
+//!   unsynced pages it covered are marked clean without reaching the platter, either kept in
+//!   the page cache (reads still see them; [`FailedSync::KeepPages`], ext4's behaviour) or
+//!   dropped (reads see what the platter has, zeros past it; [`FailedSync::DropPages`]). A
+//!   later successful sync does not persist them; a power loss loses them. (A failed
+//!   `sync_dir` changes nothing.)
+//! - a [`FaultKind::Persistent`] fault also fails every later operation: the disk is dead (a
+//!   power cut, nothing changes any more until [`SimDisk::power_loss`] or
+//!   [`SimDisk::clear_faults`]), and [`SimDisk::crash_images`] shows what may survive;
+//! - a [`FaultKind::ProcessCrash`] fault kills the process at that operation (see above).
 //!
 //! # Crash images
 //! [`SimDisk::crash_images`] enumerates every state a crash may leave; see its docs.
@@ -44,30 +70,156 @@ const LOCK_FILE_NAME: &str = super::fs::LOCK_FILE_NAME;
 /// Inode number of a simulated file.
 type FileId = u64;
 
-/// How an injected fault behaves.
+/// How an injected fault behaves after the failing operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
-    /// Only the chosen operation fails (and has no effect); later operations work.
+    /// Only the chosen operation fails; later operations work.
     Transient,
     /// The chosen operation and every later one fail: the disk is dead (a power cut), nothing
-    /// changes any more until [`SimDisk::clear_faults`].
+    /// changes any more until [`SimDisk::power_loss`] or [`SimDisk::clear_faults`].
     Persistent,
+    /// The process dies at the chosen operation: it fails, and so does every later operation
+    /// through a handle of that process; the page cache survives for the next process
+    /// ([`SimDisk::process_crash`] hands out its handle).
+    ProcessCrash,
+}
+
+/// The error a fault reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultError {
+    /// EIO (`ErrorKind::Other`).
+    Io,
+    /// ENOSPC (`ErrorKind::StorageFull`).
+    NoSpace,
+}
+
+/// What a failed (transient) `sync_data`/`sync_all` does to the unsynced pages it covered;
+/// either way they are marked clean and never reach the platter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedSync {
+    /// They stay in the page cache: reads still see them (ext4).
+    KeepPages,
+    /// They are dropped: reads see the platter's bytes (zeros past its end).
+    DropPages,
+}
+
+/// An injected fault (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// What happens after the failing operation.
+    pub kind: FaultKind,
+    /// The error reported.
+    pub error: FaultError,
+    /// A failing append writes this many of its bytes first (at most all but one).
+    pub short_write: Option<usize>,
+    /// What a failing transient sync does to the pages it covered.
+    pub failed_sync: FailedSync,
+}
+
+impl Fault {
+    /// An EIO fault of `kind`; a failing append writes nothing, a failing sync keeps its pages.
+    pub const fn new(kind: FaultKind) -> Self {
+        Fault {
+            kind,
+            error: FaultError::Io,
+            short_write: None,
+            failed_sync: FailedSync::KeepPages,
+        }
+    }
+
+    /// Reports ENOSPC (disk full) instead of EIO.
+    pub const fn no_space(mut self) -> Self {
+        self.error = FaultError::NoSpace;
+        self
+    }
+
+    /// A failing append writes its first `bytes` bytes (at most all but one) before failing.
+    pub const fn short_write(mut self, bytes: usize) -> Self {
+        self.short_write = Some(bytes);
+        self
+    }
+
+    /// A failing sync drops the pages it covered instead of keeping them cached.
+    pub const fn drop_pages(mut self) -> Self {
+        self.failed_sync = FailedSync::DropPages;
+        self
+    }
+}
+
+impl From<FaultKind> for Fault {
+    fn from(kind: FaultKind) -> Self {
+        Fault::new(kind)
+    }
+}
+
+/// The error of an injected fault: the message names the operation; the source is the raw OS
+/// error (EIO or ENOSPC).
+#[derive(Debug)]
+struct SimFault {
+    message: String,
+    os: io::Error,
+}
+
+impl fmt::Display for SimFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SimFault {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.os)
+    }
+}
+
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+fn fault_error(error: FaultError, index: u64, op: &str, path: &Path) -> io::Error {
+    let (kind, errno, what) = match error {
+        FaultError::Io => (ErrorKind::Other, EIO, "I/O fault"),
+        FaultError::NoSpace => (ErrorKind::StorageFull, ENOSPC, "disk full"),
+    };
+    io::Error::new(
+        kind,
+        SimFault {
+            message: format!("simulated {what} at op {index}: {op} {}", path.display()),
+            os: io::Error::from_raw_os_error(errno),
+        },
+    )
 }
 
 /// An unsynced operation on a file's data.
 #[derive(Debug, Clone)]
 enum FileOp {
-    /// `bytes` appended at the end; `op_index` is the disk operation that did it.
-    Append { bytes: StdArc<[u8]>, op_index: u64 },
+    /// `bytes` written at `offset` (an append: the file's length when it was issued);
+    /// `op_index` is the disk operation that did it.
+    Write {
+        offset: usize,
+        bytes: StdArc<[u8]>,
+        op_index: u64,
+    },
     /// The file cut (or zero-extended) to `len` bytes.
     Truncate { len: usize },
 }
 
 impl FileOp {
-    /// Applies the operation to `content`.
+    /// Applies the operation to `content` (a gap before a write reads as zeros).
     fn apply(&self, content: &mut Vec<u8>) {
         match self {
-            FileOp::Append { bytes, .. } => content.extend_from_slice(bytes),
+            FileOp::Write { offset, bytes, .. } => {
+                if content.len() == *offset {
+                    content.extend_from_slice(bytes);
+                    return;
+                }
+                let end = offset.saturating_add(bytes.len());
+                if content.len() < end {
+                    content.resize(end, 0);
+                }
+                if let Some(dst) = content.get_mut(*offset..end) {
+                    dst.copy_from_slice(bytes);
+                }
+            }
             FileOp::Truncate { len } => content.resize(*len, 0),
         }
     }
@@ -76,25 +228,23 @@ impl FileOp {
 /// A simulated inode.
 #[derive(Debug, Clone)]
 struct FileNode {
-    /// What survives any crash.
+    /// What survives any crash (the platter).
     durable: StdArc<Vec<u8>>,
-    /// What reads see: `durable` with every `pending` op applied.
+    /// The page cache as of the last sync when it holds bytes the platter does not (a failed
+    /// sync marked them clean); `None`: the same as `durable`.
+    clean: Option<StdArc<Vec<u8>>>,
+    /// What reads see: the page cache (`clean`, or `durable`, with every `pending` op applied).
     current: StdArc<Vec<u8>>,
     /// Operations since the last data sync, oldest first.
     pending: Vec<FileOp>,
-    /// Open handles; an inode no directory refers to is freed when this drops to 0.
+    /// Open handles of the live process; an inode no directory refers to is freed when this
+    /// drops to 0.
     handles: usize,
 }
 
 impl FileNode {
     fn empty() -> Self {
-        let bytes = StdArc::new(Vec::new());
-        FileNode {
-            durable: StdArc::clone(&bytes),
-            current: bytes,
-            pending: Vec::new(),
-            handles: 0,
-        }
+        Self::durable(StdArc::new(Vec::new()))
     }
 
     /// A node whose content is all durable (`durable` and `current` share the bytes until the
@@ -102,31 +252,79 @@ impl FileNode {
     fn durable(bytes: StdArc<Vec<u8>>) -> Self {
         FileNode {
             durable: StdArc::clone(&bytes),
+            clean: None,
             current: bytes,
             pending: Vec::new(),
             handles: 0,
         }
     }
 
-    /// Makes every pending operation durable.
+    /// The page cache as of the last sync.
+    fn base(&self) -> &StdArc<Vec<u8>> {
+        self.clean.as_ref().unwrap_or(&self.durable)
+    }
+
+    /// `clean` after the page cache changed: kept only while it differs from the platter.
+    fn settle_clean(&mut self) {
+        self.clean = if self.current.as_ref() == self.durable.as_ref() {
+            None
+        } else {
+            Some(StdArc::clone(&self.current))
+        };
+    }
+
+    /// Makes every pending operation durable (a successful sync).
     fn sync(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let only_appends = self
+        let only_writes = self
             .pending
             .iter()
-            .all(|op| matches!(op, FileOp::Append { .. }));
+            .all(|op| matches!(op, FileOp::Write { .. }));
         match StdArc::get_mut(&mut self.durable) {
-            // The usual case costs the appended bytes, not the file size.
-            Some(durable) if only_appends => {
+            // The usual case costs the written bytes, not the file size.
+            Some(durable) if only_writes => {
                 for op in &self.pending {
                     op.apply(durable);
                 }
             }
-            _ => self.durable = StdArc::new(self.current.as_ref().clone()),
+            _ => {
+                let mut durable = self.durable.as_ref().clone();
+                for op in &self.pending {
+                    op.apply(&mut durable);
+                }
+                self.durable = StdArc::new(durable);
+            }
         }
         self.pending.clear();
+        if self.clean.is_some() {
+            self.settle_clean();
+        }
+    }
+
+    /// A failed sync: the pending operations' pages are marked clean without reaching the
+    /// platter, kept in the page cache or dropped from it.
+    fn fail_sync(&mut self, how: FailedSync) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if how == FailedSync::DropPages {
+            let mut cache = self.base().as_ref().clone();
+            cache.resize(self.current.len(), 0);
+            self.current = StdArc::new(cache);
+        }
+        self.pending.clear();
+        self.settle_clean();
+    }
+
+    /// Rebuilds `current` from the page cache base and the pending operations.
+    fn replay(&mut self) {
+        let mut current = self.base().as_ref().clone();
+        for op in &self.pending {
+            op.apply(&mut current);
+        }
+        self.current = StdArc::new(current);
     }
 }
 
@@ -191,10 +389,28 @@ struct State {
     files: BTreeMap<FileId, FileNode>,
     next_id: FileId,
     op_count: u64,
-    faults: BTreeMap<u64, FaultKind>,
+    /// The operation name of every index taken so far.
+    op_names: Vec<&'static str>,
+    faults: BTreeMap<u64, Fault>,
+    /// Faults for the next operation of a given name, in the order they were scheduled.
+    next_faults: Vec<(String, Fault)>,
     dead: bool,
     sync_ops: Vec<u64>,
-    locks: BTreeSet<PathBuf>,
+    /// The successful syncs that made something durable.
+    persisting_syncs: Vec<u64>,
+    /// Locked directories, with the process holding each lock.
+    locks: BTreeMap<PathBuf, u64>,
+    /// The live process; handles of earlier ones fail.
+    process: u64,
+}
+
+/// How [`State::begin`] went.
+enum Begun {
+    /// Go on; the operation's index.
+    Go(u64),
+    /// The operation fails with this error; `Some` if an injected fault made it fail (its
+    /// effect, if any, is the caller's to apply).
+    Fail(io::Error, Option<Fault>),
 }
 
 impl State {
@@ -208,37 +424,75 @@ impl State {
             files: BTreeMap::new(),
             next_id: 1,
             op_count: 0,
+            op_names: Vec::new(),
             faults: BTreeMap::new(),
+            next_faults: Vec::new(),
             dead: false,
             sync_ops: Vec::new(),
-            locks: BTreeSet::new(),
+            persisting_syncs: Vec::new(),
+            locks: BTreeMap::new(),
+            process: 0,
         }
     }
 
-    /// Takes the next operation index; fails if a fault is scheduled there or the disk is dead.
-    fn begin(&mut self, op: &str, path: &Path) -> io::Result<u64> {
+    /// Takes the next operation index for `process`; says whether it fails (a fault is
+    /// scheduled there, the disk is dead, or the process is gone).
+    fn begin_op(&mut self, op: &'static str, path: &Path, process: u64) -> Begun {
         let index = self.op_count;
         self.op_count = self.op_count.saturating_add(1);
-        let fail = match self.faults.get(&index) {
-            _ if self.dead => true,
-            Some(FaultKind::Persistent) => {
-                self.dead = true;
-                true
-            }
-            Some(FaultKind::Transient) => true,
-            None => false,
-        };
-        if fail {
-            return Err(io::Error::other(format!(
-                "simulated I/O fault at op {index}: {op} {}",
-                path.display()
-            )));
+        self.op_names.push(op);
+        if process != self.process {
+            return Begun::Fail(
+                io::Error::other(format!(
+                    "simulated process crash: op {index} ({op} {}) comes from a process that is gone",
+                    path.display()
+                )),
+                None,
+            );
         }
-        Ok(index)
+        if self.dead {
+            return Begun::Fail(fault_error(FaultError::Io, index, op, path), None);
+        }
+        let scheduled = self.faults.get(&index).copied().or_else(|| {
+            let at = self.next_faults.iter().position(|(name, _)| name == op)?;
+            Some(self.next_faults.remove(at).1)
+        });
+        let Some(fault) = scheduled else {
+            return Begun::Go(index);
+        };
+        match fault.kind {
+            FaultKind::Transient => {}
+            FaultKind::Persistent => self.dead = true,
+            FaultKind::ProcessCrash => self.kill_process(),
+        }
+        Begun::Fail(fault_error(fault.error, index, op, path), Some(fault))
     }
 
-    fn synced(&mut self, index: u64) {
+    /// [`State::begin_op`] for operations on which a fault has no effect.
+    fn begin(&mut self, op: &'static str, path: &Path, process: u64) -> io::Result<u64> {
+        match self.begin_op(op, path, process) {
+            Begun::Go(index) => Ok(index),
+            Begun::Fail(e, _) => Err(e),
+        }
+    }
+
+    /// The live process dies: its locks are released, its handles stop counting (and stop
+    /// working), the page cache stays.
+    fn kill_process(&mut self) {
+        self.process = self.process.saturating_add(1);
+        self.locks.clear();
+        for f in self.files.values_mut() {
+            f.handles = 0;
+        }
+        self.collect_garbage();
+    }
+
+    /// Records a successful sync; `persisted`: it made something durable.
+    fn synced(&mut self, index: u64, persisted: bool) {
         self.sync_ops.push(index);
+        if persisted {
+            self.persisting_syncs.push(index);
+        }
     }
 
     fn dir_mut(&mut self, op: &str, dir: &Path) -> io::Result<&mut DirNode> {
@@ -278,7 +532,7 @@ impl State {
             .retain(|id, f| f.handles > 0 || referenced.contains(id));
     }
 
-    /// A new handle on inode `id`.
+    /// A new handle on inode `id` for the live process.
     fn handle(
         &mut self,
         state: &Arc<Mutex<State>>,
@@ -294,6 +548,7 @@ impl State {
             id,
             path: path.to_path_buf(),
             writable,
+            process: self.process,
         })
     }
 
@@ -350,11 +605,14 @@ fn split(op: &str, path: &Path) -> io::Result<(PathBuf, String)> {
 
 /// A deterministic in-memory disk with crash images and fault injection.
 ///
-/// Clones share the same state (they are the same disk). See the [module docs](self) for the
-/// model, and [`SimDisk::crash_images`] for what a crash may leave.
+/// Clones share the same state (they are the same disk) and belong to the same process. See
+/// the [module docs](self) for the model, and [`SimDisk::crash_images`] for what a crash may
+/// leave.
 #[derive(Clone)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    /// The process this handle belongs to.
+    process: u64,
 }
 
 impl fmt::Debug for SimDisk {
@@ -364,6 +622,7 @@ impl fmt::Debug for SimDisk {
             .field("files", &st.files.len())
             .field("op_count", &st.op_count)
             .field("dead", &st.dead)
+            .field("process", &self.process)
             .finish()
     }
 }
@@ -381,8 +640,10 @@ impl SimDisk {
     }
 
     fn from_state(state: State) -> Self {
+        let process = state.process;
         SimDisk {
             state: Arc::new(Mutex::new(state)),
+            process,
         }
     }
 
@@ -390,21 +651,87 @@ impl SimDisk {
         self.state.lock()
     }
 
+    /// A handle on this disk for the live process.
+    fn live_handle(&self, st: &State) -> SimDisk {
+        SimDisk {
+            state: Arc::clone(&self.state),
+            process: st.process,
+        }
+    }
+
     /// Makes the operation with 0-based index `op_index` fail (see [`FaultKind`]).
     pub fn fail_at(&self, op_index: u64, kind: FaultKind) {
-        self.lock_state().faults.insert(op_index, kind);
+        self.fail_with(op_index, Fault::new(kind));
+    }
+
+    /// Makes the operation with 0-based index `op_index` fail as `fault` says.
+    pub fn fail_with(&self, op_index: u64, fault: Fault) {
+        self.lock_state().faults.insert(op_index, fault);
+    }
+
+    /// Makes the next operation named `op` (`"append"`, `"sync_data"`, ... as in
+    /// [`SimDisk::op_names`]) fail as `fault` says. Several such faults for one name apply to
+    /// successive operations of that name, in the order they were scheduled.
+    pub fn fail_next(&self, op: &str, fault: impl Into<Fault>) {
+        self.lock_state()
+            .next_faults
+            .push((op.to_owned(), fault.into()));
     }
 
     /// Removes every scheduled fault and revives a disk killed by a persistent fault.
     pub fn clear_faults(&self) {
         let mut st = self.lock_state();
         st.faults.clear();
+        st.next_faults.clear();
         st.dead = false;
+    }
+
+    /// The process using the disk dies (SIGKILL, OOM kill, panic): its directory locks are
+    /// released and every later operation through its handles (this one, its clones, and the
+    /// files and locks opened through them) fails. The page cache survives: the returned
+    /// handle, the next process's, reads every byte written so far, synced or not, and the
+    /// unsynced ones stay unsynced (a later [`SimDisk::power_loss`] may still lose them).
+    /// Scheduled faults stay scheduled; a dead disk stays dead.
+    pub fn process_crash(&self) -> SimDisk {
+        let mut st = self.lock_state();
+        st.kill_process();
+        self.live_handle(&st)
+    }
+
+    /// The power is lost: the disk keeps what the crash model lets a power loss keep (the
+    /// image `chooser` picks, as in [`SimDisk::crash_with`]), and what it keeps is durable. The
+    /// process dies as in [`SimDisk::process_crash`]; the returned handle is the next
+    /// process's. A disk killed by a persistent fault works again; faults scheduled at later
+    /// operation indices stay scheduled.
+    pub fn power_loss(&self, chooser: &mut dyn FnMut(usize) -> usize) -> SimDisk {
+        self.power_loss_with_options(&CrashOptions::default(), chooser)
+    }
+
+    /// [`SimDisk::power_loss`] with explicit [`CrashOptions`].
+    pub fn power_loss_with_options(
+        &self,
+        opts: &CrashOptions,
+        chooser: &mut dyn FnMut(usize) -> usize,
+    ) -> SimDisk {
+        let image = self.crash_with_options(opts, chooser);
+        let after = image.state(true);
+        let mut st = self.lock_state();
+        st.dirs = after.dirs;
+        st.files = after.files;
+        st.dead = false;
+        st.kill_process();
+        self.live_handle(&st)
     }
 
     /// How many operations have been issued so far (the index the next one will get).
     pub fn op_count(&self) -> u64 {
         self.lock_state().op_count
+    }
+
+    /// The name of the operation at every index issued so far (`"append"`, `"sync_data"`,
+    /// `"sync_dir"`, ...), failed ones included.
+    pub fn op_names(&self) -> Vec<&'static str> {
+        self.lock_state().op_names.clone()
     }
 
     /// Number of successful `sync_data`, `sync_all` and `sync_dir` calls (persistence points).
@@ -416,6 +743,12 @@ impl SimDisk {
     /// [`FaultKind::Persistent`] freezes the disk right after the sync at index `i`.
     pub fn sync_op_indices(&self) -> Vec<u64> {
         self.lock_state().sync_ops.clone()
+    }
+
+    /// Operation indices of the successful syncs that made something durable (the others
+    /// found nothing pending: freezing the disk just before or after them changes nothing).
+    pub fn persisting_sync_indices(&self) -> Vec<u64> {
+        self.lock_state().persisting_syncs.clone()
     }
 
     /// Current content of the file at `path` (what reads see), if it exists.
@@ -432,6 +765,18 @@ impl SimDisk {
         let st = self.lock_state();
         let id = st.dirs.get(&dir)?.durable.get(&name)?;
         st.files.get(id).map(|f| f.durable.as_ref().clone())
+    }
+
+    /// Whether nothing is pending: every file's and directory's state is durable, so every
+    /// crash image is this state (pages a failed sync left cached but unwritten count as not
+    /// durable).
+    pub fn is_all_durable(&self) -> bool {
+        let st = self.lock_state();
+        st.dirs.values().all(|d| d.pending.is_empty())
+            && st
+                .files
+                .values()
+                .all(|f| f.pending.is_empty() && f.clean.is_none())
     }
 
     /// Makes `path` a durable file holding exactly `bytes` (creating its directories), to build
@@ -471,15 +816,15 @@ impl SimDisk {
     }
 
     /// Overwrites the byte at `offset` of the file at `path`, durably (the durable content
-    /// changes; the current content is the durable one with the pending operations replayed).
+    /// changes, and so does the page cache; the pending operations are replayed over it).
     /// Not an operation: no index, no fault.
     pub fn corrupt(&self, path: &Path, offset: u64, byte: u8) -> io::Result<()> {
         let mut st = self.lock_state();
         let id = st.lookup("corrupt", path)?;
         let file = st.file_mut("corrupt", path, id)?;
-        let slot = usize::try_from(offset)
-            .ok()
-            .and_then(|at| StdArc::make_mut(&mut file.durable).get_mut(at))
+        let at = usize::try_from(offset).unwrap_or(usize::MAX);
+        let slot = StdArc::make_mut(&mut file.durable)
+            .get_mut(at)
             .ok_or_else(|| {
                 io::Error::new(
                     ErrorKind::InvalidInput,
@@ -490,11 +835,14 @@ impl SimDisk {
                 )
             })?;
         *slot = byte;
-        let mut current = file.durable.as_ref().clone();
-        for op in &file.pending {
-            op.apply(&mut current);
+        if let Some(slot) = file
+            .clean
+            .as_mut()
+            .and_then(|c| StdArc::make_mut(c).get_mut(at))
+        {
+            *slot = byte;
         }
-        file.current = StdArc::new(current);
+        file.replay();
         Ok(())
     }
 
@@ -514,20 +862,20 @@ impl SimDisk {
 impl Disk for SimDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock_state();
-        st.begin("create_dir_all", dir)?;
+        st.begin("create_dir_all", dir, self.process)?;
         st.make_dirs(&normalize(dir))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut st = self.lock_state();
-        st.begin("list", dir)?;
+        st.begin("list", dir, self.process)?;
         let node = st.dir_mut("list", &normalize(dir))?;
         Ok(node.current.keys().cloned().collect())
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         let mut st = self.lock_state();
-        st.begin("create_new", path)?;
+        st.begin("create_new", path, self.process)?;
         let (dir, name) = split("create_new", path)?;
         let id = st.next_id;
         let is_dir = st.dirs.contains_key(&normalize(path));
@@ -547,14 +895,14 @@ impl Disk for SimDisk {
 
     fn open(&self, path: &Path, writable: bool) -> io::Result<Box<dyn DiskFile>> {
         let mut st = self.lock_state();
-        st.begin("open", path)?;
+        st.begin("open", path, self.process)?;
         let id = st.lookup("open", path)?;
         Ok(st.handle(&self.state, id, path, writable))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock_state();
-        st.begin("remove", path)?;
+        st.begin("remove", path, self.process)?;
         let id = st.lookup("remove", path)?;
         let (dir, name) = split("remove", path)?;
         let node = st.dir_mut("remove", &dir)?;
@@ -565,7 +913,7 @@ impl Disk for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.lock_state();
-        st.begin("rename", from)?;
+        st.begin("rename", from, self.process)?;
         let id = st.lookup("rename", from)?;
         let (from_dir, from_name) = split("rename", from)?;
         let (to_dir, to_name) = split("rename", to)?;
@@ -609,11 +957,12 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.lock_state();
-        let index = st.begin("sync_dir", dir)?;
+        let index = st.begin("sync_dir", dir, self.process)?;
         let node = st.dir_mut("sync_dir", &normalize(dir))?;
+        let persisted = !node.pending.is_empty();
         node.durable = node.current.clone();
         node.pending.clear();
-        st.synced(index);
+        st.synced(index, persisted);
         st.collect_garbage();
         Ok(())
     }
@@ -621,7 +970,7 @@ impl Disk for SimDisk {
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>> {
         let dir = normalize(dir);
         let mut st = self.lock_state();
-        st.begin("lock", &dir)?;
+        st.begin("lock", &dir, self.process)?;
         let id = st.next_id;
         let node = st.dir_mut("lock", &dir)?;
         let created = !node.current.contains_key(LOCK_FILE_NAME);
@@ -634,7 +983,7 @@ impl Disk for SimDisk {
             st.next_id = st.next_id.saturating_add(1);
             st.files.insert(id, FileNode::empty());
         }
-        if !st.locks.insert(dir.clone()) {
+        if st.locks.contains_key(&dir) {
             return Err(io::Error::new(
                 ErrorKind::WouldBlock,
                 format!(
@@ -643,15 +992,17 @@ impl Disk for SimDisk {
                 ),
             ));
         }
+        st.locks.insert(dir.clone(), self.process);
         Ok(Box::new(SimLock {
             state: Arc::clone(&self.state),
             dir,
+            process: self.process,
         }))
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let mut st = self.lock_state();
-        st.begin("exists", path)?;
+        st.begin("exists", path, self.process)?;
         Ok(st.dirs.contains_key(&normalize(path)) || st.lookup("exists", path).is_ok())
     }
 }
@@ -662,6 +1013,8 @@ struct SimFile {
     id: FileId,
     path: PathBuf,
     writable: bool,
+    /// The process that opened it.
+    process: u64,
 }
 
 impl fmt::Debug for SimFile {
@@ -686,25 +1039,43 @@ impl SimFile {
         }
     }
 
-    fn sync(&mut self, op: &str) -> io::Result<()> {
+    fn sync(&mut self, op: &'static str) -> io::Result<()> {
         let mut st = self.state.lock();
-        let index = st.begin(op, &self.path)?;
-        st.file_mut(op, &self.path, self.id)?.sync();
-        st.synced(index);
-        Ok(())
+        match st.begin_op(op, &self.path, self.process) {
+            Begun::Go(index) => {
+                let file = st.file_mut(op, &self.path, self.id)?;
+                let persisted = !file.pending.is_empty();
+                file.sync();
+                st.synced(index, persisted);
+                Ok(())
+            }
+            Begun::Fail(e, fault) => {
+                if let Some(Fault {
+                    kind: FaultKind::Transient,
+                    failed_sync,
+                    ..
+                }) = fault
+                {
+                    if let Ok(file) = st.file_mut(op, &self.path, self.id) {
+                        file.fail_sync(failed_sync);
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 }
 
 impl DiskFile for SimFile {
     fn len(&self) -> io::Result<u64> {
         let mut st = self.state.lock();
-        st.begin("len", &self.path)?;
+        st.begin("len", &self.path, self.process)?;
         Ok(st.file_mut("len", &self.path, self.id)?.current.len() as u64)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let mut st = self.state.lock();
-        st.begin("read_at", &self.path)?;
+        st.begin("read_at", &self.path, self.process)?;
         let file = st.file_mut("read_at", &self.path, self.id)?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let src = file.current.get(start..).unwrap_or(&[]);
@@ -717,23 +1088,38 @@ impl DiskFile for SimFile {
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
-        let op_index = st.begin("append", &self.path)?;
+        let (op_index, fail) = match st.begin_op("append", &self.path, self.process) {
+            Begun::Go(index) => (index, None),
+            Begun::Fail(e, Some(fault)) => (st.op_count.saturating_sub(1), Some((e, fault))),
+            Begun::Fail(e, None) => return Err(e),
+        };
         self.check_writable("append")?;
-        if data.is_empty() {
-            return Ok(());
+        // A failing append writes nothing, or the prefix a short write asks for.
+        let written = match &fail {
+            None => data.len(),
+            Some((_, fault)) => fault
+                .short_write
+                .map_or(0, |n| n.min(data.len().saturating_sub(1))),
+        };
+        if let Some(bytes) = data.get(..written).filter(|b| !b.is_empty()) {
+            let file = st.file_mut("append", &self.path, self.id)?;
+            let offset = file.current.len();
+            StdArc::make_mut(&mut file.current).extend_from_slice(bytes);
+            file.pending.push(FileOp::Write {
+                offset,
+                bytes: StdArc::from(bytes),
+                op_index,
+            });
         }
-        let file = st.file_mut("append", &self.path, self.id)?;
-        StdArc::make_mut(&mut file.current).extend_from_slice(data);
-        file.pending.push(FileOp::Append {
-            bytes: StdArc::from(data),
-            op_index,
-        });
-        Ok(())
+        match fail {
+            Some((e, _)) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let mut st = self.state.lock();
-        st.begin("truncate", &self.path)?;
+        st.begin("truncate", &self.path, self.process)?;
         self.check_writable("truncate")?;
         let len = usize::try_from(len).map_err(|_| {
             io::Error::new(
@@ -762,6 +1148,10 @@ impl DiskFile for SimFile {
 impl Drop for SimFile {
     fn drop(&mut self) {
         let mut st = self.state.lock();
+        if st.process != self.process {
+            // A dead process's handles stopped counting when it died.
+            return;
+        }
         let last = match st.files.get_mut(&self.id) {
             Some(f) => {
                 f.handles = f.handles.saturating_sub(1);
@@ -779,6 +1169,8 @@ impl Drop for SimFile {
 struct SimLock {
     state: Arc<Mutex<State>>,
     dir: PathBuf,
+    /// The process holding it.
+    process: u64,
 }
 
 impl fmt::Debug for SimLock {
@@ -791,6 +1183,9 @@ impl DiskLock for SimLock {}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
-        self.state.lock().locks.remove(&self.dir);
+        let mut st = self.state.lock();
+        if st.locks.get(&self.dir) == Some(&self.process) {
+            st.locks.remove(&self.dir);
+        }
     }
 }

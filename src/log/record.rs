@@ -53,7 +53,8 @@ pub struct EventRecord<'a> {
     pub correlation_id: Option<u128>,
     /// The causing event.
     pub causation_id: Option<u128>,
-    /// Writer timestamp, µs since the epoch.
+    /// The writer's hybrid logical clock, µs since the epoch: never below an earlier
+    /// record's (INV-HLC-MONOTONE).
     pub timestamp_us: i64,
     /// Entity clock (1-based, +1 per written event of the entity).
     pub clock: u32,

@@ -1,9 +1,19 @@
-//! Segment files: a 32-byte header, then frames. The writer owns the active segment and rolls
-//! to a new one when the next frame would cross `segment_max_bytes`.
+//! Segment files: a 40-byte header (with the segment's salt and frame limit), then frames. The
+//! writer owns the active segment and rolls to a new one when the next frame would cross
+//! `segment_max_bytes` or the segment's frame limit.
 //!
 //! Roll order (so a surviving newer segment always implies a durable older one, INV-PREFIX):
-//! write the pending bytes of the old segment, sync it, create the new file, write and sync its
-//! header, then sync the directory so the new entry is durable.
+//! write the pending bytes of the old segment, sync it - always, whoever wrote it: bytes another
+//! process left in the page cache are not durable until someone syncs them - create the new
+//! file, write and sync its header, then sync the directory so the new entry is durable. So a
+//! sealed segment (one with a later segment after it) is durable, and only the last segment
+//! can hold unsynced bytes: that is the one `Store::open` syncs before reporting anything
+//! durable.
+//!
+//! After a failed sync the unsynced bytes may never reach the platter although the page cache
+//! still shows them, and a later successful sync proves nothing about them; a later process
+//! would read them and could not tell. So the writer cuts them back off
+//! ([`SegmentWriter::discard_unsynced`]) before it latches.
 
 use crate::codec::{FRAME_BODY_MIN_BYTES, FRAME_BYTES_LIMIT};
 use crate::env::{Disk, DiskFile, Entropy};
@@ -170,6 +180,16 @@ pub enum SyncMode {
     SyncData,
 }
 
+/// Seeded bugs of the segment writer, for the witnesses' mutant tests (never set in real use).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentBugs {
+    /// A roll does not sync the segment it seals.
+    pub roll_skips_seal_sync: bool,
+    /// A write that fails with `StorageFull` is taken as done.
+    pub swallow_no_space: bool,
+}
+
 /// Called when creating a segment failed, to free file descriptors held elsewhere (the
 /// readers' cache) before one more try; returns how many it closed.
 pub type FdRelief = StdArc<dyn Fn() -> usize + Send + Sync>;
@@ -215,13 +235,16 @@ pub struct SegmentWriter {
     frame_max: u32,
     /// Bytes in the file (header + frames written so far).
     len: u64,
+    /// Bytes of the file known durable (synced by this process).
+    synced_len: u64,
     /// Bytes written since the last sync.
     dirty: bool,
     opts: SegmentOptions,
+    bugs: SegmentBugs,
 }
 
 impl SegmentWriter {
-    /// Creates the first free segment from id `segment_id` on whose first record will be
+    /// Creates the first free segment from id `segment_id` on, whose first record will be
     /// `first_seq`, durably (file header synced, directory synced). An entry with a segment's
     /// name that is not a regular file (a directory someone made) is skipped with a warning:
     /// recovery only reads regular files, and segment ids need not be contiguous. A regular
@@ -237,7 +260,7 @@ impl SegmentWriter {
         opts: SegmentOptions,
     ) -> io::Result<Self> {
         let mut id = segment_id;
-        let mut relieved = false;
+        let mut failed: Option<(u64, io::Error)> = None;
         loop {
             match Self::create_at(&disk, dir, id, first_seq, &opts) {
                 Ok((file, h)) => {
@@ -250,9 +273,18 @@ impl SegmentWriter {
                         salt: h.salt,
                         frame_max: h.frame_max,
                         len: SEGMENT_HEADER_BYTES as u64,
+                        synced_len: SEGMENT_HEADER_BYTES as u64,
                         dirty: false,
                         opts,
+                        bugs: SegmentBugs::default(),
                     });
+                }
+                // Our own failed attempt left its file behind: report that attempt's error.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && failed.as_ref().is_some_and(|(at, _)| *at == id) =>
+                {
+                    return Err(failed.map_or(e, |(_, first)| first));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let name = segment_file_name(id);
@@ -277,9 +309,8 @@ impl SegmentWriter {
                     );
                     id += 1;
                 }
-                Err(e) => match opts.fd_relief.as_ref().filter(|_| !relieved) {
+                Err(e) => match opts.fd_relief.as_ref().filter(|_| failed.is_none()) {
                     Some(relief) => {
-                        relieved = true;
                         let closed = relief();
                         tracing::warn!(
                             segment_id = id,
@@ -287,6 +318,7 @@ impl SegmentWriter {
                             closed,
                             "creating a segment failed; released reader descriptors, trying once more"
                         );
+                        failed = Some((id, e));
                     }
                     None => return Err(e),
                 },
@@ -294,8 +326,10 @@ impl SegmentWriter {
         }
     }
 
-    /// One attempt at creating segment `id`. A failure after the file was created removes it
-    /// again (it holds no record), so the id stays free for the next attempt.
+    /// One attempt at creating segment `id`. If writing or syncing the header fails, the file
+    /// goes again (or, failing that, its bytes: an empty segment file is a torn header, which
+    /// recovery removes): no header the page cache shows but the platter may lack may be left
+    /// for a later process to take as the log's continuation.
     fn create_at(
         disk: &StdArc<dyn Disk>,
         dir: &Path,
@@ -311,24 +345,26 @@ impl SegmentWriter {
             salt: opts.entropy.next_u32(),
             frame_max: opts.frame_max,
         };
-        let done = file
+        let header = file
             .append(&encode_header(h))
-            .and_then(|()| sync(&mut *file, opts.sync_mode))
-            .and_then(|()| disk.sync_dir(dir));
-        match done {
-            Ok(()) => Ok((file, h)),
-            Err(e) => {
-                drop(file);
-                if let Err(re) = disk.remove(&path) {
-                    tracing::warn!(path = %path.display(), error = %re, "could not remove a segment whose creation failed");
+            .and_then(|()| sync(&mut *file, opts.sync_mode));
+        if let Err(e) = header {
+            drop(file);
+            if let Err(gone) = disk.remove(&path) {
+                tracing::error!(file = %path.display(), error = %gone, "could not remove a segment whose header failed");
+                if let Err(cut) = disk.open(&path, true).and_then(|mut f| f.truncate(0)) {
+                    tracing::error!(file = %path.display(), error = %cut, "could not cut an unsynced segment header");
                 }
-                Err(e)
             }
+            return Err(e);
         }
+        disk.sync_dir(dir)?;
+        Ok((file, h))
     }
 
     /// Continues writing at the end of an existing, recovered segment of `len` bytes (its
-    /// header gives the salt and frame limit).
+    /// header gives the salt and frame limit). Nothing of it counts as durable until
+    /// [`SegmentWriter::sync_recovered`].
     pub fn reopen(
         disk: StdArc<dyn Disk>,
         dir: &Path,
@@ -360,9 +396,36 @@ impl SegmentWriter {
             salt: h.salt,
             frame_max: h.frame_max,
             len,
-            dirty: false,
+            synced_len: 0,
+            dirty: true,
             opts,
+            bugs: SegmentBugs::default(),
         })
+    }
+
+    /// Makes the recovered segment durable: bytes a crashed process left in the page cache are
+    /// not durable until synced, whoever wrote them.
+    pub fn sync_recovered(&mut self) -> io::Result<()> {
+        self.force_sync()
+    }
+
+    /// Seeded bug for the INV-DURABLE witnesses: counts the recovered segment as durable
+    /// without syncing it (recovery trusts the page cache).
+    #[doc(hidden)]
+    pub fn trust_recovered(&mut self) {
+        self.synced_len = self.len;
+        self.dirty = false;
+    }
+
+    /// Seeds bugs (for the mutant witnesses).
+    #[doc(hidden)]
+    pub fn seed_bugs(&mut self, bugs: SegmentBugs) {
+        self.bugs = bugs;
+    }
+
+    /// The active segment's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(segment_file_name(self.segment_id))
     }
 
     /// The active segment's id.
@@ -401,7 +464,13 @@ impl SegmentWriter {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file.append(bytes)?;
+        match self.file.append(bytes) {
+            Ok(()) => {}
+            Err(e) if self.bugs.swallow_no_space && e.kind() == io::ErrorKind::StorageFull => {
+                tracing::warn!(error = %e, "seeded bug: a failed write is taken as done");
+            }
+            Err(e) => return Err(e),
+        }
         self.len += bytes.len() as u64;
         self.dirty = true;
         Ok(())
@@ -410,26 +479,75 @@ impl SegmentWriter {
     /// Makes everything written durable (no-op if nothing was written since the last sync).
     pub fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            sync(&mut *self.file, self.opts.sync_mode)?;
-            self.dirty = false;
+            self.force_sync()?;
         }
         Ok(())
     }
 
-    /// Seals the active segment (sync) and starts the next one at `first_seq` (the next free
-    /// id, see [`SegmentWriter::create`]).
-    pub fn roll(&mut self, first_seq: u64) -> io::Result<()> {
-        self.sync()?;
-        let next = Self::create(
+    /// Syncs the file whatever this process wrote to it.
+    fn force_sync(&mut self) -> io::Result<()> {
+        sync(&mut *self.file, self.opts.sync_mode)?;
+        self.dirty = false;
+        self.synced_len = self.len;
+        Ok(())
+    }
+
+    /// Seals the active segment (sync, whoever wrote it) and starts the next one at
+    /// `first_seq` (the next free id, see [`SegmentWriter::create`]).
+    pub fn roll(&mut self, first_seq: u64) -> Result<(), RollError> {
+        if !self.bugs.roll_skips_seal_sync {
+            self.force_sync().map_err(RollError::Seal)?;
+        }
+        let mut next = Self::create(
             StdArc::clone(&self.disk),
             &self.dir,
             self.segment_id + 1,
             first_seq,
             self.opts.clone(),
-        )?;
+        )
+        .map_err(RollError::Create)?;
+        next.bugs = self.bugs;
         tracing::debug!(sealed = self.segment_id, "segment sealed");
         *self = next;
         Ok(())
+    }
+
+    /// After a failed write: cuts the file back to the end of the last successful write (the
+    /// failed one may have left part of its bytes) and syncs, so the failed bytes can never
+    /// reappear. `Ok` means nothing of the failed write is or will be in the log.
+    pub fn cut_back(&mut self) -> io::Result<()> {
+        self.file.truncate(self.len)?;
+        self.force_sync()
+    }
+
+    /// After a failed sync: the bytes written since the last successful sync may never reach
+    /// the platter although the page cache shows them, so they are cut off, and the cut is
+    /// synced (that sync proves nothing about the lost pages; it only makes the cut stick).
+    /// Returns the length cut to.
+    pub fn discard_unsynced(&mut self) -> io::Result<u64> {
+        self.file.truncate(self.synced_len)?;
+        self.len = self.synced_len;
+        self.dirty = false;
+        sync(&mut *self.file, self.opts.sync_mode)?;
+        Ok(self.synced_len)
+    }
+}
+
+/// Which step of [`SegmentWriter::roll`] failed.
+#[derive(Debug)]
+pub enum RollError {
+    /// The sync sealing the old segment: its unsynced bytes may never reach the platter.
+    Seal(io::Error),
+    /// Creating the new segment (the old one is sealed durably).
+    Create(io::Error),
+}
+
+impl std::fmt::Display for RollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RollError::Seal(e) => write!(f, "sealing the segment failed: {e}"),
+            RollError::Create(e) => write!(f, "creating the next segment failed: {e}"),
+        }
     }
 }
 

@@ -76,7 +76,8 @@ impl StoreConfig {
     /// Defaults: 64 MiB segments, durable acknowledgements (sync every event, with group
     /// commit), `fdatasync`, a 4096-command writer queue, 16 MiB payloads (upstream's
     /// default), batches of at most 10,000 events / 64 MiB, 64 segment files open for reading,
-    /// real files, the system clock and random UUIDv7 ids.
+    /// real files, the system clock, UUIDv7 ids and segment salts from the OS's entropy
+    /// ([`crate::env::RandomIds`], [`crate::env::OsEntropy`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -181,7 +182,8 @@ impl StoreConfig {
         self
     }
 
-    /// Any [`Clock`] (deterministic tests: `ManualClock`).
+    /// Any [`Clock`] (deterministic tests: `ManualClock`). The clock may step back or jump;
+    /// event times never decrease (INV-HLC-MONOTONE, `spec/FORMAT.md`).
     pub fn with_clock_source(mut self, clock: StdArc<dyn Clock>) -> Self {
         self.clock = clock;
         self

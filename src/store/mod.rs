@@ -27,7 +27,8 @@ use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
-use crate::log::{self, segment::segment_file_name, RecordBody, SegmentWriter};
+use crate::log::segment::{segment_file_name, SegmentBugs};
+use crate::log::{self, RecordBody, SegmentWriter};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{self, Sender, TrySendError};
 use crate::sync::{Arc, Mutex, StdArc};
@@ -134,8 +135,12 @@ impl<S> std::fmt::Debug for Store<S> {
 
 impl Store<Open> {
     /// Opens (or creates) the store in `cfg`'s directory: takes the directory lock, recovers
-    /// the log (cutting a torn tail, refusing corruption with the file and offset), rebuilds
-    /// the index and starts the writer thread.
+    /// the log (cutting a torn tail, refusing corruption with the file and offset), syncs what
+    /// it recovered (a crashed process may have left it in the page cache only, and it is
+    /// reported durable from now on), rebuilds the index and starts the writer thread.
+    ///
+    /// If that sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
+    /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);
@@ -155,7 +160,7 @@ impl Store<Open> {
             entropy: StdArc::clone(&cfg.entropy),
             fd_relief: Some(StdArc::new(move || relief.release())),
         };
-        let seg = match report.active {
+        let mut seg = match report.active {
             Some((id, len)) => SegmentWriter::reopen(StdArc::clone(&disk), &dir, id, len, seg_opts),
             None => SegmentWriter::create(StdArc::clone(&disk), &dir, 0, state.next_seq, seg_opts),
         }
@@ -164,6 +169,13 @@ impl Store<Open> {
             op: "open active segment",
             source,
         })?;
+        seg.seed_bugs(SegmentBugs {
+            roll_skips_seal_sync: cfg.mutant == Mutant::RollSkipsSealSync,
+            swallow_no_space: cfg.mutant == Mutant::NoSpaceSwallowed,
+        });
+        if report.active.is_some() {
+            make_recovered_durable(&*disk, &cfg, &mut seg)?;
+        }
         let shared = Arc::new(Shared::new(index));
         let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
         let wcfg = WriterConfig {
@@ -669,28 +681,117 @@ impl Store<Open> {
     }
 
     /// Waits until every record below `point` (a sequence, e.g. `receipt.sequence + 1`) is
-    /// durable, asking the writer to sync. Never waits longer than `timeout`.
+    /// durable, or `timeout` elapses (`Timeout`). Blocks while the point is not yet written
+    /// (another thread may still append it) and asks the writer for a flush in the deferred
+    /// mode once it is. Never waits past `timeout`; a writer that dies meanwhile answers
+    /// `WriterCrashed` at once, a latched one `WriterLatched` (INV-NO-HANG).
     pub fn wait_for_durable(&self, point: u64, timeout: Duration) -> Result<(), StoreError> {
-        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
+        self.wait_durable_seq(point, timeout)
+    }
+
+    /// The wait behind every shape of `wait_for_durable`: until `frontier.durable >= point`.
+    ///
+    /// Sleeps on the writer's frontier signal (`durable_cv`: every fsync, every written-frontier
+    /// move while someone waits, the writer's exit). Sends a `Sync` on entry (its answer
+    /// reports a latched writer) and, in the deferred mode, another one once the point is
+    /// written if no earlier one covered it; the `Ok` answer to a `Sync` sent when
+    /// `written >= point` means the point is durable. Sends never block: with the queue full
+    /// the request is retried after a short sleep.
+    pub(crate) fn wait_durable_seq(&self, point: u64, timeout: Duration) -> Result<(), StoreError> {
+        let f = &self.shared.frontier;
+        if f.durable.load(Ordering::SeqCst) >= point {
             return Ok(());
         }
-        let (reply, rx) = channel::bounded(1);
-        self.send(Command::Sync { reply })?;
-        match rx.recv_timeout(timeout) {
-            Ok(r) => r?,
-            Err(channel::RecvTimeoutError::Timeout) => {
-                return Err(StoreError::Timeout {
-                    what: format!("durability of sequence {point}"),
-                })
+        let start = std::time::Instant::now();
+        let deadline = start.checked_add(timeout);
+        let deferred = self.cfg.sync_every_n_events > 1;
+        let timed_out = || {
+            let (d, w) = (
+                f.durable.load(Ordering::SeqCst),
+                f.written.load(Ordering::SeqCst),
+            );
+            let state = if w >= point {
+                "written, not yet durable"
+            } else {
+                "not yet written"
+            };
+            StoreError::Timeout {
+                what: format!(
+                    "durability of sequence {point} ({state}; durable frontier {d}, written {w}) after {} ms",
+                    start.elapsed().as_millis()
+                ),
             }
-            Err(channel::RecvTimeoutError::Disconnected) => return Err(StoreError::WriterCrashed),
-        }
-        if self.shared.frontier.durable.load(Ordering::SeqCst) >= point {
-            Ok(())
-        } else {
-            Err(StoreError::Timeout {
-                what: format!("durability of sequence {point} (not yet written)"),
-            })
+        };
+        // The reply of the outstanding Sync, and the written frontier when the last one was sent
+        // (`None`: none sent yet).
+        let mut pending: Option<crate::sync::channel::Receiver<Result<(), StoreError>>> = None;
+        let mut asked_at: Option<u64> = None;
+        let _waiting = DurableWaiter::register(&self.shared);
+        let writer_gone =
+            || self.cfg.mutant != Mutant::WaitIgnoresWriterExit && *self.shared.gate.read();
+        loop {
+            if f.durable.load(Ordering::SeqCst) >= point {
+                return Ok(());
+            }
+            if writer_gone() {
+                return Err(StoreError::WriterCrashed);
+            }
+            let now = std::time::Instant::now();
+            let remaining = match deadline {
+                Some(d) if now >= d => return Err(timed_out()),
+                Some(d) => d - now,
+                None => Duration::from_secs(3600),
+            };
+            if let Some(rx) = &pending {
+                match rx.recv_timeout(remaining) {
+                    Ok(Ok(())) => pending = None,
+                    Ok(Err(e)) => return Err(e),
+                    Err(channel::RecvTimeoutError::Timeout) => {}
+                    Err(channel::RecvTimeoutError::Disconnected) => {
+                        if f.durable.load(Ordering::SeqCst) >= point {
+                            return Ok(());
+                        }
+                        if self.cfg.mutant != Mutant::WaitIgnoresWriterExit {
+                            return Err(StoreError::WriterCrashed);
+                        }
+                        pending = None;
+                    }
+                }
+                continue;
+            }
+            let written = f.written.load(Ordering::SeqCst);
+            let covered = asked_at.is_some_and(|w| w >= point);
+            if asked_at.is_none() || (deferred && written >= point && !covered) {
+                let (reply, rx) = channel::bounded(1);
+                match self.try_send(Command::Sync { reply }) {
+                    Ok(()) => {
+                        pending = Some(rx);
+                        asked_at = Some(written);
+                        continue;
+                    }
+                    // The queue is full: the writer is busy (and flushes on its own when the
+                    // queue drains); ask again shortly.
+                    Err(StoreError::Backpressure { .. }) => {
+                        crate::sync::thread::sleep(remaining.min(Duration::from_millis(1)));
+                        continue;
+                    }
+                    Err(StoreError::WriterCrashed)
+                        if self.cfg.mutant == Mutant::WaitIgnoresWriterExit =>
+                    {
+                        asked_at = Some(written);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let g = self.shared.durable_lock.lock();
+            if f.durable.load(Ordering::SeqCst) >= point
+                || f.written.load(Ordering::SeqCst) != written
+                || writer_gone()
+            {
+                continue;
+            }
+            drop(self.shared.durable_cv.wait_timeout(g, remaining));
         }
     }
 
@@ -811,6 +912,22 @@ impl Store<Open> {
                 break;
             }
             done += n;
+        }
+        if done < buf.len() {
+            // Only unsynced bytes are ever cut from under the index: after a failed fsync.
+            return Err(StoreError::IoAt {
+                path: self.cfg.dir.join(segment_file_name(pos.segment_id)),
+                op: "read event",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "event {event_id:032x}: its frame ({} bytes at offset {}) is gone from \
+                         the file; it was never synced, and the writer cut it off after a \
+                         failed fsync",
+                        pos.length, pos.offset
+                    ),
+                ),
+            });
         }
         // The index knows the frame's length (recovery or the writer checked it against the
         // segment's own limit), so that is the limit to decode this frame with.
@@ -1010,6 +1127,98 @@ fn send_detached_traced(
     }
 }
 
+/// Makes what recovery found durable before anything reports it durable: bytes a crashed
+/// process left in the page cache are not on the platter until someone syncs them. Only the
+/// last segment can hold such bytes (every roll syncs the segment it seals before the next one
+/// exists); its directory entry may be unsynced too.
+///
+/// If the sync fails, the kernel may have marked those pages clean without writing them, and a
+/// retry - by this open or the next - would succeed and prove nothing. So before failing, the
+/// segment is rewritten (copied to a new file, synced, renamed over the old one, directory
+/// synced): the next open then reads only bytes that are on the platter.
+fn make_recovered_durable(
+    disk: &dyn Disk,
+    cfg: &StoreConfig,
+    seg: &mut SegmentWriter,
+) -> Result<(), StoreError> {
+    let _span = tracing::info_span!("sync_recovered", segment = seg.segment_id()).entered();
+    if cfg.mutant == Mutant::RecoveryTrustsPageCache {
+        seg.trust_recovered();
+        return Ok(());
+    }
+    if let Err(source) = seg.sync_recovered() {
+        let path = seg.path();
+        tracing::error!(file = %path.display(), error = %source, "sync of the recovered segment failed");
+        match rewrite_file(disk, &cfg.dir, &path, cfg.sync_mode) {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                "rewrote the segment durably; the next open reads only synced bytes"
+            ),
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "could not rewrite the segment after its sync failed"
+            ),
+        }
+        return Err(StoreError::IoAt {
+            path,
+            op: "sync recovered segment",
+            source,
+        });
+    }
+    disk.sync_dir(&cfg.dir).map_err(|source| StoreError::IoAt {
+        path: cfg.dir.clone(),
+        op: "sync data directory",
+        source,
+    })
+}
+
+/// Replaces `path` by a durable copy of what reads of it return now: copy to a temporary file
+/// in `dir`, sync it, rename it over `path`, sync `dir`. A crash at any point leaves either the
+/// old file or the complete copy under `path` (and maybe a stale temporary file, which the next
+/// rewrite replaces and recovery ignores).
+fn rewrite_file(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    mode: SyncMode,
+) -> std::io::Result<()> {
+    const WINDOW: usize = 1 << 20;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".rewrite");
+    let tmp = std::path::PathBuf::from(tmp);
+    if disk.exists(&tmp)? {
+        disk.remove(&tmp)?;
+    }
+    let copied = (|| {
+        let src = disk.open(path, false)?;
+        let len = src.len()?;
+        let mut dst = disk.create_new(&tmp)?;
+        let mut buf = vec![0u8; WINDOW];
+        let mut at = 0u64;
+        while at < len {
+            let want = usize::try_from(len - at).unwrap_or(WINDOW).min(WINDOW);
+            let chunk = buf.get_mut(..want).unwrap_or(&mut []);
+            let n = src.read_at(at, chunk)?;
+            if n == 0 {
+                break;
+            }
+            dst.append(chunk.get(..n).unwrap_or(&[]))?;
+            at += n as u64;
+        }
+        match mode {
+            SyncMode::SyncAll => dst.sync_all()?,
+            SyncMode::SyncData => dst.sync_data()?,
+        }
+        disk.rename(&tmp, path)?;
+        disk.sync_dir(dir)
+    })();
+    if copied.is_err() && disk.exists(&tmp).unwrap_or(false) {
+        let _ = disk.remove(&tmp);
+    }
+    copied
+}
+
 /// Bytes in the log's segments, so recovery can size the index once instead of growing it
 /// step by step (an event frame takes at least ~80 bytes; ~200 with a 100-byte payload).
 fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
@@ -1119,4 +1328,20 @@ fn recover_state(
         .collect()
     );
     Ok((state, index, report))
+}
+
+/// Counts a thread in `wait_for_durable` for as long as it lives (see `Shared::durable_waiters`).
+struct DurableWaiter<'a>(&'a Shared);
+
+impl<'a> DurableWaiter<'a> {
+    fn register(shared: &'a Shared) -> Self {
+        shared.durable_waiters.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for DurableWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.durable_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }

@@ -34,6 +34,20 @@ pub(crate) struct IdemInfo {
     pub receipt: AppendReceipt,
     pub coord: u32,
     pub kind: EventKind,
+    /// Where the event sat in its atomic batch (`None` for a single append), so that a batch
+    /// retry can be told from a partial or reordered one.
+    pub batch: Option<BatchSlot>,
+}
+
+/// An event's place in its atomic batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchSlot {
+    /// The batch id (the sequence of its first event).
+    pub id: u64,
+    /// The event's 0-based position in the batch.
+    pub index: u32,
+    /// How many events the batch has.
+    pub len: u32,
 }
 
 /// A reply the thread sends once the group is durable (or immediately for refusals).
@@ -95,6 +109,19 @@ pub(crate) struct Limits {
     pub single_append_max_bytes: u64,
 }
 
+/// What a batch did.
+enum BatchAppended {
+    /// Written now.
+    Written(Vec<AppendReceipt>),
+    /// An identical retry of an earlier batch: its receipts, nothing written.
+    /// `in_open_fence`: the original is still pending under the open fence, so the retry
+    /// shares its fate (answered at commit or cancel).
+    Duplicate {
+        receipts: Vec<AppendReceipt>,
+        in_open_fence: bool,
+    },
+}
+
 /// What a single append did.
 enum Appended {
     /// Written now.
@@ -141,6 +168,14 @@ pub(crate) struct WriterState {
     idem: IdMap<u128, IdemInfo>,
     /// Idempotency keys written but not yet published, with the unit holding them.
     pending_idem: IdMap<u128, (IdemInfo, Unit)>,
+    /// Recovery only: batch id -> idempotency keys of its events, whose batch length is known
+    /// only at the batch's commit record.
+    batch_keys: IdMap<u64, Vec<u128>>,
+    /// The hybrid logical clock: the timestamp of the last event written or recovered, in
+    /// microseconds. Event timestamps are `max(clock reading, hlc_us)` (INV-HLC-MONOTONE).
+    hlc_us: i64,
+    /// Whether the wall clock was last seen behind the HLC by more than a second (warned).
+    clock_behind: bool,
     /// The I/O failure that latched the writer.
     pub latched: Option<String>,
     /// Seeded bug, for the witnesses' mutant tests (always `None` in real use).
@@ -193,6 +228,29 @@ pub enum Mutant {
     /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
     /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
     BackpressureAfterSend,
+    /// The writer stamps events with the raw wall-clock reading instead of the hybrid logical
+    /// clock, so time goes backwards when the clock steps back (breaks INV-HLC-MONOTONE).
+    RawWallClock,
+    /// A batch whose keys are all known is written again instead of answered with the
+    /// original receipts (breaks INV-IDEMPOTENT).
+    BatchRetryWritesAgain,
+    /// `wait_for_durable` overlooks the writer's exit and sleeps until its timeout
+    /// (breaks INV-NO-HANG).
+    WaitIgnoresWriterExit,
+    /// Open counts what recovery read (possibly from the page cache a crashed process left)
+    /// as durable without syncing it (breaks INV-DURABLE after a process crash and then a power
+    /// loss).
+    RecoveryTrustsPageCache,
+    /// A segment roll does not sync the segment it seals (breaks INV-PREFIX / INV-DURABLE: a
+    /// power loss keeps the new segment and loses the old one's unsynced tail).
+    RollSkipsSealSync,
+    /// After a failed fsync the writer retries it and acknowledges when the retry succeeds
+    /// (breaks INV-DURABLE: the retry proves nothing about the pages the failed one marked
+    /// clean).
+    NoLatchAfterFailedFsync,
+    /// A write that fails with ENOSPC is taken as done and acknowledged (breaks INV-DURABLE /
+    /// INV-DEFINITE-ERRORS).
+    NoSpaceSwallowed,
     /// A fence remembers only the last thread that used it as its holder, so the thread that
     /// began it blocks forever on its own fenced ticket after a scoped worker submitted
     /// through it (breaks INV-NO-HANG).
@@ -352,6 +410,10 @@ impl WriterState {
                 if let Unit::FencedBatch { fence, batch } = e.unit {
                     self.batch_fences.insert(batch, fence);
                 }
+                // The HLC is the running maximum of the log's timestamps: the writer stamps
+                // them that way, and a log written before that rule reads as if it had been.
+                let timestamp_us = e.timestamp_us.max(self.hlc_us);
+                self.hlc_us = timestamp_us;
                 let slot = Slot {
                     event_id: e.event_id,
                     correlation_id: e.correlation_id.unwrap_or(e.event_id),
@@ -361,13 +423,23 @@ impl WriterState {
                         event_hash: hash,
                     },
                     seq: record.seq,
-                    timestamp_us: e.timestamp_us,
+                    timestamp_us,
                     disk_pos: pos,
                     clock: e.clock,
                     kind: EventKind::from_raw(e.kind),
                     coord,
                 };
                 if let Some(key) = e.idempotency_key {
+                    let batch = e.unit.batch().and_then(|b| {
+                        let index = u32::try_from(record.seq.checked_sub(b)?).ok()?;
+                        // The length is filled in at the batch's commit record.
+                        self.batch_keys.entry(b).or_default().push(key);
+                        Some(BatchSlot {
+                            id: b,
+                            index,
+                            len: 0,
+                        })
+                    });
                     let info = IdemInfo {
                         receipt: AppendReceipt {
                             event_id: e.event_id,
@@ -379,12 +451,20 @@ impl WriterState {
                         },
                         coord,
                         kind: EventKind::from_raw(e.kind),
+                        batch,
                     };
                     self.pending_idem.insert(key, (info, e.unit));
                 }
                 self.unit_event(slot, e.unit);
             }
             RecordBody::BatchCommit { batch, count } => {
+                for key in self.batch_keys.remove(batch).unwrap_or_default() {
+                    if let Some((info, _)) = self.pending_idem.get_mut(&key) {
+                        if let Some(slot) = info.batch.as_mut() {
+                            slot.len = *count;
+                        }
+                    }
+                }
                 let fence = self.batch_fences.remove(batch);
                 self.unit_batch_commit(*batch, *count, fence)?
             }
@@ -415,6 +495,13 @@ impl WriterState {
         self.batches.clear();
         self.fences.clear();
         self.batch_fences.clear();
+        self.batch_keys.clear();
+        // The first event after a reopen takes a later millisecond than every recovered one,
+        // so ids, whose prefix is that millisecond, keep increasing across restarts even with
+        // a fresh id source and a clock that is behind.
+        if !self.heads.is_empty() {
+            self.hlc_us = (self.hlc_us / 1000).saturating_add(1).saturating_mul(1000);
+        }
         // Keys of hidden units never answer a retry.
         self.pending_idem.clear();
         self.pending_ids.clear();
@@ -515,10 +602,27 @@ impl WriterState {
                 reply_when_staged,
                 reply,
             } => match self.append_batch(items, fence, env) {
-                Ok(receipts) if fence.is_some() && !reply_when_staged => {
+                // An identical retry: the original receipts. While the original is pending
+                // under the open fence the retry shares its fate; otherwise it answers now.
+                Ok(BatchAppended::Duplicate {
+                    receipts,
+                    in_open_fence,
+                }) => {
+                    if in_open_fence && !reply_when_staged {
+                        self.fence_waiters.push(FenceWaiter::Batch(reply, receipts))
+                    } else {
+                        out.push(Outgoing::Receipts(reply, Ok(receipts)))
+                    }
+                }
+                Ok(BatchAppended::Written(receipts)) if fence.is_some() && !reply_when_staged => {
+                    tla_trace!(env.trace, "FenceBatch", "", {
+                        let mut args = vec![u128::from(fence.unwrap_or(0))];
+                        args.extend(receipts.iter().map(|r| r.event_id));
+                        args
+                    });
                     self.fence_waiters.push(FenceWaiter::Batch(reply, receipts))
                 }
-                Ok(receipts) => {
+                Ok(BatchAppended::Written(receipts)) => {
                     if fence.is_some() {
                         *force_sync = true;
                     } else {
@@ -598,7 +702,11 @@ impl WriterState {
             }
             Command::Sync { reply } => match self.check_writable() {
                 // A latched writer cannot make anything durable.
-                Err(e) => out.push(Outgoing::Unit(reply, Err(e))),
+                Err(e) => {
+                    #[cfg(feature = "tla-trace")]
+                    Self::trace_refusal(env, &e);
+                    out.push(Outgoing::Unit(reply, Err(e)))
+                }
                 Ok(()) => {
                     tla_trace!(env.trace, "Sync", "", Vec::new());
                     tla_trace_defer!(self.trace_acks, "Reply", "Sync", Vec::new());
@@ -659,6 +767,25 @@ impl WriterState {
         let Some(info) = found else {
             return Ok(None);
         };
+        let diffs = self.retry_differs(info, item, content_hash);
+        if diffs.is_empty() {
+            Ok(Some(info.receipt))
+        } else {
+            Err(StoreError::IdempotencyConflict {
+                key,
+                original_event_id: info.receipt.event_id,
+                detail: format!("the retry differs in {}", diffs.join(", ")),
+            })
+        }
+    }
+
+    /// What a retry changes of the original event: entity, scope, kind, payload.
+    fn retry_differs(
+        &self,
+        info: &IdemInfo,
+        item: &AppendItem,
+        content_hash: &[u8; 32],
+    ) -> Vec<&'static str> {
         let coord = self.coords.get(info.coord as usize);
         let mut diffs = Vec::new();
         if coord.map(|c| c.entity()) != Some(item.coord.entity()) {
@@ -673,15 +800,7 @@ impl WriterState {
         if &info.receipt.content_hash != content_hash {
             diffs.push("payload");
         }
-        if diffs.is_empty() {
-            Ok(Some(info.receipt))
-        } else {
-            Err(StoreError::IdempotencyConflict {
-                key,
-                original_event_id: info.receipt.event_id,
-                detail: format!("the retry differs in {}", diffs.join(", ")),
-            })
-        }
+        diffs
     }
 
     fn cause_exists(&self, id: u128, index: &Index) -> bool {
@@ -719,16 +838,46 @@ impl WriterState {
         Ok(())
     }
 
+    /// The hybrid logical clock's next reading: the wall clock when it is ahead of every
+    /// earlier event, else the time of the latest one (INV-HLC-MONOTONE). A clock that jumps
+    /// ahead is followed (the store has no other clock to judge it by, and refusing writes
+    /// would turn a clock fault into an outage); if it comes back, the store's time holds
+    /// until the clock catches up, while sequence and entity clocks keep ordering events.
+    fn stamp(&mut self, raw_us: i64) -> i64 {
+        if self.mutant == Mutant::RawWallClock {
+            return raw_us;
+        }
+        if raw_us >= self.hlc_us {
+            if self.clock_behind {
+                self.clock_behind = false;
+                tracing::info!(
+                    now_us = raw_us,
+                    "wall clock caught up with the store's time"
+                );
+            }
+            self.hlc_us = raw_us;
+        } else if !self.clock_behind && self.hlc_us - raw_us > 1_000_000 {
+            self.clock_behind = true;
+            tracing::warn!(
+                behind_ms = (self.hlc_us - raw_us) / 1000,
+                hlc_us = self.hlc_us,
+                "wall clock is behind the store's time (stepped back, or an earlier reading was ahead); event times hold until it catches up"
+            );
+        }
+        self.hlc_us
+    }
+
     /// Writes one event record (no checks). Returns its receipt.
     fn write_event(
         &mut self,
         item: &AppendItem,
         unit: Unit,
+        batch: Option<BatchSlot>,
         causation: Option<u128>,
         content_hash: [u8; 32],
         env: &mut StepEnv<'_>,
     ) -> Result<AppendReceipt, StoreError> {
-        let now = env.clock.now_us();
+        let now = self.stamp(env.clock.now_us());
         let event_id = env.ids.next_id(now);
         let mut head = self.head(item.coord.entity());
         if self.mutant == Mutant::ChainRestartsInFence && unit.fence().is_some() {
@@ -779,6 +928,7 @@ impl WriterState {
                 receipt,
                 coord,
                 kind: item.kind,
+                batch,
             };
             self.pending_idem.insert(key, (info, unit));
         }
@@ -830,7 +980,7 @@ impl WriterState {
             Some(f) => Unit::Fence(f),
             None => Unit::None,
         };
-        self.write_event(&item, unit, causation, content_hash, env)
+        self.write_event(&item, unit, None, causation, content_hash, env)
             .map(Appended::Written)
     }
 
@@ -841,16 +991,25 @@ impl WriterState {
         items: Vec<AppendItem>,
         fence: Option<u64>,
         env: &mut StepEnv<'_>,
-    ) -> Result<Vec<AppendReceipt>, StoreError> {
+    ) -> Result<BatchAppended, StoreError> {
         self.admit(fence)?;
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok(BatchAppended::Written(Vec::new()));
         }
         let fail = |i: usize, stage: BatchStage, e: StoreError| StoreError::BatchFailed {
             item_index: i,
             stage,
             source: Box::new(e),
         };
+        // Before the limits: an identical retry is answered even if the limits shrank since.
+        if let Some(dup) = self
+            .batch_retry(&items)
+            .map_err(|(i, e)| fail(i, BatchStage::Validation, e))?
+        {
+            if self.mutant != Mutant::BatchRetryWritesAgain {
+                return Ok(dup);
+            }
+        }
         if items.len() > env.limits.batch_max_size {
             return Err(fail(
                 items.len() - 1,
@@ -879,24 +1038,6 @@ impl WriterState {
         let mut hashes = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let content_hash = *blake3::hash(&item.payload).as_bytes();
-            if let Some(key) = item.options.idempotency_key {
-                // A batch is written whole or not at all: a reused key is a conflict here.
-                if let Some(info) = self
-                    .idem
-                    .get(&key)
-                    .or_else(|| self.pending_idem.get(&key).map(|(i, _)| i))
-                {
-                    return Err(fail(
-                        i,
-                        BatchStage::Validation,
-                        StoreError::IdempotencyConflict {
-                            key,
-                            original_event_id: info.receipt.event_id,
-                            detail: "key already used; batches are not retried item by item".into(),
-                        },
-                    ));
-                }
-            }
             let entity = item.coord.entity();
             let clock = match clocks.get(entity) {
                 Some(c) => *c,
@@ -934,8 +1075,13 @@ impl WriterState {
                 CausationRef::Absolute(id) => Some(id),
                 CausationRef::None => item.options.causation_id,
             };
+            let slot = BatchSlot {
+                id: batch,
+                index: i as u32,
+                len: items.len() as u32,
+            };
             let r = self
-                .write_event(item, unit, causation, hash, env)
+                .write_event(item, unit, Some(slot), causation, hash, env)
                 .map_err(|e| fail(i, BatchStage::Writing, e))?;
             receipts.push(r);
         }
@@ -950,7 +1096,148 @@ impl WriterState {
         self.next_seq += 1;
         self.unit_batch_commit(batch, count, fence)
             .map_err(|d| fail(0, BatchStage::Indexing, StoreError::Configuration(d)))?;
-        Ok(receipts)
+        Ok(BatchAppended::Written(receipts))
+    }
+
+    /// A batch's idempotency keys (INV-IDEMPOTENT). `Ok(None)`: no key is known, write the
+    /// batch. `Ok(Some(..))`: the batch repeats an earlier batch exactly (every item keyed, the
+    /// same keys in the same order, the same entity, scope, kind and payload each, nothing
+    /// more or less): its receipts, nothing written. Anything in between (a known key next to
+    /// a new or missing one, another order, a part of the batch, keys of single appends or of
+    /// several batches, a changed item) is refused as `(item index, IdempotencyConflict)`
+    /// saying what differs; so is a key used twice within the batch. A batch is written whole
+    /// or not at all, so it is never retried item by item.
+    fn batch_retry(
+        &self,
+        items: &[AppendItem],
+    ) -> Result<Option<BatchAppended>, (usize, StoreError)> {
+        let mut first_use: IdMap<u128, usize> = IdMap::default();
+        let mut known: Option<(usize, u128, IdemInfo)> = None;
+        for (i, item) in items.iter().enumerate() {
+            let Some(key) = item.options.idempotency_key else {
+                continue;
+            };
+            if let Some(&j) = first_use.get(&key) {
+                return Err((
+                    i,
+                    StoreError::Configuration(format!(
+                        "idempotency key {key:032x} is used twice in one batch (items {j} and {i}); each event needs its own key"
+                    )),
+                ));
+            }
+            first_use.insert(key, i);
+            if known.is_none() {
+                if let Some((info, _)) = self.known_key(key) {
+                    known = Some((i, key, info));
+                }
+            }
+        }
+        let Some((j, known_key, known_info)) = known else {
+            return Ok(None);
+        };
+        let conflict =
+            |key: u128, info: &IdemInfo, detail: String| StoreError::IdempotencyConflict {
+                key,
+                original_event_id: info.receipt.event_id,
+                detail,
+            };
+        let mixed = |i: usize, what: &str| {
+            conflict(
+                known_key,
+                &known_info,
+                format!(
+                    "item {i} {what}, while item {j}'s key was already used: a retried batch must repeat the original batch exactly, every item keyed (a batch is written whole or not at all, never item by item)"
+                ),
+            )
+        };
+        let mut batch_id = None;
+        let mut receipts = Vec::with_capacity(items.len());
+        let mut in_open_fence = false;
+        for (i, item) in items.iter().enumerate() {
+            let Some(key) = item.options.idempotency_key else {
+                return Err((i, mixed(i, "has no idempotency key")));
+            };
+            let Some((info, unit)) = self.known_key(key) else {
+                return Err((i, mixed(i, &format!("has a new key {key:032x}"))));
+            };
+            let Some(slot) = info.batch else {
+                return Err((
+                    i,
+                    conflict(
+                        key,
+                        &info,
+                        format!("item {i}'s key was used by a single append, not a batch: a batch retry must repeat one earlier batch"),
+                    ),
+                ));
+            };
+            match batch_id {
+                None => batch_id = Some(slot.id),
+                Some(b) if b != slot.id => {
+                    return Err((
+                        i,
+                        conflict(
+                            key,
+                            &info,
+                            format!("item {i}'s key belongs to the batch at sequence {}, item 0's to the batch at sequence {b}: a batch retry must repeat one earlier batch", slot.id),
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if slot.index as usize != i {
+                return Err((
+                    i,
+                    conflict(
+                        key,
+                        &info,
+                        format!("the key was item {} of the original batch and is item {i} here: a retry must keep the original order", slot.index),
+                    ),
+                ));
+            }
+            let content_hash = *blake3::hash(&item.payload).as_bytes();
+            let diffs = self.retry_differs(&info, item, &content_hash);
+            if !diffs.is_empty() {
+                return Err((
+                    i,
+                    conflict(
+                        key,
+                        &info,
+                        format!("item {i} differs from the original in {}", diffs.join(", ")),
+                    ),
+                ));
+            }
+            if let (Some(u), Some(open)) = (unit, self.open_fence) {
+                in_open_fence |= u.fence() == Some(open);
+            }
+            receipts.push(info.receipt);
+        }
+        let original_len = known_info.batch.map_or(0, |s| s.len) as usize;
+        if original_len != items.len() {
+            return Err((
+                0,
+                conflict(
+                    known_key,
+                    &known_info,
+                    format!(
+                        "the original batch had {original_len} items and this retry has {}: a retry must repeat the whole batch",
+                        items.len()
+                    ),
+                ),
+            ));
+        }
+        Ok(Some(BatchAppended::Duplicate {
+            receipts,
+            in_open_fence,
+        }))
+    }
+
+    /// What the writer knows of an idempotency key: the original event, and its unit while it
+    /// is still pending (`None` once visible).
+    fn known_key(&self, key: u128) -> Option<(IdemInfo, Option<Unit>)> {
+        if let Some(info) = self.idem.get(&key) {
+            return Some((*info, None));
+        }
+        self.pending_idem.get(&key).map(|(i, u)| (*i, Some(*u)))
     }
 
     /// FenceBegin.
@@ -1003,7 +1290,15 @@ impl WriterState {
                     );
                     out.push(Outgoing::Receipt(r, Ok(receipt)))
                 }
-                FenceWaiter::Batch(r, receipts) => out.push(Outgoing::Receipts(r, Ok(receipts))),
+                FenceWaiter::Batch(r, receipts) => {
+                    tla_trace_defer!(
+                        self.trace_acks,
+                        "Reply",
+                        "FenceBatch",
+                        receipts.iter().map(|r| r.event_id).take(1).collect()
+                    );
+                    out.push(Outgoing::Receipts(r, Ok(receipts)))
+                }
                 FenceWaiter::Duplicate(r, receipt) => out.push(Outgoing::Receipt(r, Ok(receipt))),
             }
         }

@@ -8,8 +8,9 @@ use crate::codec;
 use crate::env::{Clock, IdSource};
 use crate::error::StoreError;
 use crate::index::Index;
+use crate::log::segment::RollError;
 use crate::log::{DiskPos, Record, SegmentWriter};
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
 use std::cell::RefCell;
@@ -49,9 +50,14 @@ pub(crate) struct Shared {
     /// `true` once the writer stopped; taken for writing by the writer's exit so that no
     /// command can be enqueued after the final drain (INV-NO-HANG).
     pub gate: RwLock<bool>,
-    /// Signalled whenever `frontier.durable` moves or the writer stops.
+    /// Signalled whenever `frontier.durable` moves or the writer stops, and when
+    /// `frontier.written` moves while `durable_waiters` is not zero (a deferred-mode waiter
+    /// asks for a flush once its point is written).
     pub durable_lock: Mutex<()>,
     pub durable_cv: Condvar,
+    /// Threads in `wait_for_durable`; registered before they read the frontier, so a writer
+    /// that reads zero here after moving the frontier cannot leave one asleep.
+    pub durable_waiters: AtomicUsize,
 }
 
 impl Shared {
@@ -62,6 +68,7 @@ impl Shared {
             gate: RwLock::new(false),
             durable_lock: Mutex::new(()),
             durable_cv: Condvar::new(),
+            durable_waiters: AtomicUsize::new(0),
         }
     }
 }
@@ -81,13 +88,137 @@ pub(crate) struct WriterConfig {
     pub trace: Option<StdArc<crate::trace::TraceSink>>,
 }
 
+/// How a group's I/O failed; the writer latches either way.
+#[derive(Debug)]
+struct GroupFailure {
+    /// What failed (for logs and `WriterLatched`).
+    detail: String,
+    /// `Some` when nothing of the group is or will ever be in the log: every command of the
+    /// group gets this definite error naming the file, the operation and the cause.
+    definite: Option<Definite>,
+    /// Everything written before the group is durable (a cut back synced it).
+    synced_before: bool,
+}
+
+/// A definite failure: the file, the operation that failed, the cause.
+#[derive(Debug)]
+struct Definite {
+    path: std::path::PathBuf,
+    op: &'static str,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl GroupFailure {
+    /// A failure whose outcome is unknown.
+    fn unknown(detail: String) -> Self {
+        GroupFailure {
+            detail,
+            definite: None,
+            synced_before: false,
+        }
+    }
+
+    /// A failure that left nothing of the group in the log.
+    fn definite(
+        detail: String,
+        path: std::path::PathBuf,
+        op: &'static str,
+        error: &std::io::Error,
+    ) -> Self {
+        GroupFailure {
+            detail,
+            definite: Some(Definite {
+                path,
+                op,
+                kind: error.kind(),
+                message: error.to_string(),
+            }),
+            synced_before: false,
+        }
+    }
+
+    /// The error the group's commands get.
+    fn error(&self) -> StoreError {
+        match &self.definite {
+            Some(d) => StoreError::IoAt {
+                path: d.path.clone(),
+                op: d.op,
+                source: std::io::Error::new(d.kind, d.message.clone()),
+            },
+            None => StoreError::OutcomeUnknown {
+                detail: self.detail.clone(),
+            },
+        }
+    }
+}
+
+/// After a failed write to `seg` (disk full, I/O error, maybe after writing part of it). If
+/// the group did not roll (all of it was in this write) and the failed bytes can be cut back
+/// off durably, nothing of the group is or will be in the log: a definite failure. Otherwise
+/// its outcome is unknown, and what `seg` holds past its last sync is cut off (it may hold
+/// part of the group).
+fn after_write_failure(
+    seg: &mut SegmentWriter,
+    error: &std::io::Error,
+    rolled: bool,
+) -> GroupFailure {
+    let path = seg.path();
+    let mut detail = format!("write to {} failed: {error}", path.display());
+    if !rolled {
+        match seg.cut_back() {
+            Ok(()) => {
+                let mut f = GroupFailure::definite(detail, path, "write segment", error);
+                f.synced_before = true;
+                return f;
+            }
+            Err(e) => detail = format!("{detail}; cutting it back failed: {e}"),
+        }
+    }
+    discard_unsynced(seg, &mut detail);
+    GroupFailure::unknown(detail)
+}
+
+/// After a failed sync of `seg`: the kernel may have dropped its unsynced pages or marked them
+/// clean without writing them, so a retry would succeed and prove nothing (Linux). They are
+/// cut off, so that no later process finds them in the page cache and takes them for durable.
+/// Definite only if the group had written nothing (`wrote_nothing`): whatever of its bytes
+/// reached the platter before the error is unknown.
+fn after_sync_failure(
+    seg: &mut SegmentWriter,
+    error: &std::io::Error,
+    wrote_nothing: bool,
+) -> GroupFailure {
+    let path = seg.path();
+    let mut detail = format!("sync of {} failed: {error}", path.display());
+    discard_unsynced(seg, &mut detail);
+    if wrote_nothing {
+        GroupFailure::definite(detail, path, "seal segment", error)
+    } else {
+        GroupFailure::unknown(detail)
+    }
+}
+
+fn discard_unsynced(seg: &mut SegmentWriter, detail: &mut String) {
+    match seg.discard_unsynced() {
+        Ok(len) => tracing::warn!(
+            file = %seg.path().display(),
+            len,
+            "cut the segment back to its last synced length"
+        ),
+        Err(e) => *detail = format!("{detail}; cutting off its unsynced bytes failed: {e}"),
+    }
+}
+
 /// Buffers the frames of one group for the active segment, rolling segments between frames.
 struct GroupSink<'a> {
     seg: &'a mut SegmentWriter,
     buf: &'a mut Vec<u8>,
     frame_max: u32,
+    /// The active segment when the group began.
+    group_segment: u64,
     /// Set when a segment roll failed: the writer latches.
-    failure: &'a RefCell<Option<String>>,
+    failure: &'a RefCell<Option<GroupFailure>>,
 }
 
 impl Sink for GroupSink<'_> {
@@ -96,19 +227,40 @@ impl Sink for GroupSink<'_> {
         let len = codec::encode_into(record, self.frame_max, self.seg.salt(), self.buf)
             .map_err(|e| StoreError::Serialization(Box::new(e)))?;
         if !self.seg.fits(start as u64, len as u64) {
-            // The frame crosses segment_max_bytes: flush what precedes it, seal, roll.
-            let io = self
-                .seg
-                .write(self.buf.get(..start).unwrap_or(&[]))
-                .and_then(|()| self.seg.roll(record.seq));
-            if let Err(e) = io {
+            // The frame crosses segment_max_bytes (or the segment's frame limit): flush what
+            // precedes it, seal, roll.
+            let rolled = self.seg.segment_id() != self.group_segment;
+            // Nothing of the group is written anywhere yet (so a failure of the roll itself
+            // leaves nothing of it in the log).
+            let wrote_nothing = !rolled && start == 0;
+            let next = self.next_segment_path();
+            let failure = match self.seg.write(self.buf.get(..start).unwrap_or(&[])) {
+                Err(e) => Some(after_write_failure(self.seg, &e, rolled)),
+                Ok(()) => match self.seg.roll(record.seq) {
+                    Ok(()) => None,
+                    Err(RollError::Seal(e)) => {
+                        Some(after_sync_failure(self.seg, &e, wrote_nothing))
+                    }
+                    // The old segment is sealed (synced): nothing to cut there; the new one
+                    // was left without a header (recovery removes it).
+                    Err(RollError::Create(e)) => {
+                        let detail = format!("creating {} failed: {e}", next.display());
+                        Some(if wrote_nothing {
+                            GroupFailure::definite(detail, next, "create segment", &e)
+                        } else {
+                            GroupFailure::unknown(detail)
+                        })
+                    }
+                },
+            };
+            if let Some(failure) = failure {
                 // The group's earlier frames are written (or their fate is unknown): they must
                 // never be written again, or their sequences would repeat and recovery would
                 // refuse the log as corrupt. The writer latches after this command.
                 self.buf.clear();
-                let detail = format!("segment roll failed: {e}");
-                *self.failure.borrow_mut() = Some(detail.clone());
-                return Err(StoreError::OutcomeUnknown { detail });
+                let e = failure.error();
+                *self.failure.borrow_mut() = Some(failure);
+                return Err(e);
             }
             self.buf.drain(..start);
             start = 0;
@@ -120,6 +272,17 @@ impl Sink for GroupSink<'_> {
             offset: self.seg.len() + start as u64,
             length: len as u32,
         })
+    }
+}
+
+impl GroupSink<'_> {
+    /// The path of the segment a roll would create.
+    fn next_segment_path(&self) -> std::path::PathBuf {
+        self.seg
+            .path()
+            .with_file_name(crate::log::segment::segment_file_name(
+                self.seg.segment_id().saturating_add(1),
+            ))
     }
 }
 
@@ -198,7 +361,8 @@ impl Writer {
             let first = if let Some(due) = self.flush_due_in() {
                 if due.is_zero() {
                     let mut out = Vec::new();
-                    self.finish_group(&mut out, true);
+                    let segment = self.seg.segment_id();
+                    self.finish_group(&mut out, true, segment);
                     continue;
                 }
                 let polled = match self.poll_command() {
@@ -209,7 +373,8 @@ impl Writer {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
                         let mut out = Vec::new();
-                        self.finish_group(&mut out, true);
+                        let segment = self.seg.segment_id();
+                        self.finish_group(&mut out, true, segment);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -266,6 +431,7 @@ impl Writer {
         let mut force_sync = false;
         let mut shutdown = None;
         let before = self.state.next_seq;
+        let group_segment = self.seg.segment_id();
         let failure = RefCell::new(None);
         {
             let index = self.shared.index.read();
@@ -273,6 +439,7 @@ impl Writer {
                 seg: &mut self.seg,
                 buf: &mut self.buf,
                 frame_max: self.cfg.frame_max,
+                group_segment,
                 failure: &failure,
             };
             let mut env = StepEnv {
@@ -291,12 +458,12 @@ impl Writer {
                 }
                 // A failed roll latches at once: later commands of the group are refused.
                 if self.state.latched.is_none() {
-                    self.state.latched = failure.borrow().clone();
+                    self.state.latched = failure.borrow().as_ref().map(|f| f.detail.clone());
                 }
             }
         }
-        if let Some(detail) = failure.into_inner() {
-            self.latch(&mut out, &detail);
+        if let Some(f) = failure.into_inner() {
+            self.latch_group(&mut out, &f);
         }
         self.unsynced_events += self.state.next_seq - before;
         let mut sync_now = force_sync
@@ -313,12 +480,13 @@ impl Writer {
             self.oldest_unsynced_us = Some(oldest);
             sync_now = now.saturating_sub(oldest) >= self.flush_interval_us();
         }
-        self.finish_group(&mut out, sync_now);
+        self.finish_group(&mut out, sync_now, group_segment);
         shutdown
     }
 
-    /// Write, Fsync, Publish, Reply.
-    fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool) {
+    /// Write, Fsync, Publish, Reply. `group_segment`: the active segment when the group began
+    /// (the group rolled if it differs now).
+    fn finish_group(&mut self, out: &mut Vec<Outgoing>, sync_now: bool, group_segment: u64) {
         if let Some(detail) = self.state.latched.clone() {
             // A latched writer does no more I/O, and its frontiers stay where the failure left
             // them: records counted in `next_seq` since then were never written (their buffer
@@ -335,16 +503,31 @@ impl Writer {
             reply_all(out, false);
             return;
         }
-        let mut io = self.seg.write(&self.buf);
+        let written = self.seg.write(&self.buf);
         self.buf.clear();
-        let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
-        if io.is_ok() && fsync {
-            io = self.seg.sync();
-        }
-        if let Err(e) = io {
-            self.latch(out, &e.to_string());
+        if let Err(e) = written {
+            let rolled = self.seg.segment_id() != group_segment;
+            #[cfg(feature = "tla-trace")]
+            self.trace_fsync_fail();
+            let f = after_write_failure(&mut self.seg, &e, rolled);
+            self.latch_group(out, &f);
             reply_all(out, false);
             return;
+        }
+        let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
+        if fsync {
+            let mut synced = self.seg.sync();
+            if synced.is_err() && self.state.mutant == Mutant::NoLatchAfterFailedFsync {
+                synced = self.seg.sync();
+            }
+            if let Err(e) = synced {
+                #[cfg(feature = "tla-trace")]
+                self.trace_fsync_fail();
+                let f = after_sync_failure(&mut self.seg, &e, false);
+                self.latch_group(out, &f);
+                reply_all(out, false);
+                return;
+            }
         }
         let written = self.state.next_seq;
         #[cfg(feature = "tla-trace")]
@@ -402,6 +585,8 @@ impl Writer {
                 .frontier
                 .durable
                 .store(written, Ordering::SeqCst);
+        }
+        if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
             let _g = self.shared.durable_lock.lock();
             self.shared.durable_cv.notify_all();
         }
@@ -414,9 +599,50 @@ impl Writer {
         reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
     }
 
+    /// The spec's `FsyncFail`: the group's write or fsync failed with records not yet durable.
+    #[cfg(feature = "tla-trace")]
+    fn trace_fsync_fail(&self) {
+        if self.state.next_seq > self.shared.frontier.durable.load(Ordering::SeqCst) {
+            crate::trace::tla_trace!(self.cfg.trace.as_deref(), "FsyncFail", "", Vec::new());
+        }
+    }
+
+    /// Latches after the group's I/O failed. A definite failure (nothing of the group is in
+    /// the log) gives every command of the group a definite error naming the file and the
+    /// cause (`StorageFull` for a full disk); after a cut back, whose sync made everything
+    /// written before the group durable, the durable frontier says so. Either way later
+    /// writes are refused until the store is
+    /// reopened: the state machine has already taken the group's sequences, so the writer
+    /// cannot go on after them.
+    fn latch_group(&mut self, out: &mut Vec<Outgoing>, failure: &GroupFailure) {
+        if failure.synced_before {
+            let written = self.shared.frontier.written.load(Ordering::SeqCst);
+            self.shared
+                .frontier
+                .durable
+                .store(written, Ordering::SeqCst);
+            let _g = self.shared.durable_lock.lock();
+            self.shared.durable_cv.notify_all();
+        }
+        self.latch_with(out, &failure.detail, || failure.error());
+    }
+
     /// Latch after an I/O failure: every acknowledgement of this group becomes an
     /// indeterminate error, nothing of it is published, and later writes are refused.
     fn latch(&mut self, out: &mut Vec<Outgoing>, detail: &str) {
+        let unknown = || StoreError::OutcomeUnknown {
+            detail: detail.to_string(),
+        };
+        self.latch_with(out, detail, unknown);
+    }
+
+    /// [`Writer::latch`] with the error `error()` for every acknowledgement of the group.
+    fn latch_with(
+        &mut self,
+        out: &mut Vec<Outgoing>,
+        detail: &str,
+        error: impl Fn() -> StoreError,
+    ) {
         tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
         self.state.latched = Some(detail.to_string());
         self.state.ready.clear();
@@ -428,15 +654,12 @@ impl Writer {
             self.state.trace_units.clear();
             self.state.trace_acks.clear();
         }
-        let unknown = || StoreError::OutcomeUnknown {
-            detail: detail.to_string(),
-        };
         for o in out.iter_mut() {
             match o {
-                Outgoing::Receipt(_, r @ Ok(_)) => *r = Err(unknown()),
-                Outgoing::Receipts(_, r @ Ok(_)) => *r = Err(unknown()),
-                Outgoing::Unit(_, r @ Ok(_)) => *r = Err(unknown()),
-                Outgoing::Token(_, r @ Ok(_)) => *r = Err(unknown()),
+                Outgoing::Receipt(_, r @ Ok(_)) => *r = Err(error()),
+                Outgoing::Receipts(_, r @ Ok(_)) => *r = Err(error()),
+                Outgoing::Unit(_, r @ Ok(_)) => *r = Err(error()),
+                Outgoing::Token(_, r @ Ok(_)) => *r = Err(error()),
                 _ => {}
             }
         }

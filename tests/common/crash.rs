@@ -12,13 +12,14 @@
 
 use batpak::coordinate::{Coordinate, Region};
 use batpak::env::{
-    CounterIds, CrashImage, CrashOptions, Disk, FaultKind, ManualClock, SeededEntropy, SimDisk,
+    CounterIds, CrashImage, CrashOptions, Disk, Fault, FaultKind, ManualClock, SeededEntropy,
+    SimDisk,
 };
 use batpak::event::EventKind;
 use batpak::log::{self, RecordBody, Unit};
 use batpak::store::{
-    AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef, IndexEntry,
-    Mutant, Store, StoreConfig, StoreError,
+    recover_visible, AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
+    IndexEntry, Mutant, Store, StoreConfig, StoreError,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +83,8 @@ pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
     let session_i = i64::try_from(session).unwrap();
     let mut c = StoreConfig::new(DIR)
         .with_disk(Arc::new(disk.clone()))
-        .with_clock_source(Arc::new(ManualClock::new(T0 + session_i * 1_000_000_000)))
+        // Every reopen finds the clock 1,000 s further back (INV-HLC-MONOTONE across restarts).
+        .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
         .with_entropy_source(Arc::new(SeededEntropy::new(session)))
         .with_segment_max_bytes(512)
@@ -405,7 +407,7 @@ fn ids(v: &[IndexEntry]) -> Vec<(u128, u64)> {
 }
 
 /// INV-CHAIN over a visible set: per entity strictly increasing clocks, and where clocks are
-/// consecutive `prev_hash` is the previous event's hash.
+/// consecutive `prev_hash` is the previous event's hash; then INV-HLC-MONOTONE.
 fn check_chain(vis: &[IndexEntry]) -> Check {
     let mut last: BTreeMap<&str, &IndexEntry> = BTreeMap::new();
     for e in vis {
@@ -436,6 +438,23 @@ fn check_chain(vis: &[IndexEntry]) -> Check {
             ));
         }
         last.insert(entity, e);
+    }
+    check_hlc(vis)
+}
+
+/// INV-HLC-MONOTONE over a visible set in sequence order: `wall_ms` never decreases (so it
+/// never decreases along an entity either).
+fn check_hlc(vis: &[IndexEntry]) -> Check {
+    for w in vis.windows(2) {
+        if w[1].wall_ms < w[0].wall_ms {
+            return Err(violation(
+                "INV-HLC-MONOTONE",
+                format!(
+                    "seq {} has wall_ms {} after seq {} with {}",
+                    w[1].global_sequence, w[1].wall_ms, w[0].global_sequence, w[0].wall_ms
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -697,6 +716,10 @@ pub struct Stats {
     pub runs: usize,
     pub crash_states: usize,
     pub recovery_crash_states: usize,
+    /// Power losses checked after a reopen (process crash -> reopen -> power loss -> reopen)
+    /// that could lose something (when everything is durable after the reopen there is only
+    /// one outcome, the reopened state itself, and it is not counted).
+    pub reopen_power_loss_states: usize,
     /// Crash states whose recovery had to fail closed (a hole before surviving records).
     pub fail_closed_states: usize,
     /// Images (by a 128-bit hash of their content) whose recovery-idempotence checks already
@@ -704,6 +727,10 @@ pub struct Stats {
     pub seen: BTreeSet<(u64, u64)>,
     /// Which crash images to enumerate at every point (default: prefixes, torn, garbage).
     pub crash_opts: CrashOptions,
+    /// I/O fault injection tries only an EIO and a dead disk at every operation, not also a
+    /// full disk with a short write at appends and a failed fsync that drops its pages at
+    /// syncs (see [`faults_for`]).
+    pub classic_faults_only: bool,
     /// Checks every image against an oracle too, when set.
     pub judge: Option<Box<dyn ImageJudge>>,
 }
@@ -712,12 +739,13 @@ impl fmt::Debug for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} workloads, {} runs, {} crash states ({} fail closed), {} crash-during-recovery states",
+            "{} workloads, {} runs, {} crash states ({} fail closed), {} crash-during-recovery states, {} power losses after a reopen",
             self.workloads,
             self.runs,
             self.crash_states,
             self.fail_closed_states,
-            self.recovery_crash_states
+            self.recovery_crash_states,
+            self.reopen_power_loss_states
         )
     }
 }
@@ -808,14 +836,16 @@ pub fn check_image(
     drop(before);
     let store = Store::open(config(&disk, mode, 1))
         .map_err(|e| open_violation(&e, "INV-PREFIX", &format!("image [{}]", ctx())))?;
-    let open_syncs = disk.sync_op_indices();
     let p = store.recovery_report().records;
+    let recovery_wrote = store.recovery_report().torn_tail.is_some()
+        || !store.recovery_report().removed_segments.is_empty();
     let vis1 = visible(&store);
     check_state(&store, &vis1, p, acks, hist).map_err(with_ctx)?;
     if let Some(j) = stats.judge.as_mut() {
         j.recovered(store.recovery_report(), &vis1)
             .map_err(with_ctx)?;
     }
+    check_power_loss_after_reopen(&disk, mode, &store, &vis1, acks, stats).map_err(with_ctx)?;
     store
         .close()
         .map_err(|e| violation("INV-RECOVERY-IDEMPOTENT", format!("close: {e}")))?;
@@ -938,11 +968,30 @@ pub fn check_image(
     }
 
     // Crash during recovery (only when recovery wrote something): freeze the disk just before
-    // and just after each of the open's own syncs, take every image, recover again.
-    let freeze: BTreeSet<u64> = open_syncs.iter().flat_map(|&s| [s, s + 1]).collect();
+    // and just after each of recovery's own syncs, take every image, recover again. On the
+    // power-loss reading of the image (everything in it durable): there an interrupted
+    // recovery must end exactly where an uninterrupted one does (in the process-crash reading
+    // a power loss during recovery may also lose what was never synced, which the checks above
+    // cover).
+    let freeze: BTreeSet<u64> = if recovery_wrote {
+        let d = image.power_loss_disk();
+        recover_visible(&config(&d, mode, 1)).map_err(|e| {
+            open_violation(
+                &e,
+                "INV-RECOVERY-IDEMPOTENT",
+                &format!("recovery of the power-loss reading [{}]", ctx()),
+            )
+        })?;
+        d.persisting_sync_indices()
+            .iter()
+            .flat_map(|&s| [s, s + 1])
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     {
         for k in freeze {
-            let d = image.disk();
+            let d = image.power_loss_disk();
             d.fail_at(k, FaultKind::Persistent);
             if let Ok(s) = Store::open(config(&d, mode, 1)) {
                 drop(s);
@@ -975,6 +1024,70 @@ pub fn check_image(
     Ok(())
 }
 
+/// Process crash -> reopen -> power loss -> reopen: `store` was just opened on `disk` (a crash
+/// image read as the page cache a crashed process left). Whatever it reports durable - its
+/// `frontier().durable` - and every event acknowledged durable before the crash must survive
+/// any power loss now. (If everything on the disk is durable, a power loss changes nothing.)
+fn check_power_loss_after_reopen(
+    disk: &SimDisk,
+    mode: Mode,
+    store: &Store,
+    vis: &[IndexEntry],
+    acks: &Acks,
+    stats: &mut Stats,
+) -> Check {
+    if disk.is_all_durable() {
+        return Ok(());
+    }
+    let durable = store.frontier().durable;
+    for img in disk.crash_images(&CrashOptions::default()) {
+        stats.reopen_power_loss_states += 1;
+        let after = recover_visible(&config(&img.power_loss_disk(), mode, 5)).map_err(|e| {
+            open_violation(
+                &e,
+                "INV-DURABLE",
+                &format!(
+                    "power loss after a reopen that reported {durable} records durable [{}]",
+                    img.describe()
+                ),
+            )
+        })?;
+        let has = |id: u128, seq: u64| {
+            after
+                .iter()
+                .any(|e| e.event_id == id && e.global_sequence == seq)
+        };
+        for e in vis.iter().filter(|e| e.global_sequence < durable) {
+            if !has(e.event_id, e.global_sequence) {
+                return Err(violation(
+                    "INV-DURABLE",
+                    format!(
+                        "event {:x} (seq {}) was recovered and reported durable (frontier().durable \
+                         = {durable}) by the reopened store, then lost by a power loss [{}]",
+                        e.event_id,
+                        e.global_sequence,
+                        img.describe()
+                    ),
+                ));
+            }
+        }
+        for a in acks.events.iter().filter(|a| a.durable) {
+            if !has(a.id, a.seq) {
+                return Err(violation(
+                    "INV-DURABLE",
+                    format!(
+                        "acknowledged durable event {:x} (seq {}) lost by a power loss after a reopen [{}]",
+                        a.id,
+                        a.seq,
+                        img.describe()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks every crash image the disk may leave now.
 pub fn check_all_images(
     disk: &SimDisk,
@@ -988,6 +1101,20 @@ pub fn check_all_images(
     for a in &acks.events {
         match hist.get(usize::try_from(a.seq).unwrap()) {
             Some(Rec::Event { id, .. }) if *id == a.id => {}
+            // After a failed fsync the writer cuts off what it had not synced: events
+            // acknowledged as not durable (deferred mode) may be lost then, as in a crash.
+            None if !a.durable && !strict => {}
+            None => {
+                return Err(violation(
+                    "INV-DURABLE",
+                    format!(
+                        "receipt says {:x} at seq {}, the log ends at {} records",
+                        a.id,
+                        a.seq,
+                        hist.len()
+                    ),
+                ))
+            }
             other => {
                 return Err(violation(
                     "INV-STABLE-SEQ",
@@ -1594,15 +1721,24 @@ pub fn inject_io_errors_of(mode: Mode, list: &[Vec<Op>], stats: &mut Stats) -> C
         stats.workloads += 1;
         let clean = SimDisk::new();
         run_workload(&clean, mode, &ops, false, &mut |_| Ok(()))?;
-        let total = clean.op_count();
-        for k in 0..total {
-            for kind in [FaultKind::Transient, FaultKind::Persistent] {
+        let names = clean.op_names();
+        let classic = stats.classic_faults_only;
+        for (k, name) in (0u64..).zip(names) {
+            let faults = if classic {
+                faults_for("")
+            } else {
+                faults_for(name)
+            };
+            for fault in faults {
                 let d = SimDisk::new();
-                d.fail_at(k, kind);
+                d.fail_with(k, fault);
                 stats.runs += 1;
                 let ctx = |v: Violation| Violation {
                     inv: v.inv,
-                    detail: format!("workload {ops:?}, {kind:?} fault at op {k}: {}", v.detail),
+                    detail: format!(
+                        "workload {ops:?}, fault {fault:?} at op {k} ({name}): {}",
+                        v.detail
+                    ),
                 };
                 run_faulted(&d, mode, &ops, stats).map_err(ctx)?;
             }
@@ -1610,6 +1746,27 @@ pub fn inject_io_errors_of(mode: Mode, list: &[Vec<Op>], stats: &mut Stats) -> C
     }
     Ok(())
 }
+
+/// The faults tried at an operation named `name`: an I/O error (EIO) there only, and a dead
+/// disk from there on; for an append also a full disk after a short write (part of the bytes
+/// written); for a data sync also a failed fsync that drops its pages (the EIO one keeps them
+/// cached but clean).
+pub fn faults_for(name: &str) -> Vec<Fault> {
+    let transient = Fault::new(FaultKind::Transient);
+    let persistent = Fault::new(FaultKind::Persistent);
+    match name {
+        "append" => vec![
+            transient,
+            transient.no_space().short_write(SHORT_WRITE),
+            persistent,
+        ],
+        "sync_data" | "sync_all" => vec![transient, transient.drop_pages(), persistent],
+        _ => vec![transient, persistent],
+    }
+}
+
+/// Bytes a short write writes before failing: part of a frame header and body.
+const SHORT_WRITE: usize = 13;
 
 /// Runs `ops` on a disk with a scheduled fault and checks every crash image of the state at
 /// the end of the workload (taken before the store is dropped), or of the state after a

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::log::{
-    ev_pos, has, log_events, point_events, pos_of, recover_log, recover_visible, true_commit_point,
-    truly_committed, unit_events_in, visibles, EventNo, RecKind, Record, UnitKind,
+    ev_pos, fence_events_in, has, log_events, point_events, pos_of, recover_log, recover_visible,
+    true_commit_point, truly_committed, visibles, EventNo, RecKind, Record,
 };
 use super::{Cmd, Config, State, Status};
 
@@ -19,15 +19,6 @@ pub fn observable(cfg: &Config, s: &State) -> BTreeSet<EventNo> {
     }
 }
 
-/// `RecPart`: the part of the current log that the last recovery produced.
-pub fn rec_part(s: &State) -> Vec<Record> {
-    if s.up {
-        s.written.iter().take(s.rec_len).cloned().collect()
-    } else {
-        super::log::cut_torn(&s.written)
-    }
-}
-
 fn ticket_events(s: &State, c: Cmd, ok: impl Fn(Status) -> bool) -> BTreeSet<EventNo> {
     s.tickets
         .iter()
@@ -36,11 +27,20 @@ fn ticket_events(s: &State, c: Cmd, ok: impl Fn(Status) -> bool) -> BTreeSet<Eve
         .collect()
 }
 
-/// `FenceTicketEvents(f, st)`.
+/// `FenceIds`: the fences begun so far.
+fn fence_ids(s: &State) -> BTreeSet<u32> {
+    s.tickets
+        .iter()
+        .filter(|t| t.cmd == Cmd::FenceBegin)
+        .map(|t| t.id)
+        .collect()
+}
+
+/// `FenceTicketEvents(f, st)`: fenced appends and fenced batches of fence `f`.
 fn fence_ticket_events(s: &State, f: u32, ok: impl Fn(Status) -> bool) -> BTreeSet<EventNo> {
     s.tickets
         .iter()
-        .filter(|t| t.cmd == Cmd::FenceAppend && t.id == f && ok(t.st))
+        .filter(|t| t.cmd.is_fenced() && t.id == f && ok(t.st))
         .flat_map(|t| t.evs.iter().copied())
         .collect()
 }
@@ -57,12 +57,13 @@ fn not_refused(st: Status) -> bool {
 }
 
 /// `AckedEvents`.
-pub fn acked_events(cfg: &Config, s: &State) -> BTreeSet<EventNo> {
+pub fn acked_events(_cfg: &Config, s: &State) -> BTreeSet<EventNo> {
     let ok = |st: Status| st == Status::Ok;
     let mut a = ticket_events(s, Cmd::Append, ok);
     a.extend(ticket_events(s, Cmd::Batch, ok));
     a.extend(ticket_events(s, Cmd::FenceAppend, ok));
-    for f in 1..=cfg.max_fences {
+    a.extend(ticket_events(s, Cmd::FenceBatch, ok));
+    for f in fence_ids(s) {
         if commit_ok(s, f) {
             a.extend(fence_ticket_events(s, f, not_refused));
         }
@@ -70,8 +71,13 @@ pub fn acked_events(cfg: &Config, s: &State) -> BTreeSet<EventNo> {
     a
 }
 
-/// `InvDurable` (INV-DURABLE).
+/// `InvDurable` (INV-DURABLE): what the store reports durable (its frontier) is durable on
+/// disk, and everything ever acknowledged, in this or an earlier session, is durable and
+/// observable.
 pub fn inv_durable(cfg: &Config, s: &State) -> bool {
+    if s.frontier > s.durable_len {
+        return false;
+    }
     let obs = observable(cfg, s);
     let events_ok = acked_events(cfg, s).iter().all(|&e| {
         let p = ev_pos(&s.written, e);
@@ -94,14 +100,14 @@ fn contents(s: &[Record]) -> Vec<Record> {
         .collect()
 }
 
-/// `InvPrefix` (INV-PREFIX).
+/// `InvPrefix` (INV-PREFIX), judged while down on what recovery will leave.
 pub fn inv_prefix(cfg: &Config, s: &State) -> bool {
-    if s.crashes == 0 {
+    if s.up {
         return true;
     }
-    let rp = rec_part(s);
-    let a = contents(&visibles(&rp, &rp, cfg.mutant));
-    let b = contents(&visibles(&s.pre_crash, &rp, cfg.mutant));
+    let r = recover_log(&s.written, cfg.mutant);
+    let a = contents(&visibles(&r, &r, cfg.mutant));
+    let b = contents(&visibles(&s.pre_crash, &r, cfg.mutant));
     a.len() <= b.len() && b.starts_with(&a)
 }
 
@@ -119,16 +125,16 @@ pub fn inv_no_collateral(cfg: &Config, s: &State) -> bool {
 }
 
 /// `InvStableSeq` (INV-STABLE-SEQ).
-pub fn inv_stable_seq(_cfg: &Config, s: &State) -> bool {
+pub fn inv_stable_seq(cfg: &Config, s: &State) -> bool {
     let dense = s
         .written
         .iter()
         .enumerate()
         .all(|(i, r)| usize::try_from(r.seq).ok() == Some(i + 1));
-    if !dense || s.crashes == 0 {
+    if !dense || s.up {
         return dense;
     }
-    rec_part(s)
+    recover_log(&s.written, cfg.mutant)
         .iter()
         .filter(|r| r.k == RecKind::Event)
         .all(|r| {
@@ -143,7 +149,7 @@ pub fn inv_batch_atomic(cfg: &Config, s: &State) -> bool {
     let obs = observable(cfg, s);
     s.tickets
         .iter()
-        .filter(|t| t.cmd == Cmd::Batch)
+        .filter(|t| t.cmd.is_batch())
         .all(|t| t.evs.is_subset(&obs) || t.evs.is_disjoint(&obs))
 }
 
@@ -155,8 +161,8 @@ pub fn inv_fence_hidden(cfg: &Config, s: &State) -> bool {
     } else {
         recover_log(&s.written, cfg.mutant)
     };
-    (1..=cfg.max_fences).all(|f| {
-        let e = unit_events_in(&s.written, UnitKind::Fence, f);
+    fence_ids(s).into_iter().all(|f| {
+        let e = fence_events_in(&s.written, f);
         let hidden_ok =
             e.is_disjoint(&obs) || (e.is_subset(&obs) && has(&commit_log, RecKind::FenceCommit, f));
         let commit_ok_ok =
@@ -168,13 +174,13 @@ pub fn inv_fence_hidden(cfg: &Config, s: &State) -> bool {
 /// `InvFenceCrash` (INV-FENCE-CRASH).
 pub fn inv_fence_crash(cfg: &Config, s: &State) -> bool {
     let obs = observable(cfg, s);
-    (1..=cfg.max_fences).all(|f| {
+    fence_ids(s).into_iter().all(|f| {
         let p = pos_of(&s.written, RecKind::FenceCommit, f);
         let acked_durable = !commit_ok(s, f) || (p != 0 && p <= s.durable_len);
         let after_crash = s.up || {
             let log = recover_log(&s.written, cfg.mutant);
             let committed = has(&log, RecKind::FenceCommit, f);
-            unit_events_in(&log, UnitKind::Fence, f)
+            fence_events_in(&log, f)
                 .iter()
                 .all(|e| obs.contains(e) == committed)
         };
@@ -184,8 +190,7 @@ pub fn inv_fence_crash(cfg: &Config, s: &State) -> bool {
             && !has(&s.written, RecKind::FenceCancel, f)
             && f != s.open_fence;
         let orphan_ok = !orphan
-            || (!s.held.contains(&f)
-                && unit_events_in(&s.written, UnitKind::Fence, f).is_disjoint(&s.visible));
+            || (!s.held.contains(&f) && fence_events_in(&s.written, f).is_disjoint(&s.visible));
         acked_durable && after_crash && orphan_ok
     })
 }
@@ -203,6 +208,7 @@ pub fn inv_no_resurrect(cfg: &Config, s: &State) -> bool {
         .iter()
         .all(|&f| fence_ticket_events(s, f, |_| true).is_disjoint(&obs))
         && ticket_events(s, Cmd::Batch, Status::is_definite).is_disjoint(&obs)
+        && ticket_events(s, Cmd::FenceBatch, Status::is_definite).is_disjoint(&obs)
 }
 
 /// `InvDefiniteErrors` (INV-DEFINITE-ERRORS).
@@ -211,8 +217,7 @@ pub fn inv_definite_errors(cfg: &Config, s: &State) -> bool {
     let logged = log_events(&s.written);
     s.tickets.iter().all(|t| {
         (!t.st.is_definite() || t.evs.is_disjoint(&obs))
-            && (!matches!(t.st, Status::VisibilityFenceActive | Status::FenceNotOpen)
-                || t.evs.is_disjoint(&logged))
+            && (!t.st.is_refusal() || t.evs.is_disjoint(&logged))
     })
 }
 
@@ -247,14 +252,18 @@ pub fn inv_recovery_idempotent(cfg: &Config, s: &State) -> bool {
 /// `TypeOK`.
 pub fn type_ok(cfg: &Config, s: &State) -> bool {
     s.queue.iter().all(|&t| t >= 1 && t <= s.tickets.len())
-        && s.written.iter().all(|r| r.e <= cfg.max_events)
+        && s.written
+            .iter()
+            .all(|r| r.e <= cfg.max_events && r.f <= cfg.max_fences)
         && s.durable_len <= s.written.len()
-        && s.pub_len <= s.durable_len
+        && s.frontier <= s.written.len()
+        && s.pub_len <= s.frontier
         && s.visible.iter().all(|&e| (1..=cfg.max_events).contains(&e))
         && s.open_fence <= cfg.max_fences
         && s.held.iter().all(|&f| (1..=cfg.max_fences).contains(&f))
         && s.tickets.len() <= cfg.max_tickets()
         && s.crashes <= cfg.max_crashes
+        && s.fsync_fails <= cfg.max_fsync_fails
 }
 
 /// `MonotoneStep`, the step predicate of `InvMonotoneVisible` (INV-MONOTONE-VISIBLE).

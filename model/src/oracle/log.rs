@@ -48,14 +48,38 @@ pub struct Record {
     pub u: UnitKind,
     /// The unit id (batch id or fence id; 0 for `UnitKind::None`).
     pub id: u32,
+    /// The fence the record was written under (0: none): a fenced event's own fence, or
+    /// the fence of a batch written inside a fence.
+    pub f: u32,
     /// The stored global sequence.
     pub seq: u32,
 }
 
 impl Record {
-    /// `Rec(k, e, u, id, s)`.
+    /// `Rec(k, e, u, id, s)`: `f` is the fence for a fence's records, 0 otherwise.
     pub fn new(k: RecKind, e: EventNo, u: UnitKind, id: u32, seq: u32) -> Self {
-        Record { k, e, u, id, seq }
+        let f = if u == UnitKind::Fence { id } else { 0 };
+        Record {
+            k,
+            e,
+            u,
+            id,
+            f,
+            seq,
+        }
+    }
+
+    /// `BatchRec(k, e, b, f, s)`: an event or the `BatchCommit` of batch `b` written inside
+    /// fence `f` (0: an unfenced batch, the same as [`Record::new`] with `UnitKind::Batch`).
+    pub fn in_batch(k: RecKind, e: EventNo, b: u32, f: u32, seq: u32) -> Self {
+        Record {
+            k,
+            e,
+            u: UnitKind::Batch,
+            id: b,
+            f,
+            seq,
+        }
     }
 }
 
@@ -91,6 +115,14 @@ pub fn unit_events_in(log: &[Record], u: UnitKind, id: u32) -> BTreeSet<EventNo>
         .collect()
 }
 
+/// `FenceEventsIn(log, f)`: every event written under fence `f` (single and batched).
+pub fn fence_events_in(log: &[Record], f: u32) -> BTreeSet<EventNo> {
+    log.iter()
+        .filter(|r| r.k == RecKind::Event && r.f == f)
+        .map(|r| r.e)
+        .collect()
+}
+
 /// `LogEvents(log)`.
 pub fn log_events(log: &[Record]) -> BTreeSet<EventNo> {
     log.iter()
@@ -99,7 +131,8 @@ pub fn log_events(log: &[Record]) -> BTreeSet<EventNo> {
         .collect()
 }
 
-/// `IsCommitPoint(r)`: the record whose publication makes its unit visible.
+/// `IsCommitPoint(r)`: the record whose publication makes its unit visible. A batch inside
+/// a fence has none of its own: its fence's commit publishes it.
 pub fn is_commit_point(r: &Record, mutant: Mutant) -> bool {
     match r.k {
         RecKind::Event => match r.u {
@@ -107,7 +140,8 @@ pub fn is_commit_point(r: &Record, mutant: Mutant) -> bool {
             UnitKind::Fence => mutant == Mutant::VisibleBeforeCommit,
             UnitKind::Batch => mutant == Mutant::BatchPublishPerEvent,
         },
-        RecKind::BatchCommit | RecKind::FenceCommit => true,
+        RecKind::BatchCommit => r.f == 0 || mutant == Mutant::FencedBatchPublishedAtBatchCommit,
+        RecKind::FenceCommit => true,
         RecKind::FenceBegin | RecKind::FenceCancel | RecKind::Torn => false,
     }
 }
@@ -125,7 +159,7 @@ pub fn point_events(log: &[Record], i: usize) -> BTreeSet<EventNo> {
     match r.k {
         RecKind::Event => BTreeSet::from([r.e]),
         RecKind::BatchCommit => unit_events_in(log, UnitKind::Batch, r.id),
-        _ => unit_events_in(log, UnitKind::Fence, r.id),
+        _ => fence_events_in(log, r.id),
     }
 }
 
@@ -137,19 +171,25 @@ pub fn cut_torn(log: &[Record]) -> Vec<Record> {
     }
 }
 
-/// `Committed(log, r)`: is the unit of `r` complete in `log` (as recovery judges it)?
+/// `FenceDone(log, f)`: is fence `f` committed in `log`, as recovery judges it?
+pub fn fence_done(log: &[Record], f: u32, mutant: Mutant) -> bool {
+    has(log, RecKind::FenceCommit, f)
+        || (mutant == Mutant::RecoverOpenFenceVisible && !has(log, RecKind::FenceCancel, f))
+        || (mutant == Mutant::RecoverCancelAsCommit && has(log, RecKind::FenceCancel, f))
+}
+
+/// `Committed(log, r)`: is the unit of `r` complete in `log` (as recovery judges it)? A
+/// fenced batch needs both its `BatchCommit` and its fence's `FenceCommit`.
 pub fn committed(log: &[Record], r: &Record, mutant: Mutant) -> bool {
     match r.u {
         UnitKind::None => true,
         UnitKind::Batch => {
-            has(log, RecKind::BatchCommit, r.id) || mutant == Mutant::RecoverPartialBatch
+            (has(log, RecKind::BatchCommit, r.id) || mutant == Mutant::RecoverPartialBatch)
+                && (r.f == 0
+                    || fence_done(log, r.f, mutant)
+                    || mutant == Mutant::RecoverFencedBatchWithoutFenceCommit)
         }
-        UnitKind::Fence => {
-            has(log, RecKind::FenceCommit, r.id)
-                || (mutant == Mutant::RecoverOpenFenceVisible
-                    && !has(log, RecKind::FenceCancel, r.id))
-                || (mutant == Mutant::RecoverCancelAsCommit && has(log, RecKind::FenceCancel, r.id))
-        }
+        UnitKind::Fence => fence_done(log, r.id, mutant),
     }
 }
 
@@ -258,4 +298,109 @@ pub fn allowed_after_recovery(
         .into_iter()
         .map(|(keep, torn)| recover(&image(written, keep, torn)).visible)
         .collect()
+}
+
+/// The disk side of the spec for one data directory, across any number of sessions: the log
+/// as a read sees it (`written`, the page cache), the durable prefix (`durable_len`: disk
+/// truth, fsynced) and whether a failed fsync left the unsynced pages clean (`pages_clean`:
+/// no later fsync writes them). Its methods are the spec's disk steps (`Fsync`, `FsyncFail`,
+/// `ProcessCrash`, `PowerLoss`, `Recover`) on these three variables alone, for checkers that
+/// follow the real store's disk rather than the whole spec state: a crash checker takes every
+/// image of [`DiskState::crash_images`] through [`DiskState::process_crash`] or
+/// [`DiskState::power_loss`], and a multi-session simulator keeps one `DiskState` next to its
+/// `SimDisk`, feeds it the records the store wrote ([`DiskState::write`]), the fsyncs that
+/// succeeded or failed, and each crash, and after each recovery compares the store with
+/// [`DiskState::recover`] and [`DiskState::durable_events`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DiskState {
+    /// `written`: what a read of the log returns.
+    pub written: Vec<Record>,
+    /// `durableLen`: the first `durable_len` records are fsynced.
+    pub durable_len: usize,
+    /// `pagesClean`: a failed fsync marked the unsynced pages clean.
+    pub pages_clean: bool,
+}
+
+impl DiskState {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The writer wrote `records` (their `seq` must continue the log): readable, not durable.
+    pub fn write(&mut self, records: impl IntoIterator<Item = Record>) {
+        self.written.extend(records);
+    }
+
+    /// `Fsync` succeeded: the written log is durable, except that pages a failed fsync left
+    /// clean are not written by it, so the durable prefix stops before them.
+    pub fn fsync(&mut self) {
+        if !self.pages_clean {
+            self.durable_len = self.written.len();
+        }
+    }
+
+    /// `FsyncFail`: the unsynced pages are marked clean (kept or dropped alike: a later read
+    /// shows them or a prefix of them, which the next crash's images cover).
+    pub fn fsync_fail(&mut self) {
+        self.pages_clean = true;
+    }
+
+    /// `CrashImages` (both kinds of crash): `(keep, torn)` = the first `keep` records,
+    /// optionally followed by a torn record; `keep >= durable_len`.
+    pub fn crash_images(&self) -> Vec<(usize, bool)> {
+        crash_images(&self.written, self.durable_len)
+    }
+
+    fn image_of(&self, keep: usize, torn: bool) -> Option<Vec<Record>> {
+        self.crash_images()
+            .contains(&(keep, torn))
+            .then(|| image(&self.written, keep, torn))
+    }
+
+    /// `ProcessCrash` leaving image `(keep, torn)`: the page cache survives, so the next
+    /// session reads the image, but nothing in it becomes durable. `None` if the image is
+    /// not one of [`DiskState::crash_images`].
+    pub fn process_crash(&self, keep: usize, torn: bool) -> Option<DiskState> {
+        Some(DiskState {
+            written: self.image_of(keep, torn)?,
+            durable_len: self.durable_len,
+            pages_clean: self.pages_clean,
+        })
+    }
+
+    /// `PowerLoss` leaving image `(keep, torn)`: what survived was read back from the disk
+    /// itself, so its complete records are durable; the page cache (and its clean pages) is
+    /// gone. `None` if the image is not one of [`DiskState::crash_images`].
+    pub fn power_loss(&self, keep: usize, torn: bool) -> Option<DiskState> {
+        let written = self.image_of(keep, torn)?;
+        Some(DiskState {
+            durable_len: cut_torn(&written).len(),
+            written,
+            pages_clean: false,
+        })
+    }
+
+    /// `Recover`: the torn tail cut, the kept log made durable before anything is reported
+    /// (recovery's own fsync, after rewriting pages a failed fsync left clean), and the
+    /// visible set rebuilt from the log alone.
+    pub fn recover(&self) -> (DiskState, Recovered) {
+        let r = recover(&self.written);
+        let disk = DiskState {
+            written: r.log.clone(),
+            durable_len: r.log.len(),
+            pages_clean: false,
+        };
+        (disk, r)
+    }
+
+    /// The events in the durable prefix: what any later crash must keep.
+    pub fn durable_events(&self) -> BTreeSet<EventNo> {
+        log_events(self.written.get(..self.durable_len).unwrap_or(&[]))
+    }
+
+    /// Every visible set a recovery may show after a crash of either kind now.
+    pub fn allowed_after_crash(&self) -> BTreeSet<BTreeSet<EventNo>> {
+        allowed_after_recovery(&self.written, self.durable_len)
+    }
 }

@@ -110,6 +110,10 @@ struct FileUnit {
     id: FileId,
     name: PathBuf,
     durable: StdArc<Vec<u8>>,
+    /// The page cache's clean bytes the platter lacks (see `FileNode::clean`).
+    clean: Option<StdArc<Vec<u8>>>,
+    /// The page cache now.
+    current: StdArc<Vec<u8>>,
     pending: Vec<FileOp>,
     choices: Vec<FileChoice>,
 }
@@ -127,7 +131,7 @@ fn file_choices(pending: &[FileOp], opts: &CrashOptions) -> Vec<FileChoice> {
     let mut out = Vec::new();
     for k in 0..=pending.len() {
         out.push(FileChoice::Keep(k));
-        if let Some(FileOp::Append { bytes, .. }) = pending.get(k) {
+        if let Some(FileOp::Write { bytes, .. }) = pending.get(k) {
             for cut in torn_cuts(bytes.len()) {
                 out.push(FileChoice::Torn { keep: k, cut });
             }
@@ -135,8 +139,8 @@ fn file_choices(pending: &[FileOp], opts: &CrashOptions) -> Vec<FileChoice> {
         }
     }
     let n = pending.len();
-    let only_appends = pending.iter().all(|op| matches!(op, FileOp::Append { .. }));
-    if opts.subsets && only_appends && n <= opts.max_subset_ops && n < 64 {
+    let only_writes = pending.iter().all(|op| matches!(op, FileOp::Write { .. }));
+    if opts.subsets && only_writes && n <= opts.max_subset_ops && n < 64 {
         // Prefix masks (2^k - 1) are already there as Keep(k).
         out.extend(
             (0..(1u64 << n))
@@ -170,53 +174,86 @@ fn garbage(id: FileId, op_index: u64, real: &[u8]) -> Vec<u8> {
 }
 
 impl FileUnit {
-    /// Durable content with the first `k` pending operations applied.
-    fn prefix(&self, k: usize) -> Vec<u8> {
-        let mut content = self.durable.as_ref().clone();
-        for op in self.pending.iter().take(k) {
-            op.apply(&mut content);
+    /// The pending operations that survive under `choice`, in order (a torn or garbage write
+    /// becomes a write of the surviving bytes at the same offset).
+    fn surviving(&self, choice: FileChoice) -> Vec<FileOp> {
+        let prefix = |k: usize| self.pending.iter().take(k).cloned();
+        let altered =
+            |keep: usize, bytes: &dyn Fn(&[u8], u64) -> Vec<u8>| match self.pending.get(keep) {
+                Some(FileOp::Write {
+                    offset,
+                    bytes: real,
+                    op_index,
+                }) => Some(FileOp::Write {
+                    offset: *offset,
+                    bytes: StdArc::from(bytes(real, *op_index)),
+                    op_index: *op_index,
+                }),
+                _ => None,
+            };
+        match choice {
+            FileChoice::Keep(k) => prefix(k).collect(),
+            FileChoice::Torn { keep, cut } => prefix(keep)
+                .chain(altered(keep, &|real, _| {
+                    real.get(..cut).unwrap_or(&[]).to_vec()
+                }))
+                .collect(),
+            FileChoice::Garbage { keep } => prefix(keep)
+                .chain(altered(keep, &|real, op_index| {
+                    garbage(self.id, op_index, real)
+                }))
+                .collect(),
+            FileChoice::Subset(mask) => self
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (mask >> i) & 1 == 1)
+                .map(|(_, op)| op.clone())
+                .collect(),
         }
-        content
     }
 
+    /// What a power loss leaves on the platter under `choice`: the durable bytes with the
+    /// surviving operations applied (a gap before a surviving write reads as zeros).
     fn content(&self, choice: FileChoice) -> StdArc<Vec<u8>> {
-        let next = |keep: usize| match self.pending.get(keep) {
-            Some(FileOp::Append { bytes, op_index }) => Some((bytes, *op_index)),
-            _ => None,
-        };
-        let content = match choice {
-            FileChoice::Keep(0) => return StdArc::clone(&self.durable),
-            FileChoice::Keep(k) => self.prefix(k),
-            FileChoice::Torn { keep, cut } => {
-                let mut c = self.prefix(keep);
-                if let Some((bytes, _)) = next(keep) {
-                    c.extend_from_slice(bytes.get(..cut).unwrap_or(&[]));
-                }
-                c
-            }
-            FileChoice::Garbage { keep } => {
-                let mut c = self.prefix(keep);
-                if let Some((bytes, op_index)) = next(keep) {
-                    c.extend_from_slice(&garbage(self.id, op_index, bytes));
-                }
-                c
-            }
-            FileChoice::Subset(mask) => {
-                let mut c = self.durable.as_ref().clone();
-                let mut offset = c.len();
-                for (i, op) in self.pending.iter().enumerate() {
-                    if let FileOp::Append { bytes, .. } = op {
-                        if (mask >> i) & 1 == 1 {
-                            c.resize(offset, 0);
-                            c.extend_from_slice(bytes);
-                        }
-                        offset = offset.saturating_add(bytes.len());
-                    }
-                }
-                c
-            }
-        };
+        let ops = self.surviving(choice);
+        if ops.is_empty() {
+            return StdArc::clone(&self.durable);
+        }
+        let mut content = self.durable.as_ref().clone();
+        for op in &ops {
+            op.apply(&mut content);
+        }
         StdArc::new(content)
+    }
+
+    /// The file as the next process finds it under `choice`. `exact`: the image keeps every
+    /// pending operation of every file and directory, so it is exactly what a process crash
+    /// leaves now (page cache included: pages a failed sync left cached but unwritten still
+    /// read back). Otherwise it is what a power loss leaves (the page cache is gone), except
+    /// that what survived is still treated as unsynced, so a later power loss may lose it
+    /// again: a state at least as hard for recovery as either.
+    fn node(&self, choice: FileChoice, exact: bool) -> FileNode {
+        if exact {
+            return FileNode {
+                durable: StdArc::clone(&self.durable),
+                clean: self.clean.clone(),
+                current: StdArc::clone(&self.current),
+                pending: self.pending.clone(),
+                handles: 0,
+            };
+        }
+        let pending = self.surviving(choice);
+        let mut node = FileNode::durable(StdArc::clone(&self.durable));
+        if !pending.is_empty() {
+            let mut current = self.durable.as_ref().clone();
+            for op in &pending {
+                op.apply(&mut current);
+            }
+            node.current = StdArc::new(current);
+            node.pending = pending;
+        }
+        node
     }
 
     fn describe(&self, choice: FileChoice) -> String {
@@ -225,7 +262,7 @@ impl FileUnit {
             FileChoice::Keep(k) => format!("kept {k} of {n} ops"),
             FileChoice::Torn { keep, cut } => {
                 let len = match self.pending.get(keep) {
-                    Some(FileOp::Append { bytes, .. }) => bytes.len(),
+                    Some(FileOp::Write { bytes, .. }) => bytes.len(),
                     _ => 0,
                 };
                 format!("kept {keep} of {n} ops + torn next append ({cut} of {len} bytes)")
@@ -282,6 +319,8 @@ impl Snapshot {
                 id: *id,
                 name: names.get(id).cloned().unwrap_or_default(),
                 durable: StdArc::clone(&file.durable),
+                clean: file.clean.clone(),
+                current: StdArc::clone(&file.current),
                 pending: file.pending.clone(),
                 choices: file_choices(&file.pending, opts),
             })
@@ -302,7 +341,7 @@ impl Snapshot {
 }
 
 /// One state a crash may leave. Cheap to hold: images of one enumeration share the snapshot,
-/// and the disk is only built by [`CrashImage::disk`].
+/// and a disk is only built by [`CrashImage::disk`] or [`CrashImage::power_loss_disk`].
 #[derive(Clone)]
 pub struct CrashImage {
     snapshot: StdArc<Snapshot>,
@@ -324,32 +363,85 @@ impl CrashImage {
             .map(|(f, c)| (f, f.choices.get(c).copied().unwrap_or(FileChoice::Keep(0))))
     }
 
-    /// A fresh disk holding this image: everything durable, no pending operations, no faults,
-    /// no locks, operation count 0. Independent of the original disk.
+    /// A fresh disk holding this image as the next process finds it: the surviving bytes and
+    /// entries that were not durable are *still not durable* (they sit in the page cache; a
+    /// later power loss on the returned disk may lose them again), as after a process crash.
+    /// The image that keeps every pending operation of every file and directory is exactly
+    /// what a process crash leaves now (pages a failed sync left cached but unwritten
+    /// included); every other image is what a power loss leaves, with what survived still
+    /// unsynced. No faults, no locks, operation count 0; independent of the original disk.
     pub fn disk(&self) -> SimDisk {
+        SimDisk::from_state(self.state(false))
+    }
+
+    /// A fresh disk holding this image as a power loss leaves it: everything that survived is
+    /// on the platter (durable), nothing is pending. No faults, no locks, operation count 0.
+    pub fn power_loss_disk(&self) -> SimDisk {
+        SimDisk::from_state(self.state(true))
+    }
+
+    /// The image's state; `durable`: as a power loss leaves it, else as the next process
+    /// finds it (see [`CrashImage::disk`]).
+    pub(super) fn state(&self, durable: bool) -> State {
+        let exact = !durable && self.keeps_everything();
         let mut st = State::new();
         for (unit, choice) in self.dir_choices() {
-            let entries = unit.entries(choice);
-            let node = DirNode {
-                durable: entries.clone(),
-                current: entries,
-                pending: Vec::new(),
+            let node = if durable {
+                let entries = unit.entries(choice);
+                DirNode {
+                    durable: entries.clone(),
+                    current: entries,
+                    pending: Vec::new(),
+                }
+            } else {
+                let pending: Vec<DirOp> = unit
+                    .pending
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| unit.keeps(choice, *i))
+                    .map(|(_, op)| op.clone())
+                    .collect();
+                let mut current = unit.durable.clone();
+                for op in &pending {
+                    op.apply(&mut current);
+                }
+                DirNode {
+                    durable: unit.durable.clone(),
+                    current,
+                    pending,
+                }
             };
             st.dirs.insert(unit.path.clone(), node);
         }
         let live: BTreeSet<FileId> = st
             .dirs
             .values()
-            .flat_map(|d| d.current.values().copied())
+            .flat_map(|d| {
+                let entries = d.durable.values().chain(d.current.values()).copied();
+                entries.chain(d.pending.iter().map(DirOp::id))
+            })
             .collect();
         for (unit, choice) in self.file_choices() {
             if live.contains(&unit.id) {
-                st.files
-                    .insert(unit.id, FileNode::durable(unit.content(choice)));
+                let node = if durable {
+                    FileNode::durable(unit.content(choice))
+                } else {
+                    unit.node(choice, exact)
+                };
+                st.files.insert(unit.id, node);
             }
         }
         st.next_id = self.snapshot.next_id;
-        SimDisk::from_state(st)
+        st
+    }
+
+    /// Whether this image keeps every pending operation of every file and directory.
+    fn keeps_everything(&self) -> bool {
+        self.dir_choices()
+            .all(|(d, c)| (0..d.pending.len()).all(|i| d.keeps(c, i)))
+            && self
+                .file_choices()
+                .all(|(f, c)| c == FileChoice::Keep(f.pending.len()))
     }
 
     /// A short account of what this image kept and lost (for failure messages).
