@@ -186,8 +186,8 @@ enum Cut {
     LookInside,
 }
 
-/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail is classified but left on
-/// disk, so the next session appends after it.
+/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail inside a segment's frames
+/// is classified but left on disk, so the next session appends after it.
 #[doc(hidden)]
 pub fn recover_without_cutting(
     disk: &dyn Disk,
@@ -244,7 +244,9 @@ fn recover_impl(
         drop(file);
         match scanned {
             None => report.active = Some((id, file_len)),
-            Some(damage) if cut == Cut::Never => {
+            // (A torn segment header is still removed: nothing can be appended after a
+            // header that does not say the segment's salt.)
+            Some(damage) if cut == Cut::Never && damage.offset >= SEGMENT_HEADER_BYTES as u64 => {
                 report.active = Some((id, file_len));
                 report.torn_tail = Some(TornTail {
                     file: path,
