@@ -299,8 +299,8 @@ impl serde::Serialize for RawBytes {
     }
 }
 
-/// `FenceBegin { fence: seq }` at sequence `seq` in the old (version 1) frame format, as in the
-/// report: length, CRC32 of length and body, body (11 bytes).
+/// `FenceBegin { fence: seq }` at sequence `seq` in the old (version 1) frame format: length,
+/// CRC32 of length and body, body (11 bytes).
 fn v1_fence_begin_frame(seq: u8) -> Vec<u8> {
     let body = [seq, 2, seq];
     let len = (body.len() as u32).to_le_bytes();
@@ -371,7 +371,7 @@ fn torn_frame_with_frames_inside_recovers(
 
 #[test]
 fn a_torn_record_whose_payload_holds_an_old_format_frame_is_a_torn_tail() {
-    // The report's payload: an 11-byte FenceBegin frame of the old format.
+    // A payload holding an 11-byte FenceBegin frame of the old format.
     torn_frame_with_frames_inside_recovers(|_| v1_fence_begin_frame(9), Mutant::None).unwrap();
 }
 
@@ -420,7 +420,7 @@ fn with_a_damaged_frame_header_only_frames_of_the_segments_salt_count_as_records
 
 // ------------------------------------------------------------------ frame limits on disk
 
-/// Payload limit 24 MiB, frame limit 64 MiB: the writer of the report.
+/// Payload limit 24 MiB, frame limit 64 MiB: a writer with limits above the defaults.
 fn big_limits(dir: &Path) -> StoreConfig {
     StoreConfig::new(dir)
         .with_single_append_max_bytes(24 << 20)

@@ -21,19 +21,25 @@ use crate::writer::AppendReceipt;
 pub(crate) struct FenceWatch {
     token: u64,
     open: AtomicBool,
-    /// Every thread that began or used the fence (a handful: one per thread that touched it).
-    holders: Mutex<Vec<ThreadId>>,
-    /// Seeded bug `FenceRemembersLastThread`: keep only the last holder.
+    /// The thread that began the fence (the only one that can commit, cancel or drop it).
+    owner: ThreadId,
+    /// The other threads that used the fence (a handful). The owner is not listed: its own
+    /// submits and waits take no lock (the model checkers see no extra step).
+    helpers: Mutex<Vec<ThreadId>>,
+    /// Seeded bug `FenceRemembersLastThread`: only the last thread that used the fence counts.
     last_only: bool,
 }
 
 impl FenceWatch {
     pub(crate) fn new(token: u64, mutant: Mutant) -> Arc<Self> {
+        let owner = crate::sync::thread::current().id();
+        let last_only = mutant == Mutant::FenceRemembersLastThread;
         Arc::new(Self {
             token,
             open: AtomicBool::new(true),
-            holders: Mutex::new(vec![crate::sync::thread::current().id()]),
-            last_only: mutant == Mutant::FenceRemembersLastThread,
+            owner,
+            helpers: Mutex::new(if last_only { vec![owner] } else { Vec::new() }),
+            last_only,
         })
     }
 
@@ -45,12 +51,15 @@ impl FenceWatch {
     /// Records the calling thread as one of the fence's holders.
     pub(crate) fn touch(&self) {
         let me = crate::sync::thread::current().id();
-        let mut holders = self.holders.lock();
-        if self.last_only {
-            holders.clear();
+        if me == self.owner && !self.last_only {
+            return;
         }
-        if !holders.contains(&me) {
-            holders.push(me);
+        let mut helpers = self.helpers.lock();
+        if self.last_only {
+            helpers.clear();
+        }
+        if !helpers.contains(&me) {
+            helpers.push(me);
         }
     }
 
@@ -60,11 +69,11 @@ impl FenceWatch {
     }
 
     fn would_deadlock(&self) -> bool {
-        self.open.load(Ordering::SeqCst)
-            && self
-                .holders
-                .lock()
-                .contains(&crate::sync::thread::current().id())
+        if !self.open.load(Ordering::SeqCst) {
+            return false;
+        }
+        let me = crate::sync::thread::current().id();
+        (me == self.owner && !self.last_only) || self.helpers.lock().contains(&me)
     }
 }
 
