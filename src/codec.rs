@@ -1,7 +1,12 @@
-//! Frame encoding: `[len: u32 LE][crc32: u32 LE][body: len bytes]`.
+//! Frame encoding: `[len: u32 LE][head check: u32 LE][crc32: u32 LE][body: len bytes]`.
 //!
-//! The CRC (crc32fast, IEEE) covers the four length bytes and the body, so a lie in either is
-//! caught. The body is a [`Record`] serialised with bincode 1 under one fixed configuration
+//! Both checks are CRC32 (crc32fast, IEEE) seeded with the segment's *salt*, a random value
+//! stored in the segment header: the head check covers salt and length, the CRC covers salt,
+//! length and body. The salt makes bytes that were never written as a frame of this segment
+//! (a frame-shaped piece of a payload, a frame of another segment) fail the checks; the head
+//! check lets recovery trust a damaged frame's length, so it never looks for records inside a
+//! frame's own extent (see `log::recover`). The body is a [`Record`] serialised with bincode 1
+//! under one fixed configuration
 //! (little endian, varint integers, trailing bytes rejected, size limit = the maximum frame
 //! size). This is the only module that names bincode. The decoder never panics and never
 //! allocates more than the maximum frame size: the length is checked against the limit before
@@ -12,8 +17,8 @@ use crate::log::record::Record;
 use bincode::Options;
 use std::fmt;
 
-/// Bytes of frame header before the body: length (4) + CRC (4).
-pub const FRAME_HEADER_BYTES: usize = 8;
+/// Bytes of frame header before the body: length (4) + head check (4) + CRC (4).
+pub const FRAME_HEADER_BYTES: usize = 12;
 
 /// Smallest body any record can have (sequence varint + tag + one field byte).
 pub const FRAME_BODY_MIN_BYTES: usize = 3;
@@ -21,15 +26,26 @@ pub const FRAME_BODY_MIN_BYTES: usize = 3;
 /// Default maximum frame size (body bytes): 16 MiB.
 pub const FRAME_BYTES_MAX_DEFAULT: u32 = 16 * 1024 * 1024;
 
+/// The largest frame body any configuration may produce (and any segment header may declare):
+/// the largest payload limit (64 MiB) plus room for the header fields and coordinates.
+pub const FRAME_BYTES_LIMIT: u32 = 64 * 1024 * 1024 + 4096;
+
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    /// Fewer bytes than the frame needs: the header (`needed` = 8) or the body.
+    /// Fewer bytes than the frame needs: the header (`needed` = 12) or the body.
     Incomplete {
         /// Bytes the frame needs in all.
         needed: u64,
         /// Bytes available.
         available: u64,
+    },
+    /// The head check does not match the length (and salt): the length cannot be trusted.
+    BadHead {
+        /// Head check stored in the frame.
+        stored: u32,
+        /// Head check computed over salt and length.
+        computed: u32,
     },
     /// The length field is above the maximum frame size or below the smallest record.
     BadLength {
@@ -58,6 +74,10 @@ impl fmt::Display for DecodeError {
                     "incomplete frame: needs {needed} bytes, {available} available"
                 )
             }
+            Self::BadHead { stored, computed } => write!(
+                f,
+                "frame head check mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
             Self::BadLength { len, max } => write!(
                 f,
                 "frame length {len} outside {FRAME_BODY_MIN_BYTES}..={max}"
@@ -83,10 +103,21 @@ fn options(limit: u32) -> impl Options {
         .with_limit(u64::from(limit))
 }
 
-fn crc(len_bytes: [u8; 4], body: &[u8]) -> u32 {
+/// The two checks of a frame: (head check over salt and length, CRC over salt, length and
+/// body).
+fn checks(salt: u32, len_bytes: [u8; 4], body: &[u8]) -> (u32, u32) {
     let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
     h.update(&len_bytes);
+    let head = h.clone().finalize();
     h.update(body);
+    (head, h.finalize())
+}
+
+fn head_check(salt: u32, len_bytes: [u8; 4]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(&len_bytes);
     h.finalize()
 }
 
@@ -131,9 +162,14 @@ pub fn body_len(record: &Record<'_>, max: u32) -> Result<u64, EncodeError> {
     })
 }
 
-/// Appends the frame for `record` to `out`; returns the frame's length in bytes.
-/// On error `out` is left as it was.
-pub fn encode_into(record: &Record<'_>, max: u32, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+/// Appends the frame for `record`, salted with `salt`, to `out`; returns the frame's length in
+/// bytes. On error `out` is left as it was.
+pub fn encode_into(
+    record: &Record<'_>,
+    max: u32,
+    salt: u32,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     if let Err(e) = options(max).serialize_into(&mut *out, record) {
@@ -154,45 +190,63 @@ pub fn encode_into(record: &Record<'_>, max: u32, out: &mut Vec<u8>) -> Result<u
             max,
         });
     };
-    let len_bytes = len.to_le_bytes();
-    let sum = crc(
-        len_bytes,
-        out.get(start + FRAME_HEADER_BYTES..).unwrap_or(&[]),
-    );
-    if let Some(h) = out.get_mut(start..start + FRAME_HEADER_BYTES) {
-        h[..4].copy_from_slice(&len_bytes);
-        h[4..].copy_from_slice(&sum.to_le_bytes());
+    if let Some(f) = out.get_mut(start..) {
+        if let Some(l) = f.get_mut(..4) {
+            l.copy_from_slice(&len.to_le_bytes());
+        }
+        reseal(f, salt);
     }
     Ok(out.len() - start)
 }
 
+/// Rewrites the checks of the complete frame `frame` (header and body) for `salt`: the same
+/// record salted for another segment (the writer's frame that moves to a new segment at a
+/// roll).
+pub fn reseal(frame: &mut [u8], salt: u32) {
+    let Some((head, body)) = frame.split_at_mut_checked(FRAME_HEADER_BYTES) else {
+        return;
+    };
+    let len_bytes = [head[0], head[1], head[2], head[3]];
+    let (h, c) = checks(salt, len_bytes, body);
+    head[4..8].copy_from_slice(&h.to_le_bytes());
+    head[8..12].copy_from_slice(&c.to_le_bytes());
+}
+
 /// Encodes one record as a new frame.
-pub fn encode(record: &Record<'_>, max: u32) -> Result<Vec<u8>, EncodeError> {
+pub fn encode(record: &Record<'_>, max: u32, salt: u32) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
-    encode_into(record, max, &mut out)?;
+    encode_into(record, max, salt, &mut out)?;
     Ok(out)
 }
 
-/// Reads only the frame header at the start of `buf`: returns the body length after checking
-/// it against `max`. Lets a reader know how many bytes to fetch before fetching them.
-pub fn peek_len(buf: &[u8], max: u32) -> Result<u32, DecodeError> {
+/// Reads only the frame header at the start of `buf`: returns the body length once the head
+/// check (under `salt`) confirms it and it is within `3..=max`. Lets a reader know how many
+/// bytes to fetch before fetching them, and recovery whether a damaged frame's extent is
+/// known.
+pub fn peek_len(buf: &[u8], max: u32, salt: u32) -> Result<u32, DecodeError> {
     let Some(h) = buf.get(..FRAME_HEADER_BYTES) else {
         return Err(DecodeError::Incomplete {
             needed: FRAME_HEADER_BYTES as u64,
             available: buf.len() as u64,
         });
     };
-    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let len_bytes = [h[0], h[1], h[2], h[3]];
+    let stored = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let computed = head_check(salt, len_bytes);
+    if stored != computed {
+        return Err(DecodeError::BadHead { stored, computed });
+    }
+    let len = u32::from_le_bytes(len_bytes);
     if len > max || (len as usize) < FRAME_BODY_MIN_BYTES {
         return Err(DecodeError::BadLength { len, max });
     }
     Ok(len)
 }
 
-/// Decodes the frame at the start of `buf`: returns the record (borrowing from `buf`) and the
-/// frame's total length.
-pub fn decode(buf: &[u8], max: u32) -> Result<(Record<'_>, usize), DecodeError> {
-    let len = peek_len(buf, max)?;
+/// Decodes the frame at the start of `buf`, salted with `salt`: returns the record (borrowing
+/// from `buf`) and the frame's total length.
+pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), DecodeError> {
+    let len = peek_len(buf, max, salt)?;
     let total = FRAME_HEADER_BYTES + len as usize;
     let Some(body) = buf.get(FRAME_HEADER_BYTES..total) else {
         return Err(DecodeError::Incomplete {
@@ -200,8 +254,8 @@ pub fn decode(buf: &[u8], max: u32) -> Result<(Record<'_>, usize), DecodeError> 
             available: buf.len() as u64,
         });
     };
-    let stored = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let computed = crc(len.to_le_bytes(), body);
+    let stored = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let (_, computed) = checks(salt, len.to_le_bytes(), body);
     if stored != computed {
         return Err(DecodeError::BadCrc { stored, computed });
     }
@@ -225,6 +279,8 @@ mod tests {
     use super::*;
     use crate::log::record::{EventRecord, RecordBody, Unit};
     use proptest::prelude::*;
+
+    const SALT: u32 = 0x5A17_5A17;
 
     fn event(seq: u64, payload: &[u8]) -> Record<'_> {
         Record {
@@ -251,8 +307,8 @@ mod tests {
     fn round_trip() {
         let payload = vec![1u8; 100];
         let r = event(42, &payload);
-        let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT).unwrap();
-        let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+        let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(back, r);
     }
@@ -260,26 +316,35 @@ mod tests {
     #[test]
     fn every_truncation_is_incomplete_and_every_bit_flip_is_caught() {
         let payload = vec![5u8; 20];
-        let frame = encode(&event(1, &payload), FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let frame = encode(&event(1, &payload), FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
         for cut in 0..frame.len() {
             assert!(
-                decode(&frame[..cut], FRAME_BYTES_MAX_DEFAULT).is_err(),
+                decode(&frame[..cut], FRAME_BYTES_MAX_DEFAULT, SALT).is_err(),
                 "cut {cut}"
             );
         }
         for i in 0..frame.len() * 8 {
             let mut f = frame.clone();
             f[i / 8] ^= 1 << (i % 8);
-            assert!(decode(&f, FRAME_BYTES_MAX_DEFAULT).is_err(), "flip {i}");
+            assert!(
+                decode(&f, FRAME_BYTES_MAX_DEFAULT, SALT).is_err(),
+                "flip {i}"
+            );
         }
+    }
+
+    /// A frame header for `len` under `salt` (valid head check), with a zero CRC.
+    fn header(len: u32, salt: u32) -> Vec<u8> {
+        let mut f = len.to_le_bytes().to_vec();
+        f.extend_from_slice(&head_check(salt, len.to_le_bytes()).to_le_bytes());
+        f.extend_from_slice(&[0; 4]);
+        f
     }
 
     #[test]
     fn length_above_maximum_is_refused_before_reading() {
-        let mut f = vec![0u8; 8];
-        f[..4].copy_from_slice(&1000u32.to_le_bytes());
         assert_eq!(
-            decode(&f, 999),
+            decode(&header(1000, SALT), 999, SALT),
             Err(DecodeError::BadLength {
                 len: 1000,
                 max: 999
@@ -288,11 +353,42 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_checks_out_only_under_its_own_salt_and_reseal_moves_it() {
+        let payload = vec![9u8; 40];
+        let mut frame = encode(&event(3, &payload), FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+        for other in [0, SALT ^ 1, !SALT] {
+            assert!(matches!(
+                decode(&frame, FRAME_BYTES_MAX_DEFAULT, other),
+                Err(DecodeError::BadHead { .. })
+            ));
+            assert!(peek_len(&frame, FRAME_BYTES_MAX_DEFAULT, other).is_err());
+        }
+        // The head check alone vouches for the length: a damaged body keeps a trusted extent.
+        let body_len = (frame.len() - FRAME_HEADER_BYTES) as u32;
+        let mut damaged = frame.clone();
+        *damaged.last_mut().unwrap() ^= 0x40;
+        assert_eq!(
+            peek_len(&damaged, FRAME_BYTES_MAX_DEFAULT, SALT),
+            Ok(body_len)
+        );
+        assert!(matches!(
+            decode(&damaged, FRAME_BYTES_MAX_DEFAULT, SALT),
+            Err(DecodeError::BadCrc { .. })
+        ));
+        reseal(&mut frame, 77);
+        assert!(decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).is_err());
+        assert_eq!(
+            decode(&frame, FRAME_BYTES_MAX_DEFAULT, 77).unwrap().0,
+            event(3, &payload)
+        );
+    }
+
+    #[test]
     fn encoding_past_the_maximum_is_refused_and_leaves_buffer_alone() {
         let payload = vec![0u8; 500];
         let mut out = vec![1, 2, 3];
         assert!(matches!(
-            encode_into(&event(1, &payload), 100, &mut out),
+            encode_into(&event(1, &payload), 100, SALT, &mut out),
             Err(EncodeError::TooLarge { .. })
         ));
         assert_eq!(out, vec![1, 2, 3]);
@@ -303,12 +399,11 @@ mod tests {
         // FenceCommit { fence: 64764 } with the fence behind a u32 tag (252) instead of the
         // canonical u16 tag (251); found by the frame_decode fuzz target.
         let body = [3u8, 3, 252, 252, 252, 0, 0];
-        let len = (body.len() as u32).to_le_bytes();
-        let mut frame = len.to_vec();
-        frame.extend_from_slice(&crc(len, &body).to_le_bytes());
+        let mut frame = header(body.len() as u32, SALT);
         frame.extend_from_slice(&body);
+        reseal(&mut frame, SALT);
         assert!(matches!(
-            decode(&frame, FRAME_BYTES_MAX_DEFAULT),
+            decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT),
             Err(DecodeError::BadBody(_))
         ));
         let canonical = encode(
@@ -317,10 +412,11 @@ mod tests {
                 body: RecordBody::FenceCommit { fence: 64764 },
             },
             FRAME_BYTES_MAX_DEFAULT,
+            SALT,
         )
         .unwrap();
-        assert_eq!(canonical.len(), 8 + 5);
-        assert!(decode(&canonical, FRAME_BYTES_MAX_DEFAULT).is_ok());
+        assert_eq!(canonical.len(), FRAME_HEADER_BYTES + 5);
+        assert!(decode(&canonical, FRAME_BYTES_MAX_DEFAULT, SALT).is_ok());
     }
 
     #[test]
@@ -328,11 +424,19 @@ mod tests {
         let cases = [
             (
                 DecodeError::Incomplete {
-                    needed: 8,
+                    needed: 12,
                     available: 3,
                 }
                 .to_string(),
-                "incomplete frame: needs 8 bytes, 3 available",
+                "incomplete frame: needs 12 bytes, 3 available",
+            ),
+            (
+                DecodeError::BadHead {
+                    stored: 1,
+                    computed: 2,
+                }
+                .to_string(),
+                "frame head check mismatch: stored 0x00000001, computed 0x00000002",
             ),
             (
                 DecodeError::BadLength { len: 9, max: 4 }.to_string(),
@@ -367,14 +471,14 @@ mod tests {
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0u32..1024) {
-            let _ = decode(&bytes, max);
+            let _ = decode(&bytes, max, SALT);
         }
 
         #[test]
         fn round_trip_any_payload(seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let r = event(seq, &payload);
-            let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT).unwrap();
-            let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT).unwrap();
+            let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
             prop_assert_eq!(used, frame.len());
             prop_assert_eq!(back, r);
         }

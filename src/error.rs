@@ -180,6 +180,102 @@ impl StoreError {
         matches!(self, Self::Backpressure { .. })
     }
 
+    /// An equal copy for answering the same question twice (a ticket asked again after it
+    /// answered). `StoreError` is not `Clone` because of the boxed and I/O sources it carries;
+    /// those are copied as their kind and message, everything else field by field.
+    pub(crate) fn replay(&self) -> StoreError {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        match self {
+            Self::Io(e) => Self::Io(io(e)),
+            Self::IoAt { path, op, source } => Self::IoAt {
+                path: path.clone(),
+                op,
+                source: io(source),
+            },
+            Self::Coordinate(e) => Self::Coordinate(e.clone()),
+            Self::Serialization(e) => Self::Serialization(e.to_string().into()),
+            Self::CrcMismatch { segment_id, offset } => Self::CrcMismatch {
+                segment_id: *segment_id,
+                offset: *offset,
+            },
+            Self::CorruptSegment {
+                segment_id,
+                file,
+                offset,
+                detail,
+            } => Self::CorruptSegment {
+                segment_id: *segment_id,
+                file: file.clone(),
+                offset: *offset,
+                detail: detail.clone(),
+            },
+            Self::NotFound(id) => Self::NotFound(*id),
+            Self::SequenceMismatch {
+                entity,
+                expected,
+                actual,
+            } => Self::SequenceMismatch {
+                entity: entity.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Self::WriterCrashed => Self::WriterCrashed,
+            Self::Configuration(m) => Self::Configuration(m.clone()),
+            Self::VisibilityFenceActive => Self::VisibilityFenceActive,
+            Self::VisibilityFenceNotActive => Self::VisibilityFenceNotActive,
+            Self::VisibilityFenceCancelled => Self::VisibilityFenceCancelled,
+            Self::BatchFailed {
+                item_index,
+                stage,
+                source,
+            } => Self::BatchFailed {
+                item_index: *item_index,
+                stage: *stage,
+                source: Box::new(source.replay()),
+            },
+            Self::StoreLocked { dir } => Self::StoreLocked { dir: dir.clone() },
+            Self::IdempotencyConflict {
+                key,
+                original_event_id,
+                detail,
+            } => Self::IdempotencyConflict {
+                key: *key,
+                original_event_id: *original_event_id,
+                detail: detail.clone(),
+            },
+            Self::UnknownCausation { causation_id } => Self::UnknownCausation {
+                causation_id: *causation_id,
+            },
+            Self::TooLarge { what, size, max } => Self::TooLarge {
+                what,
+                size: *size,
+                max: *max,
+            },
+            Self::OutcomeUnknown { detail } => Self::OutcomeUnknown {
+                detail: detail.clone(),
+            },
+            Self::WriterLatched { detail } => Self::WriterLatched {
+                detail: detail.clone(),
+            },
+            Self::Backpressure { queued, threshold } => Self::Backpressure {
+                queued: *queued,
+                threshold: *threshold,
+            },
+            Self::Timeout { what } => Self::Timeout { what: what.clone() },
+            Self::DuplicateEventKind {
+                kind,
+                first,
+                second,
+            } => Self::DuplicateEventKind {
+                kind: *kind,
+                first,
+                second,
+            },
+            Self::Closed => Self::Closed,
+            Self::FenceTicketPending { fence } => Self::FenceTicketPending { fence: *fence },
+        }
+    }
+
     pub(crate) fn ser(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Serialization(Box::new(e))
     }

@@ -61,6 +61,11 @@ pub use backend::sync::Arc;
 /// notably trait objects such as `StdArc<dyn Disk>` (loom's `Arc` cannot unsize-coerce).
 pub use std::sync::Arc as StdArc;
 
+/// A zero-sized marker field that makes the type holding it `!Send` while keeping it `Sync`
+/// (the auto traits of std's `MutexGuard`): a value that must stay on the thread that created
+/// it but may be shared by reference, such as an open visibility fence.
+pub type NotSend = std::marker::PhantomData<std::sync::MutexGuard<'static, ()>>;
+
 /// Guard returned by [`Mutex::lock`]; the arm's own guard type, derefs to `T`.
 pub use backend::sync::MutexGuard;
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::prelude::*;
+use batpak::store::Mutant;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -696,4 +697,151 @@ fn dropping_a_fence_while_the_writer_queue_is_full_returns_quickly_and_still_can
         "{visible:?}"
     );
     store.close().unwrap();
+}
+
+/// INV-IDEMPOTENT inside a fence: a retry (same key, same event) of an append whose original
+/// is still pending in the open fence shares the original's fate. `commit` decides whether
+/// the fence commits or is cancelled. Both tickets are waited for after the fence ended.
+fn retry_inside_a_fence(mutant: Mutant, commit: bool) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let key = 0xFEED_u128;
+    let opts = AppendOptions::default().with_idempotency(key);
+    let (original, retry, after) = {
+        let store = Store::open(StoreConfig::new(dir.path()).with_mutant(mutant)).unwrap();
+        let fence = store.begin_visibility_fence().unwrap();
+        let t1 = fence
+            .submit_with_options(&coord("idem:1"), STEP, &step("once"), opts)
+            .unwrap();
+        let t2 = fence
+            .submit_with_options(&coord("idem:1"), STEP, &step("once"), opts)
+            .unwrap();
+        // Let the writer decide both before the fence ends.
+        store.sync().unwrap();
+        if commit {
+            fence.commit().unwrap();
+        } else {
+            fence.cancel().unwrap();
+        }
+        let (original, retry) = (t1.wait(), t2.wait());
+        if let Ok(r) = &retry {
+            if commit != store.entry(r.event_id).is_some() {
+                return Err(format!(
+                    "INV-IDEMPOTENT: the retry answered receipt {:032x} but the event is {} after {}",
+                    r.event_id,
+                    if commit { "missing" } else { "visible" },
+                    if commit { "commit" } else { "cancel" }
+                ));
+            }
+        }
+        (original, retry, store.query(&Region::all()).len())
+    };
+    match (commit, &original, &retry) {
+        (true, Ok(a), Ok(b)) if a == b => {}
+        (
+            false,
+            Err(StoreError::VisibilityFenceCancelled),
+            Err(StoreError::VisibilityFenceCancelled),
+        ) => {}
+        _ => {
+            return Err(format!(
+                "INV-IDEMPOTENT: original answered {original:?}, its retry {retry:?} (fence {})",
+                if commit { "committed" } else { "cancelled" }
+            ))
+        }
+    }
+    if after != usize::from(commit) {
+        return Err(format!("{after} events visible after the fence ended"));
+    }
+    Ok(())
+}
+
+#[test]
+fn an_idempotent_retry_inside_a_fence_shares_its_originals_fate() {
+    retry_inside_a_fence(Mutant::None, false).unwrap();
+    retry_inside_a_fence(Mutant::None, true).unwrap();
+}
+
+#[test]
+fn mutant_idempotent_retry_answers_early_is_caught() {
+    let err = retry_inside_a_fence(Mutant::IdempotentRetryAnswersEarly, false).unwrap_err();
+    assert!(err.starts_with("INV-IDEMPOTENT"), "{err}");
+}
+
+#[test]
+fn a_retry_of_a_key_pending_in_a_fenced_batch_waits_for_the_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let key = 0xB47C_u128;
+    let opts = AppendOptions::default().with_idempotency(key);
+    let fence = store.begin_visibility_fence().unwrap();
+    let item =
+        BatchAppendItem::new(coord("idem:2"), STEP, &step("b"), opts, CausationRef::None).unwrap();
+    let batch = fence.submit_batch(vec![item]).unwrap();
+    let retry = fence
+        .submit_with_options(&coord("idem:2"), STEP, &step("b"), opts)
+        .unwrap();
+    store.sync().unwrap();
+    // Neither has answered: both wait for the fence.
+    assert!(batch.try_check().is_none());
+    assert!(
+        retry.try_check().is_none(),
+        "the retry answered before the fence decided"
+    );
+    fence.cancel().unwrap();
+    assert!(matches!(
+        batch.wait(),
+        Err(StoreError::VisibilityFenceCancelled)
+    ));
+    assert!(matches!(
+        retry.wait(),
+        Err(StoreError::VisibilityFenceCancelled)
+    ));
+    assert!(store.stream("idem:2").is_empty());
+}
+
+#[test]
+fn after_a_cancel_the_same_key_writes_afresh_outside_the_fence_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = 0xCA7_u128;
+    let opts = AppendOptions::default().with_idempotency(key);
+    let fresh = {
+        let store = open(dir.path());
+        let fence = store.begin_visibility_fence().unwrap();
+        let t1 = fence
+            .submit_with_options(&coord("idem:3"), STEP, &step("x"), opts)
+            .unwrap();
+        let t2 = fence
+            .submit_with_options(&coord("idem:3"), STEP, &step("x"), opts)
+            .unwrap();
+        fence.cancel().unwrap();
+        assert!(matches!(
+            t1.wait(),
+            Err(StoreError::VisibilityFenceCancelled)
+        ));
+        assert!(matches!(
+            t2.wait(),
+            Err(StoreError::VisibilityFenceCancelled)
+        ));
+        // The cancelled write never happened: the key is free, the retry writes a new event.
+        let fresh = store
+            .append_with_options(&coord("idem:3"), STEP, &step("x"), opts)
+            .unwrap();
+        let again = store
+            .append_with_options(&coord("idem:3"), STEP, &step("x"), opts)
+            .unwrap();
+        assert_eq!(
+            again, fresh,
+            "a retry of the fresh write returns its receipt"
+        );
+        assert_eq!(labels(&store, &store.stream("idem:3")), vec!["x"]);
+        store.close().unwrap();
+        fresh
+    };
+    let store = open(dir.path());
+    let again = store
+        .append_with_options(&coord("idem:3"), STEP, &step("x"), opts)
+        .unwrap();
+    assert_eq!(again.event_id, fresh.event_id);
+    assert_eq!(again.sequence, fresh.sequence);
+    assert_eq!(store.stream("idem:3").len(), 1);
 }

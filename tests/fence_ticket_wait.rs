@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::prelude::*;
+use batpak::store::Mutant;
 use std::time::{Duration, Instant};
 
 fn setup() -> (tempfile::TempDir, Store, Coordinate, EventKind) {
@@ -99,4 +100,152 @@ fn after_cancel_the_fence_thread_gets_cancelled() {
         Err(StoreError::VisibilityFenceCancelled)
     ));
     drop(store);
+}
+
+/// Runs `f` on its own thread; `Err` naming INV-NO-HANG if it does not finish within `secs`
+/// seconds (the stuck thread is left behind; the test binary still exits).
+fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .map_err(|_| format!("INV-NO-HANG: {what} did not return within {secs} s"))
+}
+
+/// The thread that began a fence submits, a scoped worker submits through `&fence` and waits
+/// for its own ticket, then the beginning thread waits for its ticket before committing: both
+/// waits must answer `FenceTicketPending` at once (each thread may still have to end the
+/// fence), and commit publishes both writes.
+fn fence_shared_with_a_scoped_worker(mutant: Mutant) -> Result<(), String> {
+    let (owner, worker, published) = within(5, "the fence owner's wait", move || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path()).with_mutant(mutant)).unwrap();
+        let (coord, kind) = (
+            Coordinate::new("cart:1", "shop").unwrap(),
+            EventKind::custom(0x3, 1),
+        );
+        let fence = store.begin_visibility_fence().unwrap();
+        let t0 = fence.submit(&coord, kind, &0u32).unwrap();
+        let worker = std::thread::scope(|s| {
+            s.spawn(|| fence.submit(&coord, kind, &1u32).unwrap().wait())
+                .join()
+                .unwrap()
+        });
+        let owner = t0.wait();
+        fence.commit().unwrap();
+        (owner, worker, store.stream("cart:1").len())
+    })?;
+    for (who, answer) in [("owner", owner), ("worker", worker)] {
+        if !matches!(answer, Err(StoreError::FenceTicketPending { .. })) {
+            return Err(format!("INV-NO-HANG: the {who}'s wait answered {answer:?}"));
+        }
+    }
+    if published != 2 {
+        return Err(format!(
+            "{published} of 2 fenced writes published at commit"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_fence_shared_with_a_scoped_worker_never_hangs_the_thread_that_began_it() {
+    fence_shared_with_a_scoped_worker(Mutant::None).unwrap();
+}
+
+#[test]
+fn mutant_fence_remembers_last_thread_is_caught() {
+    let err = fence_shared_with_a_scoped_worker(Mutant::FenceRemembersLastThread).unwrap_err();
+    assert!(err.starts_with("INV-NO-HANG"), "{err}");
+}
+
+#[test]
+fn tickets_submitted_by_a_scoped_worker_resolve_after_the_owner_commits() {
+    let (_d, store, coord, kind) = setup();
+    let fence = store.begin_visibility_fence().unwrap();
+    let t0 = fence.submit(&coord, kind, &0u32).unwrap();
+    let tickets: Vec<AppendTicket> = std::thread::scope(|s| {
+        (0..3u32)
+            .map(|i| {
+                let fence = &fence;
+                let coord = &coord;
+                s.spawn(move || fence.submit(coord, kind, &(i + 1)).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    });
+    fence.commit().unwrap();
+    let mut clocks: Vec<u32> = tickets
+        .into_iter()
+        .map(|t| t.wait().unwrap().clock)
+        .collect();
+    clocks.push(t0.wait().unwrap().clock);
+    clocks.sort_unstable();
+    assert_eq!(clocks, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_thread_that_only_received_a_ticket_still_waits_for_the_commit() {
+    let (_d, store, coord, kind) = setup();
+    let fence = store.begin_visibility_fence().unwrap();
+    let ticket = std::thread::scope(|s| {
+        s.spawn(|| fence.submit(&coord, kind, &1u32).unwrap())
+            .join()
+            .unwrap()
+    });
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || ticket.wait());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "resolved before commit");
+        fence.commit().unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap().clock, 1);
+    });
+}
+
+#[test]
+fn a_ticket_keeps_its_answer_for_later_try_check_and_wait() {
+    let (_d, store, coord, kind) = setup();
+    let ticket = store.submit(&coord, kind, &1u32).unwrap();
+    let first = loop {
+        if let Some(answer) = ticket.try_check() {
+            break answer.unwrap();
+        }
+        std::thread::yield_now();
+    };
+    let again = ticket
+        .try_check()
+        .expect("answered once, answered again")
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(ticket.wait().unwrap(), first, "wait after try_check");
+
+    // An error answer is kept too (here: a CAS refusal).
+    let refused = store
+        .submit_with_options(&coord, kind, &2u32, AppendOptions::default().with_cas(0))
+        .unwrap();
+    let first = loop {
+        if let Some(answer) = refused.try_check() {
+            break answer.unwrap_err();
+        }
+        std::thread::yield_now();
+    };
+    assert!(
+        matches!(first, StoreError::SequenceMismatch { .. }),
+        "{first}"
+    );
+    assert!(matches!(
+        refused.try_check(),
+        Some(Err(StoreError::SequenceMismatch { .. }))
+    ));
+    assert!(matches!(
+        refused.wait(),
+        Err(StoreError::SequenceMismatch { .. })
+    ));
 }

@@ -3,7 +3,7 @@
 //! INV-CHAIN), before and after a reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::env::{CounterIds, ManualClock, SimDisk};
+use batpak::env::{CounterIds, ManualClock, SeededEntropy, SimDisk};
 use batpak::prelude::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -87,6 +87,7 @@ fn config(disk: &SimDisk) -> StoreConfig {
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(1_700_000_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1)))
+        .with_entropy_source(Arc::new(SeededEntropy::new(1)))
         .with_segment_max_bytes(1024)
 }
 

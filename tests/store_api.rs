@@ -606,7 +606,10 @@ fn invalid_configuration_is_refused_at_open() {
             .with_single_append_max_bytes(1 << 20)
             .with_frame_max_bytes(1 << 20),
         StoreConfig::new(tmp.path()).with_batch_max_size(0),
-        StoreConfig::new(tmp.path()).with_group_commit_max_batch(0),
+        StoreConfig::new(tmp.path()).with_single_append_max_bytes(0),
+        StoreConfig::new(tmp.path()).with_single_append_max_bytes((64 << 20) + 1),
+        StoreConfig::new(tmp.path()).with_frame_max_bytes(u32::MAX),
+        StoreConfig::new(tmp.path()).with_fd_budget(0),
         StoreConfig::new(""),
     ];
     for cfg in cfgs {
@@ -1122,4 +1125,70 @@ fn stats_count_events_entities_and_scopes() {
     let s = store.stats();
     assert_eq!((s.event_count, s.entity_count, s.scope_count), (4, 3, 3));
     store.close().unwrap();
+}
+
+#[test]
+fn a_directory_named_like_the_next_segment_is_skipped_and_every_roll_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = || StoreConfig::new(tmp.path()).with_segment_max_bytes(1024);
+    let in_the_way = [1u64, 2, 5].map(|id| tmp.path().join(format!("{id:020}.seg")));
+    for d in &in_the_way {
+        std::fs::create_dir_all(d.join("inside")).unwrap();
+    }
+    let store = Store::open(cfg()).unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..60u64 {
+        receipts.push(
+            store
+                .append_typed(&coord(&format!("skip:{}", i % 3), "s"), &dep("skip", i))
+                .unwrap_or_else(|e| panic!("append {i}: {e}")),
+        );
+    }
+    let used: std::collections::BTreeSet<u64> =
+        receipts.iter().map(|r| r.disk_pos.segment_id).collect();
+    assert!(used.len() >= 5, "segments used: {used:?}");
+    for id in [1, 2, 5] {
+        assert!(!used.contains(&id), "segment {id} is a directory: {used:?}");
+    }
+    store.close().unwrap();
+    for d in &in_the_way {
+        assert!(d.join("inside").is_dir(), "the directory was left alone");
+    }
+    let store = Store::open(cfg()).unwrap();
+    assert_eq!(store.stats().event_count, 60);
+    for (i, r) in receipts.iter().enumerate() {
+        assert_eq!(
+            store
+                .get_typed::<Deposited>(r.event_id)
+                .unwrap()
+                .event
+                .payload
+                .amount,
+            i as u64
+        );
+    }
+}
+
+#[test]
+fn a_regular_file_named_like_the_next_segment_is_a_clear_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = || StoreConfig::new(tmp.path()).with_segment_max_bytes(1024);
+    let store = Store::open(cfg()).unwrap();
+    store
+        .append_typed(&coord("f:1", "s"), &dep("f", 0))
+        .unwrap();
+    // Someone drops a file into the locked directory where the next segment goes.
+    let foreign = tmp.path().join(format!("{:020}.seg", 1));
+    std::fs::write(&foreign, b"not ours").unwrap();
+    let err = (1..100u64)
+        .find_map(|i| store.append_typed(&coord("f:1", "s"), &dep("f", i)).err())
+        .expect("a roll had to create segment 1");
+    let text = err.to_string();
+    assert!(text.contains(&foreign.display().to_string()), "{text}");
+    assert!(text.contains("did not write"), "{text}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        b"not ours",
+        "never overwritten"
+    );
 }

@@ -317,3 +317,68 @@ fn denials_expose_gate_code_message_and_context_and_evaluate_all_collects_them()
         .collect();
     assert_eq!(context, vec![("limit".to_string(), "10".to_string())]);
 }
+
+/// A payload MessagePack stores as one byte string of `n` bytes.
+struct Blob(usize);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&vec![0xA5; self.0])
+    }
+}
+
+/// Configurations upstream accepts open here too, with upstream's meaning: the 16 MiB default
+/// payload limit, payload limits up to 64 MiB (the frame limit follows the payload limit),
+/// `group_commit_max_batch(0)` (drain what is queued), segments above 4 GiB, `fd_budget`.
+#[test]
+fn upstreams_valid_configurations_open_and_work() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let coord = Coordinate::new("cfg:1", "limits")?;
+    let kind = EventKind::custom(0xF, 9);
+    {
+        // Default: a 2 MiB payload is fine (upstream's default limit is 16 MiB)...
+        let store = open(&dir)?;
+        let r = store.append(&coord, kind, &Blob(2 << 20))?;
+        assert_eq!(
+            store.get_raw(r.event_id)?.event.payload.len(),
+            (2 << 20) + 5
+        );
+        // ...and one above 16 MiB is too large, as upstream.
+        assert!(matches!(
+            store.append(&coord, kind, &Blob(16 << 20)),
+            Err(StoreError::TooLarge {
+                what: "payload",
+                ..
+            })
+        ));
+        store.close()?;
+    }
+    // The limit counts the encoded payload (5 bytes of MessagePack header here).
+    for (limit, blob) in [(16u32 << 20, (16 << 20) - 5), (64 << 20, 17 << 20)] {
+        let store = Store::open(StoreConfig::new(dir.path()).with_single_append_max_bytes(limit))?;
+        store.append(&coord, kind, &Blob(blob))?;
+        store.close()?;
+    }
+    assert!(matches!(
+        Store::open(StoreConfig::new(dir.path()).with_single_append_max_bytes((64 << 20) + 1)),
+        Err(StoreError::Configuration(_))
+    ));
+    {
+        let store = Store::open(
+            StoreConfig::new(dir.path())
+                .with_group_commit_max_batch(0)
+                .with_segment_max_bytes(8 << 30)
+                .with_fd_budget(64),
+        )?;
+        let tickets: Vec<AppendTicket> = (0..200u32)
+            .map(|i| store.submit(&coord, kind, &i))
+            .collect::<Result<_, _>>()?;
+        for t in tickets {
+            t.wait()?;
+        }
+        store.close()?;
+    }
+    let store = open(&dir)?;
+    assert_eq!(store.stream("cfg:1").len(), 1 + 2 + 200);
+    Ok(())
+}

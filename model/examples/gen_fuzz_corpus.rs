@@ -6,15 +6,16 @@
 //! * `frame_decode_structured`: bytes from a fixed xorshift stream, kept when the value they
 //!   build adds a (body kind, corruption kind) pair not seen yet, topped up to the minimum.
 //! * `recovery`: hand-written workloads (appends, batches, fences committed, cancelled,
-//!   dropped and left open, segment rolls) under several crash choices, some with a damaged
-//!   byte or an injected fault, written in the byte format `arbitrary` reads back.
+//!   dropped and left open, segment rolls, big appends whose payloads hold frames, torn)
+//!   under several crash choices, some with a damaged byte or an injected fault, written in
+//!   the byte format `arbitrary` reads back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use arbitrary::{Arbitrary, Unstructured};
 use batpak::codec::{self, FRAME_BYTES_MAX_DEFAULT};
 use batpak::log::{EventRecord, Record, RecordBody, Unit};
 use batpak_model::fuzz_harness::{
-    ArbBody, Fault, FrameCorruption, ImageCorruption, Op, RecoveryInput, StructuredFrame,
+    ArbBody, Fault, FrameCorruption, ImageCorruption, Op, RecoveryInput, StructuredFrame, FUZZ_SALT,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -131,7 +132,7 @@ fn frame_decode_seeds() -> Vec<Vec<u8>> {
     ];
     let mut seeds = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        let frame = codec::encode(r, FRAME_BYTES_MAX_DEFAULT).unwrap();
+        let frame = codec::encode(r, FRAME_BYTES_MAX_DEFAULT, FUZZ_SALT).unwrap();
         // Mode 0x00: as written. Mode 0x80: the harness re-forges the CRC.
         seeds.push([&[0x00u8][..], &frame].concat());
         seeds.push([&[0x80u8][..], &frame].concat());
@@ -485,6 +486,43 @@ fn recovery_seeds() -> Vec<Vec<u8>> {
             corruption: None,
             recrash: vec![255; 4],
         });
+    }
+    // Big appends whose payloads hold frames sealed for their segment, as the last write,
+    // torn by the crash (choice 7 of the first file tears the last write; 4-6 keep less).
+    let embedding: [Vec<Op>; 2] = [
+        vec![
+            a(0, 1),
+            BigAppend {
+                entity: 1,
+                size: 20,
+            },
+        ],
+        vec![
+            BigAppend {
+                entity: 0,
+                size: 100,
+            },
+            BigAppend {
+                entity: 1,
+                size: 200,
+            },
+        ],
+    ];
+    for (i, ops) in embedding.iter().enumerate() {
+        for crash in [7u8, 6, 5, 4] {
+            seeds.push(RecoveryInput {
+                deferred: true,
+                ops: ops.clone(),
+                fault: None,
+                crash: vec![crash, 3],
+                corruption: (crash == 4).then_some(ImageCorruption {
+                    file: i as u8,
+                    offset: 41 + 7 * i as u16,
+                    xor: 0x04,
+                }),
+                recrash: vec![1],
+            });
+        }
     }
     seeds
         .iter()

@@ -38,7 +38,6 @@
 //!     Opening and showing the records after the hole would break INV-PREFIX.
 
 use crate::oracle::{self, EventNo, RecKind, Record, UnitKind};
-use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
 use batpak::env::{Disk, SimDisk};
 use batpak::log::{self, segment, RecordBody, RecoveryReport, Unit};
 use std::collections::{BTreeMap, BTreeSet};
@@ -190,7 +189,7 @@ impl WrittenLog {
             Ok(())
         };
         // Recovery of a copy (it may cut a torn tail of a faulted run on the copy only).
-        log::recover(&full, dir, FRAME_BYTES_MAX_DEFAULT, &mut visit)
+        log::recover(&full, dir, &mut visit)
             .map_err(|e| format!("the written log does not recover: {e}"))?;
         let mut units = Vec::new();
         let mut next = 0usize;

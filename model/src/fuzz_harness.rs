@@ -13,7 +13,10 @@
 
 mod recovery;
 
-pub use recovery::{recovery, recovery_with, Fault, ImageCorruption, Op, Outcome, RecoveryInput};
+pub use recovery::{
+    embeddable_frames, recovery, recovery_with, Fault, HarnessSalts, ImageCorruption, Op, Outcome,
+    RecoveryInput,
+};
 
 use arbitrary::Arbitrary;
 use batpak::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
@@ -22,8 +25,12 @@ use batpak::log::{EventRecord, Record, RecordBody, Unit};
 /// Maximum frame sizes [`frame_decode`] tries on every input.
 pub const DECODE_MAXES: [u32; 6] = [0, 3, 64, 4096, FRAME_BYTES_MAX_DEFAULT, u32::MAX];
 
-/// Recomputes the CRC of the frame at the start of `buf` over its length field and as much of
-/// its body as `buf` holds (a forged frame: lets the fuzzer reach the body decoder).
+/// The segment salt the frame harnesses encode and decode with.
+pub const FUZZ_SALT: u32 = 0x0BA7_FA5C;
+
+/// Recomputes the head check and the CRC of the frame at the start of `buf` under
+/// [`FUZZ_SALT`], over its length field and as much of its body as `buf` holds (a forged
+/// frame: lets the fuzzer reach the body decoder).
 pub fn forge_crc(buf: &mut [u8]) {
     let Some(len_bytes) = buf.get(..4) else {
         return;
@@ -33,16 +40,21 @@ pub fn forge_crc(buf: &mut [u8]) {
         .saturating_add(len as usize)
         .min(buf.len());
     let mut h = crc32fast::Hasher::new();
+    h.update(&FUZZ_SALT.to_le_bytes());
     h.update(&len.to_le_bytes());
+    let head = h.clone().finalize().to_le_bytes();
     h.update(buf.get(FRAME_HEADER_BYTES..end).unwrap_or(&[]));
     let sum = h.finalize().to_le_bytes();
     if let Some(c) = buf.get_mut(4..8) {
+        c.copy_from_slice(&head);
+    }
+    if let Some(c) = buf.get_mut(8..12) {
         c.copy_from_slice(&sum);
     }
 }
 
-/// Raw bytes into `codec::decode`. The first byte picks the mode: bit 7 forges the CRC (so the
-/// body decoder sees arbitrary bodies); the rest is the frame. Every maximum in
+/// Raw bytes into `codec::decode` (salt [`FUZZ_SALT`]). The first byte picks the mode: bit 7
+/// forges the checks (so the body decoder sees arbitrary bodies); the rest is the frame. Every maximum in
 /// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` agrees with `peek_len` on the
 /// header; a decoded frame is `8 + len` bytes within the input; re-encoding the decoded record
 /// gives the identical bytes (one encoding per record).
@@ -61,8 +73,8 @@ pub fn frame_decode(data: &[u8]) {
 
 /// One decode with the checks of [`frame_decode`]; returns the decoded frame length.
 fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
-    let peek = codec::peek_len(buf, max);
-    match codec::decode(buf, max) {
+    let peek = codec::peek_len(buf, max, FUZZ_SALT);
+    match codec::decode(buf, max, FUZZ_SALT) {
         Ok((record, used)) => {
             let len = peek.unwrap_or_else(|e| {
                 panic!("INV-BOUNDED-DECODE: decode accepted a frame whose header peek_len refuses: {e}")
@@ -77,7 +89,7 @@ fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
                 "decoded frame length"
             );
             assert!(used <= buf.len(), "decoded frame longer than the input");
-            let again = codec::encode(&record, max)
+            let again = codec::encode(&record, max, FUZZ_SALT)
                 .unwrap_or_else(|e| panic!("a decoded record does not re-encode: {e}"));
             assert_eq!(
                 again.as_slice(),
@@ -261,10 +273,10 @@ fn set_u32(buf: &mut [u8], at: usize, v: u32) {
 pub fn frame_decode_structured(input: StructuredFrame) {
     let max = FRAME_BYTES_MAX_DEFAULT;
     let record = input.record.record();
-    let Ok(frame) = codec::encode(&record, max) else {
+    let Ok(frame) = codec::encode(&record, max, FUZZ_SALT) else {
         return;
     };
-    let (back, used) = codec::decode(&frame, max)
+    let (back, used) = codec::decode(&frame, max, FUZZ_SALT)
         .unwrap_or_else(|e| panic!("an encoded frame does not decode: {e}; {record:?}"));
     assert_eq!(back, record, "round trip changed the record");
     assert_eq!(used, frame.len(), "round trip length");
@@ -286,7 +298,7 @@ pub fn frame_decode_structured(input: StructuredFrame) {
         }
         FrameCorruption::Truncate(n) => bad.truncate(n as usize % len),
         FrameCorruption::LengthLie(v) => set_u32(&mut bad, 0, v),
-        FrameCorruption::CrcLie(v) => set_u32(&mut bad, 4, v),
+        FrameCorruption::CrcLie(v) => set_u32(&mut bad, 8, v),
         FrameCorruption::TrailingGarbage(g) => {
             bad.extend_from_slice(&g);
             must_fail = false;
@@ -315,7 +327,7 @@ pub fn frame_decode_structured(input: StructuredFrame) {
         }
     }
     let unchanged = bad == frame;
-    match codec::decode(&bad, max) {
+    match codec::decode(&bad, max, FUZZ_SALT) {
         Ok((got, used)) => {
             if unchanged {
                 assert_eq!(got, record, "an intact frame decoded to a different record");

@@ -199,8 +199,9 @@ pub struct ScannedLog {
 }
 
 /// Reads the log in `dir` as the disk's reads see it now: segments in id order, each a
-/// header and frames; stops at the first damage (bad header, bad frame, sequence gap).
-pub fn scan_log(disk: &SimDisk, dir: &Path, frame_max: u32) -> ScannedLog {
+/// header and frames (under the header's salt and frame limit); stops at the first damage
+/// (bad header, bad frame, sequence gap).
+pub fn scan_log(disk: &SimDisk, dir: &Path) -> ScannedLog {
     let mut ids: Vec<u64> = disk
         .files()
         .iter()
@@ -216,21 +217,21 @@ pub fn scan_log(disk: &SimDisk, dir: &Path, frame_max: u32) -> ScannedLog {
             .read_file(&dir.join(segment_file_name(id)))
             .unwrap_or_default();
         let damage = |offset: u64, why: String| Some((id, offset, why));
-        match decode_header(&bytes) {
-            Ok(h) if h.segment_id == id && h.first_seq == next_seq => {}
+        let (salt, frame_max) = match decode_header(&bytes) {
+            Ok(h) if h.segment_id == id && h.first_seq == next_seq => (h.salt, h.frame_max),
             Ok(h) => {
                 out.damage = damage(0, format!("header {h:?} where sequence {next_seq} is next"));
                 return out;
             }
             Err(e) => {
-                out.damage = damage(0, e);
+                out.damage = damage(0, e.to_string());
                 return out;
             }
-        }
+        };
         let mut pos = SEGMENT_HEADER_BYTES;
         while pos < bytes.len() {
             let rest = bytes.get(pos..).unwrap_or(&[]);
-            match codec::decode(rest, frame_max) {
+            match codec::decode(rest, frame_max, salt) {
                 Ok((r, used)) if r.seq == next_seq => {
                     out.records.push(LogRecord::from_record(&r));
                     out.positions.push(FramePos {
@@ -256,4 +257,19 @@ pub fn scan_log(disk: &SimDisk, dir: &Path, frame_max: u32) -> ScannedLog {
         }
     }
     out
+}
+
+/// Where, from byte `from` on, the segment file `bytes` holds a frame that checks out under its
+/// own header's salt and frame limit and carries a sequence of at least `min_seq`, looking at
+/// every byte offset. `None` when there is none, or the header does not give a salt. The
+/// recovery rule (spec/FORMAT.md): damage is a torn tail only if no such frame follows it,
+/// where the search starts after the damaged frame when its length passes its head check.
+pub fn valid_frame_from(bytes: &[u8], from: usize, min_seq: u64) -> Option<usize> {
+    let h = decode_header(bytes).ok()?;
+    (from.max(SEGMENT_HEADER_BYTES)..bytes.len()).find(|&at| {
+        bytes
+            .get(at..)
+            .and_then(|rest| codec::decode(rest, h.frame_max, h.salt).ok())
+            .is_some_and(|(r, _)| r.seq >= min_seq)
+    })
 }

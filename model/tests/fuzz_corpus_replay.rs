@@ -96,7 +96,8 @@ fn every_frozen_finding_replays_clean() {
 /// varint behind the u32 tag (252) instead of the u16 tag (251), under a forged CRC. bincode
 /// reads over-long varints, so the frame decoded and re-encoded to other bytes (two encodings
 /// of one record). Fixed in `codec::decode`, which now refuses a body longer than the record's
-/// canonical encoding.
+/// canonical encoding. (Re-laid for format version 2: four bytes for the head check inserted
+/// after the length; the mode byte forges both checks.)
 #[test]
 fn frame_decode_refuses_an_over_long_varint() {
     let path = fuzz_dir().join("regressions/frame_decode/non_canonical_varint_accepted.bin");
@@ -105,7 +106,11 @@ fn frame_decode_refuses_an_over_long_varint() {
     let mut frame = bytes[1..].to_vec();
     forge_crc(&mut frame);
     assert!(matches!(
-        batpak::codec::decode(&frame, batpak::codec::FRAME_BYTES_MAX_DEFAULT),
+        batpak::codec::decode(
+            &frame,
+            batpak::codec::FRAME_BYTES_MAX_DEFAULT,
+            batpak_model::fuzz_harness::FUZZ_SALT
+        ),
         Err(batpak::codec::DecodeError::BadBody(_))
     ));
 }
@@ -195,7 +200,9 @@ fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
 }
 
 /// The recovery seed corpus reaches every kind of ending: recovered images, holes that fail
-/// closed (subset crash images) and injected damage that fails closed.
+/// closed (subset crash images) and injected damage that fails closed; and some seed tears a
+/// payload holding frames of its own segment (the seeded bug `RecoveryLooksInsideTornFrame`
+/// fails on it).
 #[test]
 fn recovery_corpus_reaches_every_outcome() {
     let mut seen = std::collections::BTreeMap::new();
@@ -207,6 +214,24 @@ fn recovery_corpus_reaches_every_outcome() {
         });
     }
     println!("recovery corpus outcomes: {seen:?}");
+    // Some seed tears a payload that holds frames of its own segment.
+    let looks_inside_caught = inputs("corpus", "recovery")
+        .iter()
+        .filter(|(_, bytes)| {
+            let mut caught = false;
+            run_bytes::<RecoveryInput>(bytes, |input| {
+                caught = std::panic::catch_unwind(|| {
+                    recovery_with(input, Mutant::RecoveryLooksInsideTornFrame)
+                })
+                .is_err();
+            });
+            caught
+        })
+        .count();
+    assert!(
+        looks_inside_caught > 0,
+        "no recovery seed tears a frame-embedding payload"
+    );
     for o in [
         Outcome::Recovered,
         Outcome::HoleFailedClosed,
@@ -217,6 +242,65 @@ fn recovery_corpus_reaches_every_outcome() {
             "no seed ends {o:?}: {seen:?}"
         );
     }
+}
+
+/// A workload whose last write is an event with frame-shaped payload bytes (frames sealed with
+/// the salt of the segment it lands in), crashed at `crash`.
+fn torn_big_append(crash: Vec<u8>) -> RecoveryInput {
+    RecoveryInput {
+        deferred: true,
+        ops: vec![
+            Op::Append {
+                entity: 0,
+                payload: 1,
+            },
+            Op::BigAppend {
+                entity: 1,
+                size: 20,
+            },
+        ],
+        fault: None,
+        crash,
+        corruption: None,
+        recrash: Vec::new(),
+    }
+}
+
+/// The recovery harness's big payloads embed frames sealed for the segment they land in.
+/// Crash images that tear that write recover as a torn tail; the seeded bug
+/// `RecoveryLooksInsideTornFrame` (look for valid records inside the torn frame) takes one of
+/// them for corruption and is caught, reported as INV-RECOVERY-IDEMPOTENT.
+#[test]
+fn recovery_harness_tears_frame_embedding_payloads_and_catches_looking_inside() {
+    let (mut recovered, mut caught) = (0, 0);
+    for a in 0..8u8 {
+        for b in 0..8u8 {
+            let crash = vec![a, b];
+            if recovery_with(torn_big_append(crash.clone()), Mutant::None) == Outcome::Recovered {
+                recovered += 1;
+            }
+            let run = std::panic::catch_unwind(|| {
+                recovery_with(
+                    torn_big_append(crash.clone()),
+                    Mutant::RecoveryLooksInsideTornFrame,
+                )
+            });
+            if let Err(msg) = run {
+                let text = msg
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| msg.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                assert!(text.contains("INV-RECOVERY-IDEMPOTENT"), "{text}");
+                caught += 1;
+            }
+        }
+    }
+    println!("torn frame-embedding payloads: {recovered} recovered, mutant caught on {caught}");
+    assert!(
+        caught > 0,
+        "RecoveryLooksInsideTornFrame survived every torn image"
+    );
 }
 
 /// The recovery harness reads its crash image as the page cache a crashed process left and

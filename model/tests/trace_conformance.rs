@@ -21,7 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::coordinate::Coordinate;
-use batpak::env::{CounterIds, FaultKind, ManualClock, SimDisk};
+use batpak::env::{CounterIds, FaultKind, ManualClock, SeededEntropy, SimDisk};
 use batpak::event::EventKind;
 use batpak::store::{AppendOptions, CausationRef, VisibilityFence};
 use batpak::store::{AppendTicket, BatchAppendItem, BatchAppendTicket, Mutant, Store, StoreConfig};
@@ -169,6 +169,7 @@ fn config(disk: &SimDisk, session: u64, sink: &Arc<TraceSink>, setup: Setup) -> 
             1_700_000_000_000_000 + session as i64 * 1_000_000_000,
         )))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
+        .with_entropy_source(Arc::new(SeededEntropy::new(session)))
         .with_segment_max_bytes(if setup.small_segments { 512 } else { 1 << 20 })
         .with_mutant(setup.mutant)
         .with_trace_sink(Arc::clone(sink))

@@ -8,6 +8,14 @@ use std::fmt;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Current time in microseconds since the Unix epoch.
     fn now_us(&self) -> i64;
+
+    /// A reading for measuring intervals (the deferred mode's flush bound), in microseconds
+    /// from an arbitrary origin, never decreasing; `None` (the default) means real time, read
+    /// from the OS's monotonic clock. Wall time is no good for intervals: it can step back.
+    /// Test clocks return their own reading, so the flush bound can be driven by hand.
+    fn monotonic_us(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Source of event ids (UUIDv7-shaped `u128`).
@@ -37,6 +45,8 @@ impl Clock for SystemClock {
 #[derive(Debug, Default)]
 pub struct ManualClock {
     now_us: AtomicI64,
+    /// The monotonic reading: moves forward with `advance`, never back.
+    mono_us: AtomicU64,
 }
 
 impl ManualClock {
@@ -44,13 +54,19 @@ impl ManualClock {
     pub fn new(start_us: i64) -> Self {
         Self {
             now_us: AtomicI64::new(start_us),
+            mono_us: AtomicU64::new(0),
         }
     }
-    /// Moves the clock by `delta_us` (a negative delta steps it back, as NTP might).
+    /// Moves the clock by `delta_us`: wall time by `delta_us` (a negative delta steps it
+    /// back, as NTP might), the monotonic reading forward by `delta_us` if positive.
     pub fn advance(&self, delta_us: i64) {
         self.now_us.fetch_add(delta_us, Ordering::SeqCst);
+        if let Ok(forward) = u64::try_from(delta_us) {
+            self.mono_us.fetch_add(forward, Ordering::SeqCst);
+        }
     }
-    /// Sets the clock: its next reading is `now_us` (forward, back, 1970 or before).
+    /// Sets the clock: its next reading is `now_us` (forward, back, 1970 or before). The
+    /// monotonic reading does not move.
     pub fn set(&self, now_us: i64) {
         self.now_us.store(now_us, Ordering::SeqCst);
     }
@@ -60,6 +76,10 @@ impl Clock for ManualClock {
     fn now_us(&self) -> i64 {
         // Every reading advances by one microsecond so timestamps stay strictly increasing.
         self.now_us.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn monotonic_us(&self) -> Option<u64> {
+        Some(self.mono_us.load(Ordering::SeqCst))
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the outside world gives the store: files ([`Disk`]), time ([`Clock`]) and ids
-//! ([`IdSource`]).
+//! What the outside world gives the store: files ([`Disk`]), time ([`Clock`]), ids
+//! ([`IdSource`]) and randomness ([`Entropy`]).
 //!
 //! Production uses [`FsDisk`], [`SystemClock`] and [`RandomIds`]. Tests, the crash-state
 //! enumerator, the fuzzer and the loom/shuttle models use [`SimDisk`], [`ManualClock`] and
@@ -21,6 +21,7 @@
 //! directory may or may not survive a power loss. Everything synced survives.
 
 mod clock;
+mod entropy;
 mod fs;
 mod sim;
 
@@ -29,6 +30,7 @@ use std::io;
 use std::path::Path;
 
 pub use clock::{Clock, CounterIds, FnClock, IdSource, ManualClock, RandomIds, SystemClock};
+pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use fs::{FsDisk, LOCK_FILE_NAME};
 pub use sim::{CrashImage, CrashOptions, FailedSync, Fault, FaultError, FaultKind, SimDisk};
 

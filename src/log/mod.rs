@@ -11,4 +11,4 @@ pub mod segment;
 
 pub use record::{EventRecord, Record, RecordBody, Unit};
 pub use recover::{recover, RecoveryError, RecoveryReport, TornTail};
-pub use segment::{DiskPos, SegmentWriter, SEGMENT_HEADER_BYTES};
+pub use segment::{DiskPos, SegmentOptions, SegmentWriter, SEGMENT_HEADER_BYTES};

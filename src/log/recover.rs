@@ -9,13 +9,27 @@
 //!   the wrong sequence, or a segment header that disagrees with its name or with the sequence
 //!   is **corruption**: recovery fails with the file and offset, and nothing is dropped
 //!   (INV-CORRUPTION-FAILS-CLOSED).
+//! * An intact header this build does not read (another format version, a foreign file
+//!   named like a segment) is an error too, never damage: nothing of it is cut or removed.
+//!
+//! Looking for a valid record after the damage never looks inside the damaged frame itself
+//! when its length is known: a frame whose head check (salted, see [`crate::codec`]) holds has
+//! a trusted extent, and the search starts after it. A torn last write keeps its frame's
+//! header, so bytes of its own payload that happen to form a frame (user data can) never turn
+//! a crash into "a valid record follows". Only a frame whose header itself is damaged is
+//! searched byte by byte, and there the segment's salt keeps frame-shaped payload bytes from
+//! checking out. Each segment is read with its own salt and frame limit from its header, so a
+//! store opened with a smaller frame limit than the data was written with still reads it all.
+//! A damaged segment header with bytes after it is corruption: the writer appends frames only
+//! after the header is durable, so a header torn by a crash has nothing after it.
 //!
 //! Recovery streams through segments with a bounded buffer (it never holds more than one
 //! read window plus one frame of at most the maximum frame size).
 
 use super::record::Record;
 use super::segment::{
-    decode_header, parse_segment_file_name, segment_file_name, DiskPos, SEGMENT_HEADER_BYTES,
+    decode_header, parse_segment_file_name, segment_file_name, DiskPos, HeaderError,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::codec::{self, DecodeError, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
@@ -123,7 +137,13 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Rec
 struct Damage {
     offset: u64,
     reason: String,
+    /// Where the search for valid records after it starts: after the damaged frame's extent
+    /// when its head check holds (its length is trusted), else the next byte.
+    resume: u64,
 }
+
+/// A segment's frame parameters: (salt, frame limit).
+type FrameParams = (u32, u32);
 
 /// Reads `len` bytes at `offset` (fewer at EOF).
 fn read_exact_at(file: &dyn DiskFile, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -147,10 +167,9 @@ fn read_exact_at(file: &dyn DiskFile, offset: u64, buf: &mut [u8]) -> io::Result
 pub fn recover(
     disk: &dyn Disk,
     dir: &Path,
-    frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, frame_max, visit, Cut::TornTail)
+    recover_impl(disk, dir, visit, Cut::TornTail)
 }
 
 /// What recovery does at the first damage.
@@ -162,18 +181,20 @@ enum Cut {
     Never,
     /// Seeded bug: cut it without looking for valid records after it.
     Blindly,
+    /// Seeded bug: look for valid records from the byte after the damage, inside the damaged
+    /// frame's own extent.
+    LookInside,
 }
 
-/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail is classified but left on
-/// disk, so the next session appends after it.
+/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail inside a segment's frames
+/// is classified but left on disk, so the next session appends after it.
 #[doc(hidden)]
 pub fn recover_without_cutting(
     disk: &dyn Disk,
     dir: &Path,
-    frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, frame_max, visit, Cut::Never)
+    recover_impl(disk, dir, visit, Cut::Never)
 }
 
 /// Seeded bug for the INV-CORRUPTION-FAILS-CLOSED witnesses: the first damage is always cut
@@ -182,16 +203,26 @@ pub fn recover_without_cutting(
 pub fn recover_cutting_blindly(
     disk: &dyn Disk,
     dir: &Path,
-    frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, frame_max, visit, Cut::Blindly)
+    recover_impl(disk, dir, visit, Cut::Blindly)
+}
+
+/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witnesses: after damage, valid records are
+/// looked for from the next byte on, inside the damaged frame's own extent, so a frame-shaped
+/// piece of a torn record's payload makes a routine torn tail look like corruption.
+#[doc(hidden)]
+pub fn recover_looking_inside_torn_frames(
+    disk: &dyn Disk,
+    dir: &Path,
+    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+) -> Result<RecoveryReport, RecoveryError> {
+    recover_impl(disk, dir, visit, Cut::LookInside)
 }
 
 fn recover_impl(
     disk: &dyn Disk,
     dir: &Path,
-    frame_max: u32,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
     cut: Cut,
 ) -> Result<RecoveryReport, RecoveryError> {
@@ -208,12 +239,14 @@ fn recover_impl(
         let path = dir.join(segment_file_name(id));
         let file = disk.open(&path, false).map_err(io_err(&path, "open"))?;
         report.segments += 1;
-        let scanned = scan_segment(&*file, &path, id, frame_max, &mut report, &mut buf, visit)?;
+        let scanned = scan_segment(&*file, &path, id, &mut report, &mut buf, visit)?;
         let file_len = file.len().map_err(io_err(&path, "len"))?;
         drop(file);
         match scanned {
             None => report.active = Some((id, file_len)),
-            Some(damage) if cut == Cut::Never => {
+            // (A torn segment header is still removed: nothing can be appended after a
+            // header that does not say the segment's salt.)
+            Some(damage) if cut == Cut::Never && damage.offset >= SEGMENT_HEADER_BYTES as u64 => {
                 report.active = Some((id, file_len));
                 report.torn_tail = Some(TornTail {
                     file: path,
@@ -223,7 +256,10 @@ fn recover_impl(
                 });
                 return Ok(report);
             }
-            Some(damage) => {
+            Some(mut damage) => {
+                if cut == Cut::LookInside {
+                    damage.resume = damage.offset + 1;
+                }
                 let later: &[u64] = ids.get(i + 1..).unwrap_or(&[]);
                 return cut_torn_tail(
                     disk,
@@ -233,7 +269,6 @@ fn recover_impl(
                     file_len,
                     damage,
                     later,
-                    frame_max,
                     report,
                     cut == Cut::Blindly,
                 );
@@ -255,7 +290,6 @@ fn scan_segment(
     file: &dyn DiskFile,
     path: &Path,
     id: u64,
-    frame_max: u32,
     report: &mut RecoveryReport,
     buf: &mut Vec<u8>,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
@@ -270,13 +304,20 @@ fn scan_segment(
     let got = read_exact_at(file, 0, &mut header).map_err(io_err(path, "read header"))?;
     let h = match decode_header(header.get(..got).unwrap_or(&[])) {
         Ok(h) => h,
-        Err(reason) => {
+        Err(HeaderError::Foreign(reason)) => return Err(corrupt(0, reason)),
+        Err(HeaderError::Damaged(reason)) if file_len > SEGMENT_HEADER_BYTES as u64 => {
+            return Err(corrupt(0, damaged_header_with_frames(&reason, file_len)))
+        }
+        Err(HeaderError::Damaged(reason)) => {
+            // A segment whose creation tore: nothing but (part of) its header.
             return Ok(Some(Damage {
                 offset: 0,
                 reason: format!("segment header: {reason}"),
-            }))
+                resume: file_len,
+            }));
         }
     };
+    let (salt, frame_max) = (h.salt, h.frame_max);
     if h.segment_id != id {
         return Err(corrupt(
             0,
@@ -304,7 +345,8 @@ fn scan_segment(
             return Ok(None);
         }
         let rel = (pos - win_start) as usize;
-        let decoded = codec::decode(buf.get(rel..).unwrap_or(&[]), frame_max);
+        let here = buf.get(rel..).unwrap_or(&[]);
+        let decoded = codec::decode(here, frame_max, salt);
         match decoded {
             Ok((record, used)) => {
                 if record.seq != report.next_seq {
@@ -339,16 +381,55 @@ fn scan_segment(
                     return Ok(Some(Damage {
                         offset: pos,
                         reason: format!("short read: {got} of {needed} bytes"),
+                        resume: pos + 1,
                     }));
                 }
             }
             Err(e) => {
+                let resume = match codec::peek_len(here, frame_max, salt) {
+                    Ok(len) => pos + (FRAME_HEADER_BYTES as u64) + u64::from(len),
+                    Err(_) => pos + 1,
+                };
                 return Ok(Some(Damage {
                     offset: pos,
                     reason: e.to_string(),
-                }))
+                    resume,
+                }));
             }
         }
+    }
+}
+
+/// Why a damaged segment header followed by more bytes is corruption: the writer appends
+/// frames only after the header is durable, so a header torn by a crash (during the roll that
+/// created it) never has bytes after it. The frames' salt is in the lost header, so they
+/// cannot be checked either; failing closed keeps them.
+fn damaged_header_with_frames(reason: &str, file_len: u64) -> String {
+    format!(
+        "segment header: {reason}, yet the file holds {} bytes after it (a header torn by a crash has nothing after it)",
+        file_len.saturating_sub(SEGMENT_HEADER_BYTES as u64)
+    )
+}
+
+/// The salt and frame limit to look for frames of the segment in `file` with (its header's),
+/// or `None` for a segment that is only a torn header (no frames). A damaged header in front
+/// of more bytes, or an intact header this build does not read, is an error.
+fn frame_params(file: &dyn DiskFile, path: &Path) -> Result<Option<FrameParams>, RecoveryError> {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let got = read_exact_at(file, 0, &mut header).map_err(io_err(path, "read header"))?;
+    let file_len = file.len().map_err(io_err(path, "len"))?;
+    let corrupt = |detail| RecoveryError::Corruption {
+        file: path.to_path_buf(),
+        offset: 0,
+        detail,
+    };
+    match decode_header(header.get(..got).unwrap_or(&[])) {
+        Ok(h) => Ok(Some((h.salt, h.frame_max))),
+        Err(HeaderError::Damaged(reason)) if file_len > SEGMENT_HEADER_BYTES as u64 => {
+            Err(corrupt(damaged_header_with_frames(&reason, file_len)))
+        }
+        Err(HeaderError::Damaged(_)) => Ok(None),
+        Err(HeaderError::Foreign(detail)) => Err(corrupt(detail)),
     }
 }
 
@@ -358,7 +439,7 @@ fn valid_frame_after(
     path: &Path,
     from: u64,
     min_seq: u64,
-    frame_max: u32,
+    (salt, frame_max): FrameParams,
 ) -> Result<Option<u64>, RecoveryError> {
     let len = file.len().map_err(io_err(path, "len"))?;
     let mut window: Vec<u8> = Vec::new();
@@ -376,7 +457,7 @@ fn valid_frame_after(
             continue;
         }
         let here = window.get(rel..).unwrap_or(&[]);
-        if let Ok(flen) = codec::peek_len(here, frame_max) {
+        if let Ok(flen) = codec::peek_len(here, frame_max, salt) {
             let total = FRAME_HEADER_BYTES + flen as usize;
             if off + total as u64 <= len {
                 let candidate: &[u8] = if here.len() >= total {
@@ -387,7 +468,7 @@ fn valid_frame_after(
                         read_exact_at(file, off, &mut frame_buf).map_err(io_err(path, "read"))?;
                     frame_buf.get(..got).unwrap_or(&[])
                 };
-                if let Ok((r, _)) = codec::decode(candidate, frame_max) {
+                if let Ok((r, _)) = codec::decode(candidate, frame_max, salt) {
                     if r.seq >= min_seq {
                         return Ok(Some(off));
                     }
@@ -408,7 +489,6 @@ fn cut_torn_tail(
     file_len: u64,
     damage: Damage,
     later: &[u64],
-    frame_max: u32,
     mut report: RecoveryReport,
     blindly: bool,
 ) -> Result<RecoveryReport, RecoveryError> {
@@ -418,9 +498,11 @@ fn cut_torn_tail(
     if !blindly {
         {
             let file = disk.open(path, false).map_err(io_err(path, "open"))?;
-            if let Some(at) =
-                valid_frame_after(&*file, path, damage.offset + 1, min_seq, frame_max)?
-            {
+            let found = match frame_params(&*file, path)? {
+                Some(params) => valid_frame_after(&*file, path, damage.resume, min_seq, params)?,
+                None => None,
+            };
+            if let Some(at) = found {
                 return Err(RecoveryError::Corruption {
                     file: path.to_path_buf(),
                     offset: damage.offset,
@@ -431,7 +513,11 @@ fn cut_torn_tail(
         for &lid in later {
             let lpath = dir.join(segment_file_name(lid));
             let file = disk.open(&lpath, false).map_err(io_err(&lpath, "open"))?;
-            if let Some(at) = valid_frame_after(&*file, &lpath, 0, min_seq, frame_max)? {
+            let found = match frame_params(&*file, &lpath)? {
+                Some(params) => valid_frame_after(&*file, &lpath, 0, min_seq, params)?,
+                None => None,
+            };
+            if let Some(at) = found {
                 return Err(RecoveryError::Corruption {
                     file: path.to_path_buf(),
                     offset: damage.offset,

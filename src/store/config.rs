@@ -1,9 +1,9 @@
 //! `StoreConfig`: where the store lives and how it behaves. Invalid values are refused at
 //! `Store::open` with `StoreError::Configuration`.
 
-use crate::codec::FRAME_BYTES_MAX_DEFAULT;
+use crate::codec::FRAME_BYTES_LIMIT;
 use crate::coordinate::COORDINATE_PART_MAX_BYTES;
-use crate::env::{Clock, Disk, FsDisk, IdSource, RandomIds, SystemClock};
+use crate::env::{Clock, Disk, Entropy, FsDisk, IdSource, OsEntropy, RandomIds, SystemClock};
 use crate::error::StoreError;
 use crate::sync::StdArc;
 use crate::writer::state::Mutant;
@@ -15,6 +15,15 @@ pub use crate::log::segment::SyncMode;
 
 /// Room a frame needs beyond the payload: header fields and two coordinate parts.
 pub(crate) const FRAME_OVERHEAD_MAX: u64 = 256 + 2 * COORDINATE_PART_MAX_BYTES as u64;
+
+/// Default largest payload of one event: 16 MiB, upstream's default.
+pub const SINGLE_APPEND_MAX_BYTES_DEFAULT: u32 = 16 * 1024 * 1024;
+
+/// Largest payload limit a configuration may set: 64 MiB, upstream's maximum.
+pub const SINGLE_APPEND_MAX_BYTES_LIMIT: u32 = 64 * 1024 * 1024;
+
+/// Default number of segment files kept open for reading (upstream's `fd_budget` default).
+pub const FD_BUDGET_DEFAULT: usize = 64;
 
 /// Store configuration (builder style).
 #[derive(Clone)]
@@ -30,11 +39,14 @@ pub struct StoreConfig {
     pub(crate) batch_max_size: usize,
     pub(crate) batch_max_bytes: u64,
     pub(crate) group_commit_max_batch: usize,
-    pub(crate) frame_max_bytes: u32,
+    /// Set by `with_frame_max_bytes`; otherwise derived from the payload limit.
+    pub(crate) frame_max_bytes: Option<u32>,
+    pub(crate) fd_budget: usize,
     pub(crate) allow_external_causes: bool,
     pub(crate) clock: StdArc<dyn Clock>,
     pub(crate) ids: StdArc<dyn IdSource>,
     pub(crate) disk: StdArc<dyn Disk>,
+    pub(crate) entropy: StdArc<dyn Entropy>,
     pub(crate) mutant: Mutant,
     #[cfg(feature = "tla-trace")]
     pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
@@ -54,6 +66,7 @@ impl fmt::Debug for StoreConfig {
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("group_commit_max_batch", &self.group_commit_max_batch)
             .field("frame_max_bytes", &self.frame_max_bytes)
+            .field("fd_budget", &self.fd_budget)
             .field("disk", &self.disk)
             .finish()
     }
@@ -61,9 +74,10 @@ impl fmt::Debug for StoreConfig {
 
 impl StoreConfig {
     /// Defaults: 64 MiB segments, durable acknowledgements (sync every event, with group
-    /// commit), `fdatasync`, a 4096-command writer queue, 1 MiB payloads, batches of at most
-    /// 10,000 events / 64 MiB, real files, the system clock and UUIDv7 ids from the OS's
-    /// entropy ([`crate::env::RandomIds`]).
+    /// commit), `fdatasync`, a 4096-command writer queue, 16 MiB payloads (upstream's
+    /// default), batches of at most 10,000 events / 64 MiB, 64 segment files open for reading,
+    /// real files, the system clock, UUIDv7 ids and segment salts from the OS's entropy
+    /// ([`crate::env::RandomIds`], [`crate::env::OsEntropy`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -73,22 +87,25 @@ impl StoreConfig {
             flush_interval: Duration::from_millis(50),
             writer_channel_capacity: 4096,
             writer_pressure_threshold: None,
-            single_append_max_bytes: 1024 * 1024,
+            single_append_max_bytes: u64::from(SINGLE_APPEND_MAX_BYTES_DEFAULT),
             batch_max_size: 10_000,
             batch_max_bytes: 64 * 1024 * 1024,
             group_commit_max_batch: 1024,
-            frame_max_bytes: FRAME_BYTES_MAX_DEFAULT,
+            frame_max_bytes: None,
+            fd_budget: FD_BUDGET_DEFAULT,
             allow_external_causes: false,
             clock: StdArc::new(SystemClock),
             ids: StdArc::new(RandomIds::default()),
             disk: StdArc::new(FsDisk),
+            entropy: StdArc::new(OsEntropy),
             mutant: Mutant::None,
             #[cfg(feature = "tla-trace")]
             trace: None,
         }
     }
 
-    /// Roll to a new segment file when the active one would exceed this many bytes.
+    /// Roll to a new segment file when the active one would exceed this many bytes (at least
+    /// 104; no upper bound: offsets are 64-bit).
     pub fn with_segment_max_bytes(mut self, bytes: u64) -> Self {
         self.segment_max_bytes = bytes;
         self
@@ -129,7 +146,9 @@ impl StoreConfig {
         self
     }
 
-    /// Largest payload of one event, in bytes (`u32`, upstream's argument type).
+    /// Largest payload of one event, in bytes (`u32`, upstream's argument type): 1 to 64 MiB
+    /// (upstream's range), default 16 MiB. The largest frame follows from it (see
+    /// [`StoreConfig::with_frame_max_bytes`]).
     pub fn with_single_append_max_bytes(mut self, bytes: u32) -> Self {
         self.single_append_max_bytes = u64::from(bytes);
         self
@@ -148,7 +167,8 @@ impl StoreConfig {
     }
 
     /// Most commands the writer drains into one group (one write, one fsync); `u32`,
-    /// upstream's argument type.
+    /// upstream's argument type. `0` drains whatever is queued (upstream's "unbounded"),
+    /// which is at most the writer queue's capacity, so a group's memory stays bounded.
     pub fn with_group_commit_max_batch(mut self, n: u32) -> Self {
         self.group_commit_max_batch = usize::try_from(n).unwrap_or(usize::MAX);
         self
@@ -175,6 +195,13 @@ impl StoreConfig {
         self
     }
 
+    /// Where segment salts come from (default: the OS; deterministic tests and models:
+    /// `SeededEntropy`). See `spec/FORMAT.md`.
+    pub fn with_entropy_source(mut self, entropy: StdArc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
     /// Any [`Disk`] (tests and models: `SimDisk`).
     pub fn with_disk(mut self, disk: StdArc<dyn Disk>) -> Self {
         self.disk = disk;
@@ -188,9 +215,24 @@ impl StoreConfig {
         self
     }
 
-    /// Largest frame the decoder accepts (bytes). Must leave room for the largest payload.
+    /// Largest frame body the writer produces (bytes). By default it is derived from the
+    /// payload limit (payload plus room for the header fields and coordinates); set it only to
+    /// go above that. It must leave that room, and may not exceed the format's limit
+    /// ([`crate::codec::FRAME_BYTES_LIMIT`]). Each segment file records the limit it was
+    /// written with, so a later open with a smaller one still reads every record.
     pub fn with_frame_max_bytes(mut self, bytes: u32) -> Self {
-        self.frame_max_bytes = bytes;
+        self.frame_max_bytes = Some(bytes);
+        self
+    }
+
+    /// How many segment files readers keep open at most (default 64, upstream's
+    /// `fd_budget`); least recently used ones are closed first. At least 1. The writer's
+    /// own descriptors come on top: the active segment and the directory lock, and during a
+    /// segment roll briefly two more (the new segment, and the directory it syncs). A roll
+    /// that cannot get them closes the readers' descriptors and tries again, so reads never
+    /// make the writer fail.
+    pub fn with_fd_budget(mut self, fd_budget: usize) -> Self {
+        self.fd_budget = fd_budget;
         self
     }
 
@@ -214,6 +256,22 @@ impl StoreConfig {
         &self.dir
     }
 
+    /// The largest frame body the writer produces: the explicit setting, or the payload
+    /// limit plus header room.
+    pub(crate) fn frame_max(&self) -> u32 {
+        self.frame_max_bytes.unwrap_or_else(|| {
+            u32::try_from(self.single_append_max_bytes + FRAME_OVERHEAD_MAX).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// The writer's group size: `0` means "what is queued", at most the queue's capacity.
+    pub(crate) fn group_max(&self) -> usize {
+        match self.group_commit_max_batch {
+            0 => self.writer_channel_capacity,
+            n => n,
+        }
+    }
+
     pub(crate) fn pressure_threshold(&self) -> usize {
         self.writer_pressure_threshold
             .unwrap_or_else(|| (self.writer_channel_capacity * 3 / 4).max(1))
@@ -230,22 +288,34 @@ impl StoreConfig {
         if self.writer_channel_capacity == 0 {
             return bad("writer_channel_capacity must be at least 1".into());
         }
-        if self.group_commit_max_batch == 0 {
-            return bad("group_commit_max_batch must be at least 1".into());
-        }
         if self.batch_max_size == 0 {
             return bad("batch_max_size must be at least 1".into());
         }
         if self.single_append_max_bytes == 0 {
             return bad("single_append_max_bytes must be at least 1".into());
         }
+        if self.single_append_max_bytes > u64::from(SINGLE_APPEND_MAX_BYTES_LIMIT) {
+            return bad(format!(
+                "single_append_max_bytes {} is above the maximum {SINGLE_APPEND_MAX_BYTES_LIMIT} (64 MiB)",
+                self.single_append_max_bytes
+            ));
+        }
+        if self.fd_budget == 0 {
+            return bad("fd_budget must be at least 1".into());
+        }
         if self.flush_interval.is_zero() {
             return bad("flush_interval must be positive".into());
         }
-        if self.single_append_max_bytes + FRAME_OVERHEAD_MAX > u64::from(self.frame_max_bytes) {
+        let frame_max = self.frame_max();
+        if self.single_append_max_bytes + FRAME_OVERHEAD_MAX > u64::from(frame_max) {
             return bad(format!(
-                "frame_max_bytes {} leaves no room for single_append_max_bytes {} plus {} bytes of header",
-                self.frame_max_bytes, self.single_append_max_bytes, FRAME_OVERHEAD_MAX
+                "frame_max_bytes {frame_max} leaves no room for single_append_max_bytes {} plus {FRAME_OVERHEAD_MAX} bytes of header",
+                self.single_append_max_bytes
+            ));
+        }
+        if frame_max > FRAME_BYTES_LIMIT {
+            return bad(format!(
+                "frame_max_bytes {frame_max} is above the format's limit {FRAME_BYTES_LIMIT}"
             ));
         }
         let min_segment = crate::log::SEGMENT_HEADER_BYTES as u64 + 64;
@@ -253,13 +323,6 @@ impl StoreConfig {
             return bad(format!(
                 "segment_max_bytes {} is below the minimum {min_segment}",
                 self.segment_max_bytes
-            ));
-        }
-        if self.segment_max_bytes > u64::from(u32::MAX) {
-            return bad(format!(
-                "segment_max_bytes {} is above the maximum {}",
-                self.segment_max_bytes,
-                u32::MAX
             ));
         }
         Ok(())

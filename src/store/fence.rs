@@ -23,6 +23,23 @@ use serde::Serialize;
 /// anyway: a fence without a durable commit record is never made visible). Failures are
 /// logged with `tracing`, never a panic. Call [`VisibilityFence::cancel`] for a cancel you can
 /// wait for.
+///
+/// A fence stays on the thread that began it (it is `Sync` but not `Send`): other threads may
+/// submit through `&fence` (for example scoped workers), but only the beginning thread
+/// commits, cancels or drops it. A fenced ticket waited on while the fence is open answers
+/// `FenceTicketPending` on the beginning thread and on every thread that submitted through the
+/// fence (those waits could only end by a commit that is still to come, see
+/// [`AppendTicket::wait`]); a thread that only received a ticket blocks until the fence ends.
+/// Upstream's fence is `Send` (DIFFERENCES.md).
+///
+/// ```compile_fail
+/// use batpak::prelude::*;
+/// fn assert_send<T: Send>(_: T) {}
+/// # fn f(store: &Store) -> Result<(), StoreError> {
+/// let fence = store.begin_visibility_fence()?;
+/// assert_send(fence); // a fence cannot move to another thread
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "an unfinished fence is cancelled when dropped"]
 pub struct VisibilityFence<'a> {
@@ -30,6 +47,7 @@ pub struct VisibilityFence<'a> {
     token: u64,
     watch: Arc<FenceWatch>,
     closed: bool,
+    _stays: crate::sync::NotSend,
 }
 
 impl<'a> VisibilityFence<'a> {
@@ -37,8 +55,9 @@ impl<'a> VisibilityFence<'a> {
         Self {
             store,
             token,
-            watch: FenceWatch::new(token),
+            watch: FenceWatch::new(token, store.cfg.mutant),
             closed: false,
+            _stays: std::marker::PhantomData,
         }
     }
 
@@ -55,13 +74,7 @@ impl<'a> VisibilityFence<'a> {
         kind: EventKind,
         payload: &impl Serialize,
     ) -> Result<AppendTicket, StoreError> {
-        let item = self
-            .store
-            .item(coord, kind, payload, AppendOptions::default())?;
-        {
-            self.watch.touch();
-            self.store.submit_item(item, Some(&self.watch), false)
-        }
+        self.submit_with_options(coord, kind, payload, AppendOptions::default())
     }
 
     /// Submits a fenced append with options.
@@ -73,10 +86,8 @@ impl<'a> VisibilityFence<'a> {
         options: AppendOptions,
     ) -> Result<AppendTicket, StoreError> {
         let item = self.store.item(coord, kind, payload, options)?;
-        {
-            self.watch.touch();
-            self.store.submit_item(item, Some(&self.watch), false)
-        }
+        self.watch.touch();
+        self.store.submit_item(item, Some(&self.watch), false)
     }
 
     /// Submits a reaction under this fence.
@@ -119,6 +130,7 @@ impl<'a> VisibilityFence<'a> {
         &self,
         items: Vec<BatchAppendItem>,
     ) -> Result<BatchAppendTicket, StoreError> {
+        self.watch.touch();
         self.store
             .submit_items(items, Some(&self.watch), false, false)
     }
@@ -126,10 +138,8 @@ impl<'a> VisibilityFence<'a> {
     /// An outbox whose `flush()` stages one atomic batch under this fence. The flush returns
     /// once the batch is durably written (still hidden); it becomes visible at `commit()`.
     pub fn outbox(&self) -> Outbox<'_> {
-        {
-            self.watch.touch();
-            Outbox::new(self.store, Some(Arc::clone(&self.watch)))
-        }
+        self.watch.touch();
+        Outbox::new(self.store, Some(Arc::clone(&self.watch)))
     }
 
     /// Ends this handle without committing or cancelling: no cancel is sent, so the fence

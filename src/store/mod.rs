@@ -5,10 +5,14 @@ mod batch;
 mod config;
 mod fence;
 mod outbox;
+mod readers;
 mod ticket;
 
 pub use batch::BatchAppendItem;
-pub use config::{StoreConfig, SyncMode};
+pub use config::{
+    StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
+    SINGLE_APPEND_MAX_BYTES_LIMIT,
+};
 pub use fence::VisibilityFence;
 pub use outbox::Outbox;
 pub use ticket::{AppendTicket, BatchAppendTicket};
@@ -20,7 +24,7 @@ pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
 
 use crate::codec;
 use crate::coordinate::{Coordinate, Region};
-use crate::env::{Disk, DiskFile, DiskLock};
+use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
 use crate::log::segment::{segment_file_name, SegmentBugs};
@@ -32,6 +36,7 @@ use crate::writer::state::{Limits, WriterState};
 use crate::writer::thread::{Shared, Writer, WriterConfig};
 use crate::writer::{AppendItem, Command};
 use batch::encode_payload;
+use readers::Readers;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -112,12 +117,11 @@ impl WriterPressure {
 /// releases the directory lock (INV-DROP).
 pub struct Store<S = Open> {
     cfg: StoreConfig,
-    disk: StdArc<dyn Disk>,
     shared: Arc<Shared>,
     tx: Option<Sender<Command>>,
     writer: Option<crate::sync::thread::JoinHandle<()>>,
     lock: Option<Box<dyn DiskLock>>,
-    readers: Mutex<HashMap<u64, StdArc<dyn DiskFile>>>,
+    readers: StdArc<Readers>,
     kinds: Mutex<HashMap<EventKind, &'static str>>,
     recovery: log::RecoveryReport,
     _state: PhantomData<S>,
@@ -143,23 +147,22 @@ impl Store<Open> {
         let dir = cfg.dir.clone();
         let lock = create_and_lock_dir(&*disk, &dir)?;
         let (state, index, report) = recover_state(&*disk, &cfg)?;
+        let readers = StdArc::new(Readers::new(
+            StdArc::clone(&disk),
+            dir.clone(),
+            cfg.fd_budget,
+        ));
+        let relief = StdArc::clone(&readers);
+        let seg_opts = log::SegmentOptions {
+            segment_max_bytes: cfg.segment_max_bytes,
+            sync_mode: cfg.sync_mode,
+            frame_max: cfg.frame_max(),
+            entropy: StdArc::clone(&cfg.entropy),
+            fd_relief: Some(StdArc::new(move || relief.release())),
+        };
         let mut seg = match report.active {
-            Some((id, len)) => SegmentWriter::reopen(
-                StdArc::clone(&disk),
-                &dir,
-                id,
-                len,
-                cfg.segment_max_bytes,
-                cfg.sync_mode,
-            ),
-            None => SegmentWriter::create(
-                StdArc::clone(&disk),
-                &dir,
-                0,
-                state.next_seq,
-                cfg.segment_max_bytes,
-                cfg.sync_mode,
-            ),
+            Some((id, len)) => SegmentWriter::reopen(StdArc::clone(&disk), &dir, id, len, seg_opts),
+            None => SegmentWriter::create(StdArc::clone(&disk), &dir, 0, state.next_seq, seg_opts),
         }
         .map_err(|source| StoreError::IoAt {
             path: dir.clone(),
@@ -176,10 +179,10 @@ impl Store<Open> {
         let shared = Arc::new(Shared::new(index));
         let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
         let wcfg = WriterConfig {
-            frame_max: cfg.frame_max_bytes,
+            frame_max: cfg.frame_max(),
             sync_every_n_events: cfg.sync_every_n_events,
             flush_interval: cfg.flush_interval,
-            group_commit_max_batch: cfg.group_commit_max_batch,
+            group_commit_max_batch: cfg.group_max(),
             limits: Limits {
                 batch_max_size: cfg.batch_max_size,
                 batch_max_bytes: cfg.batch_max_bytes,
@@ -203,12 +206,11 @@ impl Store<Open> {
         tracing::info!(dir = %dir.display(), records = report.records, "store open");
         Ok(Store {
             cfg,
-            disk,
             shared,
             tx: Some(tx),
             writer: Some(handle),
             lock: Some(lock),
-            readers: Mutex::new(HashMap::new()),
+            readers,
             kinds: Mutex::new(HashMap::new()),
             recovery: report,
             _state: PhantomData,
@@ -402,11 +404,7 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(AppendTicket {
-            rx,
-            spin: self.spin_polls(),
-            fence: fence.cloned(),
-        })
+        Ok(AppendTicket::new(rx, self.spin_polls(), fence.cloned()))
     }
 
     pub(crate) fn submit_items(
@@ -428,12 +426,12 @@ impl Store<Open> {
         } else {
             self.send(cmd)?;
         }
-        Ok(BatchAppendTicket {
+        Ok(BatchAppendTicket::new(
             rx,
-            spin: self.spin_polls(),
+            self.spin_polls(),
             // A staged flush answers without waiting for the commit: no guard needed.
-            fence: fence.filter(|_| !reply_when_staged).cloned(),
-        })
+            fence.filter(|_| !reply_when_staged).cloned(),
+        ))
     }
 
     fn request<T>(
@@ -892,28 +890,11 @@ impl Store<Open> {
         self.shared.index.read().get(event_id)
     }
 
-    fn reader(&self, segment_id: u64) -> Result<StdArc<dyn DiskFile>, StoreError> {
-        let mut readers = self.readers.lock();
-        if let Some(f) = readers.get(&segment_id) {
-            return Ok(StdArc::clone(f));
-        }
-        let path = self.cfg.dir.join(segment_file_name(segment_id));
-        let f: StdArc<dyn DiskFile> = StdArc::from(self.disk.open(&path, false).map_err(
-            |source| StoreError::IoAt {
-                path: path.clone(),
-                op: "open segment for reading",
-                source,
-            },
-        )?);
-        readers.insert(segment_id, StdArc::clone(&f));
-        Ok(f)
-    }
-
     /// Reads a visible event's raw MessagePack payload from disk (CRC verified).
     pub fn get_raw(&self, event_id: u128) -> Result<StoredEvent<Vec<u8>>, StoreError> {
         let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
         let pos = entry.disk_pos;
-        let file = self.reader(pos.segment_id)?;
+        let (file, salt) = self.readers.get(pos.segment_id)?;
         let mut buf = vec![0u8; pos.length as usize];
         let mut done = 0;
         while done < buf.len() {
@@ -948,14 +929,16 @@ impl Store<Open> {
                 ),
             });
         }
-        let (record, _) = codec::decode(&buf, self.cfg.frame_max_bytes).map_err(|e| {
-            StoreError::CorruptSegment {
+        // The index knows the frame's length (recovery or the writer checked it against the
+        // segment's own limit), so that is the limit to decode this frame with.
+        let body_max = pos.length.saturating_sub(codec::FRAME_HEADER_BYTES as u32);
+        let (record, _) =
+            codec::decode(&buf, body_max, salt).map_err(|e| StoreError::CorruptSegment {
                 segment_id: pos.segment_id,
                 file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
                 offset: pos.offset,
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let RecordBody::Event(e) = record.body else {
             return Err(StoreError::CorruptSegment {
                 segment_id: pos.segment_id,
@@ -1308,12 +1291,15 @@ fn recover_state(
     };
     let report = match cfg.mutant {
         Mutant::RecoveryKeepsTornTail => {
-            log::recover::recover_without_cutting(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+            log::recover::recover_without_cutting(disk, &cfg.dir, &mut visit)
         }
         Mutant::RecoveryCutsAtHole => {
-            log::recover::recover_cutting_blindly(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit)
+            log::recover::recover_cutting_blindly(disk, &cfg.dir, &mut visit)
         }
-        _ => log::recover(disk, &cfg.dir, cfg.frame_max_bytes, &mut visit),
+        Mutant::RecoveryLooksInsideTornFrame => {
+            log::recover::recover_looking_inside_torn_frames(disk, &cfg.dir, &mut visit)
+        }
+        _ => log::recover(disk, &cfg.dir, &mut visit),
     }
     .map_err(StoreError::from_recovery)?;
     state.ready = state.finish_recovery();

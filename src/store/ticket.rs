@@ -5,25 +5,41 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::channel::{Receiver, TryRecvError};
 use crate::sync::thread::ThreadId;
 use crate::sync::{Arc, Mutex};
+use crate::writer::state::Mutant;
 use crate::writer::AppendReceipt;
 
-/// What a fenced ticket knows of its fence, so that waiting for it can never deadlock on the
-/// caller's own uncommitted fence (INV-NO-HANG): a fenced ticket resolves at commit or
-/// cancel, so the thread holding the open fence must not block on it.
+/// What a fenced ticket knows of its fence, so that waiting for it can never deadlock on an
+/// uncommitted fence (INV-NO-HANG): a fenced ticket resolves at commit or cancel, so a thread
+/// that may still have to commit or cancel the fence must not block on it.
+///
+/// Those threads are the fence's *holders*: the thread that began it (the only one that can
+/// commit, cancel or drop it: [`super::VisibilityFence`] is not `Send`) and every thread that
+/// used it through a shared reference (`submit*`, `submit_batch`, `outbox`), typically a scoped
+/// worker whose owner commits after joining it. A thread that only received a ticket is not a
+/// holder and blocks until the fence ends.
 #[derive(Debug)]
 pub(crate) struct FenceWatch {
     token: u64,
     open: AtomicBool,
-    /// The thread that last used the fence handle (begin, submit, outbox).
-    holder: Mutex<Option<ThreadId>>,
+    /// The thread that began the fence (the only one that can commit, cancel or drop it).
+    owner: ThreadId,
+    /// The other threads that used the fence (a handful). The owner is not listed: its own
+    /// submits and waits take no lock (the model checkers see no extra step).
+    helpers: Mutex<Vec<ThreadId>>,
+    /// Seeded bug `FenceRemembersLastThread`: only the last thread that used the fence counts.
+    last_only: bool,
 }
 
 impl FenceWatch {
-    pub(crate) fn new(token: u64) -> Arc<Self> {
+    pub(crate) fn new(token: u64, mutant: Mutant) -> Arc<Self> {
+        let owner = crate::sync::thread::current().id();
+        let last_only = mutant == Mutant::FenceRemembersLastThread;
         Arc::new(Self {
             token,
             open: AtomicBool::new(true),
-            holder: Mutex::new(Some(crate::sync::thread::current().id())),
+            owner,
+            helpers: Mutex::new(if last_only { vec![owner] } else { Vec::new() }),
+            last_only,
         })
     }
 
@@ -32,9 +48,19 @@ impl FenceWatch {
         self.token
     }
 
-    /// Records the calling thread as the fence's holder.
+    /// Records the calling thread as one of the fence's holders.
     pub(crate) fn touch(&self) {
-        *self.holder.lock() = Some(crate::sync::thread::current().id());
+        let me = crate::sync::thread::current().id();
+        if me == self.owner && !self.last_only {
+            return;
+        }
+        let mut helpers = self.helpers.lock();
+        if self.last_only {
+            helpers.clear();
+        }
+        if !helpers.contains(&me) {
+            helpers.push(me);
+        }
     }
 
     /// The fence is being committed, cancelled or dropped.
@@ -43,16 +69,59 @@ impl FenceWatch {
     }
 
     fn would_deadlock(&self) -> bool {
-        self.open.load(Ordering::SeqCst)
-            && *self.holder.lock() == Some(crate::sync::thread::current().id())
+        if !self.open.load(Ordering::SeqCst) {
+            return false;
+        }
+        let me = crate::sync::thread::current().id();
+        (me == self.owner && !self.last_only) || self.helpers.lock().contains(&me)
+    }
+}
+
+/// Answers a ticket gives: the first one is kept, so asking again (`try_check` after
+/// `try_check`, `wait` after `try_check`) gives the same answer instead of finding the
+/// writer's one-shot reply channel empty and closed.
+#[derive(Debug)]
+struct Answer<T> {
+    rx: Receiver<Result<T, StoreError>>,
+    /// Boxed: only `try_check` keeps an answer, and a ticket stays small.
+    kept: Mutex<Option<Box<Result<T, StoreError>>>>,
+}
+
+impl<T: Clone> Answer<T> {
+    fn new(rx: Receiver<Result<T, StoreError>>) -> Self {
+        Self {
+            rx,
+            kept: Mutex::new(None),
+        }
     }
 
-    /// Refuses a wait that could only end when this very thread commits the fence.
-    fn check<T>(&self, rx: &Receiver<Result<T, StoreError>>) -> Option<Result<T, StoreError>> {
-        if !self.would_deadlock() {
-            return None;
+    /// The answer if there is one: `None` while pending.
+    fn poll(&self) -> Option<Result<T, StoreError>> {
+        let mut kept = self.kept.lock();
+        if kept.is_none() {
+            *kept = poll(&self.rx).map(Box::new);
         }
-        Some(poll(rx).unwrap_or(Err(StoreError::FenceTicketPending { fence: self.token })))
+        kept.as_deref().map(replay)
+    }
+
+    /// Blocks for the answer. A fenced ticket waited on by one of its fence's holders while
+    /// the fence is open answers `FenceTicketPending` instead (see [`FenceWatch`]).
+    fn wait(self, spin: u32, fence: Option<&FenceWatch>) -> Result<T, StoreError> {
+        if let Some(r) = self.kept.into_inner() {
+            return *r;
+        }
+        if let Some(w) = fence.filter(|w| w.would_deadlock()) {
+            return poll(&self.rx)
+                .unwrap_or(Err(StoreError::FenceTicketPending { fence: w.token }));
+        }
+        wait_reply(&self.rx, spin)
+    }
+}
+
+fn replay<T: Clone>(r: &Result<T, StoreError>) -> Result<T, StoreError> {
+    match r {
+        Ok(v) => Ok(v.clone()),
+        Err(e) => Err(e.replay()),
     }
 }
 
@@ -97,29 +166,40 @@ fn poll<T>(rx: &Receiver<Result<T, StoreError>>) -> Option<Result<T, StoreError>
 #[derive(Debug)]
 #[must_use = "a ticket does nothing unless waited on; the write happens either way"]
 pub struct AppendTicket {
-    pub(crate) rx: Receiver<Result<AppendReceipt, StoreError>>,
-    pub(crate) spin: u32,
-    pub(crate) fence: Option<Arc<FenceWatch>>,
+    answer: Answer<AppendReceipt>,
+    spin: u32,
+    fence: Option<Arc<FenceWatch>>,
 }
 
 impl AppendTicket {
+    pub(crate) fn new(
+        rx: Receiver<Result<AppendReceipt, StoreError>>,
+        spin: u32,
+        fence: Option<Arc<FenceWatch>>,
+    ) -> Self {
+        Self {
+            answer: Answer::new(rx),
+            spin,
+            fence,
+        }
+    }
+
     /// Blocks until the writer answers. Never hangs: a dead writer answers `WriterCrashed`.
     ///
     /// A fenced ticket resolves when its fence commits (`Ok`) or is cancelled
-    /// (`VisibilityFenceCancelled`). Waiting for it on the thread that holds the still-open
-    /// fence could never end, so that wait returns `FenceTicketPending` at once instead
-    /// (commit first, then wait); other threads block until the fence ends.
+    /// (`VisibilityFenceCancelled`). Waiting for it while the fence is open on a thread that
+    /// began or used the fence (one that may still have to commit it) could never end, so that
+    /// wait returns `FenceTicketPending` at once instead (commit first, then wait); a thread
+    /// that only received the ticket blocks until the fence ends.
     pub fn wait(self) -> Result<AppendReceipt, StoreError> {
-        if let Some(r) = self.fence.as_ref().and_then(|w| w.check(&self.rx)) {
-            return r;
-        }
-        wait_reply(&self.rx, self.spin)
+        self.answer.wait(self.spin, self.fence.as_deref())
     }
 
     /// The answer if it is there: `None` while pending (upstream's signature). A dead writer
-    /// answers `Some(Err(WriterCrashed))`.
+    /// answers `Some(Err(WriterCrashed))`. Once answered, the ticket keeps the answer: later
+    /// `try_check` and `wait` calls return it again.
     pub fn try_check(&self) -> Option<Result<AppendReceipt, StoreError>> {
-        poll(&self.rx)
+        self.answer.poll()
     }
 }
 
@@ -127,24 +207,33 @@ impl AppendTicket {
 #[derive(Debug)]
 #[must_use = "a ticket does nothing unless waited on; the write happens either way"]
 pub struct BatchAppendTicket {
-    pub(crate) rx: Receiver<Result<Vec<AppendReceipt>, StoreError>>,
-    pub(crate) spin: u32,
-    pub(crate) fence: Option<Arc<FenceWatch>>,
+    answer: Answer<Vec<AppendReceipt>>,
+    spin: u32,
+    fence: Option<Arc<FenceWatch>>,
 }
 
 impl BatchAppendTicket {
+    pub(crate) fn new(
+        rx: Receiver<Result<Vec<AppendReceipt>, StoreError>>,
+        spin: u32,
+        fence: Option<Arc<FenceWatch>>,
+    ) -> Self {
+        Self {
+            answer: Answer::new(rx),
+            spin,
+            fence,
+        }
+    }
+
     /// Blocks until the writer answers. For a fenced batch the same rule as
     /// [`AppendTicket::wait`] applies.
     pub fn wait(self) -> Result<Vec<AppendReceipt>, StoreError> {
-        if let Some(r) = self.fence.as_ref().and_then(|w| w.check(&self.rx)) {
-            return r;
-        }
-        wait_reply(&self.rx, self.spin)
+        self.answer.wait(self.spin, self.fence.as_deref())
     }
 
     /// The answer if it is there: `None` while pending (upstream's signature). A dead writer
-    /// answers `Some(Err(WriterCrashed))`.
+    /// answers `Some(Err(WriterCrashed))`. Once answered, the ticket keeps the answer.
     pub fn try_check(&self) -> Option<Result<Vec<AppendReceipt>, StoreError>> {
-        poll(&self.rx)
+        self.answer.poll()
     }
 }

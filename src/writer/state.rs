@@ -126,14 +126,17 @@ enum BatchAppended {
 enum Appended {
     /// Written now.
     Written(AppendReceipt),
-    /// An idempotent retry: the original receipt, nothing written.
-    Duplicate(AppendReceipt),
+    /// An idempotent retry: the original receipt, nothing written. `Some(fence)` when the
+    /// original is still pending in that open fence: the retry shares its fate.
+    Duplicate(AppendReceipt, Option<u64>),
 }
 
 /// Fenced tickets waiting for their fence to end.
 #[derive(Debug)]
 enum FenceWaiter {
     Append(Reply<AppendReceipt>, AppendReceipt),
+    /// An idempotent retry of a fenced append: answered with the original's fate.
+    Duplicate(Reply<AppendReceipt>, AppendReceipt),
     Batch(Reply<Vec<AppendReceipt>>, Vec<AppendReceipt>),
 }
 
@@ -248,6 +251,23 @@ pub enum Mutant {
     /// A write that fails with ENOSPC is taken as done and acknowledged (breaks INV-DURABLE /
     /// INV-DEFINITE-ERRORS).
     NoSpaceSwallowed,
+    /// A fence remembers only the last thread that used it as its holder, so the thread that
+    /// began it blocks forever on its own fenced ticket after a scoped worker submitted
+    /// through it (breaks INV-NO-HANG).
+    FenceRemembersLastThread,
+    /// An idempotent retry of a key whose original is pending in the open fence answers the
+    /// original receipt at once, before the fence decides: after a cancel the retry holds a
+    /// receipt for an event that never becomes visible (breaks INV-IDEMPOTENT).
+    IdempotentRetryAnswersEarly,
+    /// Recovery looks for valid records after damage from the next byte on, inside the
+    /// damaged frame's own extent, so a frame-shaped piece of a torn record's payload turns a
+    /// torn tail into "corruption" and the store does not open (breaks
+    /// INV-RECOVERY-IDEMPOTENT).
+    RecoveryLooksInsideTornFrame,
+    /// Deferred mode: the flush timer restarts with every command instead of running from
+    /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
+    /// INV-FLUSH-BOUND).
+    FlushTimerRestarts,
 }
 
 impl WriterState {
@@ -542,8 +562,19 @@ impl WriterState {
     ) -> Option<Reply<()>> {
         match cmd {
             Command::Append { item, fence, reply } => match self.append_one(item, fence, env) {
-                // An idempotent retry answers the original receipt at once.
-                Ok(Appended::Duplicate(receipt)) => out.push(Outgoing::Receipt(reply, Ok(receipt))),
+                // An idempotent retry of a key pending in the open fence answers with the
+                // original, at commit or cancel (INV-IDEMPOTENT, INV-NO-RESURRECT).
+                Ok(Appended::Duplicate(receipt, Some(_)))
+                    if self.mutant != Mutant::IdempotentRetryAnswersEarly =>
+                {
+                    self.fence_waiters
+                        .push(FenceWaiter::Duplicate(reply, receipt))
+                }
+                // Otherwise the original is visible, or pending in this very group, whose
+                // replies all go out together: answer the original receipt now.
+                Ok(Appended::Duplicate(receipt, _)) => {
+                    out.push(Outgoing::Receipt(reply, Ok(receipt)))
+                }
                 // INV-FENCE-HIDDEN: a fenced ticket resolves at commit or cancel.
                 Ok(Appended::Written(receipt)) if fence.is_some() => {
                     tla_trace!(
@@ -934,7 +965,12 @@ impl WriterState {
         let content_hash = *blake3::hash(&item.payload).as_bytes();
         if let Some(key) = item.options.idempotency_key {
             if let Some(r) = self.idempotent_hit(key, &item, &content_hash)? {
-                return Ok(Appended::Duplicate(r));
+                let pending_fence = self
+                    .pending_idem
+                    .get(&key)
+                    .and_then(|(_, unit)| unit.fence())
+                    .filter(|f| self.open_fence == Some(*f));
+                return Ok(Appended::Duplicate(r, pending_fence));
             }
         }
         let causation = item.options.causation_id;
@@ -1263,6 +1299,7 @@ impl WriterState {
                     );
                     out.push(Outgoing::Receipts(r, Ok(receipts)))
                 }
+                FenceWaiter::Duplicate(r, receipt) => out.push(Outgoing::Receipt(r, Ok(receipt))),
             }
         }
         tracing::debug!(fence, "FenceCommit");
@@ -1286,10 +1323,9 @@ impl WriterState {
         self.batches.retain(|_, v| v.iter().all(|s| s.seq < fence));
         for w in self.fence_waiters.drain(..) {
             match w {
-                FenceWaiter::Append(r, _) => out.push(Outgoing::Receipt(
-                    r,
-                    Err(StoreError::VisibilityFenceCancelled),
-                )),
+                FenceWaiter::Append(r, _) | FenceWaiter::Duplicate(r, _) => out.push(
+                    Outgoing::Receipt(r, Err(StoreError::VisibilityFenceCancelled)),
+                ),
                 FenceWaiter::Batch(r, _) => out.push(Outgoing::Receipts(
                     r,
                     Err(StoreError::VisibilityFenceCancelled),
@@ -1317,7 +1353,9 @@ impl WriterState {
                 detail: detail.to_string(),
             };
             match w {
-                FenceWaiter::Append(r, _) => out.push(Outgoing::Receipt(r, Err(e()))),
+                FenceWaiter::Append(r, _) | FenceWaiter::Duplicate(r, _) => {
+                    out.push(Outgoing::Receipt(r, Err(e())))
+                }
                 FenceWaiter::Batch(r, _) => out.push(Outgoing::Receipts(r, Err(e()))),
             }
         }

@@ -224,10 +224,11 @@ struct GroupSink<'a> {
 impl Sink for GroupSink<'_> {
     fn emit(&mut self, record: &Record<'_>) -> Result<DiskPos, StoreError> {
         let mut start = self.buf.len();
-        let len = codec::encode_into(record, self.frame_max, self.buf)
+        let len = codec::encode_into(record, self.frame_max, self.seg.salt(), self.buf)
             .map_err(|e| StoreError::Serialization(Box::new(e)))?;
         if !self.seg.fits(start as u64, len as u64) {
-            // The frame crosses segment_max_bytes: flush what precedes it, seal, roll.
+            // The frame crosses segment_max_bytes (or the segment's frame limit): flush what
+            // precedes it, seal, roll.
             let rolled = self.seg.segment_id() != self.group_segment;
             // Nothing of the group is written anywhere yet (so a failure of the roll itself
             // leaves nothing of it in the log).
@@ -263,6 +264,8 @@ impl Sink for GroupSink<'_> {
             }
             self.buf.drain(..start);
             start = 0;
+            // The frame moves to the new segment: seal it with that segment's salt.
+            codec::reseal(self.buf, self.seg.salt());
         }
         Ok(DiskPos {
             segment_id: self.seg.segment_id(),
@@ -292,6 +295,11 @@ pub(crate) struct Writer {
     pub rx: Receiver<Command>,
     buf: Vec<u8>,
     unsynced_events: u64,
+    /// Deferred mode: when (monotonic µs) the oldest record not yet synced was written. The
+    /// flush bound runs from it, whatever commands come after (INV-FLUSH-BOUND).
+    oldest_unsynced_us: Option<u64>,
+    /// Origin of the real monotonic reading (when the clock gives none).
+    started: std::time::Instant,
 }
 
 impl Writer {
@@ -314,7 +322,32 @@ impl Writer {
             rx,
             buf: Vec::with_capacity(64 * 1024),
             unsynced_events: 0,
+            oldest_unsynced_us: None,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Monotonic microseconds: the clock's own reading if it has one (test clocks), else real
+    /// time since the writer started.
+    fn mono_us(&self) -> u64 {
+        self.cfg.clock.monotonic_us().unwrap_or_else(|| {
+            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+        })
+    }
+
+    fn flush_interval_us(&self) -> u64 {
+        u64::try_from(self.cfg.flush_interval.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Deferred mode with unsynced records: how long until the oldest of them is due.
+    fn flush_due_in(&self) -> Option<Duration> {
+        let oldest = self
+            .oldest_unsynced_us
+            .filter(|_| self.unsynced_events > 0)?;
+        let age = self.mono_us().saturating_sub(oldest);
+        Some(Duration::from_micros(
+            self.flush_interval_us().saturating_sub(age),
+        ))
     }
 
     fn durable_mode(&self) -> bool {
@@ -325,10 +358,16 @@ impl Writer {
     pub fn run(mut self) {
         let _span = tracing::info_span!("batpak-writer").entered();
         loop {
-            let first = if self.unsynced_events > 0 {
+            let first = if let Some(due) = self.flush_due_in() {
+                if due.is_zero() {
+                    let mut out = Vec::new();
+                    let segment = self.seg.segment_id();
+                    self.finish_group(&mut out, true, segment);
+                    continue;
+                }
                 let polled = match self.poll_command() {
                     Ok(c) => Ok(c),
-                    Err(()) => self.rx.recv_timeout(self.cfg.flush_interval),
+                    Err(()) => self.rx.recv_timeout(due),
                 };
                 match polled {
                     Ok(c) => c,
@@ -427,9 +466,20 @@ impl Writer {
             self.latch_group(&mut out, &f);
         }
         self.unsynced_events += self.state.next_seq - before;
-        let sync_now = force_sync
+        let mut sync_now = force_sync
             || self.durable_mode()
             || self.unsynced_events >= u64::from(self.cfg.sync_every_n_events);
+        if !sync_now && self.unsynced_events > 0 {
+            // The bound runs from the oldest unsynced write: a steady trickle of commands
+            // must not keep pushing the flush out.
+            let now = self.mono_us();
+            let oldest = match self.oldest_unsynced_us {
+                Some(t) if self.state.mutant != Mutant::FlushTimerRestarts => t,
+                _ => now,
+            };
+            self.oldest_unsynced_us = Some(oldest);
+            sync_now = now.saturating_sub(oldest) >= self.flush_interval_us();
+        }
         self.finish_group(&mut out, sync_now, group_segment);
         shutdown
     }
@@ -495,6 +545,7 @@ impl Writer {
             .store(written, Ordering::SeqCst);
         if fsync {
             self.unsynced_events = 0;
+            self.oldest_unsynced_us = None;
         }
         // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
         let ready = std::mem::take(&mut self.state.ready);
@@ -595,6 +646,9 @@ impl Writer {
         tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
         self.state.latched = Some(detail.to_string());
         self.state.ready.clear();
+        // Nothing will be synced any more: no flush is due.
+        self.unsynced_events = 0;
+        self.oldest_unsynced_us = None;
         #[cfg(feature = "tla-trace")]
         {
             self.state.trace_units.clear();

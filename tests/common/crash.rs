@@ -10,10 +10,10 @@
     clippy::too_many_lines
 )]
 
-use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
 use batpak::coordinate::{Coordinate, Region};
 use batpak::env::{
-    CounterIds, CrashImage, CrashOptions, Disk, Fault, FaultKind, ManualClock, SimDisk,
+    CounterIds, CrashImage, CrashOptions, Disk, Fault, FaultKind, ManualClock, SeededEntropy,
+    SimDisk,
 };
 use batpak::event::EventKind;
 use batpak::log::{self, RecordBody, Unit};
@@ -86,6 +86,7 @@ pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
         // Every reopen finds the clock 1,000 s further back (INV-HLC-MONOTONE across restarts).
         .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
+        .with_entropy_source(Arc::new(SeededEntropy::new(session)))
         .with_segment_max_bytes(512)
         .with_mutant(mode.mutant);
     if mode.deferred {
@@ -321,7 +322,7 @@ pub fn history(disk: &SimDisk, strict: bool) -> Result<Vec<Rec>, Violation> {
         });
         Ok(())
     };
-    let report = log::recover(&full, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT, &mut visit)
+    let report = log::recover(&full, Path::new(DIR), &mut visit)
         .map_err(|e| violation("INV-PREFIX", format!("the written log is damaged: {e}")))?;
     if let Some(t) = report.torn_tail.filter(|_| strict) {
         return Err(violation(

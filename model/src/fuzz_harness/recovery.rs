@@ -14,9 +14,13 @@
 //!   an image may keep a later write and lose an earlier one: such a hole before surviving
 //!   records must make `open` fail with `CorruptSegment` at the hole and leave the disk
 //!   untouched (INV-CORRUPTION-FAILS-CLOSED);
-//! * without damage, `open` succeeds and keeps exactly that prefix; with one damaged byte it
-//!   either keeps exactly the records before the damaged frame (a torn tail) or fails with
-//!   `CorruptSegment` when valid records follow the damage (INV-CORRUPTION-FAILS-CLOSED);
+//! * without damage, `open` succeeds and keeps exactly that prefix (a torn last record whose
+//!   payload holds frames sealed for its own segment included: big appends embed them,
+//!   INV-RECOVERY-IDEMPOTENT); with one damaged byte it either keeps exactly the records
+//!   before the damaged frame (a torn tail) or fails with `CorruptSegment` when a valid record
+//!   follows the damage, judged on the damaged image by the format's rule (after the damaged
+//!   frame if its head check holds, else from the next byte; a damaged segment header in
+//!   front of frames is corruption) (INV-CORRUPTION-FAILS-CLOSED);
 //! * the visible events equal [`expected_visible`] of the kept log, payloads included;
 //! * acknowledged-durable events are visible, with their sequence (INV-DURABLE);
 //! * acknowledged batches are all or nothing (INV-BATCH-ATOMIC); cancelled, dropped and open
@@ -29,12 +33,15 @@
 //!   loss, INV-RECOVERY-IDEMPOTENT); so does a clean reopen.
 
 use crate::conformance::WrittenLog;
-use crate::reference::{expected_visible, scan_log, LogBody, LogRecord, ScannedLog, VisibleEvent};
+use crate::reference::{
+    expected_visible, scan_log, valid_frame_from, LogBody, LogRecord, ScannedLog, VisibleEvent,
+};
 use arbitrary::Arbitrary;
-use batpak::codec::FRAME_BYTES_MAX_DEFAULT;
+use batpak::codec::{self, FRAME_BYTES_MAX_DEFAULT};
 use batpak::coordinate::Coordinate;
-use batpak::env::{CounterIds, CrashImage, CrashOptions, FaultKind, ManualClock, SimDisk};
+use batpak::env::{CounterIds, CrashImage, CrashOptions, Entropy, FaultKind, ManualClock, SimDisk};
 use batpak::event::EventKind;
+use batpak::log::segment::decode_header;
 use batpak::log::SEGMENT_HEADER_BYTES;
 use batpak::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Mutant, Store,
@@ -42,6 +49,7 @@ use batpak::store::{
 };
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,7 +69,11 @@ pub enum Op {
         /// Payload byte.
         payload: u8,
     },
-    /// `append` of 200 + 2 * `size` payload bytes (forces segment rolls at 512-byte segments).
+    /// `append` of a 200 + 2 * `size` byte payload (forces segment rolls at 512-byte
+    /// segments) whose bytes embed frames: valid frames sealed with the salt of the segment
+    /// the event lands in (and of the one after, in case the append rolls), and a frame of the
+    /// old unsalted format, each carrying a sequence recovery would accept. A crash that tears
+    /// this append must still be a torn tail (recovery never looks inside a torn frame).
     BigAppend {
         /// Entity selector.
         entity: u8,
@@ -142,9 +154,42 @@ pub struct RecoveryInput {
     pub recrash: Vec<u8>,
 }
 
+/// The harness's salts: splitmix64 of a counter, so the salt of the next segment is known
+/// before the store draws it (a payload can carry a frame forged for the segment it lands in).
+#[derive(Debug, Default)]
+pub struct HarnessSalts {
+    drawn: AtomicU64,
+}
+
+impl HarnessSalts {
+    /// The `i`-th salt drawn.
+    pub fn salt(i: u64) -> u32 {
+        let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as u32
+    }
+
+    /// The salt the next segment will get.
+    pub fn peek(&self) -> u32 {
+        Self::salt(self.drawn.load(Ordering::SeqCst))
+    }
+}
+
+impl Entropy for HarnessSalts {
+    fn next_u32(&self) -> u32 {
+        Self::salt(self.drawn.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
 fn config(disk: &SimDisk, deferred: bool) -> StoreConfig {
+    config_with(disk, deferred, &Arc::default())
+}
+
+fn config_with(disk: &SimDisk, deferred: bool, salts: &Arc<HarnessSalts>) -> StoreConfig {
     StoreConfig::new(DIR)
         .with_disk(Arc::new(disk.clone()))
+        .with_entropy_source(Arc::clone(salts) as Arc<dyn Entropy>)
         .with_clock_source(Arc::new(ManualClock::new(1_700_000_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1)))
         .with_segment_max_bytes(512)
@@ -238,7 +283,79 @@ fn wait_written(store: &Store, before: u64, h: &History, answered: impl Fn() -> 
     }
 }
 
-fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &mut History) {
+/// A payload serialised as one MessagePack byte string: its bytes land in the frame as they
+/// are.
+struct RawBytes(Vec<u8>);
+
+impl serde::Serialize for RawBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+/// The salt in the header of the last segment file of the store's directory.
+fn active_salt(disk: &SimDisk) -> Option<u32> {
+    let last = disk
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()?;
+    decode_header(&disk.read_file(&last)?).ok().map(|h| h.salt)
+}
+
+/// Frames a payload can carry: `FenceBegin { fence: seq }` at sequence `seq`, sealed with
+/// each of `salts`, then the same record in the old unsalted format (length, CRC32 of length
+/// and body, body), back to back.
+pub fn embeddable_frames(seq: u64, salts: &[u32]) -> Vec<u8> {
+    let record = batpak::log::Record {
+        seq,
+        body: batpak::log::RecordBody::FenceBegin { fence: seq },
+    };
+    let mut out = Vec::new();
+    for &salt in salts {
+        let _ = codec::encode_into(&record, FRAME_BYTES_MAX_DEFAULT, salt, &mut out);
+    }
+    if let Ok(f) = codec::encode(&record, FRAME_BYTES_MAX_DEFAULT, 0) {
+        let body = f.get(codec::FRAME_HEADER_BYTES..).unwrap_or(&[]);
+        let len = (body.len() as u32).to_le_bytes();
+        let mut h = crc32fast::Hasher::new();
+        h.update(&len);
+        h.update(body);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&h.finalize().to_le_bytes());
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// [`Op::BigAppend`]'s payload: `200 + 2 * size` bytes of `size`, with [`embeddable_frames`]
+/// (for the active segment's salt and the next one's) near the start and near the end, so a
+/// write torn anywhere keeps some of them.
+fn big_payload(size: u8, next_seq: u64, salts: &[u32]) -> Vec<u8> {
+    let n = 200 + 2 * usize::from(size);
+    let mut p = vec![size; n];
+    let frames = embeddable_frames(next_seq + u64::from(size % 3), salts);
+    for at in [usize::from(size % 16), n.saturating_sub(frames.len() + 1)] {
+        if let Some(dst) = p.get_mut(at..at + frames.len()) {
+            dst.copy_from_slice(&frames);
+        }
+    }
+    p
+}
+
+/// What `run_op` needs besides the store.
+struct Ctx<'d> {
+    disk: &'d SimDisk,
+    salts: Arc<HarnessSalts>,
+}
+
+fn run_op<'a>(
+    store: &'a Store,
+    ctx: &Ctx<'_>,
+    op: &Op,
+    fence: &mut Option<OpenFence<'a>>,
+    h: &mut History,
+) {
     match op {
         Op::Append { entity, payload } => {
             match store.append(&coord(*entity), kind(), &vec![*payload]) {
@@ -247,7 +364,11 @@ fn run_op<'a>(store: &'a Store, op: &Op, fence: &mut Option<OpenFence<'a>>, h: &
             }
         }
         Op::BigAppend { entity, size } => {
-            let payload = vec![*size; 200 + 2 * usize::from(*size)];
+            let salts: Vec<u32> = active_salt(ctx.disk)
+                .into_iter()
+                .chain([ctx.salts.peek()])
+                .collect();
+            let payload = RawBytes(big_payload(*size, store.frontier().written, &salts));
             match store.append(&coord(*entity), kind(), &payload) {
                 Ok(r) => h.ack(&r),
                 Err(e) => note(Err(e), h),
@@ -387,7 +508,11 @@ const CRASH_OPTIONS: CrashOptions = CrashOptions {
 
 /// Runs the workload and takes the crash image (with the fence, if any, still open).
 fn run_workload(disk: &SimDisk, input: &RecoveryInput) -> Workload {
-    let store = Store::open(config(disk, input.deferred))
+    let ctx = Ctx {
+        disk,
+        salts: Arc::default(),
+    };
+    let store = Store::open(config_with(disk, input.deferred, &ctx.salts))
         .unwrap_or_else(|e| panic!("open on an empty disk failed: {e}"));
     if let Some(f) = input.fault {
         let kind = if f.persistent {
@@ -400,7 +525,7 @@ fn run_workload(disk: &SimDisk, input: &RecoveryInput) -> Workload {
     let mut h = History::default();
     let mut fence: Option<OpenFence<'_>> = None;
     for op in input.ops.iter().take(OPS_MAX) {
-        run_op(&store, op, &mut fence, &mut h);
+        run_op(&store, &ctx, op, &mut fence, &mut h);
     }
     if let Some(f) = &fence {
         h.hidden_fences.insert(f.fence.token());
@@ -409,7 +534,7 @@ fn run_workload(disk: &SimDisk, input: &RecoveryInput) -> Workload {
     // quiet first (an asynchronous command, such as a dropped fence's cancel, may still be in
     // flight), so no record lands between them.
     quiesce(&store);
-    let written = scan_log(disk, Path::new(DIR), FRAME_BYTES_MAX_DEFAULT);
+    let written = scan_log(disk, Path::new(DIR));
     let written_units = WrittenLog::read(disk, Path::new(DIR)).ok();
     let durable_frontier = store.frontier().durable;
     // Subset images need the oracle's byte-level view to tell a hole from a torn tail; a log
@@ -499,14 +624,15 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
     let off = offset as u64;
     let n = pre.records.len();
     if off < SEGMENT_HEADER_BYTES as u64 {
-        // A damaged header: every record of this segment is lost; any makes it corruption.
+        // A damaged header: every record of this segment is lost. Frames are written only
+        // after a header is durable, so a damaged header with any bytes after it is
+        // corruption (spec/FORMAT.md).
         let k = pre
             .positions
             .iter()
             .position(|p| p.segment_id >= seg_id)
             .unwrap_or(n);
-        let has_records = pre.positions.iter().any(|p| p.segment_id == seg_id);
-        return Some((k, has_records));
+        return Some((k, bytes.len() > SEGMENT_HEADER_BYTES));
     }
     let k = pre
         .positions
@@ -514,7 +640,45 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
         .position(|p| p.segment_id == seg_id && off < p.offset + p.len)
         .filter(|&i| pre.positions.get(i).is_some_and(|p| off >= p.offset))
         .unwrap_or(n);
-    Some((k, k + 1 < n))
+    Some((k, k + 1 < n || valid_record_after_damage(disk)))
+}
+
+/// The recovery rule on a damaged image, from the format alone: after the first damage, is
+/// there a frame (checking out under its segment's salt, with a sequence recovery could still
+/// accept) where recovery looks? It looks after the damaged frame when that frame's length
+/// passes its head check, else from the next byte, then in every later segment.
+fn valid_record_after_damage(disk: &SimDisk) -> bool {
+    let dir = Path::new(DIR);
+    let scanned = scan_log(disk, dir);
+    let Some((seg, off, _)) = scanned.damage else {
+        return false;
+    };
+    let min_seq = scanned.records.len() as u64;
+    let name = |id| dir.join(batpak::log::segment::segment_file_name(id));
+    let bytes = disk.read_file(&name(seg)).unwrap_or_default();
+    let Ok(h) = decode_header(&bytes) else {
+        return bytes.len() > SEGMENT_HEADER_BYTES;
+    };
+    let at = usize::try_from(off).unwrap_or(usize::MAX);
+    let resume = match codec::peek_len(bytes.get(at..).unwrap_or(&[]), h.frame_max, h.salt) {
+        Ok(len) => at + codec::FRAME_HEADER_BYTES + len as usize,
+        Err(_) => at + 1,
+    };
+    if valid_frame_from(&bytes, resume, min_seq).is_some() {
+        return true;
+    }
+    disk.files()
+        .into_iter()
+        .filter(|p| p.parent() == Some(dir))
+        .filter_map(|p| {
+            let id = batpak::log::segment::parse_segment_file_name(p.file_name()?.to_str()?)?;
+            (id > seg).then_some(p)
+        })
+        .any(|p| {
+            let b = disk.read_file(&p).unwrap_or_default();
+            valid_frame_from(&b, 0, min_seq).is_some()
+                || (decode_header(&b).is_err() && b.len() > SEGMENT_HEADER_BYTES)
+        })
 }
 
 /// `BATPAK_FUZZ_TRACE=1` prints one line per run (for looking at what a corpus exercises).
@@ -572,7 +736,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     }
 
     let img = image.disk();
-    let pre = scan_log(&img, dir, FRAME_BYTES_MAX_DEFAULT);
+    let pre = scan_log(&img, dir);
     if trace() {
         eprintln!("history: {h:?}");
         for (r, p) in written.records.iter().zip(&written.positions) {
@@ -592,16 +756,16 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
 
     let store = match (Store::open(config(&img, input.deferred).with_mutant(mutant)), damage) {
         (Ok(s), _) => s,
-        (Err(StoreError::CorruptSegment { .. }), Some((k, _))) if k < pre.records.len() => {
+        (Err(StoreError::CorruptSegment { .. }), Some((_, true))) => {
             return Outcome::DamageFailedClosed
         }
         (Err(e), damage) => panic!(
-            "recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
+            "INV-RECOVERY-IDEMPOTENT: recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
             image.describe(),
             pre.records.len()
         ),
     };
-    let post = scan_log(&img, dir, FRAME_BYTES_MAX_DEFAULT);
+    let post = scan_log(&img, dir);
     assert!(
         post.damage.is_none(),
         "INV-RECOVERY-IDEMPOTENT: the log does not scan clean after recovery: {:?}",
@@ -662,7 +826,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
         },
     );
     assert_eq!(
-        scan_log(&img2, dir, FRAME_BYTES_MAX_DEFAULT).records,
+        scan_log(&img2, dir).records,
         post.records,
         "INV-DURABLE: a power loss after the reopen changed the log the reopened store reported \
          durable (power loss: {})",
