@@ -6,7 +6,6 @@
 //! (INV-DEFINITE-ERRORS). [`StoreError::is_definite`] tells which.
 
 use crate::coordinate::CoordinateError;
-use crate::log::RecoveryError;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -278,29 +277,6 @@ impl StoreError {
 
     pub(crate) fn ser(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Serialization(Box::new(e))
-    }
-
-    pub(crate) fn from_recovery(e: RecoveryError) -> Self {
-        match e {
-            RecoveryError::Io { path, op, source } => Self::IoAt { path, op, source },
-            RecoveryError::Corruption {
-                file,
-                offset,
-                detail,
-            } => {
-                let segment_id = file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(crate::log::segment::parse_segment_file_name)
-                    .unwrap_or(u64::MAX);
-                Self::CorruptSegment {
-                    segment_id,
-                    file,
-                    offset,
-                    detail,
-                }
-            }
-        }
     }
 }
 

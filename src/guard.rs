@@ -34,7 +34,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use crate::pipeline::Proposal;
+use crate::event::{EventKind, EventPayload};
 use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -131,6 +131,34 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
+
+/// A payload offered for gate evaluation. Holding one proves nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal<T> {
+    payload: T,
+}
+
+impl<T> Proposal<T> {
+    /// Wraps a payload.
+    pub fn new(payload: T) -> Self {
+        Self { payload }
+    }
+
+    /// The wrapped payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// Unwraps the payload.
+    pub fn into_payload(self) -> T {
+        self.payload
+    }
+
+    /// Transforms the payload, keeping it a proposal.
+    pub fn map<U, F: FnOnce(T) -> U>(self, f: F) -> Proposal<U> {
+        Proposal::new(f(self.payload))
+    }
+}
 
 /// Proof that a payload passed every gate of a [`GateSet`].
 ///
@@ -374,4 +402,18 @@ impl<Ctx> fmt::Debug for GateSet<Ctx> {
             .field("gates", &self.names())
             .finish()
     }
+}
+
+/// The payload of a denial the store records (`Store::append_denial`): kind
+/// [`EventKind::SYSTEM_DENIAL`], on the denied entity's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialRecord {
+    /// The denial.
+    pub denial: Denial,
+    /// Which gates permitted, denied or were skipped.
+    pub trace: DecisionTrace,
+}
+
+impl EventPayload for DenialRecord {
+    const KIND: EventKind = EventKind::SYSTEM_DENIAL;
 }

@@ -5,9 +5,10 @@
 //! sees a prefix of the publish order, never half a batch or fence (INV-READ-ISOLATION); the
 //! index only ever grows (INV-MONOTONE-VISIBLE).
 
-use crate::coordinate::{Coordinate, Region};
+use crate::append::DiskPos;
+use crate::coordinate::Coordinate;
 use crate::event::{EventKind, HashChain};
-use crate::log::DiskPos;
+use crate::region::{KindFilter, Region};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -283,7 +284,7 @@ impl Index {
         if let Some(scope) = &region.scope {
             return self.scope_list(scope).map(from_list).unwrap_or_default();
         }
-        if let crate::coordinate::KindFilter::Exact(k) = region.fact {
+        if let KindFilter::Exact(k) = region.fact {
             return self
                 .by_kind
                 .get(&k.as_raw())

@@ -71,11 +71,13 @@ pub mod trace;
 
 pub mod env;
 
+pub mod append;
 pub mod codec;
 pub mod coordinate;
 pub mod error;
 pub mod event;
 pub mod log;
+pub mod region;
 
 pub mod index;
 pub mod writer;

@@ -34,39 +34,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::append::AppendReceipt;
 use crate::error::StoreError;
+pub use crate::guard::Proposal;
 use crate::guard::{DecisionTrace, Denial, GateSet, Receipt};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
-
-/// A payload offered for gate evaluation. Holding one proves nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proposal<T> {
-    payload: T,
-}
-
-impl<T> Proposal<T> {
-    /// Wraps a payload.
-    pub fn new(payload: T) -> Self {
-        Self { payload }
-    }
-
-    /// The wrapped payload.
-    pub fn payload(&self) -> &T {
-        &self.payload
-    }
-
-    /// Unwraps the payload.
-    pub fn into_payload(self) -> T {
-        self.payload
-    }
-
-    /// Transforms the payload, keeping it a proposal.
-    pub fn map<U, F: FnOnce(T) -> U>(self, f: F) -> Proposal<U> {
-        Proposal::new(f(self.payload))
-    }
-}
 
 /// What the caller's commit closure wrote: the store's id, sequence and content hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,9 +58,7 @@ impl CommitMetadata {
     /// None in this crate (there is no genesis marker to contradict); the `Result` is
     /// upstream's signature, so `CommitMetadata::from_append_receipt(r)` can be a commit
     /// closure's tail expression.
-    pub fn from_append_receipt(
-        receipt: impl Borrow<crate::store::AppendReceipt>,
-    ) -> Result<Self, StoreError> {
+    pub fn from_append_receipt(receipt: impl Borrow<AppendReceipt>) -> Result<Self, StoreError> {
         let receipt = receipt.borrow();
         Self::new(receipt.event_id, receipt.sequence, receipt.content_hash)
     }

@@ -1,5 +1,5 @@
 //! `use batpak::prelude::*;` brings in what a typical program needs.
-pub use crate::coordinate::{Coordinate, CoordinateError, KindFilter, Region};
+pub use crate::coordinate::{Coordinate, CoordinateError};
 pub use crate::error::{BatchStage, StoreError};
 pub use crate::event::{
     Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain, StoredEvent,
@@ -9,6 +9,7 @@ pub use crate::index::IndexEntry;
 pub use crate::pipeline::{
     BypassAudit, BypassReason, BypassReceipt, CommitMetadata, Committed, Pipeline, Proposal,
 };
+pub use crate::region::{KindFilter, Region};
 pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
     DenialRecord, Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode,

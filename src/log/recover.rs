@@ -26,11 +26,11 @@
 //! Recovery streams through segments with a bounded buffer (it never holds more than one
 //! read window plus one frame of at most the maximum frame size).
 
-use super::record::Record;
 use super::segment::{
     decode_header, parse_segment_file_name, segment_file_name, DiskPos, HeaderError,
     SEGMENT_HEADER_BYTES,
 };
+use crate::codec::Record;
 use crate::codec::{self, DecodeError, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
 use std::fmt;
@@ -121,6 +121,33 @@ impl std::error::Error for RecoveryError {
         match self {
             Self::Io { source, .. } => Some(source),
             Self::Corruption { .. } => None,
+        }
+    }
+}
+
+impl From<RecoveryError> for crate::error::StoreError {
+    /// An I/O error keeps its path and operation; corruption names its segment (parsed from
+    /// the file name, `u64::MAX` for a file that is not a segment).
+    fn from(e: RecoveryError) -> Self {
+        match e {
+            RecoveryError::Io { path, op, source } => Self::IoAt { path, op, source },
+            RecoveryError::Corruption {
+                file,
+                offset,
+                detail,
+            } => {
+                let segment_id = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_segment_file_name)
+                    .unwrap_or(u64::MAX);
+                Self::CorruptSegment {
+                    segment_id,
+                    file,
+                    offset,
+                    detail,
+                }
+            }
         }
     }
 }

@@ -18,7 +18,6 @@
 use crate::codec::{FRAME_BODY_MIN_BYTES, FRAME_BYTES_LIMIT};
 use crate::env::{Disk, DiskFile, Entropy};
 use crate::sync::StdArc;
-use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -34,16 +33,7 @@ const _: () = assert!(SEGMENT_HEADER_BYTES == 8 + 4 + 8 + 8 + 4 + 4 + 4);
 /// Header size of format version 1 (recognised only to refuse it by name).
 const V1_HEADER_BYTES: usize = 32;
 
-/// Where a record's frame sits on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DiskPos {
-    /// Segment id.
-    pub segment_id: u64,
-    /// Byte offset of the frame in the segment.
-    pub offset: u64,
-    /// Frame length in bytes (header + body).
-    pub length: u32,
-}
+pub use crate::append::DiskPos;
 
 /// The file name of segment `id`.
 pub fn segment_file_name(id: u64) -> String {

@@ -18,6 +18,7 @@ pub use outbox::Outbox;
 pub use ticket::{AppendTicket, BatchAppendTicket};
 
 pub use crate::error::{BatchStage, StoreError};
+pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
 pub use crate::writer::state::Mutant;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
@@ -43,19 +44,6 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 use ticket::{wait_reply, FenceWatch};
-
-/// The payload of a denial recorded by [`Store::append_denial`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DenialRecord {
-    /// The denial.
-    pub denial: crate::guard::Denial,
-    /// Which gates permitted, denied or were skipped.
-    pub trace: crate::guard::DecisionTrace,
-}
-
-impl EventPayload for DenialRecord {
-    const KIND: EventKind = EventKind::SYSTEM_DENIAL;
-}
 
 /// Marker: a store open for reading and writing.
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +220,7 @@ impl Store<Open> {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         #[cfg(feature = "tla-trace")]
         if let Some(sink) = &self.cfg.trace {
-            return crate::trace::send_traced(sink, tx, cmd);
+            return crate::writer::trace::send_traced(sink, tx, cmd);
         }
         tx.send(cmd).map_err(|_| StoreError::WriterCrashed)
     }
@@ -264,7 +252,7 @@ impl Store<Open> {
         }
         #[cfg(feature = "tla-trace")]
         let sent = match &self.cfg.trace {
-            Some(sink) => crate::trace::try_send_traced(sink, tx, cmd),
+            Some(sink) => crate::writer::trace::try_send_traced(sink, tx, cmd),
             None => tx.try_send(cmd),
         };
         #[cfg(not(feature = "tla-trace"))]
@@ -1108,7 +1096,7 @@ fn send_detached_traced(
     tx: &Sender<Command>,
     cmd: Command,
 ) -> Result<(), String> {
-    match crate::trace::try_send_traced(sink, tx, cmd) {
+    match crate::writer::trace::try_send_traced(sink, tx, cmd) {
         Ok(()) => Ok(()),
         Err(TrySendError::Disconnected(_)) => Err("writer channel disconnected".into()),
         Err(TrySendError::Full(cmd)) => {
@@ -1117,7 +1105,7 @@ fn send_detached_traced(
             crate::sync::thread::Builder::new()
                 .name("batpak-fence-drop-cancel".into())
                 .spawn(move || {
-                    if crate::trace::send_traced(&sink, &tx, cmd).is_err() {
+                    if crate::writer::trace::send_traced(&sink, &tx, cmd).is_err() {
                         tracing::warn!("fence drop-cancel: writer gone before the cancel landed");
                     }
                 })
@@ -1301,7 +1289,7 @@ fn recover_state(
         }
         _ => log::recover(disk, &cfg.dir, &mut visit),
     }
-    .map_err(StoreError::from_recovery)?;
+    .map_err(StoreError::from)?;
     state.ready = state.finish_recovery();
     publish(&mut state, &mut index);
     crate::trace::tla_trace!(

@@ -729,7 +729,7 @@ impl WriterState {
     /// Emits `Refuse` for the refusals the spec models (nothing for other errors).
     #[cfg(feature = "tla-trace")]
     fn trace_refusal(env: &StepEnv<'_>, e: &StoreError) {
-        if let Some(status) = crate::trace::refusal(e) {
+        if let Some(status) = crate::writer::trace::refusal(e) {
             tla_trace!(env.trace, "Refuse", status, Vec::new());
         }
     }

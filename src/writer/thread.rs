@@ -555,7 +555,7 @@ impl Writer {
             // must precede the replies either way. (Taken even without a sink: no growth.)
             let units = std::mem::take(&mut self.state.trace_units);
             if let Some(sink) = self.cfg.trace.as_deref() {
-                for ev in crate::trace::publish_events(&units, &ready) {
+                for ev in crate::writer::trace::publish_events(&units, &ready) {
                     sink.emit(ev);
                 }
             }

@@ -13,8 +13,10 @@
 //! anything is read, and records borrow their strings and payload from the input.
 //! See `spec/FORMAT.md` for the byte layout.
 
-use crate::log::record::Record;
+mod record;
+
 use bincode::Options;
+pub use record::{EventRecord, Record, RecordBody, Unit};
 use std::fmt;
 
 /// Bytes of frame header before the body: length (4) + head check (4) + CRC (4).
@@ -277,7 +279,7 @@ pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::record::{EventRecord, RecordBody, Unit};
+    use super::{EventRecord, RecordBody, Unit};
     use proptest::prelude::*;
 
     const SALT: u32 = 0x5A17_5A17;

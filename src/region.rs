@@ -1,0 +1,124 @@
+//! Regions: what a query selects (an entity namespace, a scope, kinds, an entity clock range).
+
+use crate::coordinate::Coordinate;
+use crate::event::EventKind;
+
+/// Which kinds a region selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KindFilter {
+    /// Exactly this kind.
+    Exact(EventKind),
+    /// Every kind of this category.
+    Category(u8),
+    /// Any kind.
+    #[default]
+    Any,
+}
+
+impl KindFilter {
+    /// Whether `kind` passes the filter.
+    pub fn matches(&self, kind: EventKind) -> bool {
+        match self {
+            KindFilter::Exact(k) => *k == kind,
+            KindFilter::Category(c) => kind.category() == *c,
+            KindFilter::Any => true,
+        }
+    }
+}
+
+/// A selection of events for `Store::query`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Region {
+    /// Entity namespace prefix: matches the entity itself or `prefix:`-children.
+    pub entity_prefix: Option<String>,
+    /// Exact scope.
+    pub scope: Option<String>,
+    /// Kind filter.
+    pub fact: KindFilter,
+    /// Inclusive per-entity clock range.
+    pub clock_range: Option<(u32, u32)>,
+}
+
+impl Region {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Events of entities equal to `prefix` or in its namespace (`prefix:` followed by more).
+    pub fn entity(prefix: impl Into<String>) -> Self {
+        Self {
+            entity_prefix: Some(prefix.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Events in scope `s`.
+    pub fn scope(s: impl Into<String>) -> Self {
+        Self {
+            scope: Some(s.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Restricts to scope `s`.
+    pub fn with_scope(mut self, s: impl Into<String>) -> Self {
+        self.scope = Some(s.into());
+        self
+    }
+
+    /// Restricts to kinds passing `filter`.
+    pub fn with_fact(mut self, filter: KindFilter) -> Self {
+        self.fact = filter;
+        self
+    }
+
+    /// Restricts to one kind category.
+    pub fn with_fact_category(mut self, category: u8) -> Self {
+        self.fact = KindFilter::Category(category);
+        self
+    }
+
+    /// Restricts to per-entity clocks in `lo..=hi`.
+    pub fn with_clock_range(mut self, range: (u32, u32)) -> Self {
+        self.clock_range = Some(range);
+        self
+    }
+
+    /// Whether an entity name is selected by the entity prefix.
+    pub fn matches_entity(&self, entity: &str) -> bool {
+        match &self.entity_prefix {
+            None => true,
+            Some(p) => {
+                entity == p
+                    || (entity.len() > p.len()
+                        && entity.starts_with(p.as_str())
+                        && entity.as_bytes().get(p.len()) == Some(&b':'))
+            }
+        }
+    }
+
+    /// Whether an event at `coord` of `kind` with entity clock `clock` is selected.
+    pub fn matches(&self, coord: &Coordinate, kind: EventKind, clock: u32) -> bool {
+        self.matches_entity(coord.entity())
+            && self.scope.as_deref().is_none_or(|s| s == coord.scope())
+            && self.fact.matches(kind)
+            && self
+                .clock_range
+                .is_none_or(|(lo, hi)| lo <= clock && clock <= hi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_prefix_is_a_namespace_match() {
+        let r = Region::entity("order");
+        assert!(r.matches_entity("order"));
+        assert!(r.matches_entity("order:1"));
+        assert!(!r.matches_entity("orders"));
+        assert!(!r.matches_entity("ord"));
+    }
+}
