@@ -10,16 +10,26 @@ import? 'model/models.just'
 test:
     cargo test --workspace
 
+# The mutant build (`--cfg batpak_mutant`, see src/mutant.rs): every test again, the seeded-bug
+# witnesses included (they exist only in this build). Its own target dir.
+test-mutants:
+    RUSTFLAGS="--cfg batpak_mutant" cargo test --workspace --target-dir target/mutant
+
+# Lints of the mutant build (its witnesses are compiled only there).
+lint-mutants:
+    RUSTFLAGS="--cfg batpak_mutant" cargo clippy --workspace --all-targets --target-dir target/mutant -- -D warnings
+
 # Prove the loom and shuttle arms of the sync shim (and everything using it) compile and are
 # lint-clean (clippy runs the compiler's checks too).
 check-models-compile:
-    RUSTFLAGS="--cfg loom" cargo clippy --workspace --lib --target-dir target/loom -- -D warnings
-    RUSTFLAGS="--cfg shuttle" cargo clippy --workspace --lib --target-dir target/shuttle -- -D warnings
+    RUSTFLAGS="--cfg loom --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/loom -- -D warnings
+    RUSTFLAGS="--cfg shuttle --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/shuttle -- -D warnings
 
 # Formatting and lints.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    just lint-mutants
 
 # Model checks at CI size: the model arms compile; TLC on the spec, its mutants and the
 # oracle/TLC agreement; crash states and I/O faults against the oracle (release); trace
@@ -51,4 +61,4 @@ bench:
     cargo bench --bench throughput
 
 # Everything CI runs.
-ci: lint test model-check
+ci: lint test test-mutants model-check

@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "=== mutants under loom (bound <= 2)"
-RUSTFLAGS="--cfg loom" cargo test -p batpak-model --release --target-dir target/loom \
+RUSTFLAGS="--cfg loom --cfg batpak_mutant" cargo test -p batpak-model --release --target-dir target/loom \
   --test mutants -- --nocapture
 echo "=== mutants under shuttle (PCT depth 3, <= 5,000 iterations)"
-RUSTFLAGS="--cfg shuttle" cargo test -p batpak-model --release --target-dir target/shuttle \
+RUSTFLAGS="--cfg shuttle --cfg batpak_mutant" cargo test -p batpak-model --release --target-dir target/shuttle \
   --test mutants -- --nocapture
 echo "=== every mutant caught"

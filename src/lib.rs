@@ -67,6 +67,8 @@
 
 pub mod sync;
 
+mod mutant;
+
 pub mod trace;
 
 pub mod env;

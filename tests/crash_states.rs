@@ -9,9 +9,11 @@ mod common;
 use batpak::coordinate::Coordinate;
 use batpak::env::SimDisk;
 use batpak::event::EventKind;
-use batpak::store::{Mutant, Store, StoreError};
+use batpak::store::{Store, StoreError};
+#[cfg(batpak_mutant)]
+use common::crash::Violation;
 use common::crash::{
-    config, enumerate_crash_states, inject_io_errors, visible, Mode, Stats, Violation,
+    config, enumerate_crash_states, inject_io_errors, visible, Mode, Mutant, Stats,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -76,6 +78,7 @@ fn io_error_injection_deferred_mode() {
 // ---------------------------------------------------------------------------- mutants
 
 /// Runs the enumeration with a seeded bug and returns the violation the checker reports.
+#[cfg(batpak_mutant)]
 fn caught(mutant: Mutant, deferred: bool) -> Violation {
     let mode = Mode { deferred, mutant };
     let mut stats = Stats::default();
@@ -91,30 +94,35 @@ fn caught(mutant: Mutant, deferred: bool) -> Violation {
     }
 }
 
+#[cfg(batpak_mutant)]
 fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
     let v = caught(mutant, deferred);
     assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_recovery_keeps_partial_batch_is_caught() {
-    assert_caught(Mutant::RecoveryKeepsPartialBatch, false, "INV-BATCH-ATOMIC");
+fn mutant_recover_partial_batch_is_caught() {
+    assert_caught(Mutant::RecoverPartialBatch, false, "INV-BATCH-ATOMIC");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_recovery_hides_after_unfinished_unit_is_caught() {
+fn mutant_recovery_stops_at_hidden_unit_is_caught() {
     assert_caught(
-        Mutant::RecoveryHidesAfterUnfinishedUnit,
+        Mutant::RecoveryStopsAtHiddenUnit,
         false,
         "INV-NO-COLLATERAL",
     );
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_recovery_ignores_fences_is_caught() {
-    assert_caught(Mutant::RecoveryIgnoresFences, false, "INV-FENCE-CRASH");
+fn mutant_recover_open_fence_visible_is_caught() {
+    assert_caught(Mutant::RecoverOpenFenceVisible, false, "INV-FENCE-CRASH");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_recovery_keeps_torn_tail_is_caught() {
     assert_caught(
@@ -124,6 +132,7 @@ fn mutant_recovery_keeps_torn_tail_is_caught() {
     );
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_raw_wall_clock_is_caught() {
     // Every reopen of the enumeration steps the clock back; the raw reading then puts the
@@ -131,31 +140,37 @@ fn mutant_raw_wall_clock_is_caught() {
     assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_ack_before_fsync_is_caught() {
     assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_publish_fence_early_is_caught() {
-    assert_caught(Mutant::PublishFenceEarly, false, "INV-FENCE-HIDDEN");
+fn mutant_visible_before_commit_is_caught() {
+    assert_caught(Mutant::VisibleBeforeCommit, false, "INV-FENCE-HIDDEN");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_fence_commit_without_sync_is_caught() {
-    assert_caught(Mutant::FenceCommitWithoutSync, true, "INV-FENCE-CRASH");
+fn mutant_fence_commit_ack_before_durable_is_caught() {
+    assert_caught(Mutant::FenceCommitAckBeforeDurable, true, "INV-FENCE-CRASH");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_cancel_publishes_is_caught() {
-    assert_caught(Mutant::CancelPublishes, false, "INV-NO-RESURRECT");
+fn mutant_cancel_as_commit_is_caught() {
+    assert_caught(Mutant::CancelAsCommit, false, "INV-NO-RESURRECT");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_recovery_renumbers_is_caught() {
     assert_caught(Mutant::RecoveryRenumbers, false, "INV-STABLE-SEQ");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_chain_restarts_in_fence_is_caught() {
     assert_caught(Mutant::ChainRestartsInFence, false, "INV-CHAIN");
@@ -164,6 +179,7 @@ fn mutant_chain_restarts_in_fence_is_caught() {
 /// No open-time fsync: a reopened store reports what it found in the page cache as durable;
 /// the power loss after the reopen (every crash image is read as a process crash's page cache)
 /// loses it.
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_recovery_trusts_page_cache_is_caught() {
     let v = caught(Mutant::RecoveryTrustsPageCache, false);
@@ -174,6 +190,7 @@ fn mutant_recovery_trusts_page_cache_is_caught() {
 /// A roll that does not sync the segment it seals: in deferred mode the old segment's tail is
 /// unsynced when the new segment (synced) appears, so a power loss leaves a log that skips
 /// sequences, which recovery refuses.
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_roll_skips_seal_sync_is_caught() {
     let v = caught(Mutant::RollSkipsSealSync, true);
@@ -182,6 +199,7 @@ fn mutant_roll_skips_seal_sync_is_caught() {
 }
 
 /// Runs the I/O fault injection with a seeded bug and returns the violation reported.
+#[cfg(batpak_mutant)]
 fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
     let mode = Mode { deferred, mutant };
     let mut stats = Stats::default();
@@ -196,14 +214,16 @@ fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
 
 /// Retrying a failed fsync and acknowledging when the retry succeeds: the failed fsync marked
 /// the pages clean without writing them, so the acknowledged event is in no power-loss state.
+#[cfg(batpak_mutant)]
 #[test]
-fn mutant_no_latch_after_failed_fsync_is_caught() {
-    let v = caught_by_faults(Mutant::NoLatchAfterFailedFsync, false);
+fn mutant_fsync_retry_acks_is_caught() {
+    let v = caught_by_faults(Mutant::FsyncRetryAcks, false);
     assert_eq!(v.inv, "INV-DURABLE", "{v}");
 }
 
 /// A write failing with ENOSPC taken as done: the event is acknowledged durable but its bytes
 /// never made it to the log.
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_no_space_swallowed_is_caught() {
     let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
@@ -290,6 +310,7 @@ fn torn_tail_is_cut_and_stays_cut() {
     assert_eq!(visible(&store).len(), 4);
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
     let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);

@@ -8,20 +8,28 @@
 
 use batpak::env::ManualClock;
 use batpak::prelude::*;
+#[cfg(batpak_mutant)]
 use batpak::store::Mutant;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// How a test configures the store's seeded bug: [`real`] for the real store; the mutant
+/// witnesses (mutant build only, `--cfg batpak_mutant`) seed one with `with_mutant`.
+type Seed = fn(StoreConfig) -> StoreConfig;
+
+/// The real store: no seeded bug.
+fn real(c: StoreConfig) -> StoreConfig {
+    c
+}
 
 const KIND: EventKind = EventKind::custom(0x4, 2);
 const T0: i64 = 1_700_000_000_000_000;
 const HOUR_US: i64 = 3_600_000_000;
 const TEN_YEARS_US: i64 = 10 * 365 * 24 * HOUR_US;
 
-fn cfg(dir: &Path, clock: &Arc<ManualClock>, mutant: Mutant) -> StoreConfig {
-    StoreConfig::new(dir)
-        .with_clock_source(clock.clone())
-        .with_mutant(mutant)
+fn cfg(dir: &Path, clock: &Arc<ManualClock>, seed: Seed) -> StoreConfig {
+    seed(StoreConfig::new(dir).with_clock_source(clock.clone()))
 }
 
 /// The witness: along the store's sequence order and along every entity, `wall_ms` never
@@ -84,9 +92,9 @@ fn wall_ms(store: &Store, r: &AppendReceipt) -> u64 {
 /// Steps the clock back two hours, forward past the store's time, closes, and reopens with a
 /// clock two hours behind the last event; checks the witness after each phase and returns the
 /// first violation.
-fn step_back_and_forward_across_a_reopen(dir: &Path, mutant: Mutant) -> Result<(), String> {
+fn step_back_and_forward_across_a_reopen(dir: &Path, seed: Seed) -> Result<(), String> {
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Store::open(cfg(dir, &clock, mutant)).unwrap();
+    let store = Store::open(cfg(dir, &clock, seed)).unwrap();
     let a1 = append(&store, "a", 1);
     let b1 = append(&store, "b", 1);
     assert_eq!(wall_ms(&store, &a1), u64::try_from(T0 / 1000).unwrap());
@@ -111,9 +119,9 @@ fn step_back_and_forward_across_a_reopen(dir: &Path, mutant: Mutant) -> Result<(
     store.close().unwrap();
 
     // Reopen on a machine whose clock is two hours behind the log.
-    let last_ms = wall_ms_max(dir, &clock, mutant);
+    let last_ms = wall_ms_max(dir, &clock, seed);
     clock.set(T0 - 2 * HOUR_US);
-    let store = Store::open(cfg(dir, &clock, mutant)).unwrap();
+    let store = Store::open(cfg(dir, &clock, seed)).unwrap();
     let a4 = append(&store, "a", 4);
     let c1 = append(&store, "c", 1);
     check_hlc(&store)?;
@@ -132,15 +140,15 @@ fn step_back_and_forward_across_a_reopen(dir: &Path, mutant: Mutant) -> Result<(
     );
     check_hlc(&store)?;
     store.close().unwrap();
-    let store = Store::open(cfg(dir, &clock, mutant)).unwrap();
+    let store = Store::open(cfg(dir, &clock, seed)).unwrap();
     let r = check_hlc(&store);
     store.close().unwrap();
     r
 }
 
 /// The largest wall_ms in the store (opened and closed again).
-fn wall_ms_max(dir: &Path, clock: &Arc<ManualClock>, mutant: Mutant) -> u64 {
-    let store = Store::open(cfg(dir, clock, mutant)).unwrap();
+fn wall_ms_max(dir: &Path, clock: &Arc<ManualClock>, seed: Seed) -> u64 {
+    let store = Store::open(cfg(dir, clock, seed)).unwrap();
     let m = store
         .query(&Region::all())
         .iter()
@@ -154,14 +162,14 @@ fn wall_ms_max(dir: &Path, clock: &Arc<ManualClock>, mutant: Mutant) -> u64 {
 #[test]
 fn wall_ms_never_goes_backwards_when_the_clock_steps_back_and_forward_across_a_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    step_back_and_forward_across_a_reopen(tmp.path(), Mutant::None).unwrap();
+    step_back_and_forward_across_a_reopen(tmp.path(), real).unwrap();
 }
 
 #[test]
 fn a_clock_jumping_ten_years_ahead_then_to_1970_keeps_wall_ms_monotone_and_holds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Store::open(cfg(tmp.path(), &clock, Mutant::None)).unwrap();
+    let store = Store::open(cfg(tmp.path(), &clock, real)).unwrap();
     append(&store, "a", 1);
     // A wrong clock reading ten years ahead is accepted (the store has no other clock to
     // judge it by): the store's time moves there ...
@@ -180,7 +188,7 @@ fn a_clock_jumping_ten_years_ahead_then_to_1970_keeps_wall_ms_monotone_and_holds
     store.close().unwrap();
     // Across a reopen at the right time, still held (recovered from the log).
     clock.set(T0 + 1_000_000);
-    let store = Store::open(cfg(tmp.path(), &clock, Mutant::None)).unwrap();
+    let store = Store::open(cfg(tmp.path(), &clock, real)).unwrap();
     let r = append(&store, "a", 4);
     assert!(wall_ms(&store, &r) >= future_ms);
     check_hlc(&store).unwrap();
@@ -196,7 +204,7 @@ fn a_clock_jumping_ten_years_ahead_then_to_1970_keeps_wall_ms_monotone_and_holds
 fn a_store_created_with_the_clock_at_1970_or_before_stamps_zero_and_then_follows_the_clock() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(-5_000_000));
-    let store = Store::open(cfg(tmp.path(), &clock, Mutant::None)).unwrap();
+    let store = Store::open(cfg(tmp.path(), &clock, real)).unwrap();
     let r = append(&store, "a", 1);
     assert_eq!(wall_ms(&store, &r), 0);
     clock.set(T0);
@@ -210,7 +218,7 @@ fn a_store_created_with_the_clock_at_1970_or_before_stamps_zero_and_then_follows
 fn a_batch_and_a_fence_written_while_the_clock_steps_back_stay_monotone() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Store::open(cfg(tmp.path(), &clock, Mutant::None)).unwrap();
+    let store = Store::open(cfg(tmp.path(), &clock, real)).unwrap();
     append(&store, "a", 1);
     clock.advance(-HOUR_US);
     let items = (0..5)
@@ -237,10 +245,12 @@ fn a_batch_and_a_fence_written_while_the_clock_steps_back_stay_monotone() {
     store.close().unwrap();
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_raw_wall_clock_is_caught_by_the_hlc_witness() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = step_back_and_forward_across_a_reopen(tmp.path(), Mutant::RawWallClock)
-        .expect_err("the seeded bug RawWallClock was not caught");
+    let err =
+        step_back_and_forward_across_a_reopen(tmp.path(), |c| c.with_mutant(Mutant::RawWallClock))
+            .expect_err("the seeded bug RawWallClock was not caught");
     assert!(err.starts_with("INV-HLC-MONOTONE"), "reported as {err}");
 }

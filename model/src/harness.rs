@@ -1,10 +1,11 @@
 //! What every scenario shares: the deterministic store configuration, helpers to read what
 //! is visible, and a clock that can hold the writer still.
 
+use crate::Mutant;
 use batpak::coordinate::{Coordinate, Region};
 use batpak::env::{Clock, CounterIds, ManualClock, SimDisk};
 use batpak::event::EventKind;
-use batpak::store::{Mutant, Store, StoreConfig};
+use batpak::store::{Store, StoreConfig};
 use batpak::sync::{Arc, Condvar, Mutex, StdArc};
 
 /// The data directory on the simulated disk.
@@ -29,11 +30,11 @@ pub fn config(disk: &SimDisk, mutant: Mutant) -> StoreConfig {
 
 /// [`config`] with another clock (e.g. a [`StallClock`]).
 pub fn config_with_clock(disk: &SimDisk, mutant: Mutant, clock: StdArc<dyn Clock>) -> StoreConfig {
-    StoreConfig::new(DIR)
+    let cfg = StoreConfig::new(DIR)
         .with_disk(StdArc::new(disk.clone()))
         .with_clock_source(clock)
-        .with_id_source(StdArc::new(CounterIds::new(1)))
-        .with_mutant(mutant)
+        .with_id_source(StdArc::new(CounterIds::new(1)));
+    crate::seed(cfg, mutant)
 }
 
 /// Opens the store or panics with the error.

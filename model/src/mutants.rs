@@ -2,16 +2,16 @@
 //! files.
 
 use crate::scenarios::{FenceEnd, Scenario};
-use batpak::store::Mutant;
+use crate::Mutant;
 
 /// Every run-time mutant the scenarios use, by name (`format!("{m:?}")`).
 pub const MUTANTS: &[Mutant] = &[
     Mutant::None,
     Mutant::AckBeforeFsync,
-    Mutant::PublishFenceEarly,
-    Mutant::CancelPublishes,
+    Mutant::VisibleBeforeCommit,
+    Mutant::CancelAsCommit,
     Mutant::DropBlocks,
-    Mutant::PublishSplit,
+    Mutant::BatchPublishPerEvent,
     Mutant::BackpressureAfterSend,
 ];
 
@@ -34,7 +34,7 @@ pub struct Witness {
 
 /// Which seeded bug each scenario is shown to catch.
 ///
-/// `Mutant::FenceCommitWithoutSync` is not listed for (e): in the default durable mode every
+/// `Mutant::FenceCommitAckBeforeDurable` is not listed for (e): in the default durable mode every
 /// group is fsynced anyway, so that mutant changes nothing there (a std probe of 50 runs per
 /// crash point never saw it); it needs deferred mode, which relies on timeouts the models do
 /// not have.
@@ -53,21 +53,25 @@ pub fn witnesses() -> Vec<Witness> {
         one(
             'a',
             Scenario::FenceCommitVsReader,
-            Mutant::PublishFenceEarly,
+            Mutant::VisibleBeforeCommit,
         ),
-        one('a', Scenario::FenceCommitVsReader, Mutant::PublishSplit),
+        one(
+            'a',
+            Scenario::FenceCommitVsReader,
+            Mutant::BatchPublishPerEvent,
+        ),
         one(
             'b',
             Scenario::FenceEndVsOutbox(FenceEnd::Drop),
-            Mutant::CancelPublishes,
+            Mutant::CancelAsCommit,
         ),
         one(
             'b',
             Scenario::FenceEndVsOutbox(FenceEnd::Cancel),
-            Mutant::CancelPublishes,
+            Mutant::CancelAsCommit,
         ),
         one('c', Scenario::FenceDropFullChannel, Mutant::DropBlocks),
-        one('d', Scenario::BatchVsReader, Mutant::PublishSplit),
+        one('d', Scenario::BatchVsReader, Mutant::BatchPublishPerEvent),
         Witness {
             item: 'e',
             scenarios: crash_points(),

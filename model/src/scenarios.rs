@@ -16,8 +16,9 @@ use crate::harness::{
     close_shared, config, config_with_clock, coord, count, open, visible_entities, StallClock, DIR,
     KIND,
 };
+use crate::Mutant;
 use batpak::env::{CrashImage, CrashOptions, Disk, FaultKind, SimDisk};
-use batpak::store::{recover_visible, AppendTicket, Mutant, Store, StoreError};
+use batpak::store::{recover_visible, AppendTicket, Store, StoreError};
 use batpak::sync::atomic::{AtomicBool, Ordering};
 use batpak::sync::{thread, Arc, StdArc};
 use std::fmt;

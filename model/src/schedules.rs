@@ -2,7 +2,7 @@
 
 use crate::mutants::mutant_from_name;
 use crate::scenarios::Scenario;
-use batpak::store::Mutant;
+use crate::Mutant;
 use std::path::{Path, PathBuf};
 
 /// One saved schedule and what it is for.

@@ -296,6 +296,7 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
 /// The fail-closed check is live: recovery that cuts at the first damage without looking for
 /// valid records after it (mutant `RecoveryCutsAtHole`) silently drops the records after a
 /// hole; the subset images of an unsynced batch and append expose it.
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_recovery_cuts_at_hole_is_caught() {
     let mode = Mode {

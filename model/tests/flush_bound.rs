@@ -10,7 +10,7 @@
 
 use batpak::env::{CounterIds, ManualClock, SimDisk};
 use batpak::prelude::*;
-use batpak::store::Mutant;
+use batpak_model::Mutant;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,16 +21,13 @@ const STEP_US: i64 = 360_000_000; // a tenth of the interval
 /// The trickle; `Err` names the invariant when a record outlives its deadline unsynced.
 fn trickle(mutant: Mutant) -> Result<u64, String> {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
-    let store = Store::open(
-        StoreConfig::new("/db")
-            .with_disk(Arc::new(SimDisk::new()))
-            .with_clock_source(clock.clone())
-            .with_id_source(Arc::new(CounterIds::new(1)))
-            .with_sync_every_n_events(1000)
-            .with_flush_interval(INTERVAL)
-            .with_mutant(mutant),
-    )
-    .unwrap();
+    let cfg = StoreConfig::new("/db")
+        .with_disk(Arc::new(SimDisk::new()))
+        .with_clock_source(clock.clone())
+        .with_id_source(Arc::new(CounterIds::new(1)))
+        .with_sync_every_n_events(1000)
+        .with_flush_interval(INTERVAL);
+    let store = Store::open(batpak_model::seed(cfg, mutant)).unwrap();
     let coord = Coordinate::new("tick:1", "flush").unwrap();
     let kind = EventKind::custom(0x2, 2);
     let interval_us = INTERVAL.as_micros() as i64;
@@ -68,6 +65,7 @@ fn a_steady_trickle_is_flushed_within_the_interval_of_its_oldest_write() {
     assert!(durable >= 50, "durable frontier {durable} after 60 appends");
 }
 
+#[cfg(batpak_mutant)]
 #[test]
 fn mutant_flush_timer_restarts_is_caught() {
     let err = trickle(Mutant::FlushTimerRestarts).unwrap_err();

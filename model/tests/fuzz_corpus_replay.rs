@@ -4,11 +4,13 @@
 //! cargo-fuzz. Every finding gets a named test below as well.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::store::Mutant;
+#[cfg(batpak_mutant)]
+use batpak_model::fuzz_harness::Op;
 use batpak_model::fuzz_harness::{
-    forge_crc, frame_decode, frame_decode_structured, recovery, recovery_with, run_bytes, Op,
-    Outcome, RecoveryInput, StructuredFrame,
+    forge_crc, frame_decode, frame_decode_structured, recovery, recovery_with, run_bytes, Outcome,
+    RecoveryInput, StructuredFrame,
 };
+use batpak_model::Mutant;
 use std::path::{Path, PathBuf};
 
 const SEEDS_MIN: usize = 20;
@@ -140,6 +142,7 @@ fn a_failed_segment_roll_never_writes_frames_twice() {
 }
 
 /// A deferred workload whose batch and appends stay unsynced, crashed at `crash`.
+#[cfg(batpak_mutant)]
 fn unsynced_workload(crash: Vec<u8>) -> RecoveryInput {
     RecoveryInput {
         deferred: true,
@@ -170,6 +173,7 @@ fn unsynced_workload(crash: Vec<u8>) -> RecoveryInput {
 /// hole), for which `open` must fail closed at the hole. The seeded bug
 /// `RecoveryCutsAtHole` (recovery cuts at the first damage without looking further) passes
 /// every hole-free image and is caught on every image with a hole.
+#[cfg(batpak_mutant)]
 #[test]
 fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
     let (mut recovered, mut holes) = (0, 0);
@@ -202,7 +206,7 @@ fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
 /// The recovery seed corpus reaches every kind of ending: recovered images, holes that fail
 /// closed (subset crash images) and injected damage that fails closed; and some seed tears a
 /// payload holding frames of its own segment (the seeded bug `RecoveryLooksInsideTornFrame`
-/// fails on it).
+/// fails on it; checked in the mutant build).
 #[test]
 fn recovery_corpus_reaches_every_outcome() {
     let mut seen = std::collections::BTreeMap::new();
@@ -214,24 +218,27 @@ fn recovery_corpus_reaches_every_outcome() {
         });
     }
     println!("recovery corpus outcomes: {seen:?}");
-    // Some seed tears a payload that holds frames of its own segment.
-    let looks_inside_caught = inputs("corpus", "recovery")
-        .iter()
-        .filter(|(_, bytes)| {
-            let mut caught = false;
-            run_bytes::<RecoveryInput>(bytes, |input| {
-                caught = std::panic::catch_unwind(|| {
-                    recovery_with(input, Mutant::RecoveryLooksInsideTornFrame)
-                })
-                .is_err();
-            });
-            caught
-        })
-        .count();
-    assert!(
-        looks_inside_caught > 0,
-        "no recovery seed tears a frame-embedding payload"
-    );
+    // Some seed tears a payload that holds frames of its own segment (mutant build only).
+    #[cfg(batpak_mutant)]
+    {
+        let looks_inside_caught = inputs("corpus", "recovery")
+            .iter()
+            .filter(|(_, bytes)| {
+                let mut caught = false;
+                run_bytes::<RecoveryInput>(bytes, |input| {
+                    caught = std::panic::catch_unwind(|| {
+                        recovery_with(input, Mutant::RecoveryLooksInsideTornFrame)
+                    })
+                    .is_err();
+                });
+                caught
+            })
+            .count();
+        assert!(
+            looks_inside_caught > 0,
+            "no recovery seed tears a frame-embedding payload"
+        );
+    }
     for o in [
         Outcome::Recovered,
         Outcome::HoleFailedClosed,
@@ -246,6 +253,7 @@ fn recovery_corpus_reaches_every_outcome() {
 
 /// A workload whose last write is an event with frame-shaped payload bytes (frames sealed with
 /// the salt of the segment it lands in), crashed at `crash`.
+#[cfg(batpak_mutant)]
 fn torn_big_append(crash: Vec<u8>) -> RecoveryInput {
     RecoveryInput {
         deferred: true,
@@ -270,6 +278,7 @@ fn torn_big_append(crash: Vec<u8>) -> RecoveryInput {
 /// Crash images that tear that write recover as a torn tail; the seeded bug
 /// `RecoveryLooksInsideTornFrame` (look for valid records inside the torn frame) takes one of
 /// them for corruption and is caught, reported as INV-RECOVERY-IDEMPOTENT.
+#[cfg(batpak_mutant)]
 #[test]
 fn recovery_harness_tears_frame_embedding_payloads_and_catches_looking_inside() {
     let (mut recovered, mut caught) = (0, 0);
@@ -307,6 +316,7 @@ fn recovery_harness_tears_frame_embedding_payloads_and_catches_looking_inside() 
 /// then loses power after the reopen: a store that reports what it recovered as durable
 /// without syncing it (seeded bug `RecoveryTrustsPageCache`) is caught when the image keeps
 /// unsynced writes and the power loss drops them.
+#[cfg(batpak_mutant)]
 #[test]
 fn recovery_harness_catches_recovery_trusting_the_page_cache() {
     let mut input = unsynced_workload(vec![u8::MAX; 4]);

@@ -7,8 +7,8 @@
 #![cfg(loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::store::Mutant;
 use batpak_model::scenarios::{crash_mid_fence, FenceEnd, CRASH_OPS_MAX};
+use batpak_model::Mutant;
 use batpak_model::Scenario;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

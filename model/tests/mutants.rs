@@ -4,11 +4,12 @@
 //!
 //! A shuttle catch's schedule is saved as `model/schedules/<scenario>.<Mutant>.txt` (if not
 //! there yet), and `shuttle_saved_schedules_replay` replays it.
+#![cfg(batpak_mutant)]
 #![cfg(any(loom, shuttle))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::store::Mutant;
 use batpak_model::mutants::{witnesses, Witness};
+use batpak_model::Mutant;
 use batpak_model::Scenario;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -182,7 +183,7 @@ fn shuttle_pct_catches_every_mutant_within_5000_iterations() {
     );
 }
 
-/// PCT depth 3, fixed seed, at most 5,000 iterations (the slowest catch, (a) `PublishSplit`,
+/// PCT depth 3, fixed seed, at most 5,000 iterations (the slowest catch, (a) `BatchPublishPerEvent`,
 /// needs 1,210 at this seed: any change to the store's synchronisation steps moves where PCT
 /// lands, and 1,000 left too little margin); saves the catching schedule.
 #[cfg(shuttle)]

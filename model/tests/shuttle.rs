@@ -9,9 +9,10 @@
 #![cfg(shuttle)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::store::Mutant;
 use batpak_model::scenarios::{FenceEnd, CRASH_OPS_MAX};
+#[cfg(batpak_mutant)]
 use batpak_model::schedules::{self, SavedSchedule};
+use batpak_model::Mutant;
 use batpak_model::Scenario;
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::{Config, FailurePersistence, Runner};
@@ -100,6 +101,7 @@ fn shuttle_g_two_producers_backpressure() {
 /// scenario fail with that mutant (the witness still catches it there), and a schedule saved
 /// for the real store (`.None.txt`) now passes. Each replay runs in a child process (shuttle
 /// can panic again while unwinding a failed run); the child exits 3 on the first panic.
+#[cfg(batpak_mutant)]
 #[test]
 fn shuttle_saved_schedules_replay() {
     const CHILD_ENV: &str = "BATPAK_REPLAY_SCHEDULE";

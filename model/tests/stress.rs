@@ -3,8 +3,8 @@
 #![cfg(not(any(loom, shuttle)))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::store::Mutant;
 use batpak_model::scenarios::{crash_mid_fence, FenceEnd, CRASH_OPS_MAX};
+use batpak_model::Mutant;
 use batpak_model::Scenario;
 use std::time::Instant;
 

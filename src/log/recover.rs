@@ -33,6 +33,7 @@ use super::segment::{
 use crate::codec::Record;
 use crate::codec::{self, DecodeError, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
+use crate::mutant::{Bugs, Mutant};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -196,62 +197,24 @@ pub fn recover(
     dir: &Path,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, visit, Cut::TornTail)
+    recover_impl(disk, dir, visit, Bugs::default())
 }
 
-/// What recovery does at the first damage.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cut {
-    /// Cut it if nothing valid follows, fail closed otherwise (the real behaviour).
-    TornTail,
-    /// Seeded bug: leave it on disk.
-    Never,
-    /// Seeded bug: cut it without looking for valid records after it.
-    Blindly,
-    /// Seeded bug: look for valid records from the byte after the damage, inside the damaged
-    /// frame's own extent.
-    LookInside,
-}
-
-/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witness: a torn tail inside a segment's frames
-/// is classified but left on disk, so the next session appends after it.
-#[doc(hidden)]
-pub fn recover_without_cutting(
+/// [`recover`] with the seeded bug `bugs` (the mutant build's recovery mutants).
+pub(crate) fn recover_seeded(
     disk: &dyn Disk,
     dir: &Path,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
+    bugs: Bugs,
 ) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, visit, Cut::Never)
-}
-
-/// Seeded bug for the INV-CORRUPTION-FAILS-CLOSED witnesses: the first damage is always cut
-/// as a torn tail, even with valid records after it (a hole), which silently drops them.
-#[doc(hidden)]
-pub fn recover_cutting_blindly(
-    disk: &dyn Disk,
-    dir: &Path,
-    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
-) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, visit, Cut::Blindly)
-}
-
-/// Seeded bug for the INV-RECOVERY-IDEMPOTENT witnesses: after damage, valid records are
-/// looked for from the next byte on, inside the damaged frame's own extent, so a frame-shaped
-/// piece of a torn record's payload makes a routine torn tail look like corruption.
-#[doc(hidden)]
-pub fn recover_looking_inside_torn_frames(
-    disk: &dyn Disk,
-    dir: &Path,
-    visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
-) -> Result<RecoveryReport, RecoveryError> {
-    recover_impl(disk, dir, visit, Cut::LookInside)
+    recover_impl(disk, dir, visit, bugs)
 }
 
 fn recover_impl(
     disk: &dyn Disk,
     dir: &Path,
     visit: &mut dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String>,
-    cut: Cut,
+    bugs: Bugs,
 ) -> Result<RecoveryReport, RecoveryError> {
     let _span = tracing::info_span!("recover", dir = %dir.display()).entered();
     let names = disk.list(dir).map_err(io_err(dir, "list"))?;
@@ -273,7 +236,10 @@ fn recover_impl(
             None => report.active = Some((id, file_len)),
             // (A torn segment header is still removed: nothing can be appended after a
             // header that does not say the segment's salt.)
-            Some(damage) if cut == Cut::Never && damage.offset >= SEGMENT_HEADER_BYTES as u64 => {
+            Some(damage)
+                if bugs.has(Mutant::RecoveryKeepsTornTail)
+                    && damage.offset >= SEGMENT_HEADER_BYTES as u64 =>
+            {
                 report.active = Some((id, file_len));
                 report.torn_tail = Some(TornTail {
                     file: path,
@@ -284,7 +250,7 @@ fn recover_impl(
                 return Ok(report);
             }
             Some(mut damage) => {
-                if cut == Cut::LookInside {
+                if bugs.has(Mutant::RecoveryLooksInsideTornFrame) {
                     damage.resume = damage.offset + 1;
                 }
                 let later: &[u64] = ids.get(i + 1..).unwrap_or(&[]);
@@ -297,7 +263,7 @@ fn recover_impl(
                     damage,
                     later,
                     report,
-                    cut == Cut::Blindly,
+                    bugs.has(Mutant::RecoveryCutsAtHole),
                 );
             }
         }

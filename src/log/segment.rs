@@ -17,6 +17,7 @@
 
 use crate::codec::{FRAME_BODY_MIN_BYTES, FRAME_BYTES_LIMIT};
 use crate::env::{Disk, DiskFile, Entropy};
+use crate::mutant::{Bugs, Mutant};
 use crate::sync::StdArc;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -170,16 +171,6 @@ pub enum SyncMode {
     SyncData,
 }
 
-/// Seeded bugs of the segment writer, for the witnesses' mutant tests (never set in real use).
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SegmentBugs {
-    /// A roll does not sync the segment it seals.
-    pub roll_skips_seal_sync: bool,
-    /// A write that fails with `StorageFull` is taken as done.
-    pub swallow_no_space: bool,
-}
-
 /// Called when creating a segment failed, to free file descriptors held elsewhere (the
 /// readers' cache) before one more try; returns how many it closed.
 pub type FdRelief = StdArc<dyn Fn() -> usize + Send + Sync>;
@@ -230,7 +221,7 @@ pub struct SegmentWriter {
     /// Bytes written since the last sync.
     dirty: bool,
     opts: SegmentOptions,
-    bugs: SegmentBugs,
+    bugs: Bugs,
 }
 
 impl SegmentWriter {
@@ -266,7 +257,7 @@ impl SegmentWriter {
                         synced_len: SEGMENT_HEADER_BYTES as u64,
                         dirty: false,
                         opts,
-                        bugs: SegmentBugs::default(),
+                        bugs: Bugs::default(),
                     });
                 }
                 // Our own failed attempt left its file behind: report that attempt's error.
@@ -389,7 +380,7 @@ impl SegmentWriter {
             synced_len: 0,
             dirty: true,
             opts,
-            bugs: SegmentBugs::default(),
+            bugs: Bugs::default(),
         })
     }
 
@@ -399,17 +390,15 @@ impl SegmentWriter {
         self.force_sync()
     }
 
-    /// Seeded bug for the INV-DURABLE witnesses: counts the recovered segment as durable
-    /// without syncing it (recovery trusts the page cache).
-    #[doc(hidden)]
-    pub fn trust_recovered(&mut self) {
+    /// Seeded bug `RecoveryTrustsPageCache`: counts the recovered segment as durable without
+    /// syncing it.
+    pub(crate) fn trust_recovered(&mut self) {
         self.synced_len = self.len;
         self.dirty = false;
     }
 
-    /// Seeds bugs (for the mutant witnesses).
-    #[doc(hidden)]
-    pub fn seed_bugs(&mut self, bugs: SegmentBugs) {
+    /// Runs with the seeded bug `bugs` (the mutant build's witnesses; see [`crate::mutant`]).
+    pub(crate) fn seed_bugs(&mut self, bugs: Bugs) {
         self.bugs = bugs;
     }
 
@@ -456,7 +445,10 @@ impl SegmentWriter {
         }
         match self.file.append(bytes) {
             Ok(()) => {}
-            Err(e) if self.bugs.swallow_no_space && e.kind() == io::ErrorKind::StorageFull => {
+            Err(e)
+                if self.bugs.has(Mutant::NoSpaceSwallowed)
+                    && e.kind() == io::ErrorKind::StorageFull =>
+            {
                 tracing::warn!(error = %e, "seeded bug: a failed write is taken as done");
             }
             Err(e) => return Err(e),
@@ -485,7 +477,7 @@ impl SegmentWriter {
     /// Seals the active segment (sync, whoever wrote it) and starts the next one at
     /// `first_seq` (the next free id, see [`SegmentWriter::create`]).
     pub fn roll(&mut self, first_seq: u64) -> Result<(), RollError> {
-        if !self.bugs.roll_skips_seal_sync {
+        if !self.bugs.has(Mutant::RollSkipsSealSync) {
             self.force_sync().map_err(RollError::Seal)?;
         }
         let mut next = Self::create(

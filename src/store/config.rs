@@ -5,8 +5,10 @@ use crate::codec::FRAME_BYTES_LIMIT;
 use crate::coordinate::COORDINATE_PART_MAX_BYTES;
 use crate::env::{Clock, Disk, Entropy, FsDisk, IdSource, OsEntropy, RandomIds, SystemClock};
 use crate::error::StoreError;
+use crate::mutant::Bugs;
+#[cfg(batpak_mutant)]
+use crate::mutant::Mutant;
 use crate::sync::StdArc;
-use crate::writer::state::Mutant;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,7 +49,8 @@ pub struct StoreConfig {
     pub(crate) ids: StdArc<dyn IdSource>,
     pub(crate) disk: StdArc<dyn Disk>,
     pub(crate) entropy: StdArc<dyn Entropy>,
-    pub(crate) mutant: Mutant,
+    /// The seeded bug (mutant build only, see [`crate::mutant`]).
+    pub(crate) bugs: Bugs,
     #[cfg(feature = "tla-trace")]
     pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
 }
@@ -98,7 +101,7 @@ impl StoreConfig {
             ids: StdArc::new(RandomIds::default()),
             disk: StdArc::new(FsDisk),
             entropy: StdArc::new(OsEntropy),
-            mutant: Mutant::None,
+            bugs: Bugs::default(),
             #[cfg(feature = "tla-trace")]
             trace: None,
         }
@@ -236,10 +239,11 @@ impl StoreConfig {
         self
     }
 
-    /// Seeds a bug (test witnesses only).
+    /// Seeds a bug, for the invariant witnesses (mutant build only: `--cfg batpak_mutant`).
+    #[cfg(batpak_mutant)]
     #[doc(hidden)]
     pub fn with_mutant(mut self, mutant: Mutant) -> Self {
-        self.mutant = mutant;
+        self.bugs = Bugs::seed(mutant);
         self
     }
 

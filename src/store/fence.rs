@@ -55,7 +55,7 @@ impl<'a> VisibilityFence<'a> {
         Self {
             store,
             token,
-            watch: FenceWatch::new(token, store.cfg.mutant),
+            watch: FenceWatch::new(token, store.cfg.bugs),
             closed: false,
             _stays: std::marker::PhantomData,
         }

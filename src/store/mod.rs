@@ -20,7 +20,6 @@ pub use ticket::{AppendTicket, BatchAppendTicket};
 pub use crate::error::{BatchStage, StoreError};
 pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
-pub use crate::writer::state::Mutant;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
 
 use crate::codec;
@@ -28,8 +27,12 @@ use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
-use crate::log::segment::{segment_file_name, SegmentBugs};
+use crate::log::segment::segment_file_name;
 use crate::log::{self, RecordBody, SegmentWriter};
+#[cfg(batpak_mutant)]
+pub use crate::mutant::Mutant;
+#[cfg(not(batpak_mutant))]
+use crate::mutant::Mutant;
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{self, Sender, TrySendError};
 use crate::sync::{Arc, Mutex, StdArc};
@@ -157,10 +160,7 @@ impl Store<Open> {
             op: "open active segment",
             source,
         })?;
-        seg.seed_bugs(SegmentBugs {
-            roll_skips_seal_sync: cfg.mutant == Mutant::RollSkipsSealSync,
-            swallow_no_space: cfg.mutant == Mutant::NoSpaceSwallowed,
-        });
+        seg.seed_bugs(cfg.bugs);
         if report.active.is_some() {
             make_recovered_durable(&*disk, &cfg, &mut seg)?;
         }
@@ -232,7 +232,7 @@ impl Store<Open> {
         }
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let threshold = self.cfg.pressure_threshold();
-        if self.cfg.mutant == Mutant::BackpressureAfterSend {
+        if self.cfg.bugs.has(Mutant::BackpressureAfterSend) {
             return match tx.try_send(cmd) {
                 Ok(()) if tx.len() >= threshold => Err(StoreError::Backpressure {
                     queued: tx.len(),
@@ -280,7 +280,7 @@ impl Store<Open> {
         if let Some(sink) = &self.cfg.trace {
             return send_detached_traced(sink, tx, cmd);
         }
-        if self.cfg.mutant == Mutant::DropBlocks {
+        if self.cfg.bugs.has(Mutant::DropBlocks) {
             return tx
                 .send(cmd)
                 .map_err(|_| "writer channel disconnected".to_string());
@@ -716,7 +716,7 @@ impl Store<Open> {
         let mut asked_at: Option<u64> = None;
         let _waiting = DurableWaiter::register(&self.shared);
         let writer_gone =
-            || self.cfg.mutant != Mutant::WaitIgnoresWriterExit && *self.shared.gate.read();
+            || !self.cfg.bugs.has(Mutant::WaitIgnoresWriterExit) && *self.shared.gate.read();
         loop {
             if f.durable.load(Ordering::SeqCst) >= point {
                 return Ok(());
@@ -739,7 +739,7 @@ impl Store<Open> {
                         if f.durable.load(Ordering::SeqCst) >= point {
                             return Ok(());
                         }
-                        if self.cfg.mutant != Mutant::WaitIgnoresWriterExit {
+                        if !self.cfg.bugs.has(Mutant::WaitIgnoresWriterExit) {
                             return Err(StoreError::WriterCrashed);
                         }
                         pending = None;
@@ -764,7 +764,7 @@ impl Store<Open> {
                         continue;
                     }
                     Err(StoreError::WriterCrashed)
-                        if self.cfg.mutant == Mutant::WaitIgnoresWriterExit =>
+                        if self.cfg.bugs.has(Mutant::WaitIgnoresWriterExit) =>
                     {
                         asked_at = Some(written);
                         continue;
@@ -1006,11 +1006,6 @@ impl Store<Open> {
     pub fn dir(&self) -> &std::path::Path {
         &self.cfg.dir
     }
-
-    #[doc(hidden)]
-    pub fn mutant(&self) -> Mutant {
-        self.cfg.mutant
-    }
 }
 
 impl<S> Store<S> {
@@ -1130,7 +1125,7 @@ fn make_recovered_durable(
     seg: &mut SegmentWriter,
 ) -> Result<(), StoreError> {
     let _span = tracing::info_span!("sync_recovered", segment = seg.segment_id()).entered();
-    if cfg.mutant == Mutant::RecoveryTrustsPageCache {
+    if cfg.bugs.has(Mutant::RecoveryTrustsPageCache) {
         seg.trust_recovered();
         return Ok(());
     }
@@ -1246,7 +1241,7 @@ fn recover_state(
     cfg: &StoreConfig,
 ) -> Result<(WriterState, Index, log::RecoveryReport), StoreError> {
     let mut state = WriterState::new();
-    state.mutant = cfg.mutant;
+    state.bugs = cfg.bugs;
     state.recovering = true;
     let mut index = Index::new();
     let log_bytes = log_bytes(disk, &cfg.dir);
@@ -1254,7 +1249,7 @@ fn recover_state(
         usize::try_from(log_bytes / 80).unwrap_or(0),
         usize::try_from(log_bytes / 200).unwrap_or(0),
     );
-    let renumber = cfg.mutant == Mutant::RecoveryRenumbers;
+    let renumber = cfg.bugs.has(Mutant::RecoveryRenumbers);
     let publish = |state: &mut WriterState, index: &mut Index| {
         // Reuse the ready buffer's allocation: recovery publishes record by record.
         let mut ready = std::mem::take(&mut state.ready);
@@ -1277,19 +1272,8 @@ fn recover_state(
         }
         Ok(())
     };
-    let report = match cfg.mutant {
-        Mutant::RecoveryKeepsTornTail => {
-            log::recover::recover_without_cutting(disk, &cfg.dir, &mut visit)
-        }
-        Mutant::RecoveryCutsAtHole => {
-            log::recover::recover_cutting_blindly(disk, &cfg.dir, &mut visit)
-        }
-        Mutant::RecoveryLooksInsideTornFrame => {
-            log::recover::recover_looking_inside_torn_frames(disk, &cfg.dir, &mut visit)
-        }
-        _ => log::recover(disk, &cfg.dir, &mut visit),
-    }
-    .map_err(StoreError::from)?;
+    let report = log::recover::recover_seeded(disk, &cfg.dir, &mut visit, cfg.bugs)
+        .map_err(StoreError::from)?;
     state.ready = state.finish_recovery();
     publish(&mut state, &mut index);
     crate::trace::tla_trace!(

@@ -1,11 +1,11 @@
 //! Tickets: the answer to a non-blocking submit.
 
 use crate::error::StoreError;
+use crate::mutant::{Bugs, Mutant};
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::channel::{Receiver, TryRecvError};
 use crate::sync::thread::ThreadId;
 use crate::sync::{Arc, Mutex};
-use crate::writer::state::Mutant;
 use crate::writer::AppendReceipt;
 
 /// What a fenced ticket knows of its fence, so that waiting for it can never deadlock on an
@@ -31,9 +31,9 @@ pub(crate) struct FenceWatch {
 }
 
 impl FenceWatch {
-    pub(crate) fn new(token: u64, mutant: Mutant) -> Arc<Self> {
+    pub(crate) fn new(token: u64, bugs: Bugs) -> Arc<Self> {
         let owner = crate::sync::thread::current().id();
-        let last_only = mutant == Mutant::FenceRemembersLastThread;
+        let last_only = bugs.has(Mutant::FenceRemembersLastThread);
         Arc::new(Self {
             token,
             open: AtomicBool::new(true),

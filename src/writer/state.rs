@@ -10,6 +10,7 @@ use crate::error::{BatchStage, StoreError};
 use crate::event::{EventKind, HashChain};
 use crate::index::{IdMap, Index, Slot};
 use crate::log::{DiskPos, EventRecord, Record, RecordBody, Unit};
+use crate::mutant::{Bugs, Mutant};
 use crate::trace::{tla_trace, tla_trace_defer};
 use std::collections::HashMap;
 
@@ -178,96 +179,14 @@ pub(crate) struct WriterState {
     clock_behind: bool,
     /// The I/O failure that latched the writer.
     pub latched: Option<String>,
-    /// Seeded bug, for the witnesses' mutant tests (always `None` in real use).
-    pub mutant: Mutant,
+    /// The seeded bug (mutant build only, see [`crate::mutant`]).
+    pub bugs: Bugs,
     /// The units whose slots `ready` holds, in order: (commit position, slots).
     #[cfg(feature = "tla-trace")]
     pub trace_units: Vec<(u64, usize)>,
     /// `Reply` events of the group, emitted once it is durable and published.
     #[cfg(feature = "tla-trace")]
     pub trace_acks: Vec<crate::trace::TraceEvent>,
-}
-
-/// Seeded bugs that the invariant witnesses must catch. Only reachable through the hidden
-/// `StoreConfig::with_mutant`; never set in real use.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mutant {
-    /// No seeded bug.
-    #[default]
-    None,
-    /// Recovery publishes batches without their commit record (breaks INV-BATCH-ATOMIC).
-    RecoveryKeepsPartialBatch,
-    /// Recovery hides everything after an unfinished unit (breaks INV-NO-COLLATERAL).
-    RecoveryHidesAfterUnfinishedUnit,
-    /// Recovery ignores fence records: fenced events count as plain (breaks INV-FENCE-CRASH).
-    RecoveryIgnoresFences,
-    /// Recovery does not cut the torn tail on disk (breaks INV-RECOVERY-IDEMPOTENT).
-    RecoveryKeepsTornTail,
-    /// Recovery cuts at the first damage without looking for valid records after it, so a
-    /// hole (a lost write before a kept one) silently drops the records after it (breaks
-    /// INV-CORRUPTION-FAILS-CLOSED).
-    RecoveryCutsAtHole,
-    /// The durable mode acknowledges before fsync (breaks INV-DURABLE).
-    AckBeforeFsync,
-    /// Fenced events are published as they are written (breaks INV-FENCE-HIDDEN).
-    PublishFenceEarly,
-    /// Fence commit is acknowledged without syncing its record (breaks INV-FENCE-CRASH).
-    FenceCommitWithoutSync,
-    /// A cancelled fence's events are published anyway (breaks INV-NO-RESURRECT).
-    CancelPublishes,
-    /// Recovery renumbers sequences densely over visible events (breaks INV-STABLE-SEQ).
-    RecoveryRenumbers,
-    /// The entity clock restarts inside a fence (breaks INV-CHAIN).
-    ChainRestartsInFence,
-    /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).
-    DropBlocks,
-    /// The writer publishes a group one event per index write lock, so a reader can see part
-    /// of a batch or fence (breaks INV-BATCH-ATOMIC, INV-FENCE-HIDDEN, INV-READ-ISOLATION).
-    PublishSplit,
-    /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
-    /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
-    BackpressureAfterSend,
-    /// The writer stamps events with the raw wall-clock reading instead of the hybrid logical
-    /// clock, so time goes backwards when the clock steps back (breaks INV-HLC-MONOTONE).
-    RawWallClock,
-    /// A batch whose keys are all known is written again instead of answered with the
-    /// original receipts (breaks INV-IDEMPOTENT).
-    BatchRetryWritesAgain,
-    /// `wait_for_durable` overlooks the writer's exit and sleeps until its timeout
-    /// (breaks INV-NO-HANG).
-    WaitIgnoresWriterExit,
-    /// Open counts what recovery read (possibly from the page cache a crashed process left)
-    /// as durable without syncing it (breaks INV-DURABLE after a process crash and then a power
-    /// loss).
-    RecoveryTrustsPageCache,
-    /// A segment roll does not sync the segment it seals (breaks INV-PREFIX / INV-DURABLE: a
-    /// power loss keeps the new segment and loses the old one's unsynced tail).
-    RollSkipsSealSync,
-    /// After a failed fsync the writer retries it and acknowledges when the retry succeeds
-    /// (breaks INV-DURABLE: the retry proves nothing about the pages the failed one marked
-    /// clean).
-    NoLatchAfterFailedFsync,
-    /// A write that fails with ENOSPC is taken as done and acknowledged (breaks INV-DURABLE /
-    /// INV-DEFINITE-ERRORS).
-    NoSpaceSwallowed,
-    /// A fence remembers only the last thread that used it as its holder, so the thread that
-    /// began it blocks forever on its own fenced ticket after a scoped worker submitted
-    /// through it (breaks INV-NO-HANG).
-    FenceRemembersLastThread,
-    /// An idempotent retry of a key whose original is pending in the open fence answers the
-    /// original receipt at once, before the fence decides: after a cancel the retry holds a
-    /// receipt for an event that never becomes visible (breaks INV-IDEMPOTENT).
-    IdempotentRetryAnswersEarly,
-    /// Recovery looks for valid records after damage from the next byte on, inside the
-    /// damaged frame's own extent, so a frame-shaped piece of a torn record's payload turns a
-    /// torn tail into "corruption" and the store does not open (breaks
-    /// INV-RECOVERY-IDEMPOTENT).
-    RecoveryLooksInsideTornFrame,
-    /// Deferred mode: the flush timer restarts with every command instead of running from
-    /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
-    /// INV-FLUSH-BOUND).
-    FlushTimerRestarts,
 }
 
 impl WriterState {
@@ -307,13 +226,18 @@ impl WriterState {
 
     /// Routes a written event to its unit (shared by recovery and the live writer).
     fn unit_event(&mut self, slot: Slot, unit: Unit) {
-        let unit = match (self.mutant, unit) {
-            (Mutant::PublishFenceEarly, Unit::Fence(_)) => Unit::None,
-            (Mutant::RecoveryIgnoresFences, Unit::Fence(_)) if self.recovering => Unit::None,
-            (Mutant::RecoveryKeepsPartialBatch, Unit::Batch(_)) if self.recovering => Unit::None,
+        let bugs = self.bugs;
+        let unit = match unit {
+            Unit::Fence(_) if bugs.has(Mutant::VisibleBeforeCommit) => Unit::None,
+            Unit::Fence(_) if self.recovering && bugs.has(Mutant::RecoverOpenFenceVisible) => {
+                Unit::None
+            }
+            Unit::Batch(_) if self.recovering && bugs.has(Mutant::RecoverPartialBatch) => {
+                Unit::None
+            }
             _ => unit,
         };
-        if self.mutant == Mutant::RecoveryHidesAfterUnfinishedUnit
+        if self.bugs.has(Mutant::RecoveryStopsAtHiddenUnit)
             && self.recovering
             && (!self.batches.is_empty() || !self.fences.is_empty())
             && unit == Unit::None
@@ -339,7 +263,7 @@ impl WriterState {
         count: u32,
         fence: Option<u64>,
     ) -> Result<(), String> {
-        if self.mutant == Mutant::RecoveryKeepsPartialBatch && self.recovering {
+        if self.bugs.has(Mutant::RecoverPartialBatch) && self.recovering {
             return Ok(());
         }
         let slots = self.batches.remove(&batch).unwrap_or_default();
@@ -371,7 +295,7 @@ impl WriterState {
     }
 
     fn unit_fence_cancel(&mut self, fence: u64) -> Vec<Slot> {
-        if self.mutant == Mutant::CancelPublishes {
+        if self.bugs.has(Mutant::CancelAsCommit) {
             self.unit_fence_commit(fence);
             return Vec::new();
         }
@@ -565,7 +489,7 @@ impl WriterState {
                 // An idempotent retry of a key pending in the open fence answers with the
                 // original, at commit or cancel (INV-IDEMPOTENT, INV-NO-RESURRECT).
                 Ok(Appended::Duplicate(receipt, Some(_)))
-                    if self.mutant != Mutant::IdempotentRetryAnswersEarly =>
+                    if !self.bugs.has(Mutant::IdempotentRetryAnswersEarly) =>
                 {
                     self.fence_waiters
                         .push(FenceWaiter::Duplicate(reply, receipt))
@@ -674,7 +598,7 @@ impl WriterState {
                             vec![u128::from(fence)]
                         );
                         // INV-FENCE-CRASH: commit answers only once its record is durable.
-                        if self.mutant != Mutant::FenceCommitWithoutSync {
+                        if !self.bugs.has(Mutant::FenceCommitAckBeforeDurable) {
                             *force_sync = true;
                         }
                         out.push(Outgoing::Unit(reply, Ok(())));
@@ -844,7 +768,7 @@ impl WriterState {
     /// would turn a clock fault into an outage); if it comes back, the store's time holds
     /// until the clock catches up, while sequence and entity clocks keep ordering events.
     fn stamp(&mut self, raw_us: i64) -> i64 {
-        if self.mutant == Mutant::RawWallClock {
+        if self.bugs.has(Mutant::RawWallClock) {
             return raw_us;
         }
         if raw_us >= self.hlc_us {
@@ -880,7 +804,7 @@ impl WriterState {
         let now = self.stamp(env.clock.now_us());
         let event_id = env.ids.next_id(now);
         let mut head = self.head(item.coord.entity());
-        if self.mutant == Mutant::ChainRestartsInFence && unit.fence().is_some() {
+        if self.bugs.has(Mutant::ChainRestartsInFence) && unit.fence().is_some() {
             head = Head::default();
         }
         let seq = self.next_seq;
@@ -1006,7 +930,7 @@ impl WriterState {
             .batch_retry(&items)
             .map_err(|(i, e)| fail(i, BatchStage::Validation, e))?
         {
-            if self.mutant != Mutant::BatchRetryWritesAgain {
+            if !self.bugs.has(Mutant::BatchRetryWritesAgain) {
                 return Ok(dup);
             }
         }

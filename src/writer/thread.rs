@@ -2,7 +2,7 @@
 //! reply. Group commit: everything queued when the thread wakes (up to
 //! `group_commit_max_batch` commands) shares one write per segment and one fsync.
 
-use super::state::{Mutant, Outgoing, Sink, StepEnv, WriterState};
+use super::state::{Outgoing, Sink, StepEnv, WriterState};
 use super::Command;
 use crate::codec;
 use crate::env::{Clock, IdSource};
@@ -10,6 +10,7 @@ use crate::error::StoreError;
 use crate::index::Index;
 use crate::log::segment::RollError;
 use crate::log::{DiskPos, Record, SegmentWriter};
+use crate::mutant::Mutant;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::channel::{Receiver, RecvTimeoutError};
 use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
@@ -474,7 +475,7 @@ impl Writer {
             // must not keep pushing the flush out.
             let now = self.mono_us();
             let oldest = match self.oldest_unsynced_us {
-                Some(t) if self.state.mutant != Mutant::FlushTimerRestarts => t,
+                Some(t) if !self.state.bugs.has(Mutant::FlushTimerRestarts) => t,
                 _ => now,
             };
             self.oldest_unsynced_us = Some(oldest);
@@ -514,10 +515,10 @@ impl Writer {
             reply_all(out, false);
             return;
         }
-        let fsync = sync_now && self.state.mutant != Mutant::AckBeforeFsync;
+        let fsync = sync_now && !self.state.bugs.has(Mutant::AckBeforeFsync);
         if fsync {
             let mut synced = self.seg.sync();
-            if synced.is_err() && self.state.mutant == Mutant::NoLatchAfterFailedFsync {
+            if synced.is_err() && self.state.bugs.has(Mutant::FsyncRetryAcks) {
                 synced = self.seg.sync();
             }
             if let Err(e) = synced {
@@ -560,7 +561,7 @@ impl Writer {
                 }
             }
         }
-        if !ready.is_empty() && self.state.mutant == Mutant::PublishSplit {
+        if !ready.is_empty() && self.state.bugs.has(Mutant::BatchPublishPerEvent) {
             for slot in ready.iter() {
                 let mut index = self.shared.index.write();
                 index.sync_coords(&self.state.coords);
@@ -596,7 +597,7 @@ impl Writer {
                 sink.emit(ev);
             }
         }
-        reply_all(out, fsync || self.state.mutant == Mutant::AckBeforeFsync);
+        reply_all(out, fsync || self.state.bugs.has(Mutant::AckBeforeFsync));
     }
 
     /// The spec's `FsyncFail`: the group's write or fsync failed with records not yet durable.

@@ -19,7 +19,7 @@ use batpak::event::EventKind;
 use batpak::log::{self, RecordBody, Unit};
 use batpak::store::{
     recover_visible, AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    IndexEntry, Mutant, Store, StoreConfig, StoreError,
+    IndexEntry, Store, StoreConfig, StoreError,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +27,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The store's seeded bugs exist only in the mutant build (`--cfg batpak_mutant`).
+#[cfg(batpak_mutant)]
+pub use batpak::store::Mutant;
+
+/// Outside the mutant build only the real store runs.
+#[cfg(not(batpak_mutant))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// No seeded bug.
+    None,
+}
 
 /// The data directory on every simulated disk.
 pub const DIR: &str = "/db";
@@ -87,8 +99,11 @@ pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
         .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
         .with_entropy_source(Arc::new(SeededEntropy::new(session)))
-        .with_segment_max_bytes(512)
-        .with_mutant(mode.mutant);
+        .with_segment_max_bytes(512);
+    #[cfg(batpak_mutant)]
+    {
+        c = c.with_mutant(mode.mutant);
+    }
     if mode.deferred {
         c = c
             .with_sync_every_n_events(1000)

@@ -36,6 +36,7 @@ use crate::conformance::WrittenLog;
 use crate::reference::{
     expected_visible, scan_log, valid_frame_from, LogBody, LogRecord, ScannedLog, VisibleEvent,
 };
+use crate::Mutant;
 use arbitrary::Arbitrary;
 use batpak::codec::{self, FRAME_BYTES_MAX_DEFAULT};
 use batpak::coordinate::Coordinate;
@@ -44,8 +45,8 @@ use batpak::event::EventKind;
 use batpak::log::segment::decode_header;
 use batpak::log::SEGMENT_HEADER_BYTES;
 use batpak::store::{
-    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Mutant, Store,
-    StoreConfig, StoreError, VisibilityFence,
+    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Store, StoreConfig,
+    StoreError, VisibilityFence,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -754,7 +755,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     }
     let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
 
-    let store = match (Store::open(config(&img, input.deferred).with_mutant(mutant)), damage) {
+    let store = match (Store::open(crate::seed(config(&img, input.deferred), mutant)), damage) {
         (Ok(s), _) => s,
         (Err(StoreError::CorruptSegment { .. }), Some((_, true))) => {
             return Outcome::DamageFailedClosed
@@ -816,7 +817,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     let image2 = img.crash_with(&mut chooser(&input.recrash));
     drop(store);
     let img2 = image2.power_loss_disk();
-    let store2 = Store::open(config(&img2, input.deferred).with_mutant(mutant)).unwrap_or_else(
+    let store2 = Store::open(crate::seed(config(&img2, input.deferred), mutant)).unwrap_or_else(
         |e| {
             panic!(
                 "INV-DURABLE: after a power loss following the reopen, the store does not open: {e} \
@@ -838,7 +839,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
         "INV-RECOVERY-IDEMPOTENT: second recovery"
     );
     drop(store2);
-    let store3 = Store::open(config(&img2, input.deferred).with_mutant(mutant))
+    let store3 = Store::open(crate::seed(config(&img2, input.deferred), mutant))
         .unwrap_or_else(|e| panic!("reopen failed: {e}"));
     assert_eq!(
         visible(&store3),
@@ -860,7 +861,7 @@ fn check_hole_fails_closed(
 ) {
     let before = fingerprint(img);
     for attempt in 1..=2 {
-        match Store::open(config(img, deferred).with_mutant(mutant)) {
+        match Store::open(crate::seed(config(img, deferred), mutant)) {
             Err(StoreError::CorruptSegment {
                 file: f, offset: o, ..
             }) if f == file && o == offset => {}

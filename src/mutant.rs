@@ -1,0 +1,128 @@
+//! Seeded bugs ("implementation mutants"): each one breaks an invariant on purpose, so that
+//! the invariant's witness test can show that it catches the bug (a test that cannot fail
+//! proves nothing). Names follow the spec's mutants (`spec/README.md`, `snake_case` there,
+//! `CamelCase` here) where the spec seeds the same bug.
+//!
+//! They exist only in the mutant build, `--cfg batpak_mutant` (`just test-mutants`, and every
+//! loom and shuttle build): there [`Mutant`] is public (`batpak::__testing::Mutant`) and
+//! `StoreConfig::with_mutant` seeds one. In every other build a store carries a zero-sized
+//! [`Bugs`] whose [`Bugs::has`] is `false` at compile time, so each seeded branch compiles away
+//! and no seeded bug can be reached at run time.
+
+/// A seeded bug; the doc line of each says which invariant it breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(batpak_mutant), allow(dead_code))]
+pub enum Mutant {
+    /// No seeded bug.
+    #[default]
+    None,
+    /// Recovery publishes batches without their commit record (spec `recover_partial_batch`;
+    /// breaks INV-BATCH-ATOMIC).
+    RecoverPartialBatch,
+    /// Recovery hides everything after an unfinished unit (spec
+    /// `recovery_stops_at_hidden_unit`; breaks INV-NO-COLLATERAL).
+    RecoveryStopsAtHiddenUnit,
+    /// Recovery ignores fence records: fenced events count as plain, so a fence open at the
+    /// crash becomes visible (spec `recover_open_fence_visible`; breaks INV-FENCE-CRASH).
+    RecoverOpenFenceVisible,
+    /// Recovery does not cut the torn tail on disk (spec `recovery_keeps_torn_tail`; breaks
+    /// INV-RECOVERY-IDEMPOTENT).
+    RecoveryKeepsTornTail,
+    /// Recovery cuts at the first damage without looking for valid records after it, so a
+    /// hole (a lost write before a kept one) silently drops the records after it (breaks
+    /// INV-CORRUPTION-FAILS-CLOSED).
+    RecoveryCutsAtHole,
+    /// The durable mode acknowledges before fsync (spec `ack_before_fsync`; breaks
+    /// INV-DURABLE).
+    AckBeforeFsync,
+    /// Fenced events are published as they are written, before the fence commits (spec
+    /// `visible_before_commit`; breaks INV-FENCE-HIDDEN).
+    VisibleBeforeCommit,
+    /// Fence commit is acknowledged without syncing its record (spec
+    /// `fence_commit_ack_before_durable`; breaks INV-FENCE-CRASH).
+    FenceCommitAckBeforeDurable,
+    /// A cancelled fence's events are published anyway, live and in recovery (spec
+    /// `recover_cancel_as_commit`, which seeds it in recovery only; breaks INV-NO-RESURRECT).
+    CancelAsCommit,
+    /// Recovery renumbers sequences densely over visible events (spec `recovery_renumbers`;
+    /// breaks INV-STABLE-SEQ).
+    RecoveryRenumbers,
+    /// The entity clock restarts inside a fence (breaks INV-CHAIN).
+    ChainRestartsInFence,
+    /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).
+    DropBlocks,
+    /// The writer publishes a group one event per index write lock, so a reader can see part
+    /// of a batch or fence (spec `batch_publish_per_event`; breaks INV-BATCH-ATOMIC,
+    /// INV-FENCE-HIDDEN, INV-READ-ISOLATION).
+    BatchPublishPerEvent,
+    /// `try_submit` enqueues first and then reports `Backpressure` if the queue looks full, so
+    /// a "definite" refusal is written anyway (breaks INV-DEFINITE-ERRORS).
+    BackpressureAfterSend,
+    /// The writer stamps events with the raw wall-clock reading instead of the hybrid logical
+    /// clock, so time goes backwards when the clock steps back (breaks INV-HLC-MONOTONE).
+    RawWallClock,
+    /// A batch whose keys are all known is written again instead of answered with the
+    /// original receipts (breaks INV-IDEMPOTENT).
+    BatchRetryWritesAgain,
+    /// `wait_for_durable` overlooks the writer's exit and sleeps until its timeout
+    /// (breaks INV-NO-HANG).
+    WaitIgnoresWriterExit,
+    /// Open counts what recovery read (possibly from the page cache a crashed process left)
+    /// as durable without syncing it (spec `recovery_trusts_page_cache`; breaks INV-DURABLE
+    /// after a process crash and then a power loss).
+    RecoveryTrustsPageCache,
+    /// A segment roll does not sync the segment it seals (breaks INV-PREFIX / INV-DURABLE: a
+    /// power loss keeps the new segment and loses the old one's unsynced tail).
+    RollSkipsSealSync,
+    /// After a failed fsync the writer retries it and acknowledges when the retry succeeds
+    /// (spec `fsync_retry_acks`; breaks INV-DURABLE: the retry proves nothing about the pages
+    /// the failed one marked clean).
+    FsyncRetryAcks,
+    /// A write that fails with ENOSPC is taken as done and acknowledged (breaks INV-DURABLE /
+    /// INV-DEFINITE-ERRORS).
+    NoSpaceSwallowed,
+    /// A fence remembers only the last thread that used it as its holder, so the thread that
+    /// began it blocks forever on its own fenced ticket after a scoped worker submitted
+    /// through it (breaks INV-NO-HANG).
+    FenceRemembersLastThread,
+    /// An idempotent retry of a key whose original is pending in the open fence answers the
+    /// original receipt at once, before the fence decides: after a cancel the retry holds a
+    /// receipt for an event that never becomes visible (breaks INV-IDEMPOTENT).
+    IdempotentRetryAnswersEarly,
+    /// Recovery looks for valid records after damage from the next byte on, inside the
+    /// damaged frame's own extent, so a frame-shaped piece of a torn record's payload turns a
+    /// torn tail into "corruption" and the store does not open (breaks
+    /// INV-RECOVERY-IDEMPOTENT).
+    RecoveryLooksInsideTornFrame,
+    /// Deferred mode: the flush timer restarts with every command instead of running from
+    /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
+    /// INV-FLUSH-BOUND).
+    FlushTimerRestarts,
+}
+
+/// The seeded bug a store runs with: [`Mutant`] in the mutant build, nothing otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Bugs {
+    #[cfg(batpak_mutant)]
+    seeded: Mutant,
+}
+
+impl Bugs {
+    /// Runs with `mutant` seeded.
+    #[cfg(batpak_mutant)]
+    pub(crate) const fn seed(mutant: Mutant) -> Self {
+        Self { seeded: mutant }
+    }
+
+    /// Whether `mutant` is the seeded bug (always `false` outside the mutant build).
+    #[inline(always)]
+    pub(crate) const fn has(self, mutant: Mutant) -> bool {
+        #[cfg(batpak_mutant)]
+        return self.seeded as u8 == mutant as u8;
+        #[cfg(not(batpak_mutant))]
+        {
+            let _ = mutant;
+            false
+        }
+    }
+}
