@@ -5,9 +5,13 @@
 //! `NNNNNNNNNNNNNNNNNNNN.seg` (the segment id, 20 decimal digits). Every record stores its
 //! global sequence; sequences are dense (each record takes the next one) and never reused.
 
+pub mod active;
+pub(crate) mod catalog;
 pub mod recover;
 pub mod segment;
 
 pub use crate::codec::{EventRecord, Record, RecordBody, Unit};
+pub use active::{SegmentOptions, SegmentWriter};
+pub(crate) use catalog::Catalog;
 pub use recover::{recover, RecoveryError, RecoveryReport, TornTail};
-pub use segment::{DiskPos, SegmentOptions, SegmentWriter, SEGMENT_HEADER_BYTES};
+pub use segment::{DiskPos, SEGMENT_HEADER_BYTES};

@@ -5,7 +5,6 @@ mod batch;
 mod config;
 mod fence;
 mod outbox;
-mod readers;
 mod ticket;
 
 pub use batch::BatchAppendItem;
@@ -22,13 +21,11 @@ pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
 
-use crate::codec;
 use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
-use crate::log::segment::segment_file_name;
-use crate::log::{self, RecordBody, SegmentWriter};
+use crate::log::{self, Catalog, SegmentWriter};
 #[cfg(batpak_mutant)]
 pub use crate::mutant::Mutant;
 #[cfg(not(batpak_mutant))]
@@ -40,7 +37,6 @@ use crate::writer::state::{Limits, WriterState};
 use crate::writer::thread::{Shared, Writer, WriterConfig};
 use crate::writer::{AppendItem, Command};
 use batch::encode_payload;
-use readers::Readers;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -112,7 +108,7 @@ pub struct Store<S = Open> {
     tx: Option<Sender<Command>>,
     writer: Option<crate::sync::thread::JoinHandle<()>>,
     lock: Option<Box<dyn DiskLock>>,
-    readers: StdArc<Readers>,
+    catalog: StdArc<Catalog>,
     kinds: Mutex<HashMap<EventKind, &'static str>>,
     recovery: log::RecoveryReport,
     _state: PhantomData<S>,
@@ -138,12 +134,12 @@ impl Store<Open> {
         let dir = cfg.dir.clone();
         let lock = create_and_lock_dir(&*disk, &dir)?;
         let (state, index, report) = recover_state(&*disk, &cfg)?;
-        let readers = StdArc::new(Readers::new(
+        let catalog = StdArc::new(Catalog::new(
             StdArc::clone(&disk),
             dir.clone(),
             cfg.fd_budget,
         ));
-        let relief = StdArc::clone(&readers);
+        let relief = StdArc::clone(&catalog);
         let seg_opts = log::SegmentOptions {
             segment_max_bytes: cfg.segment_max_bytes,
             sync_mode: cfg.sync_mode,
@@ -162,7 +158,7 @@ impl Store<Open> {
         })?;
         seg.seed_bugs(cfg.bugs);
         if report.active.is_some() {
-            make_recovered_durable(&*disk, &cfg, &mut seg)?;
+            seg.make_recovered_durable()?;
         }
         let shared = Arc::new(Shared::new(index));
         let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
@@ -198,7 +194,7 @@ impl Store<Open> {
             tx: Some(tx),
             writer: Some(handle),
             lock: Some(lock),
-            readers,
+            catalog,
             kinds: Mutex::new(HashMap::new()),
             recovery: report,
             _state: PhantomData,
@@ -881,68 +877,7 @@ impl Store<Open> {
     /// Reads a visible event's raw MessagePack payload from disk (CRC verified).
     pub fn get_raw(&self, event_id: u128) -> Result<StoredEvent<Vec<u8>>, StoreError> {
         let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
-        let pos = entry.disk_pos;
-        let (file, salt) = self.readers.get(pos.segment_id)?;
-        let mut buf = vec![0u8; pos.length as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            let n = file
-                .read_at(
-                    pos.offset + done as u64,
-                    buf.get_mut(done..).unwrap_or(&mut []),
-                )
-                .map_err(|source| StoreError::IoAt {
-                    path: self.cfg.dir.join(segment_file_name(pos.segment_id)),
-                    op: "read event",
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
-        if done < buf.len() {
-            // Only unsynced bytes are ever cut from under the index: after a failed fsync.
-            return Err(StoreError::IoAt {
-                path: self.cfg.dir.join(segment_file_name(pos.segment_id)),
-                op: "read event",
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "event {event_id:032x}: its frame ({} bytes at offset {}) is gone from \
-                         the file; it was never synced, and the writer cut it off after a \
-                         failed fsync",
-                        pos.length, pos.offset
-                    ),
-                ),
-            });
-        }
-        // The index knows the frame's length (recovery or the writer checked it against the
-        // segment's own limit), so that is the limit to decode this frame with.
-        let body_max = pos.length.saturating_sub(codec::FRAME_HEADER_BYTES as u32);
-        let (record, _) =
-            codec::decode(&buf, body_max, salt).map_err(|e| StoreError::CorruptSegment {
-                segment_id: pos.segment_id,
-                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
-                offset: pos.offset,
-                detail: e.to_string(),
-            })?;
-        let RecordBody::Event(e) = record.body else {
-            return Err(StoreError::CorruptSegment {
-                segment_id: pos.segment_id,
-                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
-                offset: pos.offset,
-                detail: "index points at a record that is not an event".into(),
-            });
-        };
-        if e.event_id != event_id {
-            return Err(StoreError::CorruptSegment {
-                segment_id: pos.segment_id,
-                file: self.cfg.dir.join(segment_file_name(pos.segment_id)),
-                offset: pos.offset,
-                detail: format!("frame holds event {:032x}", e.event_id),
-            });
-        }
+        let frame = self.catalog.read_event(entry.disk_pos, event_id)?;
         Ok(StoredEvent {
             coordinate: entry.coord.clone(),
             event: Event {
@@ -950,17 +885,17 @@ impl Store<Open> {
                     event_id,
                     correlation_id: entry.correlation_id,
                     causation_id: entry.causation_id,
-                    timestamp_us: e.timestamp_us,
+                    timestamp_us: frame.timestamp_us,
                     position: EventPosition {
                         wall_ms: entry.wall_ms,
                         clock: entry.clock,
                     },
-                    payload_size: e.payload.len() as u32,
+                    payload_size: frame.payload.len() as u32,
                     event_kind: entry.kind,
-                    flags: e.flags,
-                    content_hash: *blake3::hash(e.payload).as_bytes(),
+                    flags: frame.flags,
+                    content_hash: *blake3::hash(&frame.payload).as_bytes(),
                 },
-                payload: e.payload.to_vec(),
+                payload: frame.payload,
                 hash_chain: Some(entry.hash_chain),
             },
         })
@@ -1110,112 +1045,6 @@ fn send_detached_traced(
     }
 }
 
-/// Makes what recovery found durable before anything reports it durable: bytes a crashed
-/// process left in the page cache are not on the platter until someone syncs them. Only the
-/// last segment can hold such bytes (every roll syncs the segment it seals before the next one
-/// exists); its directory entry may be unsynced too.
-///
-/// If the sync fails, the kernel may have marked those pages clean without writing them, and a
-/// retry - by this open or the next - would succeed and prove nothing. So before failing, the
-/// segment is rewritten (copied to a new file, synced, renamed over the old one, directory
-/// synced): the next open then reads only bytes that are on the platter.
-fn make_recovered_durable(
-    disk: &dyn Disk,
-    cfg: &StoreConfig,
-    seg: &mut SegmentWriter,
-) -> Result<(), StoreError> {
-    let _span = tracing::info_span!("sync_recovered", segment = seg.segment_id()).entered();
-    if cfg.bugs.has(Mutant::RecoveryTrustsPageCache) {
-        seg.trust_recovered();
-        return Ok(());
-    }
-    if let Err(source) = seg.sync_recovered() {
-        let path = seg.path();
-        tracing::error!(file = %path.display(), error = %source, "sync of the recovered segment failed");
-        match rewrite_file(disk, &cfg.dir, &path, cfg.sync_mode) {
-            Ok(()) => tracing::warn!(
-                file = %path.display(),
-                "rewrote the segment durably; the next open reads only synced bytes"
-            ),
-            Err(e) => tracing::error!(
-                file = %path.display(),
-                error = %e,
-                "could not rewrite the segment after its sync failed"
-            ),
-        }
-        return Err(StoreError::IoAt {
-            path,
-            op: "sync recovered segment",
-            source,
-        });
-    }
-    disk.sync_dir(&cfg.dir).map_err(|source| StoreError::IoAt {
-        path: cfg.dir.clone(),
-        op: "sync data directory",
-        source,
-    })
-}
-
-/// Replaces `path` by a durable copy of what reads of it return now: copy to a temporary file
-/// in `dir`, sync it, rename it over `path`, sync `dir`. A crash at any point leaves either the
-/// old file or the complete copy under `path` (and maybe a stale temporary file, which the next
-/// rewrite replaces and recovery ignores).
-fn rewrite_file(
-    disk: &dyn Disk,
-    dir: &std::path::Path,
-    path: &std::path::Path,
-    mode: SyncMode,
-) -> std::io::Result<()> {
-    const WINDOW: usize = 1 << 20;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".rewrite");
-    let tmp = std::path::PathBuf::from(tmp);
-    if disk.exists(&tmp)? {
-        disk.remove(&tmp)?;
-    }
-    let copied = (|| {
-        let src = disk.open(path, false)?;
-        let len = src.len()?;
-        let mut dst = disk.create_new(&tmp)?;
-        let mut buf = vec![0u8; WINDOW];
-        let mut at = 0u64;
-        while at < len {
-            let want = usize::try_from(len - at).unwrap_or(WINDOW).min(WINDOW);
-            let chunk = buf.get_mut(..want).unwrap_or(&mut []);
-            let n = src.read_at(at, chunk)?;
-            if n == 0 {
-                break;
-            }
-            dst.append(chunk.get(..n).unwrap_or(&[]))?;
-            at += n as u64;
-        }
-        match mode {
-            SyncMode::SyncAll => dst.sync_all()?,
-            SyncMode::SyncData => dst.sync_data()?,
-        }
-        disk.rename(&tmp, path)?;
-        disk.sync_dir(dir)
-    })();
-    if copied.is_err() && disk.exists(&tmp).unwrap_or(false) {
-        let _ = disk.remove(&tmp);
-    }
-    copied
-}
-
-/// Bytes in the log's segments, so recovery can size the index once instead of growing it
-/// step by step (an event frame takes at least ~80 bytes; ~200 with a 100-byte payload).
-fn log_bytes(disk: &dyn Disk, dir: &std::path::Path) -> u64 {
-    let Ok(names) = disk.list(dir) else {
-        return 0;
-    };
-    names
-        .iter()
-        .filter(|n| log::segment::parse_segment_file_name(n).is_some())
-        .filter_map(|n| disk.open(&dir.join(n), false).ok())
-        .filter_map(|f| f.len().ok())
-        .sum()
-}
-
 /// What a [`Store::open`] of `cfg` would show as visible, without starting a writer thread:
 /// takes the directory lock (creating the directory if needed, as `open` does), runs the same
 /// recovery (cutting a torn tail, refusing corruption) and returns every visible index entry in
@@ -1244,7 +1073,7 @@ fn recover_state(
     state.bugs = cfg.bugs;
     state.recovering = true;
     let mut index = Index::new();
-    let log_bytes = log_bytes(disk, &cfg.dir);
+    let log_bytes = log::segment::log_bytes(disk, &cfg.dir);
     index.reserve(
         usize::try_from(log_bytes / 80).unwrap_or(0),
         usize::try_from(log_bytes / 200).unwrap_or(0),

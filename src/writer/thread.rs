@@ -8,7 +8,7 @@ use crate::codec;
 use crate::env::{Clock, IdSource};
 use crate::error::StoreError;
 use crate::index::Index;
-use crate::log::segment::RollError;
+use crate::log::active::RollError;
 use crate::log::{DiskPos, Record, SegmentWriter};
 use crate::mutant::Mutant;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,22 +1,37 @@
-//! The readers' segment files: at most `fd_budget` open at once, least recently used closed
-//! first, so the number of file descriptors does not grow with the number of segments.
+//! The segment catalog: how readers find and read a record's frame ([`Catalog::read_event`])
+//! without knowing file names or the codec. It keeps the segment files open for reading, at
+//! most `fd_budget` at once, least recently used closed first, so the number of file
+//! descriptors does not grow with the number of segments.
 //!
 //! A handle handed out stays usable after it is evicted (the descriptor closes when the last
 //! reader drops it), so a read in flight never fails because of an eviction; the cache may
-//! then briefly hold `fd_budget` descriptors plus one per read in flight. [`Readers::release`]
+//! then briefly hold `fd_budget` descriptors plus one per read in flight. [`Catalog::release`]
 //! closes everything the cache holds: the writer calls it when a segment roll could not create
 //! the next file, before trying again, so descriptors held for reading never make a roll fail.
 
+use super::segment::{decode_header, segment_file_name, SEGMENT_HEADER_BYTES};
+use crate::append::DiskPos;
+use crate::codec::{self, RecordBody, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
 use crate::error::StoreError;
-use crate::log::segment::{decode_header, segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::sync::{Mutex, StdArc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// The cache of open segment files for reading.
+/// The fields of a stored event that the index does not hold, read back from its frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EventFrame {
+    /// The writer's hybrid logical clock when it wrote the event (µs).
+    pub timestamp_us: i64,
+    /// Caller flags.
+    pub flags: u8,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The segment files open for reading.
 #[derive(Debug)]
-pub(crate) struct Readers {
+pub(crate) struct Catalog {
     disk: StdArc<dyn Disk>,
     dir: PathBuf,
     budget: usize,
@@ -30,7 +45,7 @@ struct Lru {
     tick: u64,
 }
 
-impl Readers {
+impl Catalog {
     pub(crate) fn new(disk: StdArc<dyn Disk>, dir: PathBuf, budget: usize) -> Self {
         Self {
             disk,
@@ -40,10 +55,82 @@ impl Readers {
         }
     }
 
+    /// Reads the frame of event `event_id` at `pos` and checks it (CRC, record kind, event
+    /// id): the fields the index does not hold. An error names the segment file and offset.
+    pub(crate) fn read_event(
+        &self,
+        pos: DiskPos,
+        event_id: u128,
+    ) -> Result<EventFrame, StoreError> {
+        let (buf, salt) = self.read_frame(pos, event_id)?;
+        let corrupt = |detail: String| StoreError::CorruptSegment {
+            segment_id: pos.segment_id,
+            file: self.path(pos.segment_id),
+            offset: pos.offset,
+            detail,
+        };
+        // The index knows the frame's length (recovery or the writer checked it against the
+        // segment's own limit), so that is the limit to decode this frame with.
+        let body_max = pos.length.saturating_sub(FRAME_HEADER_BYTES as u32);
+        let (record, _) =
+            codec::decode(&buf, body_max, salt).map_err(|e| corrupt(e.to_string()))?;
+        let RecordBody::Event(e) = record.body else {
+            return Err(corrupt(
+                "index points at a record that is not an event".into(),
+            ));
+        };
+        if e.event_id != event_id {
+            return Err(corrupt(format!("frame holds event {:032x}", e.event_id)));
+        }
+        Ok(EventFrame {
+            timestamp_us: e.timestamp_us,
+            flags: e.flags,
+            payload: e.payload.to_vec(),
+        })
+    }
+
+    /// The bytes of the frame at `pos` (of event `event_id`, for the error) and its segment's
+    /// salt.
+    fn read_frame(&self, pos: DiskPos, event_id: u128) -> Result<(Vec<u8>, u32), StoreError> {
+        let (file, salt) = self.get(pos.segment_id)?;
+        let io = |source| StoreError::IoAt {
+            path: self.path(pos.segment_id),
+            op: "read event",
+            source,
+        };
+        let mut buf = vec![0u8; pos.length as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = buf.get_mut(done..).unwrap_or(&mut []);
+            let n = file.read_at(pos.offset + done as u64, rest).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        if done < buf.len() {
+            // Only unsynced bytes are ever cut from under the index: after a failed fsync.
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "event {event_id:032x}: its frame ({} bytes at offset {}) is gone from \
+                     the file; it was never synced, and the writer cut it off after a \
+                     failed fsync",
+                    pos.length, pos.offset
+                ),
+            )));
+        }
+        Ok((buf, salt))
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(segment_file_name(id))
+    }
+
     /// The open handle of segment `id` and its salt, opening it (and closing the least
     /// recently used one if the budget is full) when needed. A failed open is this read's
     /// error only.
-    pub(crate) fn get(&self, id: u64) -> Result<(StdArc<dyn DiskFile>, u32), StoreError> {
+    fn get(&self, id: u64) -> Result<(StdArc<dyn DiskFile>, u32), StoreError> {
         let mut lru = self.lru.lock();
         lru.tick += 1;
         let tick = lru.tick;
@@ -62,7 +149,7 @@ impl Readers {
                 lru.open.remove(&oldest);
             }
         }
-        let path = self.dir.join(segment_file_name(id));
+        let path = self.path(id);
         let io = |op: &'static str| {
             let path = path.clone();
             move |source| StoreError::IoAt { path, op, source }
@@ -124,7 +211,7 @@ mod tests {
             ))
             .unwrap();
         }
-        let readers = Readers::new(StdArc::new(disk.clone()), dir.to_path_buf(), 3);
+        let readers = Catalog::new(StdArc::new(disk.clone()), dir.to_path_buf(), 3);
         for id in [0, 1, 2] {
             assert_eq!(readers.get(id).unwrap().1, id as u32, "the segment's salt");
         }
