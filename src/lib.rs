@@ -84,6 +84,8 @@ pub mod region;
 pub mod index;
 pub mod writer;
 
+mod recovery;
+
 pub mod store;
 
 pub mod guard;

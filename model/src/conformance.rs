@@ -189,7 +189,7 @@ impl WrittenLog {
             Ok(())
         };
         // Recovery of a copy (it may cut a torn tail of a faulted run on the copy only).
-        log::recover(&full, dir, &mut visit)
+        log::scan(&full, dir, log::CutPolicy::OnDisk, &mut visit)
             .map_err(|e| format!("the written log does not recover: {e}"))?;
         let mut units = Vec::new();
         let mut next = 0usize;

@@ -12,7 +12,7 @@
 //! [`expected_visible`].
 //!
 //! [`scan_log`] reads the segment files of a data directory independently of
-//! `batpak::log::recover` (only the frame codec and the segment header decoder are shared),
+//! `batpak::log::scan` (only the frame codec and the segment header decoder are shared),
 //! so the harness can compare what recovery kept with what was written.
 
 use batpak::codec;

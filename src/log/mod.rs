@@ -1,5 +1,6 @@
-//! The append-only log: segment files ([`segment`]) and recovery ([`recover`]). The records
-//! themselves are the codec's ([`crate::codec::Record`]).
+//! The append-only log: segment files ([`segment`]), the writer's active segment ([`active`]),
+//! reading records back at open ([`scan`], which judges damage with [`damage`]) and while the
+//! store runs ([`catalog`]). The records themselves are the codec's ([`crate::codec::Record`]).
 //!
 //! The log is a sequence of frames (see [`crate::codec`]) spread over segment files named
 //! `NNNNNNNNNNNNNNNNNNNN.seg` (the segment id, 20 decimal digits). Every record stores its
@@ -7,11 +8,14 @@
 
 pub mod active;
 pub(crate) mod catalog;
-pub mod recover;
+mod damage;
+mod report;
+pub mod scan;
 pub mod segment;
 
 pub use crate::codec::{EventRecord, Record, RecordBody, Unit};
 pub use active::{SegmentOptions, SegmentWriter};
 pub(crate) use catalog::Catalog;
-pub use recover::{recover, RecoveryError, RecoveryReport, TornTail};
+pub use report::{RecoveryError, RecoveryReport, TornTail};
+pub use scan::{scan, CutPolicy, Visit};
 pub use segment::{DiskPos, SEGMENT_HEADER_BYTES};

@@ -25,15 +25,16 @@ use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::Index;
-use crate::log::{self, Catalog, SegmentWriter};
+use crate::log::{self, Catalog, CutPolicy, SegmentWriter};
 #[cfg(batpak_mutant)]
 pub use crate::mutant::Mutant;
 #[cfg(not(batpak_mutant))]
 use crate::mutant::Mutant;
+use crate::recovery::{recover, Recovered};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{self, Sender, TrySendError};
 use crate::sync::{Arc, Mutex, StdArc};
-use crate::writer::state::{Limits, WriterState};
+use crate::writer::state::Limits;
 use crate::writer::thread::{Shared, Writer, WriterConfig};
 use crate::writer::{AppendItem, Command};
 use batch::encode_payload;
@@ -133,7 +134,12 @@ impl Store<Open> {
         let disk = StdArc::clone(&cfg.disk);
         let dir = cfg.dir.clone();
         let lock = create_and_lock_dir(&*disk, &dir)?;
-        let (state, index, report) = recover_state(&*disk, &cfg)?;
+        let Recovered {
+            state,
+            index,
+            report,
+        } = recover(&*disk, &dir, CutPolicy::OnDisk, cfg.bugs)?;
+        trace_recover(&cfg, &report, &index);
         let catalog = StdArc::new(Catalog::new(
             StdArc::clone(&disk),
             dir.clone(),
@@ -1058,77 +1064,9 @@ pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError>
     cfg.validate()?;
     let disk = &*cfg.disk;
     let lock = create_and_lock_dir(disk, &cfg.dir)?;
-    let recovered = recover_state(disk, cfg);
+    let recovered = recover(disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs);
     drop(lock);
-    let (_, index, _) = recovered?;
-    Ok(index.query(&Region::all()))
-}
-
-/// Recovers the writer state and the index from the log.
-fn recover_state(
-    disk: &dyn Disk,
-    cfg: &StoreConfig,
-) -> Result<(WriterState, Index, log::RecoveryReport), StoreError> {
-    let mut state = WriterState::new();
-    state.bugs = cfg.bugs;
-    state.recovering = true;
-    let mut index = Index::new();
-    let log_bytes = log::segment::log_bytes(disk, &cfg.dir);
-    index.reserve(
-        usize::try_from(log_bytes / 80).unwrap_or(0),
-        usize::try_from(log_bytes / 200).unwrap_or(0),
-    );
-    let renumber = cfg.bugs.has(Mutant::RecoveryRenumbers);
-    let publish = |state: &mut WriterState, index: &mut Index| {
-        // Reuse the ready buffer's allocation: recovery publishes record by record.
-        let mut ready = std::mem::take(&mut state.ready);
-        index.sync_coords(&state.coords);
-        for s in ready.iter() {
-            let mut s = *s;
-            if renumber {
-                s.seq = index.len() as u64;
-            }
-            index.publish(s);
-        }
-        state.settle_published(&ready);
-        ready.clear();
-        state.ready = ready;
-    };
-    let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
-        state.recover_record(r, pos)?;
-        if !state.ready.is_empty() {
-            publish(&mut state, &mut index);
-        }
-        Ok(())
-    };
-    let report = log::recover::recover_seeded(disk, &cfg.dir, &mut visit, cfg.bugs)
-        .map_err(StoreError::from)?;
-    state.ready = state.finish_recovery();
-    publish(&mut state, &mut index);
-    crate::trace::tla_trace!(
-        cfg.trace.as_deref(),
-        "Recover",
-        "",
-        [
-            u128::from(report.next_seq),
-            // A torn record; a torn segment header (an interrupted roll) holds no record.
-            u128::from(
-                report
-                    .torn_tail
-                    .as_ref()
-                    .is_some_and(|t| t.offset >= log::SEGMENT_HEADER_BYTES as u64)
-            )
-        ]
-        .into_iter()
-        .chain(
-            index
-                .query(&crate::coordinate::Region::all())
-                .iter()
-                .map(|e| e.event_id)
-        )
-        .collect()
-    );
-    Ok((state, index, report))
+    Ok(recovered?.index.query(&Region::all()))
 }
 
 /// Counts a thread in `wait_for_durable` for as long as it lives (see `Shared::durable_waiters`).
@@ -1145,4 +1083,27 @@ impl Drop for DurableWaiter<'_> {
     fn drop(&mut self) {
         self.0.durable_waiters.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The spec's `Recover` step: records kept, whether a torn record was cut, what is visible.
+#[cfg_attr(not(feature = "tla-trace"), allow(unused_variables))]
+fn trace_recover(cfg: &StoreConfig, report: &log::RecoveryReport, index: &Index) {
+    crate::trace::tla_trace!(
+        cfg.trace.as_deref(),
+        "Recover",
+        "",
+        [
+            u128::from(report.next_seq),
+            // A torn record; a torn segment header (an interrupted roll) holds no record.
+            u128::from(
+                report
+                    .torn_tail
+                    .as_ref()
+                    .is_some_and(|t| t.offset >= log::SEGMENT_HEADER_BYTES as u64)
+            )
+        ]
+        .into_iter()
+        .chain(index.query(&Region::all()).iter().map(|e| e.event_id))
+        .collect()
+    );
 }

@@ -436,6 +436,17 @@ impl WriterState {
         std::mem::take(&mut self.ready)
     }
 
+    /// Publish, for the writer and for recovery alike: makes `slots` visible in `index`, in
+    /// order, after the coordinates interned since the last publish. Settling their
+    /// idempotency keys ([`WriterState::settle_published`]) follows once the index lock is
+    /// released.
+    pub fn publish_into(&self, index: &mut Index, slots: &[Slot]) {
+        index.sync_coords(&self.coords);
+        for s in slots {
+            index.publish(*s);
+        }
+    }
+
     /// Records the published slots' idempotency keys as settled.
     pub fn settle_published(&mut self, published: &[Slot]) {
         if self.pending_idem.is_empty() && self.pending_ids.is_empty() {

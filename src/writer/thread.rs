@@ -564,16 +564,13 @@ impl Writer {
         if !ready.is_empty() && self.state.bugs.has(Mutant::BatchPublishPerEvent) {
             for slot in ready.iter() {
                 let mut index = self.shared.index.write();
-                index.sync_coords(&self.state.coords);
-                index.publish(*slot);
+                self.state
+                    .publish_into(&mut index, std::slice::from_ref(slot));
             }
             self.state.settle_published(&ready);
         } else if !ready.is_empty() {
             let mut index = self.shared.index.write();
-            index.sync_coords(&self.state.coords);
-            for slot in ready.iter() {
-                index.publish(*slot);
-            }
+            self.state.publish_into(&mut index, &ready);
             drop(index);
             self.state.settle_published(&ready);
         }

@@ -337,7 +337,7 @@ pub fn history(disk: &SimDisk, strict: bool) -> Result<Vec<Rec>, Violation> {
         });
         Ok(())
     };
-    let report = log::recover(&full, Path::new(DIR), &mut visit)
+    let report = log::scan(&full, Path::new(DIR), log::CutPolicy::OnDisk, &mut visit)
         .map_err(|e| violation("INV-PREFIX", format!("the written log is damaged: {e}")))?;
     if let Some(t) = report.torn_tail.filter(|_| strict) {
         return Err(violation(
