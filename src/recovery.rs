@@ -36,16 +36,14 @@ pub(crate) fn recover(
     cut: CutPolicy,
     bugs: Bugs,
 ) -> Result<Recovered, StoreError> {
-    let mut state = WriterState::new();
-    state.bugs = bugs;
-    state.recovering = true;
+    let mut state = WriterState::new(bugs);
     let mut index = sized_index(disk, dir);
     let mut ready: Vec<Slot> = Vec::new();
     let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
         state.recover_record(r, pos)?;
-        if !state.ready.is_empty() {
+        if !state.units.ready.is_empty() {
             // Reuse one buffer: recovery publishes record by record.
-            std::mem::swap(&mut state.ready, &mut ready);
+            std::mem::swap(&mut state.units.ready, &mut ready);
             publish(&mut state, &mut index, &mut ready);
         }
         Ok(())

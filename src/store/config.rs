@@ -9,6 +9,7 @@ use crate::mutant::Bugs;
 #[cfg(batpak_mutant)]
 use crate::mutant::Mutant;
 use crate::sync::StdArc;
+use crate::writer::durability::Durability;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub struct StoreConfig {
     pub(crate) entropy: StdArc<dyn Entropy>,
     /// The seeded bug (mutant build only, see [`crate::mutant`]).
     pub(crate) bugs: Bugs,
-    #[cfg(feature = "tla-trace")]
+    /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
     pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
 }
 
@@ -102,7 +103,6 @@ impl StoreConfig {
             disk: StdArc::new(FsDisk),
             entropy: StdArc::new(OsEntropy),
             bugs: Bugs::default(),
-            #[cfg(feature = "tla-trace")]
             trace: None,
         }
     }
@@ -266,6 +266,12 @@ impl StoreConfig {
         self.frame_max_bytes.unwrap_or_else(|| {
             u32::try_from(self.single_append_max_bytes + FRAME_OVERHEAD_MAX).unwrap_or(u32::MAX)
         })
+    }
+
+    /// What an acknowledgement promises: immediate for `sync_every_n_events` 1, deferred
+    /// above.
+    pub(crate) fn durability(&self) -> Durability {
+        Durability::from_sync_every(self.sync_every_n_events, self.flush_interval)
     }
 
     /// The writer's group size: `0` means "what is queued", at most the queue's capacity.

@@ -24,7 +24,6 @@ pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
 use crate::coordinate::{Coordinate, Region};
 use crate::env::{Disk, DiskLock};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
-use crate::index::Index;
 use crate::log::{self, Catalog, CutPolicy, SegmentWriter};
 #[cfg(batpak_mutant)]
 pub use crate::mutant::Mutant;
@@ -34,8 +33,10 @@ use crate::recovery::{recover, Recovered};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{self, Sender, TrySendError};
 use crate::sync::{Arc, Mutex, StdArc};
+use crate::writer::observe::{Observe, Observer};
+use crate::writer::shared::Shared;
 use crate::writer::state::Limits;
-use crate::writer::thread::{Shared, Writer, WriterConfig};
+use crate::writer::thread::{Writer, WriterConfig};
 use crate::writer::{AppendItem, Command};
 use batch::encode_payload;
 use serde::de::DeserializeOwned;
@@ -112,6 +113,7 @@ pub struct Store<S = Open> {
     catalog: StdArc<Catalog>,
     kinds: Mutex<HashMap<EventKind, &'static str>>,
     recovery: log::RecoveryReport,
+    observer: Observer,
     _state: PhantomData<S>,
 }
 
@@ -139,7 +141,8 @@ impl Store<Open> {
             index,
             report,
         } = recover(&*disk, &dir, CutPolicy::OnDisk, cfg.bugs)?;
-        trace_recover(&cfg, &report, &index);
+        let observer = Observer::new(cfg.trace.clone());
+        observer.recover(&report, &index);
         let catalog = StdArc::new(Catalog::new(
             StdArc::clone(&disk),
             dir.clone(),
@@ -170,8 +173,7 @@ impl Store<Open> {
         let (tx, rx) = channel::bounded(cfg.writer_channel_capacity);
         let wcfg = WriterConfig {
             frame_max: cfg.frame_max(),
-            sync_every_n_events: cfg.sync_every_n_events,
-            flush_interval: cfg.flush_interval,
+            durability: cfg.durability(),
             group_commit_max_batch: cfg.group_max(),
             limits: Limits {
                 batch_max_size: cfg.batch_max_size,
@@ -181,8 +183,7 @@ impl Store<Open> {
             allow_external_causes: cfg.allow_external_causes,
             clock: StdArc::clone(&cfg.clock),
             ids: StdArc::clone(&cfg.ids),
-            #[cfg(feature = "tla-trace")]
-            trace: cfg.trace.clone(),
+            observer: observer.clone(),
         };
         let writer = Writer::new(state, seg, wcfg, Arc::clone(&shared), rx);
         let handle = crate::sync::thread::Builder::new()
@@ -203,6 +204,7 @@ impl Store<Open> {
             catalog,
             kinds: Mutex::new(HashMap::new()),
             recovery: report,
+            observer,
             _state: PhantomData,
         })
     }
@@ -215,20 +217,16 @@ impl Store<Open> {
     // ------------------------------------------------------------------ plumbing
 
     pub(crate) fn send(&self, cmd: Command) -> Result<(), StoreError> {
-        let gate = self.shared.gate.read();
+        let gate = self.shared.stopped.read();
         if *gate {
             return Err(StoreError::WriterCrashed);
         }
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
-        #[cfg(feature = "tla-trace")]
-        if let Some(sink) = &self.cfg.trace {
-            return crate::writer::trace::send_traced(sink, tx, cmd);
-        }
-        tx.send(cmd).map_err(|_| StoreError::WriterCrashed)
+        self.observer.send(tx, cmd)
     }
 
     pub(crate) fn try_send(&self, cmd: Command) -> Result<(), StoreError> {
-        let gate = self.shared.gate.read();
+        let gate = self.shared.stopped.read();
         if *gate {
             return Err(StoreError::WriterCrashed);
         }
@@ -252,14 +250,7 @@ impl Store<Open> {
         if queued >= threshold {
             return Err(StoreError::Backpressure { queued, threshold });
         }
-        #[cfg(feature = "tla-trace")]
-        let sent = match &self.cfg.trace {
-            Some(sink) => crate::writer::trace::try_send_traced(sink, tx, cmd),
-            None => tx.try_send(cmd),
-        };
-        #[cfg(not(feature = "tla-trace"))]
-        let sent = tx.try_send(cmd);
-        match sent {
+        match self.observer.try_send(tx, cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(StoreError::Backpressure {
                 queued: tx.len(),
@@ -272,30 +263,27 @@ impl Store<Open> {
     /// Sends a command without ever blocking the calling thread: `try_send`, and if the
     /// queue is full, a helper thread does the blocking send (the fence drop path).
     pub(crate) fn send_detached(&self, cmd: Command) -> Result<(), String> {
-        if *self.shared.gate.read() {
+        if *self.shared.stopped.read() {
             return Err("writer is gone".into());
         }
         let Some(tx) = self.tx.as_ref() else {
             return Err("store is closed".into());
         };
-        #[cfg(feature = "tla-trace")]
-        if let Some(sink) = &self.cfg.trace {
-            return send_detached_traced(sink, tx, cmd);
-        }
         if self.cfg.bugs.has(Mutant::DropBlocks) {
             return tx
                 .send(cmd)
                 .map_err(|_| "writer channel disconnected".to_string());
         }
-        match tx.try_send(cmd) {
+        match self.observer.try_send(tx, cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(_)) => Err("writer channel disconnected".into()),
             Err(TrySendError::Full(cmd)) => {
                 let tx = tx.clone();
+                let observer = self.observer.clone();
                 crate::sync::thread::Builder::new()
                     .name("batpak-fence-drop-cancel".into())
                     .spawn(move || {
-                        if tx.send(cmd).is_err() {
+                        if observer.send(&tx, cmd).is_err() {
                             tracing::warn!(
                                 "fence drop-cancel: writer gone before the cancel landed"
                             );
@@ -308,7 +296,7 @@ impl Store<Open> {
     }
 
     fn spin_polls(&self) -> u32 {
-        if self.cfg.sync_every_n_events > 1 {
+        if self.cfg.durability().is_deferred() {
             ticket::SPIN_POLLS_DEFERRED
         } else {
             ticket::SPIN_POLLS_DURABLE
@@ -694,7 +682,7 @@ impl Store<Open> {
         }
         let start = std::time::Instant::now();
         let deadline = start.checked_add(timeout);
-        let deferred = self.cfg.sync_every_n_events > 1;
+        let deferred = self.cfg.durability().is_deferred();
         let timed_out = || {
             let (d, w) = (
                 f.durable.load(Ordering::SeqCst),
@@ -718,7 +706,7 @@ impl Store<Open> {
         let mut asked_at: Option<u64> = None;
         let _waiting = DurableWaiter::register(&self.shared);
         let writer_gone =
-            || !self.cfg.bugs.has(Mutant::WaitIgnoresWriterExit) && *self.shared.gate.read();
+            || !self.cfg.bugs.has(Mutant::WaitIgnoresWriterExit) && *self.shared.stopped.read();
         loop {
             if f.durable.load(Ordering::SeqCst) >= point {
                 return Ok(());
@@ -795,11 +783,11 @@ impl Store<Open> {
 
     /// The sequence numbers the writer has reached.
     pub fn frontier(&self) -> Frontier {
-        let f = &self.shared.frontier;
+        let (written, durable, visible) = self.shared.frontier.load();
         Frontier {
-            written: f.written.load(Ordering::SeqCst),
-            durable: f.durable.load(Ordering::SeqCst),
-            visible: f.visible.load(Ordering::SeqCst),
+            written,
+            durable,
+            visible,
         }
     }
 
@@ -956,7 +944,7 @@ impl<S> Store<S> {
         let mut result = Ok(());
         if let Some(tx) = self.tx.take() {
             let (reply, rx) = channel::bounded(1);
-            let gate_open = !*self.shared.gate.read();
+            let gate_open = !*self.shared.stopped.read();
             if gate_open && tx.send(Command::Shutdown { reply }).is_ok() {
                 result = wait_reply(&rx, 0);
             }
@@ -1024,33 +1012,6 @@ fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>,
     }
 }
 
-/// [`Store::send_detached`] with tracing: the enqueue (by this thread or the helper) and the
-/// `SubmitFenceDrop` event are one step of the trace.
-#[cfg(feature = "tla-trace")]
-fn send_detached_traced(
-    sink: &StdArc<crate::trace::TraceSink>,
-    tx: &Sender<Command>,
-    cmd: Command,
-) -> Result<(), String> {
-    match crate::writer::trace::try_send_traced(sink, tx, cmd) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Disconnected(_)) => Err("writer channel disconnected".into()),
-        Err(TrySendError::Full(cmd)) => {
-            let tx = tx.clone();
-            let sink = StdArc::clone(sink);
-            crate::sync::thread::Builder::new()
-                .name("batpak-fence-drop-cancel".into())
-                .spawn(move || {
-                    if crate::writer::trace::send_traced(&sink, &tx, cmd).is_err() {
-                        tracing::warn!("fence drop-cancel: writer gone before the cancel landed");
-                    }
-                })
-                .map(|_| ())
-                .map_err(|e| format!("failed to spawn drop-cancel helper: {e}"))
-        }
-    }
-}
-
 /// What a [`Store::open`] of `cfg` would show as visible, without starting a writer thread:
 /// takes the directory lock (creating the directory if needed, as `open` does), runs the same
 /// recovery (cutting a torn tail, refusing corruption) and returns every visible index entry in
@@ -1083,27 +1044,4 @@ impl Drop for DurableWaiter<'_> {
     fn drop(&mut self) {
         self.0.durable_waiters.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The spec's `Recover` step: records kept, whether a torn record was cut, what is visible.
-#[cfg_attr(not(feature = "tla-trace"), allow(unused_variables))]
-fn trace_recover(cfg: &StoreConfig, report: &log::RecoveryReport, index: &Index) {
-    crate::trace::tla_trace!(
-        cfg.trace.as_deref(),
-        "Recover",
-        "",
-        [
-            u128::from(report.next_seq),
-            // A torn record; a torn segment header (an interrupted roll) holds no record.
-            u128::from(
-                report
-                    .torn_tail
-                    .as_ref()
-                    .is_some_and(|t| t.offset >= log::SEGMENT_HEADER_BYTES as u64)
-            )
-        ]
-        .into_iter()
-        .chain(index.query(&Region::all()).iter().map(|e| e.event_id))
-        .collect()
-    );
 }

@@ -2,12 +2,21 @@
 //!
 //! [`state`] is the decision logic, a state machine whose steps carry the names of the TLA+
 //! actions in `spec/Store.tla` (`Append`, `AppendBatch`, `FenceBegin`, `FenceAppend`,
-//! `FenceCommit`, `FenceCancel`, `Refuse`, `Fsync`, `Publish`, `Reply`); [`thread`] is the loop
-//! that receives commands, calls the state machine, performs the I/O (group commit: drain what
-//! is queued, write it, one fsync, publish, then acknowledge) and replies.
+//! `FenceCommit`, `FenceCancel`, `Refuse`, `Sync`); each step encodes its records into the
+//! group's [`frames`] and returns what it decided, without I/O. [`thread`] is the loop that
+//! receives commands, calls the state machine, places each step's frames ([`place`]: the only
+//! I/O there is a segment roll), then writes the group, fsyncs once when [`durability`] says
+//! so, publishes into the index ([`shared`]) and replies (group commit). What happens is
+//! reported to an [`observe`] observer (nothing in production; the TLA+ trace with the
+//! feature `tla-trace`).
 
+pub(crate) mod durability;
+pub(crate) mod frames;
+pub(crate) mod observe;
+pub(crate) mod place;
+pub(crate) mod shared;
 pub mod state;
-pub mod thread;
+pub(crate) mod thread;
 #[cfg(feature = "tla-trace")]
 pub(crate) mod trace;
 

@@ -1,20 +1,21 @@
-//! The writer thread loop: receive, decide (state machine), write, fsync once, publish,
-//! reply. Group commit: everything queued when the thread wakes (up to
-//! `group_commit_max_batch` commands) shares one write per segment and one fsync.
+//! The writer thread loop: receive, decide (the state machine, no I/O), place the step's
+//! frames, write, fsync once, publish, reply. Group commit: everything queued when the thread
+//! wakes (up to `group_commit_max_batch` commands) shares one write per segment and one fsync.
 
-use super::state::{Outgoing, Sink, StepEnv, WriterState};
-use super::Command;
-use crate::codec;
+use super::durability::{Durability, Flush};
+use super::frames::Frames;
+use super::observe::{Observe, Observer};
+use super::place::{after_sync_failure, after_write_failure, place, GroupFailure, PlaceFailure};
+use super::shared::Shared;
+use super::state::{Limits, Outgoing, StepEnv, WriterState};
+use super::{Command, Reply};
 use crate::env::{Clock, IdSource};
 use crate::error::StoreError;
-use crate::index::Index;
-use crate::log::active::RollError;
-use crate::log::{DiskPos, Record, SegmentWriter};
+use crate::log::SegmentWriter;
 use crate::mutant::Mutant;
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::Ordering;
 use crate::sync::channel::{Receiver, RecvTimeoutError};
-use crate::sync::{Arc, Condvar, Mutex, RwLock, StdArc};
-use std::cell::RefCell;
+use crate::sync::{Arc, StdArc};
 use std::time::Duration;
 
 /// Polls of the command queue before the idle writer parks (see `next_command`).
@@ -31,281 +32,35 @@ pub(crate) fn spin_or_yield(i: u32) {
     }
 }
 
-/// Sequence numbers that tell what the writer has done (each is "the next sequence not yet
-/// covered", so 0 means nothing).
-#[derive(Debug, Default)]
-pub struct Frontier {
-    /// Records written (possibly unsynced).
-    pub written: AtomicU64,
-    /// Records durable.
-    pub durable: AtomicU64,
-    /// Records visible (published), counting hidden records below the last visible one.
-    pub visible: AtomicU64,
-}
-
-/// What the writer shares with the store handle and readers.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub index: RwLock<Index>,
-    pub frontier: Frontier,
-    /// `true` once the writer stopped; taken for writing by the writer's exit so that no
-    /// command can be enqueued after the final drain (INV-NO-HANG).
-    pub gate: RwLock<bool>,
-    /// Signalled whenever `frontier.durable` moves or the writer stops, and when
-    /// `frontier.written` moves while `durable_waiters` is not zero (a deferred-mode waiter
-    /// asks for a flush once its point is written).
-    pub durable_lock: Mutex<()>,
-    pub durable_cv: Condvar,
-    /// Threads in `wait_for_durable`; registered before they read the frontier, so a writer
-    /// that reads zero here after moving the frontier cannot leave one asleep.
-    pub durable_waiters: AtomicUsize,
-}
-
-impl Shared {
-    pub fn new(index: Index) -> Self {
-        Self {
-            index: RwLock::new(index),
-            frontier: Frontier::default(),
-            gate: RwLock::new(false),
-            durable_lock: Mutex::new(()),
-            durable_cv: Condvar::new(),
-            durable_waiters: AtomicUsize::new(0),
-        }
-    }
-}
-
 /// The writer's configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
     pub frame_max: u32,
-    pub sync_every_n_events: u32,
-    pub flush_interval: Duration,
+    pub durability: Durability,
     pub group_commit_max_batch: usize,
-    pub limits: super::state::Limits,
+    pub limits: Limits,
     pub allow_external_causes: bool,
     pub clock: StdArc<dyn Clock>,
     pub ids: StdArc<dyn IdSource>,
-    #[cfg(feature = "tla-trace")]
-    pub trace: Option<StdArc<crate::trace::TraceSink>>,
-}
-
-/// How a group's I/O failed; the writer latches either way.
-#[derive(Debug)]
-struct GroupFailure {
-    /// What failed (for logs and `WriterLatched`).
-    detail: String,
-    /// `Some` when nothing of the group is or will ever be in the log: every command of the
-    /// group gets this definite error naming the file, the operation and the cause.
-    definite: Option<Definite>,
-    /// Everything written before the group is durable (a cut back synced it).
-    synced_before: bool,
-}
-
-/// A definite failure: the file, the operation that failed, the cause.
-#[derive(Debug)]
-struct Definite {
-    path: std::path::PathBuf,
-    op: &'static str,
-    kind: std::io::ErrorKind,
-    message: String,
-}
-
-impl GroupFailure {
-    /// A failure whose outcome is unknown.
-    fn unknown(detail: String) -> Self {
-        GroupFailure {
-            detail,
-            definite: None,
-            synced_before: false,
-        }
-    }
-
-    /// A failure that left nothing of the group in the log.
-    fn definite(
-        detail: String,
-        path: std::path::PathBuf,
-        op: &'static str,
-        error: &std::io::Error,
-    ) -> Self {
-        GroupFailure {
-            detail,
-            definite: Some(Definite {
-                path,
-                op,
-                kind: error.kind(),
-                message: error.to_string(),
-            }),
-            synced_before: false,
-        }
-    }
-
-    /// The error the group's commands get.
-    fn error(&self) -> StoreError {
-        match &self.definite {
-            Some(d) => StoreError::IoAt {
-                path: d.path.clone(),
-                op: d.op,
-                source: std::io::Error::new(d.kind, d.message.clone()),
-            },
-            None => StoreError::OutcomeUnknown {
-                detail: self.detail.clone(),
-            },
-        }
-    }
-}
-
-/// After a failed write to `seg` (disk full, I/O error, maybe after writing part of it). If
-/// the group did not roll (all of it was in this write) and the failed bytes can be cut back
-/// off durably, nothing of the group is or will be in the log: a definite failure. Otherwise
-/// its outcome is unknown, and what `seg` holds past its last sync is cut off (it may hold
-/// part of the group).
-fn after_write_failure(
-    seg: &mut SegmentWriter,
-    error: &std::io::Error,
-    rolled: bool,
-) -> GroupFailure {
-    let path = seg.path();
-    let mut detail = format!("write to {} failed: {error}", path.display());
-    if !rolled {
-        match seg.cut_back() {
-            Ok(()) => {
-                let mut f = GroupFailure::definite(detail, path, "write segment", error);
-                f.synced_before = true;
-                return f;
-            }
-            Err(e) => detail = format!("{detail}; cutting it back failed: {e}"),
-        }
-    }
-    discard_unsynced(seg, &mut detail);
-    GroupFailure::unknown(detail)
-}
-
-/// After a failed sync of `seg`: the kernel may have dropped its unsynced pages or marked them
-/// clean without writing them, so a retry would succeed and prove nothing (Linux). They are
-/// cut off, so that no later process finds them in the page cache and takes them for durable.
-/// Definite only if the group had written nothing (`wrote_nothing`): whatever of its bytes
-/// reached the platter before the error is unknown.
-fn after_sync_failure(
-    seg: &mut SegmentWriter,
-    error: &std::io::Error,
-    wrote_nothing: bool,
-) -> GroupFailure {
-    let path = seg.path();
-    let mut detail = format!("sync of {} failed: {error}", path.display());
-    discard_unsynced(seg, &mut detail);
-    if wrote_nothing {
-        GroupFailure::definite(detail, path, "seal segment", error)
-    } else {
-        GroupFailure::unknown(detail)
-    }
-}
-
-fn discard_unsynced(seg: &mut SegmentWriter, detail: &mut String) {
-    match seg.discard_unsynced() {
-        Ok(len) => tracing::warn!(
-            file = %seg.path().display(),
-            len,
-            "cut the segment back to its last synced length"
-        ),
-        Err(e) => *detail = format!("{detail}; cutting off its unsynced bytes failed: {e}"),
-    }
-}
-
-/// Buffers the frames of one group for the active segment, rolling segments between frames.
-struct GroupSink<'a> {
-    seg: &'a mut SegmentWriter,
-    buf: &'a mut Vec<u8>,
-    frame_max: u32,
-    /// The active segment when the group began.
-    group_segment: u64,
-    /// Set when a segment roll failed: the writer latches.
-    failure: &'a RefCell<Option<GroupFailure>>,
-}
-
-impl Sink for GroupSink<'_> {
-    fn emit(&mut self, record: &Record<'_>) -> Result<DiskPos, StoreError> {
-        let mut start = self.buf.len();
-        let len = codec::encode_into(record, self.frame_max, self.seg.salt(), self.buf)
-            .map_err(|e| StoreError::Serialization(Box::new(e)))?;
-        if !self.seg.fits(start as u64, len as u64) {
-            // The frame crosses segment_max_bytes (or the segment's frame limit): flush what
-            // precedes it, seal, roll.
-            let rolled = self.seg.segment_id() != self.group_segment;
-            // Nothing of the group is written anywhere yet (so a failure of the roll itself
-            // leaves nothing of it in the log).
-            let wrote_nothing = !rolled && start == 0;
-            let next = self.next_segment_path();
-            let failure = match self.seg.write(self.buf.get(..start).unwrap_or(&[])) {
-                Err(e) => Some(after_write_failure(self.seg, &e, rolled)),
-                Ok(()) => match self.seg.roll(record.seq) {
-                    Ok(()) => None,
-                    Err(RollError::Seal(e)) => {
-                        Some(after_sync_failure(self.seg, &e, wrote_nothing))
-                    }
-                    // The old segment is sealed (synced): nothing to cut there; the new one
-                    // was left without a header (recovery removes it).
-                    Err(RollError::Create(e)) => {
-                        let detail = format!("creating {} failed: {e}", next.display());
-                        Some(if wrote_nothing {
-                            GroupFailure::definite(detail, next, "create segment", &e)
-                        } else {
-                            GroupFailure::unknown(detail)
-                        })
-                    }
-                },
-            };
-            if let Some(failure) = failure {
-                // The group's earlier frames are written (or their fate is unknown): they must
-                // never be written again, or their sequences would repeat and recovery would
-                // refuse the log as corrupt. The writer latches after this command.
-                self.buf.clear();
-                let e = failure.error();
-                *self.failure.borrow_mut() = Some(failure);
-                return Err(e);
-            }
-            self.buf.drain(..start);
-            start = 0;
-            // The frame moves to the new segment: seal it with that segment's salt.
-            codec::reseal(self.buf, self.seg.salt());
-        }
-        Ok(DiskPos {
-            segment_id: self.seg.segment_id(),
-            offset: self.seg.len() + start as u64,
-            length: len as u32,
-        })
-    }
-}
-
-impl GroupSink<'_> {
-    /// The path of the segment a roll would create.
-    fn next_segment_path(&self) -> std::path::PathBuf {
-        self.seg
-            .path()
-            .with_file_name(crate::log::segment::segment_file_name(
-                self.seg.segment_id().saturating_add(1),
-            ))
-    }
+    pub observer: Observer,
 }
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    pub state: WriterState,
-    pub seg: SegmentWriter,
-    pub cfg: WriterConfig,
-    pub shared: Arc<Shared>,
-    pub rx: Receiver<Command>,
-    buf: Vec<u8>,
-    unsynced_events: u64,
-    /// Deferred mode: when (monotonic µs) the oldest record not yet synced was written. The
-    /// flush bound runs from it, whatever commands come after (INV-FLUSH-BOUND).
-    oldest_unsynced_us: Option<u64>,
+    state: WriterState,
+    seg: SegmentWriter,
+    cfg: WriterConfig,
+    shared: Arc<Shared>,
+    rx: Receiver<Command>,
+    frames: Frames,
+    flush: Flush,
     /// Origin of the real monotonic reading (when the clock gives none).
     started: std::time::Instant,
 }
 
 impl Writer {
     pub fn new(
-        state: WriterState,
+        mut state: WriterState,
         seg: SegmentWriter,
         cfg: WriterConfig,
         shared: Arc<Shared>,
@@ -315,44 +70,33 @@ impl Writer {
         shared.frontier.written.store(next, Ordering::SeqCst);
         shared.frontier.durable.store(next, Ordering::SeqCst);
         shared.frontier.visible.store(next, Ordering::SeqCst);
+        if cfg.observer.wants_units() {
+            state.units.ready_units = Some(Vec::new());
+        }
         Self {
+            frames: Frames::new(cfg.frame_max, seg.salt()),
+            flush: Flush::new(cfg.durability),
             state,
             seg,
             cfg,
             shared,
             rx,
-            buf: Vec::with_capacity(64 * 1024),
-            unsynced_events: 0,
-            oldest_unsynced_us: None,
             started: std::time::Instant::now(),
         }
     }
 
     /// Monotonic microseconds: the clock's own reading if it has one (test clocks), else real
     /// time since the writer started.
-    fn mono_us(&self) -> u64 {
-        self.cfg.clock.monotonic_us().unwrap_or_else(|| {
-            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
-        })
-    }
-
-    fn flush_interval_us(&self) -> u64 {
-        u64::try_from(self.cfg.flush_interval.as_micros()).unwrap_or(u64::MAX)
+    fn mono_us(clock: &dyn Clock, started: std::time::Instant) -> u64 {
+        clock
+            .monotonic_us()
+            .unwrap_or_else(|| u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
     /// Deferred mode with unsynced records: how long until the oldest of them is due.
     fn flush_due_in(&self) -> Option<Duration> {
-        let oldest = self
-            .oldest_unsynced_us
-            .filter(|_| self.unsynced_events > 0)?;
-        let age = self.mono_us().saturating_sub(oldest);
-        Some(Duration::from_micros(
-            self.flush_interval_us().saturating_sub(age),
-        ))
-    }
-
-    fn durable_mode(&self) -> bool {
-        self.cfg.sync_every_n_events <= 1
+        let (clock, started) = (&*self.cfg.clock, self.started);
+        self.flush.due_in(|| Self::mono_us(clock, started))
     }
 
     /// The thread body.
@@ -361,9 +105,7 @@ impl Writer {
         loop {
             let first = if let Some(due) = self.flush_due_in() {
                 if due.is_zero() {
-                    let mut out = Vec::new();
-                    let segment = self.seg.segment_id();
-                    self.finish_group(&mut out, true, segment);
+                    self.flush_due();
                     continue;
                 }
                 let polled = match self.poll_command() {
@@ -373,9 +115,7 @@ impl Writer {
                 match polled {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
-                        let mut out = Vec::new();
-                        let segment = self.seg.segment_id();
-                        self.finish_group(&mut out, true, segment);
+                        self.flush_due();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -386,19 +126,31 @@ impl Writer {
                     None => break,
                 }
             };
-            let mut cmds = vec![first];
-            while cmds.len() < self.cfg.group_commit_max_batch {
-                match self.rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
-                }
-            }
-            if let Some(reply) = self.process_group(cmds) {
+            if let Some(reply) = self.process_group(self.drain_after(first)) {
                 let _ = reply.send(Ok(()));
                 break;
             }
         }
         self.exit();
+    }
+
+    /// The deferred flush bound is reached with nothing queued: an empty group that syncs.
+    fn flush_due(&mut self) {
+        let mut out = Vec::new();
+        let segment = self.seg.segment_id();
+        self.finish_group(&mut out, true, segment);
+    }
+
+    /// `first` and whatever else is queued, up to the group's size.
+    fn drain_after(&self, first: Command) -> Vec<Command> {
+        let mut cmds = vec![first];
+        while cmds.len() < self.cfg.group_commit_max_batch {
+            match self.rx.try_recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => break,
+            }
+        }
+        cmds
     }
 
     /// Waits for the next command, polling briefly before parking so that a caller who
@@ -425,64 +177,66 @@ impl Writer {
         Err(())
     }
 
-    /// Decides, writes, syncs, publishes and answers one group. Returns the shutdown reply
-    /// if the group held a shutdown.
-    fn process_group(&mut self, cmds: Vec<Command>) -> Option<super::Reply<()>> {
+    /// Decides, places, writes, syncs, publishes and answers one group. Returns the shutdown
+    /// reply if the group held a shutdown.
+    fn process_group(&mut self, cmds: Vec<Command>) -> Option<Reply<()>> {
         let mut out: Vec<Outgoing> = Vec::with_capacity(cmds.len());
-        let mut force_sync = false;
-        let mut shutdown = None;
         let before = self.state.next_seq;
         let group_segment = self.seg.segment_id();
-        let failure = RefCell::new(None);
-        {
-            let index = self.shared.index.read();
-            let mut sink = GroupSink {
-                seg: &mut self.seg,
-                buf: &mut self.buf,
-                frame_max: self.cfg.frame_max,
-                group_segment,
-                failure: &failure,
-            };
+        let (forced, shutdown, failure) = self.decide(cmds, group_segment, &mut out);
+        if let Some(f) = failure {
+            self.latch_group(&mut out, &f);
+        }
+        let records = self.state.next_seq - before;
+        let (clock, started) = (&*self.cfg.clock, self.started);
+        let now = || Self::mono_us(clock, started);
+        let sync_now = self.flush.must_sync(records, forced, now, self.state.bugs);
+        self.finish_group(&mut out, sync_now, group_segment);
+        shutdown
+    }
+
+    /// Steps through the group's commands, placing each step's frames before the next step
+    /// is decided. Returns whether a command needs the group synced, the shutdown reply, and
+    /// the I/O failure of a placement (after which the writer is latched and later commands
+    /// are refused).
+    fn decide(
+        &mut self,
+        cmds: Vec<Command>,
+        group_segment: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> (bool, Option<Reply<()>>, Option<GroupFailure>) {
+        let (mut forced, mut shutdown, mut failure) = (false, None, None);
+        let index = self.shared.index.read();
+        for cmd in cmds {
             let mut env = StepEnv {
-                sink: &mut sink,
+                frames: &mut self.frames,
                 clock: &*self.cfg.clock,
                 ids: &*self.cfg.ids,
                 index: &index,
                 limits: self.cfg.limits,
                 allow_external_causes: self.cfg.allow_external_causes,
-                #[cfg(feature = "tla-trace")]
-                trace: self.cfg.trace.as_deref(),
             };
-            for cmd in cmds {
-                if let Some(r) = self.state.step(cmd, &mut env, &mut out, &mut force_sync) {
-                    shutdown = Some(r);
+            let mut step = self.state.step(cmd, &mut env);
+            forced |= step.sync;
+            if let Some(r) = step.shutdown.take() {
+                shutdown = Some(r);
+            }
+            match place(&mut self.seg, &mut self.frames, group_segment) {
+                Ok(()) => {
+                    self.cfg.observer.step(&step);
+                    self.state.apply(step, &mut self.frames, out);
                 }
-                // A failed roll latches at once: later commands of the group are refused.
-                if self.state.latched.is_none() {
-                    self.state.latched = failure.borrow().as_ref().map(|f| f.detail.clone());
+                Err(PlaceFailure { failure: f, seq }) => {
+                    out.extend(step.fail(f.error(), seq));
+                    // A failed roll latches at once: later commands of the group are refused.
+                    if self.state.latched.is_none() {
+                        self.state.latched = Some(f.detail.clone());
+                    }
+                    failure = Some(f);
                 }
             }
         }
-        if let Some(f) = failure.into_inner() {
-            self.latch_group(&mut out, &f);
-        }
-        self.unsynced_events += self.state.next_seq - before;
-        let mut sync_now = force_sync
-            || self.durable_mode()
-            || self.unsynced_events >= u64::from(self.cfg.sync_every_n_events);
-        if !sync_now && self.unsynced_events > 0 {
-            // The bound runs from the oldest unsynced write: a steady trickle of commands
-            // must not keep pushing the flush out.
-            let now = self.mono_us();
-            let oldest = match self.oldest_unsynced_us {
-                Some(t) if !self.state.bugs.has(Mutant::FlushTimerRestarts) => t,
-                _ => now,
-            };
-            self.oldest_unsynced_us = Some(oldest);
-            sync_now = now.saturating_sub(oldest) >= self.flush_interval_us();
-        }
-        self.finish_group(&mut out, sync_now, group_segment);
-        shutdown
+        (forced, shutdown, failure)
     }
 
     /// Write, Fsync, Publish, Reply. `group_segment`: the active segment when the group began
@@ -493,87 +247,29 @@ impl Writer {
             // them: records counted in `next_seq` since then were never written (their buffer
             // was dropped). Retrying a failed fsync may succeed while the pages it failed to
             // persist are gone, so nothing may be reported durable (nor `sync()` answered Ok).
-            self.buf.clear();
-            self.state.ready.clear();
+            self.frames.discard();
             self.latch(out, &detail);
-            #[cfg(feature = "tla-trace")]
-            {
-                self.state.trace_units.clear();
-                self.state.trace_acks.clear();
-            }
-            reply_all(out, false);
-            return;
-        }
-        let written = self.seg.write(&self.buf);
-        self.buf.clear();
-        if let Err(e) = written {
-            let rolled = self.seg.segment_id() != group_segment;
-            #[cfg(feature = "tla-trace")]
-            self.trace_fsync_fail();
-            let f = after_write_failure(&mut self.seg, &e, rolled);
-            self.latch_group(out, &f);
             reply_all(out, false);
             return;
         }
         let fsync = sync_now && !self.state.bugs.has(Mutant::AckBeforeFsync);
-        if fsync {
-            let mut synced = self.seg.sync();
-            if synced.is_err() && self.state.bugs.has(Mutant::FsyncRetryAcks) {
-                synced = self.seg.sync();
-            }
-            if let Err(e) = synced {
-                #[cfg(feature = "tla-trace")]
-                self.trace_fsync_fail();
-                let f = after_sync_failure(&mut self.seg, &e, false);
-                self.latch_group(out, &f);
-                reply_all(out, false);
-                return;
-            }
+        if let Err(f) = self.write_and_sync(fsync, group_segment) {
+            self.latch_group(out, &f);
+            reply_all(out, false);
+            return;
         }
         let written = self.state.next_seq;
-        #[cfg(feature = "tla-trace")]
-        if fsync && written > self.shared.frontier.durable.load(Ordering::SeqCst) {
-            crate::trace::tla_trace!(
-                self.cfg.trace.as_deref(),
-                "Fsync",
-                "",
-                vec![u128::from(written)]
-            );
+        if fsync {
+            self.cfg.observer.fsync(written, &self.shared.frontier);
         }
         self.shared
             .frontier
             .written
             .store(written, Ordering::SeqCst);
         if fsync {
-            self.unsynced_events = 0;
-            self.oldest_unsynced_us = None;
+            self.flush.synced();
         }
-        // Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
-        let ready = std::mem::take(&mut self.state.ready);
-        #[cfg(feature = "tla-trace")]
-        {
-            // Emitted before the index publish: a reader cannot tell, and the Publish steps
-            // must precede the replies either way. (Taken even without a sink: no growth.)
-            let units = std::mem::take(&mut self.state.trace_units);
-            if let Some(sink) = self.cfg.trace.as_deref() {
-                for ev in crate::writer::trace::publish_events(&units, &ready) {
-                    sink.emit(ev);
-                }
-            }
-        }
-        if !ready.is_empty() && self.state.bugs.has(Mutant::BatchPublishPerEvent) {
-            for slot in ready.iter() {
-                let mut index = self.shared.index.write();
-                self.state
-                    .publish_into(&mut index, std::slice::from_ref(slot));
-            }
-            self.state.settle_published(&ready);
-        } else if !ready.is_empty() {
-            let mut index = self.shared.index.write();
-            self.state.publish_into(&mut index, &ready);
-            drop(index);
-            self.state.settle_published(&ready);
-        }
+        self.publish();
         self.shared
             .frontier
             .visible
@@ -585,33 +281,75 @@ impl Writer {
                 .store(written, Ordering::SeqCst);
         }
         if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.shared.durable_lock.lock();
-            self.shared.durable_cv.notify_all();
+            self.shared.wake_durable_waiters();
         }
-        #[cfg(feature = "tla-trace")]
-        for ev in self.state.trace_acks.drain(..) {
-            if let Some(sink) = self.cfg.trace.as_deref() {
-                sink.emit(ev);
-            }
-        }
+        self.cfg.observer.replies(out);
         reply_all(out, fsync || self.state.bugs.has(Mutant::AckBeforeFsync));
     }
 
-    /// The spec's `FsyncFail`: the group's write or fsync failed with records not yet durable.
-    #[cfg(feature = "tla-trace")]
-    fn trace_fsync_fail(&self) {
-        if self.state.next_seq > self.shared.frontier.durable.load(Ordering::SeqCst) {
-            crate::trace::tla_trace!(self.cfg.trace.as_deref(), "FsyncFail", "", Vec::new());
+    /// Writes the group's bytes and, if `fsync`, syncs the segment. A failure is returned
+    /// for the writer to latch on (its unsynced bytes already cut off).
+    fn write_and_sync(&mut self, fsync: bool, group_segment: u64) -> Result<(), GroupFailure> {
+        let written = self.seg.write(&self.frames.buf);
+        self.frames.buf.clear();
+        if let Err(e) = written {
+            let rolled = self.seg.segment_id() != group_segment;
+            self.cfg
+                .observer
+                .fsync_failed(self.state.next_seq, &self.shared.frontier);
+            return Err(after_write_failure(&mut self.seg, &e, rolled));
         }
+        if !fsync {
+            return Ok(());
+        }
+        let mut synced = self.seg.sync();
+        if synced.is_err() && self.state.bugs.has(Mutant::FsyncRetryAcks) {
+            synced = self.seg.sync();
+        }
+        synced.map_err(|e| {
+            self.cfg
+                .observer
+                .fsync_failed(self.state.next_seq, &self.shared.frontier);
+            after_sync_failure(&mut self.seg, &e, false)
+        })
+    }
+
+    /// Publish: the whole group becomes visible under one write lock (INV-READ-ISOLATION).
+    fn publish(&mut self) {
+        let ready = std::mem::take(&mut self.state.units.ready);
+        if let Some(units) = self.state.units.ready_units.as_mut() {
+            // Reported before the index publish: a reader cannot tell, and the Publish steps
+            // must precede the replies either way.
+            self.cfg.observer.publish(units, &ready);
+            units.clear();
+        }
+        if ready.is_empty() {
+            self.state.units.ready = ready;
+            return;
+        }
+        if self.state.bugs.has(Mutant::BatchPublishPerEvent) {
+            for slot in ready.iter() {
+                let mut index = self.shared.index.write();
+                self.state
+                    .publish_into(&mut index, std::slice::from_ref(slot));
+            }
+        } else {
+            let mut index = self.shared.index.write();
+            self.state.publish_into(&mut index, &ready);
+        }
+        self.state.settle_published(&ready);
+        // The buffer's allocation serves the next group.
+        let mut ready = ready;
+        ready.clear();
+        self.state.units.ready = ready;
     }
 
     /// Latches after the group's I/O failed. A definite failure (nothing of the group is in
     /// the log) gives every command of the group a definite error naming the file and the
     /// cause (`StorageFull` for a full disk); after a cut back, whose sync made everything
     /// written before the group durable, the durable frontier says so. Either way later
-    /// writes are refused until the store is
-    /// reopened: the state machine has already taken the group's sequences, so the writer
-    /// cannot go on after them.
+    /// writes are refused until the store is reopened: the state machine has already taken
+    /// the group's sequences, so the writer cannot go on after them.
     fn latch_group(&mut self, out: &mut Vec<Outgoing>, failure: &GroupFailure) {
         if failure.synced_before {
             let written = self.shared.frontier.written.load(Ordering::SeqCst);
@@ -619,10 +357,9 @@ impl Writer {
                 .frontier
                 .durable
                 .store(written, Ordering::SeqCst);
-            let _g = self.shared.durable_lock.lock();
-            self.shared.durable_cv.notify_all();
+            self.shared.wake_durable_waiters();
         }
-        self.latch_with(out, &failure.detail, || failure.error());
+        self.latch_with(out, &failure.detail, &|| failure.error());
     }
 
     /// Latch after an I/O failure: every acknowledgement of this group becomes an
@@ -631,7 +368,7 @@ impl Writer {
         let unknown = || StoreError::OutcomeUnknown {
             detail: detail.to_string(),
         };
-        self.latch_with(out, detail, unknown);
+        self.latch_with(out, detail, &unknown);
     }
 
     /// [`Writer::latch`] with the error `error()` for every acknowledgement of the group.
@@ -639,27 +376,18 @@ impl Writer {
         &mut self,
         out: &mut Vec<Outgoing>,
         detail: &str,
-        error: impl Fn() -> StoreError,
+        error: &impl Fn() -> StoreError,
     ) {
         tracing::error!(error = %detail, "writer I/O failure: latching, writes refused until reopen");
         self.state.latched = Some(detail.to_string());
-        self.state.ready.clear();
-        // Nothing will be synced any more: no flush is due.
-        self.unsynced_events = 0;
-        self.oldest_unsynced_us = None;
-        #[cfg(feature = "tla-trace")]
-        {
-            self.state.trace_units.clear();
-            self.state.trace_acks.clear();
+        self.state.units.ready.clear();
+        if let Some(units) = self.state.units.ready_units.as_mut() {
+            units.clear();
         }
+        // Nothing will be synced any more: no flush is due.
+        self.flush.synced();
         for o in out.iter_mut() {
-            match o {
-                Outgoing::Receipt(_, r @ Ok(_)) => *r = Err(error()),
-                Outgoing::Receipts(_, r @ Ok(_)) => *r = Err(error()),
-                Outgoing::Unit(_, r @ Ok(_)) => *r = Err(error()),
-                Outgoing::Token(_, r @ Ok(_)) => *r = Err(error()),
-                _ => {}
-            }
+            o.fail(error);
         }
         self.state.fail_fence_waiters(out, detail);
     }
@@ -675,15 +403,14 @@ impl Writer {
         // needs the queue drained to finish, so drain until the write lock is ours.
         loop {
             while self.rx.try_recv().is_ok() {}
-            if let Some(mut gate) = self.shared.gate.try_write() {
-                *gate = true;
+            if let Some(mut stopped) = self.shared.stopped.try_write() {
+                *stopped = true;
                 break;
             }
             crate::sync::thread::yield_now();
         }
         while self.rx.try_recv().is_ok() {}
-        let _g = self.shared.durable_lock.lock();
-        self.shared.durable_cv.notify_all();
+        self.shared.wake_durable_waiters();
         tracing::info!("writer stopped");
     }
 }
@@ -691,22 +418,24 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         // A panic unwinding through the writer still closes the gate and drains the queue.
-        if !*self.shared.gate.read() {
+        if !*self.shared.stopped.read() {
             self.exit();
         }
     }
 }
 
+/// Sends every answer; receipts say whether they are `durable`.
 fn reply_all(out: &mut Vec<Outgoing>, durable: bool) {
+    use super::state::Answer;
     for o in out.drain(..) {
-        match o {
-            Outgoing::Receipt(tx, r) => {
+        match o.answer {
+            Answer::Receipt(tx, r) => {
                 let _ = tx.send(r.map(|mut x| {
                     x.durable = durable;
                     x
                 }));
             }
-            Outgoing::Receipts(tx, r) => {
+            Answer::Receipts(tx, r) => {
                 let _ = tx.send(r.map(|mut v| {
                     for x in v.iter_mut() {
                         x.durable = durable;
@@ -714,10 +443,10 @@ fn reply_all(out: &mut Vec<Outgoing>, durable: bool) {
                     v
                 }));
             }
-            Outgoing::Unit(tx, r) => {
+            Answer::Unit(tx, r) => {
                 let _ = tx.send(r);
             }
-            Outgoing::Token(tx, r) => {
+            Answer::Token(tx, r) => {
                 let _ = tx.send(r);
             }
         }
