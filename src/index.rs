@@ -362,6 +362,22 @@ impl Index {
             .collect()
     }
 
+    /// Causes of `event_id`, nearest first, following causation links (at most `limit`).
+    /// Stops at a root, at a cause outside the store (an external root) or at `limit`.
+    pub fn causes(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        let mut out = Vec::new();
+        let mut cur = self.get(event_id).and_then(|e| e.causation_id);
+        while let Some(c) = cur {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(e) = self.get(c) else { break };
+            cur = e.causation_id;
+            out.push(e);
+        }
+        out
+    }
+
     /// Number of distinct entities with visible events.
     pub fn entity_count(&self) -> usize {
         self.entity_lists.iter().filter(|v| !v.is_empty()).count()

@@ -9,13 +9,15 @@ use super::place::{after_sync_failure, after_write_failure, place, GroupFailure,
 use super::shared::Shared;
 use super::state::{Limits, Outgoing, StepEnv, WriterState};
 use super::{Command, Reply};
-use crate::env::{Clock, IdSource};
+use crate::env::{Clock, Disk, IdSource};
 use crate::error::StoreError;
-use crate::log::SegmentWriter;
-use crate::mutant::Mutant;
+use crate::log::{SegmentOptions, SegmentWriter};
+use crate::mutant::{Bugs, Mutant};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{Receiver, RecvTimeoutError};
+use crate::sync::thread::JoinHandle;
 use crate::sync::{Arc, StdArc};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Polls of the command queue before the idle writer parks (see `next_command`).
@@ -35,7 +37,12 @@ pub(crate) fn spin_or_yield(i: u32) {
 /// The writer's configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
-    pub frame_max: u32,
+    pub disk: StdArc<dyn Disk>,
+    pub dir: PathBuf,
+    /// How it makes segments (size, sync mode, frame limit, salts).
+    pub segment: SegmentOptions,
+    /// The seeded bug (mutant build only).
+    pub bugs: Bugs,
     pub durability: Durability,
     pub group_commit_max_batch: usize,
     pub limits: Limits,
@@ -43,6 +50,54 @@ pub(crate) struct WriterConfig {
     pub clock: StdArc<dyn Clock>,
     pub ids: StdArc<dyn IdSource>,
     pub observer: Observer,
+}
+
+/// Opens the active segment after recovery and starts the writer thread on `state`: the last
+/// segment (`active`: id, length) is continued, once what recovery read of it is durable (a
+/// crashed process may have left it in the page cache only, and it is reported durable from
+/// now on); an empty log gets its first segment.
+pub(crate) fn start(
+    state: WriterState,
+    active: Option<(u64, u64)>,
+    cfg: WriterConfig,
+    shared: Arc<Shared>,
+    rx: Receiver<Command>,
+) -> Result<JoinHandle<()>, StoreError> {
+    let seg = open_active(&cfg, active, state.next_seq)?;
+    let dir = cfg.dir.clone();
+    let writer = Writer::new(state, seg, cfg, shared, rx);
+    crate::sync::thread::Builder::new()
+        .name("batpak-writer".into())
+        .spawn(move || writer.run())
+        .map_err(|source| StoreError::IoAt {
+            path: dir,
+            op: "spawn writer thread",
+            source,
+        })
+}
+
+/// The segment the writer appends to: the recovered last one, made durable, or a new first one
+/// starting at `next_seq`.
+fn open_active(
+    cfg: &WriterConfig,
+    active: Option<(u64, u64)>,
+    next_seq: u64,
+) -> Result<SegmentWriter, StoreError> {
+    let (disk, dir, opts) = (StdArc::clone(&cfg.disk), &cfg.dir, cfg.segment.clone());
+    let mut seg = match active {
+        Some((id, len)) => SegmentWriter::reopen(disk, dir, id, len, opts),
+        None => SegmentWriter::create(disk, dir, 0, next_seq, opts),
+    }
+    .map_err(|source| StoreError::IoAt {
+        path: dir.clone(),
+        op: "open active segment",
+        source,
+    })?;
+    seg.seed_bugs(cfg.bugs);
+    if active.is_some() {
+        seg.make_recovered_durable()?;
+    }
+    Ok(seg)
 }
 
 /// The writer thread's state.
@@ -59,7 +114,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(
+    fn new(
         mut state: WriterState,
         seg: SegmentWriter,
         cfg: WriterConfig,
@@ -74,7 +129,7 @@ impl Writer {
             state.units.ready_units = Some(Vec::new());
         }
         Self {
-            frames: Frames::new(cfg.frame_max, seg.salt()),
+            frames: Frames::new(cfg.segment.frame_max, seg.salt()),
             flush: Flush::new(cfg.durability),
             state,
             seg,

@@ -1,0 +1,152 @@
+//! Reads, written once for every kind of store (`impl<S> Store<S>`): queries of the index and
+//! events read back from their frames through the log's catalog.
+
+use super::{Store, StoreError};
+use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
+use crate::index::IndexEntry;
+use crate::region::Region;
+use serde::de::DeserializeOwned;
+
+impl<S> Store<S> {
+    /// The entity's visible events, oldest first.
+    pub fn stream(&self, entity: &str) -> Vec<IndexEntry> {
+        self.shared.index.read().stream(entity)
+    }
+
+    /// The scope's visible events.
+    pub fn by_scope(&self, scope: &str) -> Vec<IndexEntry> {
+        self.shared.index.read().by_scope(scope)
+    }
+
+    /// Visible events of one kind.
+    pub fn by_fact(&self, kind: EventKind) -> Vec<IndexEntry> {
+        self.shared.index.read().by_fact(kind)
+    }
+
+    /// Visible events of kind `T::KIND`.
+    pub fn by_fact_typed<T: EventPayload>(&self) -> Vec<IndexEntry> {
+        self.by_fact(T::KIND)
+    }
+
+    /// Visible events selected by `region`.
+    pub fn query(&self, region: &Region) -> Vec<IndexEntry> {
+        self.shared.index.read().query(region)
+    }
+
+    /// The entity's earlier visible events before `event_id`, newest first, along the chain.
+    pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        self.shared.index.read().walk_ancestors(event_id, limit)
+    }
+
+    /// Causes of `event_id`, nearest first, following causation links (at most `limit`).
+    /// Stops at a root, at a cause outside the store (an external root) or at `limit`.
+    pub fn causes(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+        self.shared.index.read().causes(event_id, limit)
+    }
+
+    /// Visible events naming `event_id` as their cause.
+    pub fn effects(&self, event_id: u128) -> Vec<IndexEntry> {
+        self.shared.index.read().effects(event_id)
+    }
+
+    /// Visible events of a correlation (conversation), in order.
+    pub fn correlated(&self, correlation_id: u128) -> Vec<IndexEntry> {
+        self.shared.index.read().correlated(correlation_id)
+    }
+
+    /// The index entry of a visible event.
+    pub fn entry(&self, event_id: u128) -> Option<IndexEntry> {
+        self.shared.index.read().get(event_id)
+    }
+
+    /// Reads a visible event's raw MessagePack payload from disk (CRC verified).
+    pub fn get_raw(&self, event_id: u128) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
+        let frame = self.catalog.read_event(entry.disk_pos, event_id)?;
+        Ok(StoredEvent {
+            coordinate: entry.coord.clone(),
+            event: Event {
+                header: EventHeader {
+                    event_id,
+                    correlation_id: entry.correlation_id,
+                    causation_id: entry.causation_id,
+                    timestamp_us: frame.timestamp_us,
+                    position: EventPosition {
+                        wall_ms: entry.wall_ms,
+                        clock: entry.clock,
+                    },
+                    payload_size: frame.payload.len() as u32,
+                    event_kind: entry.kind,
+                    flags: frame.flags,
+                    content_hash: *blake3::hash(&frame.payload).as_bytes(),
+                },
+                payload: frame.payload,
+                hash_chain: Some(entry.hash_chain),
+            },
+        })
+    }
+
+    /// Reads a visible event with its payload as JSON.
+    pub fn get(&self, event_id: u128) -> Result<StoredEvent<serde_json::Value>, StoreError> {
+        self.get_as::<serde_json::Value>(event_id)
+    }
+
+    /// Reads a visible event with its payload decoded as `T` (its kind must be `T::KIND`).
+    pub fn get_typed<T: EventPayload>(&self, event_id: u128) -> Result<StoredEvent<T>, StoreError> {
+        self.register_kind::<T>()?;
+        let e = self.get_as::<T>(event_id)?;
+        if e.event.header.event_kind != T::KIND {
+            return Err(StoreError::ser(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "event {event_id:032x} has kind {} but {} has kind {}",
+                    e.event.header.event_kind,
+                    std::any::type_name::<T>(),
+                    T::KIND
+                ),
+            )));
+        }
+        Ok(e)
+    }
+
+    fn get_as<T: DeserializeOwned>(&self, event_id: u128) -> Result<StoredEvent<T>, StoreError> {
+        let raw = self.get_raw(event_id)?;
+        let payload: T = rmp_serde::from_slice(&raw.event.payload).map_err(StoreError::ser)?;
+        Ok(StoredEvent {
+            coordinate: raw.coordinate,
+            event: Event {
+                header: raw.event.header,
+                payload,
+                hash_chain: raw.event.hash_chain,
+            },
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.cfg.dir
+    }
+
+    pub(crate) fn register_kind<T: EventPayload>(&self) -> Result<(), StoreError> {
+        let name = std::any::type_name::<T>();
+        let mut kinds = self.kinds.lock();
+        match kinds.get(&T::KIND) {
+            Some(first) if *first != name => Err(StoreError::DuplicateEventKind {
+                kind: T::KIND,
+                first,
+                second: name,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                kinds.insert(T::KIND, name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers a payload type up front, so a second type claiming the same kind is refused
+    /// right away with `DuplicateEventKind` (typed appends and reads register implicitly).
+    pub fn register_payload<T: EventPayload>(&self) -> Result<(), StoreError> {
+        self.register_kind::<T>()
+    }
+}

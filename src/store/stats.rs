@@ -1,0 +1,40 @@
+//! What the store reports about itself: the frontier, counters, writer queue pressure.
+
+use super::{Frontier, Store, StoreStats, WriterPressure};
+
+impl<S> Store<S> {
+    /// The sequence numbers the writer has reached.
+    pub fn frontier(&self) -> Frontier {
+        let (written, durable, visible) = self.shared.frontier.load();
+        Frontier {
+            written,
+            durable,
+            visible,
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        let index = self.shared.index.read();
+        let p = self.writer_pressure();
+        StoreStats {
+            event_count: index.len(),
+            entity_count: index.entity_count(),
+            scope_count: index.scope_count(),
+            frontier: self.frontier(),
+            writer_queue_len: p.queued,
+            writer_queue_capacity: p.capacity,
+            dir: self.cfg.dir.clone(),
+        }
+    }
+
+    /// How full the writer queue is.
+    pub fn writer_pressure(&self) -> WriterPressure {
+        let queued = self.tx.as_ref().map(|t| t.len()).unwrap_or(0);
+        WriterPressure {
+            queued,
+            capacity: self.cfg.writer_channel_capacity,
+            threshold: self.cfg.pressure_threshold(),
+        }
+    }
+}
