@@ -25,6 +25,10 @@ check-models-compile:
     RUSTFLAGS="--cfg loom --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/loom -- -D warnings
     RUSTFLAGS="--cfg shuttle --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/shuttle -- -D warnings
 
+# The API docs, warnings denied (broken or private links, unclosed tags, ...).
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
 # Formatting and lints.
 lint:
     cargo fmt --all -- --check
@@ -61,4 +65,4 @@ bench:
     cargo bench --bench throughput
 
 # Everything CI runs.
-ci: lint test test-mutants model-check
+ci: lint doc test test-mutants model-check

@@ -131,13 +131,9 @@ impl Index {
     }
 
     /// Whether no event is visible.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
-    }
-
-    /// Sequence of the last visible event.
-    pub fn last_visible_seq(&self) -> Option<u64> {
-        self.slots.last().map(|s| s.seq)
     }
 
     /// Copies coordinates the writer interned since the last call (ids are shared).

@@ -65,26 +65,28 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod sync;
-
-mod mutant;
-
-pub mod trace;
+// The layers, bottom up (tests/layers.rs enforces the order): the concurrency shim and the
+// seeded bugs; what the outside world gives the store; the vocabulary; the frame codec; the
+// log; the index; the writer; recovery; the store; the gates.
+pub(crate) mod mutant;
+pub(crate) mod sync;
+pub(crate) mod trace;
 
 pub mod env;
 
 pub mod append;
-pub mod codec;
 pub mod coordinate;
 pub mod error;
 pub mod event;
-pub mod log;
 pub mod region;
 
-pub mod index;
-pub mod writer;
+pub(crate) mod codec;
+pub(crate) mod log;
 
-mod recovery;
+pub(crate) mod index;
+pub(crate) mod writer;
+
+pub(crate) mod recovery;
 
 pub mod store;
 
@@ -100,4 +102,43 @@ pub use event::EventPayload;
 #[doc(hidden)]
 pub mod __private {
     pub use serde;
+}
+
+/// The door for batpak's own model, fuzz and test crates: the internals they drive directly
+/// (the concurrency shim, the simulated disk, the frame codec, the log's records, segments and
+/// scan, the trace events, recovery without a writer thread, and in the mutant build the
+/// seeded bugs).
+///
+/// **Not public API.** Nothing here is covered by semver: it changes whenever the internals
+/// do. Programs use the documented modules ([`store`], [`env`](mod@env), [`coordinate`], ...).
+#[doc(hidden)]
+pub mod __testing {
+    /// The concurrency shim (`std` + flume, or loom / shuttle under `--cfg loom` / `shuttle`).
+    pub mod sync {
+        pub use crate::sync::*;
+    }
+    /// Everything of [`crate::env`], plus the simulated disk and its crash images and faults.
+    pub mod env {
+        pub use crate::env::sim::{
+            CrashImage, CrashOptions, FailedSync, Fault, FaultError, FaultKind, SimDisk,
+        };
+        pub use crate::env::*;
+    }
+    /// The frame codec and the records of the log.
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    /// The log: records, segment names and headers, the scan that recovery runs.
+    pub mod log {
+        pub use crate::log::*;
+    }
+    /// The TLA+ trace events (the `tla-trace` feature's sink and the spec's action names).
+    pub mod trace {
+        pub use crate::trace::*;
+    }
+    pub use crate::store::open::recover_visible;
+
+    /// The seeded bugs (mutant build only: `--cfg batpak_mutant`).
+    #[cfg(batpak_mutant)]
+    pub use crate::mutant::Mutant;
 }

@@ -85,7 +85,8 @@ fn publish(state: &mut WriterState, index: &mut Index, ready: &mut Vec<Slot>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{Disk, SimDisk};
+    use crate::env::sim::SimDisk;
+    use crate::env::Disk;
     use crate::region::Region;
     use crate::store::{Store, StoreConfig};
     use crate::sync::StdArc;

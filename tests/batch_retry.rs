@@ -5,10 +5,10 @@
 //! outbox. A partial or mixed retry is a definite, explained `IdempotencyConflict`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(batpak_mutant)]
+use batpak::__testing::Mutant;
 use batpak::env::{Clock, ManualClock};
 use batpak::prelude::*;
-#[cfg(batpak_mutant)]
-use batpak::store::Mutant;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 

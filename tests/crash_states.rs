@@ -6,8 +6,8 @@
 
 mod common;
 
+use batpak::__testing::env::SimDisk;
 use batpak::coordinate::Coordinate;
-use batpak::env::SimDisk;
 use batpak::event::EventKind;
 use batpak::store::{Store, StoreError};
 #[cfg(batpak_mutant)]

@@ -3,7 +3,7 @@
 //! measures the largest single allocation and the bytes live at the peak during decoding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::codec;
+use batpak::__testing::codec;
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -72,7 +72,7 @@ fn a_length_field_claiming_four_gigabytes_allocates_nothing() {
 
 #[test]
 fn a_valid_frame_decodes_without_copying_its_payload() {
-    use batpak::log::{EventRecord, Record, RecordBody, Unit};
+    use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
     let payload = vec![9u8; 4096];
     let r = Record {
         seq: 5,

@@ -2,7 +2,7 @@
 //! `SimDisk`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::env::{Disk, FsDisk, SimDisk};
+use batpak::__testing::env::{Disk, FsDisk, SimDisk};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 

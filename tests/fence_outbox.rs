@@ -5,9 +5,9 @@
 //! a full writer queue (INV-DROP).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::prelude::*;
 #[cfg(batpak_mutant)]
-use batpak::store::Mutant;
+use batpak::__testing::Mutant;
+use batpak::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

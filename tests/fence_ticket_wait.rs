@@ -3,9 +3,9 @@
 //! blocking forever; another thread's wait blocks until the fence ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::prelude::*;
 #[cfg(batpak_mutant)]
-use batpak::store::Mutant;
+use batpak::__testing::Mutant;
+use batpak::prelude::*;
 use std::time::{Duration, Instant};
 
 /// How a test configures the store's seeded bug: [`real`] for the real store; the mutant

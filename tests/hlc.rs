@@ -6,10 +6,10 @@
 //! `Mutant::RawWallClock` (the writer stamps raw clock readings) is shown to be caught by it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(batpak_mutant)]
+use batpak::__testing::Mutant;
 use batpak::env::ManualClock;
 use batpak::prelude::*;
-#[cfg(batpak_mutant)]
-use batpak::store::Mutant;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

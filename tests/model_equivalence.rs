@@ -3,7 +3,7 @@
 //! INV-CHAIN), before and after a reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::env::{CounterIds, ManualClock, SeededEntropy, SimDisk};
+use batpak::__testing::env::{CounterIds, ManualClock, SeededEntropy, SimDisk};
 use batpak::prelude::*;
 use proptest::prelude::*;
 use std::collections::HashMap;

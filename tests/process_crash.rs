@@ -11,8 +11,8 @@
 //!    open ("segment starts at sequence 1 but the log continues at 0").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use batpak::__testing::env::{CounterIds, CrashOptions, Fault, FaultKind, ManualClock, SimDisk};
 use batpak::coordinate::{Coordinate, Region};
-use batpak::env::{CounterIds, CrashOptions, Fault, FaultKind, ManualClock, SimDisk};
 use batpak::event::EventKind;
 use batpak::store::{
     AppendOptions, BatchAppendItem, CausationRef, IndexEntry, Store, StoreConfig, StoreError,

@@ -3,13 +3,13 @@
 //! which must fail `open` naming the file and offset (INV-CORRUPTION-FAILS-CLOSED).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::codec::{self, FRAME_HEADER_BYTES};
-use batpak::log::segment::{
+use batpak::__testing::codec::{self, FRAME_HEADER_BYTES};
+use batpak::__testing::log::segment::{
     decode_header, encode_header, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES,
 };
-use batpak::prelude::*;
 #[cfg(batpak_mutant)]
-use batpak::store::Mutant;
+use batpak::__testing::Mutant;
+use batpak::prelude::*;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -322,9 +322,9 @@ fn v1_fence_begin_frame(seq: u8) -> Vec<u8> {
 
 /// The same record as a valid frame of this format, sealed with `salt`.
 fn fence_begin_frame(seq: u64, salt: u32) -> Vec<u8> {
-    let r = batpak::log::Record {
+    let r = batpak::__testing::log::Record {
         seq,
-        body: batpak::log::RecordBody::FenceBegin { fence: seq },
+        body: batpak::__testing::log::RecordBody::FenceBegin { fence: seq },
     };
     codec::encode(&r, 1 << 20, salt).unwrap()
 }

@@ -7,8 +7,8 @@ macro_rules! channel_parity_suite {
         mod $suite {
             use std::time::{Duration, Instant};
 
-            use batpak::sync::thread;
-            use batpak::sync::$chan as chan;
+            use batpak::__testing::sync::thread;
+            use batpak::__testing::sync::$chan as chan;
             use chan::{
                 RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
             };

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use batpak::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use batpak::sync::{thread, Arc, Condvar, Mutex, RwLock, StdArc, UNDER_MODEL};
+use batpak::__testing::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use batpak::__testing::sync::{thread, Arc, Condvar, Mutex, RwLock, StdArc, UNDER_MODEL};
 
 #[test]
 fn production_arm_is_not_under_a_model() {
@@ -88,7 +88,7 @@ fn atomics_threads_and_std_arc_are_usable_through_the_shim() {
             thread::spawn(move || {
                 for _ in 0..1_000 {
                     c.fetch_add(1, Ordering::Relaxed);
-                    batpak::sync::spin_loop();
+                    batpak::__testing::sync::spin_loop();
                 }
                 thread::yield_now();
             })

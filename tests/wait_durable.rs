@@ -5,9 +5,9 @@
 //! `WriterCrashed` at once (INV-NO-HANG).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::prelude::*;
 #[cfg(batpak_mutant)]
-use batpak::store::Mutant;
+use batpak::__testing::Mutant;
+use batpak::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

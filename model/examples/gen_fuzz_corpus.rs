@@ -12,8 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use arbitrary::{Arbitrary, Unstructured};
-use batpak::codec::{self, FRAME_BYTES_MAX_DEFAULT};
-use batpak::log::{EventRecord, Record, RecordBody, Unit};
+use batpak::__testing::codec::{self, FRAME_BYTES_MAX_DEFAULT};
+use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
 use batpak_model::fuzz_harness::{
     ArbBody, Fault, FrameCorruption, ImageCorruption, Op, RecoveryInput, StructuredFrame, FUZZ_SALT,
 };

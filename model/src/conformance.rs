@@ -38,8 +38,8 @@
 //!     Opening and showing the records after the hole would break INV-PREFIX.
 
 use crate::oracle::{self, EventNo, RecKind, Record, UnitKind};
-use batpak::env::{Disk, SimDisk};
-use batpak::log::{self, segment, RecordBody, RecoveryReport, Unit};
+use batpak::__testing::env::{Disk, SimDisk};
+use batpak::__testing::log::{self, segment, RecordBody, RecoveryReport, Unit};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

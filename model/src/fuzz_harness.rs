@@ -19,8 +19,8 @@ pub use recovery::{
 };
 
 use arbitrary::Arbitrary;
-use batpak::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
-use batpak::log::{EventRecord, Record, RecordBody, Unit};
+use batpak::__testing::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
+use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
 
 /// Maximum frame sizes [`frame_decode`] tries on every input.
 pub const DECODE_MAXES: [u32; 6] = [0, 3, 64, 4096, FRAME_BYTES_MAX_DEFAULT, u32::MAX];

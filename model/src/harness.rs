@@ -2,11 +2,11 @@
 //! is visible, and a clock that can hold the writer still.
 
 use crate::Mutant;
+use batpak::__testing::env::{Clock, CounterIds, ManualClock, SimDisk};
+use batpak::__testing::sync::{Arc, Condvar, Mutex, StdArc};
 use batpak::coordinate::{Coordinate, Region};
-use batpak::env::{Clock, CounterIds, ManualClock, SimDisk};
 use batpak::event::EventKind;
 use batpak::store::{Store, StoreConfig};
-use batpak::sync::{Arc, Condvar, Mutex, StdArc};
 
 /// The data directory on the simulated disk.
 pub const DIR: &str = "/db";
@@ -81,7 +81,7 @@ struct StallState {
 /// A manual clock that can hold the writer still: once [`StallClock::arm`]ed, the next reading
 /// (the writer reads the clock for every event it writes) blocks until
 /// [`StallClock::release`]. [`StallClock::wait_until_stalled`] waits for the writer to be
-/// held. Built from `batpak::sync`, so the models see every wait.
+/// held. Built from `batpak::__testing::sync`, so the models see every wait.
 #[derive(Debug)]
 pub struct StallClock {
     state: Mutex<StallState>,

@@ -2,10 +2,10 @@
 //!
 //! [`oracle`] is the Rust transcription of `spec/Store.tla`; [`conformance`] maps the real
 //! store's log onto it for the crash-state enumeration; [`trace_check`] checks the real store's
-//! TLA+-named trace events with TLC; [`fuzz_harness`] and [`reference`] back the cargo-fuzz
+//! TLA+-named trace events with TLC; [`fuzz_harness`] and [`reference`](mod@reference) back the cargo-fuzz
 //! targets. [`scenarios`] drives the real [`batpak::store::Store`] on a
-//! [`batpak::env::SimDisk`] with a deterministic clock and id source. Every scenario only uses
-//! `batpak::sync` for its own threads and locks, so the same function runs on std threads
+//! [`batpak::__testing::env::SimDisk`] with a deterministic clock and id source. Every scenario only uses
+//! `batpak::__testing::sync` for its own threads and locks, so the same function runs on std threads
 //! (`cargo test`), under `--cfg loom` and under `--cfg shuttle` (see `model/tests/`).
 //! `mutants` lists the seeded bugs each scenario is shown to catch; `schedules` reads the
 //! saved shuttle schedules (both in the mutant build only: `--cfg batpak_mutant`).
@@ -28,7 +28,7 @@ pub use scenarios::Scenario;
 /// The store's seeded bugs: they exist only in the mutant build (`--cfg batpak_mutant`, which
 /// every loom and shuttle build sets); see `batpak`'s `mutant` module.
 #[cfg(batpak_mutant)]
-pub use batpak::store::Mutant;
+pub use batpak::__testing::Mutant;
 
 /// Outside the mutant build the store has no seeded bugs: only the real store runs.
 #[cfg(not(batpak_mutant))]

@@ -12,13 +12,13 @@
 //! [`expected_visible`].
 //!
 //! [`scan_log`] reads the segment files of a data directory independently of
-//! `batpak::log::scan` (only the frame codec and the segment header decoder are shared),
+//! `batpak::__testing::log::scan` (only the frame codec and the segment header decoder are shared),
 //! so the harness can compare what recovery kept with what was written.
 
-use batpak::codec;
-use batpak::env::SimDisk;
-use batpak::log::segment::{decode_header, parse_segment_file_name, segment_file_name};
-use batpak::log::{Record, RecordBody, Unit, SEGMENT_HEADER_BYTES};
+use batpak::__testing::codec;
+use batpak::__testing::env::SimDisk;
+use batpak::__testing::log::segment::{decode_header, parse_segment_file_name, segment_file_name};
+use batpak::__testing::log::{Record, RecordBody, Unit, SEGMENT_HEADER_BYTES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -17,10 +17,11 @@ use crate::harness::{
     KIND,
 };
 use crate::Mutant;
-use batpak::env::{CrashImage, CrashOptions, Disk, FaultKind, SimDisk};
-use batpak::store::{recover_visible, AppendTicket, Store, StoreError};
-use batpak::sync::atomic::{AtomicBool, Ordering};
-use batpak::sync::{thread, Arc, StdArc};
+use batpak::__testing::env::{CrashImage, CrashOptions, Disk, FaultKind, SimDisk};
+use batpak::__testing::recover_visible;
+use batpak::__testing::sync::atomic::{AtomicBool, Ordering};
+use batpak::__testing::sync::{thread, Arc, StdArc};
+use batpak::store::{AppendTicket, Store, StoreError};
 use std::fmt;
 use std::path::Path;
 

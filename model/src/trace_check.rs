@@ -1,4 +1,4 @@
-//! Trace conformance: maps a trace of the real store (`batpak::trace`, feature `tla-trace`)
+//! Trace conformance: maps a trace of the real store (`batpak::__testing::trace`, feature `tla-trace`)
 //! onto the spec's abstract values and checks it with TLC against `spec/Store.tla`: that it is
 //! a behaviour of the spec, and that every safety invariant holds at every state along it.
 //!
@@ -26,7 +26,7 @@
 //! invariant intact, diverged (and which invariants that broke), or got stuck.
 
 use crate::tla_value::{parse_state, Value};
-use batpak::trace::TraceEvent;
+use batpak::__testing::trace::TraceEvent;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -29,8 +29,8 @@
 #[path = "../../tests/common/crash.rs"]
 mod crash;
 
-use batpak::env::{CrashOptions, SimDisk};
-use batpak::log::RecoveryReport;
+use batpak::__testing::env::{CrashOptions, SimDisk};
+use batpak::__testing::log::RecoveryReport;
 use batpak::store::IndexEntry;
 use batpak_model::conformance::{allowed_visible_sets, compare, Abstract, Expected, WrittenLog};
 use crash::{
@@ -301,7 +301,7 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
 fn mutant_recovery_cuts_at_hole_is_caught() {
     let mode = Mode {
         deferred: true,
-        mutant: batpak::store::Mutant::RecoveryCutsAtHole,
+        mutant: batpak::__testing::Mutant::RecoveryCutsAtHole,
     };
     let mut stats = stats_with_oracle(true);
     let list = vec![vec![Op::Batch, Op::AppendA]];

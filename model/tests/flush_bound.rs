@@ -8,7 +8,7 @@
 #![cfg(not(any(loom, shuttle)))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::env::{CounterIds, ManualClock, SimDisk};
+use batpak::__testing::env::{CounterIds, ManualClock, SimDisk};
 use batpak::prelude::*;
 use batpak_model::Mutant;
 use std::sync::Arc;

@@ -108,12 +108,12 @@ fn frame_decode_refuses_an_over_long_varint() {
     let mut frame = bytes[1..].to_vec();
     forge_crc(&mut frame);
     assert!(matches!(
-        batpak::codec::decode(
+        batpak::__testing::codec::decode(
             &frame,
-            batpak::codec::FRAME_BYTES_MAX_DEFAULT,
+            batpak::__testing::codec::FRAME_BYTES_MAX_DEFAULT,
             batpak_model::fuzz_harness::FUZZ_SALT
         ),
-        Err(batpak::codec::DecodeError::BadBody(_))
+        Err(batpak::__testing::codec::DecodeError::BadBody(_))
     ));
 }
 

@@ -20,12 +20,12 @@
 //! -- --nocapture`. Prints SKIP and passes when java or tla2tools.jar is absent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use batpak::__testing::env::{CounterIds, FaultKind, ManualClock, SeededEntropy, SimDisk};
+use batpak::__testing::trace::{TraceEvent, TraceSink, ACTIONS};
 use batpak::coordinate::Coordinate;
-use batpak::env::{CounterIds, FaultKind, ManualClock, SeededEntropy, SimDisk};
 use batpak::event::EventKind;
 use batpak::store::{AppendOptions, CausationRef, VisibilityFence};
 use batpak::store::{AppendTicket, BatchAppendItem, BatchAppendTicket, Store, StoreConfig};
-use batpak::trace::{TraceEvent, TraceSink, ACTIONS};
 use batpak_model::trace_check::{
     abstract_trace, check_traces, config_text, module_text, tla2tools_jar, Step, BATCH_SIZE,
 };

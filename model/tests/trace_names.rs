@@ -1,11 +1,11 @@
 //! The Rust trace event names and the TLA+ action names are the same set (no TLC needed):
-//! `batpak::trace::ACTIONS` equals the actions of `spec/Store.tla`'s `Next`, and the names
+//! `batpak::__testing::trace::ACTIONS` equals the actions of `spec/Store.tla`'s `Next`, and the names
 //! the code emits (the action argument of every `tla_trace!`, `tla_trace_defer!` and
 //! `trace_action!` in `src/`, plus the harness's `ProcessCrash` and `PowerLoss`) are exactly
 //! those actions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak::trace::{is_action, ACTIONS};
+use batpak::__testing::trace::{is_action, ACTIONS};
 use batpak_model::trace_check::spec_actions;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ fn rust_event_names_equal_tla_action_names() {
     let declared: BTreeSet<String> = ACTIONS.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         declared, tla,
-        "batpak::trace::ACTIONS vs spec/Store.tla Next"
+        "batpak::__testing::trace::ACTIONS vs spec/Store.tla Next"
     );
 
     let mut files = Vec::new();

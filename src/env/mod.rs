@@ -2,7 +2,7 @@
 //! ([`IdSource`]) and randomness ([`Entropy`]).
 //!
 //! Production uses [`FsDisk`], [`SystemClock`] and [`RandomIds`]. Tests, the crash-state
-//! enumerator, the fuzzer and the loom/shuttle models use [`SimDisk`], [`ManualClock`] and
+//! enumerator, the fuzzer and the loom/shuttle models use `SimDisk` (in the hidden `__testing` door), [`ManualClock`] and
 //! [`CounterIds`], so a run is deterministic and every crash image the crash model allows can
 //! be produced.
 //!
@@ -23,7 +23,7 @@
 mod clock;
 mod entropy;
 mod fs;
-mod sim;
+pub(crate) mod sim;
 
 use std::fmt;
 use std::io;
@@ -32,7 +32,6 @@ use std::path::Path;
 pub use clock::{Clock, CounterIds, FnClock, IdSource, ManualClock, RandomIds, SystemClock};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use fs::{FsDisk, LOCK_FILE_NAME};
-pub use sim::{CrashImage, CrashOptions, FailedSync, Fault, FaultError, FaultKind, SimDisk};
 
 /// A file opened through a [`Disk`].
 ///

@@ -30,8 +30,9 @@
 //! succeeds or not; [`SimDisk::op_names`] tells which call took which index. A [`Fault`]
 //! scheduled with [`SimDisk::fail_with`] (or [`SimDisk::fail_at`], or by name with
 //! [`SimDisk::fail_next`]) makes that operation fail:
-//! - with "simulated I/O fault at op N: <op> <path>" (kind `Other`, EIO) or "simulated disk full
-//!   at op N: <op> <path>" (kind `StorageFull`, ENOSPC); the raw OS error is the error's source;
+//! - with `simulated I/O fault at op N: <op> <path>` (kind `Other`, EIO) or `simulated disk
+//!   full at op N: <op> <path>` (kind `StorageFull`, ENOSPC); the raw OS error is the error's
+//!   source;
 //! - a failing append writes nothing, or, with [`Fault::short_write`], a prefix of its bytes;
 //! - a [`FaultKind::Transient`] failure of `sync_data`/`sync_all` behaves like Linux: the
 //!   unsynced pages it covered are marked clean without reaching the platter, either kept in
@@ -103,7 +104,7 @@ pub enum FailedSync {
     DropPages,
 }
 
-/// An injected fault (see the [module docs](self)).
+/// An injected fault (see the docs of `SimDisk`'s module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault {
     /// What happens after the failing operation.
@@ -606,7 +607,7 @@ fn split(op: &str, path: &Path) -> io::Result<(PathBuf, String)> {
 /// A deterministic in-memory disk with crash images and fault injection.
 ///
 /// Clones share the same state (they are the same disk) and belong to the same process. See
-/// the [module docs](self) for the model, and [`SimDisk::crash_images`] for what a crash may
+/// the docs of its module for the model, and [`SimDisk::crash_images`] for what a crash may
 /// leave.
 #[derive(Clone)]
 pub struct SimDisk {

@@ -191,7 +191,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::SimDisk;
+    use crate::env::sim::SimDisk;
     use std::path::Path;
 
     #[test]

@@ -13,7 +13,7 @@
 //! * An intact header this build does not read (another format version, a foreign file
 //!   named like a segment) is an error too, never damage: nothing of it is cut or removed.
 //!
-//! How "nothing valid follows" is decided is [`super::damage`]'s. Each segment is read with its
+//! How "nothing valid follows" is decided is `log::damage`'s. Each segment is read with its
 //! own salt and frame limit from its header, so a store opened with a smaller frame limit than
 //! the data was written with still reads it all. A damaged segment header with bytes after it
 //! is corruption: the writer appends frames only after the header is durable, so a header torn

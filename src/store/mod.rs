@@ -1,13 +1,13 @@
-//! The public API: [`Store`], its configuration ([`StoreConfig`]), split by concern:
-//! opening and closing ([`open`]), handing commands to the writer ([`send`]), writes
-//! ([`write`]: append, submit, batch, outbox, visibility fence), waiting for durability
-//! ([`wait`]), reads ([`read`], written once for every `Store<S>`) and what the store reports
-//! about itself ([`stats`]).
+//! The public API: [`Store`] and its configuration ([`StoreConfig`]). The source is split by
+//! concern: opening and closing (`open.rs`), handing commands to the writer (`send.rs`),
+//! writes (`write.rs`: append, submit, batch, outbox, visibility fence), waiting for
+//! durability (`wait.rs`), reads (`read.rs`, written once for every `Store<S>`) and what the
+//! store reports about itself (`stats.rs`).
 
 mod batch;
 mod config;
 mod fence;
-mod open;
+pub(crate) mod open;
 mod outbox;
 mod read;
 mod send;
@@ -30,9 +30,7 @@ pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};
 
-#[cfg(batpak_mutant)]
-pub use crate::mutant::Mutant;
-pub use open::recover_visible;
+pub use crate::log::{RecoveryReport, TornTail};
 
 use crate::env::DiskLock;
 use crate::event::EventKind;

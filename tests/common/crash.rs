@@ -10,16 +10,17 @@
     clippy::too_many_lines
 )]
 
-use batpak::coordinate::{Coordinate, Region};
-use batpak::env::{
+use batpak::__testing::env::{
     CounterIds, CrashImage, CrashOptions, Disk, Fault, FaultKind, ManualClock, SeededEntropy,
     SimDisk,
 };
+use batpak::__testing::log::{self, RecordBody, Unit};
+use batpak::__testing::recover_visible;
+use batpak::coordinate::{Coordinate, Region};
 use batpak::event::EventKind;
-use batpak::log::{self, RecordBody, Unit};
 use batpak::store::{
-    recover_visible, AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    IndexEntry, Store, StoreConfig, StoreError,
+    AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef, IndexEntry,
+    Store, StoreConfig, StoreError,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// The store's seeded bugs exist only in the mutant build (`--cfg batpak_mutant`).
 #[cfg(batpak_mutant)]
-pub use batpak::store::Mutant;
+pub use batpak::__testing::Mutant;
 
 /// Outside the mutant build only the real store runs.
 #[cfg(not(batpak_mutant))]

@@ -38,12 +38,14 @@ use crate::reference::{
 };
 use crate::Mutant;
 use arbitrary::Arbitrary;
-use batpak::codec::{self, FRAME_BYTES_MAX_DEFAULT};
+use batpak::__testing::codec::{self, FRAME_BYTES_MAX_DEFAULT};
+use batpak::__testing::env::{
+    CounterIds, CrashImage, CrashOptions, Entropy, FaultKind, ManualClock, SimDisk,
+};
+use batpak::__testing::log::segment::decode_header;
+use batpak::__testing::log::SEGMENT_HEADER_BYTES;
 use batpak::coordinate::Coordinate;
-use batpak::env::{CounterIds, CrashImage, CrashOptions, Entropy, FaultKind, ManualClock, SimDisk};
 use batpak::event::EventKind;
-use batpak::log::segment::decode_header;
-use batpak::log::SEGMENT_HEADER_BYTES;
 use batpak::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Store, StoreConfig,
     StoreError, VisibilityFence,
@@ -143,7 +145,7 @@ pub struct ImageCorruption {
 pub struct RecoveryInput {
     /// Deferred durability (`sync_every_n_events` = 1000) instead of durable appends.
     pub deferred: bool,
-    /// The workload (at most [`OPS_MAX`] are run).
+    /// The workload (at most `OPS_MAX` are run).
     pub ops: Vec<Op>,
     /// An optional injected fault.
     pub fault: Option<Fault>,
@@ -308,9 +310,9 @@ fn active_salt(disk: &SimDisk) -> Option<u32> {
 /// each of `salts`, then the same record in the old unsalted format (length, CRC32 of length
 /// and body, body), back to back.
 pub fn embeddable_frames(seq: u64, salts: &[u32]) -> Vec<u8> {
-    let record = batpak::log::Record {
+    let record = batpak::__testing::log::Record {
         seq,
-        body: batpak::log::RecordBody::FenceBegin { fence: seq },
+        body: batpak::__testing::log::RecordBody::FenceBegin { fence: seq },
     };
     let mut out = Vec::new();
     for &salt in salts {
@@ -621,7 +623,8 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
     let offset = usize::from(c.offset) % bytes.len();
     let old = *bytes.get(offset)?;
     disk.corrupt(path, offset as u64, old ^ c.xor.max(1)).ok()?;
-    let seg_id = batpak::log::segment::parse_segment_file_name(path.file_name()?.to_str()?)?;
+    let seg_id =
+        batpak::__testing::log::segment::parse_segment_file_name(path.file_name()?.to_str()?)?;
     let off = offset as u64;
     let n = pre.records.len();
     if off < SEGMENT_HEADER_BYTES as u64 {
@@ -655,7 +658,7 @@ fn valid_record_after_damage(disk: &SimDisk) -> bool {
         return false;
     };
     let min_seq = scanned.records.len() as u64;
-    let name = |id| dir.join(batpak::log::segment::segment_file_name(id));
+    let name = |id| dir.join(batpak::__testing::log::segment::segment_file_name(id));
     let bytes = disk.read_file(&name(seg)).unwrap_or_default();
     let Ok(h) = decode_header(&bytes) else {
         return bytes.len() > SEGMENT_HEADER_BYTES;
@@ -672,7 +675,8 @@ fn valid_record_after_damage(disk: &SimDisk) -> bool {
         .into_iter()
         .filter(|p| p.parent() == Some(dir))
         .filter_map(|p| {
-            let id = batpak::log::segment::parse_segment_file_name(p.file_name()?.to_str()?)?;
+            let id =
+                batpak::__testing::log::segment::parse_segment_file_name(p.file_name()?.to_str()?)?;
             (id > seg).then_some(p)
         })
         .any(|p| {

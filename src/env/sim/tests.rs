@@ -2,7 +2,8 @@
 //! (The contract shared with FsDisk is tested in `tests/env_disk.rs`.)
 
 use super::*;
-use crate::env::{CrashImage, CrashOptions, Disk, DiskFile};
+use crate::env::sim::{CrashImage, CrashOptions};
+use crate::env::{Disk, DiskFile};
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -16,7 +16,6 @@ mod replay;
 pub(crate) mod steps;
 pub(crate) mod units;
 
-pub use chains::event_hash;
 #[cfg(feature = "tla-trace")]
 pub(crate) use steps::{Fact, StepAnswer};
 pub(crate) use steps::{Step, StepEnv};
