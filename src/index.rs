@@ -177,14 +177,23 @@ impl Index {
             .and_then(|&i| self.scope_lists.get(i as usize))
     }
 
-    /// Makes `slot` visible. Slots must come in increasing sequence order.
+    /// Makes `slot` visible. Slots must come in increasing sequence order, with their
+    /// coordinates copied in first ([`Index::sync_coords`]): the writer and recovery publish
+    /// that way, and anything else is a bug, so it stops the publishing thread.
     pub(crate) fn publish(&mut self, slot: Slot) {
-        debug_assert!(
+        assert!(
             self.slots.last().is_none_or(|l| l.seq < slot.seq),
             "INV-READ-ISOLATION: publish order must be sequence order"
         );
         let pos = self.slots.len() as u32;
-        let Some(&(e, s)) = self.coord_lists.get(slot.coord as usize) else {
+        let lists = self.coord_lists.get(slot.coord as usize).copied();
+        assert!(
+            lists.is_some(),
+            "event {:032x} is published with coordinate {}, which the index does not know",
+            slot.event_id,
+            slot.coord
+        );
+        let Some((e, s)) = lists else {
             return;
         };
         if let Some(v) = self.entity_lists.get_mut(e as usize) {

@@ -40,32 +40,34 @@ pub(crate) struct Frames {
     pub salt: u32,
     /// The writer's largest frame body.
     frame_max: u32,
+    /// The sequence the next encoded record must carry.
+    next_seq: u64,
 }
 
 impl Frames {
-    /// No frames; `salt` is the active segment's.
-    pub fn new(frame_max: u32, salt: u32) -> Self {
+    /// No frames; `salt` is the active segment's, `next_seq` the sequence the log continues
+    /// at.
+    pub fn new(frame_max: u32, salt: u32, next_seq: u64) -> Self {
         Self {
             buf: Vec::with_capacity(64 * 1024),
             step: Vec::new(),
             salt,
             frame_max,
+            next_seq,
         }
     }
 
     /// Encodes `record` at the end of the group (its effect is attached with
     /// [`Frames::attach`]). An encoding error leaves everything as it was.
     pub fn encode(&mut self, record: &Record<'_>) -> Result<(), StoreError> {
+        assert_eq!(
+            record.seq, self.next_seq,
+            "INV-STABLE-SEQ: records are written with consecutive sequences, never reused"
+        );
         let start = self.buf.len();
         let len = codec::encode_into(record, self.frame_max, self.salt, &mut self.buf)
             .map_err(|e| StoreError::Serialization(Box::new(e)))?;
-        if let Some(last) = self.step.last() {
-            assert_eq!(
-                last.seq + 1,
-                record.seq,
-                "INV-STABLE-SEQ: a step's records take consecutive sequences"
-            );
-        }
+        self.next_seq += 1;
         self.step.push(Frame {
             seq: record.seq,
             start,

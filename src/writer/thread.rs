@@ -100,6 +100,48 @@ fn open_active(
     Ok(seg)
 }
 
+/// The frontier as the writer last stored it: the cells are for other threads; this copy
+/// lets the writer state what it believes of them without loading them again.
+#[derive(Debug)]
+struct Mirror {
+    written: u64,
+    durable: u64,
+    visible: u64,
+}
+
+impl Mirror {
+    fn new(next: u64) -> Self {
+        Self {
+            written: next,
+            durable: next,
+            visible: next,
+        }
+    }
+
+    /// A group is written (and synced if `fsync`) and published up to `written`.
+    /// `immediate`: acknowledgements wait for durability, so nothing is published before it
+    /// is durable.
+    fn advance(&mut self, written: u64, fsync: bool, immediate: bool) {
+        assert!(
+            written >= self.written,
+            "INV-STABLE-SEQ: the written frontier never moves back"
+        );
+        self.written = written;
+        if fsync {
+            self.durable = written;
+        }
+        self.visible = written;
+        assert!(
+            self.written >= self.durable && self.written >= self.visible,
+            "the frontier: written >= durable and written >= visible"
+        );
+        assert!(
+            !immediate || self.durable >= self.visible,
+            "INV-DURABLE: with immediate durability nothing is published before it is durable"
+        );
+    }
+}
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     state: WriterState,
@@ -109,6 +151,8 @@ pub(crate) struct Writer {
     rx: Receiver<Command>,
     frames: Frames,
     flush: Flush,
+    /// The frontier as this thread last stored it.
+    mirror: Mirror,
     /// Origin of the real monotonic reading (when the clock gives none).
     started: std::time::Instant,
 }
@@ -129,7 +173,8 @@ impl Writer {
             state.units.ready_units = Some(Vec::new());
         }
         Self {
-            frames: Frames::new(cfg.segment.frame_max, seg.salt()),
+            frames: Frames::new(cfg.segment.frame_max, seg.salt(), next),
+            mirror: Mirror::new(next),
             flush: Flush::new(cfg.durability),
             state,
             seg,
@@ -314,6 +359,9 @@ impl Writer {
             return;
         }
         let written = self.state.next_seq;
+        let immediate =
+            !self.cfg.durability.is_deferred() && !self.state.bugs.has(Mutant::AckBeforeFsync);
+        self.mirror.advance(written, fsync, immediate);
         if fsync {
             self.cfg.observer.fsync(written, &self.shared.frontier);
         }
@@ -408,6 +456,7 @@ impl Writer {
     fn latch_group(&mut self, out: &mut Vec<Outgoing>, failure: &GroupFailure) {
         if failure.synced_before {
             let written = self.shared.frontier.written.load(Ordering::SeqCst);
+            self.mirror.durable = written;
             self.shared
                 .frontier
                 .durable
