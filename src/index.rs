@@ -219,6 +219,18 @@ impl Index {
         self.slots.push(slot);
     }
 
+    /// Drops every event at or after `seq` (the seeded bug `LatchHidesUnsynced` only: the
+    /// index never shrinks otherwise, INV-MONOTONE-VISIBLE).
+    #[cfg(batpak_mutant)]
+    pub(crate) fn retain_below(&mut self, seq: u64) {
+        let mut kept = Index::new();
+        kept.sync_coords(&self.coords);
+        for s in self.slots.iter().filter(|s| s.seq < seq) {
+            kept.publish(*s);
+        }
+        *self = kept;
+    }
+
     fn entry(&self, pos: u32) -> Option<IndexEntry> {
         let s = self.slots.get(pos as usize)?;
         Some(IndexEntry {

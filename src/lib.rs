@@ -140,5 +140,5 @@ pub mod __testing {
 
     /// The seeded bugs (mutant build only: `--cfg batpak_mutant`).
     #[cfg(batpak_mutant)]
-    pub use crate::mutant::Mutant;
+    pub use crate::mutant::{seed_thread, Mutant, ThreadBug};
 }

@@ -98,6 +98,69 @@ pub enum Mutant {
     /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
     /// INV-FLUSH-BOUND).
     FlushTimerRestarts,
+    /// After a failed fsync in deferred mode the writer takes back what was not durable:
+    /// it lowers the visible frontier to the durable one and drops the unsynced events from
+    /// the index, so events a reader saw disappear within the process (breaks
+    /// INV-MONOTONE-VISIBLE).
+    LatchHidesUnsynced,
+    /// Compare-and-swap reads `Some(0)` as "no expectation" instead of "no events yet", so an
+    /// append that expects an empty entity lands after its events (breaks INV-CAS).
+    CasZeroMeansAny,
+    /// The writer does not check that a causation id names an existing event (breaks
+    /// INV-CAUSAL).
+    CausationUnchecked,
+    /// The frame decoder reads the frame header without checking that the buffer holds one,
+    /// so a short buffer panics (breaks INV-BOUNDED-DECODE). Seeded per thread
+    /// ([`seed_thread`]): the codec has no store configuration.
+    DecodeReadsPastEnd,
+    /// `open` does not take the directory lock, so two stores write one directory (breaks
+    /// INV-EXCLUSIVE).
+    OpenSkipsLock,
+}
+
+/// The "lock" a store runs with under [`Mutant::OpenSkipsLock`]: holds nothing.
+#[cfg(batpak_mutant)]
+#[derive(Debug)]
+pub(crate) struct NoLock;
+
+#[cfg(batpak_mutant)]
+impl crate::env::DiskLock for NoLock {}
+
+#[cfg(batpak_mutant)]
+std::thread_local! {
+    static THREAD_BUG: std::cell::Cell<Mutant> = const { std::cell::Cell::new(Mutant::None) };
+}
+
+/// Seeds `mutant` on this thread for code that has no store configuration (the codec) until
+/// the guard is dropped (mutant build only).
+#[cfg(batpak_mutant)]
+pub fn seed_thread(mutant: Mutant) -> ThreadBug {
+    THREAD_BUG.with(|b| b.set(mutant));
+    ThreadBug(())
+}
+
+/// Clears the bug [`seed_thread`] seeded when dropped.
+#[cfg(batpak_mutant)]
+#[derive(Debug)]
+pub struct ThreadBug(());
+
+#[cfg(batpak_mutant)]
+impl Drop for ThreadBug {
+    fn drop(&mut self) {
+        THREAD_BUG.with(|b| b.set(Mutant::None));
+    }
+}
+
+/// Whether `mutant` is seeded on this thread (always `false` outside the mutant build).
+#[inline(always)]
+pub(crate) fn thread_has(mutant: Mutant) -> bool {
+    #[cfg(batpak_mutant)]
+    return THREAD_BUG.with(|b| b.get() as u8 == mutant as u8);
+    #[cfg(not(batpak_mutant))]
+    {
+        let _ = mutant;
+        false
+    }
 }
 
 /// The seeded bug a store runs with: [`Mutant`] in the mutant build, nothing otherwise.

@@ -125,3 +125,63 @@ proptest! {
         prop_assert!(peak <= max as usize, "peak {} > max {}", peak, max);
     }
 }
+
+/// The witness: decoding `bytes` (and every prefix of it) neither panics nor allocates past
+/// `max`; reported with the invariant's tag.
+fn check_decode(bytes: &[u8], max: u32) -> Result<(), String> {
+    for end in 0..=bytes.len() {
+        let piece = &bytes[..end];
+        let peak = std::panic::catch_unwind(|| decode_peak(piece, max))
+            .map_err(|_| format!("INV-BOUNDED-DECODE: the decoder panicked on {end} bytes"))?;
+        TRACK.with(|t| t.set(false));
+        if peak > max as usize {
+            return Err(format!(
+                "INV-BOUNDED-DECODE: decoding {end} bytes allocated {peak} (maximum {max})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A valid frame and its every prefix (a torn write, a short read).
+fn a_valid_frame() -> Vec<u8> {
+    use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
+    let r = Record {
+        seq: 1,
+        body: RecordBody::Event(EventRecord {
+            unit: Unit::None,
+            event_id: 1,
+            correlation_id: None,
+            causation_id: None,
+            timestamp_us: 0,
+            clock: 1,
+            kind: 0x1001,
+            flags: 0,
+            prev_hash: [0; 32],
+            idempotency_key: None,
+            entity: "e",
+            scope: "s",
+            payload: b"{}",
+        }),
+    };
+    codec::encode(&r, 1 << 20, SALT).unwrap()
+}
+
+#[test]
+fn every_prefix_of_a_valid_frame_decodes_without_panic_or_allocation() {
+    check_decode(&a_valid_frame(), 1 << 20).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_decode_reads_past_end_is_caught_by_the_decode_witness() {
+    use batpak::__testing::{seed_thread, Mutant};
+    let frame = a_valid_frame();
+    let _bug = seed_thread(Mutant::DecodeReadsPastEnd);
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let err = check_decode(&frame, 1 << 20);
+    std::panic::set_hook(prev);
+    let err = err.expect_err("the seeded bug DecodeReadsPastEnd was not caught");
+    assert!(err.starts_with("INV-BOUNDED-DECODE"), "reported as {err}");
+}

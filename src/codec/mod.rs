@@ -226,7 +226,13 @@ pub fn encode(record: &Record<'_>, max: u32, salt: u32) -> Result<Vec<u8>, Encod
 /// bytes to fetch before fetching them, and recovery whether a damaged frame's extent is
 /// known.
 pub fn peek_len(buf: &[u8], max: u32, salt: u32) -> Result<u32, DecodeError> {
-    let Some(h) = buf.get(..FRAME_HEADER_BYTES) else {
+    #[allow(clippy::indexing_slicing)]
+    let header = if crate::mutant::thread_has(crate::mutant::Mutant::DecodeReadsPastEnd) {
+        Some(&buf[..FRAME_HEADER_BYTES])
+    } else {
+        buf.get(..FRAME_HEADER_BYTES)
+    };
+    let Some(h) = header else {
         return Err(DecodeError::Incomplete {
             needed: FRAME_HEADER_BYTES as u64,
             available: buf.len() as u64,

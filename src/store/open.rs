@@ -6,6 +6,9 @@ use super::{Open, Store, StoreConfig, StoreError};
 use crate::env::{Disk, DiskLock};
 use crate::index::IndexEntry;
 use crate::log::{self, Catalog, CutPolicy, SegmentOptions};
+use crate::mutant::Bugs;
+#[cfg(batpak_mutant)]
+use crate::mutant::Mutant;
 use crate::recovery::{recover, Recovered};
 use crate::region::Region;
 use crate::sync::channel;
@@ -30,7 +33,7 @@ impl Store<Open> {
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);
-        let lock = create_and_lock_dir(&*disk, &cfg.dir)?;
+        let lock = create_and_lock_dir(&*disk, &cfg.dir, cfg.bugs)?;
         let Recovered {
             state,
             index,
@@ -135,6 +138,7 @@ impl<S> Drop for Store<S> {
 fn create_and_lock_dir(
     disk: &dyn Disk,
     dir: &std::path::Path,
+    bugs: Bugs,
 ) -> Result<Box<dyn DiskLock>, StoreError> {
     disk.create_dir_all(dir)
         .map_err(|source| StoreError::IoAt {
@@ -142,6 +146,11 @@ fn create_and_lock_dir(
             op: "create data directory",
             source,
         })?;
+    #[cfg(batpak_mutant)]
+    if bugs.has(Mutant::OpenSkipsLock) {
+        return Ok(Box::new(crate::mutant::NoLock));
+    }
+    let _ = bugs;
     lock_dir(disk, dir)
 }
 
@@ -186,7 +195,7 @@ fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>,
 pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError> {
     cfg.validate()?;
     let disk = &*cfg.disk;
-    let lock = create_and_lock_dir(disk, &cfg.dir)?;
+    let lock = create_and_lock_dir(disk, &cfg.dir, cfg.bugs)?;
     let recovered = recover(disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs);
     drop(lock);
     Ok(recovered?.index.query(&Region::all()))

@@ -463,6 +463,15 @@ impl Writer {
                 .store(written, Ordering::SeqCst);
             self.shared.wake_durable_waiters();
         }
+        #[cfg(batpak_mutant)]
+        if self.state.bugs.has(Mutant::LatchHidesUnsynced) {
+            let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
+            self.shared.index.write().retain_below(durable);
+            self.shared
+                .frontier
+                .visible
+                .store(durable, Ordering::SeqCst);
+        }
         self.latch_with(out, &failure.detail, &|| failure.error());
     }
 

@@ -376,7 +376,8 @@ impl WriterState {
             });
         }
         if let Some(expected) = item.options.expected_sequence {
-            if expected != expected_clock {
+            let unchecked = expected == 0 && self.bugs.has(Mutant::CasZeroMeansAny);
+            if expected != expected_clock && !unchecked {
                 return Err(StoreError::SequenceMismatch {
                     entity: item.coord.entity().to_string(),
                     expected,
@@ -385,7 +386,10 @@ impl WriterState {
             }
         }
         if let Some(c) = causation {
-            if !env.allow_external_causes && !self.cause_exists(c, env.index) {
+            if !env.allow_external_causes
+                && !self.cause_exists(c, env.index)
+                && !self.bugs.has(Mutant::CausationUnchecked)
+            {
                 return Err(StoreError::UnknownCausation { causation_id: c });
             }
         }
