@@ -113,6 +113,11 @@ pub enum Mutant {
     /// so a short buffer panics (breaks INV-BOUNDED-DECODE). Seeded per thread
     /// ([`seed_thread`]): the codec has no store configuration.
     DecodeReadsPastEnd,
+    /// After an unclean shutdown `open` only syncs the recovered last segment instead of
+    /// rewriting it: pages a failed fsync of the crashed process marked clean are skipped by
+    /// the sync and lost by a power loss, yet reported durable (breaks INV-DURABLE after a
+    /// failed fsync, a process crash and a power loss).
+    CrashReopenOnlySyncs,
     /// `open` does not take the directory lock, so two stores write one directory (breaks
     /// INV-EXCLUSIVE).
     OpenSkipsLock,

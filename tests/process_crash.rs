@@ -264,14 +264,57 @@ fn a_roll_after_a_process_crash_seals_the_segment_whatever_the_units() {
 
 // ------------------------------------------------------------------ failed fsync at open
 
-/// The next process's open-time fsync fails: the kernel may have marked the found pages clean
-/// without writing them, so a retry would succeed and prove nothing. The open fails, and the
-/// next open reports durable only what is on the platter.
+/// After a process crash the next open rewrites the last segment durably (a copy, synced,
+/// renamed over it). When the copy's fsync fails, the open fails naming the segment; the
+/// segment itself is untouched (the kernel may have marked only the copy's pages clean), so
+/// the next open rewrites it again and reports durable only what then survives a power loss.
+#[test]
+fn a_failed_fsync_of_the_rewrite_after_a_crash_fails_the_open_and_the_next_open_rewrites_again() {
+    for drop_pages in [false, true] {
+        let disk = SimDisk::new();
+        let disk = die_between_write_and_fsync(&disk, Unit::Plain);
+        let fault = Fault::new(FaultKind::Transient);
+        disk.fail_next(
+            "sync_data",
+            if drop_pages {
+                fault.drop_pages()
+            } else {
+                fault
+            },
+        );
+        match Store::open(config(&disk, 1)) {
+            Err(StoreError::IoAt { op, path, .. }) => {
+                assert_eq!(op, "rewrite recovered segment");
+                assert_eq!(path, segment(0));
+            }
+            Err(e) => panic!("expected the failed rewrite, got {e}"),
+            Ok(_) => panic!("the rewrite's fsync failed, yet open succeeded"),
+        }
+        let store = Store::open(config(&disk, 2)).unwrap();
+        let seen = visible(&store);
+        assert_eq!(seen.len(), 1, "drop pages {drop_pages}");
+        let f = store.frontier();
+        assert_eq!(f.durable, f.written);
+        store.close().unwrap();
+        every_power_loss_keeps(
+            &disk,
+            &seen,
+            &format!("failed rewrite after a crash (drop pages: {drop_pages})"),
+        );
+    }
+}
+
+/// After a clean close the next open only syncs the last segment. When that fsync fails, the
+/// kernel may have marked the found pages clean without writing them, and a retry would
+/// succeed and prove nothing: the open fails naming the segment, and the next open (which
+/// finds no clean-close mark any more) reports durable only what is on the platter.
 #[test]
 fn a_failed_fsync_at_open_fails_the_open_and_the_next_open_trusts_only_the_platter() {
     for drop_pages in [false, true] {
         let disk = SimDisk::new();
-        let disk = die_between_write_and_fsync(&disk, Unit::Plain);
+        let store = Store::open(config(&disk, 0)).unwrap();
+        store.append(&coord("a"), KIND, &json!({"n": 1})).unwrap();
+        store.close().unwrap();
         let fault = Fault::new(FaultKind::Transient);
         disk.fail_next(
             "sync_data",
@@ -291,12 +334,8 @@ fn a_failed_fsync_at_open_fails_the_open_and_the_next_open_trusts_only_the_platt
         }
         let store = Store::open(config(&disk, 2)).unwrap();
         let seen = visible(&store);
-        // Kept pages were rewritten durably; dropped ones read back as what the platter has.
-        assert_eq!(
-            seen.len(),
-            usize::from(!drop_pages),
-            "drop_pages {drop_pages}"
-        );
+        // The event was durable before (the clean close synced it).
+        assert_eq!(seen.len(), 1, "drop pages {drop_pages}");
         let f = store.frontier();
         assert_eq!(f.durable, f.written);
         store.close().unwrap();
@@ -306,6 +345,60 @@ fn a_failed_fsync_at_open_fails_the_open_and_the_next_open_trusts_only_the_platt
             &format!("failed open-time fsync (drop pages: {drop_pages})"),
         );
     }
+}
+
+/// The hole a sync at open leaves: a failed fsync in the crashed process marked its pages
+/// clean without writing them; they read back from the page cache, so the next open finds the
+/// event, and a sync skips clean pages. Unless the open rewrites the segment, a power loss
+/// then loses an event the reopened store reported durable (INV-DURABLE).
+fn failed_fsync_then_process_crash(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
+    let disk = SimDisk::new();
+    let store = Store::open(seed(config(&disk, 0))).unwrap();
+    store.append(&coord("a"), KIND, &json!({"n": 0})).unwrap();
+    // The fsync of the next append fails, keeping its pages (marked clean, not written), and
+    // the process dies before it can cut them off.
+    disk.fail_next("sync_data", Fault::new(FaultKind::Transient));
+    disk.fail_next("truncate", FaultKind::ProcessCrash);
+    let _ = store.append(&coord("a"), KIND, &json!({"n": 1}));
+    drop(store);
+    let disk = disk.process_crash();
+    let store = Store::open(seed(config(&disk, 1))).unwrap();
+    let seen = visible(&store);
+    let f = store.frontier();
+    store.close().unwrap();
+    for img in disk.crash_images(&CrashOptions {
+        subsets: true,
+        max_subset_ops: 8,
+    }) {
+        let d = img.power_loss_disk();
+        let after = Store::open(config(&d, 7))
+            .map(|s| visible(&s))
+            .map_err(|e| format!("INV-DURABLE: no open after a power loss: {e}"))?;
+        if after.len() < seen.len() {
+            return Err(format!(
+                "INV-DURABLE: the reopened store reported {} events durable (durable frontier                  {}), a power loss kept {} [{}]",
+                seen.len(),
+                f.durable,
+                after.len(),
+                img.describe()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_failed_fsync_then_a_process_crash_loses_nothing_reported_durable() {
+    failed_fsync_then_process_crash(|c| c).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_crash_reopen_only_syncs_is_caught() {
+    use batpak::__testing::Mutant;
+    let err = failed_fsync_then_process_crash(|c| c.with_mutant(Mutant::CrashReopenOnlySyncs))
+        .expect_err("the seeded bug CrashReopenOnlySyncs was not caught");
+    assert!(err.starts_with("INV-DURABLE"), "reported as {err}");
 }
 
 // ------------------------------------------------------------------ failed fsync while running

@@ -242,17 +242,27 @@ impl SegmentWriter {
     /// last segment can hold such bytes (every roll syncs the segment it seals before the next one
     /// exists); its directory entry may be unsynced too.
     ///
+    /// A sync is not enough after a process crash (`clean == false`: the last session left no
+    /// [`CLEAN_FILE_NAME`] mark): a failed fsync in the crashed process may have marked pages
+    /// clean without writing them, so they read back from the page cache, a sync skips them,
+    /// and a power loss loses them. So the segment is rewritten: copied to a new file, synced,
+    /// renamed over the old one, directory synced. The copy's pages are new and dirty, so its
+    /// sync writes them. After a clean close a sync suffices (the close synced everything).
+    ///
     /// If the sync fails, the kernel may have marked those pages clean without writing them, and a
     /// retry - by this open or the next - would succeed and prove nothing. So before failing, the
-    /// segment is rewritten (copied to a new file, synced, renamed over the old one, directory
-    /// synced): the next open then reads only bytes that are on the platter.
-    pub(crate) fn make_recovered_durable(&mut self) -> Result<(), StoreError> {
-        let _span = tracing::info_span!("sync_recovered", segment = self.segment_id).entered();
+    /// segment is rewritten: the next open then reads only bytes that are on the platter.
+    pub(crate) fn make_recovered_durable(&mut self, clean: bool) -> Result<(), StoreError> {
+        let _span =
+            tracing::info_span!("sync_recovered", segment = self.segment_id, clean).entered();
         if self.bugs.has(Mutant::RecoveryTrustsPageCache) {
             // Seeded bug: counts the recovered segment as durable without syncing it.
             self.synced_len = self.len;
             self.dirty = false;
             return Ok(());
+        }
+        if !clean && !self.bugs.has(Mutant::CrashReopenOnlySyncs) {
+            return self.rewrite_recovered();
         }
         if let Err(source) = self.force_sync() {
             let path = self.path();
@@ -281,6 +291,29 @@ impl SegmentWriter {
                 op: "sync data directory",
                 source,
             })
+    }
+
+    /// The rewrite of [`SegmentWriter::make_recovered_durable`] after a process crash; the
+    /// writer continues on the durable copy.
+    fn rewrite_recovered(&mut self) -> Result<(), StoreError> {
+        let path = self.path();
+        let failed = |op: &'static str| {
+            let path = path.clone();
+            move |source: io::Error| {
+                tracing::error!(file = %path.display(), error = %source, op, "making the recovered segment durable failed");
+                StoreError::IoAt { path, op, source }
+            }
+        };
+        rewrite_file(&*self.disk, &self.dir, &path, self.opts.sync_mode)
+            .map_err(failed("rewrite recovered segment"))?;
+        self.file = self
+            .disk
+            .open(&path, true)
+            .map_err(failed("open rewritten segment"))?;
+        self.synced_len = self.len;
+        self.dirty = false;
+        tracing::info!(file = %path.display(), len = self.len, "rewrote the recovered segment durably after an unclean shutdown");
+        Ok(())
     }
 
     /// Runs with the seeded bug `bugs` (the mutant build's witnesses; see [`crate::mutant`]).
@@ -398,6 +431,34 @@ impl SegmentWriter {
         self.dirty = false;
         sync(&mut *self.file, self.opts.sync_mode)?;
         Ok(self.synced_len)
+    }
+}
+
+/// The file a clean close leaves in the data directory: every byte of the log was synced by
+/// the process that wrote it, so the next open's sync of the last segment suffices. `open`
+/// removes it before writing anything; its absence means "maybe a process crash": the next
+/// open rewrites the last segment. Neither its creation nor its removal needs a sync: a
+/// process crash keeps both (the page cache survives), and after a power loss every read comes
+/// from the disk, so trusting what is read is safe either way.
+pub const CLEAN_FILE_NAME: &str = "CLEAN";
+
+/// Whether the last session closed cleanly; removes its mark (see [`CLEAN_FILE_NAME`]).
+pub(crate) fn take_clean_mark(disk: &dyn Disk, dir: &Path) -> io::Result<bool> {
+    let mark = dir.join(CLEAN_FILE_NAME);
+    if !disk.exists(&mark)? {
+        return Ok(false);
+    }
+    disk.remove(&mark)?;
+    Ok(true)
+}
+
+/// Leaves the mark of a clean close (see [`CLEAN_FILE_NAME`]): called once everything written
+/// is synced and the writer is not latched.
+pub(crate) fn leave_clean_mark(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    match disk.create_new(&dir.join(CLEAN_FILE_NAME)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

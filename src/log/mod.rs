@@ -14,7 +14,8 @@ pub mod scan;
 pub mod segment;
 
 pub use crate::codec::{EventRecord, Record, RecordBody, Unit};
-pub use active::{SegmentOptions, SegmentWriter};
+pub(crate) use active::{leave_clean_mark, take_clean_mark};
+pub use active::{SegmentOptions, SegmentWriter, CLEAN_FILE_NAME};
 pub(crate) use catalog::Catalog;
 pub use report::{RecoveryError, RecoveryReport, TornTail};
 pub use scan::{scan, CutPolicy, Visit};

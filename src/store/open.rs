@@ -28,7 +28,14 @@ impl Store<Open> {
     /// it recovered (a crashed process may have left it in the page cache only, and it is
     /// reported durable from now on), rebuilds the index and starts the writer thread.
     ///
-    /// If that sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
+    /// After an unclean shutdown (a crash, or a close after a failed fsync) the last segment
+    /// is not only synced but rewritten (a durable copy renamed over it): a failed fsync of the
+    /// crashed process may have left pages that read back but never reach the disk. That needs
+    /// free space for a copy of the last segment (at most `segment_max_bytes`); without it
+    /// `open` fails with `IoAt { op: "rewrite recovered segment", .. }` and a `StorageFull`
+    /// source, and succeeds once space is freed.
+    ///
+    /// If the sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
     /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;

@@ -11,7 +11,9 @@ use super::state::{Limits, Outgoing, StepEnv, WriterState};
 use super::{Command, Reply};
 use crate::env::{Clock, Disk, IdSource};
 use crate::error::StoreError;
-use crate::log::{SegmentOptions, SegmentWriter};
+use crate::log::{
+    leave_clean_mark, take_clean_mark, SegmentOptions, SegmentWriter, CLEAN_FILE_NAME,
+};
 use crate::mutant::{Bugs, Mutant};
 use crate::sync::atomic::Ordering;
 use crate::sync::channel::{Receiver, RecvTimeoutError};
@@ -84,6 +86,11 @@ fn open_active(
     next_seq: u64,
 ) -> Result<SegmentWriter, StoreError> {
     let (disk, dir, opts) = (StdArc::clone(&cfg.disk), &cfg.dir, cfg.segment.clone());
+    let clean = take_clean_mark(&*disk, dir).map_err(|source| StoreError::IoAt {
+        path: dir.join(CLEAN_FILE_NAME),
+        op: "remove clean-close mark",
+        source,
+    })?;
     let mut seg = match active {
         Some((id, len)) => SegmentWriter::reopen(disk, dir, id, len, opts),
         None => SegmentWriter::create(disk, dir, 0, next_seq, opts),
@@ -95,7 +102,7 @@ fn open_active(
     })?;
     seg.seed_bugs(cfg.bugs);
     if active.is_some() {
-        seg.make_recovered_durable()?;
+        seg.make_recovered_durable(clean)?;
     }
     Ok(seg)
 }
@@ -227,11 +234,33 @@ impl Writer {
                 }
             };
             if let Some(reply) = self.process_group(self.drain_after(first)) {
+                self.mark_clean();
                 let _ = reply.send(Ok(()));
                 break;
             }
         }
         self.exit();
+    }
+
+    /// A clean shutdown: every byte written was synced by a successful fsync, so the next open
+    /// need not rewrite the last segment (see [`CLEAN_FILE_NAME`]). A failed fsync leaves the
+    /// durable frontier behind the written one for good (its pages are in doubt), so it never
+    /// leaves the mark; a latch after a full disk whose cut back was synced does. A failure to
+    /// leave the mark only costs the next open that rewrite.
+    fn mark_clean(&mut self) {
+        let written = self.shared.frontier.written.load(Ordering::SeqCst);
+        let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
+        if durable != written {
+            tracing::warn!(
+                written,
+                durable,
+                "shutdown with unsynced bytes: the next open rewrites the last segment"
+            );
+            return;
+        }
+        if let Err(e) = leave_clean_mark(&*self.cfg.disk, &self.cfg.dir) {
+            tracing::warn!(error = %e, "could not leave the clean-close mark; the next open rewrites the last segment");
+        }
     }
 
     /// The deferred flush bound is reached with nothing queued: an empty group that syncs.
