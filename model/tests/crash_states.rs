@@ -1,18 +1,17 @@
 //! Crash-state enumeration, I/O error injection, seeded-bug (mutant) witnesses and torn-tail /
-//! corruption fixtures, all on `SimDisk` (see `tests/common/crash.rs` for the checker).
+//! corruption fixtures, all on `SimDisk` (see `batpak_model::crash_states` for the checker).
 //!
-//! Run with `cargo test --release --test crash_states -- --nocapture` to see the counts.
+//! Run with `cargo test --release -p batpak-model --test crash_states -- --nocapture` to see
+//! the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use batpak::coordinate::Coordinate;
 use batpak::env::SimDisk;
 use batpak::event::EventKind;
-use batpak::store::{Mutant, Store, StoreError};
-use common::crash::{
-    config, enumerate_crash_states, inject_io_errors, visible, Mode, Stats, Violation,
-};
+use batpak::store::{Store, StoreError};
+use batpak_model::check::{visible, Violation};
+use batpak_model::crash_states::{enumerate_crash_states, inject_io_errors, Stats};
+use batpak_model::workload::{config, Mode, Mutant};
 use std::path::PathBuf;
 use std::time::Instant;
 
