@@ -37,6 +37,7 @@
 
 use crate::check::{check_recovered, open_violation, violation, visible, Check, Violation};
 use crate::conformance::{Abstract, WrittenLog};
+use crate::oracle::DiskState;
 use crate::record::LogRecord;
 use crate::workload::{
     barrier, config, Acks, HarnessSalts, Mode, Mutant, Op, Runner, SaltView, SplitMix, DIR, T0,
@@ -233,9 +234,14 @@ pub struct Opened {
 /// of it the crash left.
 #[derive(Debug, Clone, Default)]
 struct Expectation {
+    /// The written log at the crash.
     log: Vec<LogRecord>,
     abs: Abstract,
+    /// Records recovery keeps (`DiskState::recover`).
     keep: usize,
+    /// Global sequences recovery makes visible (`DiskState::recover`).
+    visible: BTreeSet<u64>,
+    /// The image has a torn tail recovery must cut.
     torn: bool,
     what: String,
 }
@@ -799,11 +805,33 @@ impl Sim {
                 ),
             ));
         }
-        assert!(
-            c.intact >= durable,
-            "the file-system model lost synced data: the {kind} kept {} records, {durable} were on the platter",
-            c.intact
-        );
+        // The spec's disk steps: the written log and its durable prefix (the platter, not
+        // what the store believes), then the crash with the image it left. A process crash
+        // may show a torn piece of a record the written log never completed (a write cut
+        // short by the kill): that is the spec's torn next record, past the written log.
+        let abs = written.abstract_log();
+        let disk_state = DiskState {
+            written: abs.records.clone(),
+            durable_len: durable,
+            pages_clean: false,
+        };
+        let past_end = c.intact == written.records.len();
+        let spec_torn = c.torn && !past_end;
+        let crashed = if power {
+            disk_state.power_loss(c.intact, spec_torn)
+        } else {
+            disk_state.process_crash(c.intact, spec_torn)
+        };
+        let Some(crashed) = crashed else {
+            panic!(
+                "the file-system model left an image the spec does not allow after a {kind}: \
+                 {} of {} records kept (torn: {}), {durable} on the platter",
+                c.intact,
+                written.records.len(),
+                c.torn
+            );
+        };
+        let (_, recovered) = crashed.recover();
         if power && c.intact < written.records.len() {
             self.stats.lossy_power_losses += 1;
         }
@@ -815,11 +843,11 @@ impl Sim {
             if c.torn { " and a torn tail" } else { "" }
         );
         self.journal.push(format!("  {what}"));
-        let abs = written.abstract_log();
         self.expect = Expectation {
+            keep: recovered.log.len(),
+            visible: abs.seqs(&recovered.visible),
             log: written.records,
             abs,
-            keep: c.intact,
             torn: c.torn,
             what,
         };
@@ -916,6 +944,13 @@ impl Sim {
             read_payloads,
         )
         .map_err(ctx)?;
+        let got: BTreeSet<u64> = vis.iter().map(|v| v.global_sequence).collect();
+        if got != e.visible {
+            return Err(ctx(violation(
+                "INV-PREFIX",
+                format!("recovery shows {got:?}, the spec's Recover {:?}", e.visible),
+            )));
+        }
         let now = WrittenLog::read(&self.disk, Path::new(DIR));
         if now.records.as_slice() != &e.log[..e.keep.min(e.log.len())] {
             return Err(ctx(violation(
