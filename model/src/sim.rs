@@ -749,8 +749,7 @@ impl Sim {
                 .iter()
                 .any(|w| w.fired.is_some() && w.fault.kind == k)
         };
-        let mut close = !matches!(plan.end, End::PowerLoss(_))
-            && plan.end == End::Close
+        let mut close = plan.end == End::Close
             && !fired(watches, &self.disk, FaultKind::Persistent)
             && !fired(watches, &self.disk, FaultKind::ProcessCrash);
         if close {
