@@ -149,7 +149,7 @@ pub struct SimStats {
     pub power_losses: u64,
     /// Power losses that lost records.
     pub lossy_power_losses: u64,
-    /// Failed fsyncs (`sync_data`/`sync_all` failing with EIO), pages kept.
+    /// Failed fsyncs (`sync_data`/`sync_all` failing with EIO or ENOSPC), pages kept.
     pub failed_fsyncs_kept: u64,
     /// Failed fsyncs, pages dropped.
     pub failed_fsyncs_dropped: u64,
@@ -157,7 +157,8 @@ pub struct SimStats {
     pub enospc: u64,
     /// Of them with a short write (part of the bytes written).
     pub short_writes: u64,
-    /// Other I/O errors (EIO at a write, read, open, directory operation ...).
+    /// Other I/O errors: EIO at a write, and EIO or ENOSPC at a read, open, truncation,
+    /// directory operation ...
     pub eio: u64,
     /// Disks that died (persistent fault) inside a session.
     pub dead_disks: u64,
@@ -198,7 +199,7 @@ impl fmt::Display for SimStats {
              {} recoveries checked ({} torn tails cut), {} failed opens; \
              ends: {} closes, {} process crashes, {} power losses ({} lossy); \
              faults fired: {} failed fsyncs (pages kept) + {} (pages dropped), {} ENOSPC \
-             ({} short writes), {} other EIO, {} dead disks, {} during recovery",
+             ({} short writes), {} other I/O errors, {} dead disks, {} during recovery",
             self.seeds,
             self.sessions,
             self.ops,
@@ -1092,9 +1093,15 @@ fn random_fault(rng: &mut SplitMix, ops: usize, double: bool) -> Option<PlannedF
     let transient = Fault::new(FaultKind::Transient);
     Some(match rng.below(100) {
         0..=44 => return None,
-        45..=52 => PlannedFault::AtOp {
+        45..=48 => PlannedFault::AtOp {
             offset: rng.below(span),
             fault: transient,
+        },
+        // A full disk at whatever operation comes (a write: a short one; an fsync: ENOSPC at
+        // writeback, its pages kept clean), in recovery or in the workload.
+        49..=52 => PlannedFault::AtOp {
+            offset: rng.below(span),
+            fault: transient.no_space().short_write(1 + rng.below(60) as usize),
         },
         53..=58 => PlannedFault::AtOp {
             offset: rng.below(span),
