@@ -213,6 +213,22 @@ mod mutants {
         let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
         assert_eq!(v.inv, "INV-DURABLE", "{v}");
     }
+
+    #[test]
+    fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
+        let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
+        let mut bytes = disk.read_file(&seg).unwrap();
+        bytes.extend_from_slice(&[0xA5; 37]);
+        disk.write_file_durably(&seg, &bytes).unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
+        assert!(store.recovery_report().torn_tail.is_some());
+        store.close().unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
+        assert!(
+            store.recovery_report().torn_tail.is_some(),
+            "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------- fixtures
@@ -293,22 +309,6 @@ fn torn_tail_is_cut_and_stays_cut() {
     let store = reopen(&disk, Mutant::None, 3).unwrap();
     assert!(store.recovery_report().torn_tail.is_none());
     assert_eq!(visible(&store).len(), 4);
-}
-
-#[test]
-fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
-    let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
-    let mut bytes = disk.read_file(&seg).unwrap();
-    bytes.extend_from_slice(&[0xA5; 37]);
-    disk.write_file_durably(&seg, &bytes).unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
-    assert!(store.recovery_report().torn_tail.is_some());
-    store.close().unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
-    assert!(
-        store.recovery_report().torn_tail.is_some(),
-        "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
-    );
 }
 
 #[test]
