@@ -1,18 +1,17 @@
 //! Crash-state enumeration, I/O error injection, seeded-bug (mutant) witnesses and torn-tail /
-//! corruption fixtures, all on `SimDisk` (see `tests/common/crash.rs` for the checker).
+//! corruption fixtures, all on `SimDisk` (see `batpak_model::crash_states` for the checker).
 //!
-//! Run with `cargo test --release --test crash_states -- --nocapture` to see the counts.
+//! Run with `cargo test --release -p batpak-model --test crash_states -- --nocapture` to see
+//! the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use batpak::coordinate::Coordinate;
 use batpak::env::SimDisk;
 use batpak::event::EventKind;
-use batpak::store::{Mutant, Store, StoreError};
-use common::crash::{
-    config, enumerate_crash_states, inject_io_errors, visible, Mode, Stats, Violation,
-};
+use batpak::store::{Store, StoreError};
+use batpak_model::check::{visible, Violation};
+use batpak_model::crash_states::{enumerate_crash_states, inject_io_errors, Stats};
+use batpak_model::workload::{config, Mode, Mutant};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -75,139 +74,161 @@ fn io_error_injection_deferred_mode() {
 
 // ---------------------------------------------------------------------------- mutants
 
-/// Runs the enumeration with a seeded bug and returns the violation the checker reports.
-fn caught(mutant: Mutant, deferred: bool) -> Violation {
-    let mode = Mode { deferred, mutant };
-    let mut stats = Stats::default();
-    match enumerate_crash_states(mode, 3, &mut stats) {
-        Ok(()) => panic!(
-            "mutant {mutant:?} NOT caught after {} crash states",
-            stats.crash_states
-        ),
-        Err(v) => {
-            println!("mutant {mutant:?} -> {v}");
-            v
+/// Seeded bugs the enumeration must catch, each reported with the invariant it breaks (the
+/// module to compile only with `--cfg batpak_mutant` once seeded bugs move there).
+mod mutants {
+    use super::*;
+
+    /// Runs the enumeration with a seeded bug and returns the violation the checker reports.
+    fn caught(mutant: Mutant, deferred: bool) -> Violation {
+        let mode = Mode { deferred, mutant };
+        let mut stats = Stats::default();
+        match enumerate_crash_states(mode, 3, &mut stats) {
+            Ok(()) => panic!(
+                "mutant {mutant:?} NOT caught after {} crash states",
+                stats.crash_states
+            ),
+            Err(v) => {
+                println!("mutant {mutant:?} -> {v}");
+                v
+            }
         }
     }
-}
 
-fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
-    let v = caught(mutant, deferred);
-    assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
-}
+    fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
+        let v = caught(mutant, deferred);
+        assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
+    }
 
-#[test]
-fn mutant_recovery_keeps_partial_batch_is_caught() {
-    assert_caught(Mutant::RecoveryKeepsPartialBatch, false, "INV-BATCH-ATOMIC");
-}
+    #[test]
+    fn mutant_recovery_keeps_partial_batch_is_caught() {
+        assert_caught(Mutant::RecoveryKeepsPartialBatch, false, "INV-BATCH-ATOMIC");
+    }
 
-#[test]
-fn mutant_recovery_hides_after_unfinished_unit_is_caught() {
-    assert_caught(
-        Mutant::RecoveryHidesAfterUnfinishedUnit,
-        false,
-        "INV-NO-COLLATERAL",
-    );
-}
+    #[test]
+    fn mutant_recovery_hides_after_unfinished_unit_is_caught() {
+        assert_caught(
+            Mutant::RecoveryHidesAfterUnfinishedUnit,
+            false,
+            "INV-NO-COLLATERAL",
+        );
+    }
 
-#[test]
-fn mutant_recovery_ignores_fences_is_caught() {
-    assert_caught(Mutant::RecoveryIgnoresFences, false, "INV-FENCE-CRASH");
-}
+    #[test]
+    fn mutant_recovery_ignores_fences_is_caught() {
+        assert_caught(Mutant::RecoveryIgnoresFences, false, "INV-FENCE-CRASH");
+    }
 
-#[test]
-fn mutant_recovery_keeps_torn_tail_is_caught() {
-    assert_caught(
-        Mutant::RecoveryKeepsTornTail,
-        false,
-        "INV-RECOVERY-IDEMPOTENT",
-    );
-}
+    #[test]
+    fn mutant_recovery_keeps_torn_tail_is_caught() {
+        assert_caught(
+            Mutant::RecoveryKeepsTornTail,
+            false,
+            "INV-RECOVERY-IDEMPOTENT",
+        );
+    }
 
-#[test]
-fn mutant_raw_wall_clock_is_caught() {
-    // Every reopen of the enumeration steps the clock back; the raw reading then puts the
-    // events appended after recovery before the recovered ones.
-    assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
-}
+    #[test]
+    fn mutant_raw_wall_clock_is_caught() {
+        // Every reopen of the enumeration steps the clock back; the raw reading then puts the
+        // events appended after recovery before the recovered ones.
+        assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
+    }
 
-#[test]
-fn mutant_ack_before_fsync_is_caught() {
-    assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
-}
+    #[test]
+    fn mutant_ack_before_fsync_is_caught() {
+        assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
+    }
 
-#[test]
-fn mutant_publish_fence_early_is_caught() {
-    assert_caught(Mutant::PublishFenceEarly, false, "INV-FENCE-HIDDEN");
-}
+    #[test]
+    fn mutant_publish_fence_early_is_caught() {
+        assert_caught(Mutant::PublishFenceEarly, false, "INV-FENCE-HIDDEN");
+    }
 
-#[test]
-fn mutant_fence_commit_without_sync_is_caught() {
-    assert_caught(Mutant::FenceCommitWithoutSync, true, "INV-FENCE-CRASH");
-}
+    #[test]
+    fn mutant_fence_commit_without_sync_is_caught() {
+        assert_caught(Mutant::FenceCommitWithoutSync, true, "INV-FENCE-CRASH");
+    }
 
-#[test]
-fn mutant_cancel_publishes_is_caught() {
-    assert_caught(Mutant::CancelPublishes, false, "INV-NO-RESURRECT");
-}
+    #[test]
+    fn mutant_cancel_publishes_is_caught() {
+        assert_caught(Mutant::CancelPublishes, false, "INV-NO-RESURRECT");
+    }
 
-#[test]
-fn mutant_recovery_renumbers_is_caught() {
-    assert_caught(Mutant::RecoveryRenumbers, false, "INV-STABLE-SEQ");
-}
+    #[test]
+    fn mutant_recovery_renumbers_is_caught() {
+        assert_caught(Mutant::RecoveryRenumbers, false, "INV-STABLE-SEQ");
+    }
 
-#[test]
-fn mutant_chain_restarts_in_fence_is_caught() {
-    assert_caught(Mutant::ChainRestartsInFence, false, "INV-CHAIN");
-}
+    #[test]
+    fn mutant_chain_restarts_in_fence_is_caught() {
+        assert_caught(Mutant::ChainRestartsInFence, false, "INV-CHAIN");
+    }
 
-/// No open-time fsync: a reopened store reports what it found in the page cache as durable;
-/// the power loss after the reopen (every crash image is read as a process crash's page cache)
-/// loses it.
-#[test]
-fn mutant_recovery_trusts_page_cache_is_caught() {
-    let v = caught(Mutant::RecoveryTrustsPageCache, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
-    assert!(v.detail.contains("lost by a power loss"), "{v}");
-}
+    /// No open-time fsync: a reopened store reports what it found in the page cache as durable;
+    /// the power loss after the reopen (every crash image is read as a process crash's page cache)
+    /// loses it.
+    #[test]
+    fn mutant_recovery_trusts_page_cache_is_caught() {
+        let v = caught(Mutant::RecoveryTrustsPageCache, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+        assert!(v.detail.contains("lost by a power loss"), "{v}");
+    }
 
-/// A roll that does not sync the segment it seals: in deferred mode the old segment's tail is
-/// unsynced when the new segment (synced) appears, so a power loss leaves a log that skips
-/// sequences, which recovery refuses.
-#[test]
-fn mutant_roll_skips_seal_sync_is_caught() {
-    let v = caught(Mutant::RollSkipsSealSync, true);
-    assert_eq!(v.inv, "INV-PREFIX", "{v}");
-    assert!(v.detail.contains("the log continues at"), "{v}");
-}
+    /// A roll that does not sync the segment it seals: in deferred mode the old segment's tail is
+    /// unsynced when the new segment (synced) appears, so a power loss leaves a log that skips
+    /// sequences, which recovery refuses.
+    #[test]
+    fn mutant_roll_skips_seal_sync_is_caught() {
+        let v = caught(Mutant::RollSkipsSealSync, true);
+        assert_eq!(v.inv, "INV-PREFIX", "{v}");
+        assert!(v.detail.contains("the log continues at"), "{v}");
+    }
 
-/// Runs the I/O fault injection with a seeded bug and returns the violation reported.
-fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
-    let mode = Mode { deferred, mutant };
-    let mut stats = Stats::default();
-    match inject_io_errors(mode, 1, &mut stats) {
-        Ok(()) => panic!("mutant {mutant:?} NOT caught after {} runs", stats.runs),
-        Err(v) => {
-            println!("mutant {mutant:?} -> {v}");
-            v
+    /// Runs the I/O fault injection with a seeded bug and returns the violation reported.
+    fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
+        let mode = Mode { deferred, mutant };
+        let mut stats = Stats::default();
+        match inject_io_errors(mode, 1, &mut stats) {
+            Ok(()) => panic!("mutant {mutant:?} NOT caught after {} runs", stats.runs),
+            Err(v) => {
+                println!("mutant {mutant:?} -> {v}");
+                v
+            }
         }
     }
-}
 
-/// Retrying a failed fsync and acknowledging when the retry succeeds: the failed fsync marked
-/// the pages clean without writing them, so the acknowledged event is in no power-loss state.
-#[test]
-fn mutant_no_latch_after_failed_fsync_is_caught() {
-    let v = caught_by_faults(Mutant::NoLatchAfterFailedFsync, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
-}
+    /// Retrying a failed fsync and acknowledging when the retry succeeds: the failed fsync marked
+    /// the pages clean without writing them, so the acknowledged event is in no power-loss state.
+    #[test]
+    fn mutant_no_latch_after_failed_fsync_is_caught() {
+        let v = caught_by_faults(Mutant::NoLatchAfterFailedFsync, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    }
 
-/// A write failing with ENOSPC taken as done: the event is acknowledged durable but its bytes
-/// never made it to the log.
-#[test]
-fn mutant_no_space_swallowed_is_caught() {
-    let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    /// A write failing with ENOSPC taken as done: the event is acknowledged durable but its bytes
+    /// never made it to the log.
+    #[test]
+    fn mutant_no_space_swallowed_is_caught() {
+        let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    }
+
+    #[test]
+    fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
+        let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
+        let mut bytes = disk.read_file(&seg).unwrap();
+        bytes.extend_from_slice(&[0xA5; 37]);
+        disk.write_file_durably(&seg, &bytes).unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
+        assert!(store.recovery_report().torn_tail.is_some());
+        store.close().unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
+        assert!(
+            store.recovery_report().torn_tail.is_some(),
+            "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------- fixtures
@@ -288,22 +309,6 @@ fn torn_tail_is_cut_and_stays_cut() {
     let store = reopen(&disk, Mutant::None, 3).unwrap();
     assert!(store.recovery_report().torn_tail.is_none());
     assert_eq!(visible(&store).len(), 4);
-}
-
-#[test]
-fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
-    let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
-    let mut bytes = disk.read_file(&seg).unwrap();
-    bytes.extend_from_slice(&[0xA5; 37]);
-    disk.write_file_durably(&seg, &bytes).unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
-    assert!(store.recovery_report().torn_tail.is_some());
-    store.close().unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
-    assert!(
-        store.recovery_report().torn_tail.is_some(),
-        "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
-    );
 }
 
 #[test]
