@@ -117,7 +117,7 @@ pub enum Mutant {
     /// rewriting it: pages a failed fsync of the crashed process marked clean are skipped by
     /// the sync and lost by a power loss, yet reported durable (breaks INV-DURABLE after a
     /// failed fsync, a process crash and a power loss).
-    CrashReopenOnlySyncs,
+    RecoveryFsyncTrustsCleanPages,
     /// `open` does not take the directory lock, so two stores write one directory (breaks
     /// INV-EXCLUSIVE).
     OpenSkipsLock,

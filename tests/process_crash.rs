@@ -394,10 +394,11 @@ fn a_failed_fsync_then_a_process_crash_loses_nothing_reported_durable() {
 
 #[cfg(batpak_mutant)]
 #[test]
-fn mutant_crash_reopen_only_syncs_is_caught() {
+fn mutant_recovery_fsync_trusts_clean_pages_is_caught() {
     use batpak::__testing::Mutant;
-    let err = failed_fsync_then_process_crash(|c| c.with_mutant(Mutant::CrashReopenOnlySyncs))
-        .expect_err("the seeded bug CrashReopenOnlySyncs was not caught");
+    let err =
+        failed_fsync_then_process_crash(|c| c.with_mutant(Mutant::RecoveryFsyncTrustsCleanPages))
+            .expect_err("the seeded bug RecoveryFsyncTrustsCleanPages was not caught");
     assert!(err.starts_with("INV-DURABLE"), "reported as {err}");
 }
 

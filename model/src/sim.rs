@@ -1000,8 +1000,8 @@ pub struct SimOptions {
     /// The seeded bug.
     pub mutant: Mutant,
     /// Also plan a failed operation followed by a process crash at the next disk operation
-    /// ([`PlannedFault::FailThenCrash`]). Off by default: it finds a hole the store has today
-    /// (see `model/tests/simulator.rs`, `known_hole_*`).
+    /// ([`PlannedFault::FailThenCrash`]): the crashed process leaves pages a failed fsync
+    /// marked clean in the page cache. On by default (`SIM_FAIL_THEN_CRASH=0` turns it off).
     pub fail_then_crash: bool,
 }
 
@@ -1012,7 +1012,7 @@ impl Default for SimOptions {
             sessions_max: 14,
             ops_max: 12,
             mutant: Mutant::None,
-            fail_then_crash: false,
+            fail_then_crash: true,
         }
     }
 }

@@ -261,7 +261,7 @@ impl SegmentWriter {
             self.dirty = false;
             return Ok(());
         }
-        if !clean && !self.bugs.has(Mutant::CrashReopenOnlySyncs) {
+        if !clean && !self.bugs.has(Mutant::RecoveryFsyncTrustsCleanPages) {
             return self.rewrite_recovered();
         }
         if let Err(source) = self.force_sync() {
