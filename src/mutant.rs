@@ -47,6 +47,12 @@ pub enum Mutant {
     /// Recovery renumbers sequences densely over visible events (spec `recovery_renumbers`;
     /// breaks INV-STABLE-SEQ).
     RecoveryRenumbers,
+    /// A read-only open recovers with the writable open's cut policy, so it truncates a torn
+    /// tail and removes record-less segments on disk (breaks INV-READ-ONLY).
+    ReadOnlyCutsOnDisk,
+    /// A read-only open takes the writer's exclusive lock (creating the lock file if missing),
+    /// so a second reader is refused (upstream's D12; breaks INV-READ-ONLY).
+    ReadOnlyLocksExclusive,
     /// The entity clock restarts inside a fence (breaks INV-CHAIN).
     ChainRestartsInFence,
     /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).

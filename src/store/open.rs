@@ -149,10 +149,19 @@ fn create_and_lock_dir(
 /// before `StoreLocked`: a child process forked by another thread between its fork and exec
 /// briefly holds copies of every descriptor, including a just-closed store's lock.
 fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
+    lock_dir_with(dir, || disk.lock(dir))
+}
+
+/// [`lock_dir`]'s retries around any way of taking the lock (a read-only open takes a shared
+/// one).
+pub(super) fn lock_dir_with(
+    dir: &std::path::Path,
+    take: impl Fn() -> std::io::Result<Box<dyn DiskLock>>,
+) -> Result<Box<dyn DiskLock>, StoreError> {
     const ATTEMPTS: u32 = 20;
     let mut attempt = 0;
     loop {
-        match disk.lock(dir) {
+        match take() {
             Ok(lock) => return Ok(lock),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 attempt += 1;
