@@ -198,6 +198,15 @@ impl Disk for FsDisk {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists().map_err(|e| with_path("exists", path, e))
     }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("hard_link {} -> {}: {e}", from.display(), to.display()),
+            )
+        })
+    }
 }
 
 /// A file opened through [`FsDisk`] (appending when writable).

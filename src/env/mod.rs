@@ -104,4 +104,20 @@ pub trait Disk: Send + Sync + fmt::Debug {
     }
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Makes `to` a new name of the existing file `from` (a hard link; `to` must not exist).
+    /// The new entry is durable only after [`Disk::sync_dir`] of `to`'s directory. Used for
+    /// files that never change again (sealed segments in a snapshot); a caller falls back to a
+    /// copy when it fails.
+    ///
+    /// The provided method refuses with `Unsupported` (a `Disk` without links copies).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "hard_link {} -> {}: this Disk does not make hard links",
+                from.display(),
+                to.display()
+            ),
+        ))
+    }
 }

@@ -13,6 +13,7 @@ mod outbox;
 mod read;
 mod read_only;
 mod send;
+mod snapshot;
 mod stats;
 mod ticket;
 mod wait;
@@ -119,6 +120,9 @@ pub struct Store<S = Open> {
     lock: Option<Box<dyn DiskLock>>,
     catalog: StdArc<Catalog>,
     kinds: Mutex<HashMap<EventKind, &'static str>>,
+    /// Held by a snapshot (and compaction): one of them at a time reads or replaces the
+    /// segment files as a whole.
+    ops: Mutex<()>,
     recovery: log::RecoveryReport,
     observer: Observer,
     _state: PhantomData<S>,

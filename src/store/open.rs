@@ -52,6 +52,7 @@ impl Store<Open> {
             lock: Some(lock),
             catalog,
             kinds: Mutex::new(HashMap::new()),
+            ops: Mutex::new(()),
             recovery: report,
             observer,
             _state: PhantomData,

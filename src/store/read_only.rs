@@ -104,6 +104,7 @@ impl Store<ReadOnly> {
             lock,
             catalog,
             kinds: Mutex::new(HashMap::new()),
+            ops: Mutex::new(()),
             recovery: report,
             _state: PhantomData,
         })
