@@ -49,6 +49,10 @@ impl<S> Store<S> {
     /// open, or committed only later, stays hidden in it; consumer checkpoints (log records)
     /// are included (INV-SNAPSHOT).
     ///
+    /// With deferred durability (`with_sync_every_n_events(n > 1)`) the durable frontier can
+    /// lag what was acknowledged: call `sync()` first to include everything acknowledged so
+    /// far.
+    ///
     /// `dest` must not exist or be an empty directory (a missing one is created with its
     /// parents). When `snapshot` returns `Ok`, every file, `dest` itself and the entry of a
     /// directory it created are synced: the snapshot survives a power loss. Sealed segments
