@@ -58,14 +58,18 @@ impl Store<Open> {
             _state: PhantomData,
         })
     }
+}
 
-    /// What recovery found at open (segments, records, torn tail cut).
+impl<S> Store<S> {
+    /// What recovery found at open (segments, records, the torn tail: cut by a writable open,
+    /// ignored in memory by a read-only one, which removes no segment either).
     pub fn recovery_report(&self) -> &log::RecoveryReport {
         &self.recovery
     }
 
     /// Stops the writer after it has drained its queue (an open fence is cancelled), syncs and
-    /// releases the directory lock.
+    /// releases the directory lock. A read-only store has no writer: it releases its shared
+    /// lock (what dropping either does too).
     pub fn close(mut self) -> Result<(), StoreError> {
         self.shutdown()
     }

@@ -33,7 +33,7 @@ impl Store<ReadOnly> {
     ///   directory without a lock file (a copied store) is read without a lock;
     /// - a torn tail (a crash in the middle of a write) is ignored in memory, and an open
     ///   visibility fence or unfinished batch stays hidden, exactly as a writable open would
-    ///   recover it, but nothing is cut: [`Store::<ReadOnly>::recovery_report`] says what was
+    ///   recover it, but nothing is cut: [`Store::recovery_report`] says what was
     ///   ignored. Corruption fails closed with the file and offset, as in a writable open.
     ///
     /// What it reads was found on disk but is not synced by this handle: `frontier()` reports
@@ -108,18 +108,6 @@ impl Store<ReadOnly> {
             recovery: report,
             _state: PhantomData,
         })
-    }
-
-    /// What recovery found at open: segments, records, and a torn tail it ignored (read-only
-    /// recovery cuts nothing, so `removed_segments` is always empty).
-    pub fn recovery_report(&self) -> &log::RecoveryReport {
-        &self.recovery
-    }
-
-    /// Releases the shared lock (what dropping the handle does too).
-    pub fn close(mut self) -> Result<(), StoreError> {
-        self.lock.take();
-        Ok(())
     }
 }
 
