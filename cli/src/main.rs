@@ -14,6 +14,7 @@
 //!   as Graphviz DOT.
 
 mod dump;
+mod frames;
 mod graph;
 mod open;
 mod progress;

@@ -90,8 +90,21 @@ fn corrupt_at_open(dir: &Path, message: String) -> Result<ExitCode, String> {
             ..
         }) => {
             println!("  problem: {} offset {offset}: {detail}", file.display());
-            println!("  (recovery stops at the first corruption: nothing after it was checked)");
-            println!("result: 1 problem(s)");
+            // Recovery stops there; a frame walk names every other damaged place.
+            let mut count = 1;
+            for d in crate::frames::walk(dir)? {
+                if d.file == file && d.offset == offset {
+                    continue;
+                }
+                println!(
+                    "  problem: {} offset {}: {}",
+                    d.file.display(),
+                    d.offset,
+                    d.what
+                );
+                count += 1;
+            }
+            println!("result: {count} problem(s)");
             Ok(ExitCode::from(1))
         }
         _ => Err(message),

@@ -271,3 +271,39 @@ fn verify_on_many_damaged_images_answers_and_changes_nothing() {
     }
     assert!(codes[1] > 0, "some damage is found: {codes:?}");
 }
+
+/// Recovery stops at the first corruption; verify still names every damaged place, in every
+/// file, each with its offset.
+#[test]
+fn verify_names_every_damaged_place_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path());
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3);
+    for (seg, at) in [(&segs[0], 60usize), (&segs[1], 90usize)] {
+        let mut bytes = std::fs::read(seg).unwrap();
+        bytes[at] ^= 0xFF;
+        std::fs::write(seg, &bytes).unwrap();
+    }
+    let before = tree(dir.path());
+    let (code, out, err) = batpak(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.contains("problem:")).collect();
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains(&segs[0].display().to_string())),
+        "{out}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains(&segs[1].display().to_string())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("result: {} problem(s)", problems.len())),
+        "{out}"
+    );
+    assert_eq!(tree(dir.path()), before);
+}
