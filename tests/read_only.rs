@@ -366,3 +366,26 @@ fn mutant_read_only_locks_exclusive_is_caught() {
     let err = many_readers_share(|c| c.with_mutant(Mutant::ReadOnlyLocksExclusive)).unwrap_err();
     assert!(err.starts_with("INV-READ-ONLY"), "{err}");
 }
+
+/// A reader that dies (SIGKILL) releases its shared lock, like `flock` does: the next writer
+/// opens. Its stale handle's drop releases nothing of the next process's.
+#[test]
+fn a_crashed_readers_shared_lock_is_released() {
+    let disk = SimDisk::new();
+    let c = |d: &SimDisk| StoreConfig::new("/r").with_disk(Arc::new(d.clone()));
+    Store::open(c(&disk)).unwrap().close().unwrap();
+    let reader = Store::<ReadOnly>::open_read_only(c(&disk)).unwrap();
+    assert!(matches!(
+        Store::open(c(&disk)),
+        Err(StoreError::StoreLocked { .. })
+    ));
+    let next = disk.process_crash();
+    let writer = Store::open(c(&next)).unwrap();
+    drop(reader);
+    assert!(matches!(
+        Store::<ReadOnly>::open_read_only(c(&next)),
+        Err(StoreError::StoreLocked { .. })
+    ));
+    writer.close().unwrap();
+    Store::<ReadOnly>::open_read_only(c(&next)).unwrap();
+}
