@@ -47,6 +47,19 @@ pub enum Mutant {
     /// Recovery renumbers sequences densely over visible events (spec `recovery_renumbers`;
     /// breaks INV-STABLE-SEQ).
     RecoveryRenumbers,
+    /// A read-only open recovers with the writable open's cut policy, so it truncates a torn
+    /// tail and removes record-less segments on disk (breaks INV-READ-ONLY).
+    ReadOnlyCutsOnDisk,
+    /// A read-only open takes the writer's exclusive lock (creating the lock file if missing),
+    /// so a second reader is refused (upstream's D12; breaks INV-READ-ONLY).
+    ReadOnlyLocksExclusive,
+    /// A snapshot syncs neither its files nor its directory, so `snapshot()` returns `Ok` for
+    /// a copy a power loss can take away (upstream's D13; breaks INV-SNAPSHOT).
+    SnapshotSkipsSync,
+    /// A snapshot copies every segment as it is now instead of stopping at the durable
+    /// frontier, so it holds records written after it started, and a torn write in progress
+    /// (breaks INV-SNAPSHOT).
+    SnapshotPastFrontier,
     /// The entity clock restarts inside a fence (breaks INV-CHAIN).
     ChainRestartsInFence,
     /// Dropping a fence sends its cancel with a blocking send (breaks INV-DROP).

@@ -12,7 +12,7 @@ pub use crate::pipeline::{
 pub use crate::region::{KindFilter, Region};
 pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    DenialRecord, Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode,
+    DenialRecord, Frontier, Open, Outbox, ReadOnly, Store, StoreConfig, StoreStats, SyncMode,
     VisibilityFence, WriterPressure,
 };
 pub use crate::EventPayload;

@@ -175,8 +175,37 @@ impl Disk for FsDisk {
         }
     }
 
+    fn lock_shared(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>> {
+        let path = dir.join(LOCK_FILE_NAME);
+        // Read-only and never created: a shared holder writes nothing, not even the lock file.
+        let file = OpenOptions::new()
+            .read(true)
+            .open(&path)
+            .map_err(|e| with_path("lock_shared", &path, e))?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Box::new(FsLock {
+                _file: file,
+                _path: path,
+            })),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                ErrorKind::WouldBlock,
+                format!("lock_shared {}: held by a writer", path.display()),
+            )),
+            Err(TryLockError::Error(e)) => Err(with_path("lock_shared", &path, e)),
+        }
+    }
+
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists().map_err(|e| with_path("exists", path, e))
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("hard_link {} -> {}: {e}", from.display(), to.display()),
+            )
+        })
     }
 }
 
@@ -238,7 +267,7 @@ impl DiskFile for FsFile {
     }
 }
 
-/// A held `flock` on `dir/LOCK`; closing the file (drop) releases it.
+/// A held `flock` (exclusive or shared) on `dir/LOCK`; closing the file (drop) releases it.
 #[derive(Debug)]
 struct FsLock {
     _file: File,

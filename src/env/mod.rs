@@ -60,7 +60,8 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     }
 }
 
-/// A held exclusive lock on a directory; dropping it releases the lock.
+/// A held lock on a directory (exclusive from [`Disk::lock`], shared from
+/// [`Disk::lock_shared`]); dropping it releases the lock.
 pub trait DiskLock: Send + Sync + fmt::Debug {}
 
 /// The storage seam: every byte the store reads or writes goes through this trait.
@@ -84,6 +85,39 @@ pub trait Disk: Send + Sync + fmt::Debug {
     /// The lock lives in the file [`LOCK_FILE_NAME`] inside `dir`, created (durably) if
     /// missing, so it shows up in [`Disk::list`].
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>>;
+    /// Takes a shared lock on `dir`: any number of shared holders at once, none while an
+    /// exclusive holder has it (and [`Disk::lock`] fails with `WouldBlock` while a shared holder
+    /// has it). Creates nothing: fails with `NotFound` if [`LOCK_FILE_NAME`] does not exist
+    /// (then no writer has ever opened the directory), `WouldBlock` if an exclusive holder has
+    /// it. What a read-only open takes.
+    ///
+    /// The provided method refuses with `Unsupported`, so a `Disk` written before it existed
+    /// keeps compiling and a read-only open over it fails with a clear error.
+    fn lock_shared(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "lock_shared {}: this Disk does not implement shared locks",
+                dir.display()
+            ),
+        ))
+    }
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Makes `to` a new name of the existing file `from` (a hard link; `to` must not exist).
+    /// The new entry is durable only after [`Disk::sync_dir`] of `to`'s directory. Used for
+    /// files that never change again (sealed segments in a snapshot); a caller falls back to a
+    /// copy when it fails.
+    ///
+    /// The provided method refuses with `Unsupported` (a `Disk` without links copies).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "hard_link {} -> {}: this Disk does not make hard links",
+                from.display(),
+                to.display()
+            ),
+        ))
+    }
 }

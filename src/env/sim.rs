@@ -401,6 +401,8 @@ struct State {
     persisting_syncs: Vec<u64>,
     /// Locked directories, with the process holding each lock.
     locks: BTreeMap<PathBuf, u64>,
+    /// Directories with shared holders, and how many (all of the live process).
+    shared_locks: BTreeMap<PathBuf, usize>,
     /// The live process; handles of earlier ones fail.
     process: u64,
 }
@@ -432,6 +434,7 @@ impl State {
             sync_ops: Vec::new(),
             persisting_syncs: Vec::new(),
             locks: BTreeMap::new(),
+            shared_locks: BTreeMap::new(),
             process: 0,
         }
     }
@@ -482,6 +485,7 @@ impl State {
     fn kill_process(&mut self) {
         self.process = self.process.saturating_add(1);
         self.locks.clear();
+        self.shared_locks.clear();
         for f in self.files.values_mut() {
             f.handles = 0;
         }
@@ -984,7 +988,7 @@ impl Disk for SimDisk {
             st.next_id = st.next_id.saturating_add(1);
             st.files.insert(id, FileNode::empty());
         }
-        if st.locks.contains_key(&dir) {
+        if st.locks.contains_key(&dir) || st.shared_locks.contains_key(&dir) {
             return Err(io::Error::new(
                 ErrorKind::WouldBlock,
                 format!(
@@ -998,6 +1002,28 @@ impl Disk for SimDisk {
             state: Arc::clone(&self.state),
             dir,
             process: self.process,
+            shared: false,
+        }))
+    }
+
+    fn lock_shared(&self, dir: &Path) -> io::Result<Box<dyn DiskLock>> {
+        let dir = normalize(dir);
+        let mut st = self.lock_state();
+        st.begin("lock_shared", &dir, self.process)?;
+        let lock_file = dir.join(LOCK_FILE_NAME);
+        st.lookup("lock_shared", &lock_file)?;
+        if st.locks.contains_key(&dir) {
+            return Err(io::Error::new(
+                ErrorKind::WouldBlock,
+                format!("lock_shared {}: held by a writer", lock_file.display()),
+            ));
+        }
+        *st.shared_locks.entry(dir.clone()).or_insert(0) += 1;
+        Ok(Box::new(SimLock {
+            state: Arc::clone(&self.state),
+            dir,
+            process: self.process,
+            shared: true,
         }))
     }
 
@@ -1172,6 +1198,8 @@ struct SimLock {
     dir: PathBuf,
     /// The process holding it.
     process: u64,
+    /// A shared (read-only) holder rather than the exclusive one.
+    shared: bool,
 }
 
 impl fmt::Debug for SimLock {
@@ -1185,7 +1213,18 @@ impl DiskLock for SimLock {}
 impl Drop for SimLock {
     fn drop(&mut self) {
         let mut st = self.state.lock();
-        if st.locks.get(&self.dir) == Some(&self.process) {
+        if st.process != self.process {
+            // Released when its process died.
+            return;
+        }
+        if self.shared {
+            if let Some(n) = st.shared_locks.get_mut(&self.dir) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.shared_locks.remove(&self.dir);
+                }
+            }
+        } else if st.locks.get(&self.dir) == Some(&self.process) {
             st.locks.remove(&self.dir);
         }
     }

@@ -6,11 +6,14 @@
 
 mod batch;
 mod config;
+mod config_compat;
 mod fence;
 pub(crate) mod open;
 mod outbox;
 mod read;
+mod read_only;
 mod send;
+mod snapshot;
 mod stats;
 mod ticket;
 mod wait;
@@ -47,6 +50,11 @@ use std::marker::PhantomData;
 /// Marker: a store open for reading and writing.
 #[derive(Debug, Clone, Copy)]
 pub struct Open;
+
+/// Marker: a store open for reading only ([`Store::<ReadOnly>::open_read_only`]): every read,
+/// no write, no writer thread, a shared directory lock.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOnly;
 
 /// What `frontier()` reports: the next sequence not yet accepted / written / durable /
 /// visible (so every record below `durable` survives a crash).
@@ -107,9 +115,14 @@ pub struct Store<S = Open> {
     shared: Arc<Shared>,
     tx: Option<Sender<Command>>,
     writer: Option<crate::sync::thread::JoinHandle<()>>,
+    /// The directory lock: exclusive for `Open`, shared (or none, for a copy without a lock
+    /// file) for `ReadOnly`.
     lock: Option<Box<dyn DiskLock>>,
     catalog: StdArc<Catalog>,
     kinds: Mutex<HashMap<EventKind, &'static str>>,
+    /// Held by a snapshot (and compaction): one of them at a time reads or replaces the
+    /// segment files as a whole.
+    ops: Mutex<()>,
     recovery: log::RecoveryReport,
     observer: Observer,
     _state: PhantomData<S>,

@@ -62,19 +62,24 @@ impl Store<Open> {
             lock: Some(lock),
             catalog,
             kinds: Mutex::new(HashMap::new()),
+            ops: Mutex::new(()),
             recovery: report,
             observer,
             _state: PhantomData,
         })
     }
+}
 
-    /// What recovery found at open (segments, records, torn tail cut).
+impl<S> Store<S> {
+    /// What recovery found at open (segments, records, the torn tail: cut by a writable open,
+    /// ignored in memory by a read-only one, which removes no segment either).
     pub fn recovery_report(&self) -> &log::RecoveryReport {
         &self.recovery
     }
 
     /// Stops the writer after it has drained its queue (an open fence is cancelled), syncs and
-    /// releases the directory lock.
+    /// releases the directory lock. A read-only store has no writer: it releases its shared
+    /// lock (what dropping either does too).
     pub fn close(mut self) -> Result<(), StoreError> {
         self.shutdown()
     }
@@ -165,10 +170,19 @@ fn create_and_lock_dir(
 /// before `StoreLocked`: a child process forked by another thread between its fork and exec
 /// briefly holds copies of every descriptor, including a just-closed store's lock.
 fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
+    lock_dir_with(dir, || disk.lock(dir))
+}
+
+/// [`lock_dir`]'s retries around any way of taking the lock (a read-only open takes a shared
+/// one).
+pub(super) fn lock_dir_with(
+    dir: &std::path::Path,
+    take: impl Fn() -> std::io::Result<Box<dyn DiskLock>>,
+) -> Result<Box<dyn DiskLock>, StoreError> {
     const ATTEMPTS: u32 = 20;
     let mut attempt = 0;
     loop {
-        match disk.lock(dir) {
+        match take() {
             Ok(lock) => return Ok(lock),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 attempt += 1;
