@@ -136,14 +136,6 @@ pub enum Mutant {
     OpenSkipsLock,
 }
 
-/// The "lock" a store runs with under [`Mutant::OpenSkipsLock`]: holds nothing.
-#[cfg(batpak_mutant)]
-#[derive(Debug)]
-pub(crate) struct NoLock;
-
-#[cfg(batpak_mutant)]
-impl crate::env::DiskLock for NoLock {}
-
 #[cfg(batpak_mutant)]
 std::thread_local! {
     static THREAD_BUG: std::cell::Cell<Mutant> = const { std::cell::Cell::new(Mutant::None) };

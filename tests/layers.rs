@@ -67,7 +67,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("error", vec!["coordinate", "event", "region", "append"]),
         ("guard", VOCABULARY.to_vec()),
         ("pipeline", with_vocab(&["guard"])),
-        ("codec", VOCABULARY.to_vec()),
+        ("codec", with_vocab(&["mutant"])),
         (
             "log",
             with_vocab(&["sync", "mutant", "env", "trace", "codec"]),

@@ -160,7 +160,7 @@ fn create_and_lock_dir(
         })?;
     #[cfg(batpak_mutant)]
     if bugs.has(Mutant::OpenSkipsLock) {
-        return Ok(Box::new(crate::mutant::NoLock));
+        return Ok(Box::new(NoLock));
     }
     let _ = bugs;
     lock_dir(disk, dir)
@@ -221,3 +221,11 @@ pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError>
     drop(lock);
     Ok(recovered?.index.query(&Region::all()))
 }
+
+/// The "lock" a store runs with under [`Mutant::OpenSkipsLock`]: holds nothing.
+#[cfg(batpak_mutant)]
+#[derive(Debug)]
+struct NoLock;
+
+#[cfg(batpak_mutant)]
+impl DiskLock for NoLock {}
