@@ -519,3 +519,44 @@ fn a_full_disk_is_a_definite_error_and_the_store_works_again_after_reopen() {
         every_power_loss_keeps(&disk, &seen, "after a full disk and a reopen");
     }
 }
+
+/// Only a session that synced every byte it wrote leaves the `CLEAN` mark that lets the next
+/// open sync instead of rewriting the last segment; open removes it before the session writes,
+/// so a crash later in that session leaves none, and a session that leaves bytes of a failed
+/// fsync in the file leaves none. (A failed fsync whose bytes were cut off, the cut synced,
+/// leaves the file as synced before: such a session may leave the mark.)
+#[test]
+fn only_a_clean_close_leaves_the_mark_and_open_removes_it() {
+    let mark = Path::new(DIR).join(batpak::__testing::log::CLEAN_FILE_NAME);
+    let disk = SimDisk::new();
+    let store = Store::open(config(&disk, 0)).unwrap();
+    store.append(&coord("a"), KIND, &json!({"n": 1})).unwrap();
+    store.close().unwrap();
+    assert!(disk.files().contains(&mark), "a clean close leaves it");
+
+    let store = Store::open(config(&disk, 1)).unwrap();
+    assert!(!disk.files().contains(&mark), "open removes it");
+    store.append(&coord("a"), KIND, &json!({"n": 2})).unwrap();
+    let crashed = disk.process_crash();
+    drop(store);
+    assert!(!crashed.files().contains(&mark), "a crash leaves none");
+
+    // A failed fsync whose unsynced bytes could not be cut off: pages in doubt stay in the
+    // file, so the session must not vouch for them. (Before the segment writer tracked this,
+    // the mark was left and a power loss lost the third event the next open reported
+    // durable.)
+    let store = Store::open(config(&crashed, 2)).unwrap();
+    crashed.fail_next("sync_data", Fault::new(FaultKind::Transient));
+    crashed.fail_next("truncate", Fault::new(FaultKind::Transient));
+    assert!(store.append(&coord("a"), KIND, &json!({"n": 3})).is_err());
+    let _ = store.close();
+    assert!(
+        !crashed.files().contains(&mark),
+        "a session whose fsync failed and whose cut failed must not vouch for its pages"
+    );
+    let store = Store::open(config(&crashed, 3)).unwrap();
+    let seen = visible(&store);
+    assert!(seen.len() >= 2, "{seen:?}");
+    store.close().unwrap();
+    every_power_loss_keeps(&crashed, &seen, "a failed fsync and a failed cut, then a close");
+}

@@ -73,6 +73,9 @@ pub struct SegmentWriter {
     synced_len: u64,
     /// Bytes written since the last sync.
     dirty: bool,
+    /// A sync of this file failed and the bytes it covered were not cut off: pages the kernel
+    /// may have marked clean without writing them are in the file (see [`CLEAN_FILE_NAME`]).
+    in_doubt: bool,
     opts: SegmentOptions,
     bugs: Bugs,
 }
@@ -110,6 +113,7 @@ impl SegmentWriter {
                         synced_len: SEGMENT_HEADER_BYTES as u64,
                         dirty: false,
                         opts,
+                        in_doubt: false,
                         bugs: Bugs::default(),
                     });
                 }
@@ -233,6 +237,7 @@ impl SegmentWriter {
             synced_len: 0,
             dirty: true,
             opts,
+            in_doubt: false,
             bugs: Bugs::default(),
         })
     }
@@ -387,7 +392,10 @@ impl SegmentWriter {
 
     /// Syncs the file whatever this process wrote to it.
     fn force_sync(&mut self) -> io::Result<()> {
-        sync(&mut *self.file, self.opts.sync_mode)?;
+        if let Err(e) = sync(&mut *self.file, self.opts.sync_mode) {
+            self.in_doubt = true;
+            return Err(e);
+        }
         self.dirty = false;
         self.synced_len = self.len;
         Ok(())
@@ -408,6 +416,7 @@ impl SegmentWriter {
         )
         .map_err(RollError::Create)?;
         next.bugs = self.bugs;
+        next.in_doubt = self.in_doubt;
         tracing::debug!(sealed = self.segment_id, "segment sealed");
         *self = next;
         Ok(())
@@ -426,11 +435,20 @@ impl SegmentWriter {
     /// synced (that sync proves nothing about the lost pages; it only makes the cut stick).
     /// Returns the length cut to.
     pub fn discard_unsynced(&mut self) -> io::Result<u64> {
+        self.in_doubt = true;
         self.file.truncate(self.synced_len)?;
         self.len = self.synced_len;
         self.dirty = false;
         sync(&mut *self.file, self.opts.sync_mode)?;
+        // The bytes in doubt are gone; what is left was synced before.
+        self.in_doubt = false;
         Ok(self.synced_len)
+    }
+
+    /// Whether a failed sync left bytes in the file that may never reach the disk although
+    /// reads return them (a clean close must not vouch for them).
+    pub fn in_doubt(&self) -> bool {
+        self.in_doubt
     }
 }
 

@@ -243,17 +243,19 @@ impl Writer {
     }
 
     /// A clean shutdown: every byte written was synced by a successful fsync, so the next open
-    /// need not rewrite the last segment (see [`CLEAN_FILE_NAME`]). A failed fsync leaves the
-    /// durable frontier behind the written one for good (its pages are in doubt), so it never
-    /// leaves the mark; a latch after a full disk whose cut back was synced does. A failure to
-    /// leave the mark only costs the next open that rewrite.
+    /// need not rewrite the last segment (see [`CLEAN_FILE_NAME`]). Not after a failed fsync
+    /// whose bytes are still in the file (their pages may be clean without being on disk), nor
+    /// with the durable frontier behind the written one; a latch after a full disk whose cut
+    /// back was synced, or a failed fsync whose bytes were cut off, leaves the file as synced
+    /// and may leave the mark. A failure to leave the mark only costs the next open a rewrite.
     fn mark_clean(&mut self) {
         let written = self.shared.frontier.written.load(Ordering::SeqCst);
         let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
-        if durable != written {
+        if durable != written || self.seg.in_doubt() {
             tracing::warn!(
                 written,
                 durable,
+                in_doubt = self.seg.in_doubt(),
                 "shutdown with unsynced bytes: the next open rewrites the last segment"
             );
             return;
