@@ -248,9 +248,29 @@ fn identical_payloads_on_one_entity_still_have_distinct_event_hashes() {
     );
     let last = stream[2].event_id;
     assert_eq!(
-        ids(&store.walk_ancestors(last, 10)),
+        ids(&store.walk_ancestor_entries(last, 10)),
         vec![stream[1].event_id, stream[0].event_id]
     );
+    // Upstream's shape: the event itself first, then its ancestors, read as JSON.
+    let walked: Vec<u128> = store
+        .walk_ancestors(last, 10)
+        .iter()
+        .map(|e| e.event.event_id())
+        .collect();
+    assert_eq!(
+        walked,
+        vec![stream[2].event_id, stream[1].event_id, stream[0].event_id]
+    );
+    assert_eq!(
+        store.walk_ancestors(last, 2).len(),
+        2,
+        "limit counts the event"
+    );
+    assert!(store.walk_ancestors(last, 0).is_empty());
+    assert!(store.walk_ancestors(0xbad, 10).is_empty(), "unknown id");
+    let w = store.walk_ancestors(last, 10);
+    assert!(w[2].event.is_genesis() && !w[0].event.is_genesis());
+    assert_eq!(w[0].coordinate, stream[2].coord);
     store.close().unwrap();
 }
 
@@ -713,12 +733,12 @@ fn deferred_mode_acknowledges_before_fsync_and_sync_makes_the_frontier_cover_it(
         .unwrap();
     assert!(!r2.durable);
     store
-        .wait_for_durable(r2.sequence + 1, Duration::from_secs(10))
+        .wait_for_durable(&r2, Duration::from_secs(10))
         .unwrap();
     assert!(store.frontier().durable > r2.sequence);
     // Already durable: returns at once.
     store
-        .wait_for_durable(r.sequence + 1, Duration::from_millis(1))
+        .wait_for_durable(&r, Duration::from_millis(1))
         .unwrap();
     store.close().unwrap();
     let store = open(tmp.path());
@@ -751,9 +771,7 @@ fn wait_for_durable_returns_ok_in_the_default_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     let r = store.append_typed(&coord("w", "s"), &dep("w", 1)).unwrap();
-    store
-        .wait_for_durable(r.sequence + 1, Duration::from_secs(5))
-        .unwrap();
+    store.wait_for_durable(&r, Duration::from_secs(5)).unwrap();
     store.sync().unwrap();
     store.close().unwrap();
 }
@@ -1007,11 +1025,11 @@ fn reactions_are_linked_in_causes_effects_correlated_and_ancestors() {
     );
     // walk_ancestors: the entity's earlier events, newest first.
     assert_eq!(
-        ids(&store.walk_ancestors(confirmed.event_id, 10)),
+        ids(&store.walk_ancestor_entries(confirmed.event_id, 10)),
         vec![root.event_id]
     );
     assert_eq!(
-        ids(&store.walk_ancestors(also.event_id, 10)),
+        ids(&store.walk_ancestor_entries(also.event_id, 10)),
         vec![charged.event_id]
     );
     let got = store.get(confirmed.event_id).unwrap();
