@@ -140,6 +140,13 @@ impl Index {
         self.slots.len()
     }
 
+    /// The hybrid logical clock of the last visible event, milliseconds.
+    pub(crate) fn last_wall_ms(&self) -> Option<u64> {
+        self.slots
+            .last()
+            .map(|s| (s.timestamp_us.max(0) / 1000) as u64)
+    }
+
     /// Whether no event is visible.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {

@@ -256,7 +256,7 @@ fn visible_and_applied_waits_for_a_point_never_written_answer_wait_timeout() {
 #[test]
 fn waiting_for_the_origin_returns_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+    let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
     store
         .wait_for_durable(HlcPoint::ORIGIN, Duration::ZERO)
         .unwrap();
@@ -269,7 +269,7 @@ fn waiting_for_the_origin_returns_at_once() {
     store.close().unwrap();
     // Once an event is written, the origin names its sequence 0: no early return.
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(deferred(tmp.path())).unwrap();
+    let store = Store::open(deferred(tmp.path()).with_lifecycle_events(false)).unwrap();
     let r = store.append(&coord(), KIND, &1u32).unwrap();
     assert_eq!(r.sequence, 0);
     assert_eq!(store.frontier().durable, 0);

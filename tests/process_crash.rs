@@ -28,6 +28,7 @@ const KIND: EventKind = EventKind::custom(1, 1);
 fn config(disk: &SimDisk, session: u64) -> StoreConfig {
     let session_i = i64::try_from(session).unwrap();
     StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(
             1_700_000_000_000_000 + session_i * 1_000_000_000,

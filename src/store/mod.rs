@@ -8,6 +8,7 @@ mod applied;
 mod batch;
 mod config;
 mod fence;
+mod lifecycle;
 pub(crate) mod open;
 mod outbox;
 mod read;
@@ -23,6 +24,7 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT,
 };
 pub use fence::VisibilityFence;
+pub use lifecycle::{CloseCompleted, OpenCompleted, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
 pub use outbox::Outbox;
 pub use ticket::{AppendTicket, BatchAppendTicket};
 

@@ -29,7 +29,7 @@ impl Store<Open> {
         self.system_item(coord, kind, payload, options)
     }
 
-    fn system_item(
+    pub(crate) fn system_item(
         &self,
         coord: &Coordinate,
         kind: EventKind,

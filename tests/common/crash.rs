@@ -95,6 +95,7 @@ impl Mode {
 pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
     let session_i = i64::try_from(session).unwrap();
     let mut c = StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(disk.clone()))
         // Every reopen finds the clock 1,000 s further back (INV-HLC-MONOTONE across restarts).
         .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))

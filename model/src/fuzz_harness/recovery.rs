@@ -191,6 +191,7 @@ fn config(disk: &SimDisk, deferred: bool) -> StoreConfig {
 
 fn config_with(disk: &SimDisk, deferred: bool, salts: &Arc<HarnessSalts>) -> StoreConfig {
     StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(disk.clone()))
         .with_entropy_source(Arc::clone(salts) as Arc<dyn Entropy>)
         .with_clock_source(Arc::new(ManualClock::new(1_700_000_000_000_000)))
