@@ -270,18 +270,17 @@ SubmitFenceDrop(f) ==
     /\ Submit("FenceDrop", {}, f)
     /\ held' = held \ {f} /\ ClientUnchanged
 
+(* sync(), or wait_for_durable(point): the caller names a record's         *)
+(* sequence s (the ticket's id; any sequence already handed out, e.g. from  *)
+(* a receipt or an index entry, durable or not) and waits until s itself is *)
+(* durable.  The store sends a Sync for it (hence one action, whose name    *)
+(* the implementation's trace uses) and decides by the sequence only, never *)
+(* by wall time.                                                             *)
 SubmitSync ==
-    /\ CanSubmit /\ Cardinality(TicketsOf("Sync")) < MaxSyncs
-    /\ Submit("Sync", {}, 0)
-    /\ UNCHANGED held /\ ClientUnchanged
-
-(* wait_for_durable(point): the caller names a record's sequence s (its id; *)
-(* any sequence already handed out, e.g. from a receipt or an index entry,  *)
-(* durable or not) and waits until s itself is durable.  The store sends a  *)
-(* Sync and decides by the sequence only, never by wall time.               *)
-SubmitWait ==
-    /\ CanSubmit /\ Cardinality(TicketsOf("Wait")) < MaxWaits
-    /\ \E s \in 1..Len(written) : Submit("Wait", {}, s)
+    /\ CanSubmit
+    /\ \/ Cardinality(TicketsOf("Sync")) < MaxSyncs /\ Submit("Sync", {}, 0)
+       \/ Cardinality(TicketsOf("Wait")) < MaxWaits
+          /\ \E s \in 1..Len(written) : Submit("Wait", {}, s)
     /\ UNCHANGED held /\ ClientUnchanged
 
 (****************************** writer side ********************************)
@@ -558,7 +557,7 @@ Recover ==
 
 -----------------------------------------------------------------------------
 Next ==
-    \/ SubmitAppend \/ SubmitBatch \/ SubmitFenceBegin \/ SubmitSync \/ SubmitWait
+    \/ SubmitAppend \/ SubmitBatch \/ SubmitFenceBegin \/ SubmitSync
     \/ \E f \in held : SubmitFenceAppend(f) \/ SubmitFenceBatch(f) \/ SubmitFenceCommit(f)
                        \/ SubmitFenceCancel(f) \/ SubmitFenceDrop(f)
     \/ Append \/ AppendBatch \/ FenceBegin \/ FenceAppend \/ FenceBatch \/ FenceCommit
