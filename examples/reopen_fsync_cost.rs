@@ -1,7 +1,6 @@
-//! What reopening a store costs, and what part of it is the open-time sync (a store reports
-//! what recovery found durable only after rewriting the last segment durably - copy, sync,
-//! rename, sync the directory: bytes a crashed process left in the page cache are not on the
-//! disk yet, and pages a failed fsync marked clean are not written by another fsync).
+//! What reopening a store costs, and what part of it is the open-time fsync (a store reports
+//! what recovery found durable only after syncing it: bytes a crashed process left in the page
+//! cache are not on the disk yet).
 //!
 //! Fills a store in a temporary directory (on the real file system) with N events (default
 //! 1,000,000, in batches of 1000), closes it, then:

@@ -71,11 +71,6 @@ pub enum Mutant {
     /// as durable without syncing it (spec `recovery_trusts_page_cache`; breaks INV-DURABLE
     /// after a process crash and then a power loss).
     RecoveryTrustsPageCache,
-    /// Open makes what recovery read durable with an fsync instead of a rewrite: pages an
-    /// earlier process's failed fsync marked clean are not written by it, yet they are then
-    /// reported durable (spec `recovery_fsync_trusts_clean_pages`; breaks INV-DURABLE, or
-    /// INV-PREFIX when the pages held a new segment's header).
-    RecoveryFsyncTrustsCleanPages,
     /// A segment roll does not sync the segment it seals (breaks INV-PREFIX / INV-DURABLE: a
     /// power loss keeps the new segment and loses the old one's unsynced tail).
     RollSkipsSealSync,

@@ -73,39 +73,8 @@ pub struct SegmentWriter {
     synced_len: u64,
     /// Bytes written since the last sync.
     dirty: bool,
-    /// An fsync (or the cut after a failed write) failed in this process: pages it failed to
-    /// write may be marked clean, or bytes of a failed write may remain, so this process must
-    /// not leave the clean-shutdown marker.
-    suspect: bool,
     opts: SegmentOptions,
     bugs: Bugs,
-}
-
-/// The file a store leaves in its directory when it shut down with every byte of its log
-/// synced and no fsync failed: the next open need not rewrite the last segment (see
-/// `SegmentWriter::make_recovered_durable`). Open removes it durably before anything is
-/// written, so it never outlives the session that wrote it.
-pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
-
-/// Whether the last session shut down cleanly; removes the marker durably (an error if that
-/// fails: a marker left behind would vouch for bytes this session writes).
-pub(crate) fn take_clean_shutdown(disk: &dyn Disk, dir: &Path) -> Result<bool, StoreError> {
-    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-    let io_at = |op: &'static str| {
-        let path = marker.clone();
-        move |source| StoreError::IoAt { path, op, source }
-    };
-    if !disk
-        .exists(&marker)
-        .map_err(io_at("look for the clean-shutdown marker"))?
-    {
-        return Ok(false);
-    }
-    disk.remove(&marker)
-        .map_err(io_at("remove the clean-shutdown marker"))?;
-    disk.sync_dir(dir)
-        .map_err(io_at("remove the clean-shutdown marker"))?;
-    Ok(true)
 }
 
 impl SegmentWriter {
@@ -140,7 +109,6 @@ impl SegmentWriter {
                         len: SEGMENT_HEADER_BYTES as u64,
                         synced_len: SEGMENT_HEADER_BYTES as u64,
                         dirty: false,
-                        suspect: false,
                         opts,
                         bugs: Bugs::default(),
                     });
@@ -264,27 +232,21 @@ impl SegmentWriter {
             len,
             synced_len: 0,
             dirty: true,
-            suspect: false,
             opts,
             bugs: Bugs::default(),
         })
     }
 
     /// Makes what recovery found durable before anything reports it durable: bytes a crashed
-    /// process left in the page cache are not on the platter until they are written. Only the
-    /// last segment can hold such bytes (a roll syncs the segment it seals before the next one
+    /// process left in the page cache are not on the platter until someone syncs them. Only the
+    /// last segment can hold such bytes (every roll syncs the segment it seals before the next one
     /// exists); its directory entry may be unsynced too.
     ///
-    /// An fsync is not enough: if the crashed process had an fsync fail, the kernel may have
-    /// marked those pages clean without writing them, and this fsync would write nothing and
-    /// succeed. So the segment is rewritten: copied to a new file (fresh dirty pages), synced,
-    /// renamed over the old one, directory synced; the writer then appends to the new file. If
-    /// that fails the open fails, and the next open rewrites again from what it reads.
-    ///
-    /// After a clean shutdown (`clean`: the last session synced every byte and no fsync of it
-    /// failed, [`CLEAN_SHUTDOWN_FILE`]) nothing can be clean-but-unwritten, and an fsync is
-    /// enough.
-    pub(crate) fn make_recovered_durable(&mut self, clean: bool) -> Result<(), StoreError> {
+    /// If the sync fails, the kernel may have marked those pages clean without writing them, and a
+    /// retry - by this open or the next - would succeed and prove nothing. So before failing, the
+    /// segment is rewritten (copied to a new file, synced, renamed over the old one, directory
+    /// synced): the next open then reads only bytes that are on the platter.
+    pub(crate) fn make_recovered_durable(&mut self) -> Result<(), StoreError> {
         let _span = tracing::info_span!("sync_recovered", segment = self.segment_id).entered();
         if self.bugs.has(Mutant::RecoveryTrustsPageCache) {
             // Seeded bug: counts the recovered segment as durable without syncing it.
@@ -292,45 +254,33 @@ impl SegmentWriter {
             self.dirty = false;
             return Ok(());
         }
-        let path = self.path();
-        let failed = |source: io::Error| {
-            tracing::error!(file = %path.display(), error = %source, "could not make the recovered segment durable");
-            StoreError::IoAt {
-                path: path.clone(),
+        if let Err(source) = self.force_sync() {
+            let path = self.path();
+            tracing::error!(file = %path.display(), error = %source, "sync of the recovered segment failed");
+            match rewrite_file(&*self.disk, &self.dir, &path, self.opts.sync_mode) {
+                Ok(()) => tracing::warn!(
+                    file = %path.display(),
+                    "rewrote the segment durably; the next open reads only synced bytes"
+                ),
+                Err(e) => tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "could not rewrite the segment after its sync failed"
+                ),
+            }
+            return Err(StoreError::IoAt {
+                path,
                 op: "sync recovered segment",
                 source,
-            }
-        };
-        if clean || self.bugs.has(Mutant::RecoveryFsyncTrustsCleanPages) {
-            // (Seeded bug when not `clean`: an fsync writes nothing for pages a failed fsync
-            // left clean.)
-            self.force_sync().map_err(failed)?;
-            return self.disk.sync_dir(&self.dir).map_err(failed);
+            });
         }
-        rewrite_file(&*self.disk, &self.dir, &path, self.opts.sync_mode).map_err(failed)?;
-        self.file = self.disk.open(&path, true).map_err(failed)?;
-        self.synced_len = self.len;
-        self.dirty = false;
-        Ok(())
-    }
-
-    /// At shutdown: leaves the clean-shutdown marker if every byte written is synced and no
-    /// fsync (or cut) of this process failed. Best effort: without the marker the next open rewrites the
-    /// last segment, which is slower but as safe.
-    pub(crate) fn mark_clean_shutdown(&mut self) {
-        if self.suspect || self.dirty || self.synced_len != self.len {
-            return;
-        }
-        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        let made = match self.disk.create_new(&marker) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-        .and_then(|()| self.disk.sync_dir(&self.dir));
-        if let Err(e) = made {
-            tracing::warn!(file = %marker.display(), error = %e, "no clean-shutdown marker: the next open rewrites the last segment");
-        }
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(|source| StoreError::IoAt {
+                path: self.dir.clone(),
+                op: "sync data directory",
+                source,
+            })
     }
 
     /// Runs with the seeded bug `bugs` (the mutant build's witnesses; see [`crate::mutant`]).
@@ -404,10 +354,7 @@ impl SegmentWriter {
 
     /// Syncs the file whatever this process wrote to it.
     fn force_sync(&mut self) -> io::Result<()> {
-        if let Err(e) = sync(&mut *self.file, self.opts.sync_mode) {
-            self.suspect = true;
-            return Err(e);
-        }
+        sync(&mut *self.file, self.opts.sync_mode)?;
         self.dirty = false;
         self.synced_len = self.len;
         Ok(())
@@ -428,7 +375,6 @@ impl SegmentWriter {
         )
         .map_err(RollError::Create)?;
         next.bugs = self.bugs;
-        next.suspect = self.suspect;
         tracing::debug!(sealed = self.segment_id, "segment sealed");
         *self = next;
         Ok(())
@@ -438,10 +384,7 @@ impl SegmentWriter {
     /// failed one may have left part of its bytes) and syncs, so the failed bytes can never
     /// reappear. `Ok` means nothing of the failed write is or will be in the log.
     pub fn cut_back(&mut self) -> io::Result<()> {
-        if let Err(e) = self.file.truncate(self.len) {
-            self.suspect = true;
-            return Err(e);
-        }
+        self.file.truncate(self.len)?;
         self.force_sync()
     }
 
@@ -453,7 +396,6 @@ impl SegmentWriter {
         self.file.truncate(self.synced_len)?;
         self.len = self.synced_len;
         self.dirty = false;
-        self.suspect = true;
         sync(&mut *self.file, self.opts.sync_mode)?;
         Ok(self.synced_len)
     }

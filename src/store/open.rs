@@ -21,16 +21,12 @@ use std::time::Duration;
 
 impl Store<Open> {
     /// Opens (or creates) the store in `cfg`'s directory: takes the directory lock, recovers
-    /// the log (cutting a torn tail, refusing corruption with the file and offset), makes what
-    /// it recovered durable (a crashed process may have left it in the page cache only, and it
-    /// is reported durable from now on), rebuilds the index and starts the writer thread.
-    /// Unless the last session shut down cleanly (every byte synced, no fsync failed), the last
-    /// segment is rewritten - copy, sync, rename, sync the directory - since a plain fsync
-    /// writes nothing for pages an earlier process's failed fsync left marked clean; this
-    /// needs free space for a copy of the last segment.
+    /// the log (cutting a torn tail, refusing corruption with the file and offset), syncs what
+    /// it recovered (a crashed process may have left it in the page cache only, and it is
+    /// reported durable from now on), rebuilds the index and starts the writer thread.
     ///
-    /// If that fails, `open` fails with `IoAt { op: "sync recovered segment", .. }` naming the
-    /// segment and leaves it as it was; the next open rewrites it again.
+    /// If that sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
+    /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
         let disk = StdArc::clone(&cfg.disk);

@@ -11,7 +11,6 @@ use super::state::{Limits, Outgoing, StepEnv, WriterState};
 use super::{Command, Reply};
 use crate::env::{Clock, Disk, IdSource};
 use crate::error::StoreError;
-use crate::log::active::take_clean_shutdown;
 use crate::log::{SegmentOptions, SegmentWriter};
 use crate::mutant::{Bugs, Mutant};
 use crate::sync::atomic::Ordering;
@@ -85,7 +84,6 @@ fn open_active(
     next_seq: u64,
 ) -> Result<SegmentWriter, StoreError> {
     let (disk, dir, opts) = (StdArc::clone(&cfg.disk), &cfg.dir, cfg.segment.clone());
-    let clean = take_clean_shutdown(&*disk, dir)?;
     let mut seg = match active {
         Some((id, len)) => SegmentWriter::reopen(disk, dir, id, len, opts),
         None => SegmentWriter::create(disk, dir, 0, next_seq, opts),
@@ -97,7 +95,7 @@ fn open_active(
     })?;
     seg.seed_bugs(cfg.bugs);
     if active.is_some() {
-        seg.make_recovered_durable(clean)?;
+        seg.make_recovered_durable()?;
     }
     Ok(seg)
 }
@@ -229,7 +227,6 @@ impl Writer {
                 }
             };
             if let Some(reply) = self.process_group(self.drain_after(first)) {
-                self.seg.mark_clean_shutdown();
                 let _ = reply.send(Ok(()));
                 break;
             }
