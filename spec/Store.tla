@@ -41,6 +41,7 @@ CONSTANTS
     BatchSize,     \* events per batch (>= 1)
     MaxFences,     \* visibility fences that clients may begin
     MaxSyncs,      \* sync() calls
+    MaxWaits,      \* wait_for_durable(point) calls (the point: a sequence already written)
     MaxCrashes,    \* crashes of either kind (each followed by a recovery)
     MaxFsyncFails, \* failed fsyncs
     QueueCap,      \* capacity of the writer's bounded queue
@@ -91,12 +92,12 @@ Units == {"None", "Batch", "Fence"}
 
 (* Commands (the `cmd` field of a ticket). *)
 Cmds == {"Append", "Batch", "FenceBegin", "FenceAppend", "FenceBatch", "FenceCommit",
-         "FenceCancel", "FenceDrop", "Sync"}
+         "FenceCancel", "FenceDrop", "Sync", "Wait"}
 BatchCmds == {"Batch", "FenceBatch"}
 FencedCmds == {"FenceAppend", "FenceBatch"}
 (* Commands a latched writer refuses (a cancel or drop still closes the fence). *)
 WriteCmds == {"Append", "Batch", "FenceBegin", "FenceAppend", "FenceBatch", "FenceCommit",
-              "Sync"}
+              "Sync", "Wait"}
 
 (* Reply statuses.  Queued: in the queue; Taken: the writer took it and the *)
 (* caller waits; Ok: acknowledged; the rest are errors.                    *)
@@ -269,9 +270,17 @@ SubmitFenceDrop(f) ==
     /\ Submit("FenceDrop", {}, f)
     /\ held' = held \ {f} /\ ClientUnchanged
 
+(* sync(), or wait_for_durable(point): the caller names a record's         *)
+(* sequence s (the ticket's id; any sequence already handed out, e.g. from  *)
+(* a receipt or an index entry, durable or not) and waits until s itself is *)
+(* durable.  The store sends a Sync for it (hence one action, whose name    *)
+(* the implementation's trace uses) and decides by the sequence only, never *)
+(* by wall time.                                                             *)
 SubmitSync ==
-    /\ CanSubmit /\ Cardinality(TicketsOf("Sync")) < MaxSyncs
-    /\ Submit("Sync", {}, 0)
+    /\ CanSubmit
+    /\ \/ Cardinality(TicketsOf("Sync")) < MaxSyncs /\ Submit("Sync", {}, 0)
+       \/ Cardinality(TicketsOf("Wait")) < MaxWaits
+          /\ \E s \in 1..Len(written) : Submit("Wait", {}, s)
     /\ UNCHANGED held /\ ClientUnchanged
 
 (****************************** writer side ********************************)
@@ -374,12 +383,17 @@ FenceCancel ==
                                      ELSE tickets[t]]
     /\ WriterUnchanged
 
-(* Sync: the caller waits until everything written so far is durable. *)
+(* Sync: the caller waits until everything written so far is durable.     *)
+(* Wait: the caller waits until its point (sequence id) is durable; with    *)
+(* `wait_before_durable` seeded, the point counts as exclusive.            *)
+WaitMark(c) == IF Mutant = "wait_before_durable" THEN c.id - 1 ELSE c.id
 Sync ==
-    /\ Writable /\ HeadCmd.cmd = "Sync" /\ Refusal(HeadCmd) = "none"
+    /\ Writable /\ HeadCmd.cmd \in {"Sync", "Wait"} /\ Refusal(HeadCmd) = "none"
     /\ queue' = Tail(queue)
     /\ tickets' = [tickets EXCEPT ![Head(queue)].st = "Taken",
-                                  ![Head(queue)].mark = Len(written)]
+                                  ![Head(queue)].mark =
+                                      IF HeadCmd.cmd = "Wait" THEN WaitMark(HeadCmd)
+                                      ELSE Len(written)]
     /\ UNCHANGED <<written, openFence>> /\ WriterUnchanged
 
 Refuse ==
@@ -453,7 +467,7 @@ ReadyOk(c) ==
       [] c.cmd = "FenceBegin" ->
             LET p == PosOf(written, "FenceBegin", c.id) IN p # 0 /\ p <= frontier
       [] c.cmd \in FencedCmds \cup {"FenceCommit"} -> Published("FenceCommit", c.id)
-      [] c.cmd = "Sync" -> c.mark <= frontier
+      [] c.cmd \in {"Sync", "Wait"} -> c.mark <= frontier
       [] OTHER -> FALSE
 
 Reply(t) ==
@@ -570,7 +584,7 @@ Spec == Init /\ [][Next]_vars /\ Fairness
 (*************************** invariants ************************************)
 (* One per protocol INV-* of INVARIANTS.md, named after it.                 *)
 
-MaxTickets == MaxEvents + MaxBatches + 2 * MaxFences + MaxSyncs
+MaxTickets == MaxEvents + MaxBatches + 2 * MaxFences + MaxSyncs + MaxWaits
 (* The fences begun so far (the invariants quantify over these only, so that *)
 (* trace checking with huge bounds stays cheap).                             *)
 FenceIds == {tickets[t].id : t \in TicketsOf("FenceBegin")}
@@ -618,6 +632,7 @@ InvDurable ==
           /\ EvPos(written, e) \in 1..durableLen
           /\ e \in Observable
     /\ \A t \in TicketsOf("Sync") : tickets[t].st = "Ok" => tickets[t].mark <= durableLen
+    /\ \A t \in TicketsOf("Wait") : tickets[t].st = "Ok" => tickets[t].id <= durableLen
 
 (* INV-PREFIX: the log recovery will produce is a prefix of the log written *)
 (* before the crash, minus whole hidden units.  (Sequences are              *)

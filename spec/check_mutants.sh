@@ -32,6 +32,7 @@ recover_fenced_batch_without_fence_commit  InvFenceCrash         INVARIANT  -
 publish_before_fsync                       InvMonotoneVisible    PROPERTY   -
 crash_forgets_tickets                      LiveNoHang            PROPERTY   -
 drop_never_cancels                         LiveDropCancels       PROPERTY   -
+wait_before_durable                        InvDurable            INVARIANT  MaxWaits=1,MaxBatches=0
 "
 
 # The base constants (keep equal to Config::MUTANTS).
@@ -42,6 +43,7 @@ base() {
     BatchSize = 2
     MaxFences = 1
     MaxSyncs = 0
+    MaxWaits = 0
     MaxCrashes = 1
     MaxFsyncFails = 0
     QueueCap = 2

@@ -134,6 +134,10 @@ pub enum Mutant {
     /// `open` does not take the directory lock, so two stores write one directory (breaks
     /// INV-EXCLUSIVE).
     OpenSkipsLock,
+    /// The waits take the target point's sequence as exclusive, so `wait_for_durable(&r, ..)`
+    /// returns once everything *before* `r` is durable, `r` itself not yet (spec
+    /// `wait_before_durable`; breaks INV-DURABLE).
+    WaitPointExclusive,
 }
 
 #[cfg(batpak_mutant)]

@@ -103,7 +103,7 @@ fn check_causal(dir: &Path, seed: Seed) -> Result<(), String> {
         .append(&coord("c"), KIND, &serde_json::json!({"cause": true}))
         .unwrap();
     let before = store.query(&Region::all()).len();
-    for missing in [cause.event_id ^ 1, 0, u128::MAX] {
+    for missing in [cause.event_id ^ (1 << 100), 0, u128::MAX] {
         let got = store.append_with_options(
             &coord("c"),
             KIND,

@@ -32,7 +32,9 @@ fn coord(n: u32) -> Coordinate {
 }
 
 fn cfg(dir: &Path) -> StoreConfig {
-    StoreConfig::new(dir).with_segment_max_bytes(1024)
+    StoreConfig::new(dir)
+        .with_lifecycle_events(false)
+        .with_segment_max_bytes(1024)
 }
 
 /// A closed store of `n` deposits over three accounts and small segments.
@@ -145,7 +147,8 @@ fn read_only_reads_every_event_and_leaves_a_clean_store_byte_for_byte_unchanged(
     assert_eq!(e.event.payload, Deposit { cents: 59 });
     // The entity chain: acct:0 holds events 0, 3, ..., 57; walk back from the newest.
     let newest = ro.stream("acct:0").last().unwrap().event_id;
-    assert_eq!(ro.walk_ancestors(newest, 100).len(), 19);
+    // The event itself, then its 19 ancestors.
+    assert_eq!(ro.walk_ancestors(newest, 100).len(), 20);
     let stats = ro.stats();
     assert_eq!((stats.event_count, stats.entity_count), (60, 3));
     assert_eq!(ro.frontier().visible, 60);
@@ -289,7 +292,11 @@ fn the_static_view_does_not_follow_later_writes_and_reads_survive_them() {
 #[test]
 fn after_a_process_crash_an_open_fence_stays_hidden_and_only_reads_happen() {
     let disk = SimDisk::new();
-    let c = || StoreConfig::new("/s").with_disk(Arc::new(disk.clone()));
+    let c = || {
+        StoreConfig::new("/s")
+            .with_lifecycle_events(false)
+            .with_disk(Arc::new(disk.clone()))
+    };
     let store = Store::open(c()).unwrap();
     for cents in [1, 3] {
         store.append_typed(&coord(1), &Deposit { cents }).unwrap();
@@ -322,7 +329,9 @@ fn after_a_process_crash_an_open_fence_stays_hidden_and_only_reads_happen() {
     let before = files(&after);
     let ops_before = after.op_count();
     let ro = Store::<ReadOnly>::open_read_only(
-        StoreConfig::new("/s").with_disk(Arc::new(after.clone())),
+        StoreConfig::new("/s")
+            .with_lifecycle_events(false)
+            .with_disk(Arc::new(after.clone())),
     )
     .unwrap();
     let all = ro.query(&Region::all());
@@ -349,7 +358,12 @@ fn after_a_process_crash_an_open_fence_stays_hidden_and_only_reads_happen() {
         "a read-only open did more than read: {ops:?}"
     );
     // A writable open agrees.
-    let rw = Store::open(StoreConfig::new("/s").with_disk(Arc::new(after))).unwrap();
+    let rw = Store::open(
+        StoreConfig::new("/s")
+            .with_lifecycle_events(false)
+            .with_disk(Arc::new(after)),
+    )
+    .unwrap();
     assert_eq!(rw.query(&Region::all()).len(), 2);
 }
 
@@ -372,7 +386,11 @@ fn mutant_read_only_locks_exclusive_is_caught() {
 #[test]
 fn a_crashed_readers_shared_lock_is_released() {
     let disk = SimDisk::new();
-    let c = |d: &SimDisk| StoreConfig::new("/r").with_disk(Arc::new(d.clone()));
+    let c = |d: &SimDisk| {
+        StoreConfig::new("/r")
+            .with_lifecycle_events(false)
+            .with_disk(Arc::new(d.clone()))
+    };
     Store::open(c(&disk)).unwrap().close().unwrap();
     let reader = Store::<ReadOnly>::open_read_only(c(&disk)).unwrap();
     assert!(matches!(

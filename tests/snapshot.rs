@@ -26,7 +26,9 @@ fn kind() -> EventKind {
 }
 
 fn cfg(dir: &Path) -> StoreConfig {
-    StoreConfig::new(dir).with_segment_max_bytes(2048)
+    StoreConfig::new(dir)
+        .with_lifecycle_events(false)
+        .with_segment_max_bytes(2048)
 }
 
 /// Every visible event of the store at `dir` (opened read-only): seq -> (id, payload bytes).
@@ -248,7 +250,13 @@ fn a_read_only_store_snapshots_what_it_sees_and_writes_nothing_in_its_directory(
 /// it started. `Err` names INV-SNAPSHOT.
 fn snapshot_is_durable_and_stops_at_the_frontier(seed: Seed) -> Result<(), String> {
     let disk = SimDisk::new();
-    let on = |d: &SimDisk, dir: &str| seed(StoreConfig::new(dir).with_disk(Arc::new(d.clone())));
+    let on = |d: &SimDisk, dir: &str| {
+        seed(
+            StoreConfig::new(dir)
+                .with_lifecycle_events(false)
+                .with_disk(Arc::new(d.clone())),
+        )
+    };
     // Deferred durability: the last appends are written but not yet durable.
     let store = Store::open(
         on(&disk, "/live")

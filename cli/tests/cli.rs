@@ -41,7 +41,12 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// A closed store: orders with causes, 30 events over small segments.
 fn store(dir: &Path) -> Vec<AppendReceipt> {
-    let s = Store::open(StoreConfig::new(dir).with_segment_max_bytes(1024)).unwrap();
+    let s = Store::open(
+        StoreConfig::new(dir)
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(1024),
+    )
+    .unwrap();
     let mut receipts = Vec::new();
     for i in 0..10u32 {
         let c = Coordinate::new(format!("order:{}", i % 2), "shop").unwrap();
@@ -130,7 +135,8 @@ fn a_wrong_path_or_a_held_store_is_a_clear_error_with_exit_two() {
         assert!(err.contains("no such directory"), "{cmd}: {err}");
     }
     assert!(!missing.exists());
-    let live = Store::open(StoreConfig::new(dir.path().join("live"))).unwrap();
+    let live = Store::open(StoreConfig::new(dir.path().join("live")).with_lifecycle_events(false))
+        .unwrap();
     let (code, _, err) = batpak(&["stats", dir.path().join("live").to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("a writer has the store open"), "{err}");

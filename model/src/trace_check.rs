@@ -409,7 +409,7 @@ pub fn module_text(name: &str, traces: &[Vec<Step>]) -> String {
 pub fn config_text() -> String {
     format!(
         "INIT TraceInit\nNEXT TraceNext\nCONSTANTS\n    MaxEvents = 100000\n    MaxBatches = 100000\n    \
-         BatchSize = {BATCH_SIZE}\n    MaxFences = 100000\n    MaxSyncs = 100000\n    MaxCrashes = 1000\n    \
+         BatchSize = {BATCH_SIZE}\n    MaxFences = 100000\n    MaxSyncs = 100000\n    MaxWaits = 0\n    MaxCrashes = 1000\n    \
          MaxFsyncFails = 1000\n    QueueCap = 100000\n    Mutant = \"none\"\nINVARIANT TraceDone\n"
     )
 }

@@ -40,6 +40,8 @@ fn config_from_cfg(text: &str) -> Config {
             "BatchSize" => cfg.batch_size = n(),
             "MaxFences" => cfg.max_fences = n(),
             "MaxSyncs" => cfg.max_syncs = n(),
+            // The oracle has no wait_for_durable(point) step: the agreement runs without it.
+            "MaxWaits" => assert_eq!(n(), 0, "the oracle models no Wait tickets"),
             "MaxCrashes" => cfg.max_crashes = n(),
             "MaxFsyncFails" => cfg.max_fsync_fails = n(),
             "QueueCap" => cfg.queue_cap = n() as usize,

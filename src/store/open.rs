@@ -2,7 +2,7 @@
 //! shutdown that `close` and `Drop` share.
 
 use super::ticket::wait_reply;
-use super::{Open, Store, StoreConfig, StoreError};
+use super::{Open, Store, StoreConfig, StoreError, StoreState};
 use crate::env::{Disk, DiskLock};
 use crate::index::IndexEntry;
 use crate::log::{self, Catalog, CutPolicy, SegmentOptions};
@@ -54,7 +54,7 @@ impl Store<Open> {
         let wcfg = writer_config(&cfg, &catalog, observer.clone());
         let handle = thread::start(state, report.active, wcfg, Arc::clone(&shared), rx)?;
         tracing::info!(dir = %cfg.dir.display(), records = report.records, "store open");
-        Ok(Store {
+        let store = Store {
             cfg,
             shared,
             tx: Some(tx),
@@ -66,7 +66,10 @@ impl Store<Open> {
             recovery: report,
             observer,
             _state: PhantomData,
-        })
+        };
+        // A failure here drops the store, which stops the writer and releases the lock.
+        store.record_open()?;
+        Ok(store)
     }
 }
 
@@ -76,11 +79,16 @@ impl<S> Store<S> {
     pub fn recovery_report(&self) -> &log::RecoveryReport {
         &self.recovery
     }
+}
 
-    /// Stops the writer after it has drained its queue (an open fence is cancelled), syncs and
-    /// releases the directory lock. A read-only store has no writer: it releases its shared
-    /// lock (what dropping either does too).
+impl<S: StoreState> Store<S> {
+    /// Records `SYSTEM_CLOSE_COMPLETED` (a writable store with lifecycle events on; skipped
+    /// with a warning if the writer cannot write any more), then stops the writer after it has
+    /// drained its queue (an open fence is cancelled), syncs and releases the directory lock. A
+    /// read-only store has no writer: it releases its shared lock (what dropping either does
+    /// too).
     pub fn close(mut self) -> Result<(), StoreError> {
+        S::before_close(&self);
         self.shutdown()
     }
 }

@@ -53,7 +53,7 @@ impl Store<ReadOnly> {
     /// let a = Store::<ReadOnly>::open_read_only(StoreConfig::new(dir.path()))?;
     /// let b = Store::<ReadOnly>::open_read_only(StoreConfig::new(dir.path()))?;
     /// assert_eq!(a.stream("order:1").len(), 1);
-    /// assert_eq!(b.stats().event_count, 1);
+    /// assert_eq!(b.by_scope("shop").len(), 1);
     /// // A writer cannot open while readers look.
     /// assert!(matches!(
     ///     Store::open(StoreConfig::new(dir.path())),
