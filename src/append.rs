@@ -94,6 +94,32 @@ pub struct AppendReceipt {
     /// Whether the event was durable when the receipt was issued (always true in the default
     /// durability mode).
     pub durable: bool,
+    /// The Ed25519 public key that signed this receipt; all zeros when the store has no
+    /// signing key (`StoreConfig::with_signing_key`).
+    pub key_id: [u8; 32],
+    /// Ed25519 signature over the event's id, sequence, clock, payload hash and full
+    /// header+payload hash ([`crate::signing`] describes the signed bytes); `None` unsigned.
+    /// Check it with `Store::verify_append_receipt`.
+    #[serde(with = "signature_bytes")]
+    pub signature: Option<[u8; 64]>,
+}
+
+/// Serde for `Option<[u8; 64]>` (serde's own array impls stop at 32).
+mod signature_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 64]>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(|b| b.as_slice()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 64]>, D::Error> {
+        match Option::<Vec<u8>>::deserialize(d)? {
+            None => Ok(None),
+            Some(v) => <[u8; 64]>::try_from(v.as_slice())
+                .map(Some)
+                .map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 signature bytes")),
+        }
+    }
 }
 
 /// Where a record's frame sits on disk.

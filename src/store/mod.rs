@@ -13,9 +13,11 @@ mod read;
 mod send;
 mod stats;
 mod ticket;
+mod trust;
 mod wait;
 mod write;
 
+pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
 pub use config::{
     StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
