@@ -128,6 +128,7 @@ pub mod store;
 
 pub mod guard;
 pub mod pipeline;
+pub mod typestate;
 
 pub mod prelude;
 

@@ -13,6 +13,7 @@ mod read;
 mod send;
 mod stats;
 mod ticket;
+mod transition;
 mod trust;
 mod wait;
 mod write;
