@@ -43,6 +43,20 @@ pub(crate) const COVER_BYTES: usize = 20 + 1 + 32 + 16 + 8 + 4 + 32 + 32;
 pub(crate) enum Signed {
     /// An event appended by a caller.
     Append = 1,
+    /// A gate denial the store recorded (`EventKind::SYSTEM_DENIAL`): its receipt can never
+    /// pass as an append's.
+    Denial = 2,
+}
+
+impl Signed {
+    /// What an event of `kind` is signed as.
+    pub(crate) fn for_kind(kind: crate::event::EventKind) -> Self {
+        if kind == crate::event::EventKind::SYSTEM_DENIAL {
+            Signed::Denial
+        } else {
+            Signed::Append
+        }
+    }
 }
 
 /// An Ed25519 key the store signs its receipts with

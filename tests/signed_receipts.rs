@@ -239,3 +239,17 @@ fn receipts_round_trip_through_serde_with_their_signature() {
     assert_eq!(back, r);
     store.close().unwrap();
 }
+
+#[test]
+fn a_recorded_denial_is_signed_as_a_denial_and_never_passes_as_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = keyed(dir.path(), SECRET);
+    let denial = Denial::new("write_window", "writes are paused");
+    let r = store
+        .append_denial(&coord(), &denial, &DecisionTrace::default())
+        .unwrap();
+    assert_eq!(r.key_id, SigningKey::from_bytes(SECRET).key_id());
+    assert!(r.signature.is_some());
+    assert!(!store.verify_append_receipt(&r));
+    store.close().unwrap();
+}

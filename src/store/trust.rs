@@ -43,26 +43,52 @@ impl<S> Store<S> {
     /// as written: the signature checks against this store's [`SigningKey`], and the event with
     /// the receipt's id is visible here at the receipt's sequence, with the receipt's clock and
     /// payload hash and the header and payload that were signed. `false` when the store has no
-    /// key, the receipt is unsigned, or any of that does not hold (see the `batpak::signing`
-    /// docs for what is covered).
+    /// key, the receipt is unsigned, the event is a recorded gate denial (its receipt is signed
+    /// as a denial, never as an append), or any of that does not hold (see the
+    /// `batpak::signing` docs for what is covered).
     pub fn verify_append_receipt(&self, receipt: &AppendReceipt) -> bool {
+        self.verify_signed(
+            Signed::Append,
+            receipt.event_id,
+            receipt.sequence,
+            Some(receipt.clock),
+            &receipt.content_hash,
+            &receipt.key_id,
+            receipt.signature.as_ref(),
+        )
+    }
+
+    /// Checks a receipt's signed fields against the event this store holds with that id.
+    /// `clock: None` (a receipt without a clock field, such as a denial's) takes the stored
+    /// event's clock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn verify_signed(
+        &self,
+        what: Signed,
+        event_id: u128,
+        sequence: u64,
+        clock: Option<u32>,
+        content_hash: &[u8; 32],
+        key_id: &[u8; 32],
+        signature: Option<&[u8; 64]>,
+    ) -> bool {
         let Some(key) = &self.cfg.signing_key else {
             return false;
         };
-        let Some(entry) = self.entry(receipt.event_id) else {
+        let Some(entry) = self.entry(event_id) else {
             return false;
         };
-        if entry.global_sequence != receipt.sequence {
+        if entry.global_sequence != sequence || Signed::for_kind(entry.kind) != what {
             return false;
         }
         key.verifies(
-            Signed::Append,
-            &receipt.key_id,
-            receipt.signature.as_ref(),
-            receipt.event_id,
-            receipt.sequence,
-            receipt.clock,
-            &receipt.content_hash,
+            what,
+            key_id,
+            signature,
+            event_id,
+            sequence,
+            clock.unwrap_or(entry.clock),
+            content_hash,
             &entry.hash_chain.event_hash,
         )
     }

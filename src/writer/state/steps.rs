@@ -41,7 +41,11 @@ impl StepEnv<'_> {
             return;
         }
         if let Some(entry) = self.index.get(receipt.event_id) {
-            key.sign(Signed::Append, receipt, &entry.hash_chain.event_hash);
+            key.sign(
+                Signed::for_kind(entry.kind),
+                receipt,
+                &entry.hash_chain.event_hash,
+            );
         }
     }
 }
@@ -465,7 +469,7 @@ impl WriterState {
         };
         let mut receipt = receipt;
         if let Some(key) = env.signer {
-            key.sign(Signed::Append, &mut receipt, &hash);
+            key.sign(Signed::for_kind(item.kind), &mut receipt, &hash);
         }
         let key = item.options.idempotency_key.map(|key| {
             let info = IdemInfo {
