@@ -194,3 +194,67 @@ fn cover(
     put(event_hash);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cover_is_laid_out_as_documented() {
+        let c = cover(
+            Signed::Denial,
+            &[1; 32],
+            0x0203,
+            0x0405,
+            0x0607,
+            &[8; 32],
+            &[9; 32],
+        );
+        assert_eq!(&c[..17], b"batpak/receipt/v1");
+        assert_eq!(&c[17..20], &[0, 0, 0]);
+        assert_eq!(c[20], 2);
+        assert_eq!(&c[21..53], &[1; 32]);
+        assert_eq!(&c[53..69], &0x0203u128.to_le_bytes());
+        assert_eq!(&c[69..77], &0x0405u64.to_le_bytes());
+        assert_eq!(&c[77..81], &0x0607u32.to_le_bytes());
+        assert_eq!(&c[81..113], &[8; 32]);
+        assert_eq!(&c[113..], &[9; 32]);
+        assert_eq!(c.len(), 145);
+    }
+
+    #[test]
+    fn a_signature_verifies_only_under_its_domain_and_key() {
+        let key = SigningKey::from_bytes([3; 32]);
+        let mut r = AppendReceipt {
+            event_id: 1,
+            sequence: 2,
+            disk_pos: crate::append::DiskPos {
+                segment_id: 0,
+                offset: 0,
+                length: 0,
+            },
+            content_hash: [4; 32],
+            clock: 5,
+            durable: true,
+            key_id: [0; 32],
+            signature: None,
+        };
+        key.sign(Signed::Append, &mut r, &[6; 32]);
+        let check = |what, k: &SigningKey, event_hash: &[u8; 32]| {
+            k.verifies(
+                what,
+                &r.key_id,
+                r.signature.as_ref(),
+                r.event_id,
+                r.sequence,
+                r.clock,
+                &r.content_hash,
+                event_hash,
+            )
+        };
+        assert!(check(Signed::Append, &key, &[6; 32]));
+        assert!(!check(Signed::Denial, &key, &[6; 32]));
+        assert!(!check(Signed::Append, &key, &[7; 32]));
+        assert!(!check(Signed::Append, &SigningKey::from_bytes([4; 32]), &[6; 32]));
+    }
+}
