@@ -115,6 +115,7 @@ pub mod event;
 pub(crate) mod payload_registry;
 pub mod region;
 pub mod signing;
+pub mod typestate;
 
 pub(crate) mod codec;
 pub(crate) mod log;
@@ -128,7 +129,6 @@ pub mod store;
 
 pub mod guard;
 pub mod pipeline;
-pub mod typestate;
 
 pub mod prelude;
 
