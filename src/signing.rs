@@ -255,6 +255,10 @@ mod tests {
         assert!(check(Signed::Append, &key, &[6; 32]));
         assert!(!check(Signed::Denial, &key, &[6; 32]));
         assert!(!check(Signed::Append, &key, &[7; 32]));
-        assert!(!check(Signed::Append, &SigningKey::from_bytes([4; 32]), &[6; 32]));
+        assert!(!check(
+            Signed::Append,
+            &SigningKey::from_bytes([4; 32]),
+            &[6; 32]
+        ));
     }
 }

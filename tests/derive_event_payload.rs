@@ -116,3 +116,15 @@ fn derived_kinds_are_not_reserved() {
         );
     }
 }
+
+#[test]
+fn a_payload_declared_inside_a_function_derives_and_registers() {
+    #[derive(Serialize, Deserialize, EventPayload)]
+    #[batpak(category = 0x9, type_id = 0x9)]
+    struct Local {
+        n: u8,
+    }
+    assert_eq!(Local::KIND.as_raw(), 0x9009);
+    let _ = Local { n: 1 }.n;
+    batpak::event::validate_event_payload_registry().unwrap();
+}

@@ -81,7 +81,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("coordinate", vec![]),
         ("event", vec!["coordinate"]),
         // A warning logged once per process needs one flag outside any model.
-        ("payload_registry", vec!["sync::process", "coordinate", "event"]),
+        (
+            "payload_registry",
+            vec!["sync::process", "coordinate", "event"],
+        ),
         ("region", vec!["coordinate", "event", "payload_registry"]),
         (
             "append",
@@ -89,7 +92,13 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ),
         (
             "signing",
-            vec!["coordinate", "event", "payload_registry", "region", "append"],
+            vec![
+                "coordinate",
+                "event",
+                "payload_registry",
+                "region",
+                "append",
+            ],
         ),
         (
             "error",
