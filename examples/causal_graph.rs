@@ -57,10 +57,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .last()
         .map(|e| e.event_id)
         .unwrap_or(corr);
-    println!("ancestors of the order's last event along its chain:");
+    println!("the order's last event and its ancestors along its chain:");
     for e in store.walk_ancestors(last, 10) {
         println!(
-            "  clock {} hash {:02x?}..",
+            "  clock {} genesis {} payload {}",
+            e.event.position().clock,
+            e.event.is_genesis(),
+            e.event.payload
+        );
+    }
+    // The same walk as index entries (no disk reads, the event itself excluded).
+    for e in store.walk_ancestor_entries(last, 10) {
+        println!(
+            "  entry clock {} hash {:02x?}..",
             e.clock,
             &e.hash_chain.event_hash[..4]
         );

@@ -1,5 +1,5 @@
 //! Policy gates: a gate set with two gates, a permitted write, a denied one recorded with
-//! `append_denial`, and a bypass with an audit record.
+//! `append_denial_record`, and a bypass with an audit record.
 //!
 //! Run with `cargo run --example policy_gates`.
 
@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (result, trace) = pipeline.evaluate_traced(&ctx, Proposal::new(w));
     if let Err(denial) = result {
         println!("denied: {denial}");
-        let r = store.append_denial(&account, &denial, &trace)?;
+        let r = store.append_denial_record(&account, &denial, &trace)?;
         let back: StoredEvent<DenialRecord> = store.get_typed(r.event_id)?;
         for d in &back.event.payload.trace.entries {
             println!("  recorded decision: {} -> {:?}", d.gate, d.outcome);

@@ -66,14 +66,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let r = lazy.append(&coord, kind, &0u32)?;
     println!("deferred append acknowledged, durable: {}", r.durable);
     let start = Instant::now();
-    lazy.wait_for_durable(r.sequence + 1, std::time::Duration::from_secs(5))?;
+    lazy.wait_for_durable(&r, std::time::Duration::from_secs(5))?;
     println!(
         "wait_for_durable returned after {:.1} ms; durable frontier {}",
         start.elapsed().as_secs_f64() * 1e3,
         lazy.frontier().durable
     );
     // A point nobody writes: the wait gives up after its timeout.
-    let never = lazy.frontier().written + 100;
+    let never = HlcPoint {
+        wall_ms: 0,
+        global_sequence: lazy.frontier().written + 100,
+    };
     match lazy.wait_for_durable(never, std::time::Duration::from_millis(100)) {
         Err(e) => println!("waiting for an unwritten point: {e}"),
         Ok(()) => println!("unexpected: an unwritten point is durable"),

@@ -164,17 +164,40 @@ pub enum StoreError {
         /// The fence token.
         fence: u64,
     },
+    /// A wait (`wait_for_durable` / `wait_for_visible` / `wait_for_applied`) or an append's
+    /// [`DurabilityGate`](crate::append::DurabilityGate) ran out of time before the frontier
+    /// reached the target point. From a gate, `committed` holds the receipt: the event **was
+    /// written** and reads find it (not definite; wait again to regain the guarantee).
+    WaitTimeout {
+        /// The frontier waited for.
+        watermark: crate::append::WatermarkKind,
+        /// The point waited for (its `global_sequence` decides).
+        target: crate::append::HlcPoint,
+        /// The wait's timeout in milliseconds (how long it waited).
+        waited_ms: u64,
+        /// The receipt of the committed write, when the wait was an append's gate (of a
+        /// batch: its last item's).
+        committed: Option<Box<crate::append::AppendReceipt>>,
+    },
 }
 
 impl StoreError {
     /// Whether the error is definite: nothing was or will ever become visible from the call
-    /// (INV-DEFINITE-ERRORS). `false` for [`StoreError::OutcomeUnknown`] and
-    /// [`StoreError::WriterCrashed`].
+    /// (INV-DEFINITE-ERRORS). `false` for [`StoreError::OutcomeUnknown`],
+    /// [`StoreError::WriterCrashed`] and a gate's [`StoreError::WaitTimeout`] (whose write
+    /// committed).
     pub fn is_definite(&self) -> bool {
         !matches!(
             self,
             Self::OutcomeUnknown { .. } | Self::WriterCrashed | Self::FenceTicketPending { .. }
         ) && !matches!(self, Self::BatchFailed { source, .. } if !source.is_definite())
+            && !matches!(
+                self,
+                Self::WaitTimeout {
+                    committed: Some(_),
+                    ..
+                }
+            )
     }
 
     /// Whether retrying later may succeed (backpressure).
@@ -276,6 +299,17 @@ impl StoreError {
             Self::Closed => Self::Closed,
             Self::EventPayloadRegistry(e) => Self::EventPayloadRegistry(e.clone()),
             Self::FenceTicketPending { fence } => Self::FenceTicketPending { fence: *fence },
+            Self::WaitTimeout {
+                watermark,
+                target,
+                waited_ms,
+                committed,
+            } => Self::WaitTimeout {
+                watermark: *watermark,
+                target: *target,
+                waited_ms: *waited_ms,
+                committed: committed.clone(),
+            },
         }
     }
 
@@ -379,6 +413,26 @@ impl fmt::Display for StoreError {
                 f,
                 "this ticket resolves when fence {fence} commits or is cancelled; waiting for it on the thread holding the open fence would never end (commit first)"
             ),
+            Self::WaitTimeout {
+                watermark,
+                target,
+                waited_ms,
+                committed,
+            } => {
+                write!(
+                    f,
+                    "sequence {} was not {watermark} after {waited_ms} ms",
+                    target.global_sequence
+                )?;
+                if let Some(r) = committed {
+                    write!(
+                        f,
+                        " (the write committed: event {:032x} at sequence {}; wait again for the guarantee)",
+                        r.event_id, r.sequence
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -49,8 +49,49 @@ impl EventKind {
     pub const SYSTEM_CATEGORY: u8 = 0x0;
     /// Category reserved for effects.
     pub const EFFECT_CATEGORY: u8 = 0xD;
-    /// The kind of a gate denial recorded by `Store::append_denial`.
-    pub const SYSTEM_DENIAL: EventKind = EventKind(0x0001);
+
+    // Upstream's library kinds, with upstream's values. Callers cannot append kinds of the
+    // reserved categories; the store writes the ones it uses itself.
+
+    /// A plain data event (category 0x1, a user category): upstream's generic kind.
+    pub const DATA: EventKind = EventKind(0x1000);
+    /// System initialisation (reserved; this store writes none).
+    pub const SYSTEM_INIT: EventKind = EventKind(0x0001);
+    /// System shutdown (reserved; this store writes none).
+    pub const SYSTEM_SHUTDOWN: EventKind = EventKind(0x0002);
+    /// System heartbeat (reserved; this store writes none).
+    pub const SYSTEM_HEARTBEAT: EventKind = EventKind(0x0003);
+    /// System configuration change (reserved; this store writes none).
+    pub const SYSTEM_CONFIG_CHANGE: EventKind = EventKind(0x0004);
+    /// System checkpoint (reserved; this store writes none).
+    pub const SYSTEM_CHECKPOINT: EventKind = EventKind(0x0005);
+    /// Upstream's batch-begin marker kind (reserved; this store's batch markers are log
+    /// records, not events, and never visible).
+    pub const SYSTEM_BATCH_BEGIN: EventKind = EventKind(0x0006);
+    /// Upstream's batch-commit marker kind (reserved, as [`EventKind::SYSTEM_BATCH_BEGIN`]).
+    pub const SYSTEM_BATCH_COMMIT: EventKind = EventKind(0x0007);
+    /// The lifecycle event a writable open appends once recovery is done (at
+    /// `batpak:store` / `batpak:lifecycle`; `StoreConfig::with_lifecycle_events`).
+    pub const SYSTEM_OPEN_COMPLETED: EventKind = EventKind(0x0008);
+    /// The lifecycle event an explicit `close()` appends before the writer stops.
+    pub const SYSTEM_CLOSE_COMPLETED: EventKind = EventKind(0x0009);
+    /// The kind of a gate denial recorded by `Store::append_denial` /
+    /// `Store::append_denial_record`.
+    pub const SYSTEM_DENIAL: EventKind = EventKind(0x000F);
+    /// Effect: an error was observed (reserved).
+    pub const EFFECT_ERROR: EventKind = EventKind(0xD001);
+    /// Effect: a retry (reserved).
+    pub const EFFECT_RETRY: EventKind = EventKind(0xD002);
+    /// Effect: an acknowledgement (reserved).
+    pub const EFFECT_ACK: EventKind = EventKind(0xD004);
+    /// Effect: backpressure (reserved).
+    pub const EFFECT_BACKPRESSURE: EventKind = EventKind(0xD005);
+    /// Effect: a cancellation (reserved).
+    pub const EFFECT_CANCEL: EventKind = EventKind(0xD006);
+    /// Effect: a conflict (reserved).
+    pub const EFFECT_CONFLICT: EventKind = EventKind(0xD007);
+    /// Upstream's compaction tombstone kind (reserved).
+    pub const TOMBSTONE: EventKind = EventKind(0x0FFE);
 
     /// Builds a user kind. Usable in `const` context.
     ///
@@ -106,6 +147,16 @@ impl EventKind {
     pub const fn is_reserved(self) -> bool {
         let c = self.category();
         c == Self::SYSTEM_CATEGORY || c == Self::EFFECT_CATEGORY
+    }
+
+    /// Whether this kind is in the system category (0x0).
+    pub const fn is_system(self) -> bool {
+        self.category() == Self::SYSTEM_CATEGORY
+    }
+
+    /// Whether this kind is in the effects category (0xD).
+    pub const fn is_effect(self) -> bool {
+        self.category() == Self::EFFECT_CATEGORY
     }
 }
 
@@ -184,6 +235,55 @@ pub struct Event<P> {
     pub payload: P,
     /// Chain link.
     pub hash_chain: Option<HashChain>,
+}
+
+impl<P> Event<P> {
+    /// An event from a header and a payload, without a chain link.
+    pub fn new(header: EventHeader, payload: P) -> Self {
+        Self {
+            header,
+            payload,
+            hash_chain: None,
+        }
+    }
+
+    /// The event with `chain` as its chain link.
+    pub fn with_hash_chain(mut self, chain: HashChain) -> Self {
+        self.hash_chain = Some(chain);
+        self
+    }
+
+    /// The event id.
+    pub fn event_id(&self) -> u128 {
+        self.header.event_id
+    }
+
+    /// The event's kind.
+    pub fn event_kind(&self) -> EventKind {
+        self.header.event_kind
+    }
+
+    /// Where the event sits in time (hybrid logical clock, entity clock).
+    pub fn position(&self) -> &EventPosition {
+        &self.header.position
+    }
+
+    /// Whether the event is the first of its entity's chain (no previous hash; an event
+    /// without a chain link counts as one).
+    pub fn is_genesis(&self) -> bool {
+        self.hash_chain
+            .as_ref()
+            .is_none_or(|c| c.prev_hash == [0u8; 32])
+    }
+
+    /// The same event with its payload mapped by `f` (header and chain kept).
+    pub fn map_payload<U, F: FnOnce(P) -> U>(self, f: F) -> Event<U> {
+        Event {
+            header: self.header,
+            payload: f(self.payload),
+            hash_chain: self.hash_chain,
+        }
+    }
 }
 
 /// An event with its coordinate, as returned by reads.

@@ -329,6 +329,30 @@ impl<Ctx> GateSet<Ctx> {
         (result, trace)
     }
 
+    /// The trace a fail-fast evaluation that `failing` ended would have recorded: `Permitted`
+    /// for the gates before the first one named `failing.gate`, `Denied` for it, `Skipped`
+    /// after it. `None` if no gate of the set has that name.
+    pub fn trace_denial(&self, failing: &Denial) -> Option<DecisionTrace> {
+        let at = self.gates.iter().position(|g| g.name() == failing.gate)?;
+        let entries = self
+            .gates
+            .iter()
+            .enumerate()
+            .map(|(i, g)| GateDecision {
+                gate: g.name().to_string(),
+                outcome: match i.cmp(&at) {
+                    std::cmp::Ordering::Less => GateOutcome::Permitted,
+                    std::cmp::Ordering::Equal => GateOutcome::Denied {
+                        code: failing.code.clone(),
+                        message: failing.message.clone(),
+                    },
+                    std::cmp::Ordering::Greater => GateOutcome::Skipped,
+                },
+            })
+            .collect();
+        Some(DecisionTrace { entries })
+    }
+
     /// Runs every gate (no fail-fast) and returns all denials, in gate order.
     pub fn evaluate_all(&self, ctx: &Ctx) -> Vec<Denial> {
         self.gates
@@ -404,14 +428,24 @@ impl<Ctx> fmt::Debug for GateSet<Ctx> {
     }
 }
 
-/// The payload of a denial the store records (`Store::append_denial`): kind
-/// [`EventKind::SYSTEM_DENIAL`], on the denied entity's chain.
+/// The payload of a denial the store records (`Store::append_denial`,
+/// `Store::append_denial_record`): kind [`EventKind::SYSTEM_DENIAL`], on the denied entity's
+/// chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DenialRecord {
     /// The denial.
     pub denial: Denial,
     /// Which gates permitted, denied or were skipped.
     pub trace: DecisionTrace,
+    /// The kind the denied write proposed (recorded by `Store::append_denial`).
+    #[serde(default)]
+    pub proposed_kind: Option<EventKind>,
+    /// blake3 of the denied write's payload, if the caller had it.
+    #[serde(default)]
+    pub proposed_content_hash: Option<[u8; 32]>,
+    /// The pipeline that evaluated the gates, if the caller named one.
+    #[serde(default)]
+    pub pipeline_id: Option<String>,
 }
 
 impl EventPayload for DenialRecord {

@@ -77,6 +77,16 @@ pub struct IndexEntry {
     pub global_sequence: u64,
 }
 
+impl IndexEntry {
+    /// The event's point of the log, for the waits (`Store::wait_for_durable` and friends).
+    pub fn point(&self) -> crate::append::HlcPoint {
+        crate::append::HlcPoint {
+            wall_ms: self.wall_ms,
+            global_sequence: self.global_sequence,
+        }
+    }
+}
+
 /// Compact internal form of an index entry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot {
@@ -128,6 +138,13 @@ impl Index {
     /// Number of visible events.
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The hybrid logical clock of the last visible event, milliseconds.
+    pub(crate) fn last_wall_ms(&self) -> Option<u64> {
+        self.slots
+            .last()
+            .map(|s| (s.timestamp_us.max(0) / 1000) as u64)
     }
 
     /// Whether no event is visible.

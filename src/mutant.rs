@@ -98,6 +98,10 @@ pub enum Mutant {
     /// the oldest unsynced write, so a steady trickle of appends is never synced (breaks
     /// INV-FLUSH-BOUND).
     FlushTimerRestarts,
+    /// The waits take the target point's sequence as exclusive, so `wait_for_durable(&r, ..)`
+    /// returns once everything *before* `r` is durable, `r` itself not yet (spec
+    /// `wait_before_durable`; breaks INV-DURABLE).
+    WaitPointExclusive,
 }
 
 /// The seeded bug a store runs with: [`Mutant`] in the mutant build, nothing otherwise.

@@ -16,7 +16,7 @@ pub use crate::pipeline::{
 pub use crate::region::{KindFilter, Region};
 pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    DenialRecord, Frontier, Open, Outbox, Store, StoreConfig, StoreStats, SyncMode,
-    VisibilityFence, WriterPressure,
+    DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox, Store,
+    StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
 };
 pub use crate::EventPayload;

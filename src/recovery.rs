@@ -97,6 +97,7 @@ mod tests {
     /// A store of `n` events in segments of at most `segment_max` bytes on `disk`.
     fn store_with(disk: &SimDisk, n: u32, segment_max: u64) {
         let cfg = StoreConfig::new(DIR)
+            .with_lifecycle_events(false)
             .with_disk(StdArc::new(disk.clone()))
             .with_segment_max_bytes(segment_max);
         let store = Store::open(cfg).unwrap();

@@ -60,7 +60,7 @@ fn batch(keys: [u128; 3]) -> Vec<BatchAppendItem> {
 const KEYS: [u128; 3] = [0xA1, 0xA2, 0xA3];
 
 fn open(dir: &Path) -> Store {
-    Store::open(StoreConfig::new(dir)).unwrap()
+    Store::open(StoreConfig::new(dir).with_lifecycle_events(false)).unwrap()
 }
 
 fn same_receipts(a: &[AppendReceipt], b: &[AppendReceipt]) {
@@ -78,7 +78,7 @@ fn same_receipts(a: &[AppendReceipt], b: &[AppendReceipt]) {
 /// identically (by `append_batch`, by `submit_batch`, and after a reopen) answers the original
 /// receipts and writes nothing.
 fn identical_retry(dir: &Path, seed: Seed) -> Result<(), String> {
-    let open = || Store::open(seed(StoreConfig::new(dir))).unwrap();
+    let open = || Store::open(seed(StoreConfig::new(dir).with_lifecycle_events(false))).unwrap();
     let check = |store: &Store,
                  what: &str,
                  first: &[AppendReceipt],
@@ -219,7 +219,9 @@ fn a_retry_queued_behind_its_still_pending_original_in_the_same_group_gets_the_s
             inner: ManualClock::new(1_700_000_000_000_000),
             ..StallClock::default()
         });
-        let mut cfg = StoreConfig::new(tmp.path()).with_clock_source(clock.clone());
+        let mut cfg = StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_clock_source(clock.clone());
         if deferred {
             cfg = cfg.with_sync_every_n_events(1000);
         }

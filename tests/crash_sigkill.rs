@@ -161,7 +161,12 @@ fn child_entry() {
     };
     let dir = std::env::var(DIR_VAR).unwrap();
     let disk = CountingDisk::default();
-    let store = Store::open(StoreConfig::new(&dir).with_disk(Arc::new(disk.clone()))).unwrap();
+    let store = Store::open(
+        StoreConfig::new(&dir)
+            .with_lifecycle_events(false)
+            .with_disk(Arc::new(disk.clone())),
+    )
+    .unwrap();
     let out = std::io::stdout();
     let say = |line: String| {
         let mut o = out.lock();
@@ -375,7 +380,7 @@ fn acknowledged_appends_survive_sigkill_with_their_sequences_and_the_log_stays_a
         }
         sigkill(child);
 
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         let visible = visible_marks(&store);
         // INV-DURABLE + INV-STABLE-SEQ: every acknowledged event, same id, sequence, payload.
         for (seq, id, n) in &acked {
@@ -406,7 +411,7 @@ fn acknowledged_appends_survive_sigkill_with_their_sequences_and_the_log_stays_a
         let snapshot: Vec<u128> = visible.iter().map(|(e, _)| e.event_id).collect();
         store.close().unwrap();
         // Recovery is idempotent: a second reopen shows the same log.
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         let again: Vec<u128> = visible_marks(&store)
             .iter()
             .map(|(e, _)| e.event_id)
@@ -444,7 +449,7 @@ fn batches_killed_by_sigkill_are_all_or_nothing_and_acknowledged_ones_survive() 
         }
         sigkill(child);
 
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         for (n, items) in &acked {
             for (k, (seq, id)) in items.iter().enumerate() {
                 let e = store
@@ -500,7 +505,7 @@ fn batches_killed_by_sigkill_are_all_or_nothing_and_acknowledged_ones_survive() 
         let rs = store.append_batch(items).unwrap();
         assert!(rs[0].sequence > visible.last().map_or(0, |v| v.0.global_sequence));
         store.close().unwrap();
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         assert_eq!(visible_marks(&store).len(), visible.len() + 3);
         store.close().unwrap();
     }
@@ -534,8 +539,12 @@ fn a_write_killed_before_its_fsync_is_synced_by_the_reopening_store_before_it_is
         sigkill(child);
 
         let disk = CountingDisk::default();
-        let store =
-            Store::open(StoreConfig::new(tmp.path()).with_disk(Arc::new(disk.clone()))).unwrap();
+        let store = Store::open(
+            StoreConfig::new(tmp.path())
+                .with_lifecycle_events(false)
+                .with_disk(Arc::new(disk.clone())),
+        )
+        .unwrap();
         let visible = visible_marks(&store);
         let markers: Vec<&str> = visible.iter().map(|(_, m)| m.marker.as_str()).collect();
         assert_eq!(
@@ -574,7 +583,7 @@ fn a_fence_open_at_sigkill_stays_hidden_after_recovery() {
         assert_eq!(pre.len(), 2);
         sigkill(child);
 
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         let visible = visible_marks(&store);
         assert_eq!(visible.len(), 2, "{visible:?}");
         for (seq, id) in &pre {
@@ -592,7 +601,7 @@ fn a_fence_open_at_sigkill_stays_hidden_after_recovery() {
         // A new fence can begin after recovery.
         store.begin_visibility_fence().unwrap().cancel().unwrap();
         store.close().unwrap();
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         let visible = visible_marks(&store);
         assert_eq!(visible.len(), 3);
         assert!(!visible.iter().any(|(_, m)| m.marker == "fenced"));
@@ -618,7 +627,7 @@ fn a_fence_committed_before_sigkill_is_fully_visible_after_recovery() {
         }
         sigkill(child);
 
-        let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+        let store = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)).unwrap();
         let visible = visible_marks(&store);
         assert_eq!(visible.len(), 5, "{visible:?}");
         for (seq, id) in pre.iter().chain(fenced.iter()) {

@@ -81,7 +81,11 @@ fn check_full_disk(segment_max_bytes: u64) {
     let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![0u8; 256 * 1024]).unwrap();
     let dir: PathBuf = fs.path().join("db");
-    let cfg = || StoreConfig::new(&dir).with_segment_max_bytes(segment_max_bytes);
+    let cfg = || {
+        StoreConfig::new(&dir)
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(segment_max_bytes)
+    };
     let store = Store::open(cfg()).unwrap();
     let (acked, err) = fill(&store);
     assert!(acked.len() > 10, "only {} events fit", acked.len());

@@ -72,7 +72,11 @@ fn segments(dir: &Path) -> usize {
 /// The default budget: 500 segments, every event read (twice), descriptors stay near the
 /// budget, and appends that roll segments keep working.
 fn default_budget(dir: &Path) {
-    let cfg = || StoreConfig::new(dir).with_segment_max_bytes(1024);
+    let cfg = || {
+        StoreConfig::new(dir)
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(1024)
+    };
     let store = Store::open(cfg()).unwrap();
     let ids = fill(&store, 3000);
     assert!(segments(dir) >= 500, "{} segments", segments(dir));
@@ -110,6 +114,7 @@ fn default_budget(dir: &Path) {
 fn budget_above_the_limit(dir: &Path) {
     let cfg = || {
         StoreConfig::new(dir)
+            .with_lifecycle_events(false)
             .with_segment_max_bytes(1024)
             .with_fd_budget(100_000)
     };

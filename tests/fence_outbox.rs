@@ -42,7 +42,7 @@ fn coord(entity: &str) -> Coordinate {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(StoreConfig::new(dir)).unwrap()
+    Store::open(StoreConfig::new(dir).with_lifecycle_events(false)).unwrap()
 }
 
 fn labels(store: &Store, entries: &[IndexEntry]) -> Vec<String> {
@@ -606,6 +606,7 @@ fn dropping_a_fence_while_the_writer_queue_is_full_returns_quickly_and_still_can
     };
     let store = Store::open(
         StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
             .with_writer_channel_capacity(1)
             .with_clock(Some(clock)),
     )
@@ -717,7 +718,10 @@ fn retry_inside_a_fence(seed: Seed, commit: bool) -> Result<(), String> {
     let key = 0xFEED_u128;
     let opts = AppendOptions::default().with_idempotency(key);
     let (original, retry, after) = {
-        let store = Store::open(seed(StoreConfig::new(dir.path()))).unwrap();
+        let store = Store::open(seed(
+            StoreConfig::new(dir.path()).with_lifecycle_events(false),
+        ))
+        .unwrap();
         let fence = store.begin_visibility_fence().unwrap();
         let t1 = fence
             .submit_with_options(&coord("idem:1"), STEP, &step("once"), opts)

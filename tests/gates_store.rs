@@ -1,4 +1,6 @@
-//! Policy gates meeting the store: a denial persisted with `append_denial` and read back.
+//! Policy gates meeting the store: a denial persisted with `append_denial_record` (the trace
+//! the caller has) or upstream's `append_denial` (the trace built from the gate set) and read
+//! back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::prelude::*;
@@ -47,7 +49,7 @@ fn denial_is_persisted_on_the_entity_chain_and_read_back_after_reopen() {
         gates.push(Always);
         let (result, trace) = gates.evaluate_traced(&50, Proposal::new(Spend { amount: 50 }));
         let denial = result.expect_err("the cap gate denies 50");
-        let r = store.append_denial(&coord, &denial, &trace).unwrap();
+        let r = store.append_denial_record(&coord, &denial, &trace).unwrap();
         assert_eq!(r.clock, 2, "the denial continues the entity chain");
         denial_id = r.event_id;
         store.close().unwrap();
@@ -119,4 +121,100 @@ fn pipeline_commit_through_the_store_yields_metadata_of_the_receipt() {
             .amount,
         5
     );
+}
+
+#[test]
+fn upstream_append_denial_builds_the_trace_from_the_gate_set_and_returns_a_denial_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinate::new("wallet:3", "pay").unwrap();
+    let mut gates = GateSet::new();
+    gates.push(Always);
+    gates.push(Cap(10));
+    gates.push(Always);
+    let denial = gates
+        .evaluate(&50, Proposal::new(Spend { amount: 50 }))
+        .expect_err("the cap gate denies 50");
+    let hash = [7u8; 32];
+    let receipt: DenialReceipt;
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        receipt = store
+            .append_denial(
+                &coord,
+                <Spend as EventPayload>::KIND,
+                &gates,
+                &denial,
+                Some(hash),
+                Some("payments".to_string()),
+                AppendOptions::new().with_correlation(42),
+            )
+            .unwrap();
+        let e = store.entry(receipt.event_id).unwrap();
+        assert_eq!(e.global_sequence, receipt.sequence);
+        assert_eq!(e.kind, EventKind::SYSTEM_DENIAL);
+        assert_eq!(
+            e.correlation_id, 42,
+            "the options apply to the denial event"
+        );
+        assert_eq!(e.disk_pos, receipt.disk_pos);
+        store.close().unwrap();
+    }
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let back: StoredEvent<DenialRecord> = store.get_typed(receipt.event_id).unwrap();
+    let rec = back.event.payload;
+    assert_eq!(rec.denial, denial);
+    assert_eq!(rec.proposed_kind, Some(<Spend as EventPayload>::KIND));
+    assert_eq!(rec.proposed_content_hash, Some(hash));
+    assert_eq!(rec.pipeline_id.as_deref(), Some("payments"));
+    let outcomes: Vec<_> = rec.trace.entries.iter().map(|d| &d.outcome).collect();
+    assert!(matches!(outcomes[0], GateOutcome::Permitted));
+    assert!(matches!(outcomes[1], GateOutcome::Denied { code, .. } if code == "over_cap"));
+    assert!(matches!(outcomes[2], GateOutcome::Skipped));
+    assert_eq!(rec.trace.denied_by().unwrap().gate, "cap");
+    assert_eq!(back.event.header.content_hash, receipt.content_hash);
+}
+
+#[test]
+fn append_denial_by_a_gate_outside_the_set_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let coord = Coordinate::new("wallet:4", "pay").unwrap();
+    let mut gates: GateSet<u64> = GateSet::new();
+    gates.push(Always);
+    let stranger = Denial::new("somewhere_else", "no");
+    let err = store
+        .append_denial(
+            &coord,
+            EventKind::DATA,
+            &gates,
+            &stranger,
+            None,
+            None,
+            AppendOptions::new(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Configuration(m) if m.contains("somewhere_else")),
+        "{err}"
+    );
+    assert!(store.stream("wallet:4").is_empty());
+    store.close().unwrap();
+}
+
+#[test]
+fn denial_records_written_before_the_upstream_fields_still_decode() {
+    // A record of the old shape (denial + trace only) reads back with the new fields None.
+    #[derive(Serialize)]
+    struct Old {
+        denial: Denial,
+        trace: DecisionTrace,
+    }
+    let old = Old {
+        denial: Denial::new("cap", "over"),
+        trace: DecisionTrace::default(),
+    };
+    let bytes = rmp_serde::to_vec_named(&old).unwrap();
+    let rec: DenialRecord = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(rec.proposed_kind, None);
+    assert_eq!(rec.pipeline_id, None);
 }

@@ -32,7 +32,9 @@ fn coord() -> Coordinate {
 }
 
 fn cfg(dir: &Path) -> StoreConfig {
-    StoreConfig::new(dir).with_segment_max_bytes(1024)
+    StoreConfig::new(dir)
+        .with_lifecycle_events(false)
+        .with_segment_max_bytes(1024)
 }
 
 /// Fills a store with `n` events over small segments; returns the segment paths.
@@ -234,6 +236,7 @@ fn frames_larger_than_the_read_window_recover_and_damage_after_them_is_judged() 
     let big = vec![7u8; 1_500_000];
     let config = || {
         StoreConfig::new(dir.path())
+            .with_lifecycle_events(false)
             .with_single_append_max_bytes(2_000_000)
             .with_frame_max_bytes(4_000_000)
     };
@@ -290,7 +293,7 @@ fn corruption_errors_say_what_and_where() {
     // An I/O error during recovery names the path and the operation.
     let not_a_dir = dir.path().join("file");
     fs::write(&not_a_dir, b"x").unwrap();
-    let err = Store::open(StoreConfig::new(&not_a_dir)).unwrap_err();
+    let err = Store::open(StoreConfig::new(&not_a_dir).with_lifecycle_events(false)).unwrap_err();
     assert!(
         err.to_string().contains(&not_a_dir.display().to_string()),
         "{err}"
@@ -338,7 +341,7 @@ fn torn_record_holding_frames(
     torn: u64,
 ) -> (tempfile::TempDir, PathBuf, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()).with_lifecycle_events(false)).unwrap();
     store.append(&coord(), kind(), &"before").unwrap();
     let seg = segments(dir.path())[0].clone();
     let mut payload = frames(header(&seg).salt);
@@ -361,7 +364,10 @@ fn torn_frame_with_frames_inside_recovers(
     seed: Seed,
 ) -> Result<(), String> {
     let (dir, seg, at) = torn_record_holding_frames(frames, 20);
-    let store = Store::open(seed(StoreConfig::new(dir.path()))).map_err(|e| {
+    let store = Store::open(seed(
+        StoreConfig::new(dir.path()).with_lifecycle_events(false),
+    ))
+    .map_err(|e| {
         format!("INV-RECOVERY-IDEMPOTENT: a torn last record was taken for corruption: {e}")
     })?;
     let torn = store
@@ -373,7 +379,7 @@ fn torn_frame_with_frames_inside_recovers(
     assert_eq!(store.stream("acct:1").len(), 1);
     store.close().unwrap();
     assert_eq!(fs::metadata(&seg).unwrap().len(), at, "the cut is on disk");
-    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()).with_lifecycle_events(false)).unwrap();
     assert!(store.recovery_report().torn_tail.is_none());
     assert_eq!(store.stream("acct:1").len(), 1);
     Ok(())
@@ -436,6 +442,7 @@ fn with_a_damaged_frame_header_only_frames_of_the_segments_salt_count_as_records
 /// Payload limit 24 MiB, frame limit 64 MiB: a writer with limits above the defaults.
 fn big_limits(dir: &Path) -> StoreConfig {
     StoreConfig::new(dir)
+        .with_lifecycle_events(false)
         .with_single_append_max_bytes(24 << 20)
         .with_frame_max_bytes(64 << 20)
 }
@@ -466,7 +473,7 @@ fn a_record_above_the_openers_frame_limit_is_read_with_the_limit_it_was_written_
     let before = sizes(dir.path());
     // The default configuration (16 MiB payloads) opens it: nothing cut, both events there.
     {
-        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let store = Store::open(StoreConfig::new(dir.path()).with_lifecycle_events(false)).unwrap();
         assert!(store.recovery_report().torn_tail.is_none());
         assert_eq!(store.stream("acct:1").len(), 2);
         assert_eq!(
@@ -490,7 +497,7 @@ fn a_frame_above_the_active_segments_limit_starts_a_new_segment() {
     // must not put a bigger frame into it (its header would understate its frames).
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let store = Store::open(StoreConfig::new(dir.path()).with_lifecycle_events(false)).unwrap();
         store.append(&coord(), kind(), &"small").unwrap();
         store.close().unwrap();
     }
@@ -511,7 +518,7 @@ fn a_frame_above_the_active_segments_limit_starts_a_new_segment() {
     );
     assert_eq!(header(&segs[0]).frame_max, limit_before);
     assert!(header(&segs[1]).frame_max >= 20 << 20);
-    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()).with_lifecycle_events(false)).unwrap();
     assert_eq!(store.stream("acct:1").len(), 2);
     assert_eq!(
         store.get_raw(id).unwrap().event.payload.len(),

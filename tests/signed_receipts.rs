@@ -240,13 +240,94 @@ fn receipts_round_trip_through_serde_with_their_signature() {
     store.close().unwrap();
 }
 
+struct Closed;
+
+impl Gate<String> for Closed {
+    fn name(&self) -> &'static str {
+        "write_window"
+    }
+    fn evaluate(&self, _ctx: &String) -> Result<(), Denial> {
+        Err(Denial::new(self.name(), "writes are paused"))
+    }
+}
+
+fn deny(store: &Store) -> DenialReceipt {
+    let mut gates = GateSet::new();
+    gates.push(Closed);
+    let denial = Denial::new("write_window", "writes are paused");
+    store
+        .append_denial(
+            &coord(),
+            kind(),
+            &gates,
+            &denial,
+            Some([5; 32]),
+            Some("test".into()),
+            AppendOptions::new(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn denial_receipts_verify_and_fail_when_changed_or_taken_for_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = keyed(dir.path(), SECRET);
+    let a = store.append(&coord(), kind(), &"before").unwrap();
+    let d = deny(&store);
+    assert_eq!(d.key_id, SigningKey::from_bytes(SECRET).key_id());
+    assert!(store.verify_denial_receipt(&d));
+    let tampered: Vec<(&str, DenialReceipt)> = vec![
+        ("event_id", {
+            let mut t = d;
+            t.event_id ^= 1;
+            t
+        }),
+        ("sequence", {
+            let mut t = d;
+            t.sequence ^= 1;
+            t
+        }),
+        ("content_hash", {
+            let mut t = d;
+            t.content_hash[0] ^= 1;
+            t
+        }),
+        ("key_id", {
+            let mut t = d;
+            t.key_id[5] ^= 1;
+            t
+        }),
+        ("signature", {
+            let mut t = d;
+            t.signature.as_mut().unwrap()[63] ^= 1;
+            t
+        }),
+    ];
+    for (what, t) in &tampered {
+        assert!(
+            !store.verify_denial_receipt(t),
+            "changed {what} still verifies"
+        );
+    }
+    // An append's receipt dressed as a denial's fails, and the other way round.
+    assert!(!store.verify_denial_receipt(&DenialReceipt::from(&a)));
+    store.close().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other = keyed(other.path(), SECRET);
+    assert!(!other.verify_denial_receipt(&d), "another store");
+    other.close().unwrap();
+    let store = keyed(dir.path(), [1; 32]);
+    assert!(!store.verify_denial_receipt(&d), "another key");
+    store.close().unwrap();
+}
+
 #[test]
 fn a_recorded_denial_is_signed_as_a_denial_and_never_passes_as_an_append() {
     let dir = tempfile::tempdir().unwrap();
     let store = keyed(dir.path(), SECRET);
     let denial = Denial::new("write_window", "writes are paused");
     let r = store
-        .append_denial(&coord(), &denial, &DecisionTrace::default())
+        .append_denial_record(&coord(), &denial, &DecisionTrace::default())
         .unwrap();
     assert_eq!(r.key_id, SigningKey::from_bytes(SECRET).key_id());
     assert!(r.signature.is_some());

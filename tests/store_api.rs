@@ -50,7 +50,7 @@ fn dep(account: &str, amount: u64) -> Deposited {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(StoreConfig::new(dir)).unwrap()
+    Store::open(StoreConfig::new(dir).with_lifecycle_events(false)).unwrap()
 }
 
 fn ids(entries: &[IndexEntry]) -> Vec<u128> {
@@ -248,9 +248,29 @@ fn identical_payloads_on_one_entity_still_have_distinct_event_hashes() {
     );
     let last = stream[2].event_id;
     assert_eq!(
-        ids(&store.walk_ancestors(last, 10)),
+        ids(&store.walk_ancestor_entries(last, 10)),
         vec![stream[1].event_id, stream[0].event_id]
     );
+    // Upstream's shape: the event itself first, then its ancestors, read as JSON.
+    let walked: Vec<u128> = store
+        .walk_ancestors(last, 10)
+        .iter()
+        .map(|e| e.event.event_id())
+        .collect();
+    assert_eq!(
+        walked,
+        vec![stream[2].event_id, stream[1].event_id, stream[0].event_id]
+    );
+    assert_eq!(
+        store.walk_ancestors(last, 2).len(),
+        2,
+        "limit counts the event"
+    );
+    assert!(store.walk_ancestors(last, 0).is_empty());
+    assert!(store.walk_ancestors(0xbad, 10).is_empty(), "unknown id");
+    let w = store.walk_ancestors(last, 10);
+    assert!(w[2].event.is_genesis() && !w[0].event.is_genesis());
+    assert_eq!(w[0].coordinate, stream[2].coord);
     store.close().unwrap();
 }
 
@@ -361,7 +381,12 @@ fn a_batch_is_atomic_and_resolves_prior_item_and_absolute_causation() {
 #[test]
 fn a_batch_larger_than_the_limit_fails_validation_and_nothing_becomes_visible() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(tmp.path()).with_batch_max_size(2)).unwrap();
+    let store = Store::open(
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_batch_max_size(2),
+    )
+    .unwrap();
     let items: Vec<BatchAppendItem> = (0..3)
         .map(|i| {
             BatchAppendItem::typed(
@@ -494,7 +519,7 @@ fn a_second_open_of_the_same_directory_is_refused_and_the_first_store_keeps_work
     let tmp = tempfile::tempdir().unwrap();
     let first = open(tmp.path());
     let r = first.append_typed(&coord("x", "s"), &dep("x", 1)).unwrap();
-    let second = Store::open(StoreConfig::new(tmp.path()));
+    let second = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false));
     assert!(matches!(second, Err(StoreError::StoreLocked { .. })));
     // The refused open damaged nothing.
     let r2 = first.append_typed(&coord("x", "s"), &dep("x", 2)).unwrap();
@@ -557,7 +582,12 @@ fn invalid_coordinates_are_refused_with_a_coordinate_error() {
 #[test]
 fn an_oversized_payload_is_refused_as_too_large_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(tmp.path()).with_single_append_max_bytes(64)).unwrap();
+    let store = Store::open(
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_single_append_max_bytes(64),
+    )
+    .unwrap();
     let big = Noted {
         text: "z".repeat(200),
     };
@@ -598,19 +628,38 @@ fn an_oversized_payload_is_refused_as_too_large_and_nothing_is_written() {
 fn invalid_configuration_is_refused_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     let cfgs = vec![
-        StoreConfig::new(tmp.path()).with_sync_every_n_events(0),
-        StoreConfig::new(tmp.path()).with_writer_channel_capacity(0),
-        StoreConfig::new(tmp.path()).with_segment_max_bytes(16),
-        StoreConfig::new(tmp.path()).with_frame_max_bytes(1024),
         StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_sync_every_n_events(0),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_writer_channel_capacity(0),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(16),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_frame_max_bytes(1024),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
             .with_single_append_max_bytes(1 << 20)
             .with_frame_max_bytes(1 << 20),
-        StoreConfig::new(tmp.path()).with_batch_max_size(0),
-        StoreConfig::new(tmp.path()).with_single_append_max_bytes(0),
-        StoreConfig::new(tmp.path()).with_single_append_max_bytes((64 << 20) + 1),
-        StoreConfig::new(tmp.path()).with_frame_max_bytes(u32::MAX),
-        StoreConfig::new(tmp.path()).with_fd_budget(0),
-        StoreConfig::new(""),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_batch_max_size(0),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_single_append_max_bytes(0),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_single_append_max_bytes((64 << 20) + 1),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_frame_max_bytes(u32::MAX),
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_fd_budget(0),
+        StoreConfig::new("").with_lifecycle_events(false),
     ];
     for cfg in cfgs {
         let shown = format!("{cfg:?}");
@@ -628,7 +677,11 @@ fn invalid_configuration_is_refused_at_open() {
 #[test]
 fn small_segments_rotate_into_several_files_and_everything_reads_back_after_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = || StoreConfig::new(tmp.path()).with_segment_max_bytes(4096);
+    let cfg = || {
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(4096)
+    };
     let store = Store::open(cfg()).unwrap();
     let mut receipts = Vec::new();
     // Batches of 10 keep the test fast (one fsync per batch) and still rotate many times.
@@ -692,6 +745,7 @@ fn deferred_mode_acknowledges_before_fsync_and_sync_makes_the_frontier_cover_it(
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(
         StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
             .with_sync_every_n_events(100)
             .with_flush_interval(Duration::from_secs(60)),
     )
@@ -713,12 +767,12 @@ fn deferred_mode_acknowledges_before_fsync_and_sync_makes_the_frontier_cover_it(
         .unwrap();
     assert!(!r2.durable);
     store
-        .wait_for_durable(r2.sequence + 1, Duration::from_secs(10))
+        .wait_for_durable(&r2, Duration::from_secs(10))
         .unwrap();
     assert!(store.frontier().durable > r2.sequence);
     // Already durable: returns at once.
     store
-        .wait_for_durable(r.sequence + 1, Duration::from_millis(1))
+        .wait_for_durable(&r, Duration::from_millis(1))
         .unwrap();
     store.close().unwrap();
     let store = open(tmp.path());
@@ -731,6 +785,7 @@ fn deferred_mode_flushes_on_its_own_within_the_flush_interval() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(
         StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
             .with_sync_every_n_events(1000)
             .with_flush_interval(Duration::from_millis(20)),
     )
@@ -751,9 +806,7 @@ fn wait_for_durable_returns_ok_in_the_default_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     let r = store.append_typed(&coord("w", "s"), &dep("w", 1)).unwrap();
-    store
-        .wait_for_durable(r.sequence + 1, Duration::from_secs(5))
-        .unwrap();
+    store.wait_for_durable(&r, Duration::from_secs(5)).unwrap();
     store.sync().unwrap();
     store.close().unwrap();
 }
@@ -1007,11 +1060,11 @@ fn reactions_are_linked_in_causes_effects_correlated_and_ancestors() {
     );
     // walk_ancestors: the entity's earlier events, newest first.
     assert_eq!(
-        ids(&store.walk_ancestors(confirmed.event_id, 10)),
+        ids(&store.walk_ancestor_entries(confirmed.event_id, 10)),
         vec![root.event_id]
     );
     assert_eq!(
-        ids(&store.walk_ancestors(also.event_id, 10)),
+        ids(&store.walk_ancestor_entries(also.event_id, 10)),
         vec![charged.event_id]
     );
     let got = store.get(confirmed.event_id).unwrap();
@@ -1034,6 +1087,7 @@ fn try_submit_on_a_tiny_queue_eventually_reports_retryable_backpressure() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(
         StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
             .with_writer_channel_capacity(1)
             .with_writer_pressure_threshold(1),
     )
@@ -1102,7 +1156,12 @@ fn a_thousand_pipelined_tickets_all_resolve_in_submission_order() {
 #[test]
 fn stats_count_events_entities_and_scopes() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(tmp.path()).with_writer_channel_capacity(16)).unwrap();
+    let store = Store::open(
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_writer_channel_capacity(16),
+    )
+    .unwrap();
     let s0 = store.stats();
     assert_eq!(s0.event_count, 0);
     assert_eq!(s0.entity_count, 0);
@@ -1130,7 +1189,11 @@ fn stats_count_events_entities_and_scopes() {
 #[test]
 fn a_directory_named_like_the_next_segment_is_skipped_and_every_roll_works() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = || StoreConfig::new(tmp.path()).with_segment_max_bytes(1024);
+    let cfg = || {
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(1024)
+    };
     let in_the_way = [1u64, 2, 5].map(|id| tmp.path().join(format!("{id:020}.seg")));
     for d in &in_the_way {
         std::fs::create_dir_all(d.join("inside")).unwrap();
@@ -1172,7 +1235,11 @@ fn a_directory_named_like_the_next_segment_is_skipped_and_every_roll_works() {
 #[test]
 fn a_regular_file_named_like_the_next_segment_is_a_clear_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = || StoreConfig::new(tmp.path()).with_segment_max_bytes(1024);
+    let cfg = || {
+        StoreConfig::new(tmp.path())
+            .with_lifecycle_events(false)
+            .with_segment_max_bytes(1024)
+    };
     let store = Store::open(cfg()).unwrap();
     store
         .append_typed(&coord("f:1", "s"), &dep("f", 0))

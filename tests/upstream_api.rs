@@ -65,7 +65,8 @@ fn append_then_get_reads_header_coordinate_and_sequence() -> TestResult {
     let id: u128 = fetched.event.header.event_id;
     let sequence: u64 = receipt.sequence;
     assert_eq!(id, receipt.event_id);
-    assert_eq!(sequence, 0);
+    // The open's SYSTEM_OPEN_COMPLETED lifecycle event took sequence 0, as upstream's does.
+    assert_eq!(sequence, 1);
     assert_eq!(fetched.coordinate.scope(), "room:dungeon");
     assert_eq!(fetched.event.payload["y"], 20);
     store.close()?;
@@ -380,5 +381,111 @@ fn upstreams_valid_configurations_open_and_work() -> TestResult {
     }
     let store = open(&dir)?;
     assert_eq!(store.stream("cfg:1").len(), 1 + 2 + 200);
+    Ok(())
+}
+
+#[test]
+fn system_and_effect_kinds_have_upstreams_values_and_stay_reserved() {
+    let expected: [(EventKind, u16); 20] = [
+        (EventKind::DATA, 0x1000),
+        (EventKind::SYSTEM_INIT, 0x0001),
+        (EventKind::SYSTEM_SHUTDOWN, 0x0002),
+        (EventKind::SYSTEM_HEARTBEAT, 0x0003),
+        (EventKind::SYSTEM_CONFIG_CHANGE, 0x0004),
+        (EventKind::SYSTEM_CHECKPOINT, 0x0005),
+        (EventKind::SYSTEM_BATCH_BEGIN, 0x0006),
+        (EventKind::SYSTEM_BATCH_COMMIT, 0x0007),
+        (EventKind::SYSTEM_OPEN_COMPLETED, 0x0008),
+        (EventKind::SYSTEM_CLOSE_COMPLETED, 0x0009),
+        (EventKind::SYSTEM_DENIAL, 0x000F),
+        (EventKind::EFFECT_ERROR, 0xD001),
+        (EventKind::EFFECT_RETRY, 0xD002),
+        (EventKind::EFFECT_ACK, 0xD004),
+        (EventKind::EFFECT_BACKPRESSURE, 0xD005),
+        (EventKind::EFFECT_CANCEL, 0xD006),
+        (EventKind::EFFECT_CONFLICT, 0xD007),
+        (EventKind::TOMBSTONE, 0x0FFE),
+        (EventKind::custom(0xF, 1), 0xF001),
+        (EventKind::from_raw(0x0008), 0x0008),
+    ];
+    for (k, raw) in expected {
+        assert_eq!(k.as_raw(), raw, "{k:?}");
+    }
+    assert!(EventKind::SYSTEM_DENIAL.is_system() && !EventKind::SYSTEM_DENIAL.is_effect());
+    assert!(EventKind::EFFECT_ACK.is_effect() && EventKind::EFFECT_ACK.is_reserved());
+    assert!(!EventKind::DATA.is_reserved());
+    // Callers cannot write the store's own kinds; DATA is an ordinary user kind.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).unwrap();
+    let c = Coordinate::new("k", "s").unwrap();
+    for k in [
+        EventKind::SYSTEM_OPEN_COMPLETED,
+        EventKind::SYSTEM_CLOSE_COMPLETED,
+        EventKind::TOMBSTONE,
+        EventKind::EFFECT_ERROR,
+    ] {
+        assert!(matches!(
+            store.append(&c, k, &1u8),
+            Err(StoreError::Configuration(_))
+        ));
+    }
+    store.append(&c, EventKind::DATA, &1u8).unwrap();
+    assert_eq!(store.stream("k").len(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn event_helper_methods_read_and_map_like_upstreams() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let c = Coordinate::new("acct:h", "bank")?;
+    let dep = Deposit {
+        account: "h".into(),
+        cents: 5,
+    };
+    let r1 = store.append_typed(&c, &dep)?;
+    let r2 = store.append_typed(&c, &dep)?;
+    let e1 = store.get(r1.event_id)?.event;
+    let e2 = store.get_typed::<Deposit>(r2.event_id)?.event;
+    assert_eq!(e1.event_id(), r1.event_id);
+    assert_eq!(e1.event_kind(), <Deposit as EventPayload>::KIND);
+    assert_eq!(e1.position().clock, 1);
+    assert_eq!(e2.position().clock, 2);
+    assert!(e1.is_genesis(), "first of its chain");
+    assert!(!e2.is_genesis());
+    let header = e2.header.clone();
+    let cents = e2.clone().map_payload(|d| d.cents);
+    assert_eq!(cents.payload, 5);
+    assert_eq!(cents.header, header);
+    assert_eq!(cents.hash_chain, e2.hash_chain);
+    let bare = Event::new(header.clone(), ());
+    assert!(bare.hash_chain.is_none() && bare.is_genesis());
+    let chain = e2
+        .hash_chain
+        .ok_or("stored events carry their chain link")?;
+    let linked = Event::new(header, ()).with_hash_chain(chain);
+    assert_eq!(linked.hash_chain, Some(chain));
+    store.close()?;
+    Ok(())
+}
+
+#[test]
+fn stats_global_sequence_and_diagnostics_report_the_writers_position() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let before = store.stats().global_sequence;
+    let c = Coordinate::new("acct:d", "bank")?;
+    let r = store.append(&c, EventKind::DATA, &1u8)?;
+    let stats = store.stats();
+    assert_eq!(stats.global_sequence, before + 1);
+    assert_eq!(stats.global_sequence, r.sequence + 1);
+    let d = store.diagnostics();
+    assert_eq!(d.global_sequence, stats.global_sequence);
+    assert_eq!(d.visible_sequence, store.frontier().visible);
+    assert_eq!(d.event_count, stats.event_count);
+    assert_eq!(d.data_dir, dir.path());
+    assert_eq!(d.recovery, *store.recovery_report());
+    assert!(d.segment_max_bytes > 0 && d.fd_budget > 0);
+    store.close()?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `wait_for_durable` blocks until the durable frontier covers the point or the timeout
 //! elapses, in both durability modes: a point written later by another thread is waited for
-//! (asking for a flush in the deferred mode), a point that never arrives answers `Timeout`
+//! (asking for a flush in the deferred mode), a point that never arrives answers `WaitTimeout`
 //! after about its timeout, and a writer that dies while someone waits answers
 //! `WriterCrashed` at once (INV-NO-HANG).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -40,14 +40,22 @@ fn coord() -> Coordinate {
     Coordinate::new("w", "s").unwrap()
 }
 
+/// The point of the event at sequence `n` (the waits read only the sequence).
+fn at(n: u64) -> HlcPoint {
+    HlcPoint {
+        wall_ms: 0,
+        global_sequence: n,
+    }
+}
+
 #[test]
 fn wait_for_durable_waits_for_a_point_another_thread_appends_later() {
     for deferred in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(cfg(tmp.path(), deferred)).unwrap();
         store.append(&coord(), KIND, &0u32).unwrap();
-        // The next event takes sequence `written`; waiting for it means `written + 1`.
-        let point = store.frontier().written + 1;
+        // The next event takes sequence `written`.
+        let point = at(store.frontier().written);
         let start = Instant::now();
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -67,7 +75,7 @@ fn wait_for_durable_waits_for_a_point_another_thread_appends_later() {
             waited < Duration::from_secs(3),
             "deferred={deferred}: {waited:?}"
         );
-        assert!(store.frontier().durable >= point);
+        assert!(store.frontier().durable > point.global_sequence);
         store.close().unwrap();
     }
 }
@@ -78,13 +86,20 @@ fn wait_for_durable_of_a_point_that_never_arrives_answers_timeout_after_its_time
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(cfg(tmp.path(), deferred)).unwrap();
         let r = store.append(&coord(), KIND, &0u32).unwrap();
-        let point = store.frontier().written + 10;
+        let point = at(store.frontier().written + 10);
         let timeout = Duration::from_millis(300);
         let start = Instant::now();
         let err = store.wait_for_durable(point, timeout).unwrap_err();
         let waited = start.elapsed();
         assert!(
-            matches!(err, StoreError::Timeout { .. }),
+            matches!(
+                err,
+                StoreError::WaitTimeout {
+                    watermark: WatermarkKind::Durable,
+                    committed: None,
+                    ..
+                }
+            ) && err.is_definite(),
             "deferred={deferred}: {err}"
         );
         assert!(
@@ -120,7 +135,7 @@ fn writer_dies_while_waiting(deferred: bool, seed: Seed) -> Result<(), String> {
     ))
     .unwrap();
     store.append(&coord(), KIND, &0u32).unwrap();
-    let point = store.frontier().written + 1;
+    let point = at(store.frontier().written);
     let timeout = Duration::from_secs(3);
     let start = Instant::now();
     let got = std::thread::scope(|s| {

@@ -31,6 +31,7 @@ pub fn config(disk: &SimDisk, mutant: Mutant) -> StoreConfig {
 /// [`config`] with another clock (e.g. a [`StallClock`]).
 pub fn config_with_clock(disk: &SimDisk, mutant: Mutant, clock: StdArc<dyn Clock>) -> StoreConfig {
     let cfg = StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(StdArc::new(disk.clone()))
         .with_clock_source(clock)
         .with_id_source(StdArc::new(CounterIds::new(1)));

@@ -18,7 +18,7 @@ use batpak::__testing::log::segment::decode_header;
 use batpak::coordinate::Coordinate;
 use batpak::event::EventKind;
 use batpak::store::{
-    AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef, Store,
+    AppendOptions, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef, HlcPoint, Store,
     StoreConfig, StoreError, VisibilityFence,
 };
 use serde_json::{json, Value};
@@ -87,6 +87,7 @@ pub fn seed_bug(cfg: StoreConfig, mutant: Mutant) -> StoreConfig {
 pub fn config(disk: &SimDisk, mode: Mode, session: u64) -> StoreConfig {
     let session_i = i64::try_from(session).unwrap_or(i64::MAX / 2_000_000_000);
     let mut c = StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(T0 - session_i * 1_000_000_000)))
         .with_id_source(Arc::new(CounterIds::new(1 + session * 1_000_000)))
@@ -916,7 +917,18 @@ impl<'s> Runner<'s> {
 
     fn wait_durable(&mut self, op: Op) -> Check {
         let (w, v) = self.before();
-        match self.store.wait_for_durable(w, Duration::from_secs(30)) {
+        // The point is the last written event (sequence w - 1); nothing written, nothing to wait for.
+        let got = match w.checked_sub(1) {
+            None => Ok(()),
+            Some(last) => self.store.wait_for_durable(
+                HlcPoint {
+                    wall_ms: 0,
+                    global_sequence: last,
+                },
+                Duration::from_secs(30),
+            ),
+        };
+        match got {
             Ok(()) => {
                 // An answer for what was already promised durable promises nothing new.
                 if w > self.acks.durable_len() {
@@ -928,9 +940,12 @@ impl<'s> Runner<'s> {
                 }
                 Ok(())
             }
-            Err(StoreError::Timeout { what }) => Err(violation(
+            Err(e @ StoreError::WaitTimeout { .. }) => Err(violation(
                 "INV-DURABLE",
-                format!("wait_for_durable({w}) timed out: {what}"),
+                format!(
+                    "wait_for_durable(sequence {}) timed out: {e}",
+                    w.saturating_sub(1)
+                ),
             )),
             Err(e) => self.error(op, &e, w, v),
         }

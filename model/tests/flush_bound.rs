@@ -22,6 +22,7 @@ const STEP_US: i64 = 360_000_000; // a tenth of the interval
 fn trickle(mutant: Mutant) -> Result<u64, String> {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
     let cfg = StoreConfig::new("/db")
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(SimDisk::new()))
         .with_clock_source(clock.clone())
         .with_id_source(Arc::new(CounterIds::new(1)))

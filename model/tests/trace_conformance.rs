@@ -165,6 +165,7 @@ const PLAIN: Setup = Setup {
 
 fn config(disk: &SimDisk, session: u64, sink: &Arc<TraceSink>, setup: Setup) -> StoreConfig {
     let cfg = StoreConfig::new(DIR)
+        .with_lifecycle_events(false)
         .with_disk(Arc::new(disk.clone()))
         .with_clock_source(Arc::new(ManualClock::new(
             1_700_000_000_000_000 + session as i64 * 1_000_000_000,

@@ -46,6 +46,7 @@ pub struct StoreConfig {
     pub(crate) frame_max_bytes: Option<u32>,
     pub(crate) fd_budget: usize,
     pub(crate) allow_external_causes: bool,
+    pub(crate) lifecycle_events: bool,
     pub(crate) clock: StdArc<dyn Clock>,
     pub(crate) ids: StdArc<dyn IdSource>,
     pub(crate) disk: StdArc<dyn Disk>,
@@ -104,6 +105,7 @@ impl StoreConfig {
             frame_max_bytes: None,
             fd_budget: FD_BUDGET_DEFAULT,
             allow_external_causes: false,
+            lifecycle_events: true,
             clock: StdArc::new(SystemClock),
             ids: StdArc::new(RandomIds::default()),
             disk: StdArc::new(FsDisk),
@@ -244,6 +246,21 @@ impl StoreConfig {
     /// make the writer fail.
     pub fn with_fd_budget(mut self, fd_budget: usize) -> Self {
         self.fd_budget = fd_budget;
+        self
+    }
+
+    /// Whether the store records its own lifecycle (default `true`, as upstream): a writable
+    /// open appends a [`EventKind::SYSTEM_OPEN_COMPLETED`](crate::event::EventKind) event once
+    /// recovery is done, and an explicit `close()` a
+    /// [`EventKind::SYSTEM_CLOSE_COMPLETED`](crate::event::EventKind) event before the writer
+    /// stops, both at `batpak:store` / `batpak:lifecycle`
+    /// ([`LIFECYCLE_ENTITY`](super::LIFECYCLE_ENTITY), [`LIFECYCLE_SCOPE`](super::LIFECYCLE_SCOPE)).
+    ///
+    /// They are ordinary events: they take sequences and count in `stats()`, and
+    /// `Region::all()`, `by_scope("batpak:lifecycle")` and `by_fact` return them. Turn them off
+    /// for a log that holds only the application's events.
+    pub fn with_lifecycle_events(mut self, enabled: bool) -> Self {
+        self.lifecycle_events = enabled;
         self
     }
 

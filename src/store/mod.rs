@@ -4,9 +4,11 @@
 //! durability (`wait.rs`), reads (`read.rs`, written once for every `Store<S>`) and what the
 //! store reports about itself (`stats.rs`).
 
+mod applied;
 mod batch;
 mod config;
 mod fence;
+mod lifecycle;
 pub(crate) mod open;
 mod outbox;
 mod read;
@@ -25,9 +27,11 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT,
 };
 pub use fence::VisibilityFence;
+pub use lifecycle::{CloseCompleted, OpenCompleted, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
 pub use outbox::Outbox;
 pub use ticket::{AppendTicket, BatchAppendTicket};
 
+pub use crate::append::{DenialReceipt, DurabilityGate, HlcPoint, WatermarkKind};
 pub use crate::error::{BatchStage, StoreError};
 pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
@@ -75,12 +79,44 @@ pub struct StoreStats {
     pub scope_count: usize,
     /// The frontier.
     pub frontier: Frontier,
+    /// The next global sequence the writer assigns (every sequence below it is taken; equals
+    /// `frontier.written`). Upstream's name.
+    pub global_sequence: u64,
     /// Commands waiting in the writer queue.
     pub writer_queue_len: usize,
     /// Writer queue capacity.
     pub writer_queue_capacity: usize,
     /// The data directory.
     pub dir: std::path::PathBuf,
+}
+
+/// What `diagnostics()` reports: the counters, the configuration that shapes the log, and
+/// what recovery found at open. For people and logs; fields may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreDiagnostics {
+    /// Visible events.
+    pub event_count: usize,
+    /// The next global sequence the writer assigns (see [`StoreStats::global_sequence`]).
+    pub global_sequence: u64,
+    /// The visible frontier: events below it are published (hidden units below it stay
+    /// hidden).
+    pub visible_sequence: u64,
+    /// The frontier.
+    pub frontier: Frontier,
+    /// The data directory.
+    pub data_dir: std::path::PathBuf,
+    /// Segment size at which the writer rolls to a new segment.
+    pub segment_max_bytes: u64,
+    /// Most segment files open for reading at once.
+    pub fd_budget: usize,
+    /// The sync policy: every how many events the writer fsyncs (1 = every acknowledged
+    /// event is durable).
+    pub sync_every_n_events: u32,
+    /// How full the writer queue is.
+    pub writer_pressure: WriterPressure,
+    /// What recovery found at open.
+    pub recovery: RecoveryReport,
 }
 
 /// How full the writer queue is.

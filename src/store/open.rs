@@ -46,7 +46,7 @@ impl Store<Open> {
         let wcfg = writer_config(&cfg, &catalog, observer.clone());
         let handle = thread::start(state, report.active, wcfg, Arc::clone(&shared), rx)?;
         tracing::info!(dir = %cfg.dir.display(), records = report.records, "store open");
-        Ok(Store {
+        let store = Store {
             cfg,
             shared,
             tx: Some(tx),
@@ -57,7 +57,10 @@ impl Store<Open> {
             recovery: report,
             observer,
             _state: PhantomData,
-        })
+        };
+        // A failure here drops the store, which stops the writer and releases the lock.
+        store.record_open()?;
+        Ok(store)
     }
 
     /// What recovery found at open (segments, records, torn tail cut).
@@ -65,9 +68,11 @@ impl Store<Open> {
         &self.recovery
     }
 
-    /// Stops the writer after it has drained its queue (an open fence is cancelled), syncs and
-    /// releases the directory lock.
+    /// Records `SYSTEM_CLOSE_COMPLETED` (with lifecycle events on; skipped with a warning if
+    /// the writer cannot write any more), then stops the writer after it has drained its queue
+    /// (an open fence is cancelled), syncs and releases the directory lock.
     pub fn close(mut self) -> Result<(), StoreError> {
+        self.record_close();
         self.shutdown()
     }
 }

@@ -33,8 +33,37 @@ impl<S> Store<S> {
         self.shared.index.read().query(region)
     }
 
-    /// The entity's earlier visible events before `event_id`, newest first, along the chain.
-    pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
+    /// The event `event_id` and then its entity's earlier visible events, newest first, along
+    /// the chain: at most `limit` events, read from disk as JSON (upstream's shape; empty if
+    /// the event is not visible). A read that fails (an I/O error) ends the walk there, with a
+    /// `tracing` warning: the result is always a prefix of the chain. The index entries
+    /// alone, without the event itself and without disk reads: [`Store::walk_ancestor_entries`].
+    pub fn walk_ancestors(
+        &self,
+        event_id: u128,
+        limit: usize,
+    ) -> Vec<StoredEvent<serde_json::Value>> {
+        if limit == 0 || self.entry(event_id).is_none() {
+            return Vec::new();
+        }
+        let earlier = self.walk_ancestor_entries(event_id, limit - 1);
+        let ids = std::iter::once(event_id).chain(earlier.iter().map(|e| e.event_id));
+        let mut out = Vec::with_capacity(earlier.len() + 1);
+        for id in ids {
+            match self.get(id) {
+                Ok(e) => out.push(e),
+                Err(error) => {
+                    tracing::warn!(event_id = %format_args!("{id:032x}"), %error, "ancestor walk stopped at an unreadable event");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The entity's earlier visible events before `event_id` (itself excluded), newest first,
+    /// along the chain, at most `limit`: index entries, no disk read.
+    pub fn walk_ancestor_entries(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
         self.shared.index.read().walk_ancestors(event_id, limit)
     }
 

@@ -104,6 +104,9 @@ impl Store<Open> {
         fence: Option<&Arc<FenceWatch>>,
         try_only: bool,
     ) -> Result<AppendTicket, StoreError> {
+        if item.options.gate.is_some() {
+            return Err(gate_refused());
+        }
         let (reply, rx) = channel::bounded(1);
         let cmd = Command::Append {
             item,
@@ -125,6 +128,13 @@ impl Store<Open> {
         reply_when_staged: bool,
         try_only: bool,
     ) -> Result<BatchAppendTicket, StoreError> {
+        if let Some(i) = items.iter().position(|i| i.item.options.gate.is_some()) {
+            return Err(StoreError::BatchFailed {
+                item_index: i,
+                stage: crate::error::BatchStage::Validation,
+                source: Box::new(gate_refused()),
+            });
+        }
         let (reply, rx) = channel::bounded(1);
         let cmd = Command::Batch {
             items: items.into_iter().map(|i| i.item).collect(),
@@ -153,4 +163,15 @@ impl Store<Open> {
         self.send(make(reply))?;
         wait_reply(&rx, self.spin_polls())
     }
+}
+
+/// A gate on a write that cannot wait for it (a submit, a batch item, a fenced write).
+fn gate_refused() -> StoreError {
+    StoreError::Configuration(
+        "a DurabilityGate is honoured by append_with_options (and its typed form) and, for a \
+         whole batch, by append_batch_with_options; a submit, a batch item or a fenced write \
+         cannot wait for it: wait for the ticket, then call wait_for_durable / \
+         wait_for_visible / wait_for_applied"
+            .to_string(),
+    )
 }

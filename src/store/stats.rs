@@ -1,6 +1,7 @@
-//! What the store reports about itself: the frontier, counters, writer queue pressure.
+//! What the store reports about itself: the frontier, counters, writer queue pressure,
+//! diagnostics.
 
-use super::{Frontier, Store, StoreStats, WriterPressure};
+use super::{Frontier, Store, StoreDiagnostics, StoreStats, WriterPressure};
 
 impl<S> Store<S> {
     /// The sequence numbers the writer has reached.
@@ -22,9 +23,27 @@ impl<S> Store<S> {
             entity_count: index.entity_count(),
             scope_count: index.scope_count(),
             frontier: self.frontier(),
+            global_sequence: self.frontier().written,
             writer_queue_len: p.queued,
             writer_queue_capacity: p.capacity,
             dir: self.cfg.dir.clone(),
+        }
+    }
+
+    /// Counters, the configuration that shapes the log, and what recovery found at open.
+    pub fn diagnostics(&self) -> StoreDiagnostics {
+        let frontier = self.frontier();
+        StoreDiagnostics {
+            event_count: self.shared.index.read().len(),
+            global_sequence: frontier.written,
+            visible_sequence: frontier.visible,
+            frontier,
+            data_dir: self.cfg.dir.clone(),
+            segment_max_bytes: self.cfg.segment_max_bytes,
+            fd_budget: self.cfg.fd_budget,
+            sync_every_n_events: self.cfg.sync_every_n_events,
+            writer_pressure: self.writer_pressure(),
+            recovery: self.recovery.clone(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! (`with_event_payload_validation`).
 
 use super::{Store, StoreConfig};
-use crate::append::AppendReceipt;
+use crate::append::{AppendReceipt, DenialReceipt};
 use crate::payload_registry::EventPayloadValidation;
 use crate::signing::{Signed, SigningKey};
 
@@ -52,6 +52,23 @@ impl<S> Store<S> {
             receipt.event_id,
             receipt.sequence,
             Some(receipt.clock),
+            &receipt.content_hash,
+            &receipt.key_id,
+            receipt.signature.as_ref(),
+        )
+    }
+
+    /// Whether `receipt` (from `append_denial`) was signed by this store's key for the gate
+    /// denial this store holds with that id, at that sequence, with that payload hash, header
+    /// and payload as written. `false` when the store has no key, the receipt is unsigned, the
+    /// event is not a recorded denial (an append's receipt never passes as a denial's), or any
+    /// of that does not hold.
+    pub fn verify_denial_receipt(&self, receipt: &DenialReceipt) -> bool {
+        self.verify_signed(
+            Signed::Denial,
+            receipt.event_id,
+            receipt.sequence,
+            None,
             &receipt.content_hash,
             &receipt.key_id,
             receipt.signature.as_ref(),

@@ -6,9 +6,10 @@ use super::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendTicket, CausationRef, Open, Outbox,
     Store, StoreError, VisibilityFence,
 };
+use crate::append::DenialReceipt;
 use crate::coordinate::Coordinate;
 use crate::event::{EventKind, EventPayload};
-use crate::guard::{DecisionTrace, Denial, DenialRecord};
+use crate::guard::{DecisionTrace, Denial, DenialRecord, GateSet};
 use crate::writer::{AppendItem, Command};
 use serde::Serialize;
 
@@ -28,7 +29,7 @@ impl Store<Open> {
         self.system_item(coord, kind, payload, options)
     }
 
-    fn system_item(
+    pub(crate) fn system_item(
         &self,
         coord: &Coordinate,
         kind: EventKind,
@@ -72,7 +73,10 @@ impl Store<Open> {
         self.append(coord, T::KIND, payload)
     }
 
-    /// Appends with options (CAS, idempotency, correlation, causation, flags).
+    /// Appends with options (CAS, idempotency, correlation, causation, flags, and a
+    /// [`DurabilityGate`](super::DurabilityGate): after the write committed, wait until it
+    /// is durable / visible / applied; a gate that runs out of time answers
+    /// [`StoreError::WaitTimeout`] with the committed receipt).
     pub fn append_with_options(
         &self,
         coord: &Coordinate,
@@ -80,8 +84,26 @@ impl Store<Open> {
         payload: &impl Serialize,
         options: AppendOptions,
     ) -> Result<AppendReceipt, StoreError> {
+        let gate = options.gate;
+        let options = AppendOptions {
+            gate: None,
+            ..options
+        };
         let item = self.item(coord, kind, payload, options)?;
-        self.submit_item(item, None, false)?.wait()
+        self.append_gated(item, gate)
+    }
+
+    /// Writes `item` and waits for its receipt, then for `gate`.
+    fn append_gated(
+        &self,
+        item: AppendItem,
+        gate: Option<super::DurabilityGate>,
+    ) -> Result<AppendReceipt, StoreError> {
+        let receipt = self.submit_item(item, None, false)?.wait()?;
+        if let Some(gate) = gate {
+            self.wait_for_gate(&receipt, gate)?;
+        }
+        Ok(receipt)
     }
 
     /// Typed [`Store::append_with_options`].
@@ -128,11 +150,84 @@ impl Store<Open> {
         self.submit_batch(items)?.wait()
     }
 
+    /// [`Store::append_batch`] with batch-level options: only a
+    /// [`DurabilityGate`](super::DurabilityGate) (`options.gate`), which waits for the last
+    /// item (so for the whole batch) after the batch committed; a gate that runs out of time
+    /// answers [`StoreError::WaitTimeout`] carrying the last item's receipt. Every other
+    /// option belongs to the items and is refused here (`Configuration`), as is a gate on an
+    /// item.
+    pub fn append_batch_with_options(
+        &self,
+        items: Vec<BatchAppendItem>,
+        options: AppendOptions,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        if (AppendOptions {
+            gate: None,
+            ..options
+        }) != AppendOptions::new()
+        {
+            return Err(StoreError::Configuration(
+                "append_batch_with_options honours only `gate`; set CAS, idempotency, \
+                 correlation, causation and flags on the items"
+                    .to_string(),
+            ));
+        }
+        let receipts = self.submit_batch(items)?.wait()?;
+        if let (Some(gate), Some(last)) = (options.gate, receipts.last()) {
+            self.wait_for_gate(last, gate)?;
+        }
+        Ok(receipts)
+    }
+
     /// Records a gate denial as a system event (kind [`EventKind::SYSTEM_DENIAL`]) on the
-    /// entity's chain, with the decision trace (which gates permitted, denied or were
-    /// skipped), so audits can replay decisions. Read it back with [`Store::get_typed`] as a
-    /// [`DenialRecord`].
-    pub fn append_denial(
+    /// entity's chain, as upstream's `append_denial` does: the trace says which gates of
+    /// `gate_set` permitted before `failing` denied and which were skipped after it
+    /// ([`GateSet::trace_denial`]), with the kind and payload hash the denied write proposed
+    /// and the pipeline that ran. `options` apply to the denial event (CAS, idempotency,
+    /// correlation, causation, flags, a [`DurabilityGate`](super::DurabilityGate)). Read it
+    /// back with [`Store::get_typed`] as a [`DenialRecord`].
+    ///
+    /// Refused with `Configuration` (nothing written) if no gate of `gate_set` is named
+    /// `failing.gate`: the record would contradict its own trace.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_denial<Ctx>(
+        &self,
+        coord: &Coordinate,
+        proposed_kind: EventKind,
+        gate_set: &GateSet<Ctx>,
+        failing: &Denial,
+        proposed_content_hash: Option<[u8; 32]>,
+        pipeline_id: Option<String>,
+        options: AppendOptions,
+    ) -> Result<DenialReceipt, StoreError> {
+        let trace = gate_set.trace_denial(failing).ok_or_else(|| {
+            StoreError::Configuration(format!(
+                "denial by gate {:?}, which is not in the gate set {:?}",
+                failing.gate,
+                gate_set.names()
+            ))
+        })?;
+        let record = DenialRecord {
+            denial: failing.clone(),
+            trace,
+            proposed_kind: Some(proposed_kind),
+            proposed_content_hash,
+            pipeline_id,
+        };
+        let gate = options.gate;
+        let options = AppendOptions {
+            gate: None,
+            ..options
+        };
+        let item = self.system_item(coord, EventKind::SYSTEM_DENIAL, &record, options)?;
+        Ok(DenialReceipt::from(&self.append_gated(item, gate)?))
+    }
+
+    /// Records a gate denial with the decision trace the caller already has (from
+    /// [`GateSet::evaluate_traced`]) as a system event (kind [`EventKind::SYSTEM_DENIAL`]) on
+    /// the entity's chain, so audits can replay decisions. Read it back with
+    /// [`Store::get_typed`] as a [`DenialRecord`].
+    pub fn append_denial_record(
         &self,
         coord: &Coordinate,
         denial: &Denial,
@@ -141,6 +236,9 @@ impl Store<Open> {
         let record = DenialRecord {
             denial: denial.clone(),
             trace: trace.clone(),
+            proposed_kind: None,
+            proposed_content_hash: None,
+            pipeline_id: None,
         };
         let item = self.system_item(
             coord,

@@ -40,6 +40,9 @@ pub(crate) struct AppendItem {
 pub(crate) type Reply<T> = Sender<Result<T, StoreError>>;
 
 /// What callers ask of the writer.
+// An append is the common command and moves through the queue once; boxing it to shrink the
+// rare ones would cost an allocation per append.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Command {
     /// One event (under `fence` if set).
