@@ -288,6 +288,21 @@ fn main() {
         let _ = store.sync();
         row("deferred append (sync every 1000)", n, t.elapsed(), "");
     }
+    // 3b. deferred append with receipt signing (one Ed25519 signature per event on the writer).
+    if wanted("deferred_signed") {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = batpak::store::SigningKey::from_bytes([7; 32]);
+        let store = open(d.path(), |c| {
+            c.with_sync_every_n_events(1000).with_signing_key(key)
+        });
+        let n = scale(100_000);
+        let t = Instant::now();
+        for i in 0..n {
+            let _ = store.append_typed(&coord(i), &payload(i));
+        }
+        let _ = store.sync();
+        row("deferred append, signed receipts", n, t.elapsed(), "");
+    }
     // 4. submit pipelined.
     if wanted("pipelined") {
         let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -202,6 +202,32 @@ pub struct AppendReceipt {
     /// Whether the event was durable when the receipt was issued (always true in the default
     /// durability mode).
     pub durable: bool,
+    /// The Ed25519 public key that signed this receipt; all zeros when the store has no
+    /// signing key (`StoreConfig::with_signing_key`).
+    pub key_id: [u8; 32],
+    /// Ed25519 signature over the event's id, sequence, clock, payload hash and full
+    /// header+payload hash ([`crate::signing`] describes the signed bytes); `None` unsigned.
+    /// Check it with `Store::verify_append_receipt`.
+    #[serde(with = "signature_bytes")]
+    pub signature: Option<[u8; 64]>,
+}
+
+/// Serde for `Option<[u8; 64]>` (serde's own array impls stop at 32).
+mod signature_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 64]>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(|b| b.as_slice()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 64]>, D::Error> {
+        match Option::<Vec<u8>>::deserialize(d)? {
+            None => Ok(None),
+            Some(v) => <[u8; 64]>::try_from(v.as_slice())
+                .map(Some)
+                .map_err(|_| serde::de::Error::invalid_length(v.len(), &"64 signature bytes")),
+        }
+    }
 }
 
 /// Proof that a gate denial was recorded (`Store::append_denial`): the
@@ -218,6 +244,14 @@ pub struct DenialReceipt {
     pub disk_pos: DiskPos,
     /// blake3 of the denial payload bytes.
     pub content_hash: [u8; 32],
+    /// The Ed25519 public key that signed this receipt; all zeros when the store has no
+    /// signing key.
+    pub key_id: [u8; 32],
+    /// Ed25519 signature over the denial event, signed as a denial (never valid as an
+    /// append's; [`crate::signing`] describes the signed bytes); `None` unsigned. Check it with
+    /// `Store::verify_denial_receipt`.
+    #[serde(with = "signature_bytes")]
+    pub signature: Option<[u8; 64]>,
 }
 
 impl From<&AppendReceipt> for DenialReceipt {
@@ -227,6 +261,8 @@ impl From<&AppendReceipt> for DenialReceipt {
             sequence: r.sequence,
             disk_pos: r.disk_pos,
             content_hash: r.content_hash,
+            key_id: r.key_id,
+            signature: r.signature,
         }
     }
 }

@@ -154,6 +154,9 @@ pub enum StoreError {
     },
     /// The store is closed.
     Closed,
+    /// Two linked `#[derive(EventPayload)]` types claim one kind, and the store was opened
+    /// with `EventPayloadValidation::FailFast`. The error names both types and their crates.
+    EventPayloadRegistry(crate::payload_registry::EventPayloadRegistryError),
     /// A fenced ticket was waited on by the thread holding its still-open fence: it resolves
     /// only when that fence commits or is cancelled, so the wait would never end (INV-NO-HANG).
     /// Commit (or cancel) first, then wait. Not definite: the write is still pending.
@@ -294,6 +297,7 @@ impl StoreError {
                 second,
             },
             Self::Closed => Self::Closed,
+            Self::EventPayloadRegistry(e) => Self::EventPayloadRegistry(e.clone()),
             Self::FenceTicketPending { fence } => Self::FenceTicketPending { fence: *fence },
             Self::WaitTimeout {
                 watermark,
@@ -404,6 +408,7 @@ impl fmt::Display for StoreError {
                 "event kind {kind} is claimed by both {first} and {second}"
             ),
             Self::Closed => write!(f, "the store is closed"),
+            Self::EventPayloadRegistry(e) => write!(f, "{e}"),
             Self::FenceTicketPending { fence } => write!(
                 f,
                 "this ticket resolves when fence {fence} commits or is cancelled; waiting for it on the thread holding the open fence would never end (commit first)"
@@ -440,6 +445,7 @@ impl std::error::Error for StoreError {
             Self::Coordinate(e) => Some(e),
             Self::Serialization(e) => Some(e.as_ref()),
             Self::BatchFailed { source, .. } => Some(source.as_ref()),
+            Self::EventPayloadRegistry(e) => Some(e),
             _ => None,
         }
     }

@@ -5,6 +5,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::payload_registry::{
+    revalidate_event_payload_registry, validate_event_payload_registry, EventPayloadKindCollision,
+    EventPayloadRegistryError, EventPayloadValidation,
+};
+
 /// An event's kind: a `u16` whose high 4 bits are the category and low 12 bits the type.
 ///
 /// Categories `0x0` (system) and `0xD` (effects) are reserved for the store itself.

@@ -62,6 +62,40 @@
 //! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
 //! struct NoKind;
 //! ```
+//!
+//! A generic type is refused too: every instantiation would share the one kind, so after a
+//! restart an event written as `G<u64>` would read back as `G<i64>` without an error. Derive it
+//! on a concrete type instead (tuple structs, unit structs and enums are fine):
+//!
+//! ```compile_fail
+//! use batpak::EventPayload;
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 1, type_id = 4)]
+//! struct G<T> {
+//!     v: T,
+//! }
+//! ```
+//!
+//! The same without the generic parameter compiles (so the example above fails for the
+//! generic alone):
+//!
+//! ```
+//! use batpak::EventPayload;
+//! #[derive(serde::Serialize, serde::Deserialize, EventPayload)]
+//! #[batpak(category = 1, type_id = 4)]
+//! struct G {
+//!     v: u64,
+//! }
+//! # assert_eq!(<G as EventPayload>::KIND.as_raw(), 0x1004);
+//! ```
+//!
+//! ## The payload registry
+//!
+//! Each derived type is also registered at link time, so two types claiming one kind are found
+//! wherever they are declared, in this crate or a dependency:
+//! [`event::validate_event_payload_registry`] names both types and their crates, and
+//! `Store::open` warns (or, with
+//! [`EventPayloadValidation::FailFast`](event::EventPayloadValidation::FailFast), refuses).
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -78,7 +112,10 @@ pub mod append;
 pub mod coordinate;
 pub mod error;
 pub mod event;
+pub(crate) mod payload_registry;
 pub mod region;
+pub mod signing;
+pub mod typestate;
 
 pub(crate) mod codec;
 pub(crate) mod log;
@@ -101,6 +138,8 @@ pub use event::EventPayload;
 /// Paths used by code that batpak's derive macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::payload_registry::EventPayloadRegistration;
+    pub use inventory;
     pub use serde;
 }
 

@@ -2,6 +2,10 @@
 pub use crate::coordinate::{Coordinate, CoordinateError};
 pub use crate::error::{BatchStage, StoreError};
 pub use crate::event::{
+    revalidate_event_payload_registry, validate_event_payload_registry, EventPayloadKindCollision,
+    EventPayloadRegistryError, EventPayloadValidation,
+};
+pub use crate::event::{
     Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain, StoredEvent,
 };
 pub use crate::guard::{DecisionTrace, Denial, Gate, GateDecision, GateOutcome, GateSet, Receipt};

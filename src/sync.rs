@@ -82,6 +82,13 @@ pub mod atomic {
     };
 }
 
+/// Process-wide flags outside any model: always `std`'s, also under loom and shuttle, because
+/// a `static` outlives every model run. Only for what no store state depends on (a warning
+/// logged once per process).
+pub mod process {
+    pub use std::sync::atomic::{AtomicBool, Ordering};
+}
+
 /// Threads of the current arm: `spawn`, a named [`thread::Builder`], [`thread::JoinHandle`],
 /// `yield_now` and `sleep`.
 ///

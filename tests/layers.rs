@@ -34,7 +34,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "vocabulary",
-        &["coordinate", "event", "region", "append", "error"],
+        &[
+            "coordinate",
+            "event",
+            "payload_registry",
+            "region",
+            "append",
+            "signing",
+            "error",
+            "typestate",
+        ],
     ),
     ("gates (vocabulary only)", &["guard", "pipeline"]),
     ("codec", &["codec"]),
@@ -46,7 +55,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("facade", &["prelude"]),
 ];
 
-const VOCABULARY: &[&str] = &["coordinate", "event", "region", "append", "error"];
+const VOCABULARY: &[&str] = &[
+    "coordinate",
+    "event",
+    "payload_registry",
+    "region",
+    "append",
+    "signing",
+    "error",
+    "typestate",
+];
 
 /// What each module may import from the crate (outside its own top-level module). A key with
 /// `::` is a sub-module whose rule replaces its parent's (the longest key wins); an entry with
@@ -62,9 +80,49 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("trace", vec!["sync"]),
         ("coordinate", vec![]),
         ("event", vec!["coordinate"]),
-        ("region", vec!["coordinate", "event"]),
-        ("append", vec!["coordinate", "event", "region"]),
-        ("error", vec!["coordinate", "event", "region", "append"]),
+        // A warning logged once per process needs one flag outside any model.
+        (
+            "payload_registry",
+            vec!["sync::process", "coordinate", "event"],
+        ),
+        ("region", vec!["coordinate", "event", "payload_registry"]),
+        (
+            "append",
+            vec!["coordinate", "event", "payload_registry", "region"],
+        ),
+        (
+            "signing",
+            vec![
+                "coordinate",
+                "event",
+                "payload_registry",
+                "region",
+                "append",
+            ],
+        ),
+        (
+            "error",
+            vec![
+                "coordinate",
+                "event",
+                "payload_registry",
+                "region",
+                "append",
+                "signing",
+            ],
+        ),
+        (
+            "typestate",
+            vec![
+                "coordinate",
+                "event",
+                "payload_registry",
+                "region",
+                "append",
+                "signing",
+                "error",
+            ],
+        ),
         ("guard", VOCABULARY.to_vec()),
         ("pipeline", with_vocab(&["guard"])),
         ("codec", with_vocab(&["mutant"])),
@@ -105,11 +163,18 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
 
 /// Imports against the order that are allowed as re-exports (`pub use`) only: (module,
 /// target, why).
-const REEXPORTS: &[(&str, &str, &str)] = &[(
-    "coordinate",
-    "region",
-    "upstream's path batpak::coordinate::{Region, KindFilter}",
-)];
+const REEXPORTS: &[(&str, &str, &str)] = &[
+    (
+        "coordinate",
+        "region",
+        "upstream's path batpak::coordinate::{Region, KindFilter}",
+    ),
+    (
+        "event",
+        "payload_registry",
+        "upstream's path batpak::event::{validate_event_payload_registry, EventPayloadValidation, ..}",
+    ),
+];
 
 /// Items the crate root re-exports, with the module that defines them (`crate::EventPayload`
 /// is `event`'s trait and its derive).

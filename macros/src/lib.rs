@@ -25,7 +25,8 @@
 //! - `category` must be `0x1..=0xF` and not `0xD` (`0x0` system and `0xD` effects are
 //!   reserved for the store);
 //! - `type_id` must be `0x000..=0xFFF`;
-//! - no other keys are accepted.
+//! - no other keys are accepted;
+//! - the type must not be generic (every instantiation would share the kind).
 //!
 //! The `compile_fail` examples for these errors live in the `batpak` crate docs (a doc test
 //! here could not depend on `batpak`).
@@ -46,9 +47,14 @@ const CATEGORY_EFFECT: u64 = 0xD;
 
 /// Derives `batpak::EventPayload` from `#[batpak(category = C, type_id = T)]`.
 ///
-/// Generates `const KIND: EventKind = EventKind::custom(C, T);`. The type must also implement
-/// `serde::Serialize` and `serde::DeserializeOwned` (derive them alongside). Generic types are
-/// supported; the generated impl carries the type's own bounds.
+/// Generates `const KIND: EventKind = EventKind::custom(C, T);` and registers the type in
+/// batpak's link-time payload registry (`batpak::event::validate_event_payload_registry` finds
+/// two types claiming one kind anywhere in the binary). The type must also implement
+/// `serde::Serialize` and `serde::DeserializeOwned` (derive them alongside).
+///
+/// Structs of any shape (named fields, tuple, unit) and enums are accepted: each is one Rust
+/// type with one serde shape. Generic types are refused: all their instantiations would share
+/// the kind.
 #[proc_macro_derive(EventPayload, attributes(batpak))]
 pub fn derive_event_payload(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -65,29 +71,40 @@ struct KindAttr {
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    refuse_generics(input)?;
     let attr = parse_kind_attr(input)?;
     let name = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let category = attr.category;
     let type_id = attr.type_id;
-    // The trait's supertraits (Serialize + DeserializeOwned) hold for a generic type only for
-    // some arguments; bound the impl by them so it exists exactly for those.
-    let mut where_clause = where_clause.cloned();
-    if !input.generics.params.is_empty() {
-        where_clause
-            .get_or_insert_with(|| syn::parse_quote!(where))
-            .predicates
-            .push(syn::parse_quote!(
-                #name #ty_generics: ::batpak::__private::serde::Serialize
-                    + ::batpak::__private::serde::de::DeserializeOwned
-            ));
-    }
     Ok(quote! {
-        impl #impl_generics ::batpak::event::EventPayload for #name #ty_generics #where_clause {
+        impl ::batpak::event::EventPayload for #name {
             const KIND: ::batpak::event::EventKind =
                 ::batpak::event::EventKind::custom(#category, #type_id);
         }
+        ::batpak::__private::inventory::submit! {
+            ::batpak::__private::EventPayloadRegistration {
+                kind: <#name as ::batpak::event::EventPayload>::KIND,
+                module_path: ::core::module_path!(),
+                type_name: ::core::stringify!(#name),
+                crate_version: ::core::option_env!("CARGO_PKG_VERSION"),
+            }
+        }
     })
+}
+
+/// A kind names one Rust type: every instantiation of a generic type would share it, so one
+/// instantiation's events would decode as another's after a restart.
+fn refuse_generics(input: &DeriveInput) -> syn::Result<()> {
+    match input.generics.params.first() {
+        None => Ok(()),
+        Some(param) => Err(syn::Error::new(
+            param.span(),
+            format!(
+                "#[derive(EventPayload)] does not support generic types: every instantiation of `{}` would share one EventKind, so events of one would decode as another; derive it on a concrete type (e.g. a struct wrapping `{}<u64>`) or implement EventPayload by hand per instantiation",
+                input.ident, input.ident
+            ),
+        )),
+    }
 }
 
 fn parse_kind_attr(input: &DeriveInput) -> syn::Result<KindAttr> {

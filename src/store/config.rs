@@ -55,6 +55,10 @@ pub struct StoreConfig {
     pub(crate) bugs: Bugs,
     /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
     pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
+    /// What `open` does about clashing payload kinds (builder in `store/trust.rs`).
+    pub(crate) event_payload_validation: crate::payload_registry::EventPayloadValidation,
+    /// Signs every receipt when set.
+    pub(crate) signing_key: Option<crate::signing::SigningKey>,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -73,6 +77,8 @@ impl fmt::Debug for StoreConfig {
             .field("frame_max_bytes", &self.frame_max_bytes)
             .field("fd_budget", &self.fd_budget)
             .field("disk", &self.disk)
+            .field("event_payload_validation", &self.event_payload_validation)
+            .field("signing_key", &self.signing_key)
             .finish()
     }
 }
@@ -106,6 +112,8 @@ impl StoreConfig {
             entropy: StdArc::new(OsEntropy),
             bugs: Bugs::default(),
             trace: None,
+            event_payload_validation: Default::default(),
+            signing_key: None,
         }
     }
 

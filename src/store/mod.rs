@@ -18,9 +18,12 @@ mod send;
 mod snapshot;
 mod stats;
 mod ticket;
+mod transition;
+mod trust;
 mod wait;
 mod write;
 
+pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
 pub use config::{
     StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,

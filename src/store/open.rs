@@ -39,6 +39,8 @@ impl Store<Open> {
     /// rewriting the segment durably so that the next open trusts only bytes on the disk.
     pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
         cfg.validate()?;
+        crate::payload_registry::check_at_open(cfg.event_payload_validation)
+            .map_err(StoreError::EventPayloadRegistry)?;
         let disk = StdArc::clone(&cfg.disk);
         let lock = create_and_lock_dir(&*disk, &cfg.dir, cfg.bugs)?;
         let Recovered {
@@ -119,6 +121,7 @@ fn writer_config(cfg: &StoreConfig, catalog: &StdArc<Catalog>, observer: Observe
         clock: StdArc::clone(&cfg.clock),
         ids: StdArc::clone(&cfg.ids),
         observer,
+        signer: cfg.signing_key.clone(),
     }
 }
 

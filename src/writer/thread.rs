@@ -52,6 +52,8 @@ pub(crate) struct WriterConfig {
     pub clock: StdArc<dyn Clock>,
     pub ids: StdArc<dyn IdSource>,
     pub observer: Observer,
+    /// Signs every receipt when set.
+    pub signer: Option<crate::signing::SigningKey>,
 }
 
 /// Opens the active segment after recovery and starts the writer thread on `state`: the last
@@ -346,6 +348,7 @@ impl Writer {
                 index: &index,
                 limits: self.cfg.limits,
                 allow_external_causes: self.cfg.allow_external_causes,
+                signer: self.cfg.signer.as_ref(),
             };
             let mut step = self.state.step(cmd, &mut env);
             forced |= step.sync;

@@ -81,6 +81,8 @@ impl WriterState {
                     content_hash: *blake3::hash(e.payload).as_bytes(),
                     clock,
                     durable: true,
+                    key_id: [0; 32],
+                    signature: None,
                 },
                 coord,
                 kind: slot.kind,

@@ -16,6 +16,7 @@ use crate::error::{BatchStage, StoreError};
 use crate::event::HashChain;
 use crate::index::{Index, Slot};
 use crate::mutant::Mutant;
+use crate::signing::{Signed, SigningKey};
 use std::collections::HashMap;
 
 /// What a step may use besides the state.
@@ -26,6 +27,27 @@ pub(crate) struct StepEnv<'a> {
     pub index: &'a Index,
     pub limits: Limits,
     pub allow_external_causes: bool,
+    /// Signs each receipt when set.
+    pub signer: Option<&'a SigningKey>,
+}
+
+impl StepEnv<'_> {
+    /// Signs a receipt an idempotent retry answers with, if it is not signed yet (one
+    /// recovered from the log after a reopen): its event is visible, so the index has the
+    /// hash the signature covers.
+    fn sign_replayed(&self, receipt: &mut AppendReceipt) {
+        let Some(key) = self.signer else { return };
+        if receipt.signature.is_some() && receipt.key_id == key.key_id() {
+            return;
+        }
+        if let Some(entry) = self.index.get(receipt.event_id) {
+            key.sign(
+                Signed::for_kind(entry.kind),
+                receipt,
+                &entry.hash_chain.event_hash,
+            );
+        }
+    }
 }
 
 /// The spec's name for what a step did, for an observer (`tla-trace`): the action and its
@@ -446,7 +468,13 @@ impl WriterState {
             content_hash,
             clock,
             durable: false,
+            key_id: [0; 32],
+            signature: None,
         };
+        let mut receipt = receipt;
+        if let Some(key) = env.signer {
+            key.sign(Signed::for_kind(item.kind), &mut receipt, &hash);
+        }
         let key = item.options.idempotency_key.map(|key| {
             let info = IdemInfo {
                 receipt,
@@ -490,6 +518,8 @@ impl WriterState {
                 self.idem
                     .hit(key, &item, &content_hash, coords, self.open_fence)?
             {
+                let mut r = r;
+                env.sign_replayed(&mut r);
                 return Ok(Appended::Duplicate(r, pending));
             }
         }
@@ -521,8 +551,9 @@ impl WriterState {
             .idem
             .batch_retry(&items, &self.chains.coords, self.open_fence)
             .map_err(|(i, e)| batch_failed(i, BatchStage::Validation, e))?;
-        if let Some(dup) = retry {
+        if let Some(mut dup) = retry {
             if !self.bugs.has(Mutant::BatchRetryWritesAgain) {
+                dup.receipts.iter_mut().for_each(|r| env.sign_replayed(r));
                 return Ok(BatchAppended::Duplicate(dup));
             }
         }
