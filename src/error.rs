@@ -161,6 +161,28 @@ pub enum StoreError {
         /// The fence token.
         fence: u64,
     },
+    /// A checkpoint id that is not 1 to 128 characters of `[A-Za-z0-9._-]`.
+    InvalidCheckpointId {
+        /// The id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A consumer with this checkpoint id is already live (one per id).
+    ConsumerBusy {
+        /// The checkpoint id.
+        id: String,
+    },
+    /// The checkpoint id belongs to a consumer of another region: resuming would start from
+    /// an unrelated position.
+    CursorCheckpointRegionMismatch {
+        /// The checkpoint id.
+        id: String,
+        /// The region the checkpoint was committed for.
+        stored: String,
+        /// The region asked for.
+        expected: String,
+    },
 }
 
 impl StoreError {
@@ -272,6 +294,20 @@ impl StoreError {
             },
             Self::Closed => Self::Closed,
             Self::FenceTicketPending { fence } => Self::FenceTicketPending { fence: *fence },
+            Self::InvalidCheckpointId { id, reason } => Self::InvalidCheckpointId {
+                id: id.clone(),
+                reason,
+            },
+            Self::ConsumerBusy { id } => Self::ConsumerBusy { id: id.clone() },
+            Self::CursorCheckpointRegionMismatch {
+                id,
+                stored,
+                expected,
+            } => Self::CursorCheckpointRegionMismatch {
+                id: id.clone(),
+                stored: stored.clone(),
+                expected: expected.clone(),
+            },
         }
     }
 
@@ -373,6 +409,20 @@ impl fmt::Display for StoreError {
             Self::FenceTicketPending { fence } => write!(
                 f,
                 "this ticket resolves when fence {fence} commits or is cancelled; waiting for it on the thread holding the open fence would never end (commit first)"
+            ),
+            Self::InvalidCheckpointId { id, reason } => {
+                write!(f, "invalid checkpoint id {id:?}: {reason}")
+            }
+            Self::ConsumerBusy { id } => {
+                write!(f, "a consumer with checkpoint id {id:?} is already live")
+            }
+            Self::CursorCheckpointRegionMismatch {
+                id,
+                stored,
+                expected,
+            } => write!(
+                f,
+                "checkpoint {id:?} was committed for region {stored}, not {expected}"
             ),
         }
     }

@@ -6,6 +6,7 @@
 
 mod batch;
 mod config;
+pub mod delivery;
 mod fence;
 pub(crate) mod open;
 mod outbox;
@@ -20,6 +21,10 @@ pub use batch::BatchAppendItem;
 pub use config::{
     StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
     SINGLE_APPEND_MAX_BYTES_LIMIT,
+};
+pub use delivery::{
+    CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
+    SubscriptionOps,
 };
 pub use fence::VisibilityFence;
 pub use outbox::Outbox;
@@ -112,6 +117,8 @@ pub struct Store<S = Open> {
     kinds: Mutex<HashMap<EventKind, &'static str>>,
     recovery: log::RecoveryReport,
     observer: Observer,
+    /// Durable consumers' checkpoints and which ids are live.
+    checkpoints: delivery::consumer::Registry,
     _state: PhantomData<S>,
 }
 

@@ -386,6 +386,7 @@ impl Writer {
         if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
             self.shared.wake_durable_waiters();
         }
+        self.shared.notify_published();
         self.cfg.observer.replies(out);
         reply_all(out, fsync || self.state.bugs.has(Mutant::AckBeforeFsync));
     }
@@ -462,6 +463,7 @@ impl Writer {
                 .durable
                 .store(written, Ordering::SeqCst);
             self.shared.wake_durable_waiters();
+            self.shared.notify_published();
         }
         self.latch_with(out, &failure.detail, &|| failure.error());
     }
@@ -515,6 +517,7 @@ impl Writer {
         }
         while self.rx.try_recv().is_ok() {}
         self.shared.wake_durable_waiters();
+        self.shared.notify_published();
         tracing::info!("writer stopped");
     }
 }
