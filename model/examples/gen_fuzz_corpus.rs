@@ -161,6 +161,7 @@ fn body_kind(b: &ArbBody) -> u8 {
         ArbBody::FenceBegin(_) => 2,
         ArbBody::FenceCommit(_) => 3,
         ArbBody::FenceCancel(_) => 4,
+        ArbBody::Checkpoint(..) => 5,
     }
 }
 
@@ -244,7 +245,7 @@ impl ArbWriter {
         self.0.push(0);
     }
     fn op(&mut self, op: &Op) {
-        const N: u32 = 10;
+        const N: u32 = 11;
         match *op {
             Op::Append { entity, payload } => {
                 self.variant(0, N);
@@ -278,6 +279,11 @@ impl ArbWriter {
             Op::FenceCancel => self.variant(7, N),
             Op::FenceDrop => self.variant(8, N),
             Op::Sync => self.variant(9, N),
+            Op::Consume { n, outputs } => {
+                self.variant(10, N);
+                self.u8(n);
+                self.u8(outputs);
+            }
         }
     }
     fn recovery(mut self, r: &RecoveryInput) -> Vec<u8> {

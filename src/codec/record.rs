@@ -88,10 +88,6 @@ pub struct Record<'a> {
 }
 
 /// What a record says.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records are decoded, used and dropped one at a time; boxing events would allocate per record"
-)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordBody<'a> {
     /// An event.

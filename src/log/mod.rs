@@ -13,7 +13,10 @@ mod report;
 pub mod scan;
 pub mod segment;
 
-pub use crate::codec::{EventRecord, Record, RecordBody, Unit};
+pub use crate::codec::{
+    CheckpointPosition, CheckpointRecord, EventRecord, FactRecord, Record, RecordBody,
+    RegionRecord, Unit,
+};
 pub use active::{SegmentOptions, SegmentWriter};
 pub(crate) use catalog::Catalog;
 pub use report::{RecoveryError, RecoveryReport, TornTail};

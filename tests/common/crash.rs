@@ -305,6 +305,8 @@ pub enum Rec {
     FenceBegin(u64),
     FenceCommit(u64),
     FenceCancel(u64),
+    /// A consumer checkpoint (not an event: never visible).
+    Checkpoint(Unit),
 }
 
 /// Every record in the log as it is now (no crash), by sequence.
@@ -335,6 +337,7 @@ pub fn history(disk: &SimDisk, strict: bool) -> Result<Vec<Rec>, Violation> {
             RecordBody::FenceBegin { fence } => Rec::FenceBegin(*fence),
             RecordBody::FenceCommit { fence } => Rec::FenceCommit(*fence),
             RecordBody::FenceCancel { fence } => Rec::FenceCancel(*fence),
+            RecordBody::Checkpoint(c) => Rec::Checkpoint(c.unit),
         });
         Ok(())
     };

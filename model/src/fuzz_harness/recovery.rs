@@ -34,7 +34,8 @@
 
 use crate::conformance::WrittenLog;
 use crate::reference::{
-    expected_visible, scan_log, valid_frame_from, LogBody, LogRecord, ScannedLog, VisibleEvent,
+    expected_checkpoints, expected_visible, scan_log, valid_frame_from, LogBody, LogRecord,
+    ScannedLog, VisibleEvent,
 };
 use crate::Mutant;
 use arbitrary::Arbitrary;
@@ -46,11 +47,12 @@ use batpak::__testing::log::segment::decode_header;
 use batpak::__testing::log::SEGMENT_HEADER_BYTES;
 use batpak::coordinate::Coordinate;
 use batpak::event::EventKind;
+use batpak::region::Region;
 use batpak::store::{
-    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, Store, StoreConfig,
-    StoreError, VisibilityFence,
+    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, CheckpointId, Store,
+    StoreConfig, StoreError, VisibilityFence,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,6 +120,15 @@ pub enum Op {
     FenceDrop,
     /// `sync()`.
     Sync,
+    /// A durable consumer of the harness scope polls up to `1 + n % 4` events without waiting
+    /// and commits them with `outputs % 3` output events in the same atomic unit (plain
+    /// `commit` without outputs).
+    Consume {
+        /// Poll size selector.
+        n: u8,
+        /// Output count selector.
+        outputs: u8,
+    },
 }
 
 /// An injected disk fault, `op_after_open` operations after the store opened.
@@ -467,6 +478,25 @@ fn run_op<'a>(
                 wait_written(store, before, h, || false);
             }
         }
+        Op::Consume { n, outputs } => {
+            let Ok(mut c) =
+                store.consumer(&CheckpointId::new("fz-consumer"), &Region::scope(SCOPE))
+            else {
+                return;
+            };
+            let _ = c.poll(1 + usize::from(n % 4), std::time::Duration::ZERO);
+            match outputs % 3 {
+                0 => note(c.commit(), h),
+                k => match c.commit_with(batch_items(k - 1, 0, *outputs)) {
+                    Ok(rs) => {
+                        rs.iter().for_each(|r| h.ack(r));
+                        h.batches
+                            .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
+                    }
+                    Err(e) => note(Err(e), h),
+                },
+            }
+        }
         Op::Sync => match store.sync() {
             Ok(()) => h.sync_ok(),
             Err(e) => note(Err(e), h),
@@ -808,6 +838,17 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
     }
     let expected = expected_visible(&post.records);
     assert_eq!(v1, expected, "visible events differ from the reference");
+    let checkpoints: BTreeMap<String, Option<u64>> = store
+        .consumers()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.committed))
+        .collect();
+    assert_eq!(
+        checkpoints,
+        expected_checkpoints(&post.records),
+        "INV-EXACTLY-ONCE / INV-CHECKPOINT-DURABLE: recovered checkpoints differ from the reference (image: {})",
+        image.describe()
+    );
     check_history(&h, &v1, &post.records, damage.is_none(), durable_frontier);
 
     // The reopened store reports everything it recovered durable; a power loss now (while it
