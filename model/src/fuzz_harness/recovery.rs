@@ -226,6 +226,61 @@ fn chooser(bytes: &[u8]) -> impl FnMut(usize) -> usize + '_ {
     move |_n| it.next().map_or(0, |&b| usize::from(b))
 }
 
+/// Outputs of a consumer commit at `at`, on an entity that names the position, so a check
+/// after recovery can pair outputs with the checkpoint they were committed with.
+fn output_items(k: u8, at: Option<u64>, payload: u8) -> Vec<BatchAppendItem> {
+    let entity = match at {
+        Some(p) => format!("out-{p}"),
+        None => "out-start".to_owned(),
+    };
+    (0..k)
+        .filter_map(|i| {
+            BatchAppendItem::new(
+                Coordinate::new(&entity, SCOPE).ok()?,
+                kind(),
+                &vec![payload, i],
+                AppendOptions::default(),
+                CausationRef::None,
+            )
+            .ok()
+        })
+        .collect()
+}
+
+/// INV-EXACTLY-ONCE over the recovered store: outputs are visible only if the consumer's
+/// checkpoint covers the position they were committed at, and a checkpoint that only
+/// `commit_with` calls (with outputs) can have set comes with their outputs.
+fn check_exactly_once(h: &History, visible: &[VisibleEvent], committed: Option<Option<u64>>) {
+    let parse = |e: &str| -> Option<Option<u64>> {
+        let rest = e.strip_prefix("out-")?;
+        if rest == "start" {
+            return Some(None);
+        }
+        rest.parse().ok().map(Some)
+    };
+    let outputs: BTreeSet<Option<u64>> = visible.iter().filter_map(|v| parse(&v.entity)).collect();
+    for at in &outputs {
+        assert!(
+            committed.is_some_and(|c| *at <= c),
+            "INV-EXACTLY-ONCE: outputs committed at {at:?} are visible but the checkpoint is {committed:?}"
+        );
+    }
+    if let Some(c) = committed {
+        let calls: Vec<bool> = h
+            .consumes
+            .iter()
+            .filter(|(at, _)| *at == c)
+            .map(|(_, with)| *with)
+            .collect();
+        if !calls.is_empty() && calls.iter().all(|w| *w) {
+            assert!(
+                outputs.contains(&c),
+                "INV-EXACTLY-ONCE: the checkpoint moved to {c:?} but the outputs committed with it are missing"
+            );
+        }
+    }
+}
+
 fn batch_items(n: u8, entity: u8, payload: u8) -> Vec<BatchAppendItem> {
     (0..1 + n % 3)
         .filter_map(|i| {
@@ -254,6 +309,9 @@ struct History {
     hidden_fences: BTreeSet<u64>,
     /// A write failed: the writer may have latched, so waits are skipped.
     failed: bool,
+    /// Every consumer commit attempted: the position it checkpoints (`None`: the start) and
+    /// whether it carried outputs (written on entity `out-<position>`).
+    consumes: Vec<(Option<u64>, bool)>,
 }
 
 impl History {
@@ -485,16 +543,25 @@ fn run_op<'a>(
                 return;
             };
             let _ = c.poll(1 + usize::from(n % 4), std::time::Duration::ZERO);
+            let at = c.position();
             match outputs % 3 {
-                0 => note(c.commit(), h),
-                k => match c.commit_with(batch_items(k - 1, 0, *outputs)) {
-                    Ok(rs) => {
-                        rs.iter().for_each(|r| h.ack(r));
-                        h.batches
-                            .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
+                0 => {
+                    if at.is_some() && at != c.committed() {
+                        h.consumes.push((at, false));
                     }
-                    Err(e) => note(Err(e), h),
-                },
+                    note(c.commit(), h)
+                }
+                k => {
+                    h.consumes.push((at, true));
+                    match c.commit_with(output_items(k, at, *outputs)) {
+                        Ok(rs) => {
+                            rs.iter().for_each(|r| h.ack(r));
+                            h.batches
+                                .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
+                        }
+                        Err(e) => note(Err(e), h),
+                    }
+                }
             }
         }
         Op::Sync => match store.sync() {
@@ -843,6 +910,7 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
         .into_iter()
         .map(|c| (c.id.to_string(), c.committed))
         .collect();
+    check_exactly_once(&h, &v1, checkpoints.get("fz-consumer").copied());
     assert_eq!(
         checkpoints,
         expected_checkpoints(&post.records),
