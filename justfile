@@ -3,6 +3,7 @@
 import? 'spec/model-check.just'
 import? 'fuzz/fuzz.just'
 import? 'model/crash.just'
+import? 'model/sim.just'
 import? 'model/trace.just'
 import? 'model/models.just'
 
@@ -36,18 +37,22 @@ lint:
     just lint-mutants
 
 # Model checks at CI size: the model arms compile; TLC on the spec, its mutants and the
-# oracle/TLC agreement; crash states and I/O faults against the oracle (release); trace
-# conformance; loom + shuttle over the real store, and their mutants.
+# oracle/TLC agreement; crash states and I/O faults against the oracle (release); the
+# multi-session simulator (2,000 seeds); trace conformance; loom + shuttle over the real
+# store, and their mutants.
 model-check: check-models-compile
     just model-check-spec
     just crash
+    just simulate
     just model-check-traces
     just model-check-concurrency
 
-# Nightly (hours): loom bound 4 + shuttle 1,000,000 iterations, crash-deep, the large TLC config.
+# Nightly (hours): loom bound 4 + shuttle 1,000,000 iterations, crash-deep, 100,000 simulator
+# seeds, the large TLC config.
 model-check-deep:
     just model-check-concurrency-deep
     just crash-deep
+    just simulate-deep
     just tlc-nightly
 
 # Upstream batpak 0.7.0's own examples, unmodified, built and run against this crate; fails

@@ -4,6 +4,10 @@
 //! `sync::UNDER_MODEL`). `core::sync` and `alloc::sync` are forbidden too: they are the same
 //! atomics and `Arc` by another name, invisible to the model checkers.
 
+#[path = "support/rust_source.rs"]
+mod rust_source;
+
+use rust_source::{code_only, tokens, Tok};
 use std::path::{Path, PathBuf};
 
 /// Crate names that may only appear inside the shim, as whole identifiers.
@@ -11,142 +15,6 @@ const FORBIDDEN_CRATES: &[&str] = &["flume", "loom", "shuttle"];
 /// Roots whose `sync` / `thread` children are forbidden outside the shim.
 const FORBIDDEN_ROOTS: &[&str] = &["std", "core", "alloc"];
 const FORBIDDEN_CHILDREN: &[&str] = &["sync", "thread"];
-
-/// Replaces comments and the contents of string / char literals with spaces, keeping newlines,
-/// so that line numbers survive and only code remains.
-fn code_only(src: &str) -> String {
-    let chars: Vec<char> = src.chars().collect();
-    let mut out = String::with_capacity(src.len());
-    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c == '/' && next == Some('/') {
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0usize;
-            while i < chars.len() {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !prev_is_ident(&chars, i)
-        {
-            // Raw string r"..." / r#"..."#: find the matching quote + hashes.
-            let mut j = i + 1;
-            let mut hashes = 0;
-            while chars.get(j) == Some(&'#') {
-                hashes += 1;
-                j += 1;
-            }
-            if chars.get(j) != Some(&'"') {
-                out.push(c); // e.g. `r#ident`
-                i += 1;
-                continue;
-            }
-            let closing: String = std::iter::once('"')
-                .chain(std::iter::repeat_n('#', hashes))
-                .collect();
-            let rest: String = chars[j + 1..].iter().collect();
-            let body_len = rest
-                .find(&closing)
-                .map_or(rest.len(), |k| k + closing.len());
-            let end = j + 1 + rest[..body_len].chars().count();
-            for &ch in &chars[i..end.min(chars.len())] {
-                out.push(blank(ch));
-            }
-            i = end;
-        } else if c == '"' {
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                let skip = if chars[i] == '\\' { 2 } else { 1 };
-                for &ch in chars.iter().skip(i).take(skip) {
-                    out.push(blank(ch));
-                }
-                i += skip;
-            }
-            out.push(' ');
-            i += 1;
-        } else if c == '\'' && (next == Some('\\') || chars.get(i + 2) == Some(&'\'')) {
-            // A char literal ('x' or '\n' / '\u{..}'); otherwise `'` starts a lifetime.
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                let skip = if chars[i] == '\\' { 2 } else { 1 };
-                out.extend(std::iter::repeat_n(' ', skip));
-                i += skip;
-            }
-            out.push(' ');
-            i += 1;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn prev_is_ident(chars: &[char], i: usize) -> bool {
-    i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_')
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    PathSep,
-    Punct(char),
-}
-
-/// Tokens of code-only text, each with its 1-based line.
-fn tokens(code: &str) -> Vec<(Tok, usize)> {
-    let chars: Vec<char> = code.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\n' {
-            line += 1;
-            i += 1;
-        } else if c.is_whitespace() {
-            i += 1;
-        } else if c.is_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            // `r#loom` lexes as `r`, `#`, `loom`: still caught.
-            out.push((Tok::Ident(chars[start..i].iter().collect()), line));
-        } else if c.is_ascii_digit() {
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-        } else if c == ':' && chars.get(i + 1) == Some(&':') {
-            out.push((Tok::PathSep, line));
-            i += 2;
-        } else {
-            out.push((Tok::Punct(c), line));
-            i += 1;
-        }
-    }
-    out
-}
 
 fn word(tok: &Tok) -> &str {
     match tok {

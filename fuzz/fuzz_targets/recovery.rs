@@ -1,4 +1,5 @@
-//! Workload, crash image, damage, recovery: see `batpak_model::fuzz_harness::recovery`.
+//! Fuzz-chosen simulator sessions, then a workload, a crash image, damage and recovery, judged by
+//! the oracle: see `batpak_model::fuzz_harness::recovery`.
 #![no_main]
 
 use batpak_model::fuzz_harness::{recovery, RecoveryInput};

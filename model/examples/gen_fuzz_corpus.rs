@@ -5,17 +5,21 @@
 //!   byte), truncations, length and CRC lies.
 //! * `frame_decode_structured`: bytes from a fixed xorshift stream, kept when the value they
 //!   build adds a (body kind, corruption kind) pair not seen yet, topped up to the minimum.
-//! * `recovery`: hand-written workloads (appends, batches, fences committed, cancelled,
-//!   dropped and left open, segment rolls, big appends whose payloads hold frames, torn)
-//!   under several crash choices, some with a damaged byte or an injected fault, written in
-//!   the byte format `arbitrary` reads back.
+//! * `recovery`: hand-written workloads (appends, batches, the outbox, fences committed,
+//!   cancelled, dropped and left open, segment rolls, big appends whose payloads hold frames,
+//!   torn) under several crash choices, some with a damaged byte or an injected fault, some
+//!   after earlier sessions (closed, crashed, power lost; with failed fsyncs, a full disk, a
+//!   dead disk, a fault in recovery), written in the byte format `arbitrary` reads back. The
+//!   frozen findings under `fuzz/regressions/recovery/` are re-encoded too (the input format
+//!   follows the harness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use arbitrary::{Arbitrary, Unstructured};
 use batpak::__testing::codec::{self, FRAME_BYTES_MAX_DEFAULT};
 use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
 use batpak_model::fuzz_harness::{
-    ArbBody, Fault, FrameCorruption, ImageCorruption, Op, RecoveryInput, StructuredFrame, FUZZ_SALT,
+    ArbBody, EndInput, FaultInput, FrameCorruption, ImageCorruption, Op, RecoveryInput,
+    SessionInput, StructuredFrame, FUZZ_SALT,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -245,59 +249,115 @@ impl ArbWriter {
         self.0.push(0);
     }
     fn op(&mut self, op: &Op) {
-        const N: u32 = 11;
+        const N: u32 = 14;
         match *op {
-            Op::Append { entity, payload } => {
+            Op::Append { entity, pad } => {
                 self.variant(0, N);
                 self.u8(entity);
-                self.u8(payload);
+                self.u8(pad);
             }
             Op::BigAppend { entity, size } => {
                 self.variant(1, N);
                 self.u8(entity);
                 self.u8(size);
             }
-            Op::Batch { n, entity, payload } => {
+            Op::Batch { n, entity } => {
                 self.variant(2, N);
                 self.u8(n);
                 self.u8(entity);
-                self.u8(payload);
             }
-            Op::FenceBegin => self.variant(3, N),
-            Op::FenceAppend { entity, payload } => {
-                self.variant(4, N);
-                self.u8(entity);
-                self.u8(payload);
-            }
-            Op::FenceBatch { n, entity, payload } => {
-                self.variant(5, N);
+            Op::Outbox { n, entity } => {
+                self.variant(3, N);
                 self.u8(n);
                 self.u8(entity);
-                self.u8(payload);
             }
-            Op::FenceCommit => self.variant(6, N),
-            Op::FenceCancel => self.variant(7, N),
-            Op::FenceDrop => self.variant(8, N),
-            Op::Sync => self.variant(9, N),
-            Op::Consume { n, outputs } => {
+            Op::Sync => self.variant(4, N),
+            Op::WaitDurable => self.variant(5, N),
+            Op::Roll => self.variant(6, N),
+            Op::FenceBegin => self.variant(7, N),
+            Op::FencedAppend { entity } => {
+                self.variant(8, N);
+                self.u8(entity);
+            }
+            Op::FencedBatch { n, entity } => {
+                self.variant(9, N);
+                self.u8(n);
+                self.u8(entity);
+            }
+            Op::FencedOutbox { n, entity } => {
                 self.variant(10, N);
                 self.u8(n);
-                self.u8(outputs);
+                self.u8(entity);
             }
+            Op::FenceCommit => self.variant(11, N),
+            Op::FenceCancel => self.variant(12, N),
+            Op::FenceDrop => self.variant(13, N),
         }
     }
-    fn recovery(mut self, r: &RecoveryInput) -> Vec<u8> {
-        self.bool(r.deferred);
-        for op in &r.ops {
+    fn ops(&mut self, ops: &[Op]) {
+        for op in ops {
             self.bool(true);
             self.op(op);
         }
         self.bool(false);
-        self.bool(r.fault.is_some());
-        if let Some(f) = r.fault {
-            self.u8(f.op_after_open);
-            self.bool(f.persistent);
+    }
+    fn fault(&mut self, f: Option<FaultInput>) {
+        const N: u32 = 5;
+        self.bool(f.is_some());
+        match f {
+            None => {}
+            Some(FaultInput::Eio { op, during_open }) => {
+                self.variant(0, N);
+                self.u8(op);
+                self.bool(during_open);
+            }
+            Some(FaultInput::FailedFsync {
+                before_op,
+                drop_pages,
+            }) => {
+                self.variant(1, N);
+                self.u8(before_op);
+                self.bool(drop_pages);
+            }
+            Some(FaultInput::DiskFull { before_op, short }) => {
+                self.variant(2, N);
+                self.u8(before_op);
+                self.u8(short);
+            }
+            Some(FaultInput::DiskDies { op, during_open }) => {
+                self.variant(3, N);
+                self.u8(op);
+                self.bool(during_open);
+            }
+            Some(FaultInput::ProcessCrash { op, during_open }) => {
+                self.variant(4, N);
+                self.u8(op);
+                self.bool(during_open);
+            }
         }
+    }
+    fn session(&mut self, s: &SessionInput) {
+        self.bool(s.deferred);
+        self.ops(&s.ops);
+        self.fault(s.fault);
+        match &s.end {
+            EndInput::Close => self.variant(0, 3),
+            EndInput::ProcessCrash => self.variant(1, 3),
+            EndInput::PowerLoss(b) => {
+                self.variant(2, 3);
+                self.bytes(b);
+            }
+        }
+    }
+    fn recovery(mut self, r: &RecoveryInput) -> Vec<u8> {
+        for s in &r.history {
+            self.bool(true);
+            self.session(s);
+        }
+        self.bool(false);
+        self.bool(r.deferred);
+        self.ops(&r.ops);
+        self.fault(r.fault);
         self.bytes(&r.crash);
         self.bool(r.corruption.is_some());
         if let Some(c) = r.corruption {
@@ -310,145 +370,264 @@ impl ArbWriter {
     }
 }
 
-fn a(entity: u8, payload: u8) -> Op {
-    Op::Append { entity, payload }
+fn a(entity: u8, pad: u8) -> Op {
+    Op::Append { entity, pad }
+}
+
+fn batch(n: u8, entity: u8) -> Op {
+    Op::Batch { n, entity }
+}
+
+fn fenced(entity: u8) -> Op {
+    Op::FencedAppend { entity }
+}
+
+fn fenced_batch(n: u8, entity: u8) -> Op {
+    Op::FencedBatch { n, entity }
+}
+
+fn big(entity: u8, size: u8) -> Op {
+    Op::BigAppend { entity, size }
+}
+
+/// A last session with no history.
+fn single(deferred: bool, ops: Vec<Op>, crash: Vec<u8>) -> RecoveryInput {
+    RecoveryInput {
+        history: Vec::new(),
+        deferred,
+        ops,
+        fault: None,
+        crash,
+        corruption: None,
+        recrash: vec![1, 255, 2],
+    }
 }
 
 /// Hand-written workloads: each crash pattern picks other surviving prefixes.
-fn recovery_seeds() -> Vec<Vec<u8>> {
+fn workloads() -> Vec<Vec<Op>> {
     use Op::*;
-    let workloads: Vec<Vec<Op>> = vec![
+    vec![
         vec![a(0, 1), a(1, 2), a(2, 3), a(0, 4)],
         vec![a(0, 1), a(1, 2), Sync, a(2, 3), a(0, 4)],
-        vec![
-            Batch {
-                n: 2,
-                entity: 0,
-                payload: 9,
-            },
-            a(1, 1),
-            Batch {
-                n: 1,
-                entity: 2,
-                payload: 8,
-            },
-        ],
+        vec![batch(2, 0), a(1, 1), batch(1, 2)],
+        vec![FenceBegin, fenced(0), fenced(1), FenceCommit, a(2, 3)],
         vec![
             FenceBegin,
-            FenceAppend {
-                entity: 0,
-                payload: 1,
-            },
-            FenceAppend {
-                entity: 1,
-                payload: 2,
-            },
-            FenceCommit,
-            a(2, 3),
-        ],
-        vec![
-            FenceBegin,
-            FenceAppend {
-                entity: 0,
-                payload: 1,
-            },
-            FenceBatch {
-                n: 2,
-                entity: 1,
-                payload: 5,
-            },
+            fenced(0),
+            fenced_batch(2, 1),
             FenceCancel,
             a(2, 3),
         ],
+        vec![a(0, 0), FenceBegin, fenced(1), FenceDrop, a(2, 2)],
+        vec![a(0, 0), FenceBegin, fenced(1), fenced_batch(1, 2)],
+        vec![big(0, 10), big(1, 100), big(2, 255), a(0, 1)],
         vec![
-            a(0, 0),
+            big(0, 60),
+            batch(2, 1),
             FenceBegin,
-            FenceAppend {
-                entity: 1,
-                payload: 1,
-            },
-            FenceDrop,
-            a(2, 2),
-        ],
-        vec![
-            a(0, 0),
-            FenceBegin,
-            FenceAppend {
-                entity: 1,
-                payload: 1,
-            },
-            FenceBatch {
-                n: 1,
-                entity: 2,
-                payload: 2,
-            },
-        ],
-        vec![
-            BigAppend {
-                entity: 0,
-                size: 10,
-            },
-            BigAppend {
-                entity: 1,
-                size: 100,
-            },
-            BigAppend {
-                entity: 2,
-                size: 255,
-            },
-            a(0, 1),
-        ],
-        vec![
-            BigAppend {
-                entity: 0,
-                size: 60,
-            },
-            Batch {
-                n: 2,
-                entity: 1,
-                payload: 3,
-            },
-            FenceBegin,
-            FenceBatch {
-                n: 2,
-                entity: 0,
-                payload: 4,
-            },
+            fenced_batch(2, 0),
             FenceCommit,
             Sync,
         ],
         vec![
             a(0, 1),
-            Batch {
-                n: 1,
-                entity: 1,
-                payload: 2,
-            },
+            batch(1, 1),
             FenceBegin,
-            FenceAppend {
-                entity: 2,
-                payload: 3,
-            },
-            FenceBatch {
-                n: 2,
-                entity: 0,
-                payload: 4,
-            },
+            fenced(2),
+            fenced_batch(2, 0),
             FenceCommit,
-            BigAppend {
-                entity: 1,
-                size: 90,
-            },
+            big(1, 90),
             Sync,
             FenceBegin,
-            FenceAppend {
-                entity: 0,
-                payload: 5,
-            },
+            fenced(0),
             FenceCancel,
             a(2, 6),
         ],
-    ];
+        vec![
+            Outbox { n: 2, entity: 0 },
+            a(1, 200),
+            WaitDurable,
+            FenceBegin,
+            FencedOutbox { n: 1, entity: 2 },
+            FenceCommit,
+            Roll,
+        ],
+    ]
+}
+
+/// Earlier sessions: every end, every kind of fault.
+fn histories() -> Vec<Vec<SessionInput>> {
+    use Op::*;
+    let s = |deferred, ops: Vec<Op>, fault, end| SessionInput {
+        deferred,
+        ops,
+        fault,
+        end,
+    };
+    vec![
+        vec![s(
+            true,
+            vec![a(0, 1), batch(1, 1), a(2, 0)],
+            None,
+            EndInput::ProcessCrash,
+        )],
+        vec![s(
+            true,
+            vec![a(0, 1), Roll, batch(2, 0)],
+            None,
+            EndInput::PowerLoss(vec![1, 2, 3, 1, 2]),
+        )],
+        vec![
+            s(false, vec![a(0, 1), a(1, 2)], None, EndInput::Close),
+            s(
+                true,
+                vec![FenceBegin, fenced(0), fenced_batch(1, 1)],
+                None,
+                EndInput::ProcessCrash,
+            ),
+        ],
+        vec![s(
+            false,
+            vec![a(0, 1), batch(1, 0), Sync, a(2, 0)],
+            Some(FaultInput::FailedFsync {
+                before_op: 1,
+                drop_pages: false,
+            }),
+            EndInput::ProcessCrash,
+        )],
+        vec![s(
+            true,
+            vec![a(0, 1), a(1, 2), Sync, a(2, 3)],
+            Some(FaultInput::FailedFsync {
+                before_op: 2,
+                drop_pages: true,
+            }),
+            EndInput::PowerLoss(vec![255, 255]),
+        )],
+        vec![s(
+            false,
+            vec![a(0, 1), batch(2, 1), a(2, 3)],
+            Some(FaultInput::DiskFull {
+                before_op: 1,
+                short: 13,
+            }),
+            EndInput::Close,
+        )],
+        vec![s(
+            true,
+            vec![a(0, 1), Roll, a(1, 2), Sync],
+            Some(FaultInput::DiskDies {
+                op: 6,
+                during_open: false,
+            }),
+            EndInput::ProcessCrash,
+        )],
+        vec![
+            s(true, vec![a(0, 1), a(1, 1)], None, EndInput::ProcessCrash),
+            s(
+                false,
+                vec![a(2, 2)],
+                Some(FaultInput::Eio {
+                    op: 9,
+                    during_open: true,
+                }),
+                EndInput::ProcessCrash,
+            ),
+            s(
+                false,
+                vec![a(0, 3)],
+                Some(FaultInput::ProcessCrash {
+                    op: 2,
+                    during_open: false,
+                }),
+                EndInput::PowerLoss(vec![0, 0, 0]),
+            ),
+        ],
+    ]
+}
+
+/// The frozen findings of the recovery target, in the current input format.
+fn recovery_regressions() -> Vec<(&'static str, RecoveryInput)> {
+    use Op::*;
+    vec![
+        // Durable mode: a big append, a batch of 3, a fence with a fenced batch of 3 that
+        // needs a segment roll, commit, sync; the roll's seal fsync fails (a transient fault
+        // 12 disk operations after the open).
+        (
+            "roll_fsync_failure_rewrites_frames.bin",
+            RecoveryInput {
+                history: Vec::new(),
+                deferred: false,
+                ops: vec![
+                    big(0, 60),
+                    batch(2, 1),
+                    FenceBegin,
+                    fenced_batch(2, 0),
+                    FenceCommit,
+                    Sync,
+                ],
+                fault: Some(FaultInput::Eio {
+                    op: 12,
+                    during_open: false,
+                }),
+                crash: vec![255; 12],
+                corruption: None,
+                recrash: vec![255; 4],
+            },
+        ),
+        // Deferred mode: a big append (acknowledged, not durable), then a batch whose roll
+        // fails to sync the segment it seals (a transient fault 1 operation after the open).
+        (
+            "failed_seal_cuts_unsynced_deferred_events.bin",
+            RecoveryInput {
+                history: Vec::new(),
+                deferred: true,
+                ops: vec![big(0, 60), batch(2, 1), a(0, 0)],
+                fault: Some(FaultInput::Eio {
+                    op: 1,
+                    during_open: false,
+                }),
+                crash: Vec::new(),
+                corruption: None,
+                recrash: Vec::new(),
+            },
+        ),
+        // A damaged byte in a durable log with a fence open at the crash.
+        (
+            "crash_2dad592a.bin",
+            RecoveryInput {
+                history: Vec::new(),
+                deferred: false,
+                ops: vec![
+                    big(0, 60),
+                    batch(2, 1),
+                    FenceBegin,
+                    fenced_batch(51, 51),
+                    a(1, 154),
+                    fenced(102),
+                ],
+                fault: None,
+                crash: Vec::new(),
+                corruption: Some(ImageCorruption {
+                    file: 255,
+                    offset: 65281,
+                    xor: 1,
+                }),
+                recrash: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            },
+        ),
+    ]
+}
+
+fn encode(r: &RecoveryInput) -> Vec<u8> {
+    let bytes = ArbWriter::default().recovery(r);
+    let back = RecoveryInput::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
+    assert_eq!(&back, r, "seed encoding does not round-trip");
+    bytes
+}
+
+fn recovery_seeds() -> Vec<Vec<u8>> {
+    let workloads = workloads();
     let crashes: [&[u8]; 4] = [&[], &[255; 12], &[1, 2, 3, 1, 2, 3, 1, 2, 3], &[3; 12]];
     let mut seeds = Vec::new();
     for (i, ops) in workloads.iter().enumerate() {
@@ -456,93 +635,61 @@ fn recovery_seeds() -> Vec<Vec<u8>> {
             if (i + j) % 2 == 1 && j != 1 {
                 continue;
             }
-            let input = RecoveryInput {
-                deferred: (i + j) % 3 != 0,
-                ops: ops.clone(),
-                fault: None,
-                crash: crash.to_vec(),
-                corruption: None,
-                recrash: vec![1, 255, 2],
-            };
-            seeds.push(input);
+            seeds.push(single((i + j) % 3 != 0, ops.clone(), crash.to_vec()));
         }
     }
     // Damage and faults on a few workloads.
     for (i, ops) in workloads.iter().enumerate().step_by(2) {
         seeds.push(RecoveryInput {
-            deferred: i % 4 == 0,
-            ops: ops.clone(),
-            fault: None,
-            crash: vec![255; 12],
             corruption: Some(ImageCorruption {
                 file: i as u8,
                 offset: 40 + 13 * i as u16,
                 xor: 0x20,
             }),
             recrash: vec![],
+            ..single(i % 4 == 0, ops.clone(), vec![255; 12])
         });
         seeds.push(RecoveryInput {
-            deferred: i % 4 != 0,
-            ops: ops.clone(),
-            fault: Some(Fault {
-                op_after_open: 3 + i as u8,
-                persistent: i % 3 == 0,
+            fault: Some(if i % 3 == 0 {
+                FaultInput::DiskDies {
+                    op: 3 + i as u8,
+                    during_open: false,
+                }
+            } else {
+                FaultInput::Eio {
+                    op: 3 + i as u8,
+                    during_open: false,
+                }
             }),
-            crash: vec![255; 12],
-            corruption: None,
             recrash: vec![255; 4],
+            ..single(i % 4 != 0, ops.clone(), vec![255; 12])
         });
     }
     // Big appends whose payloads hold frames sealed for their segment, as the last write,
     // torn by the crash (choice 7 of the first file tears the last write; 4-6 keep less).
-    let embedding: [Vec<Op>; 2] = [
-        vec![
-            a(0, 1),
-            BigAppend {
-                entity: 1,
-                size: 20,
-            },
-        ],
-        vec![
-            BigAppend {
-                entity: 0,
-                size: 100,
-            },
-            BigAppend {
-                entity: 1,
-                size: 200,
-            },
-        ],
-    ];
+    let embedding: [Vec<Op>; 2] = [vec![a(0, 1), big(1, 20)], vec![big(0, 100), big(1, 200)]];
     for (i, ops) in embedding.iter().enumerate() {
         for crash in [7u8, 6, 5, 4] {
             seeds.push(RecoveryInput {
-                deferred: true,
-                ops: ops.clone(),
-                fault: None,
-                crash: vec![crash, 3],
                 corruption: (crash == 4).then_some(ImageCorruption {
                     file: i as u8,
                     offset: 41 + 7 * i as u16,
                     xor: 0x04,
                 }),
                 recrash: vec![1],
+                ..single(true, ops.clone(), vec![crash, 3])
             });
         }
     }
-    seeds
-        .iter()
-        .map(|r| {
-            let bytes = ArbWriter::default().recovery(r);
-            let back = RecoveryInput::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
-            assert_eq!(
-                format!("{back:?}"),
-                format!("{r:?}"),
-                "seed encoding does not round-trip"
-            );
-            bytes
-        })
-        .collect()
+    // Multi-session histories before a last workload.
+    for (i, history) in histories().into_iter().enumerate() {
+        let ops = workloads[(3 * i) % workloads.len()].clone();
+        seeds.push(RecoveryInput {
+            history,
+            ..single(i % 2 == 0, ops, vec![(i * 37) as u8; 6])
+        });
+    }
+    seeds.iter().map(encode).collect()
 }
 
 fn main() {
@@ -552,4 +699,10 @@ fn main() {
         &select::<StructuredFrame>(0x5eed_f4a3e, 24..200, structured_features),
     );
     write_seeds("recovery", &recovery_seeds());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/recovery");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, input) in recovery_regressions() {
+        std::fs::write(dir.join(name), encode(&input)).unwrap();
+    }
+    println!("recovery regressions re-encoded in {}", dir.display());
 }

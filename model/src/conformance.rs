@@ -1,33 +1,33 @@
-//! Conformance of the real store's crash images to the oracle ([`crate::oracle`]).
+//! Conformance of the real store's logs and crash images to the oracle ([`crate::oracle`]):
+//! the one "what is visible after recovery" reference of the model crate.
 //!
-//! The oracle reasons about abstract logs (`Rec(k, e, u, id, seq)`); the store writes frames
+//! The oracle reasons about abstract logs (`Rec(k, e, u, id, f, seq)`); the store writes frames
 //! into segment files. This module maps one to the other:
 //!
 //! * [`WrittenLog::read`] reads the log the store wrote (every record with its byte range, and
-//!   the bytes of every segment file) from a [`SimDisk`] with nothing lost;
-//! * [`WrittenLog::abstract_log`] maps it to the oracle's records: events are numbered 1, 2, …
-//!   in log order, batch and fence ids are renumbered 1, 2, … in order of first appearance,
-//!   `seq` is the stored global sequence plus one (TLA+ positions are 1-based). An event of a
-//!   fenced batch (`Unit::FencedBatch`, not modelled by the spec) maps to an event of its
-//!   fence; [`WrittenLog::expect`] checks for every image that this is exact (the batch's
-//!   commit record precedes the fence's commit record in the log, so any prefix holding the
-//!   fence commit holds the batch commit);
+//!   the bytes of every segment file) as a read of the disk sees it now, with the independent
+//!   reader [`crate::record::scan_log`];
+//! * [`Abstract::of`] maps written records to the oracle's: events are numbered 1, 2, … in log
+//!   order, batch and fence ids are renumbered 1, 2, … in order of first appearance, `seq` is
+//!   the stored global sequence plus one (TLA+ positions are 1-based); an event of a fenced
+//!   batch and that batch's commit record are the spec's `BatchRec(k, e, b, f, s)`;
+//! * [`expected_visible`] is what recovery of the first `keep` records (maybe with a torn
+//!   record after them) must make visible: the oracle's `recover(Image(keep, torn))`, mapped
+//!   back to global sequences. Every checker here (the crash-state enumeration, the simulator,
+//!   the fuzz harness) asks this function and nothing else;
 //! * a crash image (`CrashImage::disk`) is the page cache a crashed process left: what
 //!   survived unsynced is still unsynced there, so a later power loss may lose it again. The
 //!   classification below reads its bytes (what recovery reads), whatever of them is durable;
-//!   durability after the reopen is checked by the crash-state checker (`tests/common/crash.rs`:
-//!   every power loss after the reopen keeps what it reported durable);
 //! * [`WrittenLog::classify`] looks at a crash image byte by byte, independently of the
 //!   store's decoder: the log's units (segment headers and record frames) in log order, each
 //!   *intact* if the image holds exactly the written bytes at its place. The image keeps the
 //!   first `intact` records; it has a *torn tail* if any byte or segment file lies beyond them;
-//!   it has a *hole* if a record after the first damaged unit is intact (only possible with
-//!   `CrashOptions::subsets`: a lost middle write before a kept later one);
+//!   it has a *hole* if a record after the first damaged unit is intact (a lost earlier write
+//!   before a kept later one: `CrashOptions::subsets`, or a store that let a later write reach
+//!   the disk before an earlier one was synced);
 //! * [`WrittenLog::expect`] says what recovery must do with an image:
 //!   - no hole: recover exactly the oracle's `recover(Image(intact, torn))`: the same number
-//!     of records, the oracle's visible set (mapped back to global sequences), a torn tail
-//!     reported iff there was one; and the visible set is one of the oracle's
-//!     `allowed_after_recovery(written, durable_len)` for the durability the store promised;
+//!     of records, the oracle's visible set, a torn tail reported iff there was one;
 //!   - a hole: fail closed (`CorruptSegment`) naming the file and offset of the first damaged
 //!     unit, changing nothing. Why this and not a cut: the bytes after the hole hold valid
 //!     records, and from the disk alone recovery cannot tell a lost unsynced write from
@@ -38,42 +38,11 @@
 //!     Opening and showing the records after the hole would break INV-PREFIX.
 
 use crate::oracle::{self, EventNo, RecKind, Record, UnitKind};
-use batpak::__testing::env::{Disk, SimDisk};
-use batpak::__testing::log::{self, segment, RecordBody, RecoveryReport, Unit};
+use crate::record::{scan_log, segment_files, LogBody, LogRecord};
+use batpak::__testing::env::SimDisk;
+use batpak::__testing::log::{self, segment, RecoveryReport, Unit};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// What one written record is, for the mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// An event of this unit.
-    Event(Unit),
-    /// A batch commit record.
-    BatchCommit(u64),
-    /// A fence begin record.
-    FenceBegin(u64),
-    /// A fence commit record.
-    FenceCommit(u64),
-    /// A fence cancel record.
-    FenceCancel(u64),
-    /// A consumer checkpoint record (in this unit).
-    Checkpoint(Unit),
-}
-
-/// One written record and where its frame sits.
-#[derive(Debug, Clone)]
-pub struct WrittenRec {
-    /// Global sequence (0-based, as stored).
-    pub seq: u64,
-    /// What it is.
-    pub shape: Shape,
-    /// Its segment file.
-    pub file: PathBuf,
-    /// Frame offset in the file.
-    pub offset: u64,
-    /// Frame length.
-    pub len: u64,
-}
 
 /// A unit of the byte-level comparison: a segment header or a record frame.
 #[derive(Debug, Clone)]
@@ -86,10 +55,15 @@ struct ByteUnit {
 }
 
 /// The log as the store wrote it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WrittenLog {
-    /// The records, by sequence.
-    pub recs: Vec<WrittenRec>,
+    /// The records, by sequence (up to the first damage).
+    pub records: Vec<LogRecord>,
+    /// The segment file of each record.
+    pub files_of: Vec<PathBuf>,
+    /// Where the reading stopped, if the log does not read clean to its end (segment id,
+    /// offset, reason).
+    pub damage: Option<(u64, u64, String)>,
     /// Full content of every segment file.
     files: BTreeMap<PathBuf, Vec<u8>>,
     /// Headers and frames in log order.
@@ -108,7 +82,7 @@ pub struct Classified {
 }
 
 /// The oracle's view of a written log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Abstract {
     /// The abstract records, in log order.
     pub records: Vec<Record>,
@@ -137,160 +111,58 @@ pub enum Expected {
     },
 }
 
-fn segment_files(disk: &SimDisk, dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = disk
-        .files()
-        .into_iter()
-        .filter(|p| {
-            p.parent() == Some(dir)
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(segment::parse_segment_file_name)
-                    .is_some()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 impl WrittenLog {
-    /// Reads the written log of the store in `dir` on `disk` (the state now, nothing lost).
-    pub fn read(disk: &SimDisk, dir: &Path) -> Result<WrittenLog, String> {
-        let full = disk.crash_with(&mut |n| n - 1).disk();
+    /// Reads the written log of the store in `dir` on `disk`: what a read sees now.
+    pub fn read(disk: &SimDisk, dir: &Path) -> WrittenLog {
+        let scanned = scan_log(disk, dir);
         let mut files = BTreeMap::new();
-        let exists = full
-            .exists(dir)
-            .map_err(|e| format!("exists {}: {e}", dir.display()))?;
-        if !exists {
-            return Ok(WrittenLog {
-                recs: Vec::new(),
-                files,
-                units: Vec::new(),
-            });
-        }
-        for p in segment_files(&full, dir) {
-            let bytes = full.read_file(&p).unwrap_or_default();
+        for p in segment_files(disk, dir) {
+            let bytes = disk.read_file(&p).unwrap_or_default();
             files.insert(p, bytes);
         }
-        let mut recs = Vec::new();
-        let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
-            let shape = match &r.body {
-                RecordBody::Event(e) => Shape::Event(e.unit),
-                RecordBody::BatchCommit { batch, .. } => Shape::BatchCommit(*batch),
-                RecordBody::FenceBegin { fence } => Shape::FenceBegin(*fence),
-                RecordBody::FenceCommit { fence } => Shape::FenceCommit(*fence),
-                RecordBody::FenceCancel { fence } => Shape::FenceCancel(*fence),
-                RecordBody::Checkpoint(c) => Shape::Checkpoint(c.unit),
-            };
-            recs.push(WrittenRec {
-                seq: r.seq,
-                shape,
-                file: dir.join(segment::segment_file_name(pos.segment_id)),
-                offset: pos.offset,
-                len: u64::from(pos.length),
-            });
-            Ok(())
-        };
-        // Recovery of a copy (it may cut a torn tail of a faulted run on the copy only).
-        log::scan(&full, dir, log::CutPolicy::OnDisk, &mut visit)
-            .map_err(|e| format!("the written log does not recover: {e}"))?;
+        let files_of: Vec<PathBuf> = scanned
+            .positions
+            .iter()
+            .map(|p| dir.join(segment::segment_file_name(p.segment_id)))
+            .collect();
+        // Only headers that read as this log's: bytes in any other segment file (a header
+        // that failed, a file after the first damage) lie beyond the written log.
+        let headers: Vec<PathBuf> = scanned
+            .segments
+            .iter()
+            .map(|id| dir.join(segment::segment_file_name(*id)))
+            .collect();
         let mut units = Vec::new();
         let mut next = 0usize;
-        for f in files.keys() {
+        for f in &headers {
             units.push(ByteUnit {
                 file: f.clone(),
                 offset: 0,
                 len: log::SEGMENT_HEADER_BYTES as u64,
                 record: None,
             });
-            while let Some(r) = recs.get(next).filter(|r| &r.file == f) {
+            while let Some(pos) = scanned.positions.get(next).filter(|_| &files_of[next] == f) {
                 units.push(ByteUnit {
                     file: f.clone(),
-                    offset: r.offset,
-                    len: r.len,
+                    offset: pos.offset,
+                    len: pos.len,
                     record: Some(next),
                 });
                 next += 1;
             }
         }
-        if next != recs.len() {
-            return Err(format!(
-                "records in files not listed: {} of {} placed",
-                next,
-                recs.len()
-            ));
+        WrittenLog {
+            records: scanned.records,
+            files_of,
+            damage: scanned.damage,
+            files,
+            units,
         }
-        Ok(WrittenLog { recs, files, units })
     }
 
-    /// The oracle's records for this log (see the module docs for the mapping).
-    pub fn abstract_log(&self) -> Result<Abstract, String> {
-        let mut batch_ids: BTreeMap<u64, u32> = BTreeMap::new();
-        let mut fence_ids: BTreeMap<u64, u32> = BTreeMap::new();
-        fn id_of(map: &mut BTreeMap<u64, u32>, key: u64) -> u32 {
-            let n = u32::try_from(map.len() + 1).unwrap_or(u32::MAX);
-            *map.entry(key).or_insert(n)
-        }
-        let mut records = Vec::with_capacity(self.recs.len());
-        let mut event_seq = BTreeMap::new();
-        let mut events: EventNo = 0;
-        for (i, r) in self.recs.iter().enumerate() {
-            if r.seq != i as u64 {
-                return Err(format!("record {i} has sequence {}", r.seq));
-            }
-            let seq = u32::try_from(r.seq + 1).map_err(|_| "sequence too large".to_string())?;
-            let rec = match r.shape {
-                Shape::Event(unit) => {
-                    events += 1;
-                    event_seq.insert(events, r.seq);
-                    let (u, id) = match unit {
-                        Unit::None => (UnitKind::None, 0),
-                        Unit::Batch(b) => (UnitKind::Batch, id_of(&mut batch_ids, b)),
-                        Unit::Fence(f) | Unit::FencedBatch { fence: f, .. } => {
-                            (UnitKind::Fence, id_of(&mut fence_ids, f))
-                        }
-                    };
-                    Record::new(RecKind::Event, events, u, id, seq)
-                }
-                Shape::BatchCommit(b) => Record::new(
-                    RecKind::BatchCommit,
-                    0,
-                    UnitKind::Batch,
-                    id_of(&mut batch_ids, b),
-                    seq,
-                ),
-                Shape::FenceBegin(f) => Record::new(
-                    RecKind::FenceBegin,
-                    0,
-                    UnitKind::Fence,
-                    id_of(&mut fence_ids, f),
-                    seq,
-                ),
-                Shape::FenceCommit(f) => Record::new(
-                    RecKind::FenceCommit,
-                    0,
-                    UnitKind::Fence,
-                    id_of(&mut fence_ids, f),
-                    seq,
-                ),
-                Shape::FenceCancel(f) => Record::new(
-                    RecKind::FenceCancel,
-                    0,
-                    UnitKind::Fence,
-                    id_of(&mut fence_ids, f),
-                    seq,
-                ),
-                // The oracle follows spec/Store.tla, which has no consumers: a log with
-                // checkpoints is checked against the reference (expected_checkpoints) instead.
-                Shape::Checkpoint(_) => {
-                    return Err(format!(
-                        "record {i} is a consumer checkpoint, which the oracle's log does not model"
-                    ))
-                }
-            };
-            records.push(rec);
-        }
-        Ok(Abstract { records, event_seq })
+    /// The oracle's records for this log.
+    pub fn abstract_log(&self) -> Abstract {
+        Abstract::of(&self.records)
     }
 
     /// Compares `image` (a crash image of this log) with the written bytes.
@@ -337,6 +209,13 @@ impl WrittenLog {
         Classified { intact, torn, hole }
     }
 
+    /// The records of this log that are durable on `disk` now (the crash image that loses
+    /// everything pending: the platter alone), counted as a prefix.
+    pub fn durable_len(&self, disk: &SimDisk, dir: &Path) -> usize {
+        let platter = disk.crash_with(&mut |_| 0).power_loss_disk();
+        self.classify(&platter, dir).intact
+    }
+
     /// What recovery of `image` must do, by the oracle (see the module docs).
     /// `durable_len`: records the store promised durable.
     pub fn expect(
@@ -357,50 +236,118 @@ impl WrittenLog {
         if let Some((file, offset)) = c.hole {
             return Ok(Expected::FailsClosed { file, offset });
         }
-        self.fenced_batches_exact(c.intact)?;
-        let img = oracle::image(&abs.records, c.intact, c.torn);
-        let rec = oracle::recover(&img);
-        let visible = rec
-            .visible
-            .iter()
-            .filter_map(|e| abs.event_seq.get(e).copied())
-            .collect();
+        let visible = expected_visible(abs, c.intact, c.torn);
         Ok(Expected::Recovers {
-            records: rec.log.len() as u64,
+            records: c.intact as u64,
             visible,
             torn: c.torn,
         })
     }
+}
 
-    /// The fenced-batch abstraction is exact for the prefix of `k` records: a fenced batch
-    /// whose fence commit is in the prefix has its batch commit there too.
-    fn fenced_batches_exact(&self, k: usize) -> Result<(), String> {
-        let prefix = &self.recs[..k.min(self.recs.len())];
-        let has = |s: Shape| prefix.iter().any(|r| r.shape == s);
-        for r in prefix {
-            if let Shape::Event(Unit::FencedBatch { fence, batch }) = r.shape {
-                if has(Shape::FenceCommit(fence)) && !has(Shape::BatchCommit(batch)) {
-                    return Err(format!(
-                        "fence {fence} committed in a prefix of {k} records without the commit \
-                         of its batch {batch}: the oracle mapping is not exact"
-                    ));
-                }
-            }
+impl Abstract {
+    /// The oracle's records for written records `recs` (in log order, sequences dense from 0).
+    pub fn of(recs: &[LogRecord]) -> Abstract {
+        let mut batch_ids: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut fence_ids: BTreeMap<u64, u32> = BTreeMap::new();
+        // The fence of each fenced batch (its events precede its commit record).
+        let mut batch_fence: BTreeMap<u64, u64> = BTreeMap::new();
+        fn id_of(map: &mut BTreeMap<u64, u32>, key: u64) -> u32 {
+            let n = u32::try_from(map.len() + 1).unwrap_or(u32::MAX);
+            *map.entry(key).or_insert(n)
         }
-        Ok(())
+        let mut records = Vec::with_capacity(recs.len());
+        let mut event_seq = BTreeMap::new();
+        let mut events: EventNo = 0;
+        for r in recs {
+            let seq = u32::try_from(r.seq + 1).unwrap_or(u32::MAX);
+            let fence_rec = |k, f, ids: &mut BTreeMap<u64, u32>| {
+                Record::new(k, 0, UnitKind::Fence, id_of(ids, f), seq)
+            };
+            let rec = match &r.body {
+                LogBody::Event(e) => {
+                    events += 1;
+                    event_seq.insert(events, r.seq);
+                    match e.unit {
+                        Unit::None => Record::new(RecKind::Event, events, UnitKind::None, 0, seq),
+                        Unit::Batch(b) => Record::new(
+                            RecKind::Event,
+                            events,
+                            UnitKind::Batch,
+                            id_of(&mut batch_ids, b),
+                            seq,
+                        ),
+                        Unit::Fence(f) => Record::new(
+                            RecKind::Event,
+                            events,
+                            UnitKind::Fence,
+                            id_of(&mut fence_ids, f),
+                            seq,
+                        ),
+                        Unit::FencedBatch { fence, batch } => {
+                            batch_fence.insert(batch, fence);
+                            Record::in_batch(
+                                RecKind::Event,
+                                events,
+                                id_of(&mut batch_ids, batch),
+                                id_of(&mut fence_ids, fence),
+                                seq,
+                            )
+                        }
+                    }
+                }
+                LogBody::BatchCommit { batch, .. } => {
+                    let b = id_of(&mut batch_ids, *batch);
+                    let f = batch_fence
+                        .get(batch)
+                        .map_or(0, |f| id_of(&mut fence_ids, *f));
+                    Record::in_batch(RecKind::BatchCommit, 0, b, f, seq)
+                }
+                LogBody::FenceBegin { fence } => {
+                    fence_rec(RecKind::FenceBegin, *fence, &mut fence_ids)
+                }
+                LogBody::FenceCommit { fence } => {
+                    fence_rec(RecKind::FenceCommit, *fence, &mut fence_ids)
+                }
+                LogBody::FenceCancel { fence } => {
+                    fence_rec(RecKind::FenceCancel, *fence, &mut fence_ids)
+                }
+                // Store.tla has no consumers (spec/Delivery.tla models them). A checkpoint is
+                // no event and hides nothing, so it keeps its sequence here as the cancel of a
+                // fence that never began (its own token, which no event can carry).
+                LogBody::Checkpoint(_) => {
+                    fence_rec(RecKind::FenceCancel, u64::MAX - r.seq, &mut fence_ids)
+                }
+            };
+            records.push(rec);
+        }
+        Abstract { records, event_seq }
     }
+
+    /// Global sequences of the abstract events `events`.
+    pub fn seqs(&self, events: &BTreeSet<EventNo>) -> BTreeSet<u64> {
+        events
+            .iter()
+            .filter_map(|e| self.event_seq.get(e).copied())
+            .collect()
+    }
+}
+
+/// What recovery of the first `keep` records of a written log (followed by a torn record if
+/// `torn`) must make visible, as global sequences: the oracle's `recover(Image(keep, torn))`.
+/// The only such reference of the model crate.
+pub fn expected_visible(abs: &Abstract, keep: usize, torn: bool) -> BTreeSet<u64> {
+    let keep = keep.min(abs.records.len());
+    let img = oracle::image(&abs.records, keep, torn);
+    abs.seqs(&oracle::recover(&img).visible)
 }
 
 /// Every visible set (as global sequences) the oracle allows after a crash of a store that
 /// wrote `abs` with `durable_len` records durable (`allowed_after_recovery`).
 pub fn allowed_visible_sets(abs: &Abstract, durable_len: usize) -> BTreeSet<BTreeSet<u64>> {
     oracle::allowed_after_recovery(&abs.records, durable_len.min(abs.records.len()))
-        .into_iter()
-        .map(|set| {
-            set.iter()
-                .filter_map(|e| abs.event_seq.get(e).copied())
-                .collect()
-        })
+        .iter()
+        .map(|set| abs.seqs(set))
         .collect()
 }
 

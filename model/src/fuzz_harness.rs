@@ -5,17 +5,19 @@
 //! * [`frame_decode`]: raw bytes into the frame decoder (INV-BOUNDED-DECODE).
 //! * [`frame_decode_structured`]: a valid frame of an arbitrary record, then one corruption;
 //!   the decoder must never return a different record silently.
-//! * [`recovery`]: a bounded workload on `SimDisk`, a crash image, maybe one damaged byte,
-//!   recovery, compared with [`crate::reference::expected_visible`] (see [`recovery`] module).
+//! * [`recovery`]: fuzz-chosen sessions run and judged by the simulator ([`crate::sim`]),
+//!   then a last workload, a crash image, maybe one damaged byte, recovery, judged by the
+//!   oracle (see the [`recovery`] module).
 //!
 //! Every function panics (an assertion naming the invariant) when a property fails; that is
 //! how the fuzzer sees a finding.
 
 mod recovery;
 
+pub use crate::workload::{embeddable_frames, HarnessSalts, Op};
 pub use recovery::{
-    embeddable_frames, recovery, recovery_with, Fault, HarnessSalts, ImageCorruption, Op, Outcome,
-    RecoveryInput,
+    recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome, RecoveryInput,
+    SessionInput, HISTORY_MAX, OPS_MAX,
 };
 
 use arbitrary::Arbitrary;

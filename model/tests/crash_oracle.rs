@@ -7,14 +7,15 @@
 //! just after every sync) every crash image is checked: every prefix of the unsynced writes,
 //! the first lost write torn (1, L/2, L-1 bytes) or replaced by garbage, and every subset of
 //! the unsynced appends of a file with at most 8 of them (holes zeroed). Each image goes
-//! through the invariant checker of `tests/common/crash.rs` *and* the oracle
-//! (`batpak_model::conformance`): a hole before surviving records must fail closed with
+//! through the invariant checker (`batpak_model::check::check_recovered`: the oracle's visible
+//! set and the caller's acknowledgements) *and* the byte-level classification of
+//! `batpak_model::conformance`: a hole before surviving records must fail closed with
 //! `CorruptSegment` at the hole; every other image must recover exactly the oracle's
 //! `recover(Image(k, torn))`, inside `allowed_after_recovery(written, durable_len)`.
 //! Every image is read as the page cache a crashed process left (what survived unsynced is
 //! still unsynced), and after the reopen every power loss the disk may then suffer must keep
 //! what the reopened store reports durable and everything acknowledged durable before (process
-//! crash -> reopen -> power loss -> reopen; see `tests/common/crash.rs`).
+//! crash -> reopen -> power loss -> reopen; see `batpak_model::crash_states`).
 //! I/O faults at every operation index of every workload: an EIO there, and a dead disk from
 //! there on; on the canonical workloads also a full disk with a short write at every append
 //! and a failed fsync that drops its pages at every sync (the EIO one keeps them cached but
@@ -26,17 +27,11 @@
 //! (for partial runs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../tests/common/crash.rs"]
-mod crash;
-
 use batpak::__testing::env::{CrashOptions, SimDisk};
 use batpak::__testing::log::RecoveryReport;
-use batpak::store::IndexEntry;
-use batpak_model::conformance::{allowed_visible_sets, compare, Abstract, Expected, WrittenLog};
-use crash::{
-    enumerate_crash_states_of, inject_io_errors_of, random_workloads, workloads, Acks, Expect,
-    ImageJudge, Mode, Op, Stats, Violation, DIR,
-};
+use batpak_model::conformance::{allowed_visible_sets, compare, Expected, WrittenLog};
+use batpak_model::crash_states::{enumerate_crash_states_of, inject_io_errors_of, Stats};
+use batpak_model::workload::{random_workloads, run_workload, workloads, Mode, Op, DIR};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
@@ -54,96 +49,13 @@ fn quick() -> bool {
     cfg!(debug_assertions) && !deep() && std::env::var_os("BATPAK_CRASH_FULL").is_none()
 }
 
-fn violation(inv: &'static str, detail: String) -> Violation {
-    Violation { inv, detail }
-}
-
-/// The oracle as a judge of crash images.
-#[derive(Default)]
-struct OracleJudge {
-    log: Option<WrittenLog>,
-    abs: Option<Abstract>,
-    durable_len: usize,
-    allowed: BTreeSet<BTreeSet<u64>>,
-    expected: Option<Expected>,
-    /// Images judged (a cross-check of the counts).
-    judged: usize,
-}
-
-impl ImageJudge for OracleJudge {
-    fn prepare(&mut self, disk: &SimDisk, acks: &Acks) -> Result<(), Violation> {
-        let log = WrittenLog::read(disk, Path::new(DIR))
-            .map_err(|e| violation("INV-PREFIX", format!("oracle: {e}")))?;
-        let abs = log
-            .abstract_log()
-            .map_err(|e| violation("INV-STABLE-SEQ", format!("oracle mapping: {e}")))?;
-        self.durable_len = acks
-            .claims
-            .iter()
-            .map(|c| usize::try_from(c.seq).unwrap() + 1)
-            .max()
-            .unwrap_or(0);
-        if self.durable_len > abs.records.len() {
-            return Err(violation(
-                "INV-DURABLE",
-                format!(
-                    "oracle: {} records promised durable, {} written",
-                    self.durable_len,
-                    abs.records.len()
-                ),
-            ));
-        }
-        self.allowed = allowed_visible_sets(&abs, self.durable_len);
-        self.log = Some(log);
-        self.abs = Some(abs);
-        Ok(())
-    }
-
-    fn expect(&mut self, image: &SimDisk) -> Result<Expect, Violation> {
-        self.judged += 1;
-        let (Some(log), Some(abs)) = (&self.log, &self.abs) else {
-            panic!("expect before prepare");
-        };
-        let e = log
-            .expect(abs, image, Path::new(DIR), self.durable_len)
-            .map_err(|e| violation("INV-DURABLE", format!("oracle: {e}")))?;
-        let out = match &e {
-            Expected::FailsClosed { file, offset } => Expect::FailsClosed {
-                file: file.clone(),
-                offset: *offset,
-            },
-            Expected::Recovers { .. } => Expect::Recovers,
-        };
-        self.expected = Some(e);
-        Ok(out)
-    }
-
-    fn recovered(&mut self, report: &RecoveryReport, vis: &[IndexEntry]) -> Result<(), Violation> {
-        let got: BTreeSet<u64> = vis.iter().map(|e| e.global_sequence).collect();
-        let Some(e) = &self.expected else {
-            panic!("recovered before expect");
-        };
-        compare(e, report, &got).map_err(|d| violation("ORACLE", format!("oracle: {d}")))?;
-        if !self.allowed.contains(&got) {
-            return Err(violation(
-                "INV-DURABLE",
-                format!(
-                    "oracle: visible {got:?} is not in allowed_after_recovery (durable_len {})",
-                    self.durable_len
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
 fn stats_with_oracle(subsets: bool) -> Stats {
     Stats {
         crash_opts: CrashOptions {
             subsets,
             max_subset_ops: 8,
         },
-        judge: Some(Box::new(OracleJudge::default())),
+        byte_oracle: true,
         ..Stats::default()
     }
 }
@@ -286,11 +198,11 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
     let with = |op: Op| a.iter().filter(|w| w.contains(&op)).count();
     println!(
         "fenced batch in {}, fenced outbox in {}",
-        with(Op::FencedBatch),
-        with(Op::FencedOutbox)
+        with(Op::FENCED_BATCH),
+        with(Op::FENCED_OUTBOX)
     );
-    assert!(with(Op::FencedBatch) >= 20);
-    assert!(with(Op::FencedOutbox) >= 20);
+    assert!(with(Op::FENCED_BATCH) >= 20);
+    assert!(with(Op::FENCED_OUTBOX) >= 20);
 }
 
 /// The fail-closed check is live: recovery that cuts at the first damage without looking for
@@ -301,10 +213,10 @@ fn random_workloads_are_deterministic_and_use_fenced_batches() {
 fn mutant_recovery_cuts_at_hole_is_caught() {
     let mode = Mode {
         deferred: true,
-        mutant: batpak::__testing::Mutant::RecoveryCutsAtHole,
+        mutant: batpak_model::workload::Mutant::RecoveryCutsAtHole,
     };
     let mut stats = stats_with_oracle(true);
-    let list = vec![vec![Op::Batch, Op::AppendA]];
+    let list = vec![vec![Op::BATCH, Op::APPEND_A]];
     match enumerate_crash_states_of(mode, &list, &mut stats) {
         Ok(()) => panic!(
             "mutant RecoveryCutsAtHole NOT caught after {} crash states",
@@ -326,10 +238,10 @@ fn oracle_rejects_wrong_outcomes() {
     let mut checked = false;
     // Deferred: the batch and the append stay unsynced, so subsets can leave a hole. The
     // images are taken after the last operation, before the store is dropped (and syncs).
-    crash::run_workload(
+    run_workload(
         &disk,
         Mode::DEFERRED,
-        &[Op::Batch, Op::AppendA],
+        &[Op::BATCH, Op::APPEND_A],
         false,
         &mut |acks| {
             if acks.events.len() == 3 {
@@ -344,8 +256,8 @@ fn oracle_rejects_wrong_outcomes() {
 }
 
 fn check_oracle_on(disk: &SimDisk) {
-    let log = WrittenLog::read(disk, Path::new(DIR)).unwrap();
-    let abs = log.abstract_log().unwrap();
+    let log = WrittenLog::read(disk, Path::new(DIR));
+    let abs = log.abstract_log();
     assert_eq!(abs.records.len(), 4, "{:?}", abs.records);
     let dir = Path::new(DIR);
     let opts = CrashOptions {

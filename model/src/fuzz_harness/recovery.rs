@@ -1,147 +1,171 @@
-//! The recovery harness: an arbitrary bounded workload on a `SimDisk`, a crash image chosen by
-//! the input, maybe one damaged byte, then `Store::open` compared with the reference.
+//! The recovery harness: fuzz-chosen sessions run by the simulator ([`crate::sim`]), then one
+//! last workload whose crash image the input picks (every subset of a file's unsynced appends
+//! included), maybe one damaged byte, and recovery judged by the oracle.
 //!
-//! Determinism: the clock, the ids and the disk are seams; the writer thread handles one
-//! command per group (`group_commit_max_batch = 1`) and the flush timer never fires, so the
-//! sequence of disk operations depends on the input alone. Commands whose replies come later
-//! (fenced submits, a dropped fence's cancel) are waited for through `frontier().written`.
-//!
-//! Checks (named after the invariants):
-//! * the written log scans clean and every receipt names the record at its sequence
-//!   (INV-STABLE-SEQ);
-//! * the crash image's valid records are a prefix of the written log (INV-PREFIX);
-//! * crash images include every subset of a file's unsynced appends (at most 8 of them), so
-//!   an image may keep a later write and lose an earlier one: such a hole before surviving
-//!   records must make `open` fail with `CorruptSegment` at the hole and leave the disk
-//!   untouched (INV-CORRUPTION-FAILS-CLOSED);
-//! * without damage, `open` succeeds and keeps exactly that prefix (a torn last record whose
-//!   payload holds frames sealed for its own segment included: big appends embed them,
+//! Every session before the last is a [`crate::sim::Sim`] session: its workload ([`Op`], the
+//! runner of [`crate::workload`]), its fault (an I/O error, a failed fsync that keeps or drops
+//! its pages, a full disk with a short write, a dead disk or a process crash, at a chosen disk
+//! operation) and its end (a clean close, a process crash, a power loss whose image the input
+//! picks), and the next session's recovery, checked exactly as the simulator checks them. The
+//! last session then runs its workload and, with the store still open, takes its crash image:
+//! * the image's valid records are a prefix of the written log (INV-PREFIX);
+//! * an image that keeps a later write and loses an earlier one (only subsets make these) must
+//!   make `open` fail with `CorruptSegment` at the hole and leave the disk untouched
+//!   (INV-CORRUPTION-FAILS-CLOSED);
+//! * without damage, `open` keeps exactly the image's intact records (a torn last record
+//!   whose payload holds frames sealed for its own segment included: big appends embed them,
 //!   INV-RECOVERY-IDEMPOTENT); with one damaged byte it either keeps exactly the records
 //!   before the damaged frame (a torn tail) or fails with `CorruptSegment` when a valid record
 //!   follows the damage, judged on the damaged image by the format's rule (after the damaged
 //!   frame if its head check holds, else from the next byte; a damaged segment header in
 //!   front of frames is corruption) (INV-CORRUPTION-FAILS-CLOSED);
-//! * the visible events equal [`expected_visible`] of the kept log, payloads included;
-//! * acknowledged-durable events are visible, with their sequence (INV-DURABLE);
-//! * acknowledged batches are all or nothing (INV-BATCH-ATOMIC); cancelled, dropped and open
-//!   fences are hidden (INV-FENCE-CRASH, INV-NO-RESURRECT);
-//! * the crash image is read as the page cache a crashed process left (what survived unsynced
-//!   is still unsynced), so the recovering store must sync what it found before reporting it
-//!   durable: after recovery the log on disk scans clean, and a power loss then (any crash
-//!   image of the recovered disk, chosen by the input) keeps exactly what the reopened store
-//!   showed, all of it reported durable (INV-DURABLE across process crash -> reopen -> power
-//!   loss, INV-RECOVERY-IDEMPOTENT); so does a clean reopen.
+//! * the recovered store shows exactly the oracle's visible set for the kept records
+//!   ([`crate::conformance::expected_visible`]), with every acknowledgement of every session
+//!   kept ([`crate::check::check_recovered`]: INV-DURABLE, INV-BATCH-ATOMIC, INV-FENCE-CRASH,
+//!   INV-NO-RESURRECT, INV-STABLE-SEQ, INV-CHAIN, INV-HLC-MONOTONE), payloads included;
+//! * the image is read as the page cache a crashed process left, so what the reopened store
+//!   reports durable must be on the platter, and a power loss then (an image of the recovered
+//!   disk the input picks) keeps exactly what the reopened store showed (INV-DURABLE across
+//!   process crash -> reopen -> power loss); so does a clean reopen (INV-RECOVERY-IDEMPOTENT).
+//!
+//! Determinism: the simulator's (a sequential client, a manual clock, counter ids, salts
+//! known in advance), so the disk operations depend on the input alone.
 
+use crate::check::{check_recovered, visible};
 use crate::conformance::WrittenLog;
-use crate::reference::{
-    expected_checkpoints, expected_visible, scan_log, valid_frame_from, LogBody, LogRecord,
-    ScannedLog, VisibleEvent,
-};
-use crate::Mutant;
+use crate::record::{fingerprint, scan_log, valid_frame_from, ScannedLog};
+use crate::sim::{End, PlannedFault, SessionPlan, Sim};
+use crate::workload::{barrier, config, Acks, Mode, Mutant, Op, DIR};
 use arbitrary::Arbitrary;
-use batpak::__testing::codec::{self, FRAME_BYTES_MAX_DEFAULT};
-use batpak::__testing::env::{
-    CounterIds, CrashImage, CrashOptions, Entropy, FaultKind, ManualClock, SimDisk,
-};
+use batpak::__testing::codec;
+use batpak::__testing::env::{CrashImage, CrashOptions, Fault, FaultKind, SimDisk};
 use batpak::__testing::log::segment::decode_header;
 use batpak::__testing::log::SEGMENT_HEADER_BYTES;
-use batpak::coordinate::Coordinate;
-use batpak::event::EventKind;
-use batpak::region::Region;
-use batpak::store::{
-    AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, CausationRef, CheckpointId, Store,
-    StoreConfig, StoreError, VisibilityFence,
-};
-use std::collections::{BTreeMap, BTreeSet};
+use batpak::store::{Store, StoreError};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// Most operations a workload runs.
+/// Most operations a session runs.
 pub const OPS_MAX: usize = 12;
-const DIR: &str = "/db";
-const SCOPE: &str = "fz";
-const ENTITIES: u8 = 3;
+/// Most sessions before the last one.
+pub const HISTORY_MAX: usize = 4;
+/// Segment size of the harness's stores (small: rolls happen).
+const SEGMENT_BYTES: u64 = 512;
 
-/// One workload operation.
-#[derive(Arbitrary, Debug, Clone)]
-pub enum Op {
-    /// `append` on entity `entity % 3` with a small payload.
-    Append {
-        /// Entity selector.
-        entity: u8,
-        /// Payload byte.
-        payload: u8,
+/// A fault in a session.
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultInput {
+    /// EIO at the `op`-th disk operation after the open (or of the open itself, if
+    /// `during_open`: recovery's operations); at an fsync the pages it covered are kept,
+    /// marked clean.
+    Eio {
+        /// Disk operation.
+        op: u8,
+        /// Counted from the open's first operation instead of from after it.
+        during_open: bool,
     },
-    /// `append` of a 200 + 2 * `size` byte payload (forces segment rolls at 512-byte
-    /// segments) whose bytes embed frames: valid frames sealed with the salt of the segment
-    /// the event lands in (and of the one after, in case the append rolls), and a frame of the
-    /// old unsalted format, each carrying a sequence recovery would accept. A crash that tears
-    /// this append must still be a torn tail (recovery never looks inside a torn frame).
-    BigAppend {
-        /// Entity selector.
-        entity: u8,
-        /// Size selector.
-        size: u8,
+    /// The first fsync from client operation `before_op` on fails (EIO), dropping the pages
+    /// it covered or keeping them clean.
+    FailedFsync {
+        /// Client operation.
+        before_op: u8,
+        /// The pages are dropped (reads show the platter) instead of kept.
+        drop_pages: bool,
     },
-    /// `append_batch` of `1 + n % 3` events on consecutive entities.
-    Batch {
-        /// Item count selector.
-        n: u8,
-        /// First entity.
-        entity: u8,
-        /// Payload byte.
-        payload: u8,
+    /// The first write from client operation `before_op` on finds the disk full (ENOSPC),
+    /// after writing `short` of its bytes (0: none).
+    DiskFull {
+        /// Client operation.
+        before_op: u8,
+        /// Bytes written before the failure.
+        short: u8,
     },
-    /// `begin_visibility_fence` (refused while one is open).
-    FenceBegin,
-    /// `fence.submit` (skipped without an open fence).
-    FenceAppend {
-        /// Entity selector.
-        entity: u8,
-        /// Payload byte.
-        payload: u8,
+    /// The disk dies at that disk operation (the session then ends with a power loss).
+    DiskDies {
+        /// Disk operation.
+        op: u8,
+        /// Counted from the open's first operation.
+        during_open: bool,
     },
-    /// `fence.submit_batch` of `1 + n % 3` events.
-    FenceBatch {
-        /// Item count selector.
-        n: u8,
-        /// First entity.
-        entity: u8,
-        /// Payload byte.
-        payload: u8,
-    },
-    /// `fence.commit()`.
-    FenceCommit,
-    /// `fence.cancel()`.
-    FenceCancel,
-    /// Drop the fence (drop-cancel).
-    FenceDrop,
-    /// `sync()`.
-    Sync,
-    /// A durable consumer of the harness scope polls up to `1 + n % 4` events without waiting
-    /// and commits them with `outputs % 3` output events in the same atomic unit (plain
-    /// `commit` without outputs).
-    Consume {
-        /// Poll size selector.
-        n: u8,
-        /// Output count selector.
-        outputs: u8,
+    /// The process dies at that disk operation.
+    ProcessCrash {
+        /// Disk operation.
+        op: u8,
+        /// Counted from the open's first operation.
+        during_open: bool,
     },
 }
 
-/// An injected disk fault, `op_after_open` operations after the store opened.
-#[derive(Arbitrary, Debug, Clone, Copy)]
-pub struct Fault {
-    /// Operation index relative to the disk's count after `open`.
-    pub op_after_open: u8,
-    /// Persistent (the disk dies) or transient (one operation fails).
-    pub persistent: bool,
+fn at(op: u8, during_open: bool, fault: Fault) -> PlannedFault {
+    let offset = u64::from(op);
+    if during_open {
+        PlannedFault::AtOp { offset, fault }
+    } else {
+        PlannedFault::AfterOpen { offset, fault }
+    }
+}
+
+impl FaultInput {
+    fn planned(self) -> PlannedFault {
+        let transient = Fault::new(FaultKind::Transient);
+        match self {
+            FaultInput::Eio { op, during_open } => at(op, during_open, transient),
+            FaultInput::FailedFsync {
+                before_op,
+                drop_pages,
+            } => PlannedFault::Next {
+                before_op: usize::from(before_op) % OPS_MAX,
+                name: "sync_data",
+                fault: if drop_pages {
+                    transient.drop_pages()
+                } else {
+                    transient
+                },
+            },
+            FaultInput::DiskFull { before_op, short } => PlannedFault::Next {
+                before_op: usize::from(before_op) % OPS_MAX,
+                name: "append",
+                fault: if short == 0 {
+                    transient.no_space()
+                } else {
+                    transient.no_space().short_write(usize::from(short))
+                },
+            },
+            FaultInput::DiskDies { op, during_open } => {
+                at(op, during_open, Fault::new(FaultKind::Persistent))
+            }
+            FaultInput::ProcessCrash { op, during_open } => {
+                at(op, during_open, Fault::new(FaultKind::ProcessCrash))
+            }
+        }
+    }
+}
+
+/// How an earlier session ends.
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
+pub enum EndInput {
+    /// `close()`.
+    Close,
+    /// The process dies; the page cache survives.
+    ProcessCrash,
+    /// The power is lost; chooser bytes for the image.
+    PowerLoss(Vec<u8>),
+}
+
+/// A session before the last one.
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
+pub struct SessionInput {
+    /// Deferred durability (`sync_every_n_events` = 1000) instead of durable appends.
+    pub deferred: bool,
+    /// The workload (at most [`OPS_MAX`] are run).
+    pub ops: Vec<Op>,
+    /// A fault.
+    pub fault: Option<FaultInput>,
+    /// How it ends.
+    pub end: EndInput,
 }
 
 /// One byte of the crash image changed (xor with a non-zero mask).
-#[derive(Arbitrary, Debug, Clone, Copy)]
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageCorruption {
     /// Segment file selector (modulo the number of segment files).
     pub file: u8,
@@ -152,14 +176,16 @@ pub struct ImageCorruption {
 }
 
 /// Input of [`recovery`].
-#[derive(Arbitrary, Debug, Clone)]
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryInput {
-    /// Deferred durability (`sync_every_n_events` = 1000) instead of durable appends.
+    /// Earlier sessions (at most [`HISTORY_MAX`] are run), each ended and recovered.
+    pub history: Vec<SessionInput>,
+    /// The last session: deferred durability instead of durable appends.
     pub deferred: bool,
-    /// The workload (at most `OPS_MAX` are run).
+    /// The last session's workload (at most [`OPS_MAX`] are run).
     pub ops: Vec<Op>,
-    /// An optional injected fault.
-    pub fault: Option<Fault>,
+    /// The last session's fault.
+    pub fault: Option<FaultInput>,
     /// Chooser bytes for the crash image, subsets included (exhausted: 0, the durable outcome).
     pub crash: Vec<u8>,
     /// Optional damage to the crash image.
@@ -168,57 +194,16 @@ pub struct RecoveryInput {
     pub recrash: Vec<u8>,
 }
 
-/// The harness's salts: splitmix64 of a counter, so the salt of the next segment is known
-/// before the store draws it (a payload can carry a frame forged for the segment it lands in).
-#[derive(Debug, Default)]
-pub struct HarnessSalts {
-    drawn: AtomicU64,
-}
-
-impl HarnessSalts {
-    /// The `i`-th salt drawn.
-    pub fn salt(i: u64) -> u32 {
-        let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as u32
+fn plan(deferred: bool, ops: &[Op], fault: Option<FaultInput>, end: End) -> SessionPlan {
+    SessionPlan {
+        deferred,
+        sync_every: 1000,
+        ops: ops.iter().take(OPS_MAX).copied().collect(),
+        clock_steps: Vec::new(),
+        faults: fault.map(FaultInput::planned).into_iter().collect(),
+        end,
+        clock_start_us: 1_000,
     }
-
-    /// The salt the next segment will get.
-    pub fn peek(&self) -> u32 {
-        Self::salt(self.drawn.load(Ordering::SeqCst))
-    }
-}
-
-impl Entropy for HarnessSalts {
-    fn next_u32(&self) -> u32 {
-        Self::salt(self.drawn.fetch_add(1, Ordering::SeqCst))
-    }
-}
-
-fn config(disk: &SimDisk, deferred: bool) -> StoreConfig {
-    config_with(disk, deferred, &Arc::default())
-}
-
-fn config_with(disk: &SimDisk, deferred: bool, salts: &Arc<HarnessSalts>) -> StoreConfig {
-    StoreConfig::new(DIR)
-        .with_disk(Arc::new(disk.clone()))
-        .with_entropy_source(Arc::clone(salts) as Arc<dyn Entropy>)
-        .with_clock_source(Arc::new(ManualClock::new(1_700_000_000_000_000)))
-        .with_id_source(Arc::new(CounterIds::new(1)))
-        .with_segment_max_bytes(512)
-        .with_group_commit_max_batch(1)
-        .with_flush_interval(Duration::from_secs(3600))
-        .with_sync_every_n_events(if deferred { 1000 } else { 1 })
-}
-
-fn coord(entity: u8) -> Coordinate {
-    Coordinate::new(format!("fz:{}", entity % ENTITIES), SCOPE)
-        .unwrap_or_else(|e| panic!("harness coordinate: {e}"))
-}
-
-fn kind() -> EventKind {
-    EventKind::custom(0xF, 1)
 }
 
 fn chooser(bytes: &[u8]) -> impl FnMut(usize) -> usize + '_ {
@@ -226,378 +211,27 @@ fn chooser(bytes: &[u8]) -> impl FnMut(usize) -> usize + '_ {
     move |_n| it.next().map_or(0, |&b| usize::from(b))
 }
 
-/// Outputs of a consumer commit at `at`, on an entity that names the position, so a check
-/// after recovery can pair outputs with the checkpoint they were committed with.
-fn output_items(k: u8, at: Option<u64>, payload: u8) -> Vec<BatchAppendItem> {
-    let entity = match at {
-        Some(p) => format!("out-{p}"),
-        None => "out-start".to_owned(),
-    };
-    (0..k)
-        .filter_map(|i| {
-            BatchAppendItem::new(
-                Coordinate::new(&entity, SCOPE).ok()?,
-                kind(),
-                &vec![payload, i],
-                AppendOptions::default(),
-                CausationRef::None,
-            )
-            .ok()
-        })
-        .collect()
+/// `BATPAK_FUZZ_TRACE=1` prints the journal of every run (for looking at what a corpus
+/// exercises).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("BATPAK_FUZZ_TRACE").is_some())
 }
 
-/// INV-EXACTLY-ONCE over the recovered store: outputs are visible only if the consumer's
-/// checkpoint covers the position they were committed at, and a checkpoint that only
-/// `commit_with` calls (with outputs) can have set comes with their outputs.
-fn check_exactly_once(h: &History, visible: &[VisibleEvent], committed: Option<Option<u64>>) {
-    let parse = |e: &str| -> Option<Option<u64>> {
-        let rest = e.strip_prefix("out-")?;
-        if rest == "start" {
-            return Some(None);
-        }
-        rest.parse().ok().map(Some)
-    };
-    let outputs: BTreeSet<Option<u64>> = visible.iter().filter_map(|v| parse(&v.entity)).collect();
-    for at in &outputs {
-        assert!(
-            committed.is_some_and(|c| *at <= c),
-            "INV-EXACTLY-ONCE: outputs committed at {at:?} are visible but the checkpoint is {committed:?}"
-        );
-    }
-    if let Some(c) = committed {
-        let calls: Vec<bool> = h
-            .consumes
-            .iter()
-            .filter(|(at, _)| *at == c)
-            .map(|(_, with)| *with)
-            .collect();
-        if !calls.is_empty() && calls.iter().all(|w| *w) {
-            assert!(
-                outputs.contains(&c),
-                "INV-EXACTLY-ONCE: the checkpoint moved to {c:?} but the outputs committed with it are missing"
-            );
-        }
-    }
+/// How a [`recovery`] run ended (all of them passed every check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The crash image (maybe damaged) recovered; reopens were idempotent.
+    Recovered,
+    /// The crash image lost a write before a kept one; `open` failed closed at the hole.
+    HoleFailedClosed,
+    /// The injected damage had valid records after it; `open` failed closed.
+    DamageFailedClosed,
 }
 
-fn batch_items(n: u8, entity: u8, payload: u8) -> Vec<BatchAppendItem> {
-    (0..1 + n % 3)
-        .filter_map(|i| {
-            BatchAppendItem::new(
-                coord(entity.wrapping_add(i)),
-                kind(),
-                &vec![payload, i],
-                AppendOptions::default(),
-                CausationRef::None,
-            )
-            .ok()
-        })
-        .collect()
-}
-
-/// What the workload was told.
-#[derive(Debug, Default)]
-struct History {
-    /// Every acknowledged event (sequence, id).
-    acked: Vec<(u64, u128)>,
-    /// Acknowledged events that are durable by the API's promise.
-    durable: BTreeSet<(u64, u128)>,
-    /// Acknowledged batches.
-    batches: Vec<Vec<(u64, u128)>>,
-    /// Fences cancelled, dropped or open at the crash: never visible.
-    hidden_fences: BTreeSet<u64>,
-    /// A write failed: the writer may have latched, so waits are skipped.
-    failed: bool,
-    /// Every consumer commit attempted: the position it checkpoints (`None`: the start) and
-    /// whether it carried outputs (written on entity `out-<position>`).
-    consumes: Vec<(Option<u64>, bool)>,
-}
-
-impl History {
-    fn ack(&mut self, r: &AppendReceipt) {
-        self.acked.push((r.sequence, r.event_id));
-        if r.durable {
-            self.durable.insert((r.sequence, r.event_id));
-        }
-    }
-
-    fn sync_ok(&mut self) {
-        self.durable.extend(self.acked.iter().copied());
-    }
-}
-
-/// An open fence and the tickets of its submits.
-struct OpenFence<'a> {
-    fence: VisibilityFence<'a>,
-    tickets: Vec<AppendTicket>,
-    batch_tickets: Vec<batpak::store::BatchAppendTicket>,
-}
-
-fn note(r: Result<(), StoreError>, h: &mut History) {
-    if r.is_err() {
-        h.failed = true;
-    }
-}
-
-/// Waits until the writer has written past `before` (a command whose reply comes later), or
-/// `answered()` says the command already failed.
-fn wait_written(store: &Store, before: u64, h: &History, answered: impl Fn() -> bool) {
-    if h.failed {
-        return;
-    }
-    let start = Instant::now();
-    while store.frontier().written <= before
-        && !answered()
-        && start.elapsed() < Duration::from_secs(1)
-    {
-        std::thread::yield_now();
-    }
-}
-
-/// A payload serialised as one MessagePack byte string: its bytes land in the frame as they
-/// are.
-struct RawBytes(Vec<u8>);
-
-impl serde::Serialize for RawBytes {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-/// The salt in the header of the last segment file of the store's directory.
-fn active_salt(disk: &SimDisk) -> Option<u32> {
-    let last = disk
-        .files()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .max()?;
-    decode_header(&disk.read_file(&last)?).ok().map(|h| h.salt)
-}
-
-/// Frames a payload can carry: `FenceBegin { fence: seq }` at sequence `seq`, sealed with
-/// each of `salts`, then the same record in the old unsalted format (length, CRC32 of length
-/// and body, body), back to back.
-pub fn embeddable_frames(seq: u64, salts: &[u32]) -> Vec<u8> {
-    let record = batpak::__testing::log::Record {
-        seq,
-        body: batpak::__testing::log::RecordBody::FenceBegin { fence: seq },
-    };
-    let mut out = Vec::new();
-    for &salt in salts {
-        let _ = codec::encode_into(&record, FRAME_BYTES_MAX_DEFAULT, salt, &mut out);
-    }
-    if let Ok(f) = codec::encode(&record, FRAME_BYTES_MAX_DEFAULT, 0) {
-        let body = f.get(codec::FRAME_HEADER_BYTES..).unwrap_or(&[]);
-        let len = (body.len() as u32).to_le_bytes();
-        let mut h = crc32fast::Hasher::new();
-        h.update(&len);
-        h.update(body);
-        out.extend_from_slice(&len);
-        out.extend_from_slice(&h.finalize().to_le_bytes());
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-/// [`Op::BigAppend`]'s payload: `200 + 2 * size` bytes of `size`, with [`embeddable_frames`]
-/// (for the active segment's salt and the next one's) near the start and near the end, so a
-/// write torn anywhere keeps some of them.
-fn big_payload(size: u8, next_seq: u64, salts: &[u32]) -> Vec<u8> {
-    let n = 200 + 2 * usize::from(size);
-    let mut p = vec![size; n];
-    let frames = embeddable_frames(next_seq + u64::from(size % 3), salts);
-    for at in [usize::from(size % 16), n.saturating_sub(frames.len() + 1)] {
-        if let Some(dst) = p.get_mut(at..at + frames.len()) {
-            dst.copy_from_slice(&frames);
-        }
-    }
-    p
-}
-
-/// What `run_op` needs besides the store.
-struct Ctx<'d> {
-    disk: &'d SimDisk,
-    salts: Arc<HarnessSalts>,
-}
-
-fn run_op<'a>(
-    store: &'a Store,
-    ctx: &Ctx<'_>,
-    op: &Op,
-    fence: &mut Option<OpenFence<'a>>,
-    h: &mut History,
-) {
-    match op {
-        Op::Append { entity, payload } => {
-            match store.append(&coord(*entity), kind(), &vec![*payload]) {
-                Ok(r) => h.ack(&r),
-                Err(e) => note(Err(e), h),
-            }
-        }
-        Op::BigAppend { entity, size } => {
-            let salts: Vec<u32> = active_salt(ctx.disk)
-                .into_iter()
-                .chain([ctx.salts.peek()])
-                .collect();
-            let payload = RawBytes(big_payload(*size, store.frontier().written, &salts));
-            match store.append(&coord(*entity), kind(), &payload) {
-                Ok(r) => h.ack(&r),
-                Err(e) => note(Err(e), h),
-            }
-        }
-        Op::Batch { n, entity, payload } => {
-            match store.append_batch(batch_items(*n, *entity, *payload)) {
-                Ok(rs) => {
-                    rs.iter().for_each(|r| h.ack(r));
-                    h.batches
-                        .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
-                }
-                Err(e) => note(Err(e), h),
-            }
-        }
-        Op::FenceBegin => {
-            if fence.is_none() {
-                match store.begin_visibility_fence() {
-                    Ok(f) => {
-                        *fence = Some(OpenFence {
-                            fence: f,
-                            tickets: Vec::new(),
-                            batch_tickets: Vec::new(),
-                        })
-                    }
-                    Err(e) => note(Err(e), h),
-                }
-            }
-        }
-        Op::FenceAppend { entity, payload } => {
-            if let Some(f) = fence.as_mut() {
-                let before = store.frontier().written;
-                match f.fence.submit(&coord(*entity), kind(), &vec![*payload]) {
-                    Ok(t) => {
-                        // A fenced ticket answers before the commit only with an error.
-                        wait_written(store, before, h, || t.try_check().is_some());
-                        f.tickets.push(t);
-                    }
-                    Err(e) => note(Err(e), h),
-                }
-            }
-        }
-        Op::FenceBatch { n, entity, payload } => {
-            if let Some(f) = fence.as_mut() {
-                let before = store.frontier().written;
-                match f.fence.submit_batch(batch_items(*n, *entity, *payload)) {
-                    Ok(t) => {
-                        wait_written(store, before, h, || t.try_check().is_some());
-                        f.batch_tickets.push(t);
-                    }
-                    Err(e) => note(Err(e), h),
-                }
-            }
-        }
-        Op::FenceCommit => {
-            if let Some(f) = fence.take() {
-                match f.fence.commit() {
-                    Ok(()) => {
-                        // commit() returned Ok: the fence's events are durable and visible.
-                        for t in f.tickets {
-                            if let Ok(r) = t.wait() {
-                                h.ack(&r);
-                                h.durable.insert((r.sequence, r.event_id));
-                            }
-                        }
-                        for t in f.batch_tickets {
-                            if let Ok(rs) = t.wait() {
-                                for r in &rs {
-                                    h.ack(r);
-                                    h.durable.insert((r.sequence, r.event_id));
-                                }
-                                h.batches
-                                    .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
-                            }
-                        }
-                    }
-                    Err(e) => note(Err(e), h),
-                }
-            }
-        }
-        Op::FenceCancel => {
-            if let Some(f) = fence.take() {
-                h.hidden_fences.insert(f.fence.token());
-                let r = f.fence.cancel();
-                note(r, h);
-            }
-        }
-        Op::FenceDrop => {
-            if let Some(f) = fence.take() {
-                h.hidden_fences.insert(f.fence.token());
-                let before = store.frontier().written;
-                drop(f);
-                wait_written(store, before, h, || false);
-            }
-        }
-        Op::Consume { n, outputs } => {
-            let Ok(mut c) =
-                store.consumer(&CheckpointId::new("fz-consumer"), &Region::scope(SCOPE))
-            else {
-                return;
-            };
-            let _ = c.poll(1 + usize::from(n % 4), std::time::Duration::ZERO);
-            let at = c.position();
-            match outputs % 3 {
-                0 => {
-                    if at.is_some() && at != c.committed() {
-                        h.consumes.push((at, false));
-                    }
-                    note(c.commit(), h)
-                }
-                k => {
-                    h.consumes.push((at, true));
-                    match c.commit_with(output_items(k, at, *outputs)) {
-                        Ok(rs) => {
-                            rs.iter().for_each(|r| h.ack(r));
-                            h.batches
-                                .push(rs.iter().map(|r| (r.sequence, r.event_id)).collect());
-                        }
-                        Err(e) => note(Err(e), h),
-                    }
-                }
-            }
-        }
-        Op::Sync => match store.sync() {
-            Ok(()) => h.sync_ok(),
-            Err(e) => note(Err(e), h),
-        },
-    }
-}
-
-/// Waits until the writer queue is empty and the written frontier has stopped moving.
-fn quiesce(store: &Store) {
-    let mut last = store.frontier().written;
-    let mut still = 0;
-    for _ in 0..2_000 {
-        std::thread::sleep(std::time::Duration::from_micros(200));
-        let now = store.frontier().written;
-        if now == last && store.writer_pressure().queued == 0 {
-            still += 1;
-            if still >= 5 {
-                return;
-            }
-        } else {
-            still = 0;
-            last = now;
-        }
-    }
-}
-
-/// What the workload left: its history, the written log (scanned, and as the oracle's
-/// byte-level view when it reads clean), the durable frontier and the chosen crash image.
-struct Workload {
-    history: History,
-    written: ScannedLog,
-    written_units: Option<WrittenLog>,
-    durable_frontier: u64,
-    image: CrashImage,
+/// The recovery harness (see the module docs).
+pub fn recovery(input: RecoveryInput) {
+    recovery_with(input, Mutant::None);
 }
 
 /// Crash images with every subset of a file's unsynced appends (at most 8 of them).
@@ -606,101 +240,238 @@ const CRASH_OPTIONS: CrashOptions = CrashOptions {
     max_subset_ops: 8,
 };
 
-/// Runs the workload and takes the crash image (with the fence, if any, still open).
-fn run_workload(disk: &SimDisk, input: &RecoveryInput) -> Workload {
-    let ctx = Ctx {
-        disk,
-        salts: Arc::default(),
-    };
-    let store = Store::open(config_with(disk, input.deferred, &ctx.salts))
-        .unwrap_or_else(|e| panic!("open on an empty disk failed: {e}"));
-    if let Some(f) = input.fault {
-        let kind = if f.persistent {
-            FaultKind::Persistent
-        } else {
-            FaultKind::Transient
+/// [`recovery`] with a seeded bug in every session's store: shows which mutants the harness
+/// catches. Returns how the run ended; panics, naming the invariant, on a violation.
+pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
+    let mut sim = Sim::new(mutant, SEGMENT_BYTES);
+    let fail =
+        |sim: &Sim, v: crate::check::Violation| -> ! { panic!("{v}\n{}", sim.journal.join("\n")) };
+    for s in input.history.iter().take(HISTORY_MAX) {
+        let end = match &s.end {
+            EndInput::Close => End::Close,
+            EndInput::ProcessCrash => End::ProcessCrash,
+            EndInput::PowerLoss(b) => End::PowerLoss(b.clone()),
         };
-        disk.fail_at(disk.op_count() + u64::from(f.op_after_open), kind);
+        if let Err(v) = sim.run_session(&plan(s.deferred, &s.ops, s.fault, end)) {
+            fail(&sim, v);
+        }
     }
-    let mut h = History::default();
-    let mut fence: Option<OpenFence<'_>> = None;
-    for op in input.ops.iter().take(OPS_MAX) {
-        run_op(&store, &ctx, op, &mut fence, &mut h);
+    let last = plan(input.deferred, &input.ops, input.fault, End::ProcessCrash);
+    let session = sim.begin_session(&last);
+    let opened = match sim.open_and_run(&last) {
+        Ok(o) => o,
+        Err(v) => fail(&sim, v.context(format!("session {session}"))),
+    };
+    let Some(store) = opened.store.as_ref() else {
+        // The last open failed (an injected fault): nothing to crash.
+        return Outcome::Recovered;
+    };
+    // The written log and the crash image are two snapshots of the disk: the writer must be
+    // quiet between them.
+    barrier(store);
+    let dir = Path::new(DIR);
+    let disk = sim.disk().clone();
+    let written = WrittenLog::read(&disk, dir);
+    if let Err(v) = sim
+        .check_platter("before the last crash", sim.acks(), &written)
+        .and_then(|()| sim.check_written(&written))
+    {
+        fail(&sim, v);
     }
-    if let Some(f) = &fence {
-        h.hidden_fences.insert(f.fence.token());
-    }
-    // The written log and the crash image are two snapshots of the disk: let the writer go
-    // quiet first (an asynchronous command, such as a dropped fence's cancel, may still be in
-    // flight), so no record lands between them.
-    quiesce(&store);
-    let written = scan_log(disk, Path::new(DIR));
-    let written_units = WrittenLog::read(disk, Path::new(DIR)).ok();
-    let durable_frontier = store.frontier().durable;
-    // Subset images need the oracle's byte-level view to tell a hole from a torn tail; a log
-    // that does not read clean (an injected fault cut a write) gets prefix images only.
-    let opts = if written_units.is_some() {
+    // Subset images need the byte-level view to tell a hole from a torn tail; a log that
+    // does not read clean (a fault cut a write) gets prefix images only.
+    let opts = if written.damage.is_none() {
         CRASH_OPTIONS
     } else {
         CrashOptions::default()
     };
     let image = disk.crash_with_options(&opts, &mut chooser(&input.crash));
-    drop(fence);
-    drop(store);
-    Workload {
-        history: h,
-        written,
-        written_units,
-        durable_frontier,
-        image,
+    drop(opened);
+    if trace() {
+        eprintln!("{}", sim.journal.join("\n"));
     }
+    let acks = sim.acks().clone();
+    last_crash(&input, mutant, &written, &acks, &image)
 }
 
-/// Every file of `disk` with its bytes (to see that a failed open changed nothing).
-fn fingerprint(disk: &SimDisk) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    disk.files()
-        .into_iter()
-        .map(|f| {
-            let c = disk.read_file(&f).unwrap_or_default();
-            (f, c)
-        })
-        .collect()
-}
-
-/// The visible events of an open store, with payloads, in sequence order.
-fn visible(store: &Store) -> Vec<VisibleEvent> {
-    let mut entries = store.by_scope(SCOPE);
-    entries.sort_by_key(|e| e.global_sequence);
-    assert_eq!(
-        store.stats().event_count,
-        entries.len(),
-        "visible events outside the harness scope"
-    );
-    entries
-        .into_iter()
-        .map(|e| {
-            let stored = store.get_raw(e.event_id).unwrap_or_else(|err| {
-                panic!("visible event {:032x} cannot be read: {err}", e.event_id)
-            });
-            VisibleEvent {
-                seq: e.global_sequence,
-                event_id: e.event_id,
-                entity: e.coord.entity().to_owned(),
-                scope: e.coord.scope().to_owned(),
-                kind: e.kind.as_raw(),
-                clock: e.clock,
-                payload: stored.event.payload,
-            }
-        })
-        .collect()
-}
-
-fn assert_prefix(short: &[LogRecord], long: &[LogRecord], what: &str) {
+/// The last crash: the image, maybe damaged, recovered and judged (see the module docs).
+fn last_crash(
+    input: &RecoveryInput,
+    mutant: Mutant,
+    written: &WrittenLog,
+    acks: &Acks,
+    image: &CrashImage,
+) -> Outcome {
+    let dir = Path::new(DIR);
+    let mode = Mode {
+        deferred: input.deferred,
+        mutant,
+    };
+    let img = image.disk();
+    let pre = scan_log(&img, dir);
     assert!(
-        short.len() <= long.len() && long.get(..short.len()) == Some(short),
-        "INV-PREFIX: {what}: {} records are not a prefix of {}",
-        short.len(),
-        long.len()
+        written.records.get(..pre.records.len()) == Some(&pre.records[..]),
+        "INV-PREFIX: the crash image's {} valid records are not a prefix of the {} written",
+        pre.records.len(),
+        written.records.len()
+    );
+    let classified = written.classify(&img, dir);
+    if let Some((file, offset)) = &classified.hole {
+        check_hole_fails_closed(&img, mode, file, *offset, image);
+        return Outcome::HoleFailedClosed;
+    }
+    let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
+    let store = match (Store::open(config(&img, mode, 100)), damage) {
+        (Ok(s), _) => s,
+        (Err(StoreError::CorruptSegment { .. }), Some((_, true))) => {
+            return Outcome::DamageFailedClosed
+        }
+        (Err(e), damage) => panic!(
+            "INV-RECOVERY-IDEMPOTENT: recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
+            image.describe(),
+            pre.records.len()
+        ),
+    };
+    let post = scan_log(&img, dir);
+    assert!(
+        post.damage.is_none(),
+        "INV-RECOVERY-IDEMPOTENT: the log does not scan clean after recovery: {:?}",
+        post.damage
+    );
+    let kept = match damage {
+        None => pre.records.len(),
+        Some((k, follows)) => {
+            assert!(
+                !follows,
+                "INV-CORRUPTION-FAILS-CLOSED: damage in record {k} with valid records after it, yet open succeeded"
+            );
+            k
+        }
+    };
+    assert_eq!(
+        post.records.as_slice(),
+        pre.records.get(..kept).unwrap_or(&[]),
+        "INV-PREFIX: recovery kept other records than the image's valid prefix (image: {})",
+        image.describe()
+    );
+    // Damage is not a crash: what it destroys may have been durable, so the promises are
+    // checked only on undamaged images.
+    let promises = if damage.is_none() {
+        acks.clone()
+    } else {
+        Acks::default()
+    };
+    let v1 = visible(&store);
+    let abs = written.abstract_log();
+    let report = store.recovery_report();
+    if let Err(v) = check_recovered(
+        &store,
+        &v1,
+        report.records,
+        &promises,
+        &written.records,
+        &abs,
+        true,
+    ) {
+        panic!("{v} (image: {})", image.describe());
+    }
+    for e in &v1 {
+        let raw = store.get_raw(e.event_id).unwrap_or_else(|err| {
+            panic!("visible event {:032x} cannot be read: {err}", e.event_id)
+        });
+        let at = usize::try_from(e.global_sequence).ok();
+        let w = at
+            .and_then(|s| written.records.get(s))
+            .and_then(|r| r.event());
+        assert!(
+            w.is_some_and(|w| w.payload == raw.event.payload),
+            "INV-DURABLE: event {:032x} at seq {} reads another payload than was written",
+            e.event_id,
+            e.global_sequence
+        );
+    }
+    // The reopened store reports everything it recovered durable: it must be on the
+    // platter, and a power loss now (while it is open) must keep all of it. Then recover
+    // again, and reopen cleanly (INV-RECOVERY-IDEMPOTENT).
+    let f = store.frontier();
+    assert_eq!(
+        f.durable, f.written,
+        "the reopened store reports what it recovered durable"
+    );
+    let platter = img.crash_with(&mut |_| 0).power_loss_disk();
+    let on_platter = written.classify(&platter, dir).intact as u64;
+    assert!(
+        on_platter >= f.durable.min(kept as u64),
+        "INV-DURABLE: the reopened store reports {} records durable, {on_platter} are on the platter",
+        f.durable
+    );
+    let image2 = img.crash_with(&mut chooser(&input.recrash));
+    drop(store);
+    let img2 = image2.power_loss_disk();
+    let store2 = Store::open(config(&img2, mode, 101)).unwrap_or_else(|e| {
+        panic!(
+            "INV-DURABLE: after a power loss following the reopen, the store does not open: {e} \
+             (power loss: {})",
+            image2.describe()
+        )
+    });
+    assert_eq!(
+        scan_log(&img2, dir).records,
+        post.records,
+        "INV-DURABLE: a power loss after the reopen changed the log the reopened store reported \
+         durable (power loss: {})",
+        image2.describe()
+    );
+    assert_eq!(
+        visible(&store2),
+        v1,
+        "INV-RECOVERY-IDEMPOTENT: second recovery"
+    );
+    drop(store2);
+    let store3 = Store::open(config(&img2, mode, 102))
+        .unwrap_or_else(|e| panic!("INV-RECOVERY-IDEMPOTENT: reopen failed: {e}"));
+    assert_eq!(
+        visible(&store3),
+        v1,
+        "INV-RECOVERY-IDEMPOTENT: clean reopen"
+    );
+    Outcome::Recovered
+}
+
+/// INV-CORRUPTION-FAILS-CLOSED for an image that lost a write before a kept one: `open`
+/// fails with `CorruptSegment` at the hole, twice, and changes nothing on disk.
+fn check_hole_fails_closed(
+    img: &SimDisk,
+    mode: Mode,
+    file: &Path,
+    offset: u64,
+    image: &CrashImage,
+) {
+    let before = fingerprint(img);
+    for attempt in 1..=2 {
+        match Store::open(config(img, mode, 100 + attempt)) {
+            Err(StoreError::CorruptSegment {
+                file: f, offset: o, ..
+            }) if f == file && o == offset => {}
+            Err(e) => panic!(
+                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records; \
+                 open {attempt} failed with {e} (image: {})",
+                file.display(),
+                image.describe()
+            ),
+            Ok(s) => panic!(
+                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records, \
+                 yet open {attempt} succeeded with {} records (image: {})",
+                file.display(),
+                s.recovery_report().records,
+                image.describe()
+            ),
+        }
+    }
+    assert!(
+        fingerprint(img) == before,
+        "INV-CORRUPTION-FAILS-CLOSED: a failed open changed the disk (image: {})",
+        image.describe()
     );
 }
 
@@ -781,269 +552,4 @@ fn valid_record_after_damage(disk: &SimDisk) -> bool {
             valid_frame_from(&b, 0, min_seq).is_some()
                 || (decode_header(&b).is_err() && b.len() > SEGMENT_HEADER_BYTES)
         })
-}
-
-/// `BATPAK_FUZZ_TRACE=1` prints one line per run (for looking at what a corpus exercises).
-fn trace() -> bool {
-    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("BATPAK_FUZZ_TRACE").is_some())
-}
-
-/// How a [`recovery`] run ended (all of them passed every check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The crash image (maybe damaged) recovered; reopens were idempotent.
-    Recovered,
-    /// The crash image lost a write before a kept one; `open` failed closed at the hole.
-    HoleFailedClosed,
-    /// The injected damage had valid records after it; `open` failed closed.
-    DamageFailedClosed,
-}
-
-/// The recovery harness (see the module docs).
-pub fn recovery(input: RecoveryInput) {
-    recovery_with(input, Mutant::None);
-}
-
-/// [`recovery`] with a seeded bug in the recovering stores (the workload itself runs on the
-/// real store): shows which mutants the harness catches. Returns how the run ended.
-pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
-    let disk = SimDisk::new();
-    let Workload {
-        history: h,
-        written,
-        written_units,
-        durable_frontier,
-        image,
-    } = run_workload(&disk, &input);
-    let dir = Path::new(DIR);
-    if input.fault.is_none() {
-        assert!(
-            written.damage.is_none(),
-            "the written log does not scan clean: {:?}",
-            written.damage
-        );
-    }
-    for &(seq, id) in &h.acked {
-        let rec = written.records.get(seq as usize);
-        // After a failed fsync the writer cuts off what it had not synced: an event
-        // acknowledged as not durable (deferred mode) may be gone then, as in a crash.
-        if rec.is_none() && h.failed && !h.durable.contains(&(seq, id)) {
-            continue;
-        }
-        assert!(
-            matches!(rec, Some(LogRecord { body: LogBody::Event(e), .. }) if e.event_id == id),
-            "INV-STABLE-SEQ: receipt ({seq}, {id:032x}) does not name the record at its sequence: {rec:?}"
-        );
-    }
-
-    let img = image.disk();
-    let pre = scan_log(&img, dir);
-    if trace() {
-        eprintln!("history: {h:?}");
-        for (r, p) in written.records.iter().zip(&written.positions) {
-            eprintln!("  written {} {p:?} {:?}", r.seq, r.body);
-        }
-        eprintln!("  written damage {:?}", written.damage);
-    }
-    assert_prefix(&pre.records, &written.records, "crash image vs written log");
-    let hole = written_units
-        .as_ref()
-        .and_then(|w| w.classify(&img, dir).hole);
-    if let Some((file, offset)) = hole {
-        check_hole_fails_closed(&img, input.deferred, mutant, &file, offset, &image);
-        return Outcome::HoleFailedClosed;
-    }
-    let damage = input.corruption.and_then(|c| corrupt(&img, &pre, c));
-
-    let store = match (Store::open(crate::seed(config(&img, input.deferred), mutant)), damage) {
-        (Ok(s), _) => s,
-        (Err(StoreError::CorruptSegment { .. }), Some((_, true))) => {
-            return Outcome::DamageFailedClosed
-        }
-        (Err(e), damage) => panic!(
-            "INV-RECOVERY-IDEMPOTENT: recovery failed: {e}\nimage: {}\ndamage (first damaged record, records follow): {damage:?} of {} records",
-            image.describe(),
-            pre.records.len()
-        ),
-    };
-    let post = scan_log(&img, dir);
-    assert!(
-        post.damage.is_none(),
-        "INV-RECOVERY-IDEMPOTENT: the log does not scan clean after recovery: {:?}",
-        post.damage
-    );
-    let kept = match damage {
-        None => pre.records.len(),
-        Some((k, follows)) => {
-            assert!(
-                !follows,
-                "INV-CORRUPTION-FAILS-CLOSED: damage in record {k} with valid records after it, yet open succeeded"
-            );
-            k
-        }
-    };
-    assert_eq!(
-        post.records.as_slice(),
-        pre.records.get(..kept).unwrap_or(&[]),
-        "recovery kept other records than the image's valid prefix (image: {})",
-        image.describe()
-    );
-
-    let v1 = visible(&store);
-    if trace() {
-        eprintln!(
-            "recovery: {} ops, {} written, image kept {} ({}), damage {damage:?}, recovered {} records, {} visible, {} durable promised",
-            input.ops.len().min(OPS_MAX),
-            written.records.len(),
-            pre.records.len(),
-            image.describe(),
-            post.records.len(),
-            v1.len(),
-            h.durable.len()
-        );
-    }
-    let expected = expected_visible(&post.records);
-    assert_eq!(v1, expected, "visible events differ from the reference");
-    let checkpoints: BTreeMap<String, Option<u64>> = store
-        .consumers()
-        .into_iter()
-        .map(|c| (c.id.to_string(), c.committed))
-        .collect();
-    check_exactly_once(&h, &v1, checkpoints.get("fz-consumer").copied());
-    assert_eq!(
-        checkpoints,
-        expected_checkpoints(&post.records),
-        "INV-EXACTLY-ONCE / INV-CHECKPOINT-DURABLE: recovered checkpoints differ from the reference (image: {})",
-        image.describe()
-    );
-    check_history(&h, &v1, &post.records, damage.is_none(), durable_frontier);
-
-    // The reopened store reports everything it recovered durable; a power loss now (while it
-    // is open) must keep all of it. Then recover again, and reopen cleanly
-    // (INV-RECOVERY-IDEMPOTENT).
-    let f = store.frontier();
-    assert_eq!(
-        f.durable, f.written,
-        "the reopened store reports what it recovered durable"
-    );
-    let image2 = img.crash_with(&mut chooser(&input.recrash));
-    drop(store);
-    let img2 = image2.power_loss_disk();
-    let store2 = Store::open(crate::seed(config(&img2, input.deferred), mutant)).unwrap_or_else(
-        |e| {
-            panic!(
-                "INV-DURABLE: after a power loss following the reopen, the store does not open: {e} \
-                 (power loss: {})",
-                image2.describe()
-            )
-        },
-    );
-    assert_eq!(
-        scan_log(&img2, dir).records,
-        post.records,
-        "INV-DURABLE: a power loss after the reopen changed the log the reopened store reported \
-         durable (power loss: {})",
-        image2.describe()
-    );
-    assert_eq!(
-        visible(&store2),
-        v1,
-        "INV-RECOVERY-IDEMPOTENT: second recovery"
-    );
-    drop(store2);
-    let store3 = Store::open(crate::seed(config(&img2, input.deferred), mutant))
-        .unwrap_or_else(|e| panic!("reopen failed: {e}"));
-    assert_eq!(
-        visible(&store3),
-        v1,
-        "INV-RECOVERY-IDEMPOTENT: clean reopen"
-    );
-    Outcome::Recovered
-}
-
-/// INV-CORRUPTION-FAILS-CLOSED for an image that lost a write before a kept one: `open`
-/// fails with `CorruptSegment` at the hole, twice, and changes nothing on disk.
-fn check_hole_fails_closed(
-    img: &SimDisk,
-    deferred: bool,
-    mutant: Mutant,
-    file: &Path,
-    offset: u64,
-    image: &CrashImage,
-) {
-    let before = fingerprint(img);
-    for attempt in 1..=2 {
-        match Store::open(crate::seed(config(img, deferred), mutant)) {
-            Err(StoreError::CorruptSegment {
-                file: f, offset: o, ..
-            }) if f == file && o == offset => {}
-            Err(e) => panic!(
-                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records; \
-                 open {attempt} failed with {e} (image: {})",
-                file.display(),
-                image.describe()
-            ),
-            Ok(s) => panic!(
-                "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records, \
-                 yet open {attempt} succeeded with {} records (image: {})",
-                file.display(),
-                s.recovery_report().records,
-                image.describe()
-            ),
-        }
-    }
-    assert!(
-        fingerprint(img) == before,
-        "INV-CORRUPTION-FAILS-CLOSED: a failed open changed the disk (image: {})",
-        image.describe()
-    );
-}
-
-/// Checks what the API promised against what recovery shows.
-fn check_history(
-    h: &History,
-    visible: &[VisibleEvent],
-    log: &[LogRecord],
-    undamaged: bool,
-    durable_frontier: u64,
-) {
-    let seen: BTreeSet<(u64, u128)> = visible.iter().map(|v| (v.seq, v.event_id)).collect();
-    if undamaged {
-        for d in &h.durable {
-            assert!(
-                seen.contains(d),
-                "INV-DURABLE: acknowledged durable event {d:?} is not visible"
-            );
-        }
-        for &(seq, id) in &h.acked {
-            if seq < durable_frontier {
-                assert!(
-                    seen.contains(&(seq, id)),
-                    "frontier().durable was {durable_frontier} but acknowledged event {seq} is lost"
-                );
-            }
-        }
-    }
-    for b in &h.batches {
-        let n = b.iter().filter(|e| seen.contains(e)).count();
-        assert!(
-            n == 0 || n == b.len(),
-            "INV-BATCH-ATOMIC: {n} of {} events of batch {b:?} visible",
-            b.len()
-        );
-    }
-    for v in visible {
-        let fence = log.get(v.seq as usize).and_then(|r| match &r.body {
-            LogBody::Event(e) => e.unit.fence(),
-            _ => None,
-        });
-        if let Some(f) = fence {
-            assert!(
-                !h.hidden_fences.contains(&f),
-                "INV-NO-RESURRECT / INV-FENCE-CRASH: event {} of cancelled, dropped or open fence {f} is visible",
-                v.seq
-            );
-        }
-    }
 }

@@ -1,26 +1,18 @@
-//! A small reference for recovery: what a recovered store must show for a given surviving log.
+//! The one owned record type of the model crate, and a reader of the log that does not use the
+//! store's recovery.
 //!
-//! [`expected_visible`] is the whole rule, written from the invariants rather than from
-//! `writer/state.rs`: plain events are visible; a batch's events are visible when the batch's
-//! commit record (with the right count) follows them; a fence's events are visible when the
-//! fence's commit record follows; a fenced batch needs both; everything else (open or cancelled
-//! fences, batches without their commit) stays hidden. Visible events keep the sequence stored
-//! in their frame and come out in sequence order (INV-PREFIX, INV-BATCH-ATOMIC,
-//! INV-FENCE-CRASH, INV-NO-RESURRECT, INV-STABLE-SEQ).
-//!
-//! The TLA+ transcription (the oracle) can later take its place: the fuzz harness only calls
-//! [`expected_visible`].
-//!
-//! [`scan_log`] reads the segment files of a data directory independently of
-//! `batpak::__testing::log::scan` (only the frame codec and the segment header decoder are shared),
-//! so the harness can compare what recovery kept with what was written.
+//! [`LogRecord`] is what every checker here (the crash-state enumeration, the simulator, the
+//! fuzz harness) keeps of a written record. [`scan_log`] reads the segment files of a data
+//! directory as a read sees them now, independently of `batpak::__testing::log::recover` (only the frame
+//! codec and the segment header decoder are shared), so a checker can compare what recovery
+//! kept with what was written without trusting recovery's own reading of the log.
 
 use batpak::__testing::codec;
 use batpak::__testing::env::SimDisk;
 use batpak::__testing::log::segment::{decode_header, parse_segment_file_name, segment_file_name};
 use batpak::__testing::log::{CheckpointPosition, Record, RecordBody, Unit, SEGMENT_HEADER_BYTES};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// An owned copy of one log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +23,7 @@ pub struct LogRecord {
     pub body: LogBody,
 }
 
-/// An owned copy of a record body (only the fields the reference looks at, plus the payload).
+/// An owned copy of a record body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogBody {
     /// An event.
@@ -73,7 +65,7 @@ pub struct LogCheckpoint {
     pub position: Option<Option<u64>>,
 }
 
-/// An event as the reference sees it.
+/// An event as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
     /// Unit.
@@ -88,6 +80,8 @@ pub struct LogEvent {
     pub kind: u16,
     /// Entity clock.
     pub clock: u32,
+    /// Hash of the entity's previous written event.
+    pub prev_hash: [u8; 32],
     /// Raw payload bytes.
     pub payload: Vec<u8>,
 }
@@ -103,6 +97,7 @@ impl LogRecord {
                 scope: e.scope.to_owned(),
                 kind: e.kind,
                 clock: e.clock,
+                prev_hash: e.prev_hash,
                 payload: e.payload.to_vec(),
             }),
             RecordBody::BatchCommit { batch, count } => LogBody::BatchCommit {
@@ -124,78 +119,19 @@ impl LogRecord {
         };
         LogRecord { seq: r.seq, body }
     }
-}
 
-/// A visible event: what a read must return.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisibleEvent {
-    /// Global sequence.
-    pub seq: u64,
-    /// Event id.
-    pub event_id: u128,
-    /// Entity.
-    pub entity: String,
-    /// Scope.
-    pub scope: String,
-    /// Raw kind.
-    pub kind: u16,
-    /// Entity clock.
-    pub clock: u32,
-    /// Raw payload bytes.
-    pub payload: Vec<u8>,
-}
-
-/// The events a recovered store must show, in sequence order, for the surviving log `log`
-/// (records in log order). This is the function the oracle will replace.
-pub fn expected_visible(log: &[LogRecord]) -> Vec<VisibleEvent> {
-    // Batch id -> number of events seen; committed batches with a matching count.
-    let mut batch_events: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut committed_batches: BTreeSet<u64> = BTreeSet::new();
-    let mut committed_fences: BTreeSet<u64> = BTreeSet::new();
-    for r in log {
-        match &r.body {
-            LogBody::Event(e) => {
-                if let Some(b) = e.unit.batch() {
-                    *batch_events.entry(b).or_default() += 1;
-                }
-            }
-            LogBody::BatchCommit { batch, count } => {
-                if batch_events.get(batch).copied().unwrap_or(0) == *count {
-                    committed_batches.insert(*batch);
-                }
-            }
-            LogBody::FenceCommit { fence } => {
-                committed_fences.insert(*fence);
-            }
-            LogBody::FenceBegin { .. } | LogBody::FenceCancel { .. } | LogBody::Checkpoint(_) => {}
+    /// The event, if this record is one.
+    pub fn event(&self) -> Option<&LogEvent> {
+        match &self.body {
+            LogBody::Event(e) => Some(e),
+            _ => None,
         }
     }
-    let mut out: Vec<VisibleEvent> = log
-        .iter()
-        .filter_map(|r| match &r.body {
-            LogBody::Event(e) => Some((r.seq, e)),
-            _ => None,
-        })
-        .filter(|(_, e)| {
-            let batch_ok = e
-                .unit
-                .batch()
-                .is_none_or(|b| committed_batches.contains(&b));
-            let fence_ok = e.unit.fence().is_none_or(|f| committed_fences.contains(&f));
-            batch_ok && fence_ok
-        })
-        .map(|(seq, e)| VisibleEvent {
-            seq,
-            event_id: e.event_id,
-            entity: e.entity.clone(),
-            scope: e.scope.clone(),
-            kind: e.kind,
-            clock: e.clock,
-            payload: e.payload.clone(),
-        })
-        .collect();
-    out.sort_by_key(|v| v.seq);
-    out
+
+    /// The event's unit, if this record is an event.
+    pub fn unit(&self) -> Option<Unit> {
+        self.event().map(|e| e.unit)
+    }
 }
 
 /// The consumer checkpoints a recovered store must report for the surviving log `log`: id ->
@@ -261,16 +197,34 @@ pub struct ScannedLog {
     pub positions: Vec<FramePos>,
     /// The first damage: (segment id, offset, reason). `None` if the whole log is clean.
     pub damage: Option<(u64, u64, String)>,
+    /// The segments whose header was read (in order; the damaged one is not among them if
+    /// its header is the damage).
+    pub segments: Vec<u64>,
+}
+
+/// The segment files in `dir` on `disk`, sorted (by id: the names are zero-padded).
+pub fn segment_files(disk: &SimDisk, dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = disk
+        .files()
+        .into_iter()
+        .filter(|p| {
+            p.parent() == Some(dir)
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_segment_file_name)
+                    .is_some()
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Reads the log in `dir` as the disk's reads see it now: segments in id order, each a
 /// header and frames (under the header's salt and frame limit); stops at the first damage
 /// (bad header, bad frame, sequence gap).
 pub fn scan_log(disk: &SimDisk, dir: &Path) -> ScannedLog {
-    let mut ids: Vec<u64> = disk
-        .files()
+    let mut ids: Vec<u64> = segment_files(disk, dir)
         .iter()
-        .filter(|p| p.parent() == Some(dir))
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
         .filter_map(parse_segment_file_name)
         .collect();
@@ -283,7 +237,10 @@ pub fn scan_log(disk: &SimDisk, dir: &Path) -> ScannedLog {
             .unwrap_or_default();
         let damage = |offset: u64, why: String| Some((id, offset, why));
         let (salt, frame_max) = match decode_header(&bytes) {
-            Ok(h) if h.segment_id == id && h.first_seq == next_seq => (h.salt, h.frame_max),
+            Ok(h) if h.segment_id == id && h.first_seq == next_seq => {
+                out.segments.push(id);
+                (h.salt, h.frame_max)
+            }
             Ok(h) => {
                 out.damage = damage(0, format!("header {h:?} where sequence {next_seq} is next"));
                 return out;
@@ -337,4 +294,17 @@ pub fn valid_frame_from(bytes: &[u8], from: usize, min_seq: u64) -> Option<usize
             .and_then(|rest| codec::decode(rest, h.frame_max, h.salt).ok())
             .is_some_and(|(r, _)| r.seq >= min_seq)
     })
+}
+
+/// Every file of the disk with its content, as one byte string (to see that an operation
+/// changed nothing).
+pub fn fingerprint(disk: &SimDisk) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in disk.files() {
+        out.extend_from_slice(f.to_string_lossy().as_bytes());
+        let c = disk.read_file(&f).unwrap_or_default();
+        out.extend_from_slice(&(c.len() as u64).to_le_bytes());
+        out.extend_from_slice(&c);
+    }
+    out
 }

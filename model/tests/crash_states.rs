@@ -1,20 +1,17 @@
 //! Crash-state enumeration, I/O error injection, seeded-bug (mutant) witnesses and torn-tail /
-//! corruption fixtures, all on `SimDisk` (see `tests/common/crash.rs` for the checker).
+//! corruption fixtures, all on `SimDisk` (see `batpak_model::crash_states` for the checker).
 //!
-//! Run with `cargo test --release --test crash_states -- --nocapture` to see the counts.
+//! Run with `cargo test --release -p batpak-model --test crash_states -- --nocapture` to see
+//! the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use batpak::__testing::env::SimDisk;
 use batpak::coordinate::Coordinate;
 use batpak::event::EventKind;
 use batpak::store::{Store, StoreError};
-#[cfg(batpak_mutant)]
-use common::crash::Violation;
-use common::crash::{
-    config, enumerate_crash_states, inject_io_errors, visible, Mode, Mutant, Stats,
-};
+use batpak_model::check::visible;
+use batpak_model::crash_states::{enumerate_crash_states, inject_io_errors, Stats};
+use batpak_model::workload::{config, Mode, Mutant};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -77,157 +74,163 @@ fn io_error_injection_deferred_mode() {
 
 // ---------------------------------------------------------------------------- mutants
 
-/// Runs the enumeration with a seeded bug and returns the violation the checker reports.
+/// Seeded bugs the enumeration must catch, each reported with the invariant it breaks (seeded
+/// bugs exist only in the mutant build, `--cfg batpak_mutant`).
 #[cfg(batpak_mutant)]
-fn caught(mutant: Mutant, deferred: bool) -> Violation {
-    let mode = Mode { deferred, mutant };
-    let mut stats = Stats::default();
-    match enumerate_crash_states(mode, 3, &mut stats) {
-        Ok(()) => panic!(
-            "mutant {mutant:?} NOT caught after {} crash states",
-            stats.crash_states
-        ),
-        Err(v) => {
-            println!("mutant {mutant:?} -> {v}");
-            v
+mod mutants {
+    use super::*;
+    use batpak_model::check::Violation;
+
+    /// Runs the enumeration with a seeded bug and returns the violation the checker reports.
+    fn caught(mutant: Mutant, deferred: bool) -> Violation {
+        let mode = Mode { deferred, mutant };
+        let mut stats = Stats::default();
+        match enumerate_crash_states(mode, 3, &mut stats) {
+            Ok(()) => panic!(
+                "mutant {mutant:?} NOT caught after {} crash states",
+                stats.crash_states
+            ),
+            Err(v) => {
+                println!("mutant {mutant:?} -> {v}");
+                v
+            }
         }
     }
-}
 
-#[cfg(batpak_mutant)]
-fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
-    let v = caught(mutant, deferred);
-    assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
-}
+    fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
+        let v = caught(mutant, deferred);
+        assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recover_partial_batch_is_caught() {
-    assert_caught(Mutant::RecoverPartialBatch, false, "INV-BATCH-ATOMIC");
-}
+    #[test]
+    fn mutant_recover_partial_batch_is_caught() {
+        assert_caught(Mutant::RecoverPartialBatch, false, "INV-BATCH-ATOMIC");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recovery_stops_at_hidden_unit_is_caught() {
-    assert_caught(
-        Mutant::RecoveryStopsAtHiddenUnit,
-        false,
-        "INV-NO-COLLATERAL",
-    );
-}
+    #[test]
+    fn mutant_recovery_stops_at_hidden_unit_is_caught() {
+        assert_caught(
+            Mutant::RecoveryStopsAtHiddenUnit,
+            false,
+            "INV-NO-COLLATERAL",
+        );
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recover_open_fence_visible_is_caught() {
-    assert_caught(Mutant::RecoverOpenFenceVisible, false, "INV-FENCE-CRASH");
-}
+    #[test]
+    fn mutant_recover_open_fence_visible_is_caught() {
+        assert_caught(Mutant::RecoverOpenFenceVisible, false, "INV-FENCE-CRASH");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recovery_keeps_torn_tail_is_caught() {
-    assert_caught(
-        Mutant::RecoveryKeepsTornTail,
-        false,
-        "INV-RECOVERY-IDEMPOTENT",
-    );
-}
+    #[test]
+    fn mutant_recovery_keeps_torn_tail_is_caught() {
+        assert_caught(
+            Mutant::RecoveryKeepsTornTail,
+            false,
+            "INV-RECOVERY-IDEMPOTENT",
+        );
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_raw_wall_clock_is_caught() {
-    // Every reopen of the enumeration steps the clock back; the raw reading then puts the
-    // events appended after recovery before the recovered ones.
-    assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
-}
+    #[test]
+    fn mutant_raw_wall_clock_is_caught() {
+        // Every reopen of the enumeration steps the clock back; the raw reading then puts the
+        // events appended after recovery before the recovered ones.
+        assert_caught(Mutant::RawWallClock, false, "INV-HLC-MONOTONE");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_ack_before_fsync_is_caught() {
-    assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
-}
+    #[test]
+    fn mutant_ack_before_fsync_is_caught() {
+        assert_caught(Mutant::AckBeforeFsync, false, "INV-DURABLE");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_visible_before_commit_is_caught() {
-    assert_caught(Mutant::VisibleBeforeCommit, false, "INV-FENCE-HIDDEN");
-}
+    #[test]
+    fn mutant_visible_before_commit_is_caught() {
+        assert_caught(Mutant::VisibleBeforeCommit, false, "INV-FENCE-HIDDEN");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_fence_commit_ack_before_durable_is_caught() {
-    assert_caught(Mutant::FenceCommitAckBeforeDurable, true, "INV-FENCE-CRASH");
-}
+    #[test]
+    fn mutant_fence_commit_ack_before_durable_is_caught() {
+        assert_caught(Mutant::FenceCommitAckBeforeDurable, true, "INV-FENCE-CRASH");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_cancel_as_commit_is_caught() {
-    assert_caught(Mutant::CancelAsCommit, false, "INV-NO-RESURRECT");
-}
+    #[test]
+    fn mutant_cancel_as_commit_is_caught() {
+        assert_caught(Mutant::CancelAsCommit, false, "INV-NO-RESURRECT");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recovery_renumbers_is_caught() {
-    assert_caught(Mutant::RecoveryRenumbers, false, "INV-STABLE-SEQ");
-}
+    #[test]
+    fn mutant_recovery_renumbers_is_caught() {
+        assert_caught(Mutant::RecoveryRenumbers, false, "INV-STABLE-SEQ");
+    }
 
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_chain_restarts_in_fence_is_caught() {
-    assert_caught(Mutant::ChainRestartsInFence, false, "INV-CHAIN");
-}
+    #[test]
+    fn mutant_chain_restarts_in_fence_is_caught() {
+        assert_caught(Mutant::ChainRestartsInFence, false, "INV-CHAIN");
+    }
 
-/// No open-time fsync: a reopened store reports what it found in the page cache as durable;
-/// the power loss after the reopen (every crash image is read as a process crash's page cache)
-/// loses it.
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_recovery_trusts_page_cache_is_caught() {
-    let v = caught(Mutant::RecoveryTrustsPageCache, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
-    assert!(v.detail.contains("lost by a power loss"), "{v}");
-}
+    /// No open-time fsync: a reopened store reports what it found in the page cache as durable;
+    /// the power loss after the reopen (every crash image is read as a process crash's page cache)
+    /// loses it.
+    #[test]
+    fn mutant_recovery_trusts_page_cache_is_caught() {
+        let v = caught(Mutant::RecoveryTrustsPageCache, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+        assert!(v.detail.contains("lost by a power loss"), "{v}");
+    }
 
-/// A roll that does not sync the segment it seals: in deferred mode the old segment's tail is
-/// unsynced when the new segment (synced) appears, so a power loss leaves a log that skips
-/// sequences, which recovery refuses.
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_roll_skips_seal_sync_is_caught() {
-    let v = caught(Mutant::RollSkipsSealSync, true);
-    assert_eq!(v.inv, "INV-PREFIX", "{v}");
-    assert!(v.detail.contains("the log continues at"), "{v}");
-}
+    /// A roll that does not sync the segment it seals: in deferred mode the old segment's tail is
+    /// unsynced when the new segment (synced) appears, so a power loss leaves a log that skips
+    /// sequences, which recovery refuses.
+    #[test]
+    fn mutant_roll_skips_seal_sync_is_caught() {
+        let v = caught(Mutant::RollSkipsSealSync, true);
+        assert_eq!(v.inv, "INV-PREFIX", "{v}");
+        assert!(v.detail.contains("the log continues at"), "{v}");
+    }
 
-/// Runs the I/O fault injection with a seeded bug and returns the violation reported.
-#[cfg(batpak_mutant)]
-fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
-    let mode = Mode { deferred, mutant };
-    let mut stats = Stats::default();
-    match inject_io_errors(mode, 1, &mut stats) {
-        Ok(()) => panic!("mutant {mutant:?} NOT caught after {} runs", stats.runs),
-        Err(v) => {
-            println!("mutant {mutant:?} -> {v}");
-            v
+    /// Runs the I/O fault injection with a seeded bug and returns the violation reported.
+    fn caught_by_faults(mutant: Mutant, deferred: bool) -> Violation {
+        let mode = Mode { deferred, mutant };
+        let mut stats = Stats::default();
+        match inject_io_errors(mode, 1, &mut stats) {
+            Ok(()) => panic!("mutant {mutant:?} NOT caught after {} runs", stats.runs),
+            Err(v) => {
+                println!("mutant {mutant:?} -> {v}");
+                v
+            }
         }
     }
-}
 
-/// Retrying a failed fsync and acknowledging when the retry succeeds: the failed fsync marked
-/// the pages clean without writing them, so the acknowledged event is in no power-loss state.
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_fsync_retry_acks_is_caught() {
-    let v = caught_by_faults(Mutant::FsyncRetryAcks, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
-}
+    /// Retrying a failed fsync and acknowledging when the retry succeeds: the failed fsync marked
+    /// the pages clean without writing them, so the acknowledged event is in no power-loss state.
+    #[test]
+    fn mutant_fsync_retry_acks_is_caught() {
+        let v = caught_by_faults(Mutant::FsyncRetryAcks, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    }
 
-/// A write failing with ENOSPC taken as done: the event is acknowledged durable but its bytes
-/// never made it to the log.
-#[cfg(batpak_mutant)]
-#[test]
-fn mutant_no_space_swallowed_is_caught() {
-    let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
-    assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    /// A write failing with ENOSPC taken as done: the event is acknowledged durable but its bytes
+    /// never made it to the log.
+    #[test]
+    fn mutant_no_space_swallowed_is_caught() {
+        let v = caught_by_faults(Mutant::NoSpaceSwallowed, false);
+        assert_eq!(v.inv, "INV-DURABLE", "{v}");
+    }
+
+    #[test]
+    fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
+        let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
+        let mut bytes = disk.read_file(&seg).unwrap();
+        bytes.extend_from_slice(&[0xA5; 37]);
+        disk.write_file_durably(&seg, &bytes).unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
+        assert!(store.recovery_report().torn_tail.is_some());
+        store.close().unwrap();
+        let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
+        assert!(
+            store.recovery_report().torn_tail.is_some(),
+            "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------- fixtures
@@ -308,23 +311,6 @@ fn torn_tail_is_cut_and_stays_cut() {
     let store = reopen(&disk, Mutant::None, 3).unwrap();
     assert!(store.recovery_report().torn_tail.is_none());
     assert_eq!(visible(&store).len(), 4);
-}
-
-#[cfg(batpak_mutant)]
-#[test]
-fn torn_tail_fixture_catches_recovery_keeps_torn_tail() {
-    let (disk, seg, _) = store_with_three_events(Mutant::RecoveryKeepsTornTail);
-    let mut bytes = disk.read_file(&seg).unwrap();
-    bytes.extend_from_slice(&[0xA5; 37]);
-    disk.write_file_durably(&seg, &bytes).unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 1).unwrap();
-    assert!(store.recovery_report().torn_tail.is_some());
-    store.close().unwrap();
-    let store = reopen(&disk, Mutant::RecoveryKeepsTornTail, 2).unwrap();
-    assert!(
-        store.recovery_report().torn_tail.is_some(),
-        "the seeded bug leaves the torn tail on disk (INV-RECOVERY-IDEMPOTENT broken)"
-    );
 }
 
 #[test]

@@ -1,0 +1,731 @@
+//! The crate's layering is enforced, not hoped for. Every module of `src/` sits in one layer
+//! (`LAYERS`, lowest first) and may import from the crate only what its entry in `ALLOWED`
+//! lists: a module of a lower layer, an earlier module of its own layer, or one named item
+//! (`env::Clock`). Paths are read from the code (`use crate::...`, `crate::...` in
+//! expressions and types, `super::...` resolved to the module it names); comments, literals
+//! and `#[cfg(test)]` items are ignored, test-only files too. A failure names the module, the
+//! file and line, and the forbidden import.
+//!
+//! The order (see ARCHITECTURE.md): sync and the seeded bugs -> env -> vocabulary
+//! (coordinate, event, region, append, error) -> gates (guard, pipeline: vocabulary only) ->
+//! codec -> log -> index -> writer -> recovery -> store -> prelude. The allow-list itself is
+//! checked to follow that order, so it cannot describe a cycle; the import graph found in the
+//! code is checked for cycles as well.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/rust_source.rs"]
+mod rust_source;
+
+use rust_source::{code_only, tokens, Tok};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The layers, lowest first, each with its modules (a module may import earlier modules of
+/// its own layer when `ALLOWED` says so).
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "base: the concurrency shim, the seeded bugs",
+        &["sync", "mutant"],
+    ),
+    (
+        "environment: disk, clock, ids, entropy; the trace sink",
+        &["env", "trace"],
+    ),
+    (
+        "vocabulary",
+        &["coordinate", "event", "region", "append", "error"],
+    ),
+    ("gates (vocabulary only)", &["guard", "pipeline"]),
+    ("codec", &["codec"]),
+    ("log", &["log"]),
+    ("index", &["index"]),
+    ("writer", &["writer"]),
+    ("recovery", &["recovery"]),
+    ("store", &["store"]),
+    ("facade", &["prelude"]),
+];
+
+const VOCABULARY: &[&str] = &["coordinate", "event", "region", "append", "error"];
+
+/// What each module may import from the crate (outside its own top-level module). A key with
+/// `::` is a sub-module whose rule replaces its parent's (the longest key wins); an entry with
+/// `::` allows that item (and what is below it) only.
+fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
+    let with_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
+        extra.iter().chain(VOCABULARY).copied().collect()
+    };
+    BTreeMap::from([
+        ("sync", vec![]),
+        ("mutant", vec![]),
+        ("env", vec!["sync"]),
+        ("trace", vec!["sync"]),
+        ("coordinate", vec![]),
+        ("event", vec!["coordinate"]),
+        ("region", vec!["coordinate", "event"]),
+        ("append", vec!["coordinate", "event", "region"]),
+        ("error", vec!["coordinate", "event", "region", "append"]),
+        ("guard", VOCABULARY.to_vec()),
+        ("pipeline", with_vocab(&["guard"])),
+        ("codec", VOCABULARY.to_vec()),
+        (
+            "log",
+            with_vocab(&["sync", "mutant", "env", "trace", "codec"]),
+        ),
+        ("index", with_vocab(&["sync", "mutant", "codec"])),
+        (
+            "writer",
+            with_vocab(&["sync", "mutant", "env", "trace", "codec", "log", "index"]),
+        ),
+        // The writer's decision step does no I/O and takes no lock: time and ids come from
+        // the injected sources only.
+        (
+            "writer::state",
+            with_vocab(&["mutant", "codec", "index", "env::Clock", "env::IdSource"]),
+        ),
+        (
+            "recovery",
+            with_vocab(&[
+                "sync", "mutant", "env", "trace", "codec", "log", "index", "writer",
+            ]),
+        ),
+        (
+            "store",
+            with_vocab(&[
+                "sync", "mutant", "env", "trace", "guard", "pipeline", "codec", "log", "index",
+                "writer", "recovery",
+            ]),
+        ),
+        (
+            "prelude",
+            with_vocab(&["env", "guard", "pipeline", "index", "store"]),
+        ),
+    ])
+}
+
+/// Imports against the order that are allowed as re-exports (`pub use`) only: (module,
+/// target, why).
+const REEXPORTS: &[(&str, &str, &str)] = &[(
+    "coordinate",
+    "region",
+    "upstream's path batpak::coordinate::{Region, KindFilter}",
+)];
+
+/// Items the crate root re-exports, with the module that defines them (`crate::EventPayload`
+/// is `event`'s trait and its derive).
+const ROOT_ITEMS: &[(&str, &str)] = &[("EventPayload", "event")];
+
+/// One path into the crate found in a module.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Import {
+    /// The importing module's path (`["writer", "state", "steps"]`).
+    module: Vec<String>,
+    /// The imported path, from the crate root (`["env", "Clock"]`).
+    path: Vec<String>,
+    /// Where: file and line.
+    file: String,
+    line: usize,
+    /// Part of a `pub use` (a re-export).
+    reexport: bool,
+}
+
+// ------------------------------------------------------------------------------ scanning
+
+/// The module path of a source file under `src/`.
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Index just past the item starting at `i` (up to `;` or its closing brace at depth 0).
+fn skip_item(toks: &[(Tok, usize)], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < toks.len() {
+        match toks[i].0 {
+            Tok::Punct('{') => depth += 1,
+            Tok::Punct('}') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            Tok::Punct(';') if depth == 0 => return i + 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Index just past an attribute `#[...]` starting at `i`.
+fn skip_attr(toks: &[(Tok, usize)], i: usize) -> usize {
+    let mut depth = 0usize;
+    let mut j = i + 1;
+    while j < toks.len() {
+        match toks[j].0 {
+            Tok::Punct('[') => depth += 1,
+            Tok::Punct(']') => {
+                depth -= 1;
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    j
+}
+
+fn ident(toks: &[(Tok, usize)], i: usize) -> Option<&str> {
+    match toks.get(i) {
+        Some((Tok::Ident(w), _)) => Some(w),
+        _ => None,
+    }
+}
+
+fn punct(toks: &[(Tok, usize)], i: usize, c: char) -> bool {
+    matches!(toks.get(i), Some((Tok::Punct(p), _)) if *p == c)
+}
+
+fn is_cfg_test(toks: &[(Tok, usize)], i: usize) -> bool {
+    punct(toks, i, '#')
+        && punct(toks, i + 1, '[')
+        && ident(toks, i + 2) == Some("cfg")
+        && punct(toks, i + 3, '(')
+        && ident(toks, i + 4) == Some("test")
+        && punct(toks, i + 5, ')')
+}
+
+/// Reads a path (or a `use` tree) starting at `i` below `prefix`; returns the paths with their
+/// lines and the index after it.
+fn read_tree(
+    toks: &[(Tok, usize)],
+    mut i: usize,
+    prefix: Vec<String>,
+) -> (Vec<(Vec<String>, usize)>, usize) {
+    let mut segs = prefix;
+    let mut line = toks.get(i).map_or(0, |t| t.1);
+    let mut out = Vec::new();
+    loop {
+        match toks.get(i) {
+            Some((Tok::Ident(w), l)) => {
+                line = *l;
+                if w != "self" || segs.is_empty() {
+                    segs.push(w.clone());
+                }
+                i += 1;
+                if matches!(toks.get(i), Some((Tok::PathSep, _))) {
+                    i += 1;
+                    continue;
+                }
+                out.push((segs, line));
+                return (out, i);
+            }
+            Some((Tok::Punct('{'), _)) => {
+                i += 1;
+                while i < toks.len() && !punct(toks, i, '}') {
+                    let (mut inner, next) = read_tree(toks, i, segs.clone());
+                    out.append(&mut inner);
+                    i = next;
+                    if ident(toks, i) == Some("as") {
+                        i += 2;
+                    }
+                    if punct(toks, i, ',') {
+                        i += 1;
+                    } else if !punct(toks, i, '}') {
+                        i += 1; // not a use tree after all: move on
+                    }
+                }
+                return (out, i + 1);
+            }
+            _ => {
+                out.push((segs, line));
+                return (out, i);
+            }
+        }
+    }
+}
+
+/// Resolves a path written in `module` to a path from the crate root (`None`: not a crate
+/// path, e.g. `std::...` or a local name).
+fn resolve(module: &[String], path: &[String]) -> Option<Vec<String>> {
+    let (head, rest) = path.split_first()?;
+    match head.as_str() {
+        "crate" => Some(rest.to_vec()),
+        "self" => Some(module.iter().chain(rest).cloned().collect()),
+        "super" => {
+            // `super` in `foo.rs` or `foo/mod.rs` is the parent of module `foo`.
+            let mut base = module.to_vec();
+            base.pop()?;
+            let mut rest = rest;
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop()?;
+                rest = &rest[1..];
+            }
+            Some(base.into_iter().chain(rest.iter().cloned()).collect())
+        }
+        _ => None,
+    }
+}
+
+/// The crate paths in one file's text, and the test-only child modules it declares
+/// (`#[cfg(test)] mod name;`).
+fn scan(module: &[String], file: &str, text: &str) -> (Vec<Import>, Vec<Vec<String>>) {
+    let toks = tokens(&code_only(text));
+    let mut imports = Vec::new();
+    let mut test_mods = Vec::new();
+    let mut reexport_until = 0usize;
+    // Inline modules (`mod atomic { ... }`) open below `module`: (name, brace depth inside).
+    let mut inline: Vec<(String, usize)> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < toks.len() {
+        if punct(&toks, i, '{') {
+            depth += 1;
+            if ident(&toks, i.wrapping_sub(2)) == Some("mod") {
+                if let Some(name) = ident(&toks, i - 1) {
+                    inline.push((name.to_owned(), depth));
+                }
+            }
+        } else if punct(&toks, i, '}') {
+            if inline.last().is_some_and(|(_, d)| *d == depth) {
+                inline.pop();
+            }
+            depth = depth.saturating_sub(1);
+        }
+        let here: Vec<String> = module
+            .iter()
+            .cloned()
+            .chain(inline.iter().map(|(n, _)| n.clone()))
+            .collect();
+        if is_cfg_test(&toks, i) {
+            let mut j = skip_attr(&toks, i);
+            while punct(&toks, j, '#') {
+                j = skip_attr(&toks, j);
+            }
+            while matches!(ident(&toks, j), Some("pub")) || punct(&toks, j, '(') {
+                j = if punct(&toks, j, '(') { j + 3 } else { j + 1 };
+            }
+            if ident(&toks, j) == Some("mod") && punct(&toks, j + 2, ';') {
+                if let Some(name) = ident(&toks, j + 1) {
+                    test_mods.push(here.iter().cloned().chain([name.to_owned()]).collect());
+                }
+            }
+            i = skip_item(&toks, j);
+            continue;
+        }
+        if ident(&toks, i) == Some("use") && i > 0 {
+            let public = ident(&toks, i - 1) == Some("pub")
+                || (punct(&toks, i - 1, ')') && i >= 4 && ident(&toks, i - 4) == Some("pub"));
+            if public {
+                reexport_until = skip_item(&toks, i);
+            }
+        }
+        let starts_path = matches!(ident(&toks, i), Some("crate" | "super" | "self"))
+            && matches!(toks.get(i + 1), Some((Tok::PathSep, _)))
+            && !matches!(toks.get(i.wrapping_sub(1)), Some((Tok::PathSep, _)));
+        if !starts_path {
+            i += 1;
+            continue;
+        }
+        let (paths, next) = read_tree(&toks, i, Vec::new());
+        for (path, line) in paths {
+            if let Some(mut path) = resolve(&here, &path) {
+                if let Some(first) = path.first_mut() {
+                    if let Some((_, home)) = ROOT_ITEMS.iter().find(|(n, _)| *first == *n) {
+                        *first = (*home).to_owned();
+                    }
+                }
+                imports.push(Import {
+                    module: module.to_vec(),
+                    path,
+                    file: file.to_owned(),
+                    line,
+                    reexport: i < reexport_until,
+                });
+            }
+        }
+        i = next.max(i + 1);
+    }
+    (imports, test_mods)
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every crate path in `src/` outside test-only code.
+fn crate_imports() -> Vec<Import> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut all = Vec::new();
+    let mut test_mods = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let module = module_path(rel);
+        let text = std::fs::read_to_string(f).unwrap();
+        let shown = f.strip_prefix(root).unwrap().display().to_string();
+        let (imports, mut tests) = scan(&module, &shown, &text);
+        all.extend(imports);
+        test_mods.append(&mut tests);
+    }
+    all.retain(|imp| !test_mods.iter().any(|t| imp.module.starts_with(t)));
+    assert!(
+        all.len() > 100,
+        "found only {} crate paths in src/",
+        all.len()
+    );
+    all
+}
+
+// ------------------------------------------------------------------------------ checking
+
+/// The layer index and the position inside it of a top-level module.
+fn rank(layers: &[(&str, &[&str])], module: &str) -> Option<(usize, usize)> {
+    layers
+        .iter()
+        .enumerate()
+        .find_map(|(l, (_, mods))| mods.iter().position(|m| *m == module).map(|p| (l, p)))
+}
+
+/// The allow-list follows the layer order: every allowed import goes to a lower layer or an
+/// earlier module of the same layer (so the allowed graph has no cycle); every module has a
+/// layer and a rule.
+fn check_rules(layers: &[(&str, &[&str])], allowed: &BTreeMap<&str, Vec<&str>>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (_, mods) in layers {
+        for m in *mods {
+            if !allowed.contains_key(m) {
+                errors.push(format!("module `{m}` has a layer but no rule in ALLOWED"));
+            }
+        }
+    }
+    for (key, targets) in allowed {
+        let top = key.split("::").next().unwrap_or(key);
+        let Some(from) = rank(layers, top) else {
+            errors.push(format!("rule for `{key}`: module `{top}` is in no layer"));
+            continue;
+        };
+        for t in targets {
+            let ttop = t.split("::").next().unwrap_or(t);
+            match rank(layers, ttop) {
+                None => errors.push(format!("rule for `{key}`: `{t}` is in no layer")),
+                Some(to) if to >= from => errors.push(format!(
+                    "rule for `{key}` allows `{t}`, which is not below it in the layer order \
+                     (`{top}` in layer \"{}\", `{ttop}` in layer \"{}\"): that would allow a cycle",
+                    layers[from.0].0, layers[to.0].0
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    errors
+}
+
+/// The rule for `module` (the longest matching key).
+fn rule_for<'a>(
+    allowed: &'a BTreeMap<&str, Vec<&'a str>>,
+    module: &[String],
+) -> Option<(String, &'a Vec<&'a str>)> {
+    (1..=module.len()).rev().find_map(|n| {
+        let key = module[..n].join("::");
+        allowed.get(key.as_str()).map(|r| (key, r))
+    })
+}
+
+/// Every import that its module's rule does not allow, as a message naming the module, the
+/// file and line, and the import.
+fn check_imports(
+    imports: &[Import],
+    allowed: &BTreeMap<&str, Vec<&str>>,
+    reexports: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let mut errors = BTreeSet::new();
+    for imp in imports {
+        let (Some(top), Some(target)) = (imp.module.first(), imp.path.first()) else {
+            continue; // the crate root (lib.rs) may name everything
+        };
+        if top == target {
+            continue;
+        }
+        let name = imp.module.join("::");
+        let shown = format!("crate::{}", imp.path.join("::"));
+        let Some((key, rule)) = rule_for(allowed, &imp.module) else {
+            errors.insert(format!(
+                "module `{name}` ({}:{}) has no layer: add `{top}` to LAYERS and ALLOWED in \
+                 tests/layers.rs (it imports `{shown}`)",
+                imp.file, imp.line
+            ));
+            continue;
+        };
+        let ok = rule.iter().any(|a| {
+            let a: Vec<&str> = a.split("::").collect();
+            imp.path.len() >= a.len() && imp.path.iter().zip(&a).all(|(p, q)| p == q)
+        });
+        let reexport_ok = imp.reexport && reexports.iter().any(|(m, t, _)| m == top && t == target);
+        if !ok && !reexport_ok {
+            errors.insert(format!(
+                "module `{name}` ({}:{}) imports `{shown}`, which its layer rule `{key}` does \
+                 not allow (allowed: {})",
+                imp.file,
+                imp.line,
+                if rule.is_empty() {
+                    "nothing from the crate".to_owned()
+                } else {
+                    rule.join(", ")
+                }
+            ));
+        }
+    }
+    errors.into_iter().collect()
+}
+
+/// A cycle among top-level modules in the imports (re-exports listed in `reexports` aside).
+fn find_cycle(imports: &[Import], reexports: &[(&str, &str, &str)]) -> Option<Vec<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for imp in imports {
+        let (Some(a), Some(b)) = (imp.module.first(), imp.path.first()) else {
+            continue;
+        };
+        let listed = reexports.iter().any(|(m, t, _)| m == a && t == b);
+        if a != b && !(imp.reexport && listed) {
+            graph.entry(a.clone()).or_default().insert(b.clone());
+        }
+    }
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let from = stack.iter().position(|s| s == n).unwrap_or(0);
+                let mut cycle = stack[from..].to_vec();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(n.to_owned(), 1);
+        stack.push(n.to_owned());
+        for m in graph.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, graph, state, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state.insert(n.to_owned(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, &graph, &mut state, &mut Vec::new()))
+}
+
+// ------------------------------------------------------------------------------ tests
+
+#[test]
+fn the_allow_list_follows_the_layer_order() {
+    let errors = check_rules(LAYERS, &allowed());
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn every_module_imports_only_what_its_layer_allows() {
+    let imports = crate_imports();
+    // The scan sees the writer's decision step (its sub-rule is exercised).
+    assert!(
+        imports.iter().any(|i| i
+            .module
+            .starts_with(&["writer".to_owned(), "state".to_owned()])
+            && i.path.join("::") == "env::Clock"),
+        "the scan no longer sees writer::state importing env::Clock"
+    );
+    let errors = check_imports(&imports, &allowed(), REEXPORTS);
+    assert!(
+        errors.is_empty(),
+        "layer violations (the order is in tests/layers.rs and ARCHITECTURE.md):\n{}",
+        errors.join("\n")
+    );
+    if let Some(cycle) = find_cycle(&imports, REEXPORTS) {
+        panic!(
+            "the modules import each other in a cycle: {}",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn every_top_level_module_has_a_layer() {
+    let tops: BTreeSet<String> = crate_imports()
+        .into_iter()
+        .filter_map(|i| i.module.first().cloned())
+        .collect();
+    let missing: Vec<&String> = tops.iter().filter(|t| rank(LAYERS, t).is_none()).collect();
+    assert!(
+        missing.is_empty(),
+        "modules without a layer (add them to LAYERS and ALLOWED): {missing:?}"
+    );
+}
+
+// The checker itself, on made-up modules: it must be able to fail.
+
+fn imp(module: &str, path: &str, reexport: bool) -> Import {
+    Import {
+        module: module.split("::").map(str::to_owned).collect(),
+        path: path.split("::").map(str::to_owned).collect(),
+        file: format!("src/{}.rs", module.replace("::", "/")),
+        line: 7,
+        reexport,
+    }
+}
+
+#[test]
+fn the_checker_names_the_module_and_the_forbidden_import() {
+    let allowed = BTreeMap::from([
+        ("vocab", vec![]),
+        ("log", vec!["vocab"]),
+        ("writer", vec!["vocab", "log"]),
+        ("writer::state", vec!["vocab", "env::Clock"]),
+    ]);
+    let imports = vec![
+        imp("log::scan", "vocab::Coordinate", false),
+        imp("log::scan", "writer::WriterState", false),
+        imp("writer::state::steps", "env::Clock", false),
+        imp("writer::state::steps", "env::Disk", false),
+        imp("writer::thread", "log::scan", false),
+        imp("vocab", "log::Record", true),
+        imp("store", "log::Record", false),
+    ];
+    let errors = check_imports(&imports, &allowed, &[("vocab", "log", "old path")]);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "module `log::scan` (src/log/scan.rs:7) imports `crate::writer::WriterState`"
+        )),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("`writer::state::steps`")
+            && e.contains("`crate::env::Disk`")
+            && e.contains("rule `writer::state`")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("module `store`") && e.contains("has no layer")),
+        "{errors:#?}"
+    );
+    // A re-export is allowed only as a `pub use`.
+    let errors = check_imports(
+        &[imp("vocab", "log::Record", false)],
+        &allowed,
+        &[("vocab", "log", "old path")],
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}
+
+#[test]
+fn the_checker_finds_a_cycle_in_the_imports_and_in_the_rules() {
+    let imports = vec![
+        imp("codec", "vocab::Event", false),
+        imp("log", "codec::Frame", false),
+        imp("index", "log::Record", false),
+        imp("log::scan", "index::Slot", false),
+    ];
+    let cycle = find_cycle(&imports, &[]).expect("the cycle log -> index -> log is missed");
+    assert_eq!(cycle.first(), cycle.last());
+    assert!(cycle.contains(&"log".to_owned()) && cycle.contains(&"index".to_owned()));
+    assert_eq!(find_cycle(&imports[..3], &[]), None);
+    // A listed re-export does not count; the same edge in code does.
+    let reexport = [imp("codec", "log::Record", true)];
+    assert_eq!(
+        find_cycle(
+            &[imports[1].clone(), reexport[0].clone()],
+            &[("codec", "log", "")]
+        ),
+        None
+    );
+    assert!(find_cycle(
+        &[imports[1].clone(), imp("codec", "log::Record", false)],
+        &[("codec", "log", "")]
+    )
+    .is_some());
+
+    // An allow-list that lets a lower layer import a higher one (a cycle in the making).
+    let layers: &[(&str, &[&str])] = &[("a", &["codec"]), ("b", &["log"]), ("c", &["index"])];
+    let rules = BTreeMap::from([
+        ("codec", vec![]),
+        ("log", vec!["codec", "index"]),
+        ("index", vec!["log"]),
+    ]);
+    let errors = check_rules(layers, &rules);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("rule for `log` allows `index`"),
+        "{errors:#?}"
+    );
+    let missing = BTreeMap::from([("codec", vec![]), ("log", vec!["codec"])]);
+    assert!(check_rules(layers, &missing)
+        .iter()
+        .any(|e| e.contains("module `index` has a layer but no rule")));
+}
+
+#[test]
+fn the_scanner_reads_use_trees_super_paths_and_skips_tests_and_comments() {
+    let text = "//! uses crate::store::Store in a comment\n\
+        use crate::{codec::{self, Record}, env::Clock as C};\n\
+        use super::super::frames::Frames;\n\
+        pub use crate::region::Region;\n\
+        fn f() -> crate::log::DiskPos { let s = \"crate::store\"; g() }\n\
+        #[cfg(test)]\nmod tests { use crate::store::Store; }\n\
+        #[cfg(test)]\nmod more;\n\
+        pub mod atomic { pub use super::super::backend::AtomicU64; }\n";
+    let module: Vec<String> = ["writer", "state", "steps"].map(str::to_owned).to_vec();
+    let (imports, tests) = scan(&module, "x.rs", text);
+    let paths: Vec<(String, usize, bool)> = imports
+        .iter()
+        .map(|i| (i.path.join("::"), i.line, i.reexport))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("codec".to_owned(), 2, false),
+            ("codec::Record".to_owned(), 2, false),
+            ("env::Clock".to_owned(), 2, false),
+            ("writer::frames::Frames".to_owned(), 3, false),
+            ("region::Region".to_owned(), 4, true),
+            ("log::DiskPos".to_owned(), 5, false),
+            ("writer::state::backend::AtomicU64".to_owned(), 10, true),
+        ]
+    );
+    assert_eq!(
+        tests,
+        vec![["writer", "state", "steps", "more"]
+            .map(str::to_owned)
+            .to_vec()]
+    );
+}
