@@ -168,6 +168,11 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A cursor worker's handler panicked and its restart budget is spent.
+    ConsumerPanicked {
+        /// What happened.
+        detail: String,
+    },
     /// A consumer with this checkpoint id is already live (one per id).
     ConsumerBusy {
         /// The checkpoint id.
@@ -299,6 +304,9 @@ impl StoreError {
                 reason,
             },
             Self::ConsumerBusy { id } => Self::ConsumerBusy { id: id.clone() },
+            Self::ConsumerPanicked { detail } => Self::ConsumerPanicked {
+                detail: detail.clone(),
+            },
             Self::CursorCheckpointRegionMismatch {
                 id,
                 stored,
@@ -416,6 +424,7 @@ impl fmt::Display for StoreError {
             Self::ConsumerBusy { id } => {
                 write!(f, "a consumer with checkpoint id {id:?} is already live")
             }
+            Self::ConsumerPanicked { detail } => write!(f, "cursor worker stopped: {detail}"),
             Self::CursorCheckpointRegionMismatch {
                 id,
                 stored,

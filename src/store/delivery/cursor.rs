@@ -1,5 +1,8 @@
 //! Cursors: pull reads of a region in global-sequence order.
 
+pub use super::worker::{
+    AtLeastOnce, CursorWorkerAction, CursorWorkerConfig, CursorWorkerHandle, RestartPolicy,
+};
 use super::Feed;
 use crate::index::IndexEntry;
 use crate::mutant::Mutant;

@@ -17,6 +17,7 @@
 pub mod consumer;
 pub mod cursor;
 pub mod subscription;
+pub mod worker;
 
 use super::Store;
 use crate::mutant::{Bugs, Mutant};
@@ -29,6 +30,9 @@ pub use consumer::{CheckpointId, Consumer, ConsumerInfo};
 pub use cursor::Cursor;
 pub use subscription::{
     Notification, RecvError, ScanSubscriptionOps, Subscription, SubscriptionOps,
+};
+pub use worker::{
+    AtLeastOnce, CursorWorkerAction, CursorWorkerConfig, CursorWorkerHandle, RestartPolicy,
 };
 
 /// The index view every delivery surface reads through.
