@@ -179,6 +179,33 @@ pub enum StoreError {
         /// batch: its last item's).
         committed: Option<Box<crate::append::AppendReceipt>>,
     },
+    /// A checkpoint id that is not 1 to 128 characters of `[A-Za-z0-9._-]`.
+    InvalidCheckpointId {
+        /// The id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A cursor worker's handler panicked and its restart budget is spent.
+    ConsumerPanicked {
+        /// What happened.
+        detail: String,
+    },
+    /// A consumer with this checkpoint id is already live (one per id).
+    ConsumerBusy {
+        /// The checkpoint id.
+        id: String,
+    },
+    /// The checkpoint id belongs to a consumer of another region: resuming would start from
+    /// an unrelated position.
+    CursorCheckpointRegionMismatch {
+        /// The checkpoint id.
+        id: String,
+        /// The region the checkpoint was committed for.
+        stored: String,
+        /// The region asked for.
+        expected: String,
+    },
 }
 
 impl StoreError {
@@ -310,6 +337,23 @@ impl StoreError {
                 waited_ms: *waited_ms,
                 committed: committed.clone(),
             },
+            Self::InvalidCheckpointId { id, reason } => Self::InvalidCheckpointId {
+                id: id.clone(),
+                reason,
+            },
+            Self::ConsumerBusy { id } => Self::ConsumerBusy { id: id.clone() },
+            Self::ConsumerPanicked { detail } => Self::ConsumerPanicked {
+                detail: detail.clone(),
+            },
+            Self::CursorCheckpointRegionMismatch {
+                id,
+                stored,
+                expected,
+            } => Self::CursorCheckpointRegionMismatch {
+                id: id.clone(),
+                stored: stored.clone(),
+                expected: expected.clone(),
+            },
         }
     }
 
@@ -433,6 +477,21 @@ impl fmt::Display for StoreError {
                 }
                 Ok(())
             }
+            Self::InvalidCheckpointId { id, reason } => {
+                write!(f, "invalid checkpoint id {id:?}: {reason}")
+            }
+            Self::ConsumerBusy { id } => {
+                write!(f, "a consumer with checkpoint id {id:?} is already live")
+            }
+            Self::ConsumerPanicked { detail } => write!(f, "cursor worker stopped: {detail}"),
+            Self::CursorCheckpointRegionMismatch {
+                id,
+                stored,
+                expected,
+            } => write!(
+                f,
+                "checkpoint {id:?} was committed for region {stored}, not {expected}"
+            ),
         }
     }
 }

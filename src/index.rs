@@ -343,6 +343,125 @@ impl Index {
             .collect()
     }
 
+    /// The narrowest position list holding every event `region` can select (`None`: all).
+    fn candidates(&self, region: &Region) -> Option<&[u32]> {
+        const NONE: &[u32] = &[];
+        if let Some(scope) = &region.scope {
+            return Some(self.scope_list(scope).map_or(NONE, Vec::as_slice));
+        }
+        if let KindFilter::Exact(k) = region.fact {
+            return Some(self.by_kind.get(&k.as_raw()).map_or(NONE, Vec::as_slice));
+        }
+        if let Some(prefix) = &region.entity_prefix {
+            let v = self.entity_list(prefix);
+            let has_children = self
+                .by_entity
+                .keys()
+                .any(|e| e.len() > prefix.len() && region.matches_entity(e));
+            if !has_children {
+                return Some(v.map_or(NONE, Vec::as_slice));
+            }
+        }
+        None
+    }
+
+    fn selects(&self, region: &Region, pos: u32) -> bool {
+        self.slots.get(pos as usize).is_some_and(|s| {
+            self.coords
+                .get(s.coord as usize)
+                .is_some_and(|c| region.matches(c, s.kind, s.clock))
+        })
+    }
+
+    fn seq_at(&self, pos: u32) -> u64 {
+        self.slots.get(pos as usize).map_or(u64::MAX, |s| s.seq)
+    }
+
+    /// Calls `f` with the positions of the events `region` may select with a sequence in
+    /// `from..below`, in order, until it returns `false`. Finds the start by binary search
+    /// in the narrowest list, so a walk costs O(log n) plus the positions it visits.
+    fn walk(&self, region: &Region, from: u64, below: u64, mut f: impl FnMut(u32) -> bool) {
+        match self.candidates(region) {
+            Some(list) => {
+                let start = list.partition_point(|&p| self.seq_at(p) < from);
+                for &p in list.get(start..).unwrap_or(&[]) {
+                    if self.seq_at(p) >= below || !f(p) {
+                        return;
+                    }
+                }
+            }
+            None => {
+                let start = self.slots.partition_point(|s| s.seq < from);
+                for p in start..self.slots.len() {
+                    if self.seq_at(p as u32) >= below || !f(p as u32) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// At most `max` events selected by `region` with a sequence in `from..below`, in
+    /// sequence order.
+    pub(crate) fn region_range(
+        &self,
+        region: &Region,
+        from: u64,
+        below: u64,
+        max: usize,
+    ) -> Vec<IndexEntry> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return out;
+        }
+        self.walk(region, from, below, |p| {
+            if self.selects(region, p) {
+                if let Some(e) = self.entry(p) {
+                    out.push(e);
+                }
+            }
+            out.len() < max
+        });
+        out
+    }
+
+    /// How many events `region` selects with a sequence in `from..below`, counting at most
+    /// `limit` (so a caller asking "more than n?" stops early).
+    pub(crate) fn region_count(&self, region: &Region, from: u64, below: u64, limit: u64) -> u64 {
+        let mut n = 0u64;
+        self.walk(region, from, below, |p| {
+            if self.selects(region, p) {
+                n += 1;
+            }
+            n < limit
+        });
+        n
+    }
+
+    /// The sequence of the `back`-th last event `region` selects below `below` (1 = the
+    /// last), if there are that many.
+    pub(crate) fn region_nth_from_end(
+        &self,
+        region: &Region,
+        below: u64,
+        back: u64,
+    ) -> Option<u64> {
+        let mut seen = 0u64;
+        let mut check = |p: u32| -> Option<u64> {
+            if self.seq_at(p) < below && self.selects(region, p) {
+                seen += 1;
+                if seen == back {
+                    return Some(self.seq_at(p));
+                }
+            }
+            None
+        };
+        match self.candidates(region) {
+            Some(list) => list.iter().rev().find_map(|&p| check(p)),
+            None => (0..self.slots.len() as u32).rev().find_map(check),
+        }
+    }
+
     /// Visible events naming `event_id` as their cause, in order.
     pub fn effects(&self, event_id: u128) -> Vec<IndexEntry> {
         self.effects

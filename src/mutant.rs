@@ -138,6 +138,20 @@ pub enum Mutant {
     /// returns once everything *before* `r` is durable, `r` itself not yet (spec
     /// `wait_before_durable`; breaks INV-DURABLE).
     WaitPointExclusive,
+    /// `commit_with` writes the consumer's checkpoint as its own record before the outputs'
+    /// batch instead of inside it, so a crash between them keeps the checkpoint and loses the
+    /// outputs (spec `checkpoint_not_atomic`; breaks INV-EXACTLY-ONCE).
+    CheckpointNotAtomic,
+    /// A checkpoint is acknowledged without syncing its record, and consumers deliver events
+    /// that are visible but not yet durable, so an acknowledged checkpoint can point past the
+    /// durable frontier (spec `checkpoint_past_durable`; breaks INV-CHECKPOINT-DURABLE).
+    CheckpointAckBeforeDurable,
+    /// A lossy subscriber that falls behind is disconnected: `recv()` answers `None` while the
+    /// store is open (breaks INV-LOSSY-NOTICE).
+    LossyDisconnect,
+    /// A cursor's poll reads one sequence too far back after a seek and delivers the event it
+    /// was positioned after again (breaks INV-CURSOR-ORDER).
+    CursorRedelivers,
 }
 
 #[cfg(batpak_mutant)]

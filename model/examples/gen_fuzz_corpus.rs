@@ -165,6 +165,7 @@ fn body_kind(b: &ArbBody) -> u8 {
         ArbBody::FenceBegin(_) => 2,
         ArbBody::FenceCommit(_) => 3,
         ArbBody::FenceCancel(_) => 4,
+        ArbBody::Checkpoint(..) => 5,
     }
 }
 

@@ -22,7 +22,10 @@ pub use recovery::{
 
 use arbitrary::Arbitrary;
 use batpak::__testing::codec::{self, DecodeError, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
-use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
+use batpak::__testing::log::{
+    CheckpointPosition, CheckpointRecord, EventRecord, FactRecord, Record, RecordBody,
+    RegionRecord, Unit,
+};
 
 /// Maximum frame sizes [`frame_decode`] tries on every input.
 pub const DECODE_MAXES: [u32; 6] = [0, 3, 64, 4096, FRAME_BYTES_MAX_DEFAULT, u32::MAX];
@@ -165,10 +168,6 @@ pub struct ArbEvent {
 }
 
 /// An owned [`RecordBody`], for `Arbitrary`.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per fuzz input; mirrors RecordBody, which is not boxed either"
-)]
 #[derive(Arbitrary, Debug, Clone)]
 pub enum ArbBody {
     /// An event.
@@ -181,6 +180,15 @@ pub enum ArbBody {
     FenceCommit(u64),
     /// `FenceCancel`.
     FenceCancel(u64),
+    /// A consumer checkpoint: unit, id, position (`None` deleted, `Some(None)` start),
+    /// region entity prefix and exact kind.
+    Checkpoint(
+        ArbUnit,
+        String,
+        Option<Option<u64>>,
+        Option<String>,
+        Option<u16>,
+    ),
 }
 
 /// An owned [`Record`], for `Arbitrary`.
@@ -218,6 +226,23 @@ impl ArbRecord {
             ArbBody::FenceBegin(fence) => RecordBody::FenceBegin { fence: *fence },
             ArbBody::FenceCommit(fence) => RecordBody::FenceCommit { fence: *fence },
             ArbBody::FenceCancel(fence) => RecordBody::FenceCancel { fence: *fence },
+            ArbBody::Checkpoint(unit, id, position, prefix, kind) => {
+                RecordBody::Checkpoint(CheckpointRecord {
+                    unit: unit.unit(),
+                    id,
+                    region: RegionRecord {
+                        entity_prefix: prefix.as_deref(),
+                        scope: None,
+                        fact: kind.map_or(FactRecord::Any, FactRecord::Exact),
+                        clock_range: None,
+                    },
+                    position: match position {
+                        None => CheckpointPosition::Deleted,
+                        Some(None) => CheckpointPosition::Start,
+                        Some(Some(s)) => CheckpointPosition::After(*s),
+                    },
+                })
+            }
         };
         Record {
             seq: self.seq,

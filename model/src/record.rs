@@ -10,7 +10,8 @@
 use batpak::__testing::codec;
 use batpak::__testing::env::SimDisk;
 use batpak::__testing::log::segment::{decode_header, parse_segment_file_name, segment_file_name};
-use batpak::__testing::log::{Record, RecordBody, Unit, SEGMENT_HEADER_BYTES};
+use batpak::__testing::log::{CheckpointPosition, Record, RecordBody, Unit, SEGMENT_HEADER_BYTES};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// An owned copy of one log record.
@@ -49,6 +50,19 @@ pub enum LogBody {
         /// Fence token.
         fence: u64,
     },
+    /// A consumer checkpoint.
+    Checkpoint(LogCheckpoint),
+}
+
+/// A consumer checkpoint as the reference sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheckpoint {
+    /// Unit (`None`, or the batch of the consumer's outputs).
+    pub unit: Unit,
+    /// Checkpoint id.
+    pub id: String,
+    /// `None`: deleted; `Some(None)`: at the start; `Some(Some(s))`: after sequence `s`.
+    pub position: Option<Option<u64>>,
 }
 
 /// An event as written.
@@ -93,6 +107,15 @@ impl LogRecord {
             RecordBody::FenceBegin { fence } => LogBody::FenceBegin { fence: *fence },
             RecordBody::FenceCommit { fence } => LogBody::FenceCommit { fence: *fence },
             RecordBody::FenceCancel { fence } => LogBody::FenceCancel { fence: *fence },
+            RecordBody::Checkpoint(c) => LogBody::Checkpoint(LogCheckpoint {
+                unit: c.unit,
+                id: c.id.to_owned(),
+                position: match c.position {
+                    CheckpointPosition::Start => Some(None),
+                    CheckpointPosition::After(s) => Some(Some(s)),
+                    CheckpointPosition::Deleted => None,
+                },
+            }),
         };
         LogRecord { seq: r.seq, body }
     }
@@ -109,6 +132,49 @@ impl LogRecord {
     pub fn unit(&self) -> Option<Unit> {
         self.event().map(|e| e.unit)
     }
+}
+
+/// The consumer checkpoints a recovered store must report for the surviving log `log`: id ->
+/// committed position (`None`: at the start). A checkpoint outside a unit counts where it
+/// stands; one inside a batch counts only if that batch committed (its commit record is in
+/// the log with the right event count), so outputs and checkpoint stand or fall together
+/// (INV-EXACTLY-ONCE). In log order, the last one that counts wins; a deletion removes.
+pub fn expected_checkpoints(log: &[LogRecord]) -> BTreeMap<String, Option<u64>> {
+    let mut batch_events: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut committed: BTreeSet<u64> = BTreeSet::new();
+    for r in log {
+        match &r.body {
+            LogBody::Event(e) => {
+                if let Some(b) = e.unit.batch() {
+                    *batch_events.entry(b).or_default() += 1;
+                }
+            }
+            LogBody::BatchCommit { batch, count }
+                if batch_events.get(batch).copied().unwrap_or(0) == *count =>
+            {
+                committed.insert(*batch);
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    for r in log {
+        let LogBody::Checkpoint(c) = &r.body else {
+            continue;
+        };
+        if c.unit.batch().is_some_and(|b| !committed.contains(&b)) {
+            continue;
+        }
+        match c.position {
+            Some(p) => {
+                out.insert(c.id.clone(), p);
+            }
+            None => {
+                out.remove(&c.id);
+            }
+        }
+    }
+    out
 }
 
 /// Where a scanned record's frame is.

@@ -69,6 +69,9 @@ pub enum Scenario {
     ShutdownWithTickets,
     /// (g) Two producers, `try_submit` and `submit`, on a capacity-1 queue.
     TwoProducersBackpressure,
+    /// (h) A cursor and a gap-free subscription poll while an atomic batch and an append
+    /// are published.
+    DeliveryVsPublish,
 }
 
 impl Scenario {
@@ -85,6 +88,7 @@ impl Scenario {
         v.extend((0..=CRASH_OPS_MAX).map(Scenario::CrashMidFence));
         v.push(Scenario::ShutdownWithTickets);
         v.push(Scenario::TwoProducersBackpressure);
+        v.push(Scenario::DeliveryVsPublish);
         v
     }
 
@@ -100,6 +104,7 @@ impl Scenario {
             Scenario::CrashMidFence(k) => format!("crash_mid_fence_k{k}"),
             Scenario::ShutdownWithTickets => "shutdown_with_tickets".into(),
             Scenario::TwoProducersBackpressure => "two_producers_backpressure".into(),
+            Scenario::DeliveryVsPublish => "delivery_vs_publish".into(),
         }
     }
 
@@ -123,6 +128,7 @@ impl Scenario {
             }
             Scenario::ShutdownWithTickets => shutdown_with_tickets(mutant),
             Scenario::TwoProducersBackpressure => two_producers_backpressure(mutant),
+            Scenario::DeliveryVsPublish => delivery_vs_publish(mutant),
         }
     }
 }
@@ -337,6 +343,79 @@ pub fn batch_vs_reader(mutant: Mutant) {
     store.append(&coord("p"), KIND, &0u32).expect("append");
     assert!(reader.join().is_ok(), "reader failed");
     assert_eq!(visible_entities(&store), ["b1", "b2", "p"]);
+    close_shared(store);
+}
+
+/// (h) A cursor and a gap-free subscription, on another thread, poll while an atomic batch
+/// of two and then an append are published: after every poll each has delivered a prefix of
+/// the events in sequence order, each once, never half the batch (INV-CURSOR-ORDER,
+/// INV-READ-ISOLATION), and in the end everything.
+pub fn delivery_vs_publish(mutant: Mutant) {
+    let disk = SimDisk::new();
+    let store = shared_store(&disk, mutant);
+    let region = batpak::region::Region::all();
+    let mut cursor = store.cursor_guaranteed(&region);
+    let sub = store.subscribe_from(&region, None);
+    let expected = ["b1", "b2", "p"];
+    let check = move |what: &str, got: &[String]| {
+        assert!(
+            [0, 2, 3].contains(&got.len()) && got.iter().zip(expected).all(|(a, b)| a == b),
+            "INV-CURSOR-ORDER / INV-READ-ISOLATION: the {what} delivered {got:?}, not a whole-unit prefix of {expected:?}"
+        );
+    };
+    let reader = thread::spawn(move || {
+        let (mut by_cursor, mut by_sub) = (Vec::new(), Vec::new());
+        for _ in 0..READS {
+            by_cursor.extend(
+                cursor
+                    .poll_batch(8)
+                    .into_iter()
+                    .map(|e| e.coord.entity().to_owned()),
+            );
+            check("cursor", &by_cursor);
+            while let Some(n) = sub.try_recv() {
+                by_sub.push(n.coord.entity().to_owned());
+            }
+            check("subscription", &by_sub);
+        }
+        (cursor, sub, by_cursor, by_sub)
+    });
+    let items = ["b1", "b2"]
+        .iter()
+        .map(|e| {
+            batpak::store::BatchAppendItem::new(
+                coord(e),
+                KIND,
+                &0u32,
+                batpak::store::AppendOptions::default(),
+                batpak::store::CausationRef::None,
+            )
+            .expect("item")
+        })
+        .collect();
+    store.append_batch(items).expect("batch");
+    store.append(&coord("p"), KIND, &0u32).expect("append");
+    let Ok((mut cursor, sub, mut by_cursor, mut by_sub)) = reader.join() else {
+        panic!("reader failed");
+    };
+    by_cursor.extend(
+        cursor
+            .poll_batch(8)
+            .into_iter()
+            .map(|e| e.coord.entity().to_owned()),
+    );
+    while let Some(n) = sub.try_recv() {
+        by_sub.push(n.coord.entity().to_owned());
+    }
+    assert_eq!(
+        by_cursor, expected,
+        "INV-CURSOR-ORDER: the cursor missed events"
+    );
+    assert_eq!(
+        by_sub, expected,
+        "INV-CURSOR-ORDER: the subscription missed events"
+    );
+    drop(sub);
     close_shared(store);
 }
 

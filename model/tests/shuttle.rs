@@ -97,6 +97,11 @@ fn shuttle_g_two_producers_backpressure() {
     check(&[Scenario::TwoProducersBackpressure], iterations());
 }
 
+#[test]
+fn shuttle_h_delivery_vs_publish() {
+    check(&[Scenario::DeliveryVsPublish], iterations());
+}
+
 /// Every schedule saved under `model/schedules/` replays: a mutant's schedule still makes the
 /// scenario fail with that mutant (the witness still catches it there), and a schedule saved
 /// for the real store (`.None.txt`) now passes. Each replay runs in a child process (shuttle

@@ -42,6 +42,11 @@ fn stress_d_batch_vs_reader() {
 }
 
 #[test]
+fn stress_h_delivery_vs_publish() {
+    stress(Scenario::DeliveryVsPublish, RUNS);
+}
+
+#[test]
 fn stress_e_crash_mid_fence_at_every_crash_point() {
     for k in 0..=CRASH_OPS_MAX {
         stress(Scenario::CrashMidFence(k), RUNS / 10);

@@ -16,7 +16,10 @@
 mod record;
 
 use bincode::Options;
-pub use record::{EventRecord, Record, RecordBody, Unit};
+pub use record::{
+    CheckpointPosition, CheckpointRecord, EventRecord, FactRecord, Record, RecordBody,
+    RegionRecord, Unit,
+};
 use std::fmt;
 
 /// Bytes of frame header before the body: length (4) + head check (4) + CRC (4).

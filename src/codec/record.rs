@@ -4,6 +4,8 @@
 //! can make a unit visible exactly when its commit record is present (INV-BATCH-ATOMIC,
 //! INV-FENCE-CRASH) and never hide anything outside an unfinished unit (INV-NO-COLLATERAL).
 
+use crate::event::EventKind;
+use crate::region::{KindFilter, Region};
 use serde::{Deserialize, Serialize};
 
 /// Which atomic unit an event belongs to.
@@ -86,10 +88,6 @@ pub struct Record<'a> {
 }
 
 /// What a record says.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records are decoded, used and dropped one at a time; boxing events would allocate per record"
-)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordBody<'a> {
     /// An event.
@@ -117,6 +115,91 @@ pub enum RecordBody<'a> {
         /// Fence token.
         fence: u64,
     },
+    /// A durable consumer's checkpoint. Not an event: never indexed, so no reader sees it.
+    /// Appended last so that every earlier variant keeps its tag (old logs still decode).
+    #[serde(borrow)]
+    Checkpoint(CheckpointRecord<'a>),
+}
+
+/// A consumer checkpoint as stored: the last one of an id wins at recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord<'a> {
+    /// `Unit::None` (takes effect when written) or `Unit::Batch` (takes effect with the
+    /// batch's commit record: outputs and checkpoint are one atomic unit).
+    pub unit: Unit,
+    /// The checkpoint id (validated: `[A-Za-z0-9._-]{1,128}`).
+    pub id: &'a str,
+    /// The consumer's region, field by field (not a joined string, so no two regions share
+    /// an encoding).
+    #[serde(borrow)]
+    pub region: RegionRecord<'a>,
+    /// Where the consumer stands.
+    pub position: CheckpointPosition,
+}
+
+/// A region as stored in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionRecord<'a> {
+    /// Entity namespace prefix.
+    pub entity_prefix: Option<&'a str>,
+    /// Exact scope.
+    pub scope: Option<&'a str>,
+    /// Kind filter.
+    pub fact: FactRecord,
+    /// Inclusive entity clock range.
+    pub clock_range: Option<(u32, u32)>,
+}
+
+/// A region's kind filter as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FactRecord {
+    /// Any kind.
+    Any,
+    /// Exactly this raw kind.
+    Exact(u16),
+    /// Every kind of this category.
+    Category(u8),
+}
+
+impl<'a> RegionRecord<'a> {
+    /// The stored form of `region`.
+    pub fn of(region: &'a Region) -> Self {
+        Self {
+            entity_prefix: region.entity_prefix.as_deref(),
+            scope: region.scope.as_deref(),
+            fact: match region.fact {
+                KindFilter::Any => FactRecord::Any,
+                KindFilter::Exact(k) => FactRecord::Exact(k.as_raw()),
+                KindFilter::Category(c) => FactRecord::Category(c),
+            },
+            clock_range: region.clock_range,
+        }
+    }
+
+    /// The region it stores.
+    pub fn region(&self) -> Region {
+        Region {
+            entity_prefix: self.entity_prefix.map(str::to_owned),
+            scope: self.scope.map(str::to_owned),
+            fact: match self.fact {
+                FactRecord::Any => KindFilter::Any,
+                FactRecord::Exact(k) => KindFilter::Exact(EventKind::from_raw(k)),
+                FactRecord::Category(c) => KindFilter::Category(c),
+            },
+            clock_range: self.clock_range,
+        }
+    }
+}
+
+/// Where a consumer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointPosition {
+    /// Nothing processed yet.
+    Start,
+    /// Every event of the region up to and including this global sequence is processed.
+    After(u64),
+    /// The consumer was deleted.
+    Deleted,
 }
 
 /// Serialise `&[u8]` as a byte string (length + bytes) rather than a sequence of u8.

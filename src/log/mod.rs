@@ -13,7 +13,10 @@ mod report;
 pub mod scan;
 pub mod segment;
 
-pub use crate::codec::{EventRecord, Record, RecordBody, Unit};
+pub use crate::codec::{
+    CheckpointPosition, CheckpointRecord, EventRecord, FactRecord, Record, RecordBody,
+    RegionRecord, Unit,
+};
 pub(crate) use active::{leave_clean_mark, take_clean_mark};
 pub use active::{SegmentOptions, SegmentWriter, CLEAN_FILE_NAME};
 pub(crate) use catalog::Catalog;

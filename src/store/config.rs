@@ -47,6 +47,8 @@ pub struct StoreConfig {
     pub(crate) fd_budget: usize,
     pub(crate) allow_external_causes: bool,
     pub(crate) lifecycle_events: bool,
+    /// How far a lossy subscriber may fall behind before it skips ahead.
+    pub(crate) broadcast_capacity: usize,
     pub(crate) clock: StdArc<dyn Clock>,
     pub(crate) ids: StdArc<dyn IdSource>,
     pub(crate) disk: StdArc<dyn Disk>,
@@ -106,6 +108,7 @@ impl StoreConfig {
             fd_budget: FD_BUDGET_DEFAULT,
             allow_external_causes: false,
             lifecycle_events: true,
+            broadcast_capacity: 8192,
             clock: StdArc::new(SystemClock),
             ids: StdArc::new(RandomIds::default()),
             disk: StdArc::new(FsDisk),
@@ -115,6 +118,16 @@ impl StoreConfig {
             event_payload_validation: Default::default(),
             signing_key: None,
         }
+    }
+
+    /// How many notifications a lossy subscriber ([`crate::store::Store::subscribe_lossy`])
+    /// may fall behind (default 8192). One that falls further skips ahead to the newest
+    /// `capacity` notifications and counts the ones it skipped
+    /// ([`crate::store::delivery::subscription::Subscription::missed`]); it is never
+    /// disconnected, and the writer never waits for it. At least 1.
+    pub fn with_broadcast_capacity(mut self, capacity: usize) -> Self {
+        self.broadcast_capacity = capacity;
+        self
     }
 
     /// Roll to a new segment file when the active one would exceed this many bytes (at least
@@ -314,6 +327,9 @@ impl StoreConfig {
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         let bad = |m: String| Err(StoreError::Configuration(m));
+        if self.broadcast_capacity == 0 {
+            return bad("broadcast_capacity must be at least 1".into());
+        }
         if self.dir.as_os_str().is_empty() {
             return bad("data directory is empty".into());
         }

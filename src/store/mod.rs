@@ -8,6 +8,7 @@ mod applied;
 mod batch;
 mod config;
 mod config_compat;
+pub mod delivery;
 mod fence;
 mod lifecycle;
 pub(crate) mod open;
@@ -28,6 +29,10 @@ pub use batch::BatchAppendItem;
 pub use config::{
     StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
     SINGLE_APPEND_MAX_BYTES_LIMIT,
+};
+pub use delivery::{
+    CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
+    SubscriptionOps,
 };
 pub use fence::VisibilityFence;
 pub use lifecycle::{CloseCompleted, OpenCompleted, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
@@ -188,6 +193,8 @@ pub struct Store<S = Open> {
     ops: Mutex<()>,
     recovery: log::RecoveryReport,
     observer: Observer,
+    /// Durable consumers' checkpoints and which ids are live.
+    checkpoints: delivery::consumer::Registry,
     _state: PhantomData<S>,
 }
 

@@ -1,6 +1,7 @@
 //! Opening and closing a store: lock the directory, recover, start the writer; and the
 //! shutdown that `close` and `Drop` share.
 
+use super::delivery::consumer::Registry;
 use super::ticket::wait_reply;
 use super::{Open, Store, StoreConfig, StoreError, StoreState};
 use crate::env::{Disk, DiskLock};
@@ -44,10 +45,11 @@ impl Store<Open> {
         let disk = StdArc::clone(&cfg.disk);
         let lock = create_and_lock_dir(&*disk, &cfg.dir, cfg.bugs)?;
         let Recovered {
-            state,
+            mut state,
             index,
             report,
         } = recover(&*disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs)?;
+        let checkpoints = std::mem::take(&mut state.checkpoints.table);
         let observer = Observer::new(cfg.trace.clone());
         observer.recover(&report, &index);
         let catalog = StdArc::new(Catalog::new(disk, cfg.dir.clone(), cfg.fd_budget));
@@ -67,6 +69,7 @@ impl Store<Open> {
             ops: Mutex::new(()),
             recovery: report,
             observer,
+            checkpoints: Registry::new(checkpoints),
             _state: PhantomData,
         };
         // A failure here drops the store, which stops the writer and releases the lock.

@@ -75,10 +75,11 @@ impl Store<ReadOnly> {
             CutPolicy::InMemory
         };
         let Recovered {
-            state,
+            mut state,
             index,
             report,
         } = recover(&*disk, &cfg.dir, cut, cfg.bugs)?;
+        let checkpoints = std::mem::take(&mut state.checkpoints.table);
         let catalog = StdArc::new(Catalog::new(disk, cfg.dir.clone(), cfg.fd_budget));
         let shared = Arc::new(Shared::new(index));
         for cell in [
@@ -105,6 +106,7 @@ impl Store<ReadOnly> {
             catalog,
             kinds: Mutex::new(HashMap::new()),
             ops: Mutex::new(()),
+            checkpoints: super::delivery::consumer::Registry::new(checkpoints),
             recovery: report,
             _state: PhantomData,
         })

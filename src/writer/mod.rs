@@ -68,6 +68,13 @@ pub(crate) enum Command {
         fence: u64,
         reply: Option<Reply<()>>,
     },
+    /// A consumer checkpoint, with `items` (the consumer's outputs) in one atomic unit;
+    /// answered once durable.
+    Checkpoint {
+        items: Vec<AppendItem>,
+        checkpoint: state::checkpoints::CheckpointWrite,
+        reply: Reply<Vec<AppendReceipt>>,
+    },
     /// Make everything written so far durable.
     Sync { reply: Reply<()> },
     /// Finish the queue, cancel an open fence, sync, and stop.

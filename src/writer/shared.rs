@@ -34,6 +34,11 @@ pub(crate) struct Shared {
     /// Threads in `wait_for_durable`; registered before they read the frontier, so a writer
     /// that reads zero here after moving the frontier cannot leave one asleep.
     pub durable_waiters: AtomicUsize,
+    /// Counts the groups that moved the visible or durable frontier (and the writer's exit);
+    /// subscriptions, cursors and consumers sleep on `publish_cv` until it changes, so they
+    /// wake on a publish instead of polling. The writer holds the lock only to bump it.
+    pub publish_gen: Mutex<u64>,
+    pub publish_cv: Condvar,
 }
 
 impl Shared {
@@ -45,6 +50,8 @@ impl Shared {
             durable_lock: Mutex::new(()),
             durable_cv: Condvar::new(),
             durable_waiters: AtomicUsize::new(0),
+            publish_gen: Mutex::new(0),
+            publish_cv: Condvar::new(),
         }
     }
 
@@ -52,6 +59,37 @@ impl Shared {
     pub fn wake_durable_waiters(&self) {
         let _g = self.durable_lock.lock();
         self.durable_cv.notify_all();
+    }
+}
+
+impl Shared {
+    /// Wakes every subscription, cursor and consumer waiting for a publish.
+    pub fn notify_published(&self) {
+        let mut g = self.publish_gen.lock();
+        *g = g.wrapping_add(1);
+        self.publish_cv.notify_all();
+    }
+
+    /// The publish generation now (read before looking at the index, then passed to
+    /// [`Shared::wait_published`], so a publish in between is never slept through).
+    pub fn published_gen(&self) -> u64 {
+        *self.publish_gen.lock()
+    }
+
+    /// Sleeps until the generation moves past `seen` or `timeout` passes.
+    pub fn wait_published(&self, seen: u64, timeout: std::time::Duration) {
+        let mut g = self.publish_gen.lock();
+        if *g != seen {
+            return;
+        }
+        let (g2, _) = self.publish_cv.wait_timeout(g, timeout);
+        g = g2;
+        drop(g);
+    }
+
+    /// Whether the writer has stopped (the store closed).
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.read()
     }
 }
 

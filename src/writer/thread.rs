@@ -420,6 +420,7 @@ impl Writer {
         if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
             self.shared.wake_durable_waiters();
         }
+        self.shared.notify_published();
         self.cfg.observer.replies(out);
         reply_all(out, fsync || self.state.bugs.has(Mutant::AckBeforeFsync));
     }
@@ -496,6 +497,7 @@ impl Writer {
                 .durable
                 .store(written, Ordering::SeqCst);
             self.shared.wake_durable_waiters();
+            self.shared.notify_published();
         }
         #[cfg(batpak_mutant)]
         if self.state.bugs.has(Mutant::LatchHidesUnsynced) {
@@ -558,6 +560,7 @@ impl Writer {
         }
         while self.rx.try_recv().is_ok() {}
         self.shared.wake_durable_waiters();
+        self.shared.notify_published();
         tracing::info!("writer stopped");
     }
 }

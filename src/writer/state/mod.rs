@@ -10,6 +10,7 @@
 //! (batches and fences waiting for their commit, events ready to publish).
 
 pub(crate) mod chains;
+pub(crate) mod checkpoints;
 pub(crate) mod hlc;
 pub(crate) mod idem;
 mod replay;
@@ -172,6 +173,8 @@ pub(crate) struct WriterState {
     fence_waiters: Vec<FenceWaiter>,
     /// The I/O failure that latched the writer.
     pub latched: Option<String>,
+    /// Consumer checkpoints (rebuilt by recovery; the live store keeps its own table).
+    pub checkpoints: checkpoints::Checkpoints,
     /// The seeded bug (mutant build only, see [`crate::mutant`]).
     pub bugs: Bugs,
 }

@@ -25,7 +25,8 @@ impl WriterState {
             RecordBody::BatchCommit { batch, count } => {
                 self.idem.recovered_batch_commit(*batch, *count);
                 let fence = self.units.recovered_batch_fence(*batch);
-                self.units.batch_commit(*batch, *count, fence, commit)?
+                self.units.batch_commit(*batch, *count, fence, commit)?;
+                self.checkpoints.batch_committed(*batch);
             }
             RecordBody::FenceBegin { fence } => self.units.fence_begin(*fence),
             RecordBody::FenceCommit { fence } => self.units.fence_commit(*fence, commit),
@@ -33,6 +34,7 @@ impl WriterState {
                 let dropped = self.units.fence_cancel(*fence, commit);
                 self.idem.forget(&dropped);
             }
+            RecordBody::Checkpoint(c) => self.checkpoints.recovered(c, record.seq)?,
         }
         Ok(())
     }
@@ -102,6 +104,7 @@ impl WriterState {
             self.hlc.reopened();
         }
         self.idem.finish_recovery();
+        self.checkpoints.finish_recovery();
         self.open_fence = None;
         self.units.finish_recovery()
     }

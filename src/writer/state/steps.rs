@@ -7,10 +7,11 @@
 use super::super::frames::{Frames, UNPLACED};
 use super::super::{AppendItem, Command, Reply};
 use super::chains::{event_hash, Head};
+use super::checkpoints::CheckpointWrite;
 use super::idem::{BatchRetry, BatchSlot, IdemInfo};
 use super::{Ack, Answer, Effect, FenceWaiter, Limits, Outgoing, WriterState};
 use crate::append::{AppendReceipt, CausationRef};
-use crate::codec::{EventRecord, Record, RecordBody, Unit};
+use crate::codec::{CheckpointRecord, EventRecord, Record, RecordBody, RegionRecord, Unit};
 use crate::env::{Clock, IdSource};
 use crate::error::{BatchStage, StoreError};
 use crate::event::HashChain;
@@ -202,8 +203,25 @@ impl WriterState {
                 reply_when_staged,
                 reply,
             } => {
-                let r = self.append_batch(items, fence, env);
+                let r = self.append_batch(items, fence, None, env);
                 self.batch_step(first_seq, r, fence, reply_when_staged, reply)
+            }
+            Command::Checkpoint {
+                items,
+                checkpoint,
+                reply,
+            } => {
+                let r = self.write_checkpoint(items, &checkpoint, env);
+                let ok = r.is_ok();
+                let fact = match &r {
+                    Ok(_) => Fact::None,
+                    Err(e) => Fact::refusal(e),
+                };
+                let mut step = Step::now(first_seq, Answer::Receipts(reply, r), Ack::None, fact);
+                // A checkpoint is acknowledged durable, so it never names an event a power
+                // loss could take back (INV-CHECKPOINT-DURABLE); group-committed like any write.
+                step.sync = ok && !self.bugs.has(Mutant::CheckpointAckBeforeDurable);
+                step
             }
             Command::FenceBegin { reply } => {
                 let r = self.fence_begin(env);
@@ -540,6 +558,7 @@ impl WriterState {
         &mut self,
         items: Vec<AppendItem>,
         fence: Option<u64>,
+        checkpoint: Option<&CheckpointWrite>,
         env: &mut StepEnv<'_>,
     ) -> Result<BatchAppended, StoreError> {
         self.admit(fence)?;
@@ -559,7 +578,7 @@ impl WriterState {
         }
         check_batch_limits(&items, env.limits)?;
         let hashes = self.validate_batch(&items, env)?;
-        self.write_batch(&items, hashes, fence, env)
+        self.write_batch(&items, hashes, fence, checkpoint, env)
             .map(BatchAppended::Written)
     }
 
@@ -607,8 +626,14 @@ impl WriterState {
         items: &[AppendItem],
         hashes: Vec<[u8; 32]>,
         fence: Option<u64>,
+        checkpoint: Option<&CheckpointWrite>,
         env: &mut StepEnv<'_>,
     ) -> Result<Vec<AppendReceipt>, StoreError> {
+        if let Some(cp) = checkpoint {
+            if self.bugs.has(Mutant::CheckpointNotAtomic) {
+                self.encode_checkpoint(cp, Unit::None, env)?;
+            }
+        }
         let batch = self.next_seq;
         let unit = match fence {
             Some(f) => Unit::FencedBatch { fence: f, batch },
@@ -631,6 +656,13 @@ impl WriterState {
                 .map_err(|e| batch_failed(i, BatchStage::Writing, e))?;
             receipts.push(r);
         }
+        if let Some(cp) = checkpoint {
+            if !self.bugs.has(Mutant::CheckpointNotAtomic) {
+                self.encode_checkpoint(cp, unit, env).map_err(|e| {
+                    batch_failed(receipts.len().saturating_sub(1), BatchStage::Writing, e)
+                })?;
+            }
+        }
         let count = receipts.len() as u32;
         let seq = self.next_seq;
         env.frames
@@ -646,6 +678,54 @@ impl WriterState {
         });
         self.next_seq += 1;
         Ok(receipts)
+    }
+
+    /// A consumer checkpoint, alone or with the consumer's outputs as one atomic batch whose
+    /// commit record also commits the checkpoint (INV-EXACTLY-ONCE). A checkpoint alone is not
+    /// an event, so an open fence does not hold it back; outputs are refused under an open
+    /// fence like any unfenced batch.
+    fn write_checkpoint(
+        &mut self,
+        items: Vec<AppendItem>,
+        cp: &CheckpointWrite,
+        env: &mut StepEnv<'_>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        self.check_writable()?;
+        if items.is_empty() {
+            self.encode_checkpoint(cp, Unit::None, env)?;
+            return Ok(Vec::new());
+        }
+        match self.append_batch(items, None, Some(cp), env)? {
+            BatchAppended::Written(receipts) => Ok(receipts),
+            // The outputs were written before, with their checkpoint or without it: only the
+            // checkpoint is missing now.
+            BatchAppended::Duplicate(dup) => {
+                self.encode_checkpoint(cp, Unit::None, env)?;
+                Ok(dup.receipts)
+            }
+        }
+    }
+
+    /// Encodes one checkpoint record in `unit`.
+    fn encode_checkpoint(
+        &mut self,
+        cp: &CheckpointWrite,
+        unit: Unit,
+        env: &mut StepEnv<'_>,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_seq;
+        env.frames.encode(&Record {
+            seq,
+            body: RecordBody::Checkpoint(CheckpointRecord {
+                unit,
+                id: &cp.id,
+                region: RegionRecord::of(&cp.region),
+                position: cp.position,
+            }),
+        })?;
+        self.next_seq += 1;
+        tracing::debug!(id = %cp.id, position = ?cp.position, seq, "Checkpoint");
+        Ok(())
     }
 
     /// FenceBegin.

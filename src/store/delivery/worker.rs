@@ -1,0 +1,234 @@
+//! `cursor_worker`: a thread that drains a region through a cursor (or, with a checkpoint id,
+//! a durable consumer) and hands each batch to a handler.
+
+use super::consumer::CheckpointId;
+use crate::error::StoreError;
+use crate::index::IndexEntry;
+use crate::region::Region;
+use crate::store::{Open, Store};
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Arc, StdArc};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+/// How often a worker whose handler panicked is started again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// One restart.
+    #[default]
+    Once,
+    /// At most `max_restarts` restarts within any `within_ms` milliseconds.
+    Bounded {
+        /// Restarts allowed in the window.
+        max_restarts: u32,
+        /// The window, in milliseconds.
+        within_ms: u64,
+    },
+}
+
+/// Proof handed to a checkpointed worker's handler: the batch is delivered at least once
+/// (it comes again if the handler does not finish before a crash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtLeastOnce(CheckpointId);
+
+impl AtLeastOnce {
+    /// The checkpoint the worker commits to.
+    pub fn checkpoint_id(&self) -> &CheckpointId {
+        &self.0
+    }
+}
+
+/// What the handler wants after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorWorkerAction {
+    /// Commit the batch and go on.
+    Continue,
+    /// Commit the batch and stop.
+    Stop,
+    /// Do not commit the batch (it is delivered again next time) and stop.
+    StopWithRollback,
+}
+
+/// A cursor worker's configuration. `Default` is upstream's.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CursorWorkerConfig {
+    /// Most events per batch.
+    pub batch_size: usize,
+    /// The longest the worker sleeps waiting for an event (it wakes at once on a publish: this
+    /// bounds how late it notices `stop`, not how late it sees events).
+    pub idle_sleep: Duration,
+    /// Restarts after a handler panic.
+    pub restart: RestartPolicy,
+    /// With an id, the worker is a durable consumer: it resumes after its checkpoint and
+    /// commits after each batch the handler accepted.
+    pub checkpoint_id: Option<CheckpointId>,
+}
+
+impl Default for CursorWorkerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            idle_sleep: Duration::from_millis(10),
+            restart: RestartPolicy::Once,
+            checkpoint_id: None,
+        }
+    }
+}
+
+/// The running worker. Dropping it stops and joins the thread, so the store handle it holds
+/// is released when the drop returns.
+#[derive(Debug)]
+pub struct CursorWorkerHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<crate::sync::thread::JoinHandle<Result<(), StoreError>>>,
+}
+
+impl CursorWorkerHandle {
+    /// Asks the worker to stop after its current batch.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the worker to end: `Ok` after a stop, the error that ended it otherwise
+    /// (`ConsumerPanicked` once the restart budget is spent).
+    pub fn join(mut self) -> Result<(), StoreError> {
+        self.join_inner()
+    }
+
+    /// [`CursorWorkerHandle::stop`], then [`CursorWorkerHandle::join`].
+    pub fn stop_and_join(self) -> Result<(), StoreError> {
+        self.stop();
+        self.join()
+    }
+
+    fn join_inner(&mut self) -> Result<(), StoreError> {
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(StoreError::ConsumerPanicked {
+                    detail: "the worker thread panicked outside its handler".into(),
+                })
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CursorWorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.join_inner();
+    }
+}
+
+/// One run of the worker until it stops, fails or its handler panics (`Err(None)`).
+fn run<F>(
+    store: &Store<Open>,
+    region: &Region,
+    cfg: &CursorWorkerConfig,
+    stop: &AtomicBool,
+    handler: &mut F,
+) -> Result<(), Option<StoreError>>
+where
+    F: FnMut(&[IndexEntry], &Store<Open>, Option<&AtLeastOnce>) -> CursorWorkerAction,
+{
+    let batch = cfg.batch_size.max(1);
+    let mut consumer = match &cfg.checkpoint_id {
+        Some(id) => Some(store.consumer(id, region).map_err(Some)?),
+        None => None,
+    };
+    let witness = cfg.checkpoint_id.clone().map(AtLeastOnce);
+    let mut cursor = store.cursor_guaranteed(region);
+    while !stop.load(Ordering::SeqCst) {
+        let events = match consumer.as_mut() {
+            Some(c) => c.poll(batch, cfg.idle_sleep),
+            None => cursor.poll_wait(batch, cfg.idle_sleep),
+        };
+        if events.is_empty() {
+            if store.shared.is_stopped() {
+                return Ok(());
+            }
+            continue;
+        }
+        let action = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handler(&events, store, witness.as_ref())
+        }))
+        .map_err(|_| None)?;
+        if action == CursorWorkerAction::StopWithRollback {
+            return Ok(());
+        }
+        if let Some(c) = consumer.as_mut() {
+            c.commit().map_err(Some)?;
+        }
+        if action == CursorWorkerAction::Stop {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+impl Store<Open> {
+    /// Runs `handler` on a thread over `region`'s events in order, in batches. Without a
+    /// checkpoint id it starts at the beginning of the log; with one it is a durable consumer
+    /// (resumes after its checkpoint, commits each accepted batch). A panicking handler is
+    /// restarted (from the checkpoint) as `config.restart` allows; once the budget is spent
+    /// the worker ends and `join()` reports `ConsumerPanicked`.
+    pub fn cursor_worker<F>(
+        self: &StdArc<Self>,
+        region: &Region,
+        config: CursorWorkerConfig,
+        mut handler: F,
+    ) -> Result<CursorWorkerHandle, StoreError>
+    where
+        F: FnMut(&[IndexEntry], &Store<Open>, Option<&AtLeastOnce>) -> CursorWorkerAction
+            + Send
+            + 'static,
+    {
+        if let Some(id) = &config.checkpoint_id {
+            id.check()?;
+        }
+        let store = StdArc::clone(self);
+        let region = region.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = Arc::clone(&stop);
+        let thread = crate::sync::thread::Builder::new()
+            .name("batpak-cursor-worker".into())
+            .spawn(move || {
+                let mut restarts: Vec<Instant> = Vec::new();
+                loop {
+                    match run(&store, &region, &config, &stop_thread, &mut handler) {
+                        Ok(()) => return Ok(()),
+                        Err(Some(e)) => return Err(e),
+                        Err(None) => {
+                            let now = Instant::now();
+                            let allowed = match config.restart {
+                                RestartPolicy::Once => restarts.is_empty(),
+                                RestartPolicy::Bounded {
+                                    max_restarts,
+                                    within_ms,
+                                } => {
+                                    let window = Duration::from_millis(within_ms);
+                                    restarts.retain(|t| now.duration_since(*t) < window);
+                                    restarts.len() < max_restarts as usize
+                                }
+                            };
+                            if !allowed {
+                                tracing::error!("cursor worker: restart budget exhausted");
+                                return Err(StoreError::ConsumerPanicked {
+                                    detail: "the handler panicked and the restart budget is spent"
+                                        .into(),
+                                });
+                            }
+                            tracing::warn!("cursor worker: handler panicked, restarting");
+                            restarts.push(now);
+                        }
+                    }
+                }
+            })
+            .map_err(StoreError::Io)?;
+        Ok(CursorWorkerHandle {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
