@@ -155,8 +155,8 @@ pub enum Mutant {
 }
 
 #[cfg(batpak_mutant)]
-std::thread_local! {
-    static THREAD_BUG: std::cell::Cell<Mutant> = const { std::cell::Cell::new(Mutant::None) };
+crate::sync::per_thread::thread_local! {
+    static THREAD_BUG: crate::sync::per_thread::Cell<Mutant> = const { crate::sync::per_thread::Cell::new(Mutant::None) };
 }
 
 /// Seeds `mutant` on this thread for code that has no store configuration (the codec) until

@@ -144,3 +144,11 @@ pub mod channel {
         RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
     };
 }
+
+/// Per-thread state: the mutant build's codec seed (`crate::mutant::seed_thread`). Plain std
+/// thread-locals under every backend: set and read on one thread, never shared.
+#[cfg(batpak_mutant)]
+pub(crate) mod per_thread {
+    pub(crate) use std::cell::Cell;
+    pub(crate) use std::thread_local;
+}

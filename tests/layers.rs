@@ -75,7 +75,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     };
     BTreeMap::from([
         ("sync", vec![]),
-        ("mutant", vec![]),
+        ("mutant", vec!["sync"]),
         ("env", vec!["sync"]),
         ("trace", vec!["sync"]),
         ("coordinate", vec![]),
