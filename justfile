@@ -69,5 +69,9 @@ upstream-tests:
 bench:
     cargo bench --bench throughput
 
+# Side by side with upstream batpak 0.7.0 in one interleaved run (benches/peer/README.md); not in CI.
+bench-peer:
+    cd benches/peer && SUBJECTS="${SUBJECTS:-batpak ours}" ./run_all.sh
+
 # Everything CI runs.
 ci: lint doc test test-mutants model-check
