@@ -19,4 +19,5 @@ pub use crate::store::{
     DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox, ReadOnly, Store,
     StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
 };
+pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
 pub use crate::EventPayload;

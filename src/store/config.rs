@@ -1,19 +1,32 @@
-//! `StoreConfig`: where the store lives and how it behaves. Invalid values are refused at
-//! `Store::open` with `StoreError::Configuration`.
+//! `StoreConfig`: where the store lives and how it behaves.
+//!
+//! The configuration has upstream's shape (public fields, grouped in [`BatchConfig`],
+//! [`WriterConfig`], [`SyncConfig`] and [`IndexConfig`]) and its builder methods; this crate's
+//! own settings (clock, id and entropy sources, the disk, deferred-flush interval, lifecycle
+//! events, ...) sit in [`StoreConfig::extra`], set through builder methods. Nothing is checked
+//! while a configuration is built: `Store::open` checks the whole of it, however it was made
+//! (builder calls or a struct literal), and refuses invalid values with
+//! `StoreError::Configuration` naming the field. What the writer and readers then use is the
+//! checked form ([`Settings`]), never the configuration itself.
 
 use crate::codec::FRAME_BYTES_LIMIT;
 use crate::coordinate::COORDINATE_PART_MAX_BYTES;
-use crate::env::{Clock, Disk, Entropy, FsDisk, IdSource, OsEntropy, RandomIds, SystemClock};
+use crate::env::{
+    Clock, Disk, Entropy, FnClock, FsDisk, IdSource, OsEntropy, RandomIds, SystemClock,
+};
 use crate::error::StoreError;
 use crate::mutant::Bugs;
 #[cfg(batpak_mutant)]
 use crate::mutant::Mutant;
+use crate::payload_registry::EventPayloadValidation;
+use crate::signing::SigningKey;
 use crate::sync::StdArc;
 use crate::writer::durability::Durability;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::config_compat::{IndexConfig, RestartPolicy};
 pub use crate::log::segment::SyncMode;
 
 /// Room a frame needs beyond the payload: header fields and two coordinate parts.
@@ -28,59 +41,223 @@ pub const SINGLE_APPEND_MAX_BYTES_LIMIT: u32 = 64 * 1024 * 1024;
 /// Default number of segment files kept open for reading (upstream's `fd_budget` default).
 pub const FD_BUDGET_DEFAULT: usize = 64;
 
-/// Store configuration (builder style).
+/// Smallest stack the writer thread gets: a smaller [`WriterConfig::stack_size`] is raised
+/// to it, so a configuration upstream accepts cannot overflow the writer's stack here.
+pub const WRITER_STACK_MIN_BYTES: usize = 256 * 1024;
+
+/// Batch limits and group commit (upstream's `BatchConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Largest number of events in one batch (default 10,000; at least 1).
+    pub max_size: u32,
+    /// Largest total payload of one batch, in bytes (default 64 MiB).
+    pub max_bytes: u32,
+    /// Most commands the writer drains into one group (one write, one fsync); default 1024.
+    /// `0` drains whatever is queued, at most the writer queue's capacity. Group commit never
+    /// needs idempotency keys here (each command's outcome is exact).
+    pub group_commit_max_batch: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            group_commit_max_batch: 1024,
+        }
+    }
+}
+
+/// The writer thread: its queue, stack, and what happens when it stops (upstream's
+/// `WriterConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Capacity of the writer's command queue (default 4096; at least 1).
+    pub channel_capacity: usize,
+    /// Queue fill, in percent of `channel_capacity` (rounded up), from which `try_submit*`
+    /// refuses with `Backpressure` (default 75; 1 to 100).
+    /// [`StoreConfig::with_writer_pressure_threshold`] sets an exact queue length instead.
+    pub pressure_retry_threshold_pct: u8,
+    /// The writer thread's stack size (`None`: the platform's default for new threads); at
+    /// least [`WRITER_STACK_MIN_BYTES`] is used.
+    pub stack_size: Option<usize>,
+    /// Accepted for upstream's shape, without effect: this writer is not restarted (see
+    /// [`RestartPolicy`]).
+    pub restart_policy: RestartPolicy,
+    /// Accepted for upstream's shape, without effect: at shutdown this writer answers every
+    /// queued command (the queue is bounded by `channel_capacity`), upstream at most this
+    /// many.
+    pub shutdown_drain_limit: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            channel_capacity: 4096,
+            pressure_retry_threshold_pct: 75,
+            stack_size: None,
+            restart_policy: RestartPolicy::default(),
+            shutdown_drain_limit: 1024,
+        }
+    }
+}
+
+/// When the log is synced (upstream's `SyncConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// `fsync` ([`SyncMode::SyncAll`]) or `fdatasync` ([`SyncMode::SyncData`], the default).
+    pub mode: SyncMode,
+    /// `1` (the default): an append is acknowledged only once durable (group commit).
+    /// `n > 1`: deferred durability: appends are acknowledged (and visible) once written, and
+    /// synced every `n` events or after the flush interval
+    /// ([`StoreConfig::with_flush_interval`]), whichever comes first; a crash may lose
+    /// acknowledged but unsynced events. `0` is refused.
+    pub every_n_events: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            mode: SyncMode::SyncData,
+            every_n_events: 1,
+        }
+    }
+}
+
+/// This crate's settings beyond upstream's configuration shape, set with the builder methods
+/// of [`StoreConfig`] (`with_flush_interval`, `with_lifecycle_events`, `with_external_causes`,
+/// `with_frame_max_bytes`, `with_writer_pressure_threshold`, `with_clock_source`,
+/// `with_id_source`, `with_entropy_source`, `with_disk`). A struct literal keeps them with
+/// `..StoreConfig::new(dir)`.
+#[derive(Clone)]
+pub struct ExtraConfig {
+    flush_interval: Duration,
+    writer_pressure_threshold: Option<usize>,
+    /// Set by `with_frame_max_bytes`; otherwise derived from the payload limit.
+    frame_max_bytes: Option<u32>,
+    allow_external_causes: bool,
+    lifecycle_events: bool,
+    /// Set by `with_clock_source`; wins over [`StoreConfig::clock`].
+    clock: Option<StdArc<dyn Clock>>,
+    ids: StdArc<dyn IdSource>,
+    disk: StdArc<dyn Disk>,
+    entropy: StdArc<dyn Entropy>,
+    /// The seeded bug (mutant build only, see [`crate::mutant`]).
+    bugs: Bugs,
+    /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
+    trace: Option<StdArc<crate::trace::TraceSink>>,
+}
+
+impl Default for ExtraConfig {
+    /// Deferred flushes every 50 ms, the pressure threshold from the percentage, the frame
+    /// limit from the payload limit, no external causes, lifecycle events on, the system
+    /// clock, UUIDv7 ids, real files and segment salts from the OS's entropy.
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_millis(50),
+            writer_pressure_threshold: None,
+            frame_max_bytes: None,
+            allow_external_causes: false,
+            lifecycle_events: true,
+            clock: None,
+            ids: StdArc::new(RandomIds::default()),
+            disk: StdArc::new(FsDisk),
+            entropy: StdArc::new(OsEntropy),
+            bugs: Bugs::default(),
+            trace: None,
+        }
+    }
+}
+
+impl fmt::Debug for ExtraConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtraConfig")
+            .field("flush_interval", &self.flush_interval)
+            .field("writer_pressure_threshold", &self.writer_pressure_threshold)
+            .field("frame_max_bytes", &self.frame_max_bytes)
+            .field("allow_external_causes", &self.allow_external_causes)
+            .field("lifecycle_events", &self.lifecycle_events)
+            .field("clock", &self.clock)
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Store configuration: upstream's public fields and builder methods, plus this crate's own
+/// settings in [`extra`](StoreConfig::extra).
+///
+/// Both ways of writing one are checked the same, at `Store::open`:
+///
+/// ```
+/// use batpak::prelude::*;
+/// use batpak::store::SyncConfig;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let built = StoreConfig::new(dir.path())
+///     .with_segment_max_bytes(4096)
+///     .with_sync_every_n_events(1);
+/// let literal = StoreConfig {
+///     data_dir: dir.path().to_path_buf(),
+///     segment_max_bytes: 4096,
+///     sync: SyncConfig { every_n_events: 1, ..SyncConfig::default() },
+///     ..StoreConfig::new("")
+/// };
+/// assert_eq!(format!("{built:?}"), format!("{literal:?}"));
+///
+/// let bad = StoreConfig { sync: SyncConfig { every_n_events: 0, ..SyncConfig::default() }, ..literal };
+/// let err = Store::open(bad).unwrap_err();
+/// assert!(err.to_string().contains("sync.every_n_events"), "{err}");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct StoreConfig {
-    pub(crate) dir: PathBuf,
-    pub(crate) segment_max_bytes: u64,
-    pub(crate) sync_every_n_events: u32,
-    pub(crate) sync_mode: SyncMode,
-    pub(crate) flush_interval: Duration,
-    pub(crate) writer_channel_capacity: usize,
-    pub(crate) writer_pressure_threshold: Option<usize>,
-    pub(crate) single_append_max_bytes: u64,
-    pub(crate) batch_max_size: usize,
-    pub(crate) batch_max_bytes: u64,
-    pub(crate) group_commit_max_batch: usize,
-    /// Set by `with_frame_max_bytes`; otherwise derived from the payload limit.
-    pub(crate) frame_max_bytes: Option<u32>,
-    pub(crate) fd_budget: usize,
-    pub(crate) allow_external_causes: bool,
-    pub(crate) lifecycle_events: bool,
-    /// How far a lossy subscriber may fall behind before it skips ahead.
-    pub(crate) broadcast_capacity: usize,
-    pub(crate) clock: StdArc<dyn Clock>,
-    pub(crate) ids: StdArc<dyn IdSource>,
-    pub(crate) disk: StdArc<dyn Disk>,
-    pub(crate) entropy: StdArc<dyn Entropy>,
-    /// The seeded bug (mutant build only, see [`crate::mutant`]).
-    pub(crate) bugs: Bugs,
-    /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
-    pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
-    /// What `open` does about clashing payload kinds (builder in `store/trust.rs`).
-    pub(crate) event_payload_validation: crate::payload_registry::EventPayloadValidation,
-    /// Signs every receipt when set.
-    pub(crate) signing_key: Option<crate::signing::SigningKey>,
+    /// The data directory (created if missing; an empty path is refused).
+    pub data_dir: PathBuf,
+    /// Roll to a new segment file when the active one would exceed this many bytes (default
+    /// 64 MiB; at least 104; no upper bound: offsets are 64-bit).
+    pub segment_max_bytes: u64,
+    /// How many segment files readers keep open at most (default 64; at least 1).
+    pub fd_budget: usize,
+    /// How many notifications a lossy subscriber may fall behind (default 8192; at least 1).
+    pub broadcast_capacity: usize,
+    /// Largest payload of one event, in bytes: 1 to 64 MiB, default 16 MiB.
+    pub single_append_max_bytes: u32,
+    /// Batch limits and group commit.
+    pub batch: BatchConfig,
+    /// The writer thread.
+    pub writer: WriterConfig,
+    /// When the log is synced.
+    pub sync: SyncConfig,
+    /// Upstream's index and checkpoint switches (accepted; see [`IndexConfig`]).
+    pub index: IndexConfig,
+    /// Wall clock in microseconds since the Unix epoch (`None`: the system clock, or the
+    /// clock set with [`StoreConfig::with_clock_source`]).
+    pub clock: Option<StdArc<dyn Fn() -> i64 + Send + Sync>>,
+    /// Receipt signing keys: the last one signs new receipts, every one verifies
+    /// ([`crate::store::Store::verify_append_receipt`]), so keys can be rotated.
+    pub signing_keys: Vec<SigningKey>,
+    /// What `Store::open` does when two linked `#[derive(EventPayload)]` types claim one kind.
+    pub event_payload_validation: EventPayloadValidation,
+    /// This crate's own settings (see [`ExtraConfig`]).
+    pub extra: ExtraConfig,
 }
 
 impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
-            .field("dir", &self.dir)
+            .field("data_dir", &self.data_dir)
             .field("segment_max_bytes", &self.segment_max_bytes)
-            .field("sync_every_n_events", &self.sync_every_n_events)
-            .field("sync_mode", &self.sync_mode)
-            .field("flush_interval", &self.flush_interval)
-            .field("writer_channel_capacity", &self.writer_channel_capacity)
-            .field("single_append_max_bytes", &self.single_append_max_bytes)
-            .field("batch_max_size", &self.batch_max_size)
-            .field("batch_max_bytes", &self.batch_max_bytes)
-            .field("group_commit_max_batch", &self.group_commit_max_batch)
-            .field("frame_max_bytes", &self.frame_max_bytes)
             .field("fd_budget", &self.fd_budget)
-            .field("disk", &self.disk)
+            .field("broadcast_capacity", &self.broadcast_capacity)
+            .field("single_append_max_bytes", &self.single_append_max_bytes)
+            .field("batch", &self.batch)
+            .field("writer", &self.writer)
+            .field("sync", &self.sync)
+            .field("index", &self.index)
+            .field("clock", &self.clock.as_ref().map(|_| "Fn() -> i64"))
+            .field("signing_keys", &self.signing_keys)
             .field("event_payload_validation", &self.event_payload_validation)
-            .field("signing_key", &self.signing_key)
+            .field("extra", &self.extra)
             .finish()
     }
 }
@@ -93,30 +270,19 @@ impl StoreConfig {
     /// ([`crate::env::RandomIds`], [`crate::env::OsEntropy`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
-            dir: dir.into(),
+            data_dir: dir.into(),
             segment_max_bytes: 64 * 1024 * 1024,
-            sync_every_n_events: 1,
-            sync_mode: SyncMode::SyncData,
-            flush_interval: Duration::from_millis(50),
-            writer_channel_capacity: 4096,
-            writer_pressure_threshold: None,
-            single_append_max_bytes: u64::from(SINGLE_APPEND_MAX_BYTES_DEFAULT),
-            batch_max_size: 10_000,
-            batch_max_bytes: 64 * 1024 * 1024,
-            group_commit_max_batch: 1024,
-            frame_max_bytes: None,
             fd_budget: FD_BUDGET_DEFAULT,
-            allow_external_causes: false,
-            lifecycle_events: true,
             broadcast_capacity: 8192,
-            clock: StdArc::new(SystemClock),
-            ids: StdArc::new(RandomIds::default()),
-            disk: StdArc::new(FsDisk),
-            entropy: StdArc::new(OsEntropy),
-            bugs: Bugs::default(),
-            trace: None,
-            event_payload_validation: Default::default(),
-            signing_key: None,
+            single_append_max_bytes: SINGLE_APPEND_MAX_BYTES_DEFAULT,
+            batch: BatchConfig::default(),
+            writer: WriterConfig::default(),
+            sync: SyncConfig::default(),
+            index: IndexConfig::default(),
+            clock: None,
+            signing_keys: Vec::new(),
+            event_payload_validation: EventPayloadValidation::default(),
+            extra: ExtraConfig::default(),
         }
     }
 
@@ -137,38 +303,55 @@ impl StoreConfig {
         self
     }
 
-    /// `1` (the default): an append is acknowledged only once durable (group commit).
-    /// `n > 1`: deferred durability: appends are acknowledged (and visible) once written, and
-    /// fsynced every `n` events or after the flush interval, whichever comes first; a crash
-    /// may lose acknowledged but unsynced events. `frontier()` and `wait_for_durable` tell
-    /// what is durable. `0` is refused.
+    /// [`SyncConfig::every_n_events`]: `1` (the default): an append is acknowledged only once
+    /// durable (group commit). `n > 1`: deferred durability: appends are acknowledged (and
+    /// visible) once written, and fsynced every `n` events or after the flush interval,
+    /// whichever comes first; a crash may lose acknowledged but unsynced events. `frontier()`
+    /// and `wait_for_durable` tell what is durable. `0` is refused.
     pub fn with_sync_every_n_events(mut self, n: u32) -> Self {
-        self.sync_every_n_events = n;
+        self.sync.every_n_events = n;
         self
     }
 
     /// `fsync` (`SyncAll`) or `fdatasync` (`SyncData`, the default).
     pub fn with_sync_mode(mut self, mode: SyncMode) -> Self {
-        self.sync_mode = mode;
+        self.sync.mode = mode;
         self
     }
 
-    /// Deferred mode: the longest time written events stay unsynced (default 50 ms).
+    /// Deferred mode: the longest time written events stay unsynced (default 50 ms; must be
+    /// positive).
     pub fn with_flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
+        self.extra.flush_interval = interval;
         self
     }
 
     /// Capacity of the writer's command queue (at least 1).
     pub fn with_writer_channel_capacity(mut self, capacity: usize) -> Self {
-        self.writer_channel_capacity = capacity;
+        self.writer.channel_capacity = capacity;
         self
     }
 
-    /// Queue length from which `try_submit*` refuses with `Backpressure` (default: 3/4 of the
-    /// capacity).
+    /// Queue length from which `try_submit*` refuses with `Backpressure` (default: 75% of the
+    /// capacity, [`WriterConfig::pressure_retry_threshold_pct`]). Wins over the percentage.
     pub fn with_writer_pressure_threshold(mut self, threshold: usize) -> Self {
-        self.writer_pressure_threshold = Some(threshold);
+        self.extra.writer_pressure_threshold = Some(threshold);
+        self
+    }
+
+    /// [`WriterConfig::pressure_retry_threshold_pct`] (1 to 100): the queue fill, in percent
+    /// of its capacity, from which `try_submit*` refuses with `Backpressure`. Clears an exact
+    /// threshold set with [`StoreConfig::with_writer_pressure_threshold`].
+    pub fn with_writer_pressure_retry_threshold_pct(mut self, pct: u8) -> Self {
+        self.writer.pressure_retry_threshold_pct = pct;
+        self.extra.writer_pressure_threshold = None;
+        self
+    }
+
+    /// [`WriterConfig::stack_size`]: the writer thread's stack (`None`: the platform's
+    /// default); at least [`WRITER_STACK_MIN_BYTES`] is used.
+    pub fn with_writer_stack_size(mut self, bytes: Option<usize>) -> Self {
+        self.writer.stack_size = bytes;
         self
     }
 
@@ -176,19 +359,19 @@ impl StoreConfig {
     /// (upstream's range), default 16 MiB. The largest frame follows from it (see
     /// [`StoreConfig::with_frame_max_bytes`]).
     pub fn with_single_append_max_bytes(mut self, bytes: u32) -> Self {
-        self.single_append_max_bytes = u64::from(bytes);
+        self.single_append_max_bytes = bytes;
         self
     }
 
     /// Largest number of events in one batch (`u32`, upstream's argument type).
     pub fn with_batch_max_size(mut self, n: u32) -> Self {
-        self.batch_max_size = usize::try_from(n).unwrap_or(usize::MAX);
+        self.batch.max_size = n;
         self
     }
 
     /// Largest total payload of one batch, in bytes (`u32`, upstream's argument type).
     pub fn with_batch_max_bytes(mut self, bytes: u32) -> Self {
-        self.batch_max_bytes = u64::from(bytes);
+        self.batch.max_bytes = bytes;
         self
     }
 
@@ -196,48 +379,53 @@ impl StoreConfig {
     /// upstream's argument type. `0` drains whatever is queued (upstream's "unbounded"),
     /// which is at most the writer queue's capacity, so a group's memory stays bounded.
     pub fn with_group_commit_max_batch(mut self, n: u32) -> Self {
-        self.group_commit_max_batch = usize::try_from(n).unwrap_or(usize::MAX);
+        self.batch.group_commit_max_batch = n;
         self
     }
 
-    /// Wall clock in microseconds (upstream's signature); `None` keeps the system clock.
+    /// Wall clock in microseconds (upstream's signature): `Some` replaces any clock set
+    /// before; `None` keeps the one set with [`StoreConfig::with_clock_source`], or the system
+    /// clock.
     pub fn with_clock(mut self, clock: Option<StdArc<dyn Fn() -> i64 + Send + Sync>>) -> Self {
-        if let Some(f) = clock {
-            self.clock = StdArc::new(crate::env::FnClock(f));
+        if clock.is_some() {
+            self.extra.clock = None;
         }
+        self.clock = clock;
         self
     }
 
-    /// Any [`Clock`] (deterministic tests: `ManualClock`). The clock may step back or jump;
-    /// event times never decrease (INV-HLC-MONOTONE, `spec/FORMAT.md`).
+    /// Any [`Clock`] (deterministic tests: `ManualClock`); replaces any clock set before. The
+    /// clock may step back or jump; event times never decrease (INV-HLC-MONOTONE,
+    /// `spec/FORMAT.md`).
     pub fn with_clock_source(mut self, clock: StdArc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = None;
+        self.extra.clock = Some(clock);
         self
     }
 
     /// Any [`IdSource`] (deterministic tests: `CounterIds`).
     pub fn with_id_source(mut self, ids: StdArc<dyn IdSource>) -> Self {
-        self.ids = ids;
+        self.extra.ids = ids;
         self
     }
 
     /// Where segment salts come from (default: the OS; deterministic tests and models:
     /// `SeededEntropy`). See `spec/FORMAT.md`.
     pub fn with_entropy_source(mut self, entropy: StdArc<dyn Entropy>) -> Self {
-        self.entropy = entropy;
+        self.extra.entropy = entropy;
         self
     }
 
     /// Any [`Disk`] (tests and models: `SimDisk`).
     pub fn with_disk(mut self, disk: StdArc<dyn Disk>) -> Self {
-        self.disk = disk;
+        self.extra.disk = disk;
         self
     }
 
     /// Admit causation ids that name no event in this store (walks report them as external
     /// roots). Off by default (INV-CAUSAL).
     pub fn with_external_causes(mut self, allow: bool) -> Self {
-        self.allow_external_causes = allow;
+        self.extra.allow_external_causes = allow;
         self
     }
 
@@ -247,7 +435,7 @@ impl StoreConfig {
     /// ([`crate::codec::FRAME_BYTES_LIMIT`]). Each segment file records the limit it was
     /// written with, so a later open with a smaller one still reads every record.
     pub fn with_frame_max_bytes(mut self, bytes: u32) -> Self {
-        self.frame_max_bytes = Some(bytes);
+        self.extra.frame_max_bytes = Some(bytes);
         self
     }
 
@@ -273,7 +461,7 @@ impl StoreConfig {
     /// `Region::all()`, `by_scope("batpak:lifecycle")` and `by_fact` return them. Turn them off
     /// for a log that holds only the application's events.
     pub fn with_lifecycle_events(mut self, enabled: bool) -> Self {
-        self.lifecycle_events = enabled;
+        self.extra.lifecycle_events = enabled;
         self
     }
 
@@ -281,7 +469,7 @@ impl StoreConfig {
     #[cfg(batpak_mutant)]
     #[doc(hidden)]
     pub fn with_mutant(mut self, mutant: Mutant) -> Self {
-        self.bugs = Bugs::seed(mutant);
+        self.extra.bugs = Bugs::seed(mutant);
         self
     }
 
@@ -289,63 +477,46 @@ impl StoreConfig {
     /// [`crate::trace`]).
     #[cfg(feature = "tla-trace")]
     pub fn with_trace_sink(mut self, sink: StdArc<crate::trace::TraceSink>) -> Self {
-        self.trace = Some(sink);
+        self.extra.trace = Some(sink);
         self
     }
 
     /// The data directory.
     pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+        &self.data_dir
     }
 
-    /// The largest frame body the writer produces: the explicit setting, or the payload
-    /// limit plus header room.
-    pub(crate) fn frame_max(&self) -> u32 {
-        self.frame_max_bytes.unwrap_or_else(|| {
-            u32::try_from(self.single_append_max_bytes + FRAME_OVERHEAD_MAX).unwrap_or(u32::MAX)
-        })
-    }
-
-    /// What an acknowledgement promises: immediate for `sync_every_n_events` 1, deferred
-    /// above.
-    pub(crate) fn durability(&self) -> Durability {
-        Durability::from_sync_every(self.sync_every_n_events, self.flush_interval)
-    }
-
-    /// The writer's group size: `0` means "what is queued", at most the queue's capacity.
-    pub(crate) fn group_max(&self) -> usize {
-        match self.group_commit_max_batch {
-            0 => self.writer_channel_capacity,
-            n => n,
-        }
-    }
-
-    pub(crate) fn pressure_threshold(&self) -> usize {
-        self.writer_pressure_threshold
-            .unwrap_or_else(|| (self.writer_channel_capacity * 3 / 4).max(1))
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+    /// Checks the whole configuration and turns it into what the store runs with. Every
+    /// refusal names the field (upstream's path for upstream's fields, the builder's name for
+    /// this crate's own).
+    pub(crate) fn settings(&self) -> Result<Settings, StoreError> {
         let bad = |m: String| Err(StoreError::Configuration(m));
+        let x = &self.extra;
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir is empty".into());
+        }
         if self.broadcast_capacity == 0 {
             return bad("broadcast_capacity must be at least 1".into());
         }
-        if self.dir.as_os_str().is_empty() {
-            return bad("data directory is empty".into());
+        if self.sync.every_n_events == 0 {
+            return bad("sync.every_n_events must be at least 1".into());
         }
-        if self.sync_every_n_events == 0 {
-            return bad("sync_every_n_events must be at least 1".into());
+        if self.writer.channel_capacity == 0 {
+            return bad("writer.channel_capacity must be at least 1".into());
         }
-        if self.writer_channel_capacity == 0 {
-            return bad("writer_channel_capacity must be at least 1".into());
+        let pct = self.writer.pressure_retry_threshold_pct;
+        if x.writer_pressure_threshold.is_none() && !(1..=100).contains(&pct) {
+            return bad(format!(
+                "writer.pressure_retry_threshold_pct {pct} is not between 1 and 100"
+            ));
         }
-        if self.batch_max_size == 0 {
-            return bad("batch_max_size must be at least 1".into());
+        if self.batch.max_size == 0 {
+            return bad("batch.max_size must be at least 1".into());
         }
         if self.single_append_max_bytes == 0 {
             return bad("single_append_max_bytes must be at least 1".into());
         }
-        if self.single_append_max_bytes > u64::from(SINGLE_APPEND_MAX_BYTES_LIMIT) {
+        if self.single_append_max_bytes > SINGLE_APPEND_MAX_BYTES_LIMIT {
             return bad(format!(
                 "single_append_max_bytes {} is above the maximum {SINGLE_APPEND_MAX_BYTES_LIMIT} (64 MiB)",
                 self.single_append_max_bytes
@@ -354,19 +525,21 @@ impl StoreConfig {
         if self.fd_budget == 0 {
             return bad("fd_budget must be at least 1".into());
         }
-        if self.flush_interval.is_zero() {
-            return bad("flush_interval must be positive".into());
+        if x.flush_interval.is_zero() {
+            return bad("flush_interval (with_flush_interval) must be positive".into());
         }
-        let frame_max = self.frame_max();
-        if self.single_append_max_bytes + FRAME_OVERHEAD_MAX > u64::from(frame_max) {
+        let single_append_max_bytes = u64::from(self.single_append_max_bytes);
+        let frame_max = x.frame_max_bytes.unwrap_or_else(|| {
+            u32::try_from(single_append_max_bytes + FRAME_OVERHEAD_MAX).unwrap_or(u32::MAX)
+        });
+        if single_append_max_bytes + FRAME_OVERHEAD_MAX > u64::from(frame_max) {
             return bad(format!(
-                "frame_max_bytes {frame_max} leaves no room for single_append_max_bytes {} plus {FRAME_OVERHEAD_MAX} bytes of header",
-                self.single_append_max_bytes
+                "frame_max_bytes {frame_max} (with_frame_max_bytes) leaves no room for single_append_max_bytes {single_append_max_bytes} plus {FRAME_OVERHEAD_MAX} bytes of header",
             ));
         }
         if frame_max > FRAME_BYTES_LIMIT {
             return bad(format!(
-                "frame_max_bytes {frame_max} is above the format's limit {FRAME_BYTES_LIMIT}"
+                "frame_max_bytes {frame_max} (with_frame_max_bytes) is above the format's limit {FRAME_BYTES_LIMIT}"
             ));
         }
         let min_segment = crate::log::SEGMENT_HEADER_BYTES as u64 + 64;
@@ -376,6 +549,103 @@ impl StoreConfig {
                 self.segment_max_bytes
             ));
         }
-        Ok(())
+        let capacity = self.writer.channel_capacity;
+        let pressure_threshold = x.writer_pressure_threshold.unwrap_or_else(|| {
+            capacity
+                .saturating_mul(usize::from(pct))
+                .div_ceil(100)
+                .max(1)
+        });
+        let clock: StdArc<dyn Clock> = match (&x.clock, &self.clock) {
+            (Some(c), _) => StdArc::clone(c),
+            (None, Some(f)) => StdArc::new(FnClock(StdArc::clone(f))),
+            (None, None) => StdArc::new(SystemClock),
+        };
+        let group_max = match self.batch.group_commit_max_batch {
+            0 => capacity,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        Ok(Settings {
+            dir: self.data_dir.clone(),
+            segment_max_bytes: self.segment_max_bytes,
+            sync_every_n_events: self.sync.every_n_events,
+            sync_mode: self.sync.mode,
+            flush_interval: x.flush_interval,
+            writer_channel_capacity: capacity,
+            pressure_threshold,
+            writer_stack_size: self
+                .writer
+                .stack_size
+                .map(|s| s.max(WRITER_STACK_MIN_BYTES)),
+            single_append_max_bytes,
+            batch_max_size: usize::try_from(self.batch.max_size).unwrap_or(usize::MAX),
+            batch_max_bytes: u64::from(self.batch.max_bytes),
+            group_max,
+            frame_max,
+            fd_budget: self.fd_budget,
+            allow_external_causes: x.allow_external_causes,
+            lifecycle_events: x.lifecycle_events,
+            broadcast_capacity: self.broadcast_capacity,
+            clock,
+            ids: StdArc::clone(&x.ids),
+            disk: StdArc::clone(&x.disk),
+            entropy: StdArc::clone(&x.entropy),
+            bugs: x.bugs,
+            trace: x.trace.clone(),
+            event_payload_validation: self.event_payload_validation,
+            signing_keys: self.signing_keys.clone(),
+        })
+    }
+}
+
+/// A checked configuration: what a store runs with (built only by
+/// [`StoreConfig::settings`], so every value in it passed the checks).
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) dir: PathBuf,
+    pub(crate) segment_max_bytes: u64,
+    pub(crate) sync_every_n_events: u32,
+    pub(crate) sync_mode: SyncMode,
+    pub(crate) flush_interval: Duration,
+    pub(crate) writer_channel_capacity: usize,
+    /// Queue length from which `try_submit*` refuses.
+    pub(crate) pressure_threshold: usize,
+    pub(crate) writer_stack_size: Option<usize>,
+    pub(crate) single_append_max_bytes: u64,
+    pub(crate) batch_max_size: usize,
+    pub(crate) batch_max_bytes: u64,
+    /// The writer's group size (`0` resolved to the queue's capacity).
+    pub(crate) group_max: usize,
+    /// The largest frame body the writer produces.
+    pub(crate) frame_max: u32,
+    pub(crate) fd_budget: usize,
+    pub(crate) allow_external_causes: bool,
+    pub(crate) lifecycle_events: bool,
+    /// How far a lossy subscriber may fall behind before it skips ahead.
+    pub(crate) broadcast_capacity: usize,
+    pub(crate) clock: StdArc<dyn Clock>,
+    pub(crate) ids: StdArc<dyn IdSource>,
+    pub(crate) disk: StdArc<dyn Disk>,
+    pub(crate) entropy: StdArc<dyn Entropy>,
+    /// The seeded bug (mutant build only, see [`crate::mutant`]).
+    pub(crate) bugs: Bugs,
+    /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
+    pub(crate) trace: Option<StdArc<crate::trace::TraceSink>>,
+    /// What `open` does about clashing payload kinds.
+    pub(crate) event_payload_validation: EventPayloadValidation,
+    /// Verify receipts; the last one signs.
+    pub(crate) signing_keys: Vec<SigningKey>,
+}
+
+impl Settings {
+    /// What an acknowledgement promises: immediate for `sync_every_n_events` 1, deferred
+    /// above.
+    pub(crate) fn durability(&self) -> Durability {
+        Durability::from_sync_every(self.sync_every_n_events, self.flush_interval)
+    }
+
+    /// The key that signs new receipts.
+    pub(crate) fn signer(&self) -> Option<&SigningKey> {
+        self.signing_keys.last()
     }
 }

@@ -27,8 +27,9 @@ mod write;
 pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
 pub use config::{
-    StoreConfig, SyncMode, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
-    SINGLE_APPEND_MAX_BYTES_LIMIT,
+    BatchConfig, ExtraConfig, IndexConfig, RestartPolicy, StoreConfig, SyncConfig, SyncMode,
+    WriterConfig, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
+    SINGLE_APPEND_MAX_BYTES_LIMIT, WRITER_STACK_MIN_BYTES,
 };
 pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
@@ -179,7 +180,7 @@ impl WriterPressure {
 /// Dropping it without `close()` drains the writer queue, cancels an open fence, syncs and
 /// releases the directory lock (INV-DROP).
 pub struct Store<S = Open> {
-    cfg: StoreConfig,
+    cfg: config::Settings,
     shared: Arc<Shared>,
     tx: Option<Sender<Command>>,
     writer: Option<crate::sync::thread::JoinHandle<()>>,

@@ -1,6 +1,7 @@
 //! Opening and closing a store: lock the directory, recover, start the writer; and the
 //! shutdown that `close` and `Drop` share.
 
+use super::config::Settings;
 use super::delivery::consumer::Registry;
 use super::ticket::wait_reply;
 use super::{Open, Store, StoreConfig, StoreError, StoreState};
@@ -38,8 +39,8 @@ impl Store<Open> {
     ///
     /// If the sync fails, `open` fails with `IoAt { op: "sync recovered segment", .. }`, after
     /// rewriting the segment durably so that the next open trusts only bytes on the disk.
-    pub fn open(cfg: StoreConfig) -> Result<Store<Open>, StoreError> {
-        cfg.validate()?;
+    pub fn open(config: StoreConfig) -> Result<Store<Open>, StoreError> {
+        let cfg = config.settings()?;
         crate::payload_registry::check_at_open(cfg.event_payload_validation)
             .map_err(StoreError::EventPayloadRegistry)?;
         let disk = StdArc::clone(&cfg.disk);
@@ -100,7 +101,7 @@ impl<S: StoreState> Store<S> {
 
 /// The writer's configuration from the store's: limits, durability, sources, and how it makes
 /// segments (a roll that cannot create the next file first closes the catalog's readers).
-fn writer_config(cfg: &StoreConfig, catalog: &StdArc<Catalog>, observer: Observer) -> WriterConfig {
+fn writer_config(cfg: &Settings, catalog: &StdArc<Catalog>, observer: Observer) -> WriterConfig {
     let relief = StdArc::clone(catalog);
     WriterConfig {
         disk: StdArc::clone(&cfg.disk),
@@ -108,13 +109,13 @@ fn writer_config(cfg: &StoreConfig, catalog: &StdArc<Catalog>, observer: Observe
         segment: SegmentOptions {
             segment_max_bytes: cfg.segment_max_bytes,
             sync_mode: cfg.sync_mode,
-            frame_max: cfg.frame_max(),
+            frame_max: cfg.frame_max,
             entropy: StdArc::clone(&cfg.entropy),
             fd_relief: Some(StdArc::new(move || relief.release())),
         },
         bugs: cfg.bugs,
         durability: cfg.durability(),
-        group_commit_max_batch: cfg.group_max(),
+        group_commit_max_batch: cfg.group_max,
         limits: Limits {
             batch_max_size: cfg.batch_max_size,
             batch_max_bytes: cfg.batch_max_bytes,
@@ -124,7 +125,8 @@ fn writer_config(cfg: &StoreConfig, catalog: &StdArc<Catalog>, observer: Observe
         clock: StdArc::clone(&cfg.clock),
         ids: StdArc::clone(&cfg.ids),
         observer,
-        signer: cfg.signing_key.clone(),
+        signer: cfg.signer().cloned(),
+        stack_size: cfg.writer_stack_size,
     }
 }
 
@@ -227,8 +229,8 @@ pub(super) fn lock_dir_with(
 /// writer thread per image (each one multiplies the interleavings a model checker explores).
 /// Errors are those of `open`'s directory, lock and recovery steps.
 #[doc(hidden)]
-pub fn recover_visible(cfg: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError> {
-    cfg.validate()?;
+pub fn recover_visible(config: &StoreConfig) -> Result<Vec<IndexEntry>, StoreError> {
+    let cfg = config.settings()?;
     let disk = &*cfg.disk;
     let lock = create_and_lock_dir(disk, &cfg.dir, cfg.bugs)?;
     let recovered = recover(disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs);

@@ -61,8 +61,8 @@ impl Store<ReadOnly> {
     /// ));
     /// # Ok(()) }
     /// ```
-    pub fn open_read_only(cfg: StoreConfig) -> Result<Store<ReadOnly>, StoreError> {
-        cfg.validate()?;
+    pub fn open_read_only(config: StoreConfig) -> Result<Store<ReadOnly>, StoreError> {
+        let cfg = config.settings()?;
         let disk = StdArc::clone(&cfg.disk);
         let lock = if cfg.bugs.has(Mutant::ReadOnlyLocksExclusive) {
             Some(lock_dir_with(&cfg.dir, || disk.lock(&cfg.dir))?)

@@ -26,7 +26,7 @@ impl Store<Open> {
             return Err(StoreError::WriterCrashed);
         }
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
-        let threshold = self.cfg.pressure_threshold();
+        let threshold = self.cfg.pressure_threshold;
         if self.cfg.bugs.has(Mutant::BackpressureAfterSend) {
             return match tx.try_send(cmd) {
                 Ok(()) if tx.len() >= threshold => Err(StoreError::Backpressure {

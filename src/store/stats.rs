@@ -53,7 +53,7 @@ impl<S> Store<S> {
         WriterPressure {
             queued,
             capacity: self.cfg.writer_channel_capacity,
-            threshold: self.cfg.pressure_threshold(),
+            threshold: self.cfg.pressure_threshold,
         }
     }
 }

@@ -25,7 +25,7 @@ impl StoreConfig {
     /// # Ok(()) }
     /// ```
     pub fn with_signing_key(mut self, key: SigningKey) -> Self {
-        self.signing_key = Some(key);
+        self.signing_keys.push(key);
         self
     }
 
@@ -89,24 +89,25 @@ impl<S> Store<S> {
         key_id: &[u8; 32],
         signature: Option<&[u8; 64]>,
     ) -> bool {
-        let Some(key) = &self.cfg.signing_key else {
-            return false;
-        };
         let Some(entry) = self.entry(event_id) else {
             return false;
         };
         if entry.global_sequence != sequence || Signed::for_kind(entry.kind) != what {
             return false;
         }
-        key.verifies(
-            what,
-            key_id,
-            signature,
-            event_id,
-            sequence,
-            clock.unwrap_or(entry.clock),
-            content_hash,
-            &entry.hash_chain.event_hash,
-        )
+        // Every configured key verifies (a rotated-out key's receipts stay valid); the
+        // receipt's key id picks the one that can match.
+        self.cfg.signing_keys.iter().any(|key| {
+            key.verifies(
+                what,
+                key_id,
+                signature,
+                event_id,
+                sequence,
+                clock.unwrap_or(entry.clock),
+                content_hash,
+                &entry.hash_chain.event_hash,
+            )
+        })
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct WriterConfig {
     pub observer: Observer,
     /// Signs every receipt when set.
     pub signer: Option<crate::signing::SigningKey>,
+    /// The writer thread's stack (`None`: the platform's default).
+    pub stack_size: Option<usize>,
 }
 
 /// Opens the active segment after recovery and starts the writer thread on `state`: the last
@@ -69,9 +71,13 @@ pub(crate) fn start(
 ) -> Result<JoinHandle<()>, StoreError> {
     let seg = open_active(&cfg, active, state.next_seq)?;
     let dir = cfg.dir.clone();
+    let stack_size = cfg.stack_size;
     let writer = Writer::new(state, seg, cfg, shared, rx);
-    crate::sync::thread::Builder::new()
-        .name("batpak-writer".into())
+    let mut builder = crate::sync::thread::Builder::new().name("batpak-writer".into());
+    if let Some(bytes) = stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    builder
         .spawn(move || writer.run())
         .map_err(|source| StoreError::IoAt {
             path: dir,
