@@ -81,6 +81,10 @@ fastrand = "2"
 loom = "0.7"
 serial_test = { version = "3.4", features = ["file_locks"] }
 tracing-subscriber = { version = "0.3", features = ["fmt", "std"] }
+# Upstream's own dependencies that its test files name directly (a test file of a package may
+# use the package's dependencies).
+flume = "0.12"
+crc32fast = "1"
 TOML
   kind=example
   [ "$mode" = tests ] && kind=test
@@ -106,8 +110,9 @@ for n in "${names[@]}"; do
   log="$work/logs/$mode/$n"
   if ! cargo build --quiet --manifest-path "$crate/Cargo.toml" $flag "$n" >"$log.build" 2>&1; then
     level[$n]=0
+    errors=$(grep -cE '^error(\[E[0-9]+\])?:' "$log.build" || true)
     note[$n]=$(grep -m1 -E '^error(\[E[0-9]+\])?:' "$log.build" | cut -c1-110 || true)
-    printf '%-40s does not compile: %s\n' "$n" "${note[$n]}"
+    printf '%-40s does not compile (%s errors), first: %s\n' "$n" "$errors" "${note[$n]}"
     continue
   fi
   compiled=$((compiled + 1))
@@ -124,6 +129,7 @@ for n in "${names[@]}"; do
     set -e
   fi
   rm -rf "$run_dir"
+  p=0 f=0
   if [ "$mode" = tests ]; then
     read -r p f < <(grep -E '^test result' "$log.run" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
     tests_passed=$((tests_passed + p))
@@ -132,11 +138,23 @@ for n in "${names[@]}"; do
   if [ "$rc" -eq 0 ]; then
     level[$n]=2
     passed=$((passed + 1))
-    printf '%-40s compiles, %s\n' "$n" "$([ "$mode" = examples ] && echo runs || echo "passes ($(grep -E '^test result' "$log.run" | tail -1 | cut -c1-60))")"
+    if [ "$mode" = examples ]; then
+      printf '%-40s compiles, runs\n' "$n"
+    else
+      printf '%-40s compiles, passes: %s passed, %s failed\n' "$n" "$p" "$f"
+    fi
   else
     level[$n]=1
-    note[$n]=$(grep -m1 -E 'panicked|Error|error|FAILED' "$log.run" | cut -c1-110 || true)
-    printf '%-40s compiles, fails (exit %s): %s\n' "$n" "$rc" "${note[$n]}"
+    # Why: the failing tests' names and the first panic message (or the first error line).
+    failed_names=$(grep -E '^test .* FAILED$' "$log.run" | awk '{print $2}' | head -5 | paste -sd, - || true)
+    why=$(grep -m1 -E 'panicked at' -A1 "$log.run" | tail -1 | cut -c1-100 || true)
+    [ -n "$why" ] || why=$(grep -m1 -E 'panicked|Error|error|FAILED|timeout' "$log.run" | cut -c1-100 || true)
+    note[$n]="$why"
+    if [ "$mode" = examples ]; then
+      printf '%-40s compiles, fails (exit %s): %s\n' "$n" "$rc" "$why"
+    else
+      printf '%-40s compiles, fails (exit %s): %s passed, %s failed [%s]: %s\n' "$n" "$rc" "$p" "$f" "$failed_names" "$why"
+    fi
   fi
 done
 echo

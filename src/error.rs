@@ -105,6 +105,18 @@ pub enum StoreError {
         /// What differs.
         detail: String,
     },
+    /// Never returned here; kept so code matching upstream's variant compiles. Upstream
+    /// refuses an append without an idempotency key when `group_commit_max_batch` is above 1;
+    /// this crate's group commit answers each command exactly and needs no keys.
+    IdempotencyRequired,
+    /// Never returned here; kept so code matching upstream's variant compiles. Upstream
+    /// refuses a batch mixing keyed and unkeyed items with it; this crate checks each keyed
+    /// item, and refuses a batch that replays part of an earlier one with
+    /// `BatchFailed { .. IdempotencyConflict .. }` naming the item.
+    IdempotencyPartialBatch {
+        /// What upstream found wrong with the batch's keys.
+        reason: String,
+    },
     /// A causation id names no earlier event (INV-CAUSAL).
     UnknownCausation {
         /// The causation id.
@@ -298,6 +310,10 @@ impl StoreError {
             Self::UnknownCausation { causation_id } => Self::UnknownCausation {
                 causation_id: *causation_id,
             },
+            Self::IdempotencyRequired => Self::IdempotencyRequired,
+            Self::IdempotencyPartialBatch { reason } => Self::IdempotencyPartialBatch {
+                reason: reason.clone(),
+            },
             Self::TooLarge { what, size, max } => Self::TooLarge {
                 what,
                 size: *size,
@@ -427,6 +443,12 @@ impl fmt::Display for StoreError {
             ),
             Self::UnknownCausation { causation_id } => {
                 write!(f, "causation id {causation_id:032x} names no earlier event")
+            }
+            Self::IdempotencyRequired => {
+                write!(f, "an idempotency key is required (upstream's group commit)")
+            }
+            Self::IdempotencyPartialBatch { reason } => {
+                write!(f, "a batch mixes keyed and unkeyed items: {reason}")
             }
             Self::TooLarge { what, size, max } => {
                 write!(f, "{what} of {size} bytes exceeds the limit {max}")

@@ -217,8 +217,9 @@ pub struct EventHeader {
     pub content_hash: [u8; 32],
 }
 
-/// The entity hash chain link of an event (INV-CHAIN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The entity hash chain link of an event (INV-CHAIN). `Default` is the all-zero link (no
+/// previous event, no hash), upstream's placeholder for an unlinked event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct HashChain {
     /// Hash of the entity's previous written event (all zeros for the first).
     pub prev_hash: [u8; 32],
@@ -326,4 +327,54 @@ mod tests {
             Err(EventKindError::TypeIdOutOfRange(0x1000))
         );
     }
+}
+
+/// Hashing helpers under upstream's path (`batpak::event::hash`).
+///
+/// A stored event's [`HashChain::event_hash`] here covers its header and payload (ids, time,
+/// clock, kind, flags, the previous hash, the coordinate and the payload bytes), where
+/// upstream's covers the payload bytes only; [`EventHeader::content_hash`] is the hash of the
+/// payload bytes alone, what [`compute_hash`](hash::compute_hash) returns for them.
+pub mod hash {
+    pub use super::HashChain;
+
+    /// blake3 of `content_bytes` (for an event's payload bytes: its
+    /// [`EventHeader::content_hash`](super::EventHeader::content_hash)).
+    pub fn compute_hash(content_bytes: &[u8]) -> [u8; 32] {
+        *blake3::hash(content_bytes).as_bytes()
+    }
+
+    /// Whether `chain` links to `expected_prev` and its `event_hash` is the hash of
+    /// `content_bytes` (the bytes the link was made over).
+    pub fn verify_chain(content_bytes: &[u8], chain: &HashChain, expected_prev: &[u8; 32]) -> bool {
+        chain.prev_hash == *expected_prev && chain.event_hash == compute_hash(content_bytes)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn verify_chain_checks_both_the_link_and_the_content() {
+            let content = b"payload";
+            let chain = HashChain {
+                prev_hash: [1; 32],
+                event_hash: compute_hash(content),
+            };
+            assert!(verify_chain(content, &chain, &[1; 32]));
+            assert!(!verify_chain(b"payloaD", &chain, &[1; 32]));
+            assert!(!verify_chain(content, &chain, &[2; 32]));
+            assert_eq!(HashChain::default().prev_hash, [0; 32]);
+        }
+    }
+}
+
+/// Upstream's module path for the kind types (`batpak::event::kind::EventKindError`).
+pub mod kind {
+    pub use super::{EventKind, EventKindError};
+}
+
+/// Upstream's module path for the header (`batpak::event::header::EventHeader`).
+pub mod header {
+    pub use super::EventHeader;
 }

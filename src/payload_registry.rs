@@ -72,7 +72,6 @@ pub enum EventPayloadValidation {
 
 /// Two linked payload types claiming one kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct EventPayloadKindCollision {
     /// The kind's category (high 4 bits).
     pub category: u8,
@@ -95,7 +94,7 @@ impl fmt::Display for EventPayloadKindCollision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "kind {} (category={:#x} type_id={:#05x}) is claimed by both `{}` and `{}`",
+            "kind {} (category=0x{:X} type_id=0x{:03X}) is claimed by both `{}` and `{}`",
             self.kind(),
             self.category,
             self.type_id,
@@ -112,6 +111,11 @@ pub struct EventPayloadRegistryError {
 }
 
 impl EventPayloadRegistryError {
+    /// An error listing `collisions` (tools that find clashes themselves, and tests).
+    pub fn new(collisions: Vec<EventPayloadKindCollision>) -> Self {
+        Self { collisions }
+    }
+
     /// Every clash, ordered by kind; a kind claimed by `n` types gives `n - 1` entries, each
     /// pairing the first claimant with another.
     pub fn collisions(&self) -> &[EventPayloadKindCollision] {
@@ -123,7 +127,7 @@ impl fmt::Display for EventPayloadRegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} duplicate EventPayload kind assignment(s) linked into this binary",
+            "{} duplicate kind assignment(s) among the EventPayload types linked into this binary",
             self.collisions.len()
         )?;
         for c in &self.collisions {

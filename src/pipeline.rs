@@ -358,3 +358,8 @@ impl<Ctx> fmt::Debug for Pipeline<Ctx> {
             .finish()
     }
 }
+
+/// Upstream's module path for the bypass types (`batpak::pipeline::bypass::BypassReason`).
+pub mod bypass {
+    pub use super::{BypassAudit, BypassReason, BypassReceipt};
+}

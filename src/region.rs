@@ -46,24 +46,24 @@ impl Region {
     }
 
     /// Events of entities equal to `prefix` or in its namespace (`prefix:` followed by more).
-    pub fn entity(prefix: impl Into<String>) -> Self {
+    pub fn entity(prefix: impl AsRef<str>) -> Self {
         Self {
-            entity_prefix: Some(prefix.into()),
+            entity_prefix: Some(prefix.as_ref().to_owned()),
             ..Self::default()
         }
     }
 
     /// Events in scope `s`.
-    pub fn scope(s: impl Into<String>) -> Self {
+    pub fn scope(s: impl AsRef<str>) -> Self {
         Self {
-            scope: Some(s.into()),
+            scope: Some(s.as_ref().to_owned()),
             ..Self::default()
         }
     }
 
     /// Restricts to scope `s`.
-    pub fn with_scope(mut self, s: impl Into<String>) -> Self {
-        self.scope = Some(s.into());
+    pub fn with_scope(mut self, s: impl AsRef<str>) -> Self {
+        self.scope = Some(s.as_ref().to_owned());
         self
     }
 
@@ -83,6 +83,37 @@ impl Region {
     pub fn with_clock_range(mut self, range: (u32, u32)) -> Self {
         self.clock_range = Some(range);
         self
+    }
+
+    /// The entity prefix, if the region has one (upstream's accessor for the field).
+    pub fn entity_prefix(&self) -> Option<&str> {
+        self.entity_prefix.as_deref()
+    }
+
+    /// The scope, if the region has one.
+    pub fn scope_value(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The kind filter, unless it is [`KindFilter::Any`].
+    pub fn fact(&self) -> Option<&KindFilter> {
+        match self.fact {
+            KindFilter::Any => None,
+            _ => Some(&self.fact),
+        }
+    }
+
+    /// The inclusive per-entity clock range, if the region has one.
+    pub fn clock_range(&self) -> Option<(u32, u32)> {
+        self.clock_range
+    }
+
+    /// Whether an event of `kind` at `entity` / `scope` is selected, leaving the clock range
+    /// aside (what a subscriber sees of a notification).
+    pub fn matches_event(&self, entity: &str, scope: &str, kind: EventKind) -> bool {
+        self.matches_entity(entity)
+            && self.scope.as_deref().is_none_or(|s| s == scope)
+            && self.fact.matches(kind)
     }
 
     /// Whether an entity name is selected by the entity prefix.
@@ -112,6 +143,23 @@ impl Region {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accessors_report_what_the_builders_set() {
+        let r = Region::entity(&"order").with_scope(String::from("shop"));
+        assert_eq!(r.entity_prefix(), Some("order"));
+        assert_eq!(r.scope_value(), Some("shop"));
+        assert_eq!(r.fact(), None);
+        assert_eq!(r.clock_range(), None);
+        let k = EventKind::custom(2, 1);
+        let r = r.with_fact(KindFilter::Exact(k)).with_clock_range((1, 2));
+        assert_eq!(r.fact(), Some(&KindFilter::Exact(k)));
+        assert_eq!(r.clock_range(), Some((1, 2)));
+        assert!(r.matches_event("order:1", "shop", k));
+        assert!(!r.matches_event("order:1", "shop", EventKind::custom(2, 2)));
+        assert!(!r.matches_event("order:1", "shops", k));
+        assert!(!r.matches_event("orders", "shop", k));
+    }
 
     #[test]
     fn entity_prefix_is_a_namespace_match() {

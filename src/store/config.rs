@@ -81,8 +81,10 @@ pub struct WriterConfig {
     /// The writer thread's stack size (`None`: the platform's default for new threads); at
     /// least [`WRITER_STACK_MIN_BYTES`] is used.
     pub stack_size: Option<usize>,
-    /// Accepted for upstream's shape, without effect: this writer is not restarted (see
-    /// [`RestartPolicy`]).
+    /// Accepted for upstream's shape, without effect: upstream restarts a panicked writer
+    /// thread; this writer does not panic on input (clippy denies it), and if it stops for any
+    /// reason every pending and later call answers `WriterCrashed` rather than running on
+    /// with a writer whose state may be inconsistent.
     pub restart_policy: RestartPolicy,
     /// Accepted for upstream's shape, without effect: at shutdown this writer answers every
     /// queued command (the queue is bounded by `channel_capacity`), upstream at most this

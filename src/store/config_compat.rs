@@ -4,6 +4,10 @@
 
 use super::StoreConfig;
 
+/// Upstream's policy for restarting a panicked writer (and, in both crates, a cursor worker
+/// whose handler panicked): one type, so a policy written for either fits both.
+pub use super::delivery::RestartPolicy;
+
 /// Upstream's index switches. This crate's index lives in memory and is rebuilt from the log
 /// at every open (one sequential scan), with no checkpoint or memory-mapped index file and one
 /// layout, so the switches are accepted and have no effect. (Upstream's `topology` field,
@@ -29,25 +33,6 @@ impl Default for IndexConfig {
     }
 }
 
-/// What upstream does when its writer thread panics: restart it once, or up to
-/// `max_restarts` times within `within_ms`. This crate's writer does not panic on input
-/// (clippy denies it), and if it stops for any reason the store refuses every pending and
-/// later call with `WriterCrashed` instead of restarting a writer whose state may be
-/// inconsistent; the policy is accepted for upstream's shape and has no effect.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Upstream: at most one automatic restart (its default).
-    #[default]
-    Once,
-    /// Upstream: up to `max_restarts` restarts within a rolling `within_ms` window.
-    Bounded {
-        /// Most restarts within the window.
-        max_restarts: u32,
-        /// The window, in milliseconds.
-        within_ms: u64,
-    },
-}
-
 impl StoreConfig {
     /// Upstream writes an index checkpoint on close and loads it at open. This crate rebuilds
     /// the index from the log at every open (one sequential scan), so the switch is accepted
@@ -71,7 +56,7 @@ impl StoreConfig {
     }
 
     /// [`WriterConfig::restart_policy`](super::WriterConfig::restart_policy) (accepted, no
-    /// effect: see [`RestartPolicy`]).
+    /// effect: this writer is not restarted).
     pub fn with_restart_policy(mut self, restart_policy: RestartPolicy) -> Self {
         self.writer.restart_policy = restart_policy;
         self
