@@ -146,7 +146,7 @@ for n in "${names[@]}"; do
   else
     level[$n]=1
     # Why: the failing tests' names and the first panic message (or the first error line).
-    failed_names=$(grep -E '^test .* FAILED$' "$log.run" | awk '{print $2}' | head -5 | paste -sd, - || true)
+    failed_names=$(sed -n '/^failures:$/,/^test result/p' "$log.run" | grep -E '^    [A-Za-z_]' | awk '{print $1}' | sort -u | head -6 | paste -sd, - || true)
     why=$(grep -m1 -E 'panicked at' -A1 "$log.run" | tail -1 | cut -c1-100 || true)
     [ -n "$why" ] || why=$(grep -m1 -E 'panicked|Error|error|FAILED|timeout' "$log.run" | cut -c1-100 || true)
     note[$n]="$why"
