@@ -146,7 +146,9 @@ mod tests {
 
     #[test]
     fn accessors_report_what_the_builders_set() {
-        let r = Region::entity(&"order").with_scope(String::from("shop"));
+        // `&&str` (what iterating a slice of names gives) is accepted as upstream accepts it.
+        let r = ["order"].iter().map(Region::entity).next().unwrap();
+        let r = r.with_scope(String::from("shop"));
         assert_eq!(r.entity_prefix(), Some("order"));
         assert_eq!(r.scope_value(), Some("shop"));
         assert_eq!(r.fact(), None);
