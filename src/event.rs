@@ -217,6 +217,37 @@ pub struct EventHeader {
     pub content_hash: [u8; 32],
 }
 
+/// Header flag (upstream's meaning): the event asks its consumers to acknowledge it.
+pub const FLAG_REQUIRES_ACK: u8 = 0x01;
+/// Header flag (upstream's meaning): the event is part of a transaction group.
+pub const FLAG_TRANSACTIONAL: u8 = 0x02;
+/// Header flag (upstream's meaning): the event replays an earlier one rather than being new.
+pub const FLAG_REPLAY: u8 = 0x08;
+
+impl EventHeader {
+    /// The header with `flags` replaced. The store records flags as given and attaches no
+    /// behaviour to them; the `FLAG_*` constants are upstream's names for three bits.
+    pub fn with_flags(mut self, flags: u8) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Whether [`FLAG_REQUIRES_ACK`] is set.
+    pub fn requires_ack(&self) -> bool {
+        self.flags & FLAG_REQUIRES_ACK != 0
+    }
+
+    /// Whether [`FLAG_TRANSACTIONAL`] is set.
+    pub fn is_transactional(&self) -> bool {
+        self.flags & FLAG_TRANSACTIONAL != 0
+    }
+
+    /// Whether [`FLAG_REPLAY`] is set.
+    pub fn is_replay(&self) -> bool {
+        self.flags & FLAG_REPLAY != 0
+    }
+}
+
 /// The entity hash chain link of an event (INV-CHAIN). `Default` is the all-zero link (no
 /// previous event, no hash), upstream's placeholder for an unlinked event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -376,5 +407,5 @@ pub mod kind {
 
 /// Upstream's module path for the header (`batpak::event::header::EventHeader`).
 pub mod header {
-    pub use super::EventHeader;
+    pub use super::{EventHeader, FLAG_REPLAY, FLAG_REQUIRES_ACK, FLAG_TRANSACTIONAL};
 }

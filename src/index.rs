@@ -78,6 +78,22 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// Whether the event belongs to another event's correlation (its correlation id is not
+    /// its own id).
+    pub fn is_correlated(&self) -> bool {
+        self.correlation_id != self.event_id
+    }
+
+    /// Whether `event_id` is the event's direct cause.
+    pub fn is_caused_by(&self, event_id: u128) -> bool {
+        self.causation_id == Some(event_id)
+    }
+
+    /// Whether the event has no cause.
+    pub fn is_root_cause(&self) -> bool {
+        self.causation_id.is_none()
+    }
+
     /// The event's point of the log, for the waits (`Store::wait_for_durable` and friends).
     pub fn point(&self) -> crate::append::HlcPoint {
         crate::append::HlcPoint {
