@@ -24,6 +24,15 @@ pub enum BatchStage {
     Indexing,
 }
 
+/// How an open asked for the directory lock (named in [`StoreError::StoreLocked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLockMode {
+    /// `Store::open`: the exclusive lock.
+    Mutable,
+    /// `Store::open_read_only`: a shared lock.
+    ReadOnly,
+}
+
 /// Every error the store can produce.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -91,10 +100,13 @@ pub enum StoreError {
         /// Cause.
         source: Box<StoreError>,
     },
-    /// Another `Store` owns the directory (INV-EXCLUSIVE).
+    /// Another handle holds the directory's lock in a conflicting mode (INV-EXCLUSIVE): a
+    /// writable open meets any other handle, a read-only open meets a writer.
     StoreLocked {
         /// The data directory.
-        dir: PathBuf,
+        path: PathBuf,
+        /// The mode this open asked for.
+        mode: StoreLockMode,
     },
     /// An idempotency key was reused for a different entity, kind or payload (INV-IDEMPOTENT).
     IdempotencyConflict {
@@ -297,7 +309,10 @@ impl StoreError {
                 stage: *stage,
                 source: Box::new(source.replay()),
             },
-            Self::StoreLocked { dir } => Self::StoreLocked { dir: dir.clone() },
+            Self::StoreLocked { path, mode } => Self::StoreLocked {
+                path: path.clone(),
+                mode: *mode,
+            },
             Self::IdempotencyConflict {
                 key,
                 original_event_id,
@@ -426,11 +441,15 @@ impl fmt::Display for StoreError {
                 f,
                 "batch failed at item {item_index} during {stage:?}: {source}"
             ),
-            Self::StoreLocked { dir } => {
+            Self::StoreLocked { path, mode } => {
+                let (mode, other) = match mode {
+                    StoreLockMode::Mutable => ("a writable", "another handle"),
+                    StoreLockMode::ReadOnly => ("a read-only", "a writer"),
+                };
                 write!(
                     f,
-                    "store directory {} is locked by another handle",
-                    dir.display()
+                    "store directory {} cannot be opened as {mode} store: {other} holds its lock",
+                    path.display()
                 )
             }
             Self::IdempotencyConflict {

@@ -5,6 +5,7 @@
 #[cfg(batpak_mutant)]
 use batpak::__testing::Mutant;
 use batpak::prelude::*;
+use batpak::store::StoreLockMode;
 use std::path::Path;
 
 type Seed = fn(StoreConfig) -> StoreConfig;
@@ -37,7 +38,10 @@ fn check_exclusive(dir: &Path, seed: Seed) -> Result<(), String> {
     ];
     for (i, got) in attempts.into_iter().enumerate() {
         match got {
-            Err(StoreError::StoreLocked { dir: d }) if d == dir => {}
+            Err(StoreError::StoreLocked {
+                path: d,
+                mode: StoreLockMode::Mutable,
+            }) if d == dir => {}
             Err(e) => return Err(format!("INV-EXCLUSIVE: second open #{i} failed with {e}")),
             Ok(second) => {
                 // Both handles write: the damage the invariant exists to prevent.

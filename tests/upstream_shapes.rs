@@ -115,3 +115,23 @@ fn upstreams_idempotency_variants_exist_for_matching_and_display() {
     };
     assert!(e.to_string().contains("item 1 has no key"));
 }
+
+#[test]
+fn store_locked_names_the_directory_and_the_mode_asked_for() {
+    use batpak::store::StoreLockMode;
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = open(tmp.path());
+    match Store::open(StoreConfig::new(tmp.path())) {
+        Err(StoreError::StoreLocked { path, mode }) => {
+            assert_eq!((path.as_path(), mode), (tmp.path(), StoreLockMode::Mutable))
+        }
+        other => panic!("expected StoreLocked, got {other:?}"),
+    }
+    let err = Store::open_read_only(StoreConfig::new(tmp.path())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::StoreLocked { path, mode: StoreLockMode::ReadOnly } if path == tmp.path()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("read-only"), "{err}");
+    writer.close().unwrap();
+}

@@ -41,7 +41,7 @@ pub use outbox::Outbox;
 pub use ticket::{AppendTicket, BatchAppendTicket};
 
 pub use crate::append::{DenialReceipt, DurabilityGate, HlcPoint, WatermarkKind};
-pub use crate::error::{BatchStage, StoreError};
+pub use crate::error::{BatchStage, StoreError, StoreLockMode};
 pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};

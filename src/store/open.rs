@@ -4,7 +4,7 @@
 use super::config::Settings;
 use super::delivery::consumer::Registry;
 use super::ticket::wait_reply;
-use super::{Open, Store, StoreConfig, StoreError, StoreState};
+use super::{Open, Store, StoreConfig, StoreError, StoreLockMode, StoreState};
 use crate::env::{Disk, DiskLock};
 use crate::index::IndexEntry;
 use crate::log::{self, Catalog, CutPolicy, SegmentOptions};
@@ -186,13 +186,14 @@ fn create_and_lock_dir(
 /// before `StoreLocked`: a child process forked by another thread between its fork and exec
 /// briefly holds copies of every descriptor, including a just-closed store's lock.
 fn lock_dir(disk: &dyn Disk, dir: &std::path::Path) -> Result<Box<dyn DiskLock>, StoreError> {
-    lock_dir_with(dir, || disk.lock(dir))
+    lock_dir_with(dir, StoreLockMode::Mutable, || disk.lock(dir))
 }
 
 /// [`lock_dir`]'s retries around any way of taking the lock (a read-only open takes a shared
 /// one).
 pub(super) fn lock_dir_with(
     dir: &std::path::Path,
+    mode: StoreLockMode,
     take: impl Fn() -> std::io::Result<Box<dyn DiskLock>>,
 ) -> Result<Box<dyn DiskLock>, StoreError> {
     const ATTEMPTS: u32 = 20;
@@ -204,7 +205,8 @@ pub(super) fn lock_dir_with(
                 attempt += 1;
                 if attempt >= ATTEMPTS {
                     return Err(StoreError::StoreLocked {
-                        dir: dir.to_path_buf(),
+                        path: dir.to_path_buf(),
+                        mode,
                     });
                 }
                 crate::sync::thread::sleep(Duration::from_millis(10));

@@ -5,7 +5,7 @@
 //! as a writable one does; the write API exists only on `Store<Open>`.
 
 use super::open::lock_dir_with;
-use super::{ReadOnly, Store, StoreConfig, StoreError};
+use super::{ReadOnly, Store, StoreConfig, StoreError, StoreLockMode};
 use crate::env::{Disk, DiskLock};
 use crate::log::{self, Catalog, CutPolicy};
 use crate::mutant::Mutant;
@@ -65,7 +65,9 @@ impl Store<ReadOnly> {
         let cfg = config.settings()?;
         let disk = StdArc::clone(&cfg.disk);
         let lock = if cfg.bugs.has(Mutant::ReadOnlyLocksExclusive) {
-            Some(lock_dir_with(&cfg.dir, || disk.lock(&cfg.dir))?)
+            Some(lock_dir_with(&cfg.dir, StoreLockMode::ReadOnly, || {
+                disk.lock(&cfg.dir)
+            })?)
         } else {
             lock_shared(&*disk, &cfg.dir)?
         };
@@ -129,7 +131,7 @@ fn lock_shared(disk: &dyn Disk, dir: &Path) -> Result<Option<Box<dyn DiskLock>>,
             "no such data directory (a read-only open never creates one)",
         )));
     }
-    match lock_dir_with(dir, || disk.lock_shared(dir)) {
+    match lock_dir_with(dir, StoreLockMode::ReadOnly, || disk.lock_shared(dir)) {
         Ok(lock) => Ok(Some(lock)),
         Err(StoreError::IoAt { source, .. }) if source.kind() == ErrorKind::NotFound => {
             let names = disk.list(dir).map_err(io_at("open read-only"))?;
