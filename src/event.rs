@@ -20,23 +20,35 @@ pub struct EventKind(u16);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKindError {
     /// The category does not fit in 4 bits.
-    CategoryOutOfRange(u8),
+    CategoryOutOfRange {
+        /// The refused category.
+        category: u8,
+    },
+    /// Category 0x0 is reserved for the store's own (system) kinds.
+    ReservedSystemCategory,
+    /// Category 0xD is reserved for effect kinds.
+    ReservedEffectCategory,
     /// The type id does not fit in 12 bits.
-    TypeIdOutOfRange(u16),
-    /// The category is reserved (0x0 system, 0xD effects).
-    ReservedCategory(u8),
+    TypeIdOutOfRange {
+        /// The refused type id.
+        type_id: u16,
+    },
 }
 
 impl fmt::Display for EventKindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CategoryOutOfRange(c) => write!(f, "event kind category {c:#x} exceeds 0xF"),
-            Self::TypeIdOutOfRange(t) => write!(f, "event kind type id {t:#x} exceeds 0xFFF"),
-            Self::ReservedCategory(c) => {
-                write!(
-                    f,
-                    "event kind category {c:#x} is reserved (0x0 system, 0xD effects)"
-                )
+            Self::CategoryOutOfRange { category } => {
+                write!(f, "event kind category {category:#x} exceeds 0xF")
+            }
+            Self::TypeIdOutOfRange { type_id } => {
+                write!(f, "event kind type id {type_id:#x} exceeds 0xFFF")
+            }
+            Self::ReservedSystemCategory => {
+                write!(f, "event kind category 0x0 is reserved for system kinds")
+            }
+            Self::ReservedEffectCategory => {
+                write!(f, "event kind category 0xd is reserved for effect kinds")
             }
         }
     }
@@ -112,13 +124,16 @@ impl EventKind {
     /// Builds a user kind, refusing bad input.
     pub const fn try_custom(category: u8, type_id: u16) -> Result<EventKind, EventKindError> {
         if category > 0xF {
-            return Err(EventKindError::CategoryOutOfRange(category));
+            return Err(EventKindError::CategoryOutOfRange { category });
         }
         if type_id > 0xFFF {
-            return Err(EventKindError::TypeIdOutOfRange(type_id));
+            return Err(EventKindError::TypeIdOutOfRange { type_id });
         }
-        if category == Self::SYSTEM_CATEGORY || category == Self::EFFECT_CATEGORY {
-            return Err(EventKindError::ReservedCategory(category));
+        if category == Self::SYSTEM_CATEGORY {
+            return Err(EventKindError::ReservedSystemCategory);
+        }
+        if category == Self::EFFECT_CATEGORY {
+            return Err(EventKindError::ReservedEffectCategory);
         }
         Ok(EventKind(((category as u16) << 12) | type_id))
     }
@@ -343,19 +358,19 @@ mod tests {
     fn reserved_and_out_of_range_kinds_are_refused() {
         assert_eq!(
             EventKind::try_custom(0, 1),
-            Err(EventKindError::ReservedCategory(0))
+            Err(EventKindError::ReservedSystemCategory)
         );
         assert_eq!(
             EventKind::try_custom(0xD, 1),
-            Err(EventKindError::ReservedCategory(0xD))
+            Err(EventKindError::ReservedEffectCategory)
         );
         assert_eq!(
             EventKind::try_custom(0x10, 1),
-            Err(EventKindError::CategoryOutOfRange(0x10))
+            Err(EventKindError::CategoryOutOfRange { category: 0x10 })
         );
         assert_eq!(
             EventKind::try_custom(1, 0x1000),
-            Err(EventKindError::TypeIdOutOfRange(0x1000))
+            Err(EventKindError::TypeIdOutOfRange { type_id: 0x1000 })
         );
     }
 }
