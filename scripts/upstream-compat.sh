@@ -147,7 +147,8 @@ for n in "${names[@]}"; do
     level[$n]=1
     # Why: the failing tests' names and the first panic message (or the first error line).
     failed_names=$(sed -n '/^failures:$/,/^test result/p' "$log.run" | grep -E '^    [A-Za-z_]' | awk '{print $1}' | sort -u | head -6 | paste -sd, - || true)
-    why=$(grep -m1 -E 'panicked at' -A1 "$log.run" | tail -1 | cut -c1-100 || true)
+    # The last panic is the failing assertion (earlier ones may be panics a test provokes).
+    why=$(grep -E 'panicked at' -A1 "$log.run" | grep -vE 'panicked at|^--$' | tail -1 | cut -c1-100 || true)
     [ -n "$why" ] || why=$(grep -m1 -E 'panicked|Error|error|FAILED|timeout' "$log.run" | cut -c1-100 || true)
     note[$n]="$why"
     if [ "$mode" = examples ]; then
