@@ -4,6 +4,7 @@
 //! re-exported here because upstream's path is `batpak::coordinate::Region`.
 
 pub use crate::region::{KindFilter, Region};
+pub use position::DagPosition;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
@@ -131,6 +132,159 @@ impl<'de> Deserialize<'de> for Coordinate {
         }
         let raw = Raw::deserialize(d)?;
         Coordinate::new(raw.entity, raw.scope).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Upstream's DAG position value (`batpak::coordinate::position::DagPosition`).
+pub mod position {
+    use serde::{Deserialize, Serialize};
+    use std::cmp::Ordering;
+    use std::fmt;
+
+    /// A point in upstream's event DAG: a depth and a lane (a branch), the sequence within
+    /// them, and a hybrid-clock stamp (`wall_ms`, `counter`). Positions compare only within
+    /// one depth and lane.
+    ///
+    /// This crate's events form one chain per entity and carry `EventPosition` (`wall_ms`
+    /// and the entity clock); the
+    /// value type is offered for code that builds or compares upstream positions, and
+    /// `DagPosition::from(event_position)` gives the event's place as depth 0, lane 0,
+    /// sequence = its entity clock.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+    pub struct DagPosition {
+        wall_ms: u64,
+        counter: u16,
+        depth: u32,
+        lane: u32,
+        sequence: u32,
+    }
+
+    impl DagPosition {
+        /// `sequence` at `depth` / `lane`, without a clock stamp.
+        pub const fn new(depth: u32, lane: u32, sequence: u32) -> Self {
+            Self::with_hlc(0, 0, depth, lane, sequence)
+        }
+
+        /// Every field given.
+        pub const fn with_hlc(
+            wall_ms: u64,
+            counter: u16,
+            depth: u32,
+            lane: u32,
+            sequence: u32,
+        ) -> Self {
+            Self {
+                wall_ms,
+                counter,
+                depth,
+                lane,
+                sequence,
+            }
+        }
+
+        /// Depth 0, lane 0, sequence 0, no stamp.
+        pub const fn root() -> Self {
+            Self::new(0, 0, 0)
+        }
+
+        /// `sequence` on the root lane.
+        pub const fn child(sequence: u32) -> Self {
+            Self::new(0, 0, sequence)
+        }
+
+        /// `sequence` on the root lane, stamped `wall_ms` / `counter`.
+        pub const fn child_at(sequence: u32, wall_ms: u64, counter: u16) -> Self {
+            Self::with_hlc(wall_ms, counter, 0, 0, sequence)
+        }
+
+        /// The first position of lane `new_lane` one level below `parent_depth` (saturating).
+        pub const fn fork(parent_depth: u32, new_lane: u32) -> Self {
+            Self::new(parent_depth.saturating_add(1), new_lane, 0)
+        }
+
+        /// Milliseconds of the stamp.
+        pub const fn wall_ms(&self) -> u64 {
+            self.wall_ms
+        }
+
+        /// Tie-break counter of the stamp.
+        pub const fn counter(&self) -> u16 {
+            self.counter
+        }
+
+        /// Depth in the DAG.
+        pub const fn depth(&self) -> u32 {
+            self.depth
+        }
+
+        /// Lane (branch).
+        pub const fn lane(&self) -> u32 {
+            self.lane
+        }
+
+        /// Sequence within the depth and lane.
+        pub const fn sequence(&self) -> u32 {
+            self.sequence
+        }
+
+        /// Whether this is the root position (the stamp aside).
+        pub const fn is_root(&self) -> bool {
+            self.depth == 0 && self.lane == 0 && self.sequence == 0
+        }
+
+        /// Whether this position comes strictly before `other` on the same depth and lane.
+        pub const fn is_ancestor_of(&self, other: &DagPosition) -> bool {
+            self.depth == other.depth && self.lane == other.lane && self.sequence < other.sequence
+        }
+    }
+
+    impl PartialOrd for DagPosition {
+        /// By sequence, then stamp, within one depth and lane; `None` across them.
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            if (self.depth, self.lane) != (other.depth, other.lane) {
+                return None;
+            }
+            Some((self.sequence, self.wall_ms, self.counter).cmp(&(
+                other.sequence,
+                other.wall_ms,
+                other.counter,
+            )))
+        }
+    }
+
+    impl fmt::Display for DagPosition {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "{}:{}:{}@{}.{}",
+                self.depth, self.lane, self.sequence, self.wall_ms, self.counter
+            )
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn ancestry_and_order_hold_within_a_lane_only() {
+            let (a, b) = (DagPosition::child_at(5, 1000, 0), DagPosition::child(10));
+            assert!(a.is_ancestor_of(&b) && !b.is_ancestor_of(&a) && !a.is_ancestor_of(&a));
+            assert!(a < b);
+            let forked = DagPosition::fork(2, 9);
+            assert_eq!(
+                (forked.depth(), forked.lane(), forked.sequence()),
+                (3, 9, 0)
+            );
+            assert!(!a.is_ancestor_of(&forked));
+            assert_eq!(a.partial_cmp(&forked), None);
+            assert!(DagPosition::root().is_root() && !a.is_root());
+            assert_eq!(DagPosition::fork(u32::MAX, 1).depth(), u32::MAX);
+            let p = DagPosition::with_hlc(7, 2, 1, 3, 4);
+            assert_eq!(p.to_string(), "1:3:4@7.2");
+            let bytes = rmp_serde::to_vec_named(&p).unwrap();
+            assert_eq!(rmp_serde::from_slice::<DagPosition>(&bytes).unwrap(), p);
+        }
     }
 }
 

@@ -208,6 +208,14 @@ pub struct EventPosition {
     pub clock: u32,
 }
 
+impl From<EventPosition> for crate::coordinate::DagPosition {
+    /// The event's place as upstream's position: depth 0, lane 0 (one chain per entity),
+    /// sequence = the entity clock, stamped with `wall_ms`.
+    fn from(p: EventPosition) -> Self {
+        Self::child_at(p.clock, p.wall_ms, 0)
+    }
+}
+
 /// An event's header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventHeader {

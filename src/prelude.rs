@@ -1,5 +1,5 @@
 //! `use batpak::prelude::*;` brings in what a typical program needs.
-pub use crate::coordinate::{Coordinate, CoordinateError};
+pub use crate::coordinate::{Coordinate, CoordinateError, DagPosition};
 pub use crate::error::{BatchStage, StoreError};
 pub use crate::event::{
     revalidate_event_payload_registry, validate_event_payload_registry, EventPayloadKindCollision,

@@ -135,3 +135,19 @@ fn store_locked_names_the_directory_and_the_mode_asked_for() {
     assert!(err.to_string().contains("read-only"), "{err}");
     writer.close().unwrap();
 }
+
+#[test]
+fn an_events_position_as_upstreams_dag_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let coord = Coordinate::new("pos:1", "shape").unwrap();
+    let kind = EventKind::custom(0xF, 1);
+    let a = store.append(&coord, kind, &1u8).unwrap();
+    let b = store.append(&coord, kind, &2u8).unwrap();
+    let pos = |id| DagPosition::from(store.get(id).unwrap().event.header.position);
+    let (pa, pb) = (pos(a.event_id), pos(b.event_id));
+    assert_eq!((pa.sequence(), pb.sequence()), (1, 2));
+    assert!(pa.is_ancestor_of(&pb) && !pb.is_ancestor_of(&pa));
+    assert_eq!((pa.depth(), pa.lane()), (0, 0));
+    store.close().unwrap();
+}
