@@ -540,4 +540,64 @@ impl Index {
     pub fn scope_count(&self) -> usize {
         self.scope_lists.iter().filter(|v| !v.is_empty()).count()
     }
+
+    /// What a projection replays of `entity`: its visible events of `kinds` (every kind when
+    /// empty) with a sequence below `below`, in order, plus the entity's generation (how
+    /// many events of it are visible) and its last visible entity clock.
+    pub(crate) fn entity_replay(
+        &self,
+        entity: &str,
+        kinds: &[EventKind],
+        below: u64,
+    ) -> (Vec<Slot>, u64, u32) {
+        let Some(list) = self.entity_list(entity) else {
+            return (Vec::new(), 0, 0);
+        };
+        let end = list.partition_point(|&p| self.seq_at(p) < below);
+        let upto = list.get(..end).unwrap_or(&[]);
+        let slots = upto
+            .iter()
+            .filter_map(|&p| self.slots.get(p as usize))
+            .filter(|s| kinds.is_empty() || kinds.contains(&s.kind))
+            .copied()
+            .collect();
+        let clock = list
+            .last()
+            .and_then(|&p| self.slots.get(p as usize))
+            .map_or(0, |s| s.clock);
+        (slots, list.len() as u64, clock)
+    }
+
+    /// What a region projection replays: the visible events `region` selects, of `kinds`
+    /// (every kind when empty), with a sequence below `below`, in order.
+    pub(crate) fn region_replay(
+        &self,
+        region: &Region,
+        kinds: &[EventKind],
+        below: u64,
+    ) -> Vec<Slot> {
+        let mut out = Vec::new();
+        self.walk(region, 0, below, |p| {
+            if self.selects(region, p) {
+                if let Some(s) = self.slots.get(p as usize) {
+                    if kinds.is_empty() || kinds.contains(&s.kind) {
+                        out.push(*s);
+                    }
+                }
+            }
+            true
+        });
+        out
+    }
+
+    /// The coordinate of interned id `id`.
+    pub(crate) fn coordinate(&self, id: u32) -> Option<&Coordinate> {
+        self.coords.get(id as usize)
+    }
+
+    /// The first visible event's sequence and id: it stays the first for the life of the
+    /// store's files, so it names the store (projection cache keys).
+    pub(crate) fn first_event(&self) -> Option<(u64, u128)> {
+        self.slots.first().map(|s| (s.seq, s.event_id))
+    }
 }

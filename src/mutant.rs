@@ -152,6 +152,9 @@ pub enum Mutant {
     /// A cursor's poll reads one sequence too far back after a seek and delivers the event it
     /// was positioned after again (breaks INV-CURSOR-ORDER).
     CursorRedelivers,
+    /// `project` serves a kept projection snapshot as it is, without folding the events
+    /// appended after it (breaks INV-PROJECTION).
+    ProjectionStaleSnapshot,
 }
 
 #[cfg(batpak_mutant)]

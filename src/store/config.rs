@@ -61,6 +61,8 @@ pub struct StoreConfig {
     pub(crate) event_payload_validation: crate::payload_registry::EventPayloadValidation,
     /// Signs every receipt when set.
     pub(crate) signing_key: Option<crate::signing::SigningKey>,
+    /// In-memory projection snapshots (builder in `store/projection/snapshots.rs`).
+    pub(crate) projection_snapshots: Option<super::projection::SnapshotPolicy>,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -117,6 +119,7 @@ impl StoreConfig {
             trace: None,
             event_payload_validation: Default::default(),
             signing_key: None,
+            projection_snapshots: None,
         }
     }
 
