@@ -53,7 +53,13 @@ impl ProjectionInput for JsonValueInput {
     const MODE: ReplayLane = ReplayLane::Value;
 
     fn from_msgpack(bytes: &[u8]) -> Result<serde_json::Value, DecodeSource> {
-        rmp_serde::from_slice(bytes).map_err(DecodeSource::Msgpack)
+        match msgpack_json::decode(bytes) {
+            Some(v) => Ok(v),
+            // Anything the direct decoder does not take (binary, extensions, non-string
+            // keys, trailing bytes, deep nesting, damage) goes through rmp-serde, which
+            // decides exactly as it always did.
+            None => rmp_serde::from_slice(bytes).map_err(DecodeSource::Msgpack),
+        }
     }
 }
 
@@ -301,5 +307,194 @@ impl DecodeTyped for Event<Vec<u8>> {
     fn decode_typed<T: EventPayload>(&self) -> Result<T, TypedDecodeError> {
         check_kind::<T>(self.header.event_kind)?;
         from_msgpack(self.header.event_kind, &self.payload)
+    }
+}
+
+/// MessagePack straight into `serde_json::Value`, for the JSON replay lane: the same value
+/// `rmp_serde::from_slice::<Value>` gives, without serde's visitor round trip. It answers
+/// `None` for whatever it does not handle itself, and the caller then asks rmp-serde.
+pub(crate) mod msgpack_json {
+    use serde_json::{Map, Number, Value};
+
+    /// Deeper than this goes to rmp-serde (which has its own limit).
+    const DEPTH_MAX: usize = 64;
+
+    /// The value `bytes` encode, if they are exactly one value of the handled kinds.
+    pub fn decode(bytes: &[u8]) -> Option<Value> {
+        let mut r = Reader { b: bytes, at: 0 };
+        let v = r.value(0)?;
+        (r.at == bytes.len()).then_some(v)
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl Reader<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+            self.at += n;
+            Some(s)
+        }
+        fn u8(&mut self) -> Option<u8> {
+            let v = *self.b.get(self.at)?;
+            self.at += 1;
+            Some(v)
+        }
+        fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
+            self.take(N)?.try_into().ok()
+        }
+        fn str(&mut self, n: usize) -> Option<Value> {
+            let s = std::str::from_utf8(self.take(n)?).ok()?;
+            Some(Value::String(s.to_owned()))
+        }
+        fn array(&mut self, n: usize, depth: usize) -> Option<Value> {
+            // A length claim cannot reserve more than the bytes left could hold.
+            let mut v = Vec::with_capacity(n.min(self.b.len() - self.at));
+            for _ in 0..n {
+                v.push(self.value(depth + 1)?);
+            }
+            Some(Value::Array(v))
+        }
+        fn map(&mut self, n: usize, depth: usize) -> Option<Value> {
+            let mut m = Map::new();
+            for _ in 0..n {
+                let key = match self.value(depth + 1)? {
+                    Value::String(k) => k,
+                    _ => return None,
+                };
+                let v = self.value(depth + 1)?;
+                m.insert(key, v);
+            }
+            Some(Value::Object(m))
+        }
+        fn value(&mut self, depth: usize) -> Option<Value> {
+            if depth > DEPTH_MAX {
+                return None;
+            }
+            let m = self.u8()?;
+            Some(match m {
+                0x00..=0x7f => Value::Number(u64::from(m).into()),
+                0x80..=0x8f => return self.map(usize::from(m & 0x0f), depth),
+                0x90..=0x9f => return self.array(usize::from(m & 0x0f), depth),
+                0xa0..=0xbf => return self.str(usize::from(m & 0x1f)),
+                0xc0 => Value::Null,
+                0xc2 => Value::Bool(false),
+                0xc3 => Value::Bool(true),
+                0xca => float(f64::from(f32::from_be_bytes(self.be()?))),
+                0xcb => float(f64::from_be_bytes(self.be()?)),
+                0xcc => Value::Number(u64::from(self.u8()?).into()),
+                0xcd => Value::Number(u64::from(u16::from_be_bytes(self.be()?)).into()),
+                0xce => Value::Number(u64::from(u32::from_be_bytes(self.be()?)).into()),
+                0xcf => Value::Number(u64::from_be_bytes(self.be()?).into()),
+                0xd0 => Value::Number(i64::from(i8::from_be_bytes(self.be()?)).into()),
+                0xd1 => Value::Number(i64::from(i16::from_be_bytes(self.be()?)).into()),
+                0xd2 => Value::Number(i64::from(i32::from_be_bytes(self.be()?)).into()),
+                0xd3 => Value::Number(i64::from_be_bytes(self.be()?).into()),
+                0xd9 => {
+                    let n = usize::from(self.u8()?);
+                    return self.str(n);
+                }
+                0xda => {
+                    let n = usize::from(u16::from_be_bytes(self.be()?));
+                    return self.str(n);
+                }
+                0xdb => {
+                    let n = u32::from_be_bytes(self.be()?) as usize;
+                    return self.str(n);
+                }
+                0xdc => {
+                    let n = usize::from(u16::from_be_bytes(self.be()?));
+                    return self.array(n, depth);
+                }
+                0xdd => {
+                    let n = u32::from_be_bytes(self.be()?) as usize;
+                    return self.array(n, depth);
+                }
+                0xde => {
+                    let n = usize::from(u16::from_be_bytes(self.be()?));
+                    return self.map(n, depth);
+                }
+                0xdf => {
+                    let n = u32::from_be_bytes(self.be()?) as usize;
+                    return self.map(n, depth);
+                }
+                0xe0..=0xff => Value::Number(i64::from(m as i8).into()),
+                // bin, ext, the unused marker: rmp-serde's call.
+                _ => return None,
+            })
+        }
+    }
+
+    /// serde_json's own rule: a non-finite float is `null`.
+    fn float(f: f64) -> Value {
+        Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|i| Value::Number(i.into())),
+                any::<u64>().prop_map(|u| Value::Number(u.into())),
+                any::<f64>().prop_map(float),
+                ".{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    prop::collection::vec((".{0,8}", inner), 0..8)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn agrees_with_rmp_serde_on_every_encoded_value(v in json()) {
+                for bytes in [rmp_serde::to_vec(&v).unwrap(), rmp_serde::to_vec_named(&v).unwrap()] {
+                    let want: Value = rmp_serde::from_slice(&bytes).unwrap();
+                    prop_assert_eq!(decode(&bytes), Some(want));
+                }
+            }
+
+            #[test]
+            fn on_any_bytes_it_agrees_or_defers(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+                if let Some(v) = decode(&bytes) {
+                    let want: Value = rmp_serde::from_slice(&bytes).unwrap();
+                    prop_assert_eq!(v, want);
+                }
+            }
+        }
+
+        #[test]
+        fn typed_structs_decode_like_rmp_serde() {
+            #[derive(serde::Serialize)]
+            struct P {
+                id: u64,
+                name: String,
+                amount: i64,
+                tags: Vec<u32>,
+                f: f32,
+                o: Option<u8>,
+            }
+            let p = P {
+                id: 7,
+                name: "x".repeat(32),
+                amount: -5,
+                tags: vec![1, 300, 70_000, u32::MAX],
+                f: 1.5,
+                o: None,
+            };
+            let bytes = rmp_serde::to_vec_named(&p).unwrap();
+            let want: Value = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(decode(&bytes), Some(want));
+        }
     }
 }
