@@ -164,10 +164,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     .submit_batch(v.iter().copied().map(item).collect())
                     .unwrap();
                 // Hidden until it commits: a projection now must not see it.
-                for e in 0..3 {
-                    let got = s
-                        .project::<Ledger>(ENTITIES[e], &Freshness::Consistent)
-                        .unwrap();
+                for (e, name) in ENTITIES.iter().enumerate() {
+                    let got = s.project::<Ledger>(name, &Freshness::Consistent).unwrap();
                     prop_assert_eq!(got, fold(&model, e, None), "inside an open fence");
                 }
                 if *commit {
