@@ -541,53 +541,75 @@ impl Index {
         self.scope_lists.iter().filter(|v| !v.is_empty()).count()
     }
 
-    /// What a projection replays of `entity`: its visible events of `kinds` (every kind when
-    /// empty) with a sequence below `below`, in order, plus the entity's generation (how
-    /// many events of it are visible) and its last visible entity clock.
+    /// What a projection replays of `entity`: the positions of its visible events of `kinds`
+    /// (every kind when empty) with a sequence below `below`, in order (read them with
+    /// [`Index::slots_at`]; positions never move), plus the entity's generation (how many
+    /// events of it are visible) and its last visible entity clock.
     pub(crate) fn entity_replay(
         &self,
         entity: &str,
         kinds: &[EventKind],
         below: u64,
-    ) -> (Vec<Slot>, u64, u32) {
+    ) -> (Vec<u32>, u64, u32) {
         let Some(list) = self.entity_list(entity) else {
             return (Vec::new(), 0, 0);
         };
         let end = list.partition_point(|&p| self.seq_at(p) < below);
         let upto = list.get(..end).unwrap_or(&[]);
-        let slots = upto
-            .iter()
-            .filter_map(|&p| self.slots.get(p as usize))
-            .filter(|s| kinds.is_empty() || kinds.contains(&s.kind))
-            .copied()
-            .collect();
+        let positions = if kinds.is_empty() {
+            upto.to_vec()
+        } else {
+            upto.iter()
+                .copied()
+                .filter(|&p| {
+                    self.slots
+                        .get(p as usize)
+                        .is_some_and(|s| kinds.contains(&s.kind))
+                })
+                .collect()
+        };
         let clock = list
             .last()
             .and_then(|&p| self.slots.get(p as usize))
             .map_or(0, |s| s.clock);
-        (slots, list.len() as u64, clock)
+        (positions, list.len() as u64, clock)
     }
 
-    /// What a region projection replays: the visible events `region` selects, of `kinds`
-    /// (every kind when empty), with a sequence below `below`, in order.
+    /// What a region projection replays: the positions of the visible events `region`
+    /// selects, of `kinds` (every kind when empty), with a sequence below `below`, in order.
     pub(crate) fn region_replay(
         &self,
         region: &Region,
         kinds: &[EventKind],
         below: u64,
-    ) -> Vec<Slot> {
+    ) -> Vec<u32> {
         let mut out = Vec::new();
         self.walk(region, 0, below, |p| {
-            if self.selects(region, p) {
-                if let Some(s) = self.slots.get(p as usize) {
-                    if kinds.is_empty() || kinds.contains(&s.kind) {
-                        out.push(*s);
-                    }
-                }
+            if self.selects(region, p)
+                && self
+                    .slots
+                    .get(p as usize)
+                    .is_some_and(|s| kinds.is_empty() || kinds.contains(&s.kind))
+            {
+                out.push(p);
             }
             true
         });
         out
+    }
+
+    /// The slots at `positions` (from [`Index::entity_replay`] / [`Index::region_replay`]).
+    pub(crate) fn slots_at(&self, positions: &[u32]) -> Vec<Slot> {
+        positions
+            .iter()
+            .filter_map(|&p| self.slots.get(p as usize))
+            .copied()
+            .collect()
+    }
+
+    /// The slot at `position`.
+    pub(crate) fn slot_at(&self, position: u32) -> Option<Slot> {
+        self.slots.get(position as usize).copied()
     }
 
     /// The coordinate of interned id `id`.

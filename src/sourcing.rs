@@ -358,7 +358,8 @@ pub(crate) mod msgpack_json {
             Some(Value::Array(v))
         }
         fn map(&mut self, n: usize, depth: usize) -> Option<Value> {
-            let mut m = Map::new();
+            // Each entry takes at least two bytes.
+            let mut m = Map::with_capacity(n.min((self.b.len() - self.at) / 2));
             for _ in 0..n {
                 let key = match self.value(depth + 1)? {
                     Value::String(k) => k,

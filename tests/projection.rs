@@ -705,3 +705,65 @@ fn mutant_projection_stale_snapshot_is_caught() {
     let err = snapshot_then_append(|c| c.with_mutant(Mutant::ProjectionStaleSnapshot)).unwrap_err();
     assert!(err.starts_with("INV-PROJECTION"), "{err}");
 }
+
+#[test]
+fn long_streams_fold_in_chunks_and_name_the_failing_event_past_the_first_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path()).with_projection_snapshots(
+        SnapshotPolicy {
+            every_n_events: 1000,
+            max_entries: 8,
+        },
+    ))
+    .unwrap();
+    let c = coord("acct:long");
+    for b in 0..9i64 {
+        let items = (0..1000i64)
+            .map(|i| {
+                BatchAppendItem::typed(
+                    c.clone(),
+                    &Deposited {
+                        amount: b * 1000 + i,
+                    },
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .unwrap()
+            })
+            .collect();
+        store.append_batch(items).unwrap();
+    }
+    let s = store
+        .project::<Balance>("acct:long", &Freshness::Consistent)
+        .unwrap();
+    assert_eq!(s, plain_fold(&store, "acct:long", None));
+    assert_eq!(s.unwrap().ops, 9000);
+    let mid = store.stream("acct:long")[6500].global_sequence;
+    assert_eq!(
+        store.project_at::<Balance>("acct:long", mid).unwrap(),
+        plain_fold(&store, "acct:long", Some(mid))
+    );
+    let bad = store.append(&c, Withdrawn::KIND, &[1u8, 2, 3]).unwrap();
+    store.append_typed(&c, &Deposited { amount: 1 }).unwrap();
+    for r in [
+        store
+            .project::<Balance>("acct:long", &Freshness::Consistent)
+            .map(drop),
+        store
+            .project::<Strict>("acct:long", &Freshness::Consistent)
+            .map(drop),
+    ] {
+        match r {
+            Err(StoreError::ProjectionDecode { event_id, kind, .. }) if kind == Withdrawn::KIND => {
+                assert_eq!(event_id, bad.event_id)
+            }
+            // Strict reads deposits only: it never sees the bad withdrawal.
+            Ok(()) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        store.project::<Balance>("acct:long", &Freshness::Consistent),
+        Err(StoreError::ProjectionDecode { .. })
+    ));
+}

@@ -111,20 +111,21 @@ impl Catalog {
     /// close together in one segment are read with one `read_at` of up to
     /// [`BULK_READ_BYTES`], so replaying a long stream costs a few large reads instead of
     /// one per event. The first error (I/O, damage, or `f`'s) ends the walk.
-    pub(crate) fn read_events_bulk(
+    pub(crate) fn read_events_bulk<T>(
         &self,
-        items: &[(DiskPos, u128)],
+        items: &[T],
+        at: impl Fn(&T) -> (DiskPos, u128),
         mut f: impl FnMut(usize, EventFrameRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut buf: Vec<u8> = Vec::new();
         let mut i = 0;
-        while let Some(&(first, _)) = items.get(i) {
+        while let Some((first, _)) = items.get(i).map(&at) {
             // Extend the run while the next frame is in the same segment, after this one,
             // close behind it, and the run stays within the read size.
             let start = first.offset;
             let mut end = first.offset + u64::from(first.length);
             let mut j = i + 1;
-            while let Some(&(p, _)) = items.get(j) {
+            while let Some((p, _)) = items.get(j).map(&at) {
                 let p_end = p.offset + u64::from(p.length);
                 if p.segment_id != first.segment_id
                     || p.offset < end
@@ -154,7 +155,7 @@ impl Catalog {
                 done += n;
             }
             buf.truncate(done);
-            for (k, &(pos, event_id)) in items.get(i..j).unwrap_or(&[]).iter().enumerate() {
+            for (k, (pos, event_id)) in items.get(i..j).unwrap_or(&[]).iter().map(&at).enumerate() {
                 let at = (pos.offset - start) as usize;
                 let Some(frame) = buf.get(at..at + pos.length as usize) else {
                     // Cut from under the index (only after a failed fsync): the single read

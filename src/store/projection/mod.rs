@@ -35,6 +35,9 @@ use snapshots::{SnapshotKey, Target};
 
 pub(crate) use snapshots::Projections;
 
+/// Events whose index slots a fold copies at a time.
+const REPLAY_CHUNK: usize = 4096;
+
 /// How fresh a projection must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -153,13 +156,13 @@ impl<S> Store<S> {
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
         let _ = freshness;
-        let slots =
+        let positions =
             self.shared
                 .index
                 .read()
                 .region_replay(region, T::relevant_event_kinds(), u64::MAX);
         let target = Target::Region(region_identity(region));
-        self.fold::<T>(&slots, &target, "", Snapshotting::ReadWrite)
+        self.fold::<T>(&positions, &target, "", Snapshotting::ReadWrite)
     }
 
     pub(crate) fn fold_entity<T>(
@@ -171,13 +174,13 @@ impl<S> Store<S> {
     where
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
-        let (slots, generation, clock) =
+        let (positions, generation, clock) =
             self.shared
                 .index
                 .read()
                 .entity_replay(entity, T::relevant_event_kinds(), below);
         let target = Target::Entity(entity.to_string());
-        let state = self.fold::<T>(&slots, &target, entity, mode)?;
+        let state = self.fold::<T>(&positions, &target, entity, mode)?;
         Ok(Folded {
             state,
             generation,
@@ -185,10 +188,11 @@ impl<S> Store<S> {
         })
     }
 
-    /// Folds `slots` into `T`, starting from the newest usable snapshot.
+    /// Folds the events at index `positions` into `T`, starting from the newest usable
+    /// snapshot.
     fn fold<T>(
         &self,
-        slots: &[Slot],
+        positions: &[u32],
         target: &Target,
         entity: &str,
         mode: Snapshotting,
@@ -196,14 +200,25 @@ impl<S> Store<S> {
     where
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
-        if slots.is_empty() {
+        if positions.is_empty() {
             return Ok(T::try_from_events(&[]).unwrap_or(None));
         }
         if !T::supports_incremental_apply() {
-            return self.fold_whole::<T>(slots, entity);
+            return self.fold_whole::<T>(positions, entity);
         }
         let key = SnapshotKey::of::<T>(target);
-        let identity = self.shared.index.read().first_event();
+        // Where to keep snapshots: at the end (memory) and at the last durable event (the
+        // cache persists nothing a crash could take back).
+        let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
+        let (identity, durable_end, last) = {
+            let index = self.shared.index.read();
+            let seq = |p: u32| index.slot_at(p).map_or(u64::MAX, |s| s.seq);
+            (
+                index.first_event(),
+                positions.partition_point(|&p| seq(p) < durable),
+                positions.last().and_then(|&p| index.slot_at(p)),
+            )
+        };
         // The newest snapshot (memory, then the cache) whose events are exactly a prefix.
         let mut start: Option<(usize, T)> = None;
         let bugs = self.cfg.bugs;
@@ -216,8 +231,9 @@ impl<S> Store<S> {
             }
             let n = found.folded as usize;
             let matches = n > 0
-                && slots
-                    .get(n - 1)
+                && n.checked_sub(1)
+                    .and_then(|i| positions.get(i))
+                    .and_then(|&p| self.shared.index.read().slot_at(p))
                     .is_some_and(|s| s.seq == found.watermark && s.event_id == found.last_event_id);
             if matches && start.as_ref().is_none_or(|(m, _)| n > *m) {
                 match rmp_serde::from_slice::<T>(&found.state) {
@@ -234,39 +250,38 @@ impl<S> Store<S> {
             Some((n, s)) => (n, Some(s)),
             None => (0, None),
         };
-        // Where to keep snapshots: at the end (memory) and at the last durable event (the
-        // cache persists nothing a crash could take back).
-        let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
-        let durable_end = slots.partition_point(|s| s.seq < durable);
         let policy = self.projections.policy(&self.cfg);
-        let want_memory = mode == Snapshotting::ReadWrite && policy.wants(from, slots.len());
+        let want_memory = mode == Snapshotting::ReadWrite && policy.wants(from, positions.len());
         let want_cache = mode == Snapshotting::ReadWrite
             && self.projections.has_cache()
             && durable_end > from
             && self
                 .projections
                 .cache_wants(&key, identity, durable_end as u64);
-        let mut durable_snapshot: Option<Vec<u8>> = None;
-        let rest = slots.get(from..).unwrap_or(&[]);
-        self.replay::<T>(rest, entity, |i, event| {
+        let mut durable_snapshot: Option<(Vec<u8>, Slot)> = None;
+        let rest = positions.get(from..).unwrap_or(&[]);
+        self.replay::<T>(rest, entity, |i, slot, event| {
             let at = from + i;
             match state.as_mut() {
                 Some(s) => s.try_apply_event(event)?,
                 None => state = T::try_from_events(std::slice::from_ref(event))?,
             }
             if want_cache && at + 1 == durable_end {
-                durable_snapshot = state.as_ref().and_then(|s| encode_state(s));
+                durable_snapshot = state
+                    .as_ref()
+                    .and_then(|s| encode_state(s))
+                    .map(|b| (b, *slot));
             }
             Ok(())
         })?;
         if want_memory {
-            if let (Some(s), Some(last)) = (state.as_ref(), slots.last()) {
+            if let (Some(s), Some(last)) = (state.as_ref(), last) {
                 if let Some(bytes) = encode_state(s) {
                     self.projections.keep(
                         key.clone(),
                         identity,
                         snapshots::Snapshot {
-                            folded: slots.len() as u64,
+                            folded: positions.len() as u64,
                             watermark: last.seq,
                             last_event_id: last.event_id,
                             state: bytes,
@@ -276,17 +291,14 @@ impl<S> Store<S> {
                 }
             }
         }
-        if let (Some(bytes), Some(last)) = (
-            durable_snapshot,
-            durable_end.checked_sub(1).and_then(|i| slots.get(i)),
-        ) {
+        if let Some((bytes, slot)) = durable_snapshot {
             self.projections.persist(
                 &key,
                 identity,
                 snapshots::Snapshot {
                     folded: durable_end as u64,
-                    watermark: last.seq,
-                    last_event_id: last.event_id,
+                    watermark: slot.seq,
+                    last_event_id: slot.event_id,
                     state: bytes,
                 },
                 self.cfg.clock.now_us(),
@@ -297,13 +309,15 @@ impl<S> Store<S> {
 
     /// Upstream's fold for a type that is not incremental: every event in one slice, one
     /// `try_from_events`.
-    fn fold_whole<T>(&self, slots: &[Slot], entity: &str) -> Result<Option<T>, StoreError>
+    fn fold_whole<T>(&self, positions: &[u32], entity: &str) -> Result<Option<T>, StoreError>
     where
         T: EventSourced,
     {
-        let mut events: Vec<ProjectionEvent<T>> = Vec::with_capacity(slots.len());
-        self.replay::<T>(slots, entity, |_, e| {
+        let mut events: Vec<ProjectionEvent<T>> = Vec::with_capacity(positions.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(positions.len());
+        self.replay::<T>(positions, entity, |_, slot, e| {
             events.push(e.clone());
+            slots.push(*slot);
             Ok(())
         })?;
         match T::try_from_events(&events) {
@@ -325,32 +339,39 @@ impl<S> Store<S> {
         }
     }
 
-    /// Reads `slots`' events in order, decodes each into `T`'s lane and hands it to `f`; a
+    /// Reads the events at index `positions` in order, a bounded chunk at a time (so memory
+    /// does not grow with the stream), decodes each into `T`'s lane and hands it to `f`; a
     /// payload the lane cannot decode, or an error of `f`, becomes
     /// [`StoreError::ProjectionDecode`] naming the event.
     fn replay<T>(
         &self,
-        slots: &[Slot],
+        positions: &[u32],
         entity: &str,
-        mut f: impl FnMut(usize, &ProjectionEvent<T>) -> Result<(), TypedDecodeError>,
+        mut f: impl FnMut(usize, &Slot, &ProjectionEvent<T>) -> Result<(), TypedDecodeError>,
     ) -> Result<(), StoreError>
     where
         T: EventSourced,
     {
-        let items: Vec<_> = slots.iter().map(|s| (s.disk_pos, s.event_id)).collect();
-        self.catalog.read_events_bulk(&items, |i, frame| {
-            let Some(slot) = slots.get(i) else {
-                return Ok(());
-            };
-            let payload = <T::Input as ProjectionInput>::from_msgpack(frame.payload)
-                .map_err(|source| TypedDecodeError::DecodeFailure {
-                    kind: slot.kind,
-                    source,
-                })
-                .map_err(|e| self.decode_error::<T>(Some(slot), entity, e))?;
-            let event = build_event(slot, &frame, payload);
-            f(i, &event).map_err(|e| self.decode_error::<T>(Some(slot), entity, e))
-        })
+        let at = |s: &Slot| (s.disk_pos, s.event_id);
+        for (c, chunk) in positions.chunks(REPLAY_CHUNK).enumerate() {
+            let base = c * REPLAY_CHUNK;
+            // A short read lock per chunk: the writer is never held up by a long fold.
+            let slots = self.shared.index.read().slots_at(chunk);
+            self.catalog.read_events_bulk(&slots, at, |i, frame| {
+                let Some(slot) = slots.get(i) else {
+                    return Ok(());
+                };
+                let payload = <T::Input as ProjectionInput>::from_msgpack(frame.payload)
+                    .map_err(|source| TypedDecodeError::DecodeFailure {
+                        kind: slot.kind,
+                        source,
+                    })
+                    .map_err(|e| self.decode_error::<T>(Some(slot), entity, e))?;
+                let event = build_event(slot, &frame, payload);
+                f(base + i, slot, &event).map_err(|e| self.decode_error::<T>(Some(slot), entity, e))
+            })?;
+        }
+        Ok(())
     }
 
     fn decode_error<T>(
