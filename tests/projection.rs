@@ -487,10 +487,23 @@ impl ProjectionCache for RecHandle {
 
 #[test]
 fn the_cache_is_written_only_at_durable_events() {
+    cache_rows_at_durable_events(|c| c).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_projection_cache_above_durable_is_caught() {
+    let err = cache_rows_at_durable_events(|c| c.with_mutant(Mutant::ProjectionCacheAboveDurable))
+        .unwrap_err();
+    assert!(err.starts_with("INV-PROJECTION"), "{err}");
+}
+
+/// INV-PROJECTION's cache half: every row the store writes covers durable events only.
+fn cache_rows_at_durable_events(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recording::default());
     // Deferred durability: events are visible long before they are durable.
-    let cfg = StoreConfig::new(dir.path())
+    let cfg = seed(StoreConfig::new(dir.path()))
         .with_sync_every_n_events(1_000_000)
         .with_flush_interval(std::time::Duration::from_secs(3600));
     let store = Store::open_with_cache(cfg, Box::new(RecHandle(Arc::clone(&rec)))).unwrap();
@@ -512,11 +525,13 @@ fn the_cache_is_written_only_at_durable_events() {
     );
     for &(len, watermark) in rec.puts.lock().unwrap().iter() {
         assert_eq!(len, 32, "fixed-length keys");
-        assert!(
-            watermark < durable,
-            "row at {watermark}, durable below {durable}"
-        );
+        if watermark >= durable {
+            return Err(format!(
+                "INV-PROJECTION: a cache row covers the event at {watermark}, the durable frontier is {durable}"
+            ));
+        }
     }
+
     store.sync().unwrap();
     assert_eq!(
         store
@@ -564,6 +579,7 @@ fn the_cache_is_written_only_at_durable_events() {
         plain_fold(&store, "acct:d", None),
         "a row that does not match the stream is not used"
     );
+    Ok(())
 }
 
 #[test]
@@ -766,4 +782,65 @@ fn long_streams_fold_in_chunks_and_name_the_failing_event_past_the_first_chunk()
         store.project::<Balance>("acct:long", &Freshness::Consistent),
         Err(StoreError::ProjectionDecode { .. })
     ));
+}
+
+/// Upstream's D2 for cache rows: a row persisted above the durable frontier would be served
+/// after a power loss even though its events are gone and their sequences reused. Here rows
+/// are written only at durable events and used only when the stream still has their last
+/// event (same position, sequence and id), so after every power-loss image and different
+/// appends in the lost sequences, `project` still equals the fold of what is there.
+#[test]
+fn after_a_power_loss_with_reused_sequences_the_cache_never_serves_lost_events() {
+    use batpak::__testing::env::{CrashOptions, SimDisk};
+    let disk = SimDisk::new();
+    let cfg = |d: &SimDisk| {
+        StoreConfig::new("/s")
+            .with_disk(Arc::new(d.clone()))
+            .with_sync_every_n_events(1000)
+            .with_flush_interval(std::time::Duration::from_secs(3600))
+    };
+    let store = Store::open_with_native_cache(cfg(&disk), "/cache").unwrap();
+    let c = coord("acct:crash");
+    for i in 0..20 {
+        store.append_typed(&c, &Deposited { amount: i }).unwrap();
+    }
+    store.sync().unwrap();
+    for i in 0..10 {
+        store
+            .append_typed(&c, &Withdrawn { amount: 100 + i })
+            .unwrap();
+    }
+    // Visible, not durable: the fold sees 30 events, the cache row covers the durable ones.
+    assert_eq!(
+        store
+            .project::<Balance>("acct:crash", &Freshness::Consistent)
+            .unwrap(),
+        plain_fold(&store, "acct:crash", None)
+    );
+    let images = disk.crash_images(&CrashOptions::default());
+    assert!(images.len() > 1);
+    for image in &images {
+        let after = image.power_loss_disk();
+        let store = Store::open_with_native_cache(cfg(&after), "/cache").unwrap();
+        assert_eq!(
+            store
+                .project::<Balance>("acct:crash", &Freshness::Consistent)
+                .unwrap(),
+            plain_fold(&store, "acct:crash", None)
+        );
+        for i in 0..10 {
+            store
+                .append_typed(&c, &Deposited { amount: 7 * i })
+                .unwrap();
+        }
+        store.sync().unwrap();
+        assert_eq!(
+            store
+                .project::<Balance>("acct:crash", &Freshness::Consistent)
+                .unwrap(),
+            plain_fold(&store, "acct:crash", None)
+        );
+        store.close().unwrap();
+    }
+    drop(store);
 }

@@ -209,7 +209,11 @@ impl<S> Store<S> {
         let key = SnapshotKey::of::<T>(target);
         // Where to keep snapshots: at the end (memory) and at the last durable event (the
         // cache persists nothing a crash could take back).
-        let durable = self.shared.frontier.durable.load(Ordering::SeqCst);
+        let durable = if self.cfg.bugs.has(Mutant::ProjectionCacheAboveDurable) {
+            u64::MAX
+        } else {
+            self.shared.frontier.durable.load(Ordering::SeqCst)
+        };
         let (identity, durable_end, last) = {
             let index = self.shared.index.read();
             let seq = |p: u32| index.slot_at(p).map_or(u64::MAX, |s| s.seq);
