@@ -230,6 +230,20 @@ pub enum StoreError {
         /// The region asked for.
         expected: String,
     },
+    /// An event of the entity did not decode while a projection replayed it
+    /// (INV-PROJECTION: never a panic, never a silently skipped event).
+    ProjectionDecode {
+        /// The entity projected (for a region projection, the event's entity).
+        entity: String,
+        /// The event whose payload did not decode.
+        event_id: u128,
+        /// Its kind.
+        kind: crate::event::EventKind,
+        /// The projection type.
+        projection: &'static str,
+        /// Why (boxed: it keeps `StoreError` small).
+        source: Box<crate::sourcing::TypedDecodeError>,
+    },
 }
 
 impl StoreError {
@@ -385,6 +399,19 @@ impl StoreError {
                 stored: stored.clone(),
                 expected: expected.clone(),
             },
+            Self::ProjectionDecode {
+                entity,
+                event_id,
+                kind,
+                projection,
+                source,
+            } => Self::ProjectionDecode {
+                entity: entity.clone(),
+                event_id: *event_id,
+                kind: *kind,
+                projection,
+                source: Box::new(source.replay()),
+            },
         }
     }
 
@@ -533,6 +560,16 @@ impl fmt::Display for StoreError {
                 f,
                 "checkpoint {id:?} was committed for region {stored}, not {expected}"
             ),
+            Self::ProjectionDecode {
+                entity,
+                event_id,
+                kind,
+                projection,
+                source,
+            } => write!(
+                f,
+                "projection {projection} of entity {entity}: event {event_id:032x} (kind {kind}) does not decode: {source}"
+            ),
         }
     }
 }
@@ -546,6 +583,7 @@ impl std::error::Error for StoreError {
             Self::Serialization(e) => Some(e.as_ref()),
             Self::BatchFailed { source, .. } => Some(source.as_ref()),
             Self::EventPayloadRegistry(e) => Some(e),
+            Self::ProjectionDecode { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

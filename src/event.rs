@@ -9,6 +9,10 @@ pub use crate::payload_registry::{
     revalidate_event_payload_registry, validate_event_payload_registry, EventPayloadKindCollision,
     EventPayloadRegistryError, EventPayloadValidation,
 };
+pub use crate::sourcing::{
+    DecodeSource, DecodeTyped, EventSourced, JsonValueInput, ProjectionEvent, ProjectionInput,
+    ProjectionPayload, RawMsgpackInput, ReplayLane, TypedDecodeError,
+};
 
 /// An event's kind: a `u16` whose high 4 bits are the category and low 12 bits the type.
 ///

@@ -556,4 +556,86 @@ impl Index {
     pub fn scope_count(&self) -> usize {
         self.scope_lists.iter().filter(|v| !v.is_empty()).count()
     }
+
+    /// What a projection replays of `entity`: the positions of its visible events of `kinds`
+    /// (every kind when empty) with a sequence below `below`, in order (read them with
+    /// [`Index::slots_at`]; positions never move), plus the entity's generation (how many
+    /// events of it are visible) and its last visible entity clock.
+    pub(crate) fn entity_replay(
+        &self,
+        entity: &str,
+        kinds: &[EventKind],
+        below: u64,
+    ) -> (Vec<u32>, u64, u32) {
+        let Some(list) = self.entity_list(entity) else {
+            return (Vec::new(), 0, 0);
+        };
+        let end = list.partition_point(|&p| self.seq_at(p) < below);
+        let upto = list.get(..end).unwrap_or(&[]);
+        let positions = if kinds.is_empty() {
+            upto.to_vec()
+        } else {
+            upto.iter()
+                .copied()
+                .filter(|&p| {
+                    self.slots
+                        .get(p as usize)
+                        .is_some_and(|s| kinds.contains(&s.kind))
+                })
+                .collect()
+        };
+        let clock = list
+            .last()
+            .and_then(|&p| self.slots.get(p as usize))
+            .map_or(0, |s| s.clock);
+        (positions, list.len() as u64, clock)
+    }
+
+    /// What a region projection replays: the positions of the visible events `region`
+    /// selects, of `kinds` (every kind when empty), with a sequence below `below`, in order.
+    pub(crate) fn region_replay(
+        &self,
+        region: &Region,
+        kinds: &[EventKind],
+        below: u64,
+    ) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.walk(region, 0, below, |p| {
+            if self.selects(region, p)
+                && self
+                    .slots
+                    .get(p as usize)
+                    .is_some_and(|s| kinds.is_empty() || kinds.contains(&s.kind))
+            {
+                out.push(p);
+            }
+            true
+        });
+        out
+    }
+
+    /// The slots at `positions` (from [`Index::entity_replay`] / [`Index::region_replay`]).
+    pub(crate) fn slots_at(&self, positions: &[u32]) -> Vec<Slot> {
+        positions
+            .iter()
+            .filter_map(|&p| self.slots.get(p as usize))
+            .copied()
+            .collect()
+    }
+
+    /// The slot at `position`.
+    pub(crate) fn slot_at(&self, position: u32) -> Option<Slot> {
+        self.slots.get(position as usize).copied()
+    }
+
+    /// The coordinate of interned id `id`.
+    pub(crate) fn coordinate(&self, id: u32) -> Option<&Coordinate> {
+        self.coords.get(id as usize)
+    }
+
+    /// The first visible event's sequence and id: it stays the first for the life of the
+    /// store's files, so it names the store (projection cache keys).
+    pub(crate) fn first_event(&self) -> Option<(u64, u128)> {
+        self.slots.first().map(|s| (s.seq, s.event_id))
+    }
 }

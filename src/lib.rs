@@ -115,6 +115,7 @@ pub mod event;
 pub(crate) mod payload_registry;
 pub mod region;
 pub mod signing;
+pub(crate) mod sourcing;
 pub mod typestate;
 
 pub(crate) mod codec;
@@ -133,7 +134,9 @@ pub mod pipeline;
 pub mod prelude;
 
 pub use batpak_macros::EventPayload;
+pub use batpak_macros::EventSourced;
 pub use event::EventPayload;
+pub use sourcing::EventSourced;
 
 /// Paths used by code that batpak's derive macros generate. Not public API.
 #[doc(hidden)]

@@ -152,6 +152,13 @@ pub enum Mutant {
     /// A cursor's poll reads one sequence too far back after a seek and delivers the event it
     /// was positioned after again (breaks INV-CURSOR-ORDER).
     CursorRedelivers,
+    /// `project` serves a kept projection snapshot as it is, without folding the events
+    /// appended after it (breaks INV-PROJECTION).
+    ProjectionStaleSnapshot,
+    /// The projection cache persists a row at the last visible event instead of the last
+    /// durable one, so a row can cover events a power loss takes back (upstream's D2; breaks
+    /// INV-PROJECTION).
+    ProjectionCacheAboveDurable,
 }
 
 #[cfg(batpak_mutant)]

@@ -6,6 +6,10 @@ pub use crate::event::{
     EventPayloadRegistryError, EventPayloadValidation,
 };
 pub use crate::event::{
+    DecodeSource, DecodeTyped, EventSourced, JsonValueInput, ProjectionEvent, ProjectionInput,
+    ProjectionPayload, RawMsgpackInput, ReplayLane, TypedDecodeError,
+};
+pub use crate::event::{
     Event, EventHeader, EventKind, EventKindError, EventPosition, HashChain, StoredEvent,
 };
 pub use crate::guard::{DecisionTrace, Denial, Gate, GateDecision, GateOutcome, GateSet, Receipt};
@@ -15,9 +19,14 @@ pub use crate::pipeline::{
 };
 pub use crate::region::{KindFilter, Region};
 pub use crate::store::{
+    Aggregate, ExecuteError, Freshness, NativeCache, NoCache, ProjectionCache, ProjectionWatcher,
+    SnapshotPolicy, WatcherError,
+};
+pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
     DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox, ReadOnly, Store,
     StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
 };
 pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
 pub use crate::EventPayload;
+pub use batpak_macros::EventSourced;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "coordinate",
             "event",
             "payload_registry",
+            "sourcing",
             "region",
             "append",
             "signing",
@@ -59,6 +60,7 @@ const VOCABULARY: &[&str] = &[
     "coordinate",
     "event",
     "payload_registry",
+    "sourcing",
     "region",
     "append",
     "signing",
@@ -85,6 +87,8 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             "payload_registry",
             vec!["sync::process", "coordinate", "event"],
         ),
+        // The event-sourcing vocabulary: projections, replay lanes, the typed decode seam.
+        ("sourcing", vec!["coordinate", "event", "payload_registry"]),
         ("region", vec!["coordinate", "event", "payload_registry"]),
         (
             "append",
@@ -106,6 +110,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "coordinate",
                 "event",
                 "payload_registry",
+                "sourcing",
                 "region",
                 "append",
                 "signing",
@@ -174,11 +179,16 @@ const REEXPORTS: &[(&str, &str, &str)] = &[
         "payload_registry",
         "upstream's path batpak::event::{validate_event_payload_registry, EventPayloadValidation, ..}",
     ),
+    (
+        "event",
+        "sourcing",
+        "upstream's path batpak::event::{EventSourced, DecodeTyped, JsonValueInput, ..}",
+    ),
 ];
 
 /// Items the crate root re-exports, with the module that defines them (`crate::EventPayload`
 /// is `event`'s trait and its derive).
-const ROOT_ITEMS: &[(&str, &str)] = &[("EventPayload", "event")];
+const ROOT_ITEMS: &[(&str, &str)] = &[("EventPayload", "event"), ("EventSourced", "sourcing")];
 
 /// One path into the crate found in a module.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

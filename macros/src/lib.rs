@@ -36,6 +36,27 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{parse_macro_input, DeriveInput, Expr, ExprLit, Lit, LitInt, Meta};
 
+mod event_sourced;
+
+/// Derives `batpak::event::EventSourced` from upstream's attributes:
+/// `#[batpak(input = JsonValueInput | RawMsgpackInput, cache_version = N)]` and one
+/// `#[batpak(event = Payload, handler = method)]` per payload type (`fn method(&mut self,
+/// p: &Payload)`). The type must implement `Default`.
+///
+/// Generates the fallible forms `try_apply_event` / `try_from_events`: a matching event
+/// whose payload does not decode is an error (`Store::project` reports it as
+/// `StoreError::ProjectionDecode`), never a panic; events of other kinds are skipped. The
+/// fold is a plain fold from `Default::default()`, so `supports_incremental_apply()` is
+/// `true` and snapshots apply.
+#[proc_macro_derive(EventSourced, attributes(batpak))]
+pub fn derive_event_sourced(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match event_sourced::expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
 /// Highest category that fits in the 4 category bits of an `EventKind`.
 const CATEGORY_MAX: u64 = 0xF;
 /// Highest type id that fits in the 12 type bits of an `EventKind`.

@@ -148,6 +148,8 @@ pub struct ExtraConfig {
     bugs: Bugs,
     /// Where the TLA+ trace events go (set only with the feature `tla-trace`).
     trace: Option<StdArc<crate::trace::TraceSink>>,
+    /// In-memory projection snapshots (builder in `store/projection/snapshots.rs`).
+    pub(crate) projection_snapshots: Option<super::projection::SnapshotPolicy>,
 }
 
 impl Default for ExtraConfig {
@@ -167,6 +169,7 @@ impl Default for ExtraConfig {
             entropy: StdArc::new(OsEntropy),
             bugs: Bugs::default(),
             trace: None,
+            projection_snapshots: None,
         }
     }
 }
@@ -181,6 +184,7 @@ impl fmt::Debug for ExtraConfig {
             .field("lifecycle_events", &self.lifecycle_events)
             .field("clock", &self.clock)
             .field("disk", &self.disk)
+            .field("projection_snapshots", &self.projection_snapshots)
             .finish_non_exhaustive()
     }
 }
@@ -594,6 +598,7 @@ impl StoreConfig {
             entropy: StdArc::clone(&x.entropy),
             bugs: x.bugs,
             trace: x.trace.clone(),
+            projection_snapshots: x.projection_snapshots,
             event_payload_validation: self.event_payload_validation,
             signing_keys: self.signing_keys.clone(),
         })
@@ -637,6 +642,8 @@ pub(crate) struct Settings {
     pub(crate) event_payload_validation: EventPayloadValidation,
     /// Verify receipts; the last one signs.
     pub(crate) signing_keys: Vec<SigningKey>,
+    /// In-memory projection snapshots.
+    pub(crate) projection_snapshots: Option<super::projection::SnapshotPolicy>,
 }
 
 impl Settings {

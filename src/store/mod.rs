@@ -13,6 +13,7 @@ mod fence;
 mod lifecycle;
 pub(crate) mod open;
 mod outbox;
+pub mod projection;
 mod read;
 mod read_only;
 mod send;
@@ -38,6 +39,10 @@ pub use delivery::{
 pub use fence::VisibilityFence;
 pub use lifecycle::{CloseCompleted, OpenCompleted, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
 pub use outbox::Outbox;
+pub use projection::{
+    Aggregate, CacheCapabilities, CacheMeta, ExecuteError, Freshness, NativeCache, NoCache,
+    ProjectionCache, ProjectionWatcher, SnapshotPolicy, WatcherError,
+};
 pub use ticket::{AppendTicket, BatchAppendTicket};
 
 pub use crate::append::{DenialReceipt, DurabilityGate, HlcPoint, WatermarkKind};
@@ -196,6 +201,8 @@ pub struct Store<S = Open> {
     observer: Observer,
     /// Durable consumers' checkpoints and which ids are live.
     checkpoints: delivery::consumer::Registry,
+    /// Projection snapshots and the projection cache.
+    projections: projection::Projections,
     _state: PhantomData<S>,
 }
 

@@ -71,6 +71,7 @@ impl Store<Open> {
             recovery: report,
             observer,
             checkpoints: Registry::new(checkpoints),
+            projections: Default::default(),
             _state: PhantomData,
         };
         // A failure here drops the store, which stops the writer and releases the lock.

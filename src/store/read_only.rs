@@ -109,6 +109,7 @@ impl Store<ReadOnly> {
             kinds: Mutex::new(HashMap::new()),
             ops: Mutex::new(()),
             checkpoints: super::delivery::consumer::Registry::new(checkpoints),
+            projections: Default::default(),
             recovery: report,
             _state: PhantomData,
         })
