@@ -142,7 +142,7 @@ pub struct ExtraConfig {
     /// Set by `with_clock_source`; wins over [`StoreConfig::clock`].
     clock: Option<StdArc<dyn Clock>>,
     ids: StdArc<dyn IdSource>,
-    disk: StdArc<dyn Disk>,
+    pub(crate) disk: StdArc<dyn Disk>,
     entropy: StdArc<dyn Entropy>,
     /// The seeded bug (mutant build only, see [`crate::mutant`]).
     bugs: Bugs,

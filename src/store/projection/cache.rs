@@ -334,7 +334,7 @@ impl Store<Open> {
         config: StoreConfig,
         cache_path: impl AsRef<Path>,
     ) -> Result<Self, StoreError> {
-        let cache = NativeCache::open_with_disk(cache_path, StdArc::clone(&config.disk))?;
+        let cache = NativeCache::open_with_disk(cache_path, StdArc::clone(&config.extra.disk))?;
         Self::open_with_cache(config, Box::new(cache))
     }
 }
