@@ -155,6 +155,9 @@ pub enum Mutant {
     /// `project` serves a kept projection snapshot as it is, without folding the events
     /// appended after it (breaks INV-PROJECTION).
     ProjectionStaleSnapshot,
+    /// A reactor without a checkpoint writes its reactions without idempotency keys, so a
+    /// replay after a restart writes them again (breaks INV-EXACTLY-ONCE).
+    ReactionKeysOmitted,
 }
 
 #[cfg(batpak_mutant)]

@@ -27,5 +27,10 @@ pub use crate::store::{
     DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox, ReadOnly, Store,
     StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
 };
+pub use crate::store::{
+    MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, RestartPolicy,
+    TypedReactive, TypedReactorHandle,
+};
 pub use crate::EventPayload;
 pub use batpak_macros::EventSourced;
+pub use batpak_macros::MultiEventReactor;

@@ -32,6 +32,10 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT,
 };
 pub use delivery::{
+    AtLeastOnce, MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
+    RestartPolicy, TypedReactive, TypedReactorHandle,
+};
+pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
     SubscriptionOps,
 };

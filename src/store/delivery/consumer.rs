@@ -164,6 +164,24 @@ impl Consumer<'_> {
         self.write(outputs, position)
     }
 
+    /// [`Consumer::commit_with`] with the checkpoint at `seq` (delivered already) instead of
+    /// the last delivered event: a reactor commits each source event's reactions with the
+    /// checkpoint right after it, while it may have polled further.
+    pub(crate) fn commit_with_through(
+        &mut self,
+        seq: u64,
+        outputs: Vec<BatchAppendItem>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        if self.cursor.position().is_none_or(|p| seq > p) {
+            return Err(StoreError::Configuration(format!(
+                "consumer {}: a checkpoint at {seq} is past the last delivered sequence {:?}",
+                self.id,
+                self.cursor.position()
+            )));
+        }
+        self.write(outputs, CheckpointPosition::After(seq))
+    }
+
     fn write(
         &mut self,
         outputs: Vec<BatchAppendItem>,

@@ -32,6 +32,10 @@ pub enum RestartPolicy {
 pub struct AtLeastOnce(CheckpointId);
 
 impl AtLeastOnce {
+    pub(crate) fn new(id: CheckpointId) -> Self {
+        Self(id)
+    }
+
     /// The checkpoint the worker commits to.
     pub fn checkpoint_id(&self) -> &CheckpointId {
         &self.0
@@ -121,6 +125,26 @@ impl Drop for CursorWorkerHandle {
     }
 }
 
+/// Whether `policy` allows one more restart now, given the earlier ones; records it if so.
+pub(crate) fn restart_allowed(policy: &RestartPolicy, restarts: &mut Vec<Instant>) -> bool {
+    let now = Instant::now();
+    let allowed = match *policy {
+        RestartPolicy::Once => restarts.is_empty(),
+        RestartPolicy::Bounded {
+            max_restarts,
+            within_ms,
+        } => {
+            let window = Duration::from_millis(within_ms);
+            restarts.retain(|t| now.duration_since(*t) < window);
+            restarts.len() < max_restarts as usize
+        }
+    };
+    if allowed {
+        restarts.push(now);
+    }
+    allowed
+}
+
 /// One run of the worker until it stops, fails or its handler panics (`Err(None)`).
 fn run<F>(
     store: &Store<Open>,
@@ -200,19 +224,7 @@ impl Store<Open> {
                         Ok(()) => return Ok(()),
                         Err(Some(e)) => return Err(e),
                         Err(None) => {
-                            let now = Instant::now();
-                            let allowed = match config.restart {
-                                RestartPolicy::Once => restarts.is_empty(),
-                                RestartPolicy::Bounded {
-                                    max_restarts,
-                                    within_ms,
-                                } => {
-                                    let window = Duration::from_millis(within_ms);
-                                    restarts.retain(|t| now.duration_since(*t) < window);
-                                    restarts.len() < max_restarts as usize
-                                }
-                            };
-                            if !allowed {
+                            if !restart_allowed(&config.restart, &mut restarts) {
                                 tracing::error!("cursor worker: restart budget exhausted");
                                 return Err(StoreError::ConsumerPanicked {
                                     detail: "the handler panicked and the restart budget is spent"
@@ -220,7 +232,6 @@ impl Store<Open> {
                                 });
                             }
                             tracing::warn!("cursor worker: handler panicked, restarting");
-                            restarts.push(now);
                         }
                     }
                 }
