@@ -30,6 +30,7 @@ use crate::region::Region;
 use crate::sourcing::{DecodeSource, DecodeTyped, ProjectionInput, TypedDecodeError};
 use crate::store::{BatchAppendItem, Open, Store};
 use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::channel::{bounded, Sender};
 use crate::sync::{Arc, StdArc};
 use crate::writer::AppendOptions;
 use std::marker::PhantomData;
@@ -449,6 +450,9 @@ struct Runner<'s, D> {
     /// Without a checkpoint: the last source event whose reactions are written, so a
     /// restart after a panic resumes after it.
     written: Option<u64>,
+    /// Told once the first run holds its consumer (or failed to get it), so that when
+    /// `react_loop_*` returns a checkpointed reactor already holds the applied frontier back.
+    ready: Option<Sender<()>>,
 }
 
 impl<D: Dispatch> Runner<'_, D> {
@@ -456,7 +460,10 @@ impl<D: Dispatch> Runner<'_, D> {
         let mut source = match &self.cfg.checkpoint_id {
             Some(id) => match self.store.consumer(id, &self.region) {
                 Ok(c) => Source::Checkpointed(c),
-                Err(e) => return RunEnd::Failed(ReactorError::Store(e)),
+                Err(e) => {
+                    self.ready.take();
+                    return RunEnd::Failed(ReactorError::Store(e));
+                }
             },
             None => {
                 let mut c = self.store.cursor_guaranteed(&self.region);
@@ -464,6 +471,9 @@ impl<D: Dispatch> Runner<'_, D> {
                 Source::Keyed(c, self.identity)
             }
         };
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
         let witness = self.cfg.checkpoint_id.clone().map(AtLeastOnce::new);
         let max = self.cfg.batch_size.max(1);
         while !self.stop.load(Ordering::SeqCst) {
@@ -598,6 +608,7 @@ fn spawn<D: Dispatch>(
     let region = region.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_thread = Arc::clone(&stop);
+    let (ready, started) = bounded(1);
     let thread = crate::sync::thread::Builder::new()
         .name("batpak-reactor".into())
         .spawn(move || {
@@ -609,6 +620,7 @@ fn spawn<D: Dispatch>(
                 dispatch,
                 identity,
                 written: None,
+                ready: Some(ready),
             };
             let mut restarts: Vec<Instant> = Vec::new();
             loop {
@@ -629,6 +641,8 @@ fn spawn<D: Dispatch>(
             }
         })
         .map_err(StoreError::Io)?;
+    // Answered, or disconnected if the thread ended first: either way it has started.
+    let _ = started.recv();
     Ok(TypedReactorHandle {
         stop,
         thread: Some(thread),
