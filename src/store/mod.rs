@@ -32,8 +32,8 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT,
 };
 pub use delivery::{
-    AtLeastOnce, MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
-    RestartPolicy, TypedReactive, TypedReactorHandle,
+    AtLeastOnce, CursorGapConfig, GapObservation, MultiDispatchError, MultiReactive, ReactionBatch,
+    ReactorConfig, ReactorError, RestartPolicy, TypedReactive, TypedReactorHandle,
 };
 pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,

@@ -237,6 +237,10 @@ impl Consumer<'_> {
         self.cursor.seek(after);
     }
 
+    pub(crate) fn cursor_mut(&mut self) -> &mut Cursor {
+        &mut self.cursor
+    }
+
     /// The consumer's id.
     pub fn checkpoint_id(&self) -> &CheckpointId {
         &self.id

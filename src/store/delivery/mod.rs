@@ -29,7 +29,7 @@ use crate::sync::Arc;
 use crate::writer::shared::Shared;
 
 pub use consumer::{CheckpointId, Consumer, ConsumerInfo};
-pub use cursor::Cursor;
+pub use cursor::{Cursor, CursorGapConfig, GapObservation};
 pub use reactor::{
     MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, TypedReactive,
     TypedReactorHandle,

@@ -2,6 +2,7 @@
 //! a durable consumer) and hands each batch to a handler.
 
 use super::consumer::CheckpointId;
+use super::cursor::CursorGapConfig;
 use crate::error::StoreError;
 use crate::index::IndexEntry;
 use crate::region::Region;
@@ -67,6 +68,9 @@ pub struct CursorWorkerConfig {
     /// With an id, the worker is a durable consumer: it resumes after its checkpoint and
     /// commits after each batch the handler accepted.
     pub checkpoint_id: Option<CheckpointId>,
+    /// Gap observation on the worker's cursor (off by default): each batch's
+    /// [`GapObservation`](super::GapObservation)s are logged (`tracing`, debug level).
+    pub gap_observation: CursorGapConfig,
 }
 
 impl Default for CursorWorkerConfig {
@@ -76,6 +80,7 @@ impl Default for CursorWorkerConfig {
             idle_sleep: Duration::from_millis(10),
             restart: RestartPolicy::Once,
             checkpoint_id: None,
+            gap_observation: CursorGapConfig::default(),
         }
     }
 }
@@ -163,11 +168,27 @@ where
     };
     let witness = cfg.checkpoint_id.clone().map(AtLeastOnce);
     let mut cursor = store.cursor_guaranteed(region);
+    cursor.set_gap_config(cfg.gap_observation);
+    if let Some(c) = consumer.as_mut() {
+        c.cursor_mut().set_gap_config(cfg.gap_observation);
+    }
     while !stop.load(Ordering::SeqCst) {
         let events = match consumer.as_mut() {
             Some(c) => c.poll(batch, cfg.idle_sleep),
             None => cursor.poll_wait(batch, cfg.idle_sleep),
         };
+        let gaps = match consumer.as_mut() {
+            Some(c) => c.cursor_mut().take_gaps(),
+            None => cursor.take_gaps(),
+        };
+        for g in gaps {
+            tracing::debug!(
+                expected = g.expected_sequence,
+                delivered = g.delivered_sequence,
+                holes = ?g.cancelled_ranges,
+                "cursor worker: sequences no visible event holds"
+            );
+        }
         if events.is_empty() {
             if store.shared.is_stopped() {
                 return Ok(());
