@@ -32,8 +32,9 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT,
 };
 pub use delivery::{
-    AtLeastOnce, CursorGapConfig, GapObservation, MultiDispatchError, MultiReactive, ReactionBatch,
-    ReactorConfig, ReactorError, RestartPolicy, TypedReactive, TypedReactorHandle,
+    AtLeastOnce, CursorGapConfig, CursorWorkerAction, CursorWorkerConfig, CursorWorkerHandle,
+    GapObservation, MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
+    RestartPolicy, TypedReactive, TypedReactorHandle,
 };
 pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
