@@ -454,6 +454,41 @@ impl Index {
         n
     }
 
+    /// The ranges `[start, end)` of sequences in `from..below` that no visible event holds,
+    /// oldest first, at most `max` of them. O(log n) when there is none, O((h + 1) log n)
+    /// for h holes: a slot range whose count equals its sequence span has no hole.
+    pub(crate) fn sequence_holes(&self, from: u64, below: u64, max: usize) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        if from >= below || max == 0 {
+            return out;
+        }
+        let lo = self.slots.partition_point(|s| s.seq < from);
+        let hi = self.slots.partition_point(|s| s.seq < below);
+        // (from, below, lo, hi), explored low half first so the output stays ordered.
+        let mut stack = vec![(from, below, lo, hi)];
+        while let Some((f, b, l, h)) = stack.pop() {
+            if f >= b || (h - l) as u64 == b - f {
+                continue;
+            }
+            if l == h {
+                match out.last_mut() {
+                    Some((_, end)) if *end == f => *end = b,
+                    _ => out.push((f, b)),
+                }
+                if out.len() >= max {
+                    break;
+                }
+                continue;
+            }
+            let m = l + (h - l) / 2;
+            let s = self.seq_at(m as u32);
+            stack.push((s.saturating_add(1), b, m + 1, h));
+            stack.push((f, s, l, m));
+        }
+        out.truncate(max);
+        out
+    }
+
     /// The sequence of the `back`-th last event `region` selects below `below` (1 = the
     /// last), if there are that many.
     pub(crate) fn region_nth_from_end(

@@ -135,6 +135,7 @@ pub mod prelude;
 
 pub use batpak_macros::EventPayload;
 pub use batpak_macros::EventSourced;
+pub use batpak_macros::MultiEventReactor;
 pub use event::EventPayload;
 pub use sourcing::EventSourced;
 
@@ -142,6 +143,7 @@ pub use sourcing::EventSourced;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::payload_registry::EventPayloadRegistration;
+    pub use crate::store::delivery::reactor::typed_view;
     pub use inventory;
     pub use serde;
 }

@@ -159,6 +159,9 @@ pub enum Mutant {
     /// durable one, so a row can cover events a power loss takes back (upstream's D2; breaks
     /// INV-PROJECTION).
     ProjectionCacheAboveDurable,
+    /// A reactor without a checkpoint writes its reactions without idempotency keys, so a
+    /// replay after a restart writes them again (breaks INV-EXACTLY-ONCE).
+    ReactionKeysOmitted,
 }
 
 #[cfg(batpak_mutant)]

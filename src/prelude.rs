@@ -28,5 +28,10 @@ pub use crate::store::{
     StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
 };
 pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
+pub use crate::store::{
+    MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
+    TypedReactive, TypedReactorHandle,
+};
 pub use crate::EventPayload;
 pub use batpak_macros::EventSourced;
+pub use batpak_macros::MultiEventReactor;

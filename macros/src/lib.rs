@@ -235,3 +235,20 @@ fn check_type_id(value: u64, span: Span) -> syn::Result<u16> {
     }
     u16::try_from(value).map_err(|_| syn::Error::new(span, "type_id out of range"))
 }
+
+mod multi_event_reactor;
+
+/// Derives `batpak::store::MultiReactive<Lane>` from upstream's attributes:
+/// `#[batpak(input = JsonValueInput | RawMsgpackInput, error = MyError)]` and one
+/// `#[batpak(event = Payload, handler = method)]` per payload type, each handler
+/// `fn(&mut self, &StoredEvent<Payload>, &mut ReactionBatch, Option<&AtLeastOnce>) ->
+/// Result<(), MyError>`. Events of other kinds are skipped; a handled event that does not
+/// decode is a `Decode` error, never a panic or a silent skip.
+#[proc_macro_derive(MultiEventReactor, attributes(batpak))]
+pub fn derive_multi_event_reactor(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match multi_event_reactor::expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}

@@ -2,9 +2,9 @@
 //! consumers have caught up. `wait_for_applied` (and an `Applied` gate) waits for the visible
 //! frontier and for this.
 
-use super::Store;
+use super::{Open, Store};
 
-impl<S> Store<S> {
+impl Store<Open> {
     /// Whether every live durable consumer whose region holds an event below `point` (an
     /// exclusive sequence bound) has committed past that event. `true` when no consumer is
     /// live: the applied frontier then equals the visible one, so an `Applied` wait can never
@@ -13,7 +13,6 @@ impl<S> Store<S> {
     /// Whoever moves the answer from `false` to `true` (a consumer's commit, its drop) wakes
     /// the waiters with `Shared::wake_durable_waiters`.
     pub(crate) fn consumers_applied_through(&self, point: u64) -> bool {
-        let _ = point;
-        true
+        self.live_consumers_through(point)
     }
 }

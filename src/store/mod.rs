@@ -33,6 +33,11 @@ pub use config::{
     SINGLE_APPEND_MAX_BYTES_LIMIT, WRITER_STACK_MIN_BYTES,
 };
 pub use delivery::{
+    AtLeastOnce, CursorGapConfig, CursorWorkerAction, CursorWorkerConfig, CursorWorkerHandle,
+    GapObservation, MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
+    RestartPolicy, TypedReactive, TypedReactorHandle,
+};
+pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
     SubscriptionOps,
 };

@@ -91,6 +91,12 @@ impl<S> Store<S> {
     /// Reads a visible event's raw MessagePack payload from disk (CRC verified).
     pub fn get_raw(&self, event_id: u128) -> Result<StoredEvent<Vec<u8>>, StoreError> {
         let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
+        self.raw_event(&entry)
+    }
+
+    /// The event of an index entry the caller holds (a cursor's), with its raw payload.
+    pub(crate) fn raw_event(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        let event_id = entry.event_id;
         let frame = self.catalog.read_event(entry.disk_pos, event_id)?;
         Ok(StoredEvent {
             coordinate: entry.coord.clone(),

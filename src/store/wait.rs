@@ -58,8 +58,9 @@ impl Store<Open> {
         self.wait_for(WatermarkKind::Visible, point.into(), timeout)
     }
 
-    /// Waits until the event at `point` is visible and every live durable consumer whose
-    /// region holds it has committed past it, or `timeout` elapses
+    /// Waits until the event at `point` is visible and every live durable consumer (a
+    /// [`Consumer`](crate::store::Consumer), a checkpointed `cursor_worker` or reactor) has
+    /// committed past each event of its region up to `point`, or `timeout` elapses
     /// ([`StoreError::WaitTimeout`]). With no live consumer this is [`Store::wait_for_visible`]:
     /// nothing can hold it back, so it never times out for want of a projection (upstream's
     /// applied watermark never advances without one).

@@ -19,7 +19,7 @@ use crate::store::{BatchAppendItem, Open, Store};
 use crate::sync::Mutex;
 use crate::writer::state::checkpoints::{CheckpointEntry, CheckpointWrite};
 use crate::writer::Command;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -98,7 +98,8 @@ pub struct ConsumerInfo {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     table: Mutex<HashMap<String, CheckpointEntry>>,
-    live: Mutex<HashSet<String>>,
+    /// Live consumers and the regions they follow.
+    live: Mutex<HashMap<String, Region>>,
 }
 
 impl Registry {
@@ -106,7 +107,7 @@ impl Registry {
     pub fn new(table: HashMap<String, CheckpointEntry>) -> Self {
         Self {
             table: Mutex::new(table),
-            live: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -164,6 +165,24 @@ impl Consumer<'_> {
         self.write(outputs, position)
     }
 
+    /// [`Consumer::commit_with`] with the checkpoint at `seq` (delivered already) instead of
+    /// the last delivered event: a reactor commits each source event's reactions with the
+    /// checkpoint right after it, while it may have polled further.
+    pub(crate) fn commit_with_through(
+        &mut self,
+        seq: u64,
+        outputs: Vec<BatchAppendItem>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        if self.cursor.position().is_none_or(|p| seq > p) {
+            return Err(StoreError::Configuration(format!(
+                "consumer {}: a checkpoint at {seq} is past the last delivered sequence {:?}",
+                self.id,
+                self.cursor.position()
+            )));
+        }
+        self.write(outputs, CheckpointPosition::After(seq))
+    }
+
     fn write(
         &mut self,
         outputs: Vec<BatchAppendItem>,
@@ -192,6 +211,8 @@ impl Consumer<'_> {
                 after,
             },
         );
+        // The applied frontier may have moved: waiters on it re-check.
+        self.store.shared.wake_durable_waiters();
         Ok(receipts)
     }
 
@@ -216,6 +237,10 @@ impl Consumer<'_> {
         self.cursor.seek(after);
     }
 
+    pub(crate) fn cursor_mut(&mut self) -> &mut Cursor {
+        &mut self.cursor
+    }
+
     /// The consumer's id.
     pub fn checkpoint_id(&self) -> &CheckpointId {
         &self.id
@@ -225,6 +250,8 @@ impl Consumer<'_> {
 impl Drop for Consumer<'_> {
     fn drop(&mut self) {
         self.store.checkpoints.live.lock().remove(&self.id.0);
+        // A consumer that is gone no longer holds the applied frontier back.
+        self.store.shared.wake_durable_waiters();
     }
 }
 
@@ -246,8 +273,12 @@ impl Store<Open> {
             Some(e) => e.after,
             None => None,
         };
-        if !self.checkpoints.live.lock().insert(id.0.clone()) {
-            return Err(StoreError::ConsumerBusy { id: id.0.clone() });
+        {
+            let mut live = self.checkpoints.live.lock();
+            if live.contains_key(id.as_str()) {
+                return Err(StoreError::ConsumerBusy { id: id.0.clone() });
+            }
+            live.insert(id.0.clone(), region.clone());
         }
         Ok(Consumer {
             store: self,
@@ -282,7 +313,7 @@ impl Store<Open> {
     /// Deletes consumer `id`'s checkpoint (a durable record). Refuses while it is live.
     pub fn delete_consumer(&self, id: &CheckpointId) -> Result<(), StoreError> {
         id.check()?;
-        if self.checkpoints.live.lock().contains(id.as_str()) {
+        if self.checkpoints.live.lock().contains_key(id.as_str()) {
             return Err(StoreError::ConsumerBusy { id: id.0.clone() });
         }
         let Some(entry) = self.checkpoints.table.lock().get(id.as_str()).cloned() else {
@@ -300,6 +331,29 @@ impl Store<Open> {
         })?;
         self.checkpoints.table.lock().remove(id.as_str());
         Ok(())
+    }
+
+    /// Whether every live consumer has committed past each event of its region below `point`
+    /// (an exclusive sequence bound); `true` with no live consumer.
+    pub(crate) fn live_consumers_through(&self, point: u64) -> bool {
+        let live: Vec<(String, Region)> = self
+            .checkpoints
+            .live
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        live.into_iter().all(|(id, region)| {
+            let after = self.checkpoints.table.lock().get(&id).and_then(|e| e.after);
+            let from = after.map_or(0, |a| a.saturating_add(1));
+            from >= point
+                || self
+                    .shared
+                    .index
+                    .read()
+                    .region_count(&region, from, point, 1)
+                    == 0
+        })
     }
 
     fn lag_after(&self, region: &Region, after: Option<u64>) -> u64 {

@@ -5,6 +5,7 @@
 //!   it missed); [`Store::subscribe_from`] catches up from history into live without a gap.
 //! - [`cursor`]: pull reads in global-sequence order ([`Store::cursor_guaranteed`]), each
 //!   poll O(log n + k) over the sequence-ordered index, `poll_wait` sleeping until a publish.
+//! - [`reactor`]: threads that react to events by writing events, exactly once.
 //! - [`consumer`]: durable consumers whose checkpoints are log records
 //!   ([`Store::consumer`]); `commit_with` writes outputs and checkpoint as one atomic unit.
 //!
@@ -16,6 +17,7 @@
 
 pub mod consumer;
 pub mod cursor;
+pub mod reactor;
 pub mod subscription;
 pub mod worker;
 
@@ -27,7 +29,11 @@ use crate::sync::Arc;
 use crate::writer::shared::Shared;
 
 pub use consumer::{CheckpointId, Consumer, ConsumerInfo};
-pub use cursor::Cursor;
+pub use cursor::{Cursor, CursorGapConfig, GapObservation};
+pub use reactor::{
+    MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, TypedReactive,
+    TypedReactorHandle,
+};
 pub use subscription::{
     Notification, RecvError, ScanSubscriptionOps, Subscription, SubscriptionOps,
 };

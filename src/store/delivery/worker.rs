@@ -2,6 +2,7 @@
 //! a durable consumer) and hands each batch to a handler.
 
 use super::consumer::CheckpointId;
+use super::cursor::CursorGapConfig;
 use crate::error::StoreError;
 use crate::index::IndexEntry;
 use crate::region::Region;
@@ -32,6 +33,10 @@ pub enum RestartPolicy {
 pub struct AtLeastOnce(CheckpointId);
 
 impl AtLeastOnce {
+    pub(crate) fn new(id: CheckpointId) -> Self {
+        Self(id)
+    }
+
     /// The checkpoint the worker commits to.
     pub fn checkpoint_id(&self) -> &CheckpointId {
         &self.0
@@ -63,6 +68,9 @@ pub struct CursorWorkerConfig {
     /// With an id, the worker is a durable consumer: it resumes after its checkpoint and
     /// commits after each batch the handler accepted.
     pub checkpoint_id: Option<CheckpointId>,
+    /// Gap observation on the worker's cursor (off by default): each batch's
+    /// [`GapObservation`](super::GapObservation)s are logged (`tracing`, debug level).
+    pub gap_observation: CursorGapConfig,
 }
 
 impl Default for CursorWorkerConfig {
@@ -72,6 +80,7 @@ impl Default for CursorWorkerConfig {
             idle_sleep: Duration::from_millis(10),
             restart: RestartPolicy::Once,
             checkpoint_id: None,
+            gap_observation: CursorGapConfig::default(),
         }
     }
 }
@@ -121,6 +130,26 @@ impl Drop for CursorWorkerHandle {
     }
 }
 
+/// Whether `policy` allows one more restart now, given the earlier ones; records it if so.
+pub(crate) fn restart_allowed(policy: &RestartPolicy, restarts: &mut Vec<Instant>) -> bool {
+    let now = Instant::now();
+    let allowed = match *policy {
+        RestartPolicy::Once => restarts.is_empty(),
+        RestartPolicy::Bounded {
+            max_restarts,
+            within_ms,
+        } => {
+            let window = Duration::from_millis(within_ms);
+            restarts.retain(|t| now.duration_since(*t) < window);
+            restarts.len() < max_restarts as usize
+        }
+    };
+    if allowed {
+        restarts.push(now);
+    }
+    allowed
+}
+
 /// One run of the worker until it stops, fails or its handler panics (`Err(None)`).
 fn run<F>(
     store: &Store<Open>,
@@ -139,11 +168,27 @@ where
     };
     let witness = cfg.checkpoint_id.clone().map(AtLeastOnce);
     let mut cursor = store.cursor_guaranteed(region);
+    cursor.set_gap_config(cfg.gap_observation);
+    if let Some(c) = consumer.as_mut() {
+        c.cursor_mut().set_gap_config(cfg.gap_observation);
+    }
     while !stop.load(Ordering::SeqCst) {
         let events = match consumer.as_mut() {
             Some(c) => c.poll(batch, cfg.idle_sleep),
             None => cursor.poll_wait(batch, cfg.idle_sleep),
         };
+        let gaps = match consumer.as_mut() {
+            Some(c) => c.cursor_mut().take_gaps(),
+            None => cursor.take_gaps(),
+        };
+        for g in gaps {
+            tracing::debug!(
+                expected = g.expected_sequence,
+                delivered = g.delivered_sequence,
+                holes = ?g.cancelled_ranges,
+                "cursor worker: sequences no visible event holds"
+            );
+        }
         if events.is_empty() {
             if store.shared.is_stopped() {
                 return Ok(());
@@ -200,19 +245,7 @@ impl Store<Open> {
                         Ok(()) => return Ok(()),
                         Err(Some(e)) => return Err(e),
                         Err(None) => {
-                            let now = Instant::now();
-                            let allowed = match config.restart {
-                                RestartPolicy::Once => restarts.is_empty(),
-                                RestartPolicy::Bounded {
-                                    max_restarts,
-                                    within_ms,
-                                } => {
-                                    let window = Duration::from_millis(within_ms);
-                                    restarts.retain(|t| now.duration_since(*t) < window);
-                                    restarts.len() < max_restarts as usize
-                                }
-                            };
-                            if !allowed {
+                            if !restart_allowed(&config.restart, &mut restarts) {
                                 tracing::error!("cursor worker: restart budget exhausted");
                                 return Err(StoreError::ConsumerPanicked {
                                     detail: "the handler panicked and the restart budget is spent"
@@ -220,7 +253,6 @@ impl Store<Open> {
                                 });
                             }
                             tracing::warn!("cursor worker: handler panicked, restarting");
-                            restarts.push(now);
                         }
                     }
                 }
