@@ -29,8 +29,8 @@ pub use crate::store::{
 };
 pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
 pub use crate::store::{
-    MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
-    TypedReactive, TypedReactorHandle,
+    MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, TypedReactive,
+    TypedReactorHandle,
 };
 pub use crate::EventPayload;
 pub use batpak_macros::EventSourced;

@@ -35,7 +35,7 @@ pub use config::{
 pub use delivery::{
     AtLeastOnce, CursorGapConfig, CursorWorkerAction, CursorWorkerConfig, CursorWorkerHandle,
     GapObservation, MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError,
-    RestartPolicy, TypedReactive, TypedReactorHandle,
+    TypedReactive, TypedReactorHandle,
 };
 pub use delivery::{
     CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
