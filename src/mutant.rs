@@ -146,6 +146,11 @@ pub enum Mutant {
     /// that are visible but not yet durable, so an acknowledged checkpoint can point past the
     /// durable frontier (spec `checkpoint_past_durable`; breaks INV-CHECKPOINT-DURABLE).
     CheckpointAckBeforeDurable,
+    /// Consumers and cursors are handed events that are visible but not yet durable (the
+    /// checkpoint itself is still synced before it is acknowledged), so a crash can take back
+    /// an event a consumer acted on and give its sequence to another (breaks
+    /// INV-CHECKPOINT-DURABLE).
+    DeliverBeforeDurable,
     /// A lossy subscriber that falls behind is disconnected: `recv()` answers `None` while the
     /// store is open (breaks INV-LOSSY-NOTICE).
     LossyDisconnect,
