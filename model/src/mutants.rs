@@ -13,6 +13,9 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant::DropBlocks,
     Mutant::BatchPublishPerEvent,
     Mutant::BackpressureAfterSend,
+    Mutant::LossyDisconnect,
+    Mutant::CheckpointNotAtomic,
+    Mutant::WaitPointExclusive,
 ];
 
 /// The mutant named `name` (its `Debug` form).
@@ -83,5 +86,19 @@ pub fn witnesses() -> Vec<Witness> {
             Scenario::TwoProducersBackpressure,
             Mutant::BackpressureAfterSend,
         ),
+        one(
+            'h',
+            Scenario::DeliveryVsPublish,
+            Mutant::BatchPublishPerEvent,
+        ),
+        one('i', Scenario::LossyLagVsWriter, Mutant::LossyDisconnect),
+        Witness {
+            item: 'j',
+            scenarios: (0..=crate::scenarios::CONSUMER_CRASH_OPS_MAX)
+                .map(Scenario::ConsumerCommitVsCrash)
+                .collect(),
+            mutant: Mutant::CheckpointNotAtomic,
+        },
+        one('k', Scenario::WaitVsWriter, Mutant::WaitPointExclusive),
     ]
 }
