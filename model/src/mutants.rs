@@ -37,6 +37,11 @@ pub struct Witness {
 
 /// Which seeded bug each scenario is shown to catch.
 ///
+/// (h) has none of its own: `BatchPublishPerEvent` survives it (loom, bound 2), because the
+/// cursor and the subscription read only below the durable frontier, which the writer moves
+/// once per group, after the whole group is in the index; the index readers of (a) and (d)
+/// catch it.
+///
 /// `Mutant::FenceCommitAckBeforeDurable` is not listed for (e): in the default durable mode every
 /// group is fsynced anyway, so that mutant changes nothing there (a std probe of 50 runs per
 /// crash point never saw it); it needs deferred mode, which relies on timeouts the models do
@@ -85,11 +90,6 @@ pub fn witnesses() -> Vec<Witness> {
             'g',
             Scenario::TwoProducersBackpressure,
             Mutant::BackpressureAfterSend,
-        ),
-        one(
-            'h',
-            Scenario::DeliveryVsPublish,
-            Mutant::BatchPublishPerEvent,
         ),
         one('i', Scenario::LossyLagVsWriter, Mutant::LossyDisconnect),
         Witness {
