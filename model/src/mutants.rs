@@ -37,10 +37,11 @@ pub struct Witness {
 
 /// Which seeded bug each scenario is shown to catch.
 ///
-/// (h) has none of its own: `BatchPublishPerEvent` survives it (loom, bound 2), because the
-/// cursor and the subscription read only below the durable frontier, which the writer moves
-/// once per group, after the whole group is in the index; the index readers of (a) and (d)
-/// catch it.
+/// (h) is not listed: under loom it runs without its fence, and there `BatchPublishPerEvent`
+/// survives (bound 2): delivery reads only below the durable frontier, which moves once per
+/// group after the whole batch is indexed. With the fence (std, shuttle) it is caught, since
+/// a fence's events are durable before its commit publishes them one by one (shuttle PCT,
+/// iteration 378). The index readers of (a) and (d) catch it under both tools.
 ///
 /// `Mutant::FenceCommitAckBeforeDurable` is not listed for (e): in the default durable mode every
 /// group is fsynced anyway, so that mutant changes nothing there (a std probe of 50 runs per
