@@ -151,6 +151,10 @@ pub enum Mutant {
     /// an event a consumer acted on and give its sequence to another (breaks
     /// INV-CHECKPOINT-DURABLE).
     DeliverBeforeDurable,
+    /// A cursor reads the durable frontier before it takes the index read lock, so a fence
+    /// commit published in between shows only the fence's events below the stale frontier:
+    /// half a unit in one poll (breaks INV-READ-ISOLATION / INV-CURSOR-ORDER).
+    FrontierReadBeforeIndex,
     /// A lossy subscriber that falls behind is disconnected: `recv()` answers `None` while the
     /// store is open (breaks INV-LOSSY-NOTICE).
     LossyDisconnect,

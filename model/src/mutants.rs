@@ -16,6 +16,7 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant::LossyDisconnect,
     Mutant::CheckpointNotAtomic,
     Mutant::WaitPointExclusive,
+    Mutant::FrontierReadBeforeIndex,
 ];
 
 /// The mutant named `name` (its `Debug` form).
