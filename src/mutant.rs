@@ -146,6 +146,15 @@ pub enum Mutant {
     /// that are visible but not yet durable, so an acknowledged checkpoint can point past the
     /// durable frontier (spec `checkpoint_past_durable`; breaks INV-CHECKPOINT-DURABLE).
     CheckpointAckBeforeDurable,
+    /// Consumers and cursors are handed events that are visible but not yet durable (the
+    /// checkpoint itself is still synced before it is acknowledged), so a crash can take back
+    /// an event a consumer acted on and give its sequence to another (breaks
+    /// INV-CHECKPOINT-DURABLE).
+    DeliverBeforeDurable,
+    /// A cursor reads the durable frontier before it takes the index read lock, so a fence
+    /// commit published in between shows only the fence's events below the stale frontier:
+    /// half a unit in one poll (breaks INV-READ-ISOLATION / INV-CURSOR-ORDER).
+    FrontierReadBeforeIndex,
     /// A lossy subscriber that falls behind is disconnected: `recv()` answers `None` while the
     /// store is open (breaks INV-LOSSY-NOTICE).
     LossyDisconnect,

@@ -292,6 +292,10 @@ impl ArbWriter {
             Op::FenceCommit => self.variant(11, N),
             Op::FenceCancel => self.variant(12, N),
             Op::FenceDrop => self.variant(13, N),
+            // Skipped by `Arbitrary` (the fuzz harness never generates them).
+            Op::ConsumerPoll { .. } | Op::ConsumerCommit { .. } | Op::ConsumerResume { .. } => {
+                panic!("consumer operations have no fuzz encoding")
+            }
         }
     }
     fn ops(&mut self, ops: &[Op]) {

@@ -150,6 +150,11 @@ pub fn check_image(image: &CrashImage, mode: Mode, pt: &Point<'_>, stats: &mut S
         || !store.recovery_report().removed_segments.is_empty();
     let vis1 = visible(&store);
     check_recovered(&store, &vis1, p, pt.acks, pt.hist(), pt.abs, true).map_err(with_ctx)?;
+    let kept = &pt.hist()[..usize::try_from(p)
+        .unwrap_or(usize::MAX)
+        .min(pt.hist().len())];
+    let mut ghosts = pt.acks.consumers.clone();
+    crate::consumers::check_recovered(&store, &mut ghosts, kept).map_err(with_ctx)?;
     if let Some(e) = &expected {
         let got: BTreeSet<u64> = vis1.iter().map(|e| e.global_sequence).collect();
         compare(e, store.recovery_report(), &got)
@@ -553,6 +558,107 @@ pub fn enumerate_crash_states_of(mode: Mode, list: &[Vec<Op>], stats: &mut Stats
         }
     }
     Ok(())
+}
+
+/// The durable consumers' workloads ([`crate::consumers`]): `c0` reacting with
+/// `commit_with`, `c1` committing plainly and resuming, a commit refused while a fence is
+/// open and the fence's events handed out after it commits. Run through
+/// [`enumerate_crash_states_of`] (every image at every point) and [`inject_io_errors_of`]
+/// (a fault, a dead disk = a crash, at every I/O operation, commit_with's included).
+pub fn consumer_workloads() -> Vec<Vec<Op>> {
+    let poll = |c, max| Op::ConsumerPoll { c, max };
+    let commit = |c| Op::ConsumerCommit { c };
+    vec![
+        vec![
+            Op::APPEND_A,
+            Op::BATCH,
+            poll(0, 3),
+            commit(0),
+            Op::APPEND_B,
+            poll(0, 0),
+            commit(0),
+        ],
+        vec![
+            Op::APPEND_A,
+            poll(1, 0),
+            commit(1),
+            Op::APPEND_B,
+            poll(1, 1),
+            Op::ConsumerResume { c: 1 },
+            poll(1, 3),
+            commit(1),
+        ],
+        vec![
+            Op::APPEND_A,
+            poll(0, 3),
+            Op::FenceBegin,
+            commit(0),
+            Op::FENCED_APPEND,
+            Op::FenceCommit,
+            poll(0, 3),
+            commit(0),
+        ],
+    ]
+}
+
+/// `count` random consumer workloads of `min_len..=max_len` operations (seeded): plain writes,
+/// syncs and fences mixed with both consumers' polls, commits and resumes (half the
+/// operations), fence operations in a valid order.
+pub fn random_consumer_workloads(
+    count: usize,
+    min_len: usize,
+    max_len: usize,
+    seed: u64,
+) -> Vec<Vec<Op>> {
+    const WRITES: [Op; 8] = [
+        Op::APPEND_A,
+        Op::APPEND_B,
+        Op::BATCH,
+        Op::Sync,
+        Op::FenceBegin,
+        Op::FENCED_APPEND,
+        Op::FenceCommit,
+        Op::FenceCancel,
+    ];
+    let mut rng = crate::workload::SplitMix(seed);
+    let span = (max_len - min_len + 1) as u64;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let len = min_len + rng.below(span) as usize;
+        let mut w = Vec::with_capacity(len);
+        let mut open = false;
+        while w.len() < len {
+            let c = rng.below(2) as u8;
+            let op = if rng.chance(50) {
+                match rng.below(10) {
+                    0..=4 => Op::ConsumerPoll {
+                        c,
+                        max: rng.below(4) as u8,
+                    },
+                    5..=8 => Op::ConsumerCommit { c },
+                    _ => Op::ConsumerResume { c },
+                }
+            } else {
+                WRITES[rng.below(WRITES.len() as u64) as usize]
+            };
+            let valid = match op {
+                Op::FenceBegin => !open,
+                o if o.needs_open_fence() => open,
+                _ => true,
+            };
+            if !valid {
+                continue;
+            }
+            open = match op {
+                Op::FenceBegin => true,
+                o if o.ends_fence() => false,
+                _ => open,
+            };
+            w.push(op);
+        }
+        out.push(w);
+    }
+    out
 }
 
 /// Part 2: every workload, a fault at every operation index, transient and persistent.

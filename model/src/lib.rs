@@ -20,6 +20,7 @@
 
 pub mod check;
 pub mod conformance;
+pub mod consumers;
 pub mod crash_states;
 pub mod fuzz_harness;
 pub mod harness;

@@ -89,11 +89,14 @@ pub enum Mutant {
     FencedBatchPublishedAtBatchCommit,
     /// `"recover_fenced_batch_without_fence_commit"`.
     RecoverFencedBatchWithoutFenceCommit,
+    /// `"wait_before_durable"`: a wait takes its point as exclusive, so it is answered once
+    /// the records before the point are durable, the point itself not yet.
+    WaitBeforeDurable,
 }
 
 impl Mutant {
     /// Every mutant with its TLA+ name.
-    pub const ALL: [(Mutant, &'static str); 23] = [
+    pub const ALL: [(Mutant, &'static str); 24] = [
         (Mutant::None, "none"),
         (Mutant::AckBeforeFsync, "ack_before_fsync"),
         (
@@ -138,6 +141,7 @@ impl Mutant {
             Mutant::RecoverFencedBatchWithoutFenceCommit,
             "recover_fenced_batch_without_fence_commit",
         ),
+        (Mutant::WaitBeforeDurable, "wait_before_durable"),
     ];
 
     /// The mutant named `name` in the spec (`Mutant = "..."`).
@@ -167,6 +171,8 @@ pub struct Config {
     pub max_fences: u32,
     /// `MaxSyncs`.
     pub max_syncs: u32,
+    /// `MaxWaits`: `wait_for_durable(point)` calls.
+    pub max_waits: u32,
     /// `MaxCrashes` (process crashes and power losses together).
     pub max_crashes: u32,
     /// `MaxFsyncFails`.
@@ -185,6 +191,7 @@ impl Config {
         batch_size: 2,
         max_fences: 1,
         max_syncs: 1,
+        max_waits: 0,
         max_crashes: 2,
         max_fsync_fails: 1,
         queue_cap: 2,
@@ -198,6 +205,7 @@ impl Config {
         batch_size: 2,
         max_fences: 1,
         max_syncs: 0,
+        max_waits: 0,
         max_crashes: 1,
         max_fsync_fails: 0,
         queue_cap: 2,
@@ -206,7 +214,11 @@ impl Config {
 
     /// `MaxTickets`.
     pub fn max_tickets(&self) -> usize {
-        let n = self.max_events + self.max_batches + 2 * self.max_fences + self.max_syncs;
+        let n = self.max_events
+            + self.max_batches
+            + 2 * self.max_fences
+            + self.max_syncs
+            + self.max_waits;
         usize::try_from(n).unwrap_or(usize::MAX)
     }
 }
@@ -232,6 +244,9 @@ pub enum Cmd {
     FenceDrop,
     /// `sync()`.
     Sync,
+    /// `wait_for_durable(point)`: its `id` is the point's sequence (1-based, a record
+    /// already written).
+    Wait,
 }
 
 impl Cmd {
@@ -311,7 +326,8 @@ pub struct Ticket {
     pub id: u32,
     /// Reply status.
     pub st: Status,
-    /// For `Sync`: the written-log length when the writer took it.
+    /// For `Sync`: the written-log length when the writer took it; for `Wait`: the point
+    /// (`WaitMark`).
     pub mark: usize,
 }
 
@@ -620,10 +636,20 @@ pub fn submit_fence_drop(_cfg: &Config, s: &State, f: u32) -> Option<State> {
     (s.up && s.held.contains(&f)).then(|| submit_close(s, f, Cmd::FenceDrop))
 }
 
-/// `SubmitSync`.
+/// `SubmitSync`, its `sync()` disjunct.
 pub fn submit_sync(cfg: &Config, s: &State) -> Option<State> {
     (can_submit(cfg, s) && count(s.tickets_of(Cmd::Sync).count()) < cfg.max_syncs)
         .then(|| submit(s, Cmd::Sync, BTreeSet::new(), 0))
+}
+
+/// `SubmitSync`, its `wait_for_durable(point)` disjunct for the point `seq` (a record
+/// already written, `1..=Len(written)`, durable or not).
+pub fn submit_wait(cfg: &Config, s: &State, seq: usize) -> Option<State> {
+    let id = u32::try_from(seq).ok()?;
+    (can_submit(cfg, s)
+        && count(s.tickets_of(Cmd::Wait).count()) < cfg.max_waits
+        && (1..=s.written.len()).contains(&seq))
+    .then(|| submit(s, Cmd::Wait, BTreeSet::new(), id))
 }
 
 // ----------------------------------------------------------------------------------- writer
@@ -767,11 +793,16 @@ pub fn fence_cancel(cfg: &Config, s: &State) -> Option<State> {
     Some(n)
 }
 
-/// `Sync` (writer side).
-pub fn sync(_cfg: &Config, s: &State) -> Option<State> {
-    let (t, _) = admitted(s, &[Cmd::Sync])?;
+/// `Sync` (writer side): takes a `Sync` (remembering the written length) or a `Wait`
+/// (remembering its point, `WaitMark`).
+pub fn sync(cfg: &Config, s: &State) -> Option<State> {
+    let (t, c) = admitted(s, &[Cmd::Sync, Cmd::Wait])?;
     let mut n = s.clone();
-    let mark = n.written.len();
+    let mark = match c.cmd {
+        Cmd::Wait if cfg.mutant == Mutant::WaitBeforeDurable => (c.id as usize).saturating_sub(1),
+        Cmd::Wait => c.id as usize,
+        _ => n.written.len(),
+    };
     take(&mut n, t, Status::Taken);
     if let Some(k) = n.ticket_mut(t) {
         k.mark = mark;
@@ -885,7 +916,7 @@ pub fn ready_ok(cfg: &Config, s: &State, c: &Ticket) -> bool {
         Cmd::FenceAppend | Cmd::FenceBatch | Cmd::FenceCommit => {
             published(s, RecKind::FenceCommit, c.id)
         }
-        Cmd::Sync => c.mark <= s.frontier,
+        Cmd::Sync | Cmd::Wait => c.mark <= s.frontier,
         Cmd::FenceCancel | Cmd::FenceDrop => false,
     }
 }
@@ -1027,6 +1058,9 @@ pub fn next_states(cfg: &Config, s: &State) -> Vec<(Action, State)> {
     add(Action::SubmitBatch, submit_batch(cfg, s));
     add(Action::SubmitFenceBegin, submit_fence_begin(cfg, s));
     add(Action::SubmitSync, submit_sync(cfg, s));
+    for seq in 1..=s.written.len() {
+        add(Action::SubmitSync, submit_wait(cfg, s, seq));
+    }
     for &f in &s.held {
         add(Action::SubmitFenceAppend(f), submit_fence_append(cfg, s, f));
         add(Action::SubmitFenceBatch(f), submit_fence_batch(cfg, s, f));

@@ -164,6 +164,10 @@ pub struct SimStats {
     pub dead_disks: u64,
     /// Faults that fired during an open (recovery).
     pub faults_in_recovery: u64,
+    /// Events handed out to the durable consumers.
+    pub consumer_handed_out: u64,
+    /// Consumer checkpoints acknowledged (`commit_with` and `commit`).
+    pub consumer_commits: u64,
 }
 
 impl SimStats {
@@ -188,6 +192,8 @@ impl SimStats {
         self.eio += o.eio;
         self.dead_disks += o.dead_disks;
         self.faults_in_recovery += o.faults_in_recovery;
+        self.consumer_handed_out += o.consumer_handed_out;
+        self.consumer_commits += o.consumer_commits;
     }
 }
 
@@ -199,7 +205,8 @@ impl fmt::Display for SimStats {
              {} recoveries checked ({} torn tails cut), {} failed opens; \
              ends: {} closes, {} process crashes, {} power losses ({} lossy); \
              faults fired: {} failed fsyncs (pages kept) + {} (pages dropped), {} ENOSPC \
-             ({} short writes), {} other I/O errors, {} dead disks, {} during recovery",
+             ({} short writes), {} other I/O errors, {} dead disks, {} during recovery; \
+             consumers: {} events handed out, {} checkpoints acknowledged",
             self.seeds,
             self.sessions,
             self.ops,
@@ -218,7 +225,9 @@ impl fmt::Display for SimStats {
             self.short_writes,
             self.eio,
             self.dead_disks,
-            self.faults_in_recovery
+            self.faults_in_recovery,
+            self.consumer_handed_out,
+            self.consumer_commits
         )
     }
 }
@@ -622,6 +631,24 @@ impl Sim {
                 self.journal.push(format!("  op {j}: {e}"));
             }
             r.map_err(|v| v.context(format!("op {j} {op:?}")))?;
+            if let Op::ConsumerPoll { c, .. } = op {
+                // Everything handed out is on the platter (not only what the store believes
+                // durable): a power loss now must not take it back.
+                let g = &runner.acks.consumers[usize::from(c % 2)];
+                if let Some(&last) = g.delivered.keys().next_back() {
+                    let written = WrittenLog::read(&self.disk, Path::new(DIR));
+                    let on_platter = platter(&self.disk, &written) as u64;
+                    if last >= on_platter {
+                        return Err(violation(
+                            "INV-CHECKPOINT-DURABLE",
+                            format!(
+                                "op {j} {op:?}: a consumer was handed seq {last}, only \
+                                 {on_platter} records are on the platter"
+                            ),
+                        ));
+                    }
+                }
+            }
             if runner.acks.durable_len() > verified {
                 // A new promise: once the writer is quiet it must be on the platter.
                 barrier(store);
@@ -962,6 +989,12 @@ impl Sim {
                 ),
             )));
         }
+        crate::consumers::check_recovered(
+            store,
+            &mut self.acks.consumers,
+            &e.log[..e.keep.min(e.log.len())],
+        )
+        .map_err(ctx)?;
         // Acknowledged events of units the crash left unfinished (a batch whose commit record
         // was lost) are gone; only ones never promised durable may be (checked above).
         self.stable = e.log[..e.keep.min(e.log.len())].to_vec();
@@ -1057,6 +1090,7 @@ pub fn random_ops(rng: &mut SplitMix, len: usize) -> Vec<Op> {
                 75..=82 => Op::FenceDrop,
                 83..=87 => Op::Append { entity: e, pad: 0 },
                 88..=91 => Op::Sync,
+                92..=95 => consumer_op(rng),
                 _ => Op::WaitDurable,
             }
         } else {
@@ -1074,7 +1108,8 @@ pub fn random_ops(rng: &mut SplitMix, len: usize) -> Vec<Op> {
                 50..=55 => Op::Roll,
                 56..=65 => Op::Sync,
                 66..=71 => Op::WaitDurable,
-                _ => Op::FenceBegin,
+                72..=85 => Op::FenceBegin,
+                _ => consumer_op(rng),
             }
         };
         open = match op {
@@ -1085,6 +1120,19 @@ pub fn random_ops(rng: &mut SplitMix, len: usize) -> Vec<Op> {
         out.push(op);
     }
     out
+}
+
+/// A durable consumer's step: mostly polls and commits, sometimes a resume.
+fn consumer_op(rng: &mut SplitMix) -> Op {
+    let c = rng.below(2) as u8;
+    match rng.below(10) {
+        0..=4 => Op::ConsumerPoll {
+            c,
+            max: rng.below(4) as u8,
+        },
+        5..=8 => Op::ConsumerCommit { c },
+        _ => Op::ConsumerResume { c },
+    }
 }
 
 fn random_fault(rng: &mut SplitMix, ops: usize, double: bool) -> Option<PlannedFault> {
@@ -1205,5 +1253,9 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
         return Err(fail(&sim, v));
     }
     sim.stats.seeds = 1;
+    for g in &sim.acks.consumers {
+        sim.stats.consumer_handed_out += g.handed_out;
+        sim.stats.consumer_commits += g.commits;
+    }
     Ok(sim.stats)
 }

@@ -285,6 +285,7 @@ fn ticket(t: &Ticket) -> Value {
         Cmd::FenceCancel => "FenceCancel",
         Cmd::FenceDrop => "FenceDrop",
         Cmd::Sync => "Sync",
+        Cmd::Wait => "Wait",
     };
     let st = match t.st {
         Status::Queued => "Queued",

@@ -10,7 +10,10 @@ use batpak::coordinate::Coordinate;
 use batpak::event::EventKind;
 use batpak::store::{Store, StoreError};
 use batpak_model::check::visible;
-use batpak_model::crash_states::{enumerate_crash_states, inject_io_errors, Stats};
+use batpak_model::crash_states::{
+    consumer_workloads, enumerate_crash_states, enumerate_crash_states_of, inject_io_errors,
+    inject_io_errors_of, random_consumer_workloads, Stats,
+};
 use batpak_model::workload::{config, Mode, Mutant};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -72,6 +75,42 @@ fn io_error_injection_deferred_mode() {
     assert!(stats.runs > 100);
 }
 
+/// Durable consumers (`batpak_model::consumers`): every crash image after every operation of
+/// the consumer workloads, and a fault (EIO, a full disk with a short write, a failed fsync
+/// dropping its pages, a dead disk: a crash there) at every I/O operation, `commit_with`'s
+/// included; every recovery must show the log's checkpoints, never behind an acknowledged one,
+/// every event handed out still there, and `c0`'s reactions exactly once per source its
+/// checkpoint covers.
+///
+/// CI size: the three fixed workloads and 60 random ones of 5-8 operations; deep
+/// (`BATPAK_CRASH_DEEP=1`, `just crash-deep`): 1,000 random ones of 5-10 operations.
+#[test]
+fn consumer_crash_states_and_io_errors_in_both_modes() {
+    let start = Instant::now();
+    let mut stats = Stats::default();
+    let deep = std::env::var("BATPAK_CRASH_DEEP").is_ok_and(|v| v == "1");
+    let mut list = consumer_workloads();
+    list.extend(if deep {
+        random_consumer_workloads(1_000, 5, 10, 0xC0_5E)
+    } else {
+        random_consumer_workloads(60, 5, 8, 0xC0_5E)
+    });
+    for mode in [Mode::DURABLE, Mode::DEFERRED] {
+        if let Err(v) = enumerate_crash_states_of(mode, &list, &mut stats) {
+            panic!("{mode:?}: {v}");
+        }
+        if let Err(v) = inject_io_errors_of(mode, &list, &mut stats) {
+            panic!("{mode:?}, I/O faults: {v}");
+        }
+    }
+    report(
+        "consumers (crash states + I/O faults, both modes)",
+        &stats,
+        start,
+    );
+    assert!(stats.crash_states > 1000);
+}
+
 // ---------------------------------------------------------------------------- mutants
 
 /// Seeded bugs the enumeration must catch, each reported with the invariant it breaks (seeded
@@ -100,6 +139,43 @@ mod mutants {
     fn assert_caught(mutant: Mutant, deferred: bool, inv: &str) {
         let v = caught(mutant, deferred);
         assert_eq!(v.inv, inv, "mutant {mutant:?} reported as {v}");
+    }
+
+    /// Runs the consumer workloads (crash images, then faults at every I/O operation) with a
+    /// seeded bug; the violation reported.
+    fn consumer_caught(mutant: Mutant, deferred: bool) -> Violation {
+        let mode = Mode { deferred, mutant };
+        let mut stats = Stats::default();
+        let r = enumerate_crash_states_of(mode, &consumer_workloads(), &mut stats)
+            .and_then(|()| inject_io_errors_of(mode, &consumer_workloads(), &mut stats));
+        match r {
+            Ok(()) => panic!(
+                "mutant {mutant:?} NOT caught after {} crash states",
+                stats.crash_states
+            ),
+            Err(v) => {
+                println!("mutant {mutant:?} -> {v}");
+                v
+            }
+        }
+    }
+
+    #[test]
+    fn mutant_checkpoint_not_atomic_is_caught() {
+        let v = consumer_caught(Mutant::CheckpointNotAtomic, false);
+        assert_eq!(v.inv, "INV-EXACTLY-ONCE", "reported as {v}");
+    }
+
+    #[test]
+    fn mutant_checkpoint_ack_before_durable_is_caught() {
+        let v = consumer_caught(Mutant::CheckpointAckBeforeDurable, true);
+        assert_eq!(v.inv, "INV-CHECKPOINT-DURABLE", "reported as {v}");
+    }
+
+    #[test]
+    fn mutant_deliver_before_durable_is_caught() {
+        let v = consumer_caught(Mutant::DeliverBeforeDurable, true);
+        assert_eq!(v.inv, "INV-CHECKPOINT-DURABLE", "reported as {v}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 #![cfg(loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak_model::scenarios::{crash_mid_fence, FenceEnd, CRASH_OPS_MAX};
+use batpak_model::scenarios::{
+    consumer_commit_vs_crash, crash_mid_fence, FenceEnd, CONSUMER_CRASH_OPS_MAX, CRASH_OPS_MAX,
+};
 use batpak_model::Mutant;
 use batpak_model::Scenario;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -188,4 +190,59 @@ fn loom_g_two_producers_backpressure() {
         &[Scenario::TwoProducersBackpressure],
         [1, 1, 14_000, 345_000, 5_996_000],
     );
+}
+
+#[test]
+fn loom_h_delivery_vs_publish() {
+    // Loom-only shrink: no fence (see `delivery_vs_publish`). 172,780 executions at bound 3
+    // (55 s under load; the cursor reads the frontier under the index lock).
+    check(&[Scenario::DeliveryVsPublish], [1, 1, 1, 164_100, 164_100]);
+}
+
+#[test]
+fn loom_i_lossy_lag_vs_writer() {
+    // Loom-only shrink: two events, one pass (see `lossy_lag_vs_writer`). 106,515 executions
+    // at bound 3 (43 s).
+    check(&[Scenario::LossyLagVsWriter], [1, 1, 1, 101_100, 101_100]);
+}
+
+#[test]
+fn loom_j_consumer_commit_vs_crash_at_every_crash_point() {
+    let bound = bound();
+    let start = Instant::now();
+    let most = Arc::new(AtomicU64::new(0));
+    let mut total = 0;
+    for k in 0..=CONSUMER_CRASH_OPS_MAX {
+        let t = Instant::now();
+        let seen = Arc::clone(&most);
+        let n = explore_with(bound, move || {
+            seen.fetch_max(consumer_commit_vs_crash(Mutant::None, k), Ordering::Relaxed);
+        });
+        println!(
+            "loom consumer_commit_vs_crash_k{k}: bound {bound}: {n} executions in {:?}",
+            t.elapsed()
+        );
+        total += n;
+    }
+    let most = most.load(Ordering::Relaxed);
+    assert!(
+        most <= CONSUMER_CRASH_OPS_MAX,
+        "crash points 0..={CONSUMER_CRASH_OPS_MAX} miss some: a run issued {most} operations"
+    );
+    report(
+        "consumer_commit_vs_crash_k0",
+        true,
+        bound,
+        total,
+        start,
+        // Loom-only shrink: no appending thread (see `consumer_commit_vs_crash`). 4,249
+        // executions at each of the 6 crash points at bound 3 (25,494, 24 s).
+        [1, 1, 1, 24_200, 24_200],
+    );
+}
+
+#[test]
+fn loom_k_wait_vs_writer() {
+    // 195,396 executions at bound 3 (81 s).
+    check(&[Scenario::WaitVsWriter], [1, 1, 1, 185_600, 185_600]);
 }

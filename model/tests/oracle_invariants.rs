@@ -117,6 +117,37 @@ fn every_state_mutant_is_caught_by_its_invariant() {
     );
 }
 
+/// The waits: with `wait_before_durable` seeded (the point taken as exclusive) `InvDurable`
+/// fails, on the constants `spec/check_mutants.sh` uses for it (`MaxWaits=1,MaxBatches=0`).
+/// (That every state invariant holds with waits is checked on `spec/Store_waits.cfg`'s states
+/// by `tlc_agreement::oracle_agrees_with_tlc_with_waits`.)
+#[test]
+fn an_early_wait_breaks_inv_durable() {
+    let mutant = Config {
+        mutant: Mutant::WaitBeforeDurable,
+        max_waits: 1,
+        max_batches: 0,
+        ..Config::MUTANTS
+    };
+    assert_eq!(
+        first_violation(&mutant, Some("InvDurable")).0,
+        Some("InvDurable")
+    );
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/check_mutants.sh"),
+    )
+    .unwrap();
+    let line = script
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("wait_before_durable"))
+        .unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols[1..],
+        ["InvDurable", "INVARIANT", "MaxWaits=1,MaxBatches=0"]
+    );
+}
+
 #[test]
 fn the_mutant_table_matches_check_mutants_sh() {
     let script = std::fs::read_to_string(

@@ -9,7 +9,7 @@
 #![cfg(shuttle)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak_model::scenarios::{FenceEnd, CRASH_OPS_MAX};
+use batpak_model::scenarios::{FenceEnd, CONSUMER_CRASH_OPS_MAX, CRASH_OPS_MAX};
 #[cfg(batpak_mutant)]
 use batpak_model::schedules::{self, SavedSchedule};
 use batpak_model::Mutant;
@@ -100,6 +100,24 @@ fn shuttle_g_two_producers_backpressure() {
 #[test]
 fn shuttle_h_delivery_vs_publish() {
     check(&[Scenario::DeliveryVsPublish], iterations());
+}
+
+#[test]
+fn shuttle_i_lossy_lag_vs_writer() {
+    check(&[Scenario::LossyLagVsWriter], iterations());
+}
+
+#[test]
+fn shuttle_j_consumer_commit_vs_crash_at_every_crash_point() {
+    let points: Vec<Scenario> = (0..=CONSUMER_CRASH_OPS_MAX)
+        .map(Scenario::ConsumerCommitVsCrash)
+        .collect();
+    check(&points, iterations());
+}
+
+#[test]
+fn shuttle_k_wait_vs_writer() {
+    check(&[Scenario::WaitVsWriter], iterations());
 }
 
 /// Every schedule saved under `model/schedules/` replays: a mutant's schedule still makes the

@@ -221,4 +221,25 @@ mod mutants {
     fn chain_restarts_in_fence_is_caught() {
         caught(Mutant::ChainRestartsInFence, "INV-CHAIN");
     }
+
+    /// `commit_with` writes the checkpoint as its own record before the outputs' batch: a
+    /// crash between them keeps the checkpoint, loses the reactions.
+    #[test]
+    fn checkpoint_not_atomic_is_caught() {
+        caught(Mutant::CheckpointNotAtomic, "INV-EXACTLY-ONCE");
+    }
+
+    /// A checkpoint acknowledged before it is durable (and consumers handed events that are
+    /// not durable yet).
+    #[test]
+    fn checkpoint_ack_before_durable_is_caught() {
+        caught(Mutant::CheckpointAckBeforeDurable, "INV-CHECKPOINT-DURABLE");
+    }
+
+    /// Consumers handed events that are visible but not durable yet (deferred mode), the
+    /// checkpoint still synced: caught on the platter right after the poll.
+    #[test]
+    fn deliver_before_durable_is_caught() {
+        caught(Mutant::DeliverBeforeDurable, "INV-CHECKPOINT-DURABLE");
+    }
 }

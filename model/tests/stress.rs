@@ -3,7 +3,9 @@
 #![cfg(not(any(loom, shuttle)))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use batpak_model::scenarios::{crash_mid_fence, FenceEnd, CRASH_OPS_MAX};
+use batpak_model::scenarios::{
+    consumer_commit_vs_crash, crash_mid_fence, FenceEnd, CONSUMER_CRASH_OPS_MAX, CRASH_OPS_MAX,
+};
 use batpak_model::Mutant;
 use batpak_model::Scenario;
 use std::time::Instant;
@@ -44,6 +46,37 @@ fn stress_d_batch_vs_reader() {
 #[test]
 fn stress_h_delivery_vs_publish() {
     stress(Scenario::DeliveryVsPublish, RUNS);
+}
+
+#[test]
+fn stress_i_lossy_lag_vs_writer() {
+    stress(Scenario::LossyLagVsWriter, RUNS);
+}
+
+#[test]
+fn stress_j_consumer_commit_vs_crash_at_every_crash_point() {
+    for k in 0..=CONSUMER_CRASH_OPS_MAX {
+        stress(Scenario::ConsumerCommitVsCrash(k), RUNS / 10);
+    }
+}
+
+#[test]
+fn consumer_commit_vs_crash_uses_at_most_the_crash_points() {
+    let mut most = 0;
+    for _ in 0..200 {
+        most = most.max(consumer_commit_vs_crash(Mutant::None, u64::MAX));
+    }
+    println!("consumer_commit_vs_crash: at most {most} I/O operations after the poll");
+    assert!(
+        most <= CONSUMER_CRASH_OPS_MAX + 1,
+        "CONSUMER_CRASH_OPS_MAX = {CONSUMER_CRASH_OPS_MAX} misses crash points: a run issued \
+         {most} operations"
+    );
+}
+
+#[test]
+fn stress_k_wait_vs_writer() {
+    stress(Scenario::WaitVsWriter, RUNS);
 }
 
 #[test]

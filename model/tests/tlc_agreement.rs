@@ -13,7 +13,8 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use batpak_model::oracle::{reachable, Config, Mutant};
+use batpak_model::oracle::invariants::STATE_INVARIANTS;
+use batpak_model::oracle::{reachable, Cmd, Config, Mutant, State, Status};
 use batpak_model::tla_value::{dump_states, parse_state, Value};
 
 fn spec_dir() -> PathBuf {
@@ -40,8 +41,7 @@ fn config_from_cfg(text: &str) -> Config {
             "BatchSize" => cfg.batch_size = n(),
             "MaxFences" => cfg.max_fences = n(),
             "MaxSyncs" => cfg.max_syncs = n(),
-            // The oracle has no wait_for_durable(point) step: the agreement runs without it.
-            "MaxWaits" => assert_eq!(n(), 0, "the oracle models no Wait tickets"),
+            "MaxWaits" => cfg.max_waits = n(),
             "MaxCrashes" => cfg.max_crashes = n(),
             "MaxFsyncFails" => cfg.max_fsync_fails = n(),
             "QueueCap" => cfg.queue_cap = n() as usize,
@@ -54,7 +54,7 @@ fn config_from_cfg(text: &str) -> Config {
 
 /// Runs TLC on the CI constants (no invariants: only the state graph) and returns the dump
 /// text and TLC's distinct-state count, or None (after printing SKIP) without java/TLC.
-fn tlc_dump(ci_cfg: &str) -> Option<(String, Option<usize>)> {
+fn tlc_dump(ci_cfg: &str, tag: &str) -> Option<(String, Option<usize>)> {
     if let Ok(path) = std::env::var("BATPAK_TLC_DUMP") {
         return Some((std::fs::read_to_string(path).unwrap(), None));
     }
@@ -62,7 +62,7 @@ fn tlc_dump(ci_cfg: &str) -> Option<(String, Option<usize>)> {
         println!("SKIP tlc_agreement: java not found");
         return None;
     }
-    let dir = tempfile_dir();
+    let dir = tempfile_dir(tag);
     let constants: String = ci_cfg
         .lines()
         .skip_while(|l| !l.starts_with("CONSTANTS"))
@@ -103,8 +103,10 @@ fn tlc_dump(ci_cfg: &str) -> Option<(String, Option<usize>)> {
     Some((dump_text, distinct))
 }
 
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("batpak-tlc-agreement-{}", std::process::id()));
+/// A scratch directory for one TLC run (`tag`: the tests run in parallel).
+fn tempfile_dir(tag: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("batpak-tlc-agreement-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -130,6 +132,51 @@ fn oracle_reachable_states_equal_tlc_distinct_states() {
     let cfg_path = std::env::var_os("BATPAK_AGREEMENT_CFG")
         .map(PathBuf::from)
         .unwrap_or_else(|| spec_dir().join("Store_ci.cfg"));
+    agree(&cfg_path, Mutant::AckBeforeFsync);
+}
+
+/// The waits (`wait_for_durable(point)`, `Wait` tickets) at CI size (`spec/Store_waits.cfg`:
+/// `MaxWaits = 1`): the oracle's `Wait` step gives TLC's state graph exactly, every state
+/// invariant holds on it (so TLC need not check them again), and the oracle with
+/// `wait_before_durable` seeded (a wait answered before its point is durable) differs.
+/// `BATPAK_WAITS_CFG=spec/Store_waits_deep.cfg` runs the deep size.
+#[test]
+fn oracle_agrees_with_tlc_with_waits() {
+    if cfg!(debug_assertions) && std::env::var_os("BATPAK_TLC_AGREEMENT").is_none() {
+        println!("SKIP tlc_agreement in a debug build: `just model-agreement` runs it in release");
+        return;
+    }
+    let cfg_path = std::env::var_os("BATPAK_WAITS_CFG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| spec_dir().join("Store_waits.cfg"));
+    let Some((states, cfg)) = agree(&cfg_path, Mutant::WaitBeforeDurable) else {
+        return;
+    };
+    assert!(cfg.max_waits >= 1, "the waits' config has no waits");
+    let waits_ok = states
+        .iter()
+        .filter(|s| {
+            s.tickets
+                .iter()
+                .any(|t| t.cmd == Cmd::Wait && t.st == Status::Ok)
+        })
+        .count();
+    assert!(waits_ok > 0, "no state has a wait answered Ok");
+    for s in &states {
+        for (name, inv) in STATE_INVARIANTS {
+            assert!(inv(&cfg, s), "{name} fails on a reachable state: {s:?}");
+        }
+    }
+    println!(
+        "waits: {} states, {waits_ok} with a wait answered Ok, every state invariant holds",
+        states.len()
+    );
+}
+
+/// TLC's distinct states on the constants of the config at `cfg_path` equal the oracle's
+/// reachable states; a seeded bug (`mutant`) in the oracle makes them differ. Returns the
+/// oracle's states and config (`None`: TLC is not available).
+fn agree(cfg_path: &Path, mutant: Mutant) -> Option<(HashSet<State>, Config)> {
     let ci_cfg = std::fs::read_to_string(cfg_path).unwrap();
     let cfg = config_from_cfg(
         &ci_cfg
@@ -145,9 +192,11 @@ fn oracle_reachable_states_equal_tlc_distinct_states() {
         Mutant::None,
         "the CI config checks the unmutated spec"
     );
-    let Some((dump, tlc_distinct)) = tlc_dump(&ci_cfg) else {
-        return;
-    };
+    let tag = cfg_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (dump, tlc_distinct) = tlc_dump(&ci_cfg, &tag)?;
 
     let mut tlc: HashSet<u64> = HashSet::new();
     let mut dumped = 0usize;
@@ -161,7 +210,8 @@ fn oracle_reachable_states_equal_tlc_distinct_states() {
         .map(|s| fingerprint(&s.to_tla()))
         .collect();
     println!(
-        "TLC distinct states: {tlc_distinct:?}, dumped: {dumped}, oracle BFS: {}",
+        "{}: TLC distinct states: {tlc_distinct:?}, dumped: {dumped}, oracle BFS: {}",
+        cfg_path.display(),
         oracle.len()
     );
     assert_eq!(dumped, tlc.len(), "the dump lists each distinct state once");
@@ -190,9 +240,10 @@ fn oracle_reachable_states_equal_tlc_distinct_states() {
     );
 
     // The comparison can fail: a seeded bug in one oracle step changes the state set.
-    let mutated = oracle_fingerprints(&Config {
-        mutant: Mutant::AckBeforeFsync,
-        ..cfg
-    });
-    assert_ne!(mutated, tlc, "a mutated oracle must disagree with TLC");
+    let mutated = oracle_fingerprints(&Config { mutant, ..cfg });
+    assert_ne!(
+        mutated, tlc,
+        "a mutated oracle ({mutant:?}) must disagree with TLC"
+    );
+    Some((oracle_states, cfg))
 }

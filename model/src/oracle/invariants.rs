@@ -87,7 +87,11 @@ pub fn inv_durable(cfg: &Config, s: &State) -> bool {
         .tickets
         .iter()
         .all(|t| t.cmd != Cmd::Sync || t.st != Status::Ok || t.mark <= s.durable_len);
-    events_ok && syncs_ok
+    let waits_ok = s
+        .tickets
+        .iter()
+        .all(|t| t.cmd != Cmd::Wait || t.st != Status::Ok || t.id as usize <= s.durable_len);
+    events_ok && syncs_ok && waits_ok
 }
 
 /// `Content(r)`: a record without its sequence.

@@ -112,8 +112,17 @@ impl Cursor {
             Some(a) => a.saturating_add(1),
             None => 0,
         };
-        let below = self.feed.below();
+        let stale = self
+            .feed
+            .bugs
+            .has(Mutant::FrontierReadBeforeIndex)
+            .then(|| self.feed.below());
         let index = self.feed.shared.index.read();
+        // The frontier is read under the index lock: the writer moves it before it publishes
+        // a group under the write lock, so every unit this index holds is below it whole. Read
+        // before the lock, a fence commit published in between would show only its events
+        // below the stale frontier (half a unit).
+        let below = stale.unwrap_or_else(|| self.feed.below());
         let v = index.region_range(&self.feed.region, from, below, max);
         if let Some(buf) = self.gaps.as_mut() {
             let mut expected = from;

@@ -52,7 +52,9 @@ pub(crate) struct Feed {
 impl Feed {
     /// Sequences below this may be delivered: durable ones (every indexed event is visible).
     pub fn below(&self) -> u64 {
-        if self.bugs.has(Mutant::CheckpointAckBeforeDurable) {
+        if self.bugs.has(Mutant::CheckpointAckBeforeDurable)
+            || self.bugs.has(Mutant::DeliverBeforeDurable)
+        {
             return u64::MAX;
         }
         self.shared.frontier.durable.load(Ordering::SeqCst)

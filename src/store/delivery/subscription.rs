@@ -124,8 +124,9 @@ impl Subscription {
     /// A lossy subscriber more than `cap` notifications behind jumps to the newest `cap`.
     fn skip_if_behind(&self, st: &mut State, cap: u64) {
         let from = st.cursor.position().map_or(0, |a| a.saturating_add(1));
-        let below = self.feed.below();
         let index = self.feed.shared.index.read();
+        // Under the index lock, as a cursor's poll reads it (a unit below it is whole).
+        let below = self.feed.below();
         let region = &self.feed.region;
         if index.region_count(region, from, below, cap.saturating_add(1)) <= cap {
             return;
