@@ -27,6 +27,7 @@ pub mod harness;
 #[cfg(batpak_mutant)]
 pub mod mutants;
 pub mod oracle;
+pub mod projections;
 pub mod record;
 pub mod scenarios;
 #[cfg(batpak_mutant)]

@@ -29,7 +29,12 @@
 //!   stopped, give or take hours (it steps back too);
 //! - the live checks of [`Runner`] after every operation (fences hidden until commit, a
 //!   cancelled fence never visible, acknowledged events visible, definite errors wrote
-//!   nothing).
+//!   nothing);
+//! - **INV-PROJECTION** ([`crate::projections`]): every store runs with in-memory projection
+//!   snapshots and a `NativeCache` on a cache disk that crashes with it; after every recovery
+//!   and every operation `project`, `project_at` and `project_region` equal a plain fold of
+//!   the visible stream (the oracle's `Recover` after a crash), and every cache row covers
+//!   only events on the platter.
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
@@ -38,6 +43,7 @@
 use crate::check::{check_recovered, open_violation, violation, visible, Check, Violation};
 use crate::conformance::{Abstract, WrittenLog};
 use crate::oracle::DiskState;
+use crate::projections::{self, ProjectionStats};
 use crate::record::LogRecord;
 use crate::workload::{
     barrier, config, Acks, HarnessSalts, Mode, Mutant, Op, Runner, SaltView, SplitMix, DIR, T0,
@@ -168,6 +174,8 @@ pub struct SimStats {
     pub consumer_handed_out: u64,
     /// Consumer checkpoints acknowledged (`commit_with` and `commit`).
     pub consumer_commits: u64,
+    /// The projection checks ([`crate::projections`]).
+    pub projections: ProjectionStats,
 }
 
 impl SimStats {
@@ -194,6 +202,7 @@ impl SimStats {
         self.faults_in_recovery += o.faults_in_recovery;
         self.consumer_handed_out += o.consumer_handed_out;
         self.consumer_commits += o.consumer_commits;
+        self.projections.add(&o.projections);
     }
 }
 
@@ -206,7 +215,9 @@ impl fmt::Display for SimStats {
              ends: {} closes, {} process crashes, {} power losses ({} lossy); \
              faults fired: {} failed fsyncs (pages kept) + {} (pages dropped), {} ENOSPC \
              ({} short writes), {} other I/O errors, {} dead disks, {} during recovery; \
-             consumers: {} events handed out, {} checkpoints acknowledged",
+             consumers: {} events handed out, {} checkpoints acknowledged; \
+             projections: {} folds equal to the plain fold ({} after a recovery, {} non-empty), \
+             {} cache rows on the platter, {} folds failed under a fault",
             self.seeds,
             self.sessions,
             self.ops,
@@ -227,7 +238,12 @@ impl fmt::Display for SimStats {
             self.dead_disks,
             self.faults_in_recovery,
             self.consumer_handed_out,
-            self.consumer_commits
+            self.consumer_commits,
+            self.projections.folds,
+            self.projections.after_recovery,
+            self.projections.non_empty,
+            self.projections.cache_rows,
+            self.projections.errors
         )
     }
 }
@@ -313,6 +329,16 @@ impl Watch {
 /// The simulator's state: one disk, many sessions.
 pub struct Sim {
     disk: SimDisk,
+    /// The projection cache's disk (crashes with `disk`).
+    cache_disk: SimDisk,
+    /// Records of the written log known to be on the platter in this session (the platter
+    /// only grows within one).
+    rows_durable: u64,
+    /// Whether the projection checks run ([`crate::projections`]).
+    projections: bool,
+    /// The store's (visible, durable) frontier at the last live projection check of the
+    /// session: nothing to check again while it stays.
+    projected_at: Option<(u64, u64)>,
     mutant: Mutant,
     segment_max_bytes: u64,
     session: u64,
@@ -344,6 +370,10 @@ impl Sim {
     pub fn new(mutant: Mutant, segment_max_bytes: u64) -> Self {
         Sim {
             disk: SimDisk::new(),
+            cache_disk: SimDisk::new(),
+            rows_durable: 0,
+            projections: true,
+            projected_at: None,
             mutant,
             segment_max_bytes,
             session: 0,
@@ -358,6 +388,12 @@ impl Sim {
             stats: SimStats::default(),
             journal: Vec::new(),
         }
+    }
+
+    /// Without the projection checks (and without snapshots or a cache in the store).
+    pub fn without_projections(mut self) -> Self {
+        self.projections = false;
+        self
     }
 
     /// The disk (the live process's handle).
@@ -428,7 +464,15 @@ impl Sim {
         if plan.deferred {
             cfg = cfg.with_sync_every_n_events(plan.sync_every.max(2));
         }
-        let opened = Store::open(cfg);
+        self.rows_durable = 0;
+        self.projected_at = None;
+        let opened = if self.projections {
+            cfg = cfg.with_projection_snapshots(projections::SNAPSHOTS);
+            let cache = projections::open_cache(&self.cache_disk);
+            Store::open_with_cache(cfg, Box::new(cache))
+        } else {
+            Store::open(cfg)
+        };
         let open_end = self.disk.op_count();
         let store = match opened {
             Ok(s) => Some(s),
@@ -457,6 +501,9 @@ impl Sim {
                 )
             });
             self.check_recovery(store, !indexed)?;
+            if self.projections && !self.index_fault_pending(store, &watches) {
+                self.check_recovered_projections(store, !plan.faults.is_empty())?;
+            }
             let acks = std::mem::take(&mut self.acks);
             let acked_before = acks.events.len() + acks.staged.len();
             let mut runner = Runner::new(store, acks, !plan.faults.is_empty())
@@ -656,6 +703,10 @@ impl Sim {
                 self.check_platter(&format!("op {j} {op:?}"), &runner.acks, &written)?;
                 verified = runner.acks.durable_len();
             }
+            if self.projections && !self.index_fault_pending(store, watches) {
+                self.check_live_projections(store, !plan.faults.is_empty())
+                    .map_err(|v| v.context(format!("op {j} {op:?}")))?;
+            }
             if let Some((k, at_oks, idx)) = latched {
                 if runner.acks.oks > at_oks {
                     return Err(violation(
@@ -808,6 +859,9 @@ impl Sim {
             };
             self.stats.power_losses += 1;
             self.disk = self.disk.power_loss(&mut chooser(&bytes));
+            // The cache disk loses power too (its own image, from the bytes reversed).
+            let rev: Vec<u8> = bytes.iter().rev().copied().collect();
+            self.cache_disk = self.cache_disk.power_loss(&mut chooser(&rev));
             "power loss"
         } else if close {
             "close"
@@ -816,6 +870,7 @@ impl Sim {
                 self.stats.process_crashes += 1;
             }
             self.disk = self.disk.process_crash();
+            self.cache_disk = self.cache_disk.process_crash();
             "process crash"
         };
         drop(store);
@@ -878,6 +933,89 @@ impl Sim {
             torn: c.torn,
             what,
         };
+        Ok(())
+    }
+
+    /// Whether a fault planned at a fixed disk operation has yet to fire. The projection
+    /// checks read the log (disk operations of their own), so they wait until it fired: the
+    /// fault still hits the store's own operation it was planned for, as without them.
+    fn index_fault_pending(&self, store: &Store, watches: &[Watch]) -> bool {
+        barrier(store);
+        let now = self.disk.op_count();
+        watches
+            .iter()
+            .any(|w| matches!(w.at, Target::Index(i) if i >= now))
+    }
+
+    /// INV-PROJECTION after a recovery: the folds equal the plain fold of the oracle's
+    /// `Recover` (the records the image kept, the sequences the spec makes visible; the store
+    /// was just shown to agree), and every cache row covers events on the platter.
+    fn check_recovered_projections(&mut self, store: &Store, faults: bool) -> Check {
+        let e = &self.expect;
+        let what = format!("projections after the recovery after {}", e.what);
+        let ctx = |v: Violation| v.context(&what);
+        let kept = &e.log[..e.keep.min(e.log.len())];
+        let mut st = ProjectionStats::default();
+        let Some(vis) = e
+            .visible
+            .iter()
+            .map(|&s| projections::Visible::of_log(kept, s))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Err(ctx(violation(
+                "INV-PROJECTION",
+                format!(
+                    "the spec's Recover {:?} names a record that is no kept event",
+                    e.visible
+                ),
+            )));
+        };
+        let r = projections::check_folds(store, kept, vis, faults, &mut st);
+        st.after_recovery = st.folds;
+        self.stats.projections.add(&st);
+        r.map_err(ctx)?;
+        barrier(store);
+        let written = WrittenLog::read(&self.disk, Path::new(DIR));
+        self.check_rows(&written).map_err(ctx)
+    }
+
+    /// INV-PROJECTION during a session: the folds equal the plain fold of the store's visible
+    /// set (held by the live checks to what the client was told) over the written log's
+    /// payloads, and every cache row covers events on the platter. Skipped while the visible
+    /// and durable frontiers stay where the last check saw them.
+    fn check_live_projections(&mut self, store: &Store, faults: bool) -> Check {
+        let f = store.frontier();
+        if self.projected_at.replace((f.visible, f.durable)) == Some((f.visible, f.durable)) {
+            return Ok(());
+        }
+        barrier(store);
+        let written = WrittenLog::read(&self.disk, Path::new(DIR));
+        let vis = visible(store)
+            .iter()
+            .map(projections::Visible::of_entry)
+            .collect();
+        let mut st = ProjectionStats::default();
+        let r = projections::check_folds(store, &written.records, vis, faults, &mut st);
+        self.stats.projections.add(&st);
+        r?;
+        self.check_rows(&written)
+    }
+
+    /// The cache rows against the written log and the platter (the writer quiet).
+    fn check_rows(&mut self, written: &WrittenLog) -> Check {
+        let disk = &self.disk;
+        let mut st = ProjectionStats::default();
+        let r = projections::check_cache_rows(
+            &self.cache_disk,
+            written,
+            self.rows_durable,
+            || platter(disk, written) as u64,
+            &mut st,
+        );
+        self.stats.projections.add(&st);
+        if let Some(p) = r? {
+            self.rows_durable = p;
+        }
         Ok(())
     }
 
@@ -1036,6 +1174,9 @@ pub struct SimOptions {
     /// ([`PlannedFault::FailThenCrash`]): the crashed process leaves pages a failed fsync
     /// marked clean in the page cache. On by default (`SIM_FAIL_THEN_CRASH=0` turns it off).
     pub fail_then_crash: bool,
+    /// The projection checks ([`crate::projections`]). On by default (`SIM_PROJECTIONS=0`
+    /// turns them off).
+    pub projections: bool,
 }
 
 impl Default for SimOptions {
@@ -1046,6 +1187,7 @@ impl Default for SimOptions {
             ops_max: 12,
             mutant: Mutant::None,
             fail_then_crash: true,
+            projections: true,
         }
     }
 }
@@ -1236,6 +1378,9 @@ fn segment_size(rng: &mut SplitMix) -> u64 {
 pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
     let mut rng = SplitMix(seed ^ 0x5EED_0B47_CAFE_F00D);
     let mut sim = Sim::new(opts.mutant, segment_size(&mut rng));
+    if !opts.projections {
+        sim = sim.without_projections();
+    }
     let span = opts.sessions_max.saturating_sub(opts.sessions_min) as u64 + 1;
     let sessions = opts.sessions_min + rng.below(span) as usize;
     let fail = |sim: &Sim, v: Violation| Failure {

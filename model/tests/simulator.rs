@@ -11,7 +11,10 @@
 //! - `SIM_SEED=S`: exactly seed S, with its journal (`just simulate SEED=S`); a failing seed
 //!   prints this line;
 //! - `SIM_FAIL_THEN_CRASH=0`: do not plan a failed operation followed by a process crash at the
-//!   next disk operation (planned by default; see `mutants::recovery_fsync_trusts_clean_pages_is_caught`).
+//!   next disk operation (planned by default; see `mutants::recovery_fsync_trusts_clean_pages_is_caught`);
+//! - `SIM_PROJECTIONS=0`: without the projection checks (`batpak_model::projections`: every
+//!   store folds with snapshots and a cache, compared with the plain fold after every
+//!   recovery and operation; on by default).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak_model::sim::{simulate, Failure, SimOptions, SimStats};
@@ -33,6 +36,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn options() -> SimOptions {
     SimOptions {
         fail_then_crash: env_u64("SIM_FAIL_THEN_CRASH").is_none_or(|v| v != 0),
+        projections: env_u64("SIM_PROJECTIONS").is_none_or(|v| v != 0),
         ..SimOptions::default()
     }
 }
@@ -105,6 +109,13 @@ fn simulate_ci_budget() {
         stats.sessions >= 10 * count,
         "fewer than 10 sessions a seed"
     );
+    // The projection checks ran: folds compared during sessions and after recoveries, cache
+    // rows checked against the platter.
+    if opts.projections {
+        let p = stats.projections;
+        assert!(p.after_recovery > 0 && p.folds > p.after_recovery && p.non_empty > 0);
+        assert!(p.cache_rows > 0, "no projection cache row was ever written");
+    }
 }
 
 /// A seed runs the same sessions, faults and crashes every time: the same journal, the same
@@ -128,9 +139,14 @@ mod mutants {
 
     /// Runs seeds from 0 until one fails; that failure must name `inv`, within the CI budget.
     fn caught(mutant: Mutant, inv: &str) {
+        let projection = matches!(
+            mutant,
+            Mutant::ProjectionStaleSnapshot | Mutant::ProjectionCacheAboveDurable
+        );
         let opts = SimOptions {
             mutant,
-            ..SimOptions::default()
+            projections: options().projections || projection,
+            ..options()
         };
         for seed in 0..CI_SEEDS {
             if let Err(f) = simulate(seed, opts) {
@@ -241,5 +257,21 @@ mod mutants {
     #[test]
     fn deliver_before_durable_is_caught() {
         caught(Mutant::DeliverBeforeDurable, "INV-CHECKPOINT-DURABLE");
+    }
+
+    /// `project` serves a kept snapshot (the in-memory one, or the cache's row after a
+    /// reopen) as it is, without folding what was appended since: a fold differs from the
+    /// plain fold of the visible stream.
+    #[test]
+    fn projection_stale_snapshot_is_caught() {
+        caught(Mutant::ProjectionStaleSnapshot, "INV-PROJECTION");
+    }
+
+    /// The cache writes a row at the last visible event instead of the last durable one
+    /// (deferred mode): the row covers events that are not on the platter, which a power
+    /// loss would take back.
+    #[test]
+    fn projection_cache_above_durable_is_caught() {
+        caught(Mutant::ProjectionCacheAboveDurable, "INV-PROJECTION");
     }
 }
