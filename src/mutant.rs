@@ -168,6 +168,10 @@ pub enum Mutant {
     /// durable one, so a row can cover events a power loss takes back (upstream's D2; breaks
     /// INV-PROJECTION).
     ProjectionCacheAboveDurable,
+    /// A read-only store with a projection cache writes rows at any recovered event, also in
+    /// the last segment, whose bytes may still be only in the page cache of a writer that
+    /// crashed (breaks INV-PROJECTION: a row could cover events a power loss takes back).
+    ReadOnlyCacheAboveSealed,
     /// A reactor without a checkpoint writes its reactions without idempotency keys, so a
     /// replay after a restart writes them again (breaks INV-EXACTLY-ONCE).
     ReactionKeysOmitted,

@@ -8,10 +8,14 @@
 #[cfg(batpak_mutant)]
 use batpak::__testing::Mutant;
 use batpak::prelude::*;
-use batpak::store::CacheMeta;
+use batpak::store::{CacheMeta, ReadOnly};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+#[path = "support/store.rs"]
+mod support;
+use support::{close_shared, coord_in, open_shared, temp_dir, temp_store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventPayload)]
 #[batpak(category = 0x2, type_id = 1)]
@@ -80,7 +84,7 @@ impl RawBalance {
 
 /// The plain fold the projection must equal: the entity's visible events, in stream order,
 /// decoded by hand.
-fn plain_fold(store: &Store, entity: &str, upto: Option<u64>) -> Option<Balance> {
+fn plain_fold<S>(store: &Store<S>, entity: &str, upto: Option<u64>) -> Option<Balance> {
     let mut state: Option<Balance> = None;
     for e in store.stream(entity) {
         if upto.is_some_and(|u| e.global_sequence > u) {
@@ -104,17 +108,12 @@ fn plain_fold(store: &Store, entity: &str, upto: Option<u64>) -> Option<Balance>
 }
 
 fn coord(entity: &str) -> Coordinate {
-    Coordinate::new(entity, "bank").unwrap()
-}
-
-fn open(dir: &Path) -> Store {
-    Store::open(StoreConfig::new(dir)).unwrap()
+    coord_in(entity, "bank")
 }
 
 #[test]
 fn both_lanes_equal_the_plain_fold_and_skip_other_kinds() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (_dir, store) = temp_store(|c| c);
     assert_eq!(
         store
             .project::<Balance>("acct:1", &Freshness::Consistent)
@@ -184,8 +183,7 @@ impl EventSourced for Strict {
 
 #[test]
 fn a_payload_that_does_not_decode_is_an_error_naming_the_event_on_every_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (_dir, store) = temp_store(|c| c);
     let c = coord("acct:bad");
     store.append_typed(&c, &Deposited { amount: 1 }).unwrap();
     store.append_typed(&c, &Deposited { amount: 2 }).unwrap();
@@ -243,8 +241,7 @@ fn a_payload_that_does_not_decode_is_an_error_naming_the_event_on_every_path() {
 
 #[test]
 fn time_travel_generations_and_regions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (_dir, store) = temp_store(|c| c);
     assert_eq!(store.entity_generation("acct:t"), None);
     let c = coord("acct:t");
     let mut seqs = Vec::new();
@@ -347,8 +344,8 @@ impl Aggregate for Balance {
 
 #[test]
 fn execute_decides_on_the_folded_state_and_never_loses_an_update_under_contention() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let dir = temp_dir();
+    let store = open_shared(dir.path(), |c| c);
     let e = "acct:cmd".to_string();
     assert!(matches!(
         store.execute::<Balance>(&e, (e.clone(), Cmd::Withdraw(1))),
@@ -404,14 +401,12 @@ fn execute_decides_on_the_folded_state_and_never_loses_an_update_under_contentio
 
 #[test]
 fn in_memory_snapshots_resume_and_stay_equal_to_the_fold_within_their_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path()).with_projection_snapshots(
-        SnapshotPolicy {
+    let (_dir, store) = temp_store(|c| {
+        c.with_projection_snapshots(SnapshotPolicy {
             every_n_events: 3,
             max_entries: 2,
-        },
-    ))
-    .unwrap();
+        })
+    });
     for round in 0..6i64 {
         for e in 0..4 {
             let entity = format!("acct:s{e}");
@@ -500,7 +495,7 @@ fn mutant_projection_cache_above_durable_is_caught() {
 
 /// INV-PROJECTION's cache half: every row the store writes covers durable events only.
 fn cache_rows_at_durable_events(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let rec = Arc::new(Recording::default());
     // Deferred durability: events are visible long before they are durable.
     let cfg = seed(StoreConfig::new(dir.path()))
@@ -582,9 +577,142 @@ fn cache_rows_at_durable_events(seed: fn(StoreConfig) -> StoreConfig) -> Result<
     Ok(())
 }
 
+/// Every file under `dir` with its bytes.
+fn dir_bytes(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(p, bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn read_only_stores_keep_their_cache_elsewhere_and_rows_at_sealed_events() {
+    read_only_cache(|c| c).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_read_only_cache_above_sealed_is_caught() {
+    let err = read_only_cache(|c| c.with_mutant(Mutant::ReadOnlyCacheAboveSealed)).unwrap_err();
+    assert!(err.starts_with("INV-PROJECTION"), "{err}");
+}
+
+/// Read-only stores with a projection cache (upstream's `open_read_only_with_cache` /
+/// `open_read_only_with_native_cache`): the store's directory is never written
+/// (INV-READ-ONLY; a cache inside it is refused before anything is opened), folds equal the
+/// plain fold, and rows are written only at events of sealed segments (a read-only handle
+/// syncs nothing; the last segment may hold what a crashed writer never synced). `Err`
+/// names the invariant.
+fn read_only_cache(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
+    let root = temp_dir();
+    let data = root.path().join("data");
+    let cache = root.path().join("cache");
+    let cfg = || seed(StoreConfig::new(&data)).with_segment_max_bytes(4096);
+    {
+        let store = Store::open(cfg()).unwrap();
+        for i in 0..200 {
+            store
+                .append_typed(&coord("acct:ro"), &Deposited { amount: i })
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let before = dir_bytes(&data);
+    for inside in [
+        data.clone(),
+        data.join("cache"),
+        data.join("x/../cache"),
+        root.path().join("cache/../data/./c"),
+    ] {
+        assert!(
+            matches!(
+                Store::<ReadOnly>::open_read_only_with_native_cache(cfg(), &inside),
+                Err(StoreError::Configuration(_))
+            ),
+            "a cache at {} was accepted",
+            inside.display()
+        );
+    }
+    assert!(!cache.exists());
+
+    let rec = Arc::new(Recording::default());
+    let reader =
+        Store::<ReadOnly>::open_read_only_with_cache(cfg(), Box::new(RecHandle(Arc::clone(&rec))))
+            .unwrap();
+    let last_segment = reader.recovery_report().active.map(|a| a.0).unwrap();
+    let stream = reader.stream("acct:ro");
+    let sealed: Vec<u64> = stream
+        .iter()
+        .filter(|e| e.disk_pos.segment_id < last_segment)
+        .map(|e| e.global_sequence)
+        .collect();
+    assert!(
+        !sealed.is_empty() && sealed.len() < stream.len(),
+        "the events span sealed segments and the last one"
+    );
+    assert_eq!(
+        reader
+            .project::<Balance>("acct:ro", &Freshness::Consistent)
+            .unwrap(),
+        plain_fold(&reader, "acct:ro", None)
+    );
+    let puts = rec.puts.lock().unwrap().clone();
+    if puts.is_empty() {
+        return Err("no cache row was written by the read-only store".into());
+    }
+    for &(_, watermark) in &puts {
+        if !sealed.contains(&watermark) {
+            return Err(format!(
+                "INV-PROJECTION: a read-only store wrote a cache row at seq {watermark}, in the \
+                 last segment (never synced by this handle)"
+            ));
+        }
+    }
+    drop(reader);
+
+    // The native cache, twice at once (shared locks): rows outside the store's directory.
+    let a = Store::<ReadOnly>::open_read_only_with_native_cache(cfg(), &cache).unwrap();
+    let b = Store::<ReadOnly>::open_read_only_with_native_cache(cfg(), &cache).unwrap();
+    for r in [&a, &b, &a] {
+        assert_eq!(
+            r.project::<Balance>("acct:ro", &Freshness::Consistent)
+                .unwrap(),
+            plain_fold(r, "acct:ro", None)
+        );
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "one row");
+    drop((a, b));
+    if dir_bytes(&data) != before {
+        return Err("INV-READ-ONLY: the store's directory changed".into());
+    }
+    // A writer after the readers: the row still matches its stream.
+    let store = Store::open_with_native_cache(cfg(), &cache).unwrap();
+    store
+        .append_typed(&coord("acct:ro"), &Withdrawn { amount: 5 })
+        .unwrap();
+    assert_eq!(
+        store
+            .project::<Balance>("acct:ro", &Freshness::Consistent)
+            .unwrap(),
+        plain_fold(&store, "acct:ro", None)
+    );
+    store.close().unwrap();
+    Ok(())
+}
+
 #[test]
 fn native_cache_rows_survive_reopen_and_never_cross_stores_or_versions() {
-    let root = tempfile::tempdir().unwrap();
+    let root = temp_dir();
     let cache = root.path().join("cache");
     let long = format!("acct:{}", "x".repeat(300));
     let (a, b) = (root.path().join("a"), root.path().join("b"));
@@ -649,8 +777,8 @@ fn native_cache_rows_survive_reopen_and_never_cross_stores_or_versions() {
 
 #[test]
 fn watch_projection_sees_every_change_and_reports_closed_only_when_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let dir = temp_dir();
+    let store = open_shared(dir.path(), |c| c);
     let c = coord("acct:w");
     store.append_typed(&c, &Deposited { amount: 1 }).unwrap();
     let mut w = store.watch_projection::<Balance>("acct:w", Freshness::Consistent);
@@ -671,7 +799,7 @@ fn watch_projection_sees_every_change_and_reports_closed_only_when_closed() {
     }
     writer.join().unwrap();
     drop(w);
-    Arc::try_unwrap(store).unwrap().close().unwrap();
+    close_shared(store);
 }
 
 // --------------------------------------------------------------------------- the witness
@@ -679,12 +807,12 @@ fn watch_projection_sees_every_change_and_reports_closed_only_when_closed() {
 /// INV-PROJECTION's witness: project after snapshots were kept and more events arrived,
 /// against the plain fold. `Err` names the invariant.
 fn snapshot_then_append(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = seed(StoreConfig::new(dir.path())).with_projection_snapshots(SnapshotPolicy {
-        every_n_events: 1,
-        max_entries: 16,
+    let (_dir, store) = temp_store(|c| {
+        seed(c).with_projection_snapshots(SnapshotPolicy {
+            every_n_events: 1,
+            max_entries: 16,
+        })
     });
-    let store = Store::open(cfg).unwrap();
     let c = coord("acct:m");
     for round in 0..3 {
         for i in 0..4 {
@@ -724,14 +852,12 @@ fn mutant_projection_stale_snapshot_is_caught() {
 
 #[test]
 fn long_streams_fold_in_chunks_and_name_the_failing_event_past_the_first_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path()).with_projection_snapshots(
-        SnapshotPolicy {
+    let (_dir, store) = temp_store(|c| {
+        c.with_projection_snapshots(SnapshotPolicy {
             every_n_events: 1000,
             max_entries: 8,
-        },
-    ))
-    .unwrap();
+        })
+    });
     let c = coord("acct:long");
     for b in 0..9i64 {
         let items = (0..1000i64)

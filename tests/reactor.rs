@@ -18,7 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+#[path = "support/store.rs"]
+mod support;
+use support::{close_shared as close, coord_in, open_shared as open, temp_dir, wait_for};
 
 #[derive(serde::Serialize, serde::Deserialize, EventPayload, Debug)]
 #[batpak(category = 0x7, type_id = 1)]
@@ -49,11 +52,11 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 fn src() -> Coordinate {
-    Coordinate::new("src", "react").unwrap()
+    coord_in("src", "react")
 }
 
 fn out() -> Coordinate {
-    Coordinate::new("out", "react").unwrap()
+    coord_in("out", "react")
 }
 
 /// One reaction per source; panics on `panic_on` (the first `panics` times) and refuses
@@ -99,14 +102,6 @@ impl TypedReactive<Source> for Echo {
     }
 }
 
-fn wait_for(cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Reactions per source `n`, and each reaction's causation checked against its source.
 fn reactions(store: &Store) -> BTreeMap<u64, u32> {
     let mut per = BTreeMap::new();
@@ -147,17 +142,6 @@ fn append_sources(store: &Store, range: std::ops::Range<u64>) {
     }
 }
 
-fn open(dir: &Path, cfg: impl Fn(StoreConfig) -> StoreConfig) -> Arc<Store> {
-    Arc::new(Store::open(cfg(StoreConfig::new(dir))).unwrap())
-}
-
-fn close(store: Arc<Store>) {
-    match Arc::try_unwrap(store) {
-        Ok(s) => s.close().unwrap(),
-        Err(_) => panic!("the reactor still holds the store"),
-    }
-}
-
 /// Runs a reactor over the log until the reaction to source `until - 1` exists, then stops it.
 fn react_until(store: &Arc<Store>, config: ReactorConfig, until: u64) {
     let h = store
@@ -177,7 +161,7 @@ fn checkpointed() -> ReactorConfig {
 
 #[test]
 fn a_checkpointed_reactor_resumes_after_its_checkpoint_across_a_reopen() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     append_sources(&store, 0..10);
     react_until(&store, checkpointed(), 10);
@@ -213,7 +197,7 @@ fn keyed_replay(dir: &Path, cfg: impl Fn(StoreConfig) -> StoreConfig) -> Result<
 
 #[test]
 fn a_reactor_without_checkpoint_replays_from_the_start_and_writes_nothing_twice() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     keyed_replay(tmp.path(), |c| c).unwrap();
 }
 
@@ -221,7 +205,7 @@ fn a_reactor_without_checkpoint_replays_from_the_start_and_writes_nothing_twice(
 #[test]
 fn mutant_reaction_keys_omitted_is_caught() {
     use batpak::__testing::Mutant;
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let err = keyed_replay(tmp.path(), |c| c.with_mutant(Mutant::ReactionKeysOmitted)).unwrap_err();
     assert!(err.starts_with("INV-EXACTLY-ONCE"), "reported as {err}");
 }
@@ -229,7 +213,7 @@ fn mutant_reaction_keys_omitted_is_caught() {
 #[test]
 fn a_handler_panic_restarts_the_reactor_without_losing_or_repeating_a_reaction() {
     for config in [checkpointed(), ReactorConfig::default()] {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = temp_dir();
         let store = open(tmp.path(), |c| c);
         append_sources(&store, 0..12);
         let mut echo = Echo::new();
@@ -247,7 +231,7 @@ fn a_handler_panic_restarts_the_reactor_without_losing_or_repeating_a_reaction()
 
 #[test]
 fn a_handler_that_keeps_panicking_spends_the_budget_and_join_says_so() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     append_sources(&store, 0..3);
     let mut echo = Echo::new();
@@ -275,7 +259,7 @@ fn a_handler_that_keeps_panicking_spends_the_budget_and_join_says_so() {
 #[test]
 fn a_handler_error_stops_the_reactor_and_writes_nothing_of_that_event() {
     for config in [checkpointed(), ReactorConfig::default()] {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = temp_dir();
         let store = open(tmp.path(), |c| c);
         append_sources(&store, 0..6);
         let mut echo = Echo::new();
@@ -304,7 +288,7 @@ fn a_handler_error_stops_the_reactor_and_writes_nothing_of_that_event() {
 
 #[test]
 fn a_payload_that_does_not_decode_is_a_decode_error_not_a_skip_or_panic() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     append_sources(&store, 0..2);
     // Kind of Source, payload of another shape.
@@ -328,7 +312,7 @@ fn a_payload_that_does_not_decode_is_a_decode_error_not_a_skip_or_panic() {
 
 #[test]
 fn dropping_the_handle_stops_the_reactor_and_releases_the_store() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     let h = store
         .react_loop_typed::<Source, _>(&Region::all(), checkpointed(), Echo::new())
@@ -341,7 +325,7 @@ fn dropping_the_handle_stops_the_reactor_and_releases_the_store() {
 
 #[test]
 fn a_bad_checkpoint_id_is_refused_when_spawning() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     let config = ReactorConfig {
         checkpoint_id: Some(CheckpointId::new("../escape")),
@@ -428,7 +412,7 @@ fn the_derived_multi_reactor_routes_each_kind_and_skips_the_rest() {
             <Other as EventPayload>::KIND
         ]
     );
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let store = open(tmp.path(), |c| c);
     append_sources(&store, 0..3);
     store
@@ -492,7 +476,7 @@ fn child_entry() {
         return;
     };
     let dir = std::env::var(DIR_VAR).unwrap();
-    let store = Arc::new(Store::open(StoreConfig::new(&dir)).unwrap());
+    let store = open(Path::new(&dir), |c| c);
     let _h = store
         .react_loop_typed::<Source, _>(&Region::all(), child_config(&mode), Echo::new())
         .unwrap();
@@ -505,7 +489,7 @@ fn child_entry() {
 }
 
 fn killed_at_any_point(mode: &str) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     for round in 0..4u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])

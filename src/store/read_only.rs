@@ -109,7 +109,7 @@ impl Store<ReadOnly> {
             kinds: Mutex::new(HashMap::new()),
             ops: Mutex::new(()),
             checkpoints: super::delivery::consumer::Registry::new(checkpoints),
-            projections: Default::default(),
+            projections: super::projection::Projections::read_only(report.active.map(|a| a.0)),
             recovery: report,
             _state: PhantomData,
         })

@@ -7,11 +7,11 @@
 //! whatever the entity's length; a row is written only at an event at or below the durable
 //! frontier, and checked against today's stream before it is used.
 
-use super::super::{Open, Store, StoreConfig};
+use super::super::{Open, ReadOnly, Store, StoreConfig};
 use crate::env::{Disk, FsDisk};
 use crate::error::StoreError;
 use crate::sync::StdArc;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// What a cache backend can do.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
@@ -337,4 +337,105 @@ impl Store<Open> {
         let cache = NativeCache::open_with_disk(cache_path, StdArc::clone(&config.extra.disk))?;
         Self::open_with_cache(config, Box::new(cache))
     }
+}
+
+impl Store<ReadOnly> {
+    /// [`Store::open_read_only`] with a projection cache (upstream's name): `project` of an
+    /// incremental type resumes from the cache's row when it matches today's stream, and
+    /// writes rows, but only at events of sealed segments (synced when the writer rolled past
+    /// them): a read-only handle syncs nothing, and the last segment may hold bytes a crashed
+    /// writer never synced. Nothing is written to the store's directory (INV-READ-ONLY): the
+    /// cache must live elsewhere.
+    ///
+    /// # Errors
+    /// As [`Store::open_read_only`].
+    pub fn open_read_only_with_cache(
+        config: StoreConfig,
+        cache: Box<dyn ProjectionCache>,
+    ) -> Result<Store<ReadOnly>, StoreError> {
+        let store = Self::open_read_only(config)?;
+        store.projections.set_cache(StdArc::from(cache));
+        Ok(store)
+    }
+
+    /// [`Store::open_read_only_with_cache`] with a [`NativeCache`] in `cache_path` (on the
+    /// store's `Disk`), created if missing once the store opened.
+    ///
+    /// ```
+    /// use batpak::prelude::*;
+    /// use batpak::store::ReadOnly;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let (data, cache) = (dir.path().join("data"), dir.path().join("cache"));
+    /// Store::open(StoreConfig::new(&data))?.close()?;
+    /// let reader = Store::<ReadOnly>::open_read_only_with_native_cache(
+    ///     StoreConfig::new(&data),
+    ///     &cache,
+    /// )?;
+    /// assert_eq!(reader.stream("order:1").len(), 0);
+    /// // The cache may not live in the store's directory: a read-only open writes nothing there.
+    /// assert!(matches!(
+    ///     Store::<ReadOnly>::open_read_only_with_native_cache(
+    ///         StoreConfig::new(&data),
+    ///         data.join("cache"),
+    ///     ),
+    ///     Err(StoreError::Configuration(_))
+    /// ));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Store::open_read_only`]; [`StoreError::Configuration`] if `cache_path` is the
+    /// store's directory or inside it (paths compared as written, `.` and `..` resolved, not
+    /// through symbolic links), checked before anything is opened; creating the cache
+    /// directory failed.
+    pub fn open_read_only_with_native_cache(
+        config: StoreConfig,
+        cache_path: impl AsRef<Path>,
+    ) -> Result<Store<ReadOnly>, StoreError> {
+        let cache_path = cache_path.as_ref();
+        let dir = config.data_dir.clone();
+        if within(cache_path, &dir) {
+            return Err(StoreError::Configuration(format!(
+                "projection cache {} is inside the store directory {}: a read-only open writes \
+                 nothing there (INV-READ-ONLY); put the cache elsewhere",
+                cache_path.display(),
+                dir.display()
+            )));
+        }
+        let store = Self::open_read_only(config)?;
+        let cache = NativeCache::open_with_disk(cache_path, StdArc::clone(&store.cfg.disk))?;
+        store.projections.set_cache(StdArc::new(cache));
+        Ok(store)
+    }
+}
+
+/// `p` with `.` dropped and `..` applied to what precedes it.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Whether `path` is `dir` or lies inside it, comparing the paths as written (made absolute
+/// against the working directory when only one of them is).
+fn within(path: &Path, dir: &Path) -> bool {
+    let (mut a, mut b) = (path.to_path_buf(), dir.to_path_buf());
+    if a.is_absolute() != b.is_absolute() {
+        if let (Ok(x), Ok(y)) = (std::path::absolute(&a), std::path::absolute(&b)) {
+            (a, b) = (x, y);
+        }
+    }
+    lexical(&a).starts_with(lexical(&b))
 }

@@ -207,6 +207,7 @@ impl<S> Store<S> {
             return self.fold_whole::<T>(positions, entity);
         }
         let key = SnapshotKey::of::<T>(target);
+        let bugs = self.cfg.bugs;
         // Where to keep snapshots: at the end (memory) and at the last durable event (the
         // cache persists nothing a crash could take back).
         let durable = if self.cfg.bugs.has(Mutant::ProjectionCacheAboveDurable) {
@@ -214,18 +215,27 @@ impl<S> Store<S> {
         } else {
             self.shared.frontier.durable.load(Ordering::SeqCst)
         };
+        // A read-only store syncs nothing: only events of sealed segments are known durable.
+        let sealed_below = if bugs.has(Mutant::ReadOnlyCacheAboveSealed) {
+            None
+        } else {
+            self.projections.rows_below_segment()
+        };
         let (identity, durable_end, last) = {
             let index = self.shared.index.read();
-            let seq = |p: u32| index.slot_at(p).map_or(u64::MAX, |s| s.seq);
+            let persistable = |p: u32| {
+                index.slot_at(p).is_some_and(|s| {
+                    s.seq < durable && sealed_below.is_none_or(|b| s.disk_pos.segment_id < b)
+                })
+            };
             (
                 index.first_event(),
-                positions.partition_point(|&p| seq(p) < durable),
+                positions.partition_point(|&p| persistable(p)),
                 positions.last().and_then(|&p| index.slot_at(p)),
             )
         };
         // The newest snapshot (memory, then the cache) whose events are exactly a prefix.
         let mut start: Option<(usize, T)> = None;
-        let bugs = self.cfg.bugs;
         for found in self.projections.lookup(&key, identity) {
             if bugs.has(Mutant::ProjectionStaleSnapshot) {
                 // The seeded bug: the snapshot is served as it is, however old.

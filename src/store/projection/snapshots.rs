@@ -158,6 +158,10 @@ struct Table {
 pub(crate) struct Projections {
     table: Mutex<Table>,
     cache: Mutex<Option<StdArc<dyn ProjectionCache>>>,
+    /// A read-only store: cache rows only at events in segments below this one (sealed, so
+    /// synced when the writer rolled past them); the last segment's bytes may be only in the
+    /// page cache of a writer that crashed, and this handle syncs nothing.
+    rows_below_segment: Option<u64>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -167,6 +171,20 @@ impl std::fmt::Debug for Projections {
 }
 
 impl Projections {
+    /// A read-only store's projection state: cache rows only below segment `last` (the
+    /// recovered last segment; `None`: no segment, so no event).
+    pub(crate) fn read_only(last: Option<u64>) -> Self {
+        Projections {
+            rows_below_segment: Some(last.unwrap_or(0)),
+            ..Projections::default()
+        }
+    }
+
+    /// Cache rows only at events in segments below this id (read-only stores).
+    pub(crate) fn rows_below_segment(&self) -> Option<u64> {
+        self.rows_below_segment
+    }
+
     pub(crate) fn set_cache(&self, cache: StdArc<dyn ProjectionCache>) {
         *self.cache.lock() = Some(cache);
     }
