@@ -3,8 +3,9 @@
 //! almost every fold resumes from one) and a [`NativeCache`] on a disk of its own
 //! ([`CACHE_DIR`] on the simulator's cache disk, which shares the store's fate: a process crash
 //! keeps its page cache, a power loss keeps an image of it). After every recovery and after
-//! every client operation the simulator projects and compares with a plain fold, written here
-//! without the store ([`Digest::fold`]), of the visible stream:
+//! every client operation that moved the visible or durable frontier the simulator projects
+//! and compares with a plain fold, written here without the store ([`Digest::fold`]), of the
+//! visible stream:
 //! - after a recovery, of the oracle's `Recover` (the visible sequences the spec gives the
 //!   crash image; the simulator has already held the store's visible set to them) with the
 //!   payloads of the written log ([`WrittenLog`], read from the disk by the independent
@@ -24,7 +25,9 @@
 //! so no crash can take back what a row covers ([`check_cache_rows`]).
 //!
 //! A fold that fails is a violation unless a fault is planned in the session (a read the
-//! fault hit); those are counted in [`ProjectionStats::errors`].
+//! fault hit); those are counted in [`ProjectionStats::errors`]. The folds read the log, so
+//! they wait while a fault planned at a fixed disk operation has yet to fire (see
+//! `Sim::index_fault_pending`): the fault still hits the operation it was planned for.
 
 use crate::check::{violation, Check};
 use crate::conformance::WrittenLog;
@@ -139,7 +142,8 @@ pub struct ProjectionStats {
     pub non_empty: u64,
     /// Cache rows checked against the written log and the platter.
     pub cache_rows: u64,
-    /// Folds that failed in a session with a planned fault (not compared).
+    /// Folds not compared: they failed in a session with a planned fault, or a visible event
+    /// of theirs is gone from the written log (a failed fsync dropped its pages).
     pub errors: u64,
 }
 

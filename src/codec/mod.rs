@@ -156,6 +156,61 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
+/// bincode's varint length of `n`: one byte below 251, else a tag byte and the narrowest of
+/// u16, u32, u64, u128 that holds it.
+fn varint_len(n: u128) -> u64 {
+    if n < 251 {
+        1
+    } else if n <= u128::from(u16::MAX) {
+        3
+    } else if n <= u128::from(u32::MAX) {
+        5
+    } else if n <= u128::from(u64::MAX) {
+        9
+    } else {
+        17
+    }
+}
+
+/// An `Option<u128>`: a tag byte, then the value.
+fn option_len(o: Option<u128>) -> u64 {
+    1 + o.map_or(0, varint_len)
+}
+
+/// A string or byte slice: its length as a varint, then the bytes.
+fn slice_len(len: usize) -> u64 {
+    varint_len(len as u128) + len as u64
+}
+
+/// [`body_len`] of an event record at sequence `seq`, computed field by field in declaration
+/// order (variant indices and unsigned integers as varints, `i64` zigzagged, `u8` as one
+/// byte, the hash as 32 bytes) instead of walking the record through serde.
+fn event_body_len(seq: u64, e: &EventRecord<'_>) -> u64 {
+    let unit = match e.unit {
+        Unit::None => 1,
+        Unit::Batch(b) | Unit::Fence(b) => 1 + varint_len(b.into()),
+        Unit::FencedBatch { fence, batch } => {
+            1 + varint_len(fence.into()) + varint_len(batch.into())
+        }
+    };
+    let zigzag = ((e.timestamp_us << 1) ^ (e.timestamp_us >> 63)) as u64;
+    varint_len(seq.into())
+        + 1 // RecordBody::Event
+        + unit
+        + varint_len(e.event_id)
+        + option_len(e.correlation_id)
+        + option_len(e.causation_id)
+        + varint_len(zigzag.into())
+        + varint_len(e.clock.into())
+        + varint_len(e.kind.into())
+        + 1 // flags
+        + e.prev_hash.len() as u64
+        + option_len(e.idempotency_key)
+        + slice_len(e.entity.len())
+        + slice_len(e.scope.len())
+        + slice_len(e.payload.len())
+}
+
 /// Size of the encoded body of `record` (without the frame header).
 pub fn body_len(record: &Record<'_>, max: u32) -> Result<u64, EncodeError> {
     options(max).serialized_size(record).map_err(|e| match *e {
@@ -275,8 +330,12 @@ pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), De
         .map_err(|e| DecodeError::BadBody(e.to_string()))?;
     // One encoding per record: bincode's varint reader also accepts over-long forms (a value
     // below 251 behind a u16 tag, ...), which would re-encode to other bytes. Every over-long
-    // form is longer than the canonical one, so comparing sizes catches them all.
-    let canonical = body_len(&record, max).map_err(|e| DecodeError::BadBody(e.to_string()))?;
+    // form is longer than the canonical one, so comparing sizes catches them all. Events (the
+    // records every read decodes) are sized field by field; the rest through serde.
+    let canonical = match &record.body {
+        RecordBody::Event(e) => event_body_len(record.seq, e),
+        _ => body_len(&record, max).map_err(|e| DecodeError::BadBody(e.to_string()))?,
+    };
     if canonical != u64::from(len) {
         return Err(DecodeError::BadBody(format!(
             "non-canonical encoding: {len} body bytes for a record whose encoding has {canonical}"
@@ -483,6 +542,52 @@ mod tests {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0u32..1024) {
             let _ = decode(&bytes, max, SALT);
+        }
+
+        /// The decoder's field-by-field size of an event equals bincode's (`body_len`), over
+        /// every field's varint widths, options, units, strings and payload lengths.
+        #[test]
+        fn event_body_len_equals_bincodes_size(
+            seq in any::<u64>(),
+            unit_sel in 0u8..4,
+            a in any::<u64>(),
+            b in any::<u64>(),
+            ids in proptest::collection::vec(any::<u128>(), 4),
+            some in proptest::collection::vec(any::<bool>(), 3),
+            shift in 0u32..128,
+            timestamp_us in any::<i64>(),
+            clock in any::<u32>(),
+            kind in any::<u16>(),
+            flags in any::<u8>(),
+            entity in ".{0,300}",
+            scope in ".{0,20}",
+            payload in proptest::collection::vec(any::<u8>(), 0..70_000),
+        ) {
+            let unit = match unit_sel {
+                0 => Unit::None,
+                1 => Unit::Batch(a),
+                2 => Unit::Fence(a),
+                _ => Unit::FencedBatch { fence: a, batch: b },
+            };
+            // Small values too, so every varint width is hit.
+            let small = |x: u128| x >> shift;
+            let e = EventRecord {
+                unit,
+                event_id: small(ids[0]),
+                correlation_id: some[0].then_some(small(ids[1])),
+                causation_id: some[1].then_some(ids[2]),
+                timestamp_us: timestamp_us >> (shift % 64),
+                clock: clock >> (shift % 32),
+                kind: kind >> (shift % 16),
+                flags,
+                prev_hash: [7; 32],
+                idempotency_key: some[2].then_some(small(ids[3])),
+                entity: &entity,
+                scope: &scope,
+                payload: &payload,
+            };
+            let r = Record { seq: seq >> (shift % 64), body: RecordBody::Event(e.clone()) };
+            prop_assert_eq!(event_body_len(r.seq, &e), body_len(&r, u32::MAX).unwrap());
         }
 
         #[test]

@@ -407,6 +407,11 @@ impl Store<ReadOnly> {
         let store = Self::open_read_only(config)?;
         let cache = NativeCache::open_with_disk(cache_path, StdArc::clone(&store.cfg.disk))?;
         store.projections.set_cache(StdArc::new(cache));
+        tracing::info!(
+            dir = %dir.display(),
+            cache = %cache_path.display(),
+            "read-only store with a projection cache; rows only at events of sealed segments"
+        );
         Ok(store)
     }
 }
