@@ -32,9 +32,10 @@
 //!   nothing);
 //! - **INV-PROJECTION** ([`crate::projections`]): every store runs with in-memory projection
 //!   snapshots and a `NativeCache` on a cache disk that crashes with it; after every recovery
-//!   and every operation `project`, `project_at` and `project_region` equal a plain fold of
-//!   the visible stream (the oracle's `Recover` after a crash), and every cache row covers
-//!   only events on the platter.
+//!   and every operation that moved the visible or durable frontier, `project`, `project_at`
+//!   and `project_region` equal a plain fold of the visible stream (the oracle's `Recover`
+//!   after a crash), and every cache row covers only events on the platter (the folds wait
+//!   while a fault planned at a fixed disk operation has yet to fire).
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
