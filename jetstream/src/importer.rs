@@ -158,7 +158,7 @@ impl Importer {
                 pull::Config {
                     durable_name: Some(durable.clone()),
                     deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
+                    ack_policy: AckPolicy::All,
                     ack_wait: Duration::from_secs(30),
                     ..Default::default()
                 },
@@ -260,11 +260,17 @@ impl Importer {
             }
             step.imported += 1;
         }
+        // The consumer acks cumulatively: acking the last message acks the step; the flush
+        // hands the ack to the server before the step answers (a lost ack only means a
+        // redelivery, which the replica skips).
+        let client = self.link.js.client();
         let acked = self.link.rt.block_on(async move {
-            for m in &msgs {
-                m.ack()
+            if let Some(m) = msgs.last() {
+                m.ack().await.map_err(|e| ReplicationError::nats("ack", e))?;
+                client
+                    .flush()
                     .await
-                    .map_err(|e| ReplicationError::nats("ack", e))?;
+                    .map_err(|e| ReplicationError::nats("flush the ack", e))?;
             }
             Ok::<_, ReplicationError>(())
         });

@@ -16,7 +16,7 @@ fn coord(i: u64) -> Coordinate {
     Coordinate::new(format!("e{}", i % 5), "faults").unwrap()
 }
 
-/// One round of writes, 11 submitted, 9 committed: a plain append, a reaction caused by it,
+/// One round of writes, 9 submitted, 7 committed: a plain append, a reaction caused by it,
 /// a batch of 3, a committed fence of 2, and a cancelled fence of 2 (never visible).
 pub fn write_round(store: &Store<Open>, n: u64) {
     let r = store
