@@ -266,7 +266,9 @@ impl Importer {
         let client = self.link.js.client();
         let acked = self.link.rt.block_on(async move {
             if let Some(m) = msgs.last() {
-                m.ack().await.map_err(|e| ReplicationError::nats("ack", e))?;
+                m.ack()
+                    .await
+                    .map_err(|e| ReplicationError::nats("ack", e))?;
                 client
                     .flush()
                     .await
