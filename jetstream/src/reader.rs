@@ -119,7 +119,9 @@ pub fn read_replicated(
     let deadline = Instant::now() + timeout;
     loop {
         let js = link.js.clone();
-        let attempt = link.rt.block_on(read_all(js, stream.to_string(), deadline));
+        let attempt = link
+            .rt
+            .block_on(read_all(js, stream.to_string(), deadline, timeout));
         match attempt {
             Err(e) if e.is_transient() && Instant::now() < deadline => {
                 tracing::debug!(error = %e, "read_replicated: retrying");
@@ -134,6 +136,7 @@ async fn read_all(
     js: async_nats::jetstream::Context,
     stream: String,
     deadline: Instant,
+    timeout: Duration,
 ) -> Result<Vec<ReplicatedMessage>, ReplicationError> {
     let s = js
         .get_stream(&stream)
@@ -162,7 +165,7 @@ async fn read_all(
         if Instant::now() >= deadline {
             return Err(ReplicationError::Timeout {
                 what: "reading the stream",
-                after: Duration::ZERO,
+                after: timeout,
             });
         }
         let mut batch = consumer
