@@ -73,5 +73,18 @@ bench:
 bench-peer:
     cd benches/peer && SUBJECTS="${SUBJECTS:-batpak ours}" ./run_all.sh
 
+# The JetStream replication tests (batpak-jetstream): real nats-server processes on loopback,
+# a single server and a three-node cluster; they skip, saying why, without nats-server.
+jetstream-faults:
+    cargo test -p batpak-jetstream -- --nocapture
+
+# The same, each fault repeated more (40 SIGKILLs, 12 node kills, 5 cluster restarts).
+jetstream-deep:
+    BATPAK_JS_DEEP=1 cargo test -p batpak-jetstream -- --nocapture
+
+# Replication throughput and end-to-end lag, single server and three-node cluster (printed).
+bench-jetstream:
+    cargo run --release -p batpak-jetstream --example replication_bench
+
 # Everything CI runs.
 ci: lint doc test test-mutants model-check
