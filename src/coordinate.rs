@@ -239,16 +239,18 @@ pub mod position {
     }
 
     impl PartialOrd for DagPosition {
-        /// By sequence, then stamp, within one depth and lane; `None` across them.
+        /// By sequence within one depth and lane (upstream's order): `None` across depths or
+        /// lanes, and `None` for one sequence with two different stamps (they are not the
+        /// same position, and neither comes first).
         fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
             if (self.depth, self.lane) != (other.depth, other.lane) {
                 return None;
             }
-            Some((self.sequence, self.wall_ms, self.counter).cmp(&(
-                other.sequence,
-                other.wall_ms,
-                other.counter,
-            )))
+            match self.sequence.cmp(&other.sequence) {
+                Ordering::Equal => (self.wall_ms == other.wall_ms && self.counter == other.counter)
+                    .then_some(Ordering::Equal),
+                order => Some(order),
+            }
         }
     }
 

@@ -11,8 +11,17 @@ pub use crate::payload_registry::{
 };
 pub use crate::sourcing::{
     DecodeSource, DecodeTyped, EventSourced, JsonValueInput, ProjectionEvent, ProjectionInput,
-    ProjectionPayload, RawMsgpackInput, ReplayLane, TypedDecodeError,
+    ProjectionPayload, RawMsgpackInput, Reactive, ReplayLane, TypedDecodeError,
 };
+
+/// Upstream's module path for the event-sourcing traits (`batpak::event::sourcing::Reactive`);
+/// the same items as at [`crate::event`].
+pub mod sourcing {
+    pub use crate::sourcing::{
+        DecodeSource, DecodeTyped, EventSourced, JsonValueInput, ProjectionEvent, ProjectionInput,
+        ProjectionPayload, RawMsgpackInput, Reactive, ReplayLane, TypedDecodeError,
+    };
+}
 
 /// An event's kind: a `u16` whose high 4 bits are the category and low 12 bits the type.
 ///
@@ -186,8 +195,9 @@ impl fmt::Debug for EventKind {
 }
 
 impl fmt::Display for EventKind {
+    /// `0x` and four upper-case hex digits (upstream's form), e.g. `0xA0BC`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
+        write!(f, "0x{:04X}", self.0)
     }
 }
 
@@ -210,6 +220,39 @@ pub struct EventPosition {
     pub wall_ms: u64,
     /// The entity's clock: 1 for its first event, then +1 per written event (hidden ones too).
     pub clock: u32,
+}
+
+impl EventPosition {
+    /// The hybrid-clock milliseconds (the `wall_ms` field; upstream's `DagPosition::wall_ms()`
+    /// accessor, so code written against upstream's header position compiles).
+    pub const fn wall_ms(&self) -> u64 {
+        self.wall_ms
+    }
+
+    /// The entity clock (the `clock` field): upstream's name for an event's place on its
+    /// entity's chain. It counts from 1 here; upstream's first event has sequence 0.
+    pub const fn sequence(&self) -> u32 {
+        self.clock
+    }
+}
+
+impl PartialEq<crate::coordinate::DagPosition> for EventPosition {
+    /// Whether `other` is this position as upstream's (see the `From` conversions: depth 0,
+    /// lane 0, sequence = the entity clock, the same `wall_ms`, counter 0).
+    fn eq(&self, other: &crate::coordinate::DagPosition) -> bool {
+        crate::coordinate::DagPosition::from(*self) == *other
+    }
+}
+
+impl From<crate::coordinate::DagPosition> for EventPosition {
+    /// Upstream's position as this crate's: `wall_ms` is the stamp, the entity clock is the
+    /// sequence (depth, lane and the stamp's counter have no place in one chain per entity).
+    fn from(p: crate::coordinate::DagPosition) -> Self {
+        Self {
+            wall_ms: p.wall_ms(),
+            clock: p.sequence(),
+        }
+    }
 }
 
 impl From<EventPosition> for crate::coordinate::DagPosition {
@@ -252,6 +295,60 @@ pub const FLAG_TRANSACTIONAL: u8 = 0x02;
 pub const FLAG_REPLAY: u8 = 0x08;
 
 impl EventHeader {
+    /// A header from its parts, as upstream's `EventHeader::new` (its argument order), for
+    /// building events by hand (tests, decoders, projections fed outside a store). `position`
+    /// takes this crate's [`EventPosition`] or upstream's
+    /// [`DagPosition`](crate::coordinate::DagPosition); flags start at 0 and the content hash
+    /// at all zeros. The store stamps its own headers; this one is never written as given.
+    pub fn new(
+        event_id: u128,
+        correlation_id: u128,
+        causation_id: Option<u128>,
+        timestamp_us: i64,
+        position: impl Into<EventPosition>,
+        payload_size: u32,
+        event_kind: EventKind,
+    ) -> Self {
+        Self {
+            event_id,
+            correlation_id,
+            causation_id,
+            timestamp_us,
+            position: position.into(),
+            payload_size,
+            event_kind,
+            flags: 0,
+            content_hash: [0u8; 32],
+        }
+    }
+
+    /// [`EventHeader::new`] from typed ids (an event id cannot be passed as a correlation id).
+    pub fn new_typed(
+        event_id: crate::id::EventId,
+        correlation_id: crate::id::CorrelationId,
+        causation_id: Option<crate::id::CausationId>,
+        timestamp_us: i64,
+        position: impl Into<EventPosition>,
+        payload_size: u32,
+        event_kind: EventKind,
+    ) -> Self {
+        use crate::id::EntityIdType;
+        Self::new(
+            event_id.as_u128(),
+            correlation_id.as_u128(),
+            causation_id.map(|c| c.as_u128()),
+            timestamp_us,
+            position,
+            payload_size,
+            event_kind,
+        )
+    }
+
+    /// Microseconds from the event's `timestamp_us` to `now_us` (0 when `now_us` is earlier).
+    pub fn age_us(&self, now_us: i64) -> u64 {
+        u64::try_from(now_us.saturating_sub(self.timestamp_us)).unwrap_or(0)
+    }
+
     /// The header with `flags` replaced. The store records flags as given and attaches no
     /// behaviour to them; the `FLAG_*` constants are upstream's names for three bits.
     pub fn with_flags(mut self, flags: u8) -> Self {

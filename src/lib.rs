@@ -129,6 +129,8 @@ pub(crate) mod recovery;
 pub mod store;
 
 pub mod guard;
+pub mod id;
+pub mod outcome;
 pub mod pipeline;
 
 pub mod prelude;

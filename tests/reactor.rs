@@ -153,7 +153,9 @@ fn open(dir: &Path, cfg: impl Fn(StoreConfig) -> StoreConfig) -> Arc<Store> {
 
 fn close(store: Arc<Store>) {
     match Arc::try_unwrap(store) {
-        Ok(s) => s.close().unwrap(),
+        Ok(s) => {
+            s.close().unwrap();
+        }
         Err(_) => panic!("the reactor still holds the store"),
     }
 }

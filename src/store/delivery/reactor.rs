@@ -419,6 +419,49 @@ impl<I: ProjectionInput, R: MultiReactive<I>> Dispatch for Multi<I, R> {
     }
 }
 
+/// Upstream's plain [`Reactive`](crate::sourcing::Reactive) reactor: every kind, payloads
+/// decoded from MessagePack as `P`, reactions staged as untyped items.
+struct Plain<P, R>(R, PhantomData<fn() -> P>);
+
+impl<P, R> Dispatch for Plain<P, R>
+where
+    P: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: crate::sourcing::Reactive<P> + Send + 'static,
+{
+    type Error = std::convert::Infallible;
+    fn wants(&self, _kind: EventKind) -> bool {
+        true
+    }
+    fn handle(
+        &mut self,
+        event: &StoredEvent<Vec<u8>>,
+        out: &mut ReactionBatch,
+        _witness: Option<&AtLeastOnce>,
+    ) -> Result<(), ReactorError<Self::Error>> {
+        let kind = event.event.header.event_kind;
+        let payload: P = rmp_serde::from_slice(&event.event.payload)
+            .map_err(|e| ReactorError::Decode(decode_failure(kind, DecodeSource::Msgpack(e))))?;
+        let view = Event {
+            header: event.event.header.clone(),
+            payload,
+            hash_chain: event.event.hash_chain,
+        };
+        for (coord, kind, payload) in self.0.react(&view) {
+            out.items.push(
+                BatchAppendItem::new(
+                    coord,
+                    kind,
+                    &payload,
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .map_err(ReactorError::Store)?,
+            );
+        }
+        Ok(())
+    }
+}
+
 /// How one run of the reactor ended: stopped / store closed, failed, or the handler
 /// panicked (restart from the last written event).
 enum RunEnd<E: std::error::Error + Send + Sync + 'static> {
@@ -690,6 +733,38 @@ impl Store<Open> {
     {
         let id = identity::<R>(region);
         spawn(self, region, config, Multi(reactor, PhantomData), id)
+    }
+
+    /// Runs upstream's plain [`Reactive`](crate::sourcing::Reactive) reactor on a thread over
+    /// every event of `region`, each payload decoded from MessagePack as `P` (upstream's
+    /// `react_loop` takes `Reactive<serde_json::Value>`, which this covers). Each reaction is
+    /// caused by its source event and joins its correlation; with [`ReactorConfig::default`]
+    /// (no checkpoint) each gets a deterministic idempotency key, so reactions are written
+    /// exactly once even when the reactor replays after a restart.
+    ///
+    /// Upstream returns a `std::thread::JoinHandle<()>`; here the handle stops the thread
+    /// when dropped, and [`TypedReactorHandle::join`] reports why it ended (a payload that
+    /// does not decode as `P` is `ReactorError::Decode`).
+    ///
+    /// # Errors
+    /// As [`Store::react_loop_typed`].
+    pub fn react_loop<P, R>(
+        self: &StdArc<Self>,
+        region: &Region,
+        reactor: R,
+    ) -> Result<TypedReactorHandle<std::convert::Infallible>, StoreError>
+    where
+        P: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: crate::sourcing::Reactive<P> + Send + 'static,
+    {
+        let id = identity::<R>(region);
+        spawn(
+            self,
+            region,
+            ReactorConfig::default(),
+            Plain(reactor, PhantomData),
+            id,
+        )
     }
 
     /// [`Store::react_loop_multi`] for a reactor on the raw lane (`input = RawMsgpackInput`).
