@@ -18,42 +18,61 @@ pub struct Coordinate {
     scope: Box<str>,
 }
 
-/// Why a [`Coordinate`] was refused.
+/// Upstream's name for [`COORDINATE_PART_MAX_BYTES`].
+pub const MAX_COORDINATE_COMPONENT_LEN: usize = COORDINATE_PART_MAX_BYTES;
+
+/// Why a [`Coordinate`] was refused (upstream's variants). The checks run on the entity, then
+/// the scope; the first failure is reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CoordinateError {
-    /// The entity or scope is empty.
-    Empty {
-        /// "entity" or "scope".
-        part: &'static str,
-    },
-    /// The part is longer than [`COORDINATE_PART_MAX_BYTES`].
-    TooLong {
-        /// "entity" or "scope".
-        part: &'static str,
-        /// Its length.
+    /// The entity is empty.
+    EmptyEntity,
+    /// The scope is empty.
+    EmptyScope,
+    /// The entity is longer than [`COORDINATE_PART_MAX_BYTES`].
+    EntityTooLong {
+        /// Its length in bytes.
         len: usize,
+        /// The maximum.
+        max: usize,
     },
-    /// The part contains a forbidden character or sequence.
-    Forbidden {
-        /// "entity" or "scope".
-        part: &'static str,
-        /// What was found.
-        what: &'static str,
-        /// Byte offset where it was found.
-        offset: usize,
+    /// The scope is longer than [`COORDINATE_PART_MAX_BYTES`].
+    ScopeTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum.
+        max: usize,
     },
+    /// The entity or scope contains a NUL byte.
+    NulByte,
+    /// The entity or scope contains an ASCII control character other than NUL (`0x01`-`0x1F`,
+    /// `0x7F`).
+    ControlChar,
+    /// The entity or scope contains `/` or `..` (they must be usable in paths and keys).
+    PathTraversal,
 }
 
 impl fmt::Display for CoordinateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Empty { part } => write!(f, "coordinate {part} is empty"),
-            Self::TooLong { part, len } => write!(
+            Self::EmptyEntity => write!(f, "coordinate entity is empty"),
+            Self::EmptyScope => write!(f, "coordinate scope is empty"),
+            Self::EntityTooLong { len, max } => write!(
                 f,
-                "coordinate {part} is {len} bytes, more than the maximum {COORDINATE_PART_MAX_BYTES}"
+                "coordinate entity is {len} bytes, more than the maximum {max}"
             ),
-            Self::Forbidden { part, what, offset } => {
-                write!(f, "coordinate {part} contains {what} at byte {offset}")
+            Self::ScopeTooLong { len, max } => write!(
+                f,
+                "coordinate scope is {len} bytes, more than the maximum {max}"
+            ),
+            Self::NulByte => write!(f, "coordinate entity or scope contains a NUL byte"),
+            Self::ControlChar => write!(
+                f,
+                "coordinate entity or scope contains an ASCII control character"
+            ),
+            Self::PathTraversal => {
+                write!(f, "coordinate entity or scope contains '/' or '..'")
             }
         }
     }
@@ -61,30 +80,45 @@ impl fmt::Display for CoordinateError {
 
 impl std::error::Error for CoordinateError {}
 
-fn validate(part: &'static str, s: &str) -> Result<(), CoordinateError> {
+/// Checks one part: `empty` and `too_long` are the part's own errors.
+fn validate(
+    s: &str,
+    empty: CoordinateError,
+    too_long: fn(usize) -> CoordinateError,
+) -> Result<(), CoordinateError> {
     if s.is_empty() {
-        return Err(CoordinateError::Empty { part });
+        return Err(empty);
     }
     if s.len() > COORDINATE_PART_MAX_BYTES {
-        return Err(CoordinateError::TooLong { part, len: s.len() });
+        return Err(too_long(s.len()));
     }
-    for (offset, c) in s.char_indices() {
-        let what = match c {
-            '\0' => "a NUL byte",
-            '/' => "'/'",
-            c if c.is_ascii_control() => "an ASCII control character",
-            _ => continue,
-        };
-        return Err(CoordinateError::Forbidden { part, what, offset });
+    for c in s.chars() {
+        match c {
+            '\0' => return Err(CoordinateError::NulByte),
+            '/' => return Err(CoordinateError::PathTraversal),
+            c if c.is_ascii_control() => return Err(CoordinateError::ControlChar),
+            _ => {}
+        }
     }
-    if let Some(offset) = s.find("..") {
-        return Err(CoordinateError::Forbidden {
-            part,
-            what: "'..'",
-            offset,
-        });
+    if s.contains("..") {
+        return Err(CoordinateError::PathTraversal);
     }
     Ok(())
+}
+
+fn validate_parts(entity: &str, scope: &str) -> Result<(), CoordinateError> {
+    validate(entity, CoordinateError::EmptyEntity, |len| {
+        CoordinateError::EntityTooLong {
+            len,
+            max: COORDINATE_PART_MAX_BYTES,
+        }
+    })?;
+    validate(scope, CoordinateError::EmptyScope, |len| {
+        CoordinateError::ScopeTooLong {
+            len,
+            max: COORDINATE_PART_MAX_BYTES,
+        }
+    })
 }
 
 impl Coordinate {
@@ -92,12 +126,17 @@ impl Coordinate {
     /// no ASCII control character, no `/`, no `..`.
     pub fn new(entity: impl AsRef<str>, scope: impl AsRef<str>) -> Result<Self, CoordinateError> {
         let (entity, scope) = (entity.as_ref(), scope.as_ref());
-        validate("entity", entity)?;
-        validate("scope", scope)?;
+        validate_parts(entity, scope)?;
         Ok(Self {
             entity: entity.into(),
             scope: scope.into(),
         })
+    }
+
+    /// Checks the coordinate again with [`Coordinate::new`]'s rules (always `Ok` for a value
+    /// of this type: every way to make one, deserialization included, goes through them).
+    pub fn validate(&self) -> Result<(), CoordinateError> {
+        validate_parts(&self.entity, &self.scope)
     }
 
     /// The entity.
