@@ -489,3 +489,42 @@ fn outcome_is_upstreams_algebraic_type() {
     );
     assert!(ErrorKind::Timeout.is_retryable() && !ErrorKind::NotFound.is_retryable());
 }
+
+#[test]
+fn projecting_an_entity_without_relevant_events_is_none() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct AlwaysSome {
+        count: usize,
+    }
+    impl EventSourced for AlwaysSome {
+        type Input = JsonValueInput;
+        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
+            Some(Self {
+                count: events.len(),
+            })
+        }
+        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
+            self.count += 1;
+        }
+        fn relevant_event_kinds() -> &'static [EventKind] {
+            const K: [EventKind; 1] = [EventKind::custom(0xB, 1)];
+            &K
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let none: Option<AlwaysSome> = store.project("nobody", &Freshness::Consistent).unwrap();
+    assert_eq!(none, None, "from_events(&[]) is not asked");
+    let coord = Coordinate::new("somebody", "shape").unwrap();
+    store
+        .append(&coord, EventKind::custom(0xB, 2), &1u8)
+        .unwrap();
+    let none: Option<AlwaysSome> = store.project("somebody", &Freshness::Consistent).unwrap();
+    assert_eq!(none, None, "only irrelevant kinds");
+    store
+        .append(&coord, EventKind::custom(0xB, 1), &1u8)
+        .unwrap();
+    let one: Option<AlwaysSome> = store.project("somebody", &Freshness::Consistent).unwrap();
+    assert_eq!(one, Some(AlwaysSome { count: 1 }));
+    store.close().unwrap();
+}

@@ -201,7 +201,8 @@ impl<S> Store<S> {
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
         if positions.is_empty() {
-            return Ok(T::try_from_events(&[]).unwrap_or(None));
+            // No relevant event: no state (upstream's answer; `from_events` is not asked).
+            return Ok(None);
         }
         if !T::supports_incremental_apply() {
             return self.fold_whole::<T>(positions, entity);
