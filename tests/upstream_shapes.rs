@@ -528,3 +528,76 @@ fn projecting_an_entity_without_relevant_events_is_none() {
     assert_eq!(one, Some(AlwaysSome { count: 1 }));
     store.close().unwrap();
 }
+
+#[test]
+fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
+    use batpak::store::projection::{CacheCapabilities, CacheMeta, ProjectionCache};
+    use std::sync::{Arc, Mutex};
+    type Hints = Arc<Mutex<Vec<(Vec<u8>, u64)>>>;
+    struct Hinted(Hints, bool);
+    impl ProjectionCache for Hinted {
+        fn capabilities(&self) -> CacheCapabilities {
+            if self.1 {
+                CacheCapabilities::prefetch_hints()
+            } else {
+                CacheCapabilities::none()
+            }
+        }
+        fn get(&self, _: &[u8]) -> Result<Option<(Vec<u8>, CacheMeta)>, StoreError> {
+            Ok(None)
+        }
+        fn put(&self, _: &[u8], _: &[u8], _: CacheMeta) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn delete_prefix(&self, _: &[u8]) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn prefetch(&self, key: &[u8], meta: CacheMeta) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push((key.to_vec(), meta.watermark));
+            Ok(())
+        }
+    }
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Count(usize);
+    impl EventSourced for Count {
+        type Input = JsonValueInput;
+        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
+            Some(Count(events.len()))
+        }
+        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
+            self.0 += 1;
+        }
+        fn relevant_event_kinds() -> &'static [EventKind] {
+            &[]
+        }
+        fn supports_incremental_apply() -> bool {
+            true
+        }
+    }
+    for supports in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let hints = Hints::default();
+        let store = Store::open_with_cache(
+            StoreConfig::new(tmp.path()).with_lifecycle_events(false),
+            Box::new(Hinted(Arc::clone(&hints), supports)),
+        )
+        .unwrap();
+        let coord = Coordinate::new("pf", "shape").unwrap();
+        store.append(&coord, EventKind::DATA, &1u8).unwrap();
+        let last = store.append(&coord, EventKind::DATA, &2u8).unwrap();
+        let got: Option<Count> = store.project("pf", &Freshness::Consistent).unwrap();
+        assert_eq!(got, Some(Count(2)));
+        let hints = hints.lock().unwrap().clone();
+        if supports {
+            assert_eq!(hints.len(), 1, "{hints:?}");
+            assert_eq!(hints[0].1, last.sequence);
+            assert!(!hints[0].0.is_empty());
+        } else {
+            assert!(hints.is_empty(), "no hints without the capability");
+        }
+        store.close().unwrap();
+    }
+}

@@ -156,8 +156,8 @@ pub enum MultiDispatchError<E: std::error::Error + Send + Sync + 'static> {
 impl<E: std::error::Error + Send + Sync + 'static> std::fmt::Display for MultiDispatchError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::User(e) => write!(f, "reactor handler failed: {e}"),
-            Self::Decode(e) => write!(f, "reactor could not decode an event: {e}"),
+            Self::User(e) => write!(f, "multi-reactor user error: {e}"),
+            Self::Decode(e) => write!(f, "multi-reactor decode failure: {e}"),
         }
     }
 }

@@ -227,7 +227,8 @@ impl<S> Store<S> {
         // The newest snapshot (memory, then the cache) whose events are exactly a prefix.
         let mut start: Option<(usize, T)> = None;
         let bugs = self.cfg.bugs;
-        for found in self.projections.lookup(&key, identity) {
+        let predicted = last.map_or(0, |s| s.seq);
+        for found in self.projections.lookup(&key, identity, predicted) {
             if bugs.has(Mutant::ProjectionStaleSnapshot) {
                 // The seeded bug: the snapshot is served as it is, however old.
                 if let Ok(state) = rmp_serde::from_slice::<T>(&found.state) {
