@@ -29,8 +29,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["sync", "mutant"],
     ),
     (
-        "environment: disk, clock, ids, entropy; the trace sink",
-        &["env", "trace"],
+        "environment: disk, clock, ids, entropy; the trace sink; typed ids",
+        &["env", "trace", "id"],
     ),
     (
         "vocabulary",
@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "signing",
             "error",
             "typestate",
+            "outcome",
         ],
     ),
     ("gates (vocabulary only)", &["guard", "pipeline"]),
@@ -66,6 +67,7 @@ const VOCABULARY: &[&str] = &[
     "signing",
     "error",
     "typestate",
+    "outcome",
 ];
 
 /// What each module may import from the crate (outside its own top-level module). A key with
@@ -80,8 +82,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("mutant", vec!["sync"]),
         ("env", vec!["sync"]),
         ("trace", vec!["sync"]),
+        // Typed ids draw fresh UUIDv7s from the environment's id source and clock.
+        ("id", vec!["env::Clock", "env::IdSource", "env::RandomIds", "env::SystemClock"]),
         ("coordinate", vec![]),
-        ("event", vec!["coordinate"]),
+        ("event", vec!["coordinate", "id"]),
         // A warning logged once per process needs one flag outside any model.
         (
             "payload_registry",
@@ -92,7 +96,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("region", vec!["coordinate", "event", "payload_registry"]),
         (
             "append",
-            vec!["coordinate", "event", "payload_registry", "region"],
+            vec!["id", "coordinate", "event", "payload_registry", "region"],
         ),
         (
             "signing",
@@ -128,6 +132,8 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "error",
             ],
         ),
+        // Upstream's algebraic result type: a pure value type that needs nothing of the crate.
+        ("outcome", vec![]),
         ("guard", VOCABULARY.to_vec()),
         ("pipeline", with_vocab(&["guard"])),
         ("codec", with_vocab(&["mutant"])),
