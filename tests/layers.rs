@@ -83,7 +83,15 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("env", vec!["sync"]),
         ("trace", vec!["sync"]),
         // Typed ids draw fresh UUIDv7s from the environment's id source and clock.
-        ("id", vec!["env::Clock", "env::IdSource", "env::RandomIds", "env::SystemClock"]),
+        (
+            "id",
+            vec![
+                "env::Clock",
+                "env::IdSource",
+                "env::RandomIds",
+                "env::SystemClock",
+            ],
+        ),
         ("coordinate", vec![]),
         ("event", vec!["coordinate", "id"]),
         // A warning logged once per process needs one flag outside any model.

@@ -577,6 +577,20 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
             true
         }
     }
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Whole(usize);
+    impl EventSourced for Whole {
+        type Input = JsonValueInput;
+        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
+            Some(Whole(events.len()))
+        }
+        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
+            self.0 += 1;
+        }
+        fn relevant_event_kinds() -> &'static [EventKind] {
+            &[]
+        }
+    }
     for supports in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
         let hints = Hints::default();
@@ -590,6 +604,10 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
         let last = store.append(&coord, EventKind::DATA, &2u8).unwrap();
         let got: Option<Count> = store.project("pf", &Freshness::Consistent).unwrap();
         assert_eq!(got, Some(Count(2)));
+        // A projection that is not incremental is folded whole from the log: the cache is
+        // not asked, so it gets no hint either (DIFFERENCES row 45).
+        let whole: Option<Whole> = store.project("pf", &Freshness::Consistent).unwrap();
+        assert_eq!(whole, Some(Whole(2)));
         let hints = hints.lock().unwrap().clone();
         if supports {
             assert_eq!(hints.len(), 1, "{hints:?}");
