@@ -12,7 +12,7 @@
 //! [`EventSourced::try_from_events`] are what the store replays through, and the derive
 //! generates them.
 
-use crate::event::{Event, EventKind, EventPayload};
+use crate::event_types::{Event, EventKind, EventPayload};
 use serde::de::DeserializeOwned;
 
 mod sealed {
@@ -507,5 +507,5 @@ pub(crate) mod msgpack_json {
 /// path, use [`TypedReactive`](crate::store::TypedReactive).
 pub trait Reactive<P> {
     /// The reactions to `event` (empty: none).
-    fn react(&self, event: &Event<P>) -> Vec<(crate::coordinate::Coordinate, EventKind, P)>;
+    fn react(&self, event: &Event<P>) -> Vec<(crate::coord::Coordinate, EventKind, P)>;
 }
