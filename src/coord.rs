@@ -334,32 +334,35 @@ mod tests {
     fn bad_coordinates_are_refused() {
         assert!(matches!(
             Coordinate::new("", "s"),
-            Err(CoordinateError::Empty { part: "entity" })
+            Err(CoordinateError::EmptyEntity)
         ));
         assert!(matches!(
             Coordinate::new("e", ""),
-            Err(CoordinateError::Empty { part: "scope" })
+            Err(CoordinateError::EmptyScope)
         ));
         assert!(matches!(
             Coordinate::new("a/b", "s"),
-            Err(CoordinateError::Forbidden { .. })
+            Err(CoordinateError::PathTraversal)
         ));
         assert!(matches!(
             Coordinate::new("a..b", "s"),
-            Err(CoordinateError::Forbidden { .. })
+            Err(CoordinateError::PathTraversal)
         ));
         assert!(matches!(
             Coordinate::new("a\0", "s"),
-            Err(CoordinateError::Forbidden { .. })
+            Err(CoordinateError::NulByte)
         ));
         assert!(matches!(
             Coordinate::new("a\n", "s"),
-            Err(CoordinateError::Forbidden { .. })
+            Err(CoordinateError::ControlChar)
         ));
         let long = "x".repeat(1025);
         assert!(matches!(
             Coordinate::new(&long, "s"),
-            Err(CoordinateError::TooLong { .. })
+            Err(CoordinateError::EntityTooLong {
+                len: 1025,
+                max: 1024
+            })
         ));
         assert!(Coordinate::new("x".repeat(1024), "s").is_ok());
     }
