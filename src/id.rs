@@ -4,6 +4,17 @@
 //!
 //! The store's own API takes and returns raw `u128` ids (as upstream's does); these types are
 //! for application code. Display and parse as `"<entity>:<32 hex digits>"`.
+//!
+//! ```
+//! use batpak::id::EntityIdType;
+//! batpak::define_entity_id!(OrderId, "order");
+//!
+//! let id = OrderId::new(0x2a);
+//! assert_eq!(id.to_string(), "order:0000000000000000000000000000002a");
+//! assert_eq!(id.to_string().parse::<OrderId>(), Ok(id));
+//! assert!("invoice:2a".parse::<OrderId>().is_err());
+//! assert_ne!(OrderId::now_v7(), OrderId::now_v7());
+//! ```
 
 use crate::env::{Clock, IdSource, RandomIds, SystemClock};
 use std::fmt;

@@ -746,6 +746,28 @@ impl Store<Open> {
     /// when dropped, and [`TypedReactorHandle::join`] reports why it ended (a payload that
     /// does not decode as `P` is `ReactorError::Decode`).
     ///
+    /// ```no_run
+    /// use batpak::event::Reactive;
+    /// use batpak::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// struct Audit;
+    /// impl Reactive<serde_json::Value> for Audit {
+    ///     fn react(&self, e: &Event<serde_json::Value>) -> Vec<(Coordinate, EventKind, serde_json::Value)> {
+    ///         let audit = Coordinate::new("audit", "shop").unwrap();
+    ///         vec![(audit, EventKind::custom(0xA, 2), serde_json::json!({ "saw": e.event_id().to_string() }))]
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), StoreError> {
+    /// let store = Arc::new(Store::open(StoreConfig::new("./data"))?);
+    /// let handle = store.react_loop(&Region::entity("order"), Audit)?;
+    /// // ... appends to "order" get an "audit" event each, exactly once ...
+    /// handle.stop_and_join().expect("the reactor ran to its stop");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`Store::react_loop_typed`].
     pub fn react_loop<P, R>(
