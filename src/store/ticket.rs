@@ -254,6 +254,22 @@ crate::sync::production_only! {
         ///   ticket: a later `wait`/`try_check` finds the channel empty and closed and answers
         ///   `WriterCrashed`, as upstream's would. Conversely an answer `try_check` already
         ///   took is kept by the ticket (`wait` returns it) and is no longer in the channel.
+        ///
+        /// ```
+        /// use batpak::prelude::*;
+        /// use std::time::Duration;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let dir = tempfile::tempdir()?;
+        /// let store = Store::open(StoreConfig::new(dir.path()))?;
+        /// let coord = Coordinate::new("order:1", "shop")?;
+        /// let ticket = store.submit(&coord, EventKind::custom(1, 1), &"placed")?;
+        /// // In async code: `ticket.receiver().recv_async().await`.
+        /// let receipt = ticket.receiver().recv_timeout(Duration::from_secs(30))??;
+        /// assert_eq!(store.get(receipt.event_id)?.event.payload, "placed");
+        /// store.close()?;
+        /// # Ok(()) }
+        /// ```
         pub fn receiver(
             &self,
         ) -> &crate::sync::channel::FlumeReceiver<Result<AppendReceipt, StoreError>> {
