@@ -619,3 +619,38 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
         store.close().unwrap();
     }
 }
+
+/// DIFFERENCES.md row 46: every log record takes a global sequence, so a batch's commit
+/// record leaves a gap between its last event and the next event.
+#[test]
+fn a_batch_commit_record_takes_a_global_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let coord = Coordinate::new("seq:1", "shape").unwrap();
+    let kind = EventKind::custom(0xF, 9);
+    store.append(&coord, kind, &1u8).unwrap();
+    let item = |n: u8| {
+        BatchAppendItem::new(
+            coord.clone(),
+            kind,
+            &n,
+            AppendOptions::default(),
+            CausationRef::None,
+        )
+        .unwrap()
+    };
+    store.append_batch(vec![item(2), item(3)]).unwrap();
+    store.append(&coord, kind, &4u8).unwrap();
+    let seqs: Vec<u64> = store
+        .stream("seq:1")
+        .iter()
+        .map(|e| e.global_sequence)
+        .collect();
+    let s = seqs[0];
+    assert_eq!(
+        seqs,
+        vec![s, s + 1, s + 2, s + 4],
+        "the commit record is s + 3"
+    );
+    store.close().unwrap();
+}
