@@ -251,8 +251,8 @@ crate::sync::production_only! {
         ///   one that must commit it (as upstream; `wait` answers `FenceTicketPending` instead,
         ///   DIFFERENCES row 14);
         /// - the channel carries one answer. An answer received from it is gone from the
-        ///   ticket: a later `wait`/`try_check` finds the channel empty and closed and answers
-        ///   `WriterCrashed`, as upstream's would. Conversely an answer `try_check` already
+        ///   ticket: a later `wait`/`try_check` finds the channel empty and, once the writer let
+        ///   go of its end, closed: `WriterCrashed`, as upstream's would. Conversely an answer `try_check` already
         ///   took is kept by the ticket (`wait` returns it) and is no longer in the channel.
         ///
         /// ```
