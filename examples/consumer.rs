@@ -64,5 +64,6 @@ fn main() -> Result<(), StoreError> {
         store.consumers()
     );
     assert_eq!(orders, invoices, "exactly one invoice per order");
-    store.close()
+    store.close()?;
+    Ok(())
 }

@@ -80,6 +80,7 @@ arbitrary = { version = "1", features = ["derive"] }
 fastrand = "2"
 loom = "0.7"
 serial_test = { version = "3.4", features = ["file_locks"] }
+trybuild = "1"
 tracing-subscriber = { version = "0.3", features = ["fmt", "std"] }
 # Upstream's own dependencies that its test files name directly (a test file of a package may
 # use the package's dependencies).
@@ -93,6 +94,12 @@ TOML
     [ "$kind" = test ] && printf 'harness = true\n'
   done
 } >"$crate/Cargo.toml"
+# trybuild resolves its fixtures (tests/ui/*.rs and their .stderr snapshots) against the
+# manifest directory: point it at upstream's.
+if [ "$mode" = tests ]; then
+  mkdir -p "$crate/tests"
+  ln -sfn "$upstream/tests/ui" "$crate/tests/ui"
+fi
 # Same dependency versions as this repository where they overlap.
 [ -f "$crate/Cargo.lock" ] || cp "$repo/Cargo.lock" "$crate/Cargo.lock"
 

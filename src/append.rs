@@ -154,6 +154,14 @@ impl AppendOptions {
         self.causation_id = Some(id);
         self
     }
+    /// [`AppendOptions::with_correlation`] from a typed id.
+    pub fn with_correlation_typed(self, id: crate::id::CorrelationId) -> Self {
+        self.with_correlation(crate::id::EntityIdType::as_u128(&id))
+    }
+    /// [`AppendOptions::with_causation`] from a typed id.
+    pub fn with_causation_typed(self, id: crate::id::CausationId) -> Self {
+        self.with_causation(crate::id::EntityIdType::as_u128(&id))
+    }
     /// Sets the flags.
     pub const fn with_flags(mut self, flags: u8) -> Self {
         self.flags = flags;
@@ -183,6 +191,13 @@ pub enum CausationRef {
     Absolute(u128),
     /// An earlier item of the same batch (0-based index).
     PriorItem(usize),
+}
+
+impl CausationRef {
+    /// [`CausationRef::Absolute`] from a typed id.
+    pub fn absolute_typed(id: crate::id::CausationId) -> Self {
+        Self::Absolute(crate::id::EntityIdType::as_u128(&id))
+    }
 }
 
 /// Proof that an event was written.

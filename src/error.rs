@@ -230,6 +230,10 @@ pub enum StoreError {
         /// The region asked for.
         expected: String,
     },
+    /// A [`ProjectionCache`](crate::store::ProjectionCache) implementation failed (upstream's
+    /// variant, for cache backends to report their own errors). Cache failures never fail a
+    /// projection: `project` logs them and replays from the log instead.
+    CacheFailed(Box<dyn std::error::Error + Send + Sync>),
     /// An event of the entity did not decode while a projection replayed it
     /// (INV-PROJECTION: never a panic, never a silently skipped event).
     ProjectionDecode {
@@ -399,6 +403,7 @@ impl StoreError {
                 stored: stored.clone(),
                 expected: expected.clone(),
             },
+            Self::CacheFailed(e) => Self::CacheFailed(e.to_string().into()),
             Self::ProjectionDecode {
                 entity,
                 event_id,
@@ -560,6 +565,7 @@ impl fmt::Display for StoreError {
                 f,
                 "checkpoint {id:?} was committed for region {stored}, not {expected}"
             ),
+            Self::CacheFailed(e) => write!(f, "cache error: {e}"),
             Self::ProjectionDecode {
                 entity,
                 event_id,
@@ -584,6 +590,7 @@ impl std::error::Error for StoreError {
             Self::BatchFailed { source, .. } => Some(source.as_ref()),
             Self::EventPayloadRegistry(e) => Some(e),
             Self::ProjectionDecode { source, .. } => Some(source.as_ref()),
+            Self::CacheFailed(e) => Some(e.as_ref()),
             _ => None,
         }
     }

@@ -109,9 +109,11 @@ pub(crate) mod trace;
 pub mod env;
 
 pub mod append;
+pub(crate) mod coord;
 pub mod coordinate;
 pub mod error;
 pub mod event;
+pub(crate) mod event_types;
 pub(crate) mod payload_registry;
 pub mod region;
 pub mod signing;
@@ -129,6 +131,8 @@ pub(crate) mod recovery;
 pub mod store;
 
 pub mod guard;
+pub mod id;
+pub mod outcome;
 pub mod pipeline;
 
 pub mod prelude;

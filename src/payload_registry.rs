@@ -9,7 +9,7 @@
 //! plain impl); [`Store::register_payload`](crate::store::Store::register_payload) checks those
 //! per store.
 
-use crate::event::EventKind;
+use crate::event_types::EventKind;
 use crate::sync::process::{AtomicBool, Ordering};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -14,6 +14,7 @@ pub use crate::event::{
 };
 pub use crate::guard::{DecisionTrace, Denial, Gate, GateDecision, GateOutcome, GateSet, Receipt};
 pub use crate::index::IndexEntry;
+pub use crate::outcome::{ErrorKind, Outcome, OutcomeError};
 pub use crate::pipeline::{
     BypassAudit, BypassReason, BypassReceipt, CommitMetadata, Committed, Pipeline, Proposal,
 };
@@ -24,8 +25,9 @@ pub use crate::store::{
 };
 pub use crate::store::{
     AppendOptions, AppendReceipt, AppendTicket, BatchAppendItem, BatchAppendTicket, CausationRef,
-    DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox, ReadOnly, Store,
-    StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind, WriterPressure,
+    Closed, DenialReceipt, DenialRecord, DurabilityGate, Frontier, HlcPoint, Open, Outbox,
+    ReadOnly, Store, StoreConfig, StoreStats, SyncMode, VisibilityFence, WatermarkKind,
+    WriterPressure,
 };
 pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
 pub use crate::store::{

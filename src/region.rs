@@ -1,6 +1,6 @@
 //! Regions: what a query selects (an entity namespace, a scope, kinds, an entity clock range).
 
-use crate::coordinate::Coordinate;
+use crate::coord::Coordinate;
 use crate::event::EventKind;
 
 /// Which kinds a region selects.

@@ -12,7 +12,7 @@
 //! [`EventSourced::try_from_events`] are what the store replays through, and the derive
 //! generates them.
 
-use crate::event::{Event, EventKind, EventPayload};
+use crate::event_types::{Event, EventKind, EventPayload};
 use serde::de::DeserializeOwned;
 
 mod sealed {
@@ -498,4 +498,14 @@ pub(crate) mod msgpack_json {
             assert_eq!(decode(&bytes), Some(want));
         }
     }
+}
+
+/// Upstream's plain reactor: given an event, the events to write in reaction, each as
+/// `(coordinate, kind, payload)`. [`Store::react_loop`](crate::store::Store::react_loop) runs
+/// one on a thread; each reaction is written caused by (and correlated with) its source event,
+/// exactly once (see [`crate::store::delivery::reactor`]). For typed payloads and an error
+/// path, use [`TypedReactive`](crate::store::TypedReactive).
+pub trait Reactive<P> {
+    /// The reactions to `event` (empty: none).
+    fn react(&self, event: &Event<P>) -> Vec<(crate::coord::Coordinate, EventKind, P)>;
 }

@@ -48,6 +48,18 @@ use loom as backend;
 #[cfg(all(shuttle, not(loom)))]
 use shuttle as backend;
 
+/// Keeps the items it wraps in production builds only (not under `--cfg loom`/`shuttle`), so
+/// code outside the shim never names the model cfgs: for upstream's raw `flume` accessors.
+macro_rules! production_only {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(any(loom, shuttle)))]
+            $item
+        )*
+    };
+}
+pub(crate) use production_only;
+
 /// `true` when compiled under a model checker (`--cfg loom` or `--cfg shuttle`).
 ///
 /// Lets other modules shrink workloads or skip wall-clock behaviour without naming a `cfg`.
@@ -143,6 +155,11 @@ pub mod channel {
     pub use super::channel_error::{
         RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
     };
+
+    /// The `flume` receiver the production [`Receiver`] wraps (see `Receiver::as_flume`): the
+    /// type of upstream's raw `AppendTicket::receiver()` accessor. Production builds only.
+    #[cfg(not(any(loom, shuttle)))]
+    pub type FlumeReceiver<T> = flume::Receiver<T>;
 }
 
 /// Per-thread state: the mutant build's codec seed (`crate::mutant::seed_thread`). Plain std

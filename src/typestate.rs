@@ -239,3 +239,10 @@ macro_rules! define_typestate {
         }
     };
 }
+
+/// Upstream's module path for the transition types
+/// (`batpak::typestate::transition::{StateMarker, Transition}`, `transition::sealed::Sealed`).
+pub mod transition {
+    pub use super::sealed;
+    pub use super::{StateMarker, Transition};
+}

@@ -155,3 +155,44 @@ fn a_panicking_handler_is_restarted_within_its_budget_and_then_join_reports_the_
         Err(StoreError::InvalidCheckpointId { .. })
     ));
 }
+
+#[test]
+fn a_worker_without_a_checkpoint_restarts_after_the_last_batch_it_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(StoreConfig::new(tmp.path())).unwrap());
+    let seqs: Vec<u64> = (0..4u32)
+        .map(|i| store.append(&coord(), KIND, &i).unwrap().sequence)
+        .collect();
+    let mut cfg = CursorWorkerConfig::default();
+    cfg.batch_size = 1;
+    cfg.restart = RestartPolicy::Bounded {
+        max_restarts: 2,
+        within_ms: 60_000,
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (panic_at, last) = (seqs[2], seqs[3]);
+    let w = {
+        let seen = Arc::clone(&seen);
+        let panicked = std::sync::atomic::AtomicBool::new(false);
+        store
+            .cursor_worker(&Region::entity("w"), cfg, move |batch, _, _| {
+                let s = batch[0].global_sequence;
+                seen.lock().unwrap().push(s);
+                if s == panic_at && !panicked.swap(true, Ordering::SeqCst) {
+                    panic!("once, on the third event");
+                }
+                if s == last {
+                    CursorWorkerAction::Stop
+                } else {
+                    CursorWorkerAction::Continue
+                }
+            })
+            .unwrap()
+    };
+    w.join().unwrap();
+    // The batch it panicked on comes again; the finished ones do not.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![seqs[0], seqs[1], seqs[2], seqs[2], seqs[3]]
+    );
+}

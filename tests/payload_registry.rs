@@ -50,7 +50,7 @@ fn the_clash_names_both_types_with_their_modules_and_crate() {
         "{c}"
     );
     let text = err.to_string();
-    for needle in ["billing::InvoicePaid", "shipping::ParcelShipped", "0xa077"] {
+    for needle in ["billing::InvoicePaid", "shipping::ParcelShipped", "0xA077"] {
         assert!(text.contains(needle), "{needle} missing from: {text}");
     }
     assert!(!text.contains("Unrelated"), "{text}");

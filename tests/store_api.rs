@@ -555,19 +555,38 @@ fn invalid_coordinates_are_refused_with_a_coordinate_error() {
     }
     assert!(matches!(
         Coordinate::new("", "s"),
-        Err(CoordinateError::Empty { .. })
+        Err(CoordinateError::EmptyEntity)
+    ));
+    assert!(matches!(
+        Coordinate::new("e", ""),
+        Err(CoordinateError::EmptyScope)
     ));
     assert!(matches!(
         Coordinate::new(&long, "s"),
-        Err(CoordinateError::TooLong { len: 1025, .. })
+        Err(CoordinateError::EntityTooLong {
+            len: 1025,
+            max: 1024
+        })
+    ));
+    assert!(matches!(
+        Coordinate::new("e", &long),
+        Err(CoordinateError::ScopeTooLong { len: 1025, .. })
     ));
     assert!(matches!(
         Coordinate::new("a/b", "s"),
-        Err(CoordinateError::Forbidden { .. })
+        Err(CoordinateError::PathTraversal)
+    ));
+    assert!(matches!(
+        Coordinate::new("a", "x..y"),
+        Err(CoordinateError::PathTraversal)
+    ));
+    assert!(matches!(
+        Coordinate::new("a\x7f", "s"),
+        Err(CoordinateError::ControlChar)
     ));
     assert!(matches!(
         Coordinate::new("a\0", "s"),
-        Err(CoordinateError::Forbidden { .. })
+        Err(CoordinateError::NulByte)
     ));
     // Exactly 1024 bytes and namespaced names are fine.
     let max = "y".repeat(1024);

@@ -182,6 +182,85 @@ fn submit_tickets_wait_and_try_check_return_option_of_result() -> TestResult {
     Ok(())
 }
 
+/// DIFFERENCES.md row 16: `receiver()` hands out the writer's reply channel with upstream's
+/// type. An answer received from it is gone from the ticket (`try_check` then finds the
+/// channel empty, then closed: `WriterCrashed`, as upstream's); one `try_check` took is kept by the ticket.
+#[test]
+fn ticket_receivers_are_upstreams_flume_reply_channels() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let coord = Coordinate::new("player:receiver", "room:raw")?;
+    let kind = EventKind::custom(0xF, 5);
+    let limit = std::time::Duration::from_secs(30);
+
+    let ticket = store.submit(&coord, kind, &serde_json::json!({"n": 1}))?;
+    let rx: &flume::Receiver<Result<AppendReceipt, StoreError>> = ticket.receiver();
+    let receipt = rx.recv_timeout(limit)??;
+    assert_eq!(store.get(receipt.event_id)?.event.payload["n"], 1);
+    // The writer drops its end right after answering: `None` until then, `WriterCrashed` after.
+    assert!(
+        matches!(
+            ticket.try_check(),
+            None | Some(Err(StoreError::WriterCrashed))
+        ),
+        "the answer was taken from the channel"
+    );
+
+    let batch = store.submit_batch(vec![BatchAppendItem::new(
+        coord.clone(),
+        kind,
+        &serde_json::json!({"n": 2}),
+        AppendOptions::default(),
+        CausationRef::None,
+    )?])?;
+    let brx: &flume::Receiver<Result<Vec<AppendReceipt>, StoreError>> = batch.receiver();
+    assert_eq!(brx.recv_timeout(limit)??.len(), 1);
+
+    // An answer `try_check` took stays with the ticket and is no longer in the channel.
+    let kept = store.submit(&coord, kind, &serde_json::json!({"n": 3}))?;
+    let mut first = None;
+    for _ in 0..30_000 {
+        first = kept.try_check();
+        if first.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let first = first.expect("the writer answers")?;
+    assert!(kept.receiver().try_recv().is_err());
+    assert_eq!(kept.wait()?.event_id, first.event_id);
+    store.close()?;
+    Ok(())
+}
+
+/// DIFFERENCES.md rows 14 and 16: the raw channel of a fenced ticket has no fence-pending
+/// answer (it stays empty until the fence ends) and carries upstream's cancellation answer.
+#[test]
+fn a_fenced_tickets_receiver_answers_at_cancel_not_before() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir)?;
+    let coord = Coordinate::new("player:receiver", "room:fenced")?;
+    let kind = EventKind::custom(0xF, 6);
+    let fence = store.begin_visibility_fence()?;
+    let ticket = fence.submit(&coord, kind, &serde_json::json!({"n": 1}))?;
+    store.sync()?;
+    assert!(matches!(
+        ticket.receiver().try_recv(),
+        Err(flume::TryRecvError::Empty)
+    ));
+    fence.cancel()?;
+    let answer = ticket
+        .receiver()
+        .recv_timeout(std::time::Duration::from_secs(30))?;
+    assert!(
+        matches!(answer, Err(StoreError::VisibilityFenceCancelled)),
+        "{answer:?}"
+    );
+    assert_eq!(store.by_fact(kind).len(), 0);
+    store.close()?;
+    Ok(())
+}
+
 /// DIFFERENCES.md row 14: a fenced ticket resolves at `commit()` here (upstream: once the
 /// event is durable, before commit), so upstream's `visibility_fence` example, which waits
 /// on the ticket before committing, blocks with this crate. Everything else it does is the

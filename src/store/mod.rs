@@ -38,8 +38,8 @@ pub use delivery::{
     TypedReactive, TypedReactorHandle,
 };
 pub use delivery::{
-    CheckpointId, Consumer, ConsumerInfo, Cursor, Notification, RecvError, Subscription,
-    SubscriptionOps,
+    CheckpointId, Consumer, ConsumerInfo, Cursor, IdempotencyKey, Notification, ObservedOnce,
+    RecvError, Subscription, SubscriptionOps,
 };
 pub use fence::VisibilityFence;
 pub use lifecycle::{CloseCompleted, OpenCompleted, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
@@ -73,6 +73,11 @@ use std::marker::PhantomData;
 /// Marker: a store open for reading and writing.
 #[derive(Debug, Clone, Copy)]
 pub struct Open;
+
+/// Marker: a store that [`Store::close`] shut down cleanly (the writer drained and synced,
+/// the lock released). Upstream's typestate marker; it carries nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
 
 /// Marker: a store open for reading only ([`Store::<ReadOnly>::open_read_only`]): every read,
 /// no write, no writer thread, a shared directory lock.
@@ -215,4 +220,11 @@ impl<S> std::fmt::Debug for Store<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("dir", &self.cfg.dir).finish()
     }
+}
+
+/// Upstream's module path for the typed reactor's handle and error
+/// (`batpak::store::reactor_typed::TypedReactorHandle`); the items live in
+/// [`delivery::reactor`].
+pub mod reactor_typed {
+    pub use super::delivery::reactor::{ReactorConfig, ReactorError, TypedReactorHandle};
 }

@@ -93,10 +93,11 @@ impl<S: StoreState> Store<S> {
     /// with a warning if the writer cannot write any more), then stops the writer after it has
     /// drained its queue (an open fence is cancelled), syncs and releases the directory lock. A
     /// read-only store has no writer: it releases its shared lock (what dropping either does
-    /// too).
-    pub fn close(mut self) -> Result<(), StoreError> {
+    /// too). On success it returns the [`Closed`](super::Closed) marker (upstream's shape:
+    /// `let _closed: Closed = store.close()?;`).
+    pub fn close(mut self) -> Result<super::Closed, StoreError> {
         S::before_close(&self);
-        self.shutdown()
+        self.shutdown().map(|()| super::Closed)
     }
 }
 

@@ -237,3 +237,57 @@ impl BatchAppendTicket {
         self.answer.poll()
     }
 }
+
+crate::sync::production_only! {
+    impl AppendTicket {
+        /// The writer's reply channel itself, for async interop
+        /// (`receiver().recv_async().await`) or deadline waits (`recv_timeout`), as upstream
+        /// offers it. Production builds only: the model-checked builds (`--cfg loom`,
+        /// `--cfg shuttle`) use the `sync` facade's own channel, which is not a `flume` one.
+        ///
+        /// The trade-offs of bypassing [`wait`](Self::wait):
+        /// - no fence-pending check: on a thread that holds this ticket's open fence, a
+        ///   blocking receive waits until the fence ends, that is forever if that thread is the
+        ///   one that must commit it (as upstream; `wait` answers `FenceTicketPending` instead,
+        ///   DIFFERENCES row 14);
+        /// - the channel carries one answer. An answer received from it is gone from the
+        ///   ticket: a later `wait`/`try_check` finds the channel empty and, once the writer let
+        ///   go of its end, closed: `WriterCrashed`, as upstream's would. Conversely an answer `try_check` already
+        ///   took is kept by the ticket (`wait` returns it) and is no longer in the channel.
+        ///
+        /// ```
+        /// use batpak::prelude::*;
+        /// use std::time::Duration;
+        ///
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let dir = tempfile::tempdir()?;
+        /// let store = Store::open(StoreConfig::new(dir.path()))?;
+        /// let coord = Coordinate::new("order:1", "shop")?;
+        /// let ticket = store.submit(&coord, EventKind::custom(1, 1), &"placed")?;
+        /// // In async code: `ticket.receiver().recv_async().await`.
+        /// let receipt = ticket.receiver().recv_timeout(Duration::from_secs(30))??;
+        /// assert_eq!(store.get(receipt.event_id)?.event.payload, "placed");
+        /// store.close()?;
+        /// # Ok(()) }
+        /// ```
+        pub fn receiver(
+            &self,
+        ) -> &crate::sync::channel::FlumeReceiver<Result<AppendReceipt, StoreError>> {
+            self.answer.rx.as_flume()
+        }
+    }
+}
+
+crate::sync::production_only! {
+    impl BatchAppendTicket {
+        /// The writer's reply channel itself, for async interop (`recv_async`) or deadline
+        /// waits (`recv_timeout`), as upstream offers it. Production builds only; the
+        /// trade-offs of [`AppendTicket::receiver`] apply (no fence-pending check, and an
+        /// answer received from the channel is no longer available to `wait`/`try_check`).
+        pub fn receiver(
+            &self,
+        ) -> &crate::sync::channel::FlumeReceiver<Result<Vec<AppendReceipt>, StoreError>> {
+            self.answer.rx.as_flume()
+        }
+    }
+}

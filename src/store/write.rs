@@ -142,6 +142,36 @@ impl Store<Open> {
         self.append_reaction(coord, T::KIND, payload, correlation_id, causation_id)
     }
 
+    /// Appends an atomic batch of reactions (upstream's `append_reaction_batch`): every item
+    /// joins conversation `correlation_id`, and an item that names no cause of its own (no
+    /// `causation_id` in its options and `CausationRef::None`) is caused by `causation_id`.
+    /// All become visible together or none does, as [`Store::append_batch`].
+    ///
+    /// # Errors
+    /// As [`Store::append_batch`] (an unknown `causation_id` is `UnknownCausation` unless
+    /// the store accepts external causes).
+    pub fn append_reaction_batch(
+        &self,
+        correlation_id: u128,
+        causation_id: u128,
+        items: Vec<BatchAppendItem>,
+    ) -> Result<Vec<AppendReceipt>, StoreError> {
+        let items = items
+            .into_iter()
+            .map(|mut it| {
+                let o = &mut it.item.options;
+                o.correlation_id = Some(correlation_id);
+                if o.causation_id.is_none()
+                    && matches!(it.item.causation_ref, crate::append::CausationRef::None)
+                {
+                    o.causation_id = Some(causation_id);
+                }
+                it
+            })
+            .collect();
+        self.append_batch(items)
+    }
+
     /// Appends an atomic batch: all events become visible together or none does.
     pub fn append_batch(
         &self,

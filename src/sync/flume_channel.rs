@@ -131,6 +131,14 @@ impl<T> Receiver<T> {
     pub fn is_disconnected(&self) -> bool {
         self.0.is_disconnected()
     }
+
+    /// The wrapped `flume` receiver, for the production-only raw accessors upstream offers
+    /// (`AppendTicket::receiver`); the model arms have no such method, so callers are
+    /// `#[cfg(not(any(loom, shuttle)))]` themselves.
+    #[inline]
+    pub fn as_flume(&self) -> &flume::Receiver<T> {
+        &self.0
+    }
 }
 
 impl<T> Clone for Receiver<T> {

@@ -17,6 +17,7 @@
 
 pub mod consumer;
 pub mod cursor;
+pub mod observation;
 pub mod reactor;
 pub mod subscription;
 pub mod worker;
@@ -30,6 +31,7 @@ use crate::writer::shared::Shared;
 
 pub use consumer::{CheckpointId, Consumer, ConsumerInfo};
 pub use cursor::{Cursor, CursorGapConfig, GapObservation};
+pub use observation::{IdempotencyKey, ObservedOnce};
 pub use reactor::{
     MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, TypedReactive,
     TypedReactorHandle,

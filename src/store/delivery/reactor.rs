@@ -156,8 +156,8 @@ pub enum MultiDispatchError<E: std::error::Error + Send + Sync + 'static> {
 impl<E: std::error::Error + Send + Sync + 'static> std::fmt::Display for MultiDispatchError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::User(e) => write!(f, "reactor handler failed: {e}"),
-            Self::Decode(e) => write!(f, "reactor could not decode an event: {e}"),
+            Self::User(e) => write!(f, "multi-reactor user error: {e}"),
+            Self::Decode(e) => write!(f, "multi-reactor decode failure: {e}"),
         }
     }
 }
@@ -416,6 +416,49 @@ impl<I: ProjectionInput, R: MultiReactive<I>> Dispatch for Multi<I, R> {
                 MultiDispatchError::User(e) => ReactorError::User(e),
                 MultiDispatchError::Decode(e) => ReactorError::Decode(e),
             })
+    }
+}
+
+/// Upstream's plain [`Reactive`](crate::sourcing::Reactive) reactor: every kind, payloads
+/// decoded from MessagePack as `P`, reactions staged as untyped items.
+struct Plain<P, R>(R, PhantomData<fn() -> P>);
+
+impl<P, R> Dispatch for Plain<P, R>
+where
+    P: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: crate::sourcing::Reactive<P> + Send + 'static,
+{
+    type Error = std::convert::Infallible;
+    fn wants(&self, _kind: EventKind) -> bool {
+        true
+    }
+    fn handle(
+        &mut self,
+        event: &StoredEvent<Vec<u8>>,
+        out: &mut ReactionBatch,
+        _witness: Option<&AtLeastOnce>,
+    ) -> Result<(), ReactorError<Self::Error>> {
+        let kind = event.event.header.event_kind;
+        let payload: P = rmp_serde::from_slice(&event.event.payload)
+            .map_err(|e| ReactorError::Decode(decode_failure(kind, DecodeSource::Msgpack(e))))?;
+        let view = Event {
+            header: event.event.header.clone(),
+            payload,
+            hash_chain: event.event.hash_chain,
+        };
+        for (coord, kind, payload) in self.0.react(&view) {
+            out.items.push(
+                BatchAppendItem::new(
+                    coord,
+                    kind,
+                    &payload,
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .map_err(ReactorError::Store)?,
+            );
+        }
+        Ok(())
     }
 }
 
@@ -690,6 +733,60 @@ impl Store<Open> {
     {
         let id = identity::<R>(region);
         spawn(self, region, config, Multi(reactor, PhantomData), id)
+    }
+
+    /// Runs upstream's plain [`Reactive`](crate::sourcing::Reactive) reactor on a thread over
+    /// every event of `region`, each payload decoded from MessagePack as `P` (upstream's
+    /// `react_loop` takes `Reactive<serde_json::Value>`, which this covers). Each reaction is
+    /// caused by its source event and joins its correlation; with [`ReactorConfig::default`]
+    /// (no checkpoint) each gets a deterministic idempotency key, so reactions are written
+    /// exactly once even when the reactor replays after a restart.
+    ///
+    /// Upstream returns a `std::thread::JoinHandle<()>`; here the handle stops the thread
+    /// when dropped, and [`TypedReactorHandle::join`] reports why it ended (a payload that
+    /// does not decode as `P` is `ReactorError::Decode`).
+    ///
+    /// ```no_run
+    /// use batpak::event::Reactive;
+    /// use batpak::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// struct Audit;
+    /// impl Reactive<serde_json::Value> for Audit {
+    ///     fn react(&self, e: &Event<serde_json::Value>) -> Vec<(Coordinate, EventKind, serde_json::Value)> {
+    ///         let audit = Coordinate::new("audit", "shop").unwrap();
+    ///         vec![(audit, EventKind::custom(0xA, 2), serde_json::json!({ "saw": e.event_id().to_string() }))]
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), StoreError> {
+    /// let store = Arc::new(Store::open(StoreConfig::new("./data"))?);
+    /// let handle = store.react_loop(&Region::entity("order"), Audit)?;
+    /// // ... appends to "order" get an "audit" event each, exactly once ...
+    /// handle.stop_and_join().expect("the reactor ran to its stop");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Store::react_loop_typed`].
+    pub fn react_loop<P, R>(
+        self: &StdArc<Self>,
+        region: &Region,
+        reactor: R,
+    ) -> Result<TypedReactorHandle<std::convert::Infallible>, StoreError>
+    where
+        P: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        R: crate::sourcing::Reactive<P> + Send + 'static,
+    {
+        let id = identity::<R>(region);
+        spawn(
+            self,
+            region,
+            ReactorConfig::default(),
+            Plain(reactor, PhantomData),
+            id,
+        )
     }
 
     /// [`Store::react_loop_multi`] for a reactor on the raw lane (`input = RawMsgpackInput`).

@@ -151,12 +151,18 @@ pub(crate) fn restart_allowed(policy: &RestartPolicy, restarts: &mut Vec<Instant
 }
 
 /// One run of the worker until it stops, fails or its handler panics (`Err(None)`).
+///
+/// `finished` is the last sequence of the last batch the handler finished, kept across runs:
+/// without a checkpoint, a run restarted after a panic resumes after it (the panicking batch
+/// comes again, the finished ones do not). With a checkpoint the consumer resumes after its
+/// last commit, which is the same place.
 fn run<F>(
     store: &Store<Open>,
     region: &Region,
     cfg: &CursorWorkerConfig,
     stop: &AtomicBool,
     handler: &mut F,
+    finished: &mut Option<u64>,
 ) -> Result<(), Option<StoreError>>
 where
     F: FnMut(&[IndexEntry], &Store<Open>, Option<&AtLeastOnce>) -> CursorWorkerAction,
@@ -168,6 +174,9 @@ where
     };
     let witness = cfg.checkpoint_id.clone().map(AtLeastOnce);
     let mut cursor = store.cursor_guaranteed(region);
+    if finished.is_some() {
+        cursor.seek(*finished);
+    }
     cursor.set_gap_config(cfg.gap_observation);
     if let Some(c) = consumer.as_mut() {
         c.cursor_mut().set_gap_config(cfg.gap_observation);
@@ -199,6 +208,7 @@ where
             handler(&events, store, witness.as_ref())
         }))
         .map_err(|_| None)?;
+        *finished = events.last().map(|e| e.global_sequence);
         if action == CursorWorkerAction::StopWithRollback {
             return Ok(());
         }
@@ -216,8 +226,9 @@ impl Store<Open> {
     /// Runs `handler` on a thread over `region`'s events in order, in batches. Without a
     /// checkpoint id it starts at the beginning of the log; with one it is a durable consumer
     /// (resumes after its checkpoint, commits each accepted batch). A panicking handler is
-    /// restarted (from the checkpoint) as `config.restart` allows; once the budget is spent
-    /// the worker ends and `join()` reports `ConsumerPanicked`.
+    /// restarted as `config.restart` allows, after the last batch it finished (the batch it
+    /// panicked on comes again; with a checkpoint that is the last commit); once the budget
+    /// is spent the worker ends and `join()` reports `ConsumerPanicked`.
     pub fn cursor_worker<F>(
         self: &StdArc<Self>,
         region: &Region,
@@ -240,8 +251,16 @@ impl Store<Open> {
             .name("batpak-cursor-worker".into())
             .spawn(move || {
                 let mut restarts: Vec<Instant> = Vec::new();
+                let mut finished = None;
                 loop {
-                    match run(&store, &region, &config, &stop_thread, &mut handler) {
+                    match run(
+                        &store,
+                        &region,
+                        &config,
+                        &stop_thread,
+                        &mut handler,
+                        &mut finished,
+                    ) {
                         Ok(()) => return Ok(()),
                         Err(Some(e)) => return Err(e),
                         Err(None) => {
@@ -252,7 +271,10 @@ impl Store<Open> {
                                         .into(),
                                 });
                             }
-                            tracing::warn!("cursor worker: handler panicked, restarting");
+                            tracing::warn!(
+                                resume_after = ?finished,
+                                "cursor worker: handler panicked, restarting after the last finished batch"
+                            );
                         }
                     }
                 }

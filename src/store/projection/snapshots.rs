@@ -201,8 +201,15 @@ impl Projections {
         cfg.projection_snapshots.unwrap_or(SnapshotPolicy::OFF)
     }
 
-    /// Candidate snapshots for `key`: the in-memory one, then the cache's row.
-    pub(crate) fn lookup(&self, key: &SnapshotKey, identity: Option<(u64, u128)>) -> Vec<Snapshot> {
+    /// Candidate snapshots for `key`: the in-memory one, then the cache's row. A cache that
+    /// advertises `supports_prefetch` is first told which row is coming and the watermark
+    /// the fold hopes for (`predicted`, the last relevant event's sequence).
+    pub(crate) fn lookup(
+        &self,
+        key: &SnapshotKey,
+        identity: Option<(u64, u128)>,
+        predicted: u64,
+    ) -> Vec<Snapshot> {
         let mut out = Vec::new();
         {
             let mut t = self.table.lock();
@@ -216,7 +223,19 @@ impl Projections {
             }
         }
         if let (Some(cache), Some(identity)) = (self.cache(), identity) {
-            match cache.get(&key.cache_key(identity)) {
+            let row_key = key.cache_key(identity);
+            if cache.capabilities().supports_prefetch {
+                let hint = CacheMeta {
+                    watermark: predicted,
+                    cached_at_us: 0,
+                    cached_at_mono_ns: None,
+                    process_boot_ns: None,
+                };
+                if let Err(error) = cache.prefetch(&row_key, hint) {
+                    tracing::warn!(%error, "projection cache prefetch failed; ignored");
+                }
+            }
+            match cache.get(&row_key) {
                 Ok(Some((value, meta))) => match Snapshot::from_row(&value, &meta) {
                     Some(s) => out.push(s),
                     None => tracing::warn!("projection cache row is too short; ignored"),

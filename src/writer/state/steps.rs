@@ -882,11 +882,12 @@ fn batch_failed(i: usize, stage: BatchStage, e: StoreError) -> StoreError {
     }
 }
 
-/// The batch's size limits (events, payload bytes).
+/// The batch's size limits (events, payload bytes). Both are the whole batch's fault, so
+/// both are reported at item 0 (upstream's boundary).
 fn check_batch_limits(items: &[AppendItem], limits: Limits) -> Result<(), StoreError> {
     if items.len() > limits.batch_max_size {
         return Err(batch_failed(
-            items.len() - 1,
+            0,
             BatchStage::Validation,
             StoreError::TooLarge {
                 what: "batch (events)",
