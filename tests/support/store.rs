@@ -39,7 +39,9 @@ pub fn open_shared(dir: &Path, cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> 
 /// Closes a shared store; panics if another handle (a reactor, a watcher) still holds it.
 pub fn close_shared(store: Arc<Store>) {
     match Arc::try_unwrap(store) {
-        Ok(s) => s.close().unwrap_or_else(|e| panic!("close: {e}")),
+        Ok(s) => {
+            s.close().unwrap_or_else(|e| panic!("close: {e}"));
+        }
         Err(_) => panic!("another handle still holds the store"),
     }
 }
