@@ -6,6 +6,7 @@
 
 mod applied;
 mod batch;
+mod compaction;
 mod config;
 mod config_compat;
 pub mod delivery;
@@ -27,6 +28,9 @@ mod write;
 
 pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
+pub use compaction::{
+    CompactionConfig, CompactionOutcome, CompactionResult, CompactionStrategy, RetentionPredicate,
+};
 pub use config::{
     BatchConfig, ExtraConfig, IndexConfig, RestartPolicy, StoreConfig, SyncConfig, SyncMode,
     WriterConfig, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,
