@@ -13,8 +13,9 @@
 //! * **Units.** A batch or fence is kept or dropped whole: dropped only when every event of it
 //!   is dropped (or it can never become visible: a cancelled fence, a batch or fence a crash
 //!   left unfinished and that other records follow). A unit whose end is not in the sealed
-//!   segments (an open fence, a batch that continues in the active segment) is copied as it
-//!   is: compaction never decides or publishes it.
+//!   segments (an open fence, a batch that continues in the active segment) is left alone:
+//!   compaction stops before the segment where it begins, so its files, positions and fate
+//!   stay exactly as they were.
 //! * **Crash safety.** The new segment is written to `<last>.seg.compact`, synced, renamed over
 //!   the last sealed segment and the directory synced; only then are the other sealed
 //!   segments removed. A crash before the rename leaves the old segments (the stray
@@ -206,7 +207,8 @@ impl Store<Open> {
     ///   cursors and consumers simply never see the removed ones (INV-COMPACTION,
     ///   INV-STABLE-SEQ).
     /// * Atomic batches and fences are kept or dropped whole; a fence still open (or a unit
-    ///   that continues in the active segment) is copied untouched, never published.
+    ///   that continues in the active segment) is left untouched, never published: compaction
+    ///   stops before the segment where it begins.
     /// * Consumer checkpoints survive (only ones a later checkpoint of the same consumer
     ///   superseded are removed), and so do the idempotency keys of kept events.
     /// * A crash at any point leaves a store that recovers to the state before or after.
@@ -262,7 +264,28 @@ impl Store<Open> {
             );
             return Ok(CompactionResult::skipped());
         }
-        let recs = records(&sealed)?;
+        let mut recs = records(&sealed)?;
+        // A unit still open (a fence, a batch continuing in the active segment) keeps its
+        // segment and everything after it as it is: the writer holds the positions of its
+        // events until it publishes them.
+        let (mut sealed, mut end) = (sealed, end);
+        let status = unit_status(&recs);
+        if let Some(open) = recs
+            .iter()
+            .find(|r| status.get(&r.key) == Some(&Status::Open))
+        {
+            let seg = open.seg;
+            end = sealed[seg].header.first_seq;
+            sealed.truncate(seg);
+            recs.retain(|r| r.seg < seg);
+            tracing::info!(
+                segment = seg,
+                "compaction stops before the segment of a unit still open"
+            );
+        }
+        if sealed.is_empty() {
+            return Ok(CompactionResult::skipped());
+        }
         let drop = self.decide(&recs, &config.strategy, end)?;
         let last = sealed.len() - 1;
         let out_id = sealed[last].id;
