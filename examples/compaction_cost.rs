@@ -1,7 +1,8 @@
 //! What compaction costs and reclaims on a large store.
 //!
 //! Fills a store in a temporary directory (real files) with N events (default 1,000,000, in
-//! batches of 1000, 100 entities, a ~100-byte payload, 8 MiB segments), then compacts it:
+//! batches of 1000 events of one entity each, 100 entities, a ~100-byte payload, 8 MiB
+//! segments), then compacts it:
 //! first `Merge` (every record copied, nothing dropped), then `Retention` keeping the newest
 //! half, then `Tombstone` of 10 of the 100 entities. Prints for each the time, the records
 //! per second and the bytes reclaimed, and the reopen time of the compacted store.
@@ -47,8 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while i < n {
         let items = (i..(i + 1000).min(n))
             .map(|k| {
+                // One entity per batch: units are kept or dropped whole, so a tombstone of
+                // an entity frees the batches that hold only its events.
                 BatchAppendItem::new(
-                    coords[(k % 100) as usize].clone(),
+                    coords[((k / 1000) % 100) as usize].clone(),
                     kind,
                     &(k, &filler),
                     AppendOptions::default(),
@@ -104,11 +107,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tombstone",
         CompactionConfig {
             strategy: CompactionStrategy::Tombstone(Box::new(|e| {
-                !e.coordinate
+                e.coordinate
                     .entity()
                     .strip_prefix("account:")
                     .and_then(|s| s.parse::<u32>().ok())
-                    .is_some_and(|k| k < 10)
+                    .is_none_or(|k| k >= 10)
             })),
             min_segments: 1,
         },

@@ -466,7 +466,7 @@ fn a_compacted_store_opens_read_only_and_snapshots() {
     let dir = tmp.path().join("s");
     let store = Store::open(cfg(&dir)).unwrap();
     fill(&store, 40);
-    store.compact(&retention(|e| n(e) % 3 != 0)).unwrap();
+    store.compact(&retention(|e| !n(e).is_multiple_of(3))).unwrap();
     let live = contents(&store);
     store.snapshot(&tmp.path().join("snap")).unwrap();
     store.close().unwrap();
@@ -530,7 +530,7 @@ fn a_crash_anywhere_in_compaction_recovers_to_before_or_after(seed: Seed) -> Res
         store.close().unwrap();
     }
     let copy = |d: &SimDisk| d.crash_images(&CrashOptions::default())[0].disk();
-    let strategy = || retention(|e| n(e) % 2 == 0);
+    let strategy = || retention(|e| n(e).is_multiple_of(2));
     let before = sim_contents(&base)?;
     // A run without a crash: the state after, and how many operations compaction does.
     let (after, ops) = {
