@@ -466,7 +466,9 @@ fn a_compacted_store_opens_read_only_and_snapshots() {
     let dir = tmp.path().join("s");
     let store = Store::open(cfg(&dir)).unwrap();
     fill(&store, 40);
-    store.compact(&retention(|e| !n(e).is_multiple_of(3))).unwrap();
+    store
+        .compact(&retention(|e| !n(e).is_multiple_of(3)))
+        .unwrap();
     let live = contents(&store);
     store.snapshot(&tmp.path().join("snap")).unwrap();
     store.close().unwrap();

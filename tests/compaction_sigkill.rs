@@ -27,7 +27,10 @@ fn cfg(dir: &Path) -> StoreConfig {
 fn keep_even() -> CompactionConfig {
     CompactionConfig {
         strategy: CompactionStrategy::Retention(Box::new(|e| {
-            e.event.payload.as_u64().is_some_and(|n| n.is_multiple_of(2))
+            e.event
+                .payload
+                .as_u64()
+                .is_some_and(|n| n.is_multiple_of(2))
         })),
         min_segments: 1,
     }

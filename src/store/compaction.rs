@@ -187,7 +187,21 @@ struct Sealed {
     id: u64,
     path: PathBuf,
     header: SegmentHeader,
-    bytes: Vec<u8>,
+    /// File length in bytes.
+    len: u64,
+}
+
+impl Sealed {
+    /// The whole file (one segment at a time is in memory).
+    fn read(&self, disk: &dyn Disk) -> Result<Vec<u8>, StoreError> {
+        let file = disk
+            .open(&self.path, false)
+            .map_err(io_at(&self.path, "compaction: open"))?;
+        let mut bytes = vec![0u8; usize::try_from(self.len).unwrap_or(0)];
+        let got = read_full(&*file, &self.path, 0, &mut bytes)?;
+        bytes.truncate(got);
+        Ok(bytes)
+    }
 }
 
 fn io_at<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -264,7 +278,7 @@ impl Store<Open> {
             );
             return Ok(CompactionResult::skipped());
         }
-        let mut recs = records(&sealed)?;
+        let mut recs = records(disk, &sealed)?;
         // A unit still open (a fence, a batch continuing in the active segment) keeps its
         // segment and everything after it as it is: the writer holds the positions of its
         // events until it publishes them.
@@ -295,15 +309,14 @@ impl Store<Open> {
             salt: self.cfg.entropy.next_u32(),
             frame_max: sealed.iter().map(|s| s.header.frame_max).max().unwrap_or(0),
         };
-        let (bytes, moved, dropped_seqs) = build(&sealed, &recs, &drop, header, end)?;
-        let old_bytes: u64 = sealed.iter().map(|s| s.bytes.len() as u64).sum();
+        let old_bytes: u64 = sealed.iter().map(|s| s.len).sum();
         let temp = dir.join(format!("{}.compact", segment_file_name(out_id)));
         let target = dir.join(segment_file_name(out_id));
         let bugs = self.cfg.bugs;
         if bugs.has(Mutant::CompactionDeletesBeforeDurable) {
             remove_old(disk, dir, &sealed[..last])?;
         }
-        write_durably(disk, dir, &temp, &bytes, bugs)?;
+        let built = build(disk, &temp, &sealed, &recs, &drop, header, end, bugs)?;
         {
             // The swap: readers see the old index or the new one, never a mix.
             let mut index = self.shared.index.write();
@@ -316,6 +329,7 @@ impl Store<Open> {
                 if slot.seq >= end {
                     return Some(slot.disk_pos);
                 }
+                let moved = &built.moved;
                 moved
                     .binary_search_by_key(&slot.seq, |(s, _)| *s)
                     .ok()
@@ -329,11 +343,11 @@ impl Store<Open> {
         let result = CompactionResult {
             outcome: CompactionOutcome::Performed,
             segments_removed: last,
-            bytes_reclaimed: old_bytes.saturating_sub(bytes.len() as u64),
+            bytes_reclaimed: old_bytes.saturating_sub(built.len),
         };
         tracing::info!(
             segments = sealed.len(),
-            dropped_sequences = dropped_seqs,
+            dropped_sequences = built.dropped,
             bytes_reclaimed = result.bytes_reclaimed,
             "compaction swapped in"
         );
@@ -430,7 +444,7 @@ impl Store<Open> {
 }
 
 /// The sealed segments (every segment but the last, as far as they hold only records below
-/// the durable frontier) with their bytes, and the sequence after them; `None` if there is
+/// the durable frontier) and the sequence after them; `None` if there is
 /// none.
 fn sealed_segments(
     disk: &dyn Disk,
@@ -470,14 +484,11 @@ fn sealed_segments(
             .open(&path, false)
             .map_err(io_at(&path, "compaction: open"))?;
         let len = file.len().map_err(io_at(&path, "compaction: length"))?;
-        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        let got = read_full(&*file, &path, 0, &mut bytes)?;
-        bytes.truncate(got);
         sealed.push(Sealed {
             id,
             path,
             header,
-            bytes,
+            len,
         });
         end = Some(next_first);
     }
@@ -504,21 +515,22 @@ fn read_full(
 }
 
 /// Every record of the sealed segments, checked (CRC, sequences without a gap).
-fn records(sealed: &[Sealed]) -> Result<Vec<Rec>, StoreError> {
+fn records(disk: &dyn Disk, sealed: &[Sealed]) -> Result<Vec<Rec>, StoreError> {
     let mut out = Vec::new();
     let mut fenced_batches: HashMap<u64, u64> = HashMap::new();
     let mut checkpoint_ids: HashMap<String, usize> = HashMap::new();
     let mut expect = sealed.first().map(|s| s.header.first_seq).unwrap_or(0);
     for (seg, s) in sealed.iter().enumerate() {
+        let bytes = s.read(disk)?;
         let mut at = SEGMENT_HEADER_BYTES;
-        while at < s.bytes.len() {
+        while at < bytes.len() {
             let corrupt = |detail: String| StoreError::CorruptSegment {
                 segment_id: s.id,
                 file: s.path.clone(),
                 offset: at as u64,
                 detail: format!("compaction: {detail}"),
             };
-            let here = s.bytes.get(at..).unwrap_or(&[]);
+            let here = bytes.get(at..).unwrap_or(&[]);
             let (record, used) = codec::decode(here, s.header.frame_max, s.header.salt)
                 .map_err(|e| corrupt(e.to_string()))?;
             if record.seq != expect {
@@ -621,20 +633,59 @@ fn unit_status(recs: &[Rec]) -> HashMap<Key, Status> {
     status
 }
 
-/// The compacted segment's bytes, the new position of every kept event (by sequence) and how
-/// many sequences were dropped.
-#[allow(clippy::type_complexity)]
+/// What [`build`] wrote.
+struct Built {
+    /// The new position of every kept event, by sequence.
+    moved: Vec<(u64, DiskPos)>,
+    /// Sequences removed.
+    dropped: u64,
+    /// The compacted segment's length.
+    len: u64,
+}
+
+/// Output buffer size: written to the file whenever it holds this much.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Writes the compacted segment to the new file `path` (a stale one of an interrupted
+/// compaction is replaced) and syncs it. One sealed segment at a time is in memory.
+#[allow(clippy::too_many_arguments)]
 fn build(
+    disk: &dyn Disk,
+    path: &Path,
     sealed: &[Sealed],
     recs: &[Rec],
-    drop: &[bool],
+    removed: &[bool],
     header: SegmentHeader,
     end: u64,
-) -> Result<(Vec<u8>, Vec<(u64, DiskPos)>, u64), StoreError> {
-    let mut out = Vec::with_capacity(sealed.iter().map(|s| s.bytes.len()).sum());
+    bugs: crate::mutant::Bugs,
+) -> Result<Built, StoreError> {
+    if disk
+        .exists(path)
+        .map_err(io_at(path, "compaction: look for a stale file"))?
+    {
+        disk.remove(path)
+            .map_err(io_at(path, "compaction: remove stale file"))?;
+    }
+    let mut file = disk
+        .create_new(path)
+        .map_err(io_at(path, "compaction: create compacted segment"))?;
+    let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES + 4096);
     out.extend_from_slice(&encode_header(header));
-    let mut moved = Vec::new();
-    let mut dropped = 0u64;
+    let mut written = 0u64;
+    let mut flush = |out: &mut Vec<u8>, written: &mut u64, all: bool| -> Result<(), StoreError> {
+        if out.len() >= WRITE_CHUNK_BYTES || (all && !out.is_empty()) {
+            file.append(out)
+                .map_err(io_at(path, "compaction: write compacted segment"))?;
+            *written += out.len() as u64;
+            out.clear();
+        }
+        Ok(())
+    };
+    let mut built = Built {
+        moved: Vec::new(),
+        dropped: 0,
+        len: 0,
+    };
     let mut run: Option<u64> = Some(header.first_seq);
     let dropped_frame = |out: &mut Vec<u8>, from: u64, to: u64| {
         let record = Record {
@@ -645,9 +696,10 @@ fn build(
             StoreError::Configuration(format!("compaction: encoding a dropped range: {e}"))
         })
     };
-    for (r, &gone) in recs.iter().zip(drop) {
+    let mut loaded: Option<(usize, Vec<u8>)> = None;
+    for (r, &gone) in recs.iter().zip(removed) {
         if gone {
-            dropped += r.next - r.seq;
+            built.dropped += r.next - r.seq;
             if run.is_none() {
                 run = Some(r.seq);
             }
@@ -656,62 +708,45 @@ fn build(
         if let Some(from) = run.take() {
             dropped_frame(&mut out, from, r.seq)?;
         }
-        let src = sealed
-            .get(r.seg)
-            .and_then(|s| s.bytes.get(r.offset..r.offset + r.len))
+        if loaded.as_ref().is_none_or(|(seg, _)| *seg != r.seg) {
+            let bytes = match sealed.get(r.seg) {
+                Some(s) => s.read(disk)?,
+                None => Vec::new(),
+            };
+            loaded = Some((r.seg, bytes));
+        }
+        let src = loaded
+            .as_ref()
+            .and_then(|(_, b)| b.get(r.offset..r.offset + r.len))
             .unwrap_or(&[]);
-        let at = out.len();
+        let at = written + out.len() as u64;
+        let start = out.len();
         out.extend_from_slice(src);
-        if let Some(frame) = out.get_mut(at..) {
+        if let Some(frame) = out.get_mut(start..) {
             codec::reseal(frame, header.salt);
         }
         if matches!(r.kind, RecKind::Event { .. }) {
-            moved.push((
+            built.moved.push((
                 r.seq,
                 DiskPos {
                     segment_id: header.segment_id,
-                    offset: at as u64,
+                    offset: at,
                     length: r.len as u32,
                 },
             ));
         }
+        flush(&mut out, &mut written, false)?;
     }
     if let Some(from) = run {
         dropped_frame(&mut out, from, end)?;
     }
-    Ok((out, moved, dropped))
-}
-
-/// Writes `bytes` to the new file `path` (a stale one from an interrupted compaction is
-/// replaced) and syncs it.
-fn write_durably(
-    disk: &dyn Disk,
-    dir: &Path,
-    path: &Path,
-    bytes: &[u8],
-    bugs: crate::mutant::Bugs,
-) -> Result<(), StoreError> {
-    if disk
-        .exists(path)
-        .map_err(io_at(path, "compaction: look for a stale file"))?
-    {
-        disk.remove(path)
-            .map_err(io_at(path, "compaction: remove stale file"))?;
-    }
-    let mut f = disk
-        .create_new(path)
-        .map_err(io_at(path, "compaction: create compacted segment"))?;
-    for chunk in bytes.chunks(1 << 20) {
-        f.append(chunk)
-            .map_err(io_at(path, "compaction: write compacted segment"))?;
-    }
+    flush(&mut out, &mut written, true)?;
     if !bugs.has(Mutant::CompactionDeletesBeforeDurable) {
-        f.sync_all()
+        file.sync_all()
             .map_err(io_at(path, "compaction: sync compacted segment"))?;
     }
-    drop(f);
-    let _ = dir;
-    Ok(())
+    built.len = written;
+    Ok(built)
 }
 
 /// Removes the merged segments (their records are in the compacted one, durably), then syncs
