@@ -313,9 +313,6 @@ impl Store<Open> {
         let temp = dir.join(format!("{}.compact", segment_file_name(out_id)));
         let target = dir.join(segment_file_name(out_id));
         let bugs = self.cfg.bugs;
-        if bugs.has(Mutant::CompactionDeletesBeforeDurable) {
-            remove_old(disk, dir, &sealed[..last])?;
-        }
         let built = build(disk, &temp, &sealed, &recs, &drop, header, end, bugs)?;
         {
             // The swap: readers see the old index or the new one, never a mix.
@@ -741,7 +738,11 @@ fn build(
         dropped_frame(&mut out, from, end)?;
     }
     flush(&mut out, &mut written, true)?;
-    if !bugs.has(Mutant::CompactionDeletesBeforeDurable) {
+    if bugs.has(Mutant::CompactionDeletesBeforeDurable) {
+        // The seeded bug: the merged segments go before the compacted one is synced.
+        let merged = sealed.get(..sealed.len().saturating_sub(1)).unwrap_or(&[]);
+        remove_old(disk, path.parent().unwrap_or(Path::new(".")), merged)?;
+    } else {
         file.sync_all()
             .map_err(io_at(path, "compaction: sync compacted segment"))?;
     }
