@@ -26,6 +26,12 @@ mod trust;
 mod wait;
 mod write;
 
+/// Upstream's path for the compaction result types (`store::segment::{CompactionOutcome,
+/// CompactionResult}`); this crate's segment internals are not public.
+pub mod segment {
+    pub use super::compaction::{CompactionOutcome, CompactionResult};
+}
+
 pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
 pub use compaction::{
