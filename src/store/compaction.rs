@@ -315,7 +315,9 @@ impl Store<Open> {
         let bugs = self.cfg.bugs;
         let built = build(disk, &temp, &sealed, &recs, &drop, header, end, bugs)?;
         {
-            // The swap: readers see the old index or the new one, never a mix.
+            // The swap: readers see the old index or the new one, never a mix; no projection
+            // is between taking index positions and reading them.
+            let _folds = self.projections.positions.write();
             let mut index = self.shared.index.write();
             disk.rename(&temp, &target)
                 .map_err(io_at(&target, "compaction: rename compacted segment"))?;

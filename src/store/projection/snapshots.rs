@@ -158,6 +158,11 @@ struct Table {
 pub(crate) struct Projections {
     table: Mutex<Table>,
     cache: Mutex<Option<StdArc<dyn ProjectionCache>>>,
+    /// Held (shared) by a fold from the moment it takes index positions until it has read
+    /// them, and (exclusive) by compaction while it swaps the index: compaction moves index
+    /// positions, so a fold never reads positions of another index than the one it took them
+    /// from.
+    pub(crate) positions: crate::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Projections {
