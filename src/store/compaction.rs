@@ -232,10 +232,14 @@ impl Store<Open> {
     /// is gone) and a retry appends again. A read that races the swap may fail with an error
     /// naming the segment file (the event moved); read it again.
     ///
+    /// The swap holds the index's write lock while the index is rebuilt for the survivors, so
+    /// appends wait for that (not for the copy before it).
+    ///
     /// Errors: I/O (`IoAt`, naming the file and operation) and damage found in a sealed
-    /// segment (`CorruptSegment`). Before the rename nothing changed; after it the store is
-    /// compacted (a failure removing an old segment is reported, and the next open removes
-    /// it).
+    /// segment (`CorruptSegment`). Before the rename nothing changed; after it the running
+    /// store is compacted (a failure syncing the directory or removing an old segment is
+    /// reported; whether the rename survives a crash then decides whether the store reopens
+    /// compacted, and the next open removes superseded segments).
     ///
     /// ```
     /// use batpak::prelude::*;
@@ -321,8 +325,8 @@ impl Store<Open> {
             let mut index = self.shared.index.write();
             disk.rename(&temp, &target)
                 .map_err(io_at(&target, "compaction: rename compacted segment"))?;
-            disk.sync_dir(dir)
-                .map_err(io_at(dir, "compaction: sync directory"))?;
+            // From here the file holds the compacted segment: the index follows it whatever
+            // happens next.
             self.catalog.release();
             index.compacted(|slot| {
                 if slot.seq >= end {
@@ -335,6 +339,14 @@ impl Store<Open> {
                     .and_then(|i| moved.get(i))
                     .map(|(_, p)| *p)
             });
+            if let Err(source) = disk.sync_dir(dir) {
+                tracing::error!(%source, "compaction: syncing the directory after the rename failed");
+                return Err(StoreError::IoAt {
+                    path: dir.clone(),
+                    op: "compaction: sync directory",
+                    source,
+                });
+            }
         }
         if !bugs.has(Mutant::CompactionDeletesBeforeDurable) {
             remove_old(disk, dir, &sealed[..last])?;
