@@ -610,3 +610,71 @@ fn mutant_compaction_deletes_before_durable_is_caught() {
     .unwrap_err();
     assert!(err.starts_with("INV-COMPACTION"), "{err}");
 }
+
+#[test]
+fn compaction_runs_online_while_threads_append_and_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = Arc::new(Store::open(cfg(&dir)).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 200 {
+                    let v = t * 1_000_000 + i;
+                    let r = store.append(&coord(&format!("w:{t}")), KIND, &v).unwrap();
+                    acked.push((r.event_id, r.sequence, v));
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    let reader = {
+        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in store.stream("w:0").iter().rev().take(20) {
+                    // A read that races the swap may fail (the event moved); one that
+                    // succeeds returns this very event.
+                    if let Ok(raw) = store.get_raw(e.event_id) {
+                        let v: u64 = rmp_serde::from_slice(&raw.event.payload).unwrap();
+                        assert!(v < 1_000_000);
+                        reads += 1;
+                    }
+                }
+            }
+            reads
+        })
+    };
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.compact(&CompactionConfig::default()).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(u128, u64, u64)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(reader.join().unwrap() > 0);
+    store.compact(&CompactionConfig::default()).unwrap();
+    let check = |s: &Store| {
+        for (id, seq, v) in &acked {
+            let raw = s.get_raw(*id).unwrap();
+            assert_eq!(s.entry(*id).unwrap().global_sequence, *seq);
+            assert_eq!(
+                rmp_serde::from_slice::<u64>(&raw.event.payload).unwrap(),
+                *v
+            );
+        }
+        assert_eq!(s.query(&Region::all()).len(), acked.len());
+    };
+    check(&store);
+    let store = Arc::into_inner(store).unwrap();
+    store.close().unwrap();
+    check(&Store::open(cfg(&dir)).unwrap());
+}
