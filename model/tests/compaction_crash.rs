@@ -1,6 +1,6 @@
 //! Crash states of compaction against its oracle (`batpak_model::compaction`): every workload
-//! of up to 2 operations (3 with `BATPAK_CRASH_DEEP=1`) over the canonical alphabet, in both
-//! durability modes, compacted with a crash at every disk operation (power loss images and a
+//! of up to 2 operations (3 and both durability modes with `BATPAK_CRASH_DEEP=1`) over the
+//! canonical alphabet, compacted with a crash at every disk operation (power loss images and a
 //! process crash); and the seeded bugs it is shown to catch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,8 +17,15 @@ fn max_len() -> usize {
 }
 
 #[test]
-fn compaction_crash_states_in_both_modes() {
-    for mode in [Mode::DURABLE, Mode::DEFERRED] {
+fn compaction_crash_states() {
+    // The workload's mode only changes what its process crash leaves in the page cache, which
+    // recovery then makes durable; the deferred mode is enumerated in the deep run.
+    let modes: &[Mode] = if std::env::var("BATPAK_CRASH_DEEP").is_ok() {
+        &[Mode::DURABLE, Mode::DEFERRED]
+    } else {
+        &[Mode::DURABLE]
+    };
+    for &mode in modes {
         let start = Instant::now();
         let mut stats = CompactionStats::default();
         enumerate(mode, &workloads(max_len()), &mut stats).unwrap_or_else(|v| panic!("{v}"));
