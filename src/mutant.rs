@@ -178,6 +178,10 @@ pub enum Mutant {
     /// its sync), so a power loss in between loses their events (breaks INV-COMPACTION,
     /// INV-DURABLE).
     CompactionDeletesBeforeDurable,
+    /// Compaction takes a fence that is still open for one a crash left (a consumer's
+    /// checkpoint written while it is open ends it) and removes or moves its records under the
+    /// writer (upstream's D14; breaks INV-COMPACTION, INV-FENCE-HIDDEN).
+    CompactionTakesOpenFence,
 }
 
 #[cfg(batpak_mutant)]

@@ -318,41 +318,81 @@ fn mutant_compaction_splits_unit_is_caught() {
     assert!(err.starts_with("INV-COMPACTION"), "{err}");
 }
 
-#[test]
-fn an_open_fence_is_copied_untouched_and_never_published_by_compaction() {
+/// A fence still open while compaction runs (a consumer commits in between, so a checkpoint
+/// record lies among its records) is left untouched: hidden during, whole once committed,
+/// the same after a reopen. `Err` names INV-COMPACTION.
+fn open_fence_is_untouched(seed: Seed) -> Result<(), String> {
+    let inv = |what: &str, e: &dyn std::fmt::Display| format!("INV-COMPACTION: {what}: {e}");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
-    let store = Store::open(cfg(&dir)).unwrap();
+    let store = Store::open(seed(cfg(&dir))).unwrap();
     fill(&store, 20);
+    let mut consumer = store
+        .consumer(&CheckpointId::new("audit"), &Region::entity("user"))
+        .unwrap();
     let fence = store.begin_visibility_fence().unwrap();
     // Large enough that the fence's own events roll segments: its begin and first events
-    // are in sealed segments.
+    // are in sealed segments. A consumer commits while the fence is open: its checkpoint
+    // record lies between the fence's records, and the fence is still open.
     let big = "x".repeat(600);
-    for _ in 0..6 {
+    for i in 0..6 {
         let _ = fence.submit(&coord("fenced"), KIND, &big).unwrap();
+        if i == 2 {
+            assert!(!consumer
+                .poll(5, std::time::Duration::from_millis(10))
+                .is_empty());
+            consumer.commit().unwrap();
+        }
     }
+    drop(consumer);
     store.sync().unwrap();
-    let segs = segment_count(&dir);
-    assert!(segs > 3);
-    let r = store.compact(&retention(|_| false)).unwrap();
+    assert!(segment_count(&dir) > 3);
+    let r = store
+        .compact(&retention(|_| false))
+        .map_err(|e| inv("compact", &e))?;
     assert_eq!(r.outcome, CompactionOutcome::Performed);
-    assert!(
-        store.stream("fenced").is_empty(),
-        "the open fence stays hidden"
-    );
+    if !store.stream("fenced").is_empty() {
+        return Err("INV-COMPACTION: the open fence became visible".into());
+    }
     assert!(
         store.stream("user:0").len() < 20,
         "what precedes the fence was compacted"
     );
-    fence.commit().unwrap();
-    assert_eq!(
-        store.stream("fenced").len(),
-        6,
-        "the whole fence is published by its commit"
-    );
-    let live = contents(&store);
-    store.close().unwrap();
-    assert_eq!(contents(&Store::open(cfg(&dir)).unwrap()), live);
+    fence.commit().map_err(|e| inv("commit", &e))?;
+    let fenced = store.stream("fenced");
+    if fenced.len() != 6 {
+        return Err(format!(
+            "INV-COMPACTION: the committed fence shows {} of its 6 events",
+            fenced.len()
+        ));
+    }
+    for e in &fenced {
+        store
+            .get_raw(e.event_id)
+            .map_err(|err| inv("a committed fence event cannot be read", &err))?;
+    }
+    let live: Vec<u64> = store
+        .query(&Region::all())
+        .iter()
+        .map(|e| e.global_sequence)
+        .collect();
+    store.close().map_err(|e| inv("close", &e))?;
+    let reopened = Store::open(seed(cfg(&dir))).map_err(|e| inv("reopen", &e))?;
+    let again: Vec<u64> = reopened
+        .query(&Region::all())
+        .iter()
+        .map(|e| e.global_sequence)
+        .collect();
+    if again != live {
+        return Err("INV-COMPACTION: the reopened store differs".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn an_open_fence_is_copied_untouched_and_never_published_by_compaction() {
+    open_fence_is_untouched(real).unwrap();
+    let big = "x".repeat(600);
 
     // A fence open when the process dies stays hidden through compactions and reopens
     // (simulated disk: the process crash keeps the page cache).
@@ -381,6 +421,14 @@ fn an_open_fence_is_copied_untouched_and_never_published_by_compaction() {
     let again = Store::open(on(&disk)).unwrap();
     assert!(again.stream("fenced").is_empty());
     assert_eq!(contents(&again), live);
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_compaction_takes_open_fence_is_caught() {
+    let err =
+        open_fence_is_untouched(|c| c.with_mutant(Mutant::CompactionTakesOpenFence)).unwrap_err();
+    assert!(err.starts_with("INV-COMPACTION"), "{err}");
 }
 
 #[test]

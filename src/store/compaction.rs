@@ -287,7 +287,7 @@ impl Store<Open> {
         // segment and everything after it as it is: the writer holds the positions of its
         // events until it publishes them.
         let (mut sealed, mut end) = (sealed, end);
-        let status = unit_status(&recs);
+        let status = unit_status(&recs, self.cfg.bugs);
         if let Some(open) = recs
             .iter()
             .find(|r| status.get(&r.key) == Some(&Status::Open))
@@ -372,7 +372,7 @@ impl Store<Open> {
         strategy: &CompactionStrategy,
         end: u64,
     ) -> Result<Vec<bool>, StoreError> {
-        let status = unit_status(recs);
+        let status = unit_status(recs, self.cfg.bugs);
         // Events the strategy drops (visible ones; a hidden event goes with its unit).
         let droppable: HashSet<u128> = match strategy {
             CompactionStrategy::Merge => HashSet::new(),
@@ -607,13 +607,21 @@ fn classify(
 }
 
 /// How each batch and fence of the sealed segments ended. A batch is written contiguously
-/// and a fence admits nothing else while open, so a unit that another record follows before
-/// its end never ends: a crash left it (recovery hides it forever).
-fn unit_status(recs: &[Rec]) -> HashMap<Key, Status> {
+/// and a fence admits nothing else while open (but a consumer's plain checkpoint), so a unit
+/// that another record follows before its end never ends: a crash left it (recovery hides it
+/// forever).
+fn unit_status(recs: &[Rec], bugs: crate::mutant::Bugs) -> HashMap<Key, Status> {
+    let checkpoints_end_units = bugs.has(Mutant::CompactionTakesOpenFence);
     let mut status: HashMap<Key, Status> = HashMap::new();
     let mut current: Option<Key> = None;
     for r in recs {
-        if r.kind == RecKind::Dropped {
+        // A consumer's plain checkpoint may be written while a fence is open (it is no
+        // write the fence admits or refuses): it says nothing about the open unit.
+        if r.kind == RecKind::Dropped
+            || (!checkpoints_end_units
+                && matches!(r.kind, RecKind::Checkpoint { .. })
+                && matches!(r.key, Key::Own(_)))
+        {
             continue;
         }
         if let Some(open) = current {
