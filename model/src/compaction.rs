@@ -8,7 +8,9 @@
 //!   the same record bytes (nothing re-encoded);
 //! * only events of entity `a` went, and every atomic unit (batch, fence) of the events
 //!   visible before is kept or dropped whole;
-//! * no hidden event became visible (an open or cancelled fence, an unfinished batch).
+//! * no hidden event became visible (an open or cancelled fence, an unfinished batch);
+//! * every consumer's committed checkpoint is the same (the consumer workloads of
+//!   [`crate::crash_states::consumer_workloads`] are run too).
 //!
 //! Then the compaction runs again with the disk failing at each of its disk operations, once
 //! as a power cut (every crash image a power loss may then leave) and once as a process crash
@@ -46,6 +48,15 @@ fn visible(store: &Store) -> Visible {
         .query(&Region::all())
         .into_iter()
         .map(|e| (e.global_sequence, (e.coord.entity().to_owned(), e.event_id)))
+        .collect()
+}
+
+/// The consumers' committed positions: id -> committed sequence.
+fn checkpoints(store: &Store) -> BTreeMap<String, Option<u64>> {
+    store
+        .consumers()
+        .into_iter()
+        .map(|c| (c.id.as_str().to_owned(), c.committed))
         .collect()
 }
 
@@ -171,15 +182,28 @@ fn copy(disk: &SimDisk) -> SimDisk {
 
 /// Opens `disk` twice (a writable open, then another) and checks both see `before` or
 /// `after`.
-fn judge_recovered(disk: &SimDisk, before: &Visible, after: &Visible, what: &str) -> Check {
+fn judge_recovered(
+    disk: &SimDisk,
+    before: &Visible,
+    after: &Visible,
+    committed: &BTreeMap<String, Option<u64>>,
+    what: &str,
+) -> Check {
     let mut seen = None;
     for session in [3, 4] {
         let store = Store::open(config(disk, Mode::DURABLE, session))
             .map_err(|e| violation("INV-COMPACTION", format!("{what}: open fails: {e}")))?;
         let got = visible(&store);
+        let got_committed = checkpoints(&store);
         store
             .close()
             .map_err(|e| violation("INV-COMPACTION", format!("{what}: close: {e}")))?;
+        if &got_committed != committed {
+            return Err(violation(
+                "INV-COMPACTION",
+                format!("{what}: consumer checkpoints {got_committed:?}, before {committed:?}"),
+            ));
+        }
         if &got != before && &got != after {
             return Err(violation(
                 "INV-COMPACTION",
@@ -211,11 +235,12 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
     let dir = Path::new(DIR);
     let log_before = scan_log(&base, dir).records;
     // The run without a crash: the state after, and how many disk operations it takes.
-    let (before, after, ops_count) = {
+    let (before, after, committed, ops_count) = {
         let disk = copy(&base);
         let store = Store::open(config(&disk, mode, 2))
             .map_err(|e| ctx(violation("INV-PREFIX", format!("open: {e}"))))?;
         let before = visible(&store);
+        let committed = checkpoints(&store);
         let start = disk.op_count();
         store
             .compact(&strategy())
@@ -227,8 +252,8 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
             .map_err(|e| ctx(violation("INV-COMPACTION", format!("close: {e}"))))?;
         let log_after = scan_log(&disk, dir).records;
         judge_result(&before, &after, &log_before, &log_after).map_err(ctx)?;
-        judge_recovered(&disk, &after, &after, "after the compaction").map_err(ctx)?;
-        (before, after, n)
+        judge_recovered(&disk, &after, &after, &committed, "after the compaction").map_err(ctx)?;
+        (before, after, committed, n)
     };
     if after == before {
         return Ok(());
@@ -249,6 +274,7 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
                     &disk.process_crash(),
                     &before,
                     &after,
+                    &committed,
                     &format!("process crash at compaction op {k}"),
                 )
                 .map_err(ctx)?;
@@ -259,6 +285,7 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
                         &image.power_loss_disk(),
                         &before,
                         &after,
+                        &committed,
                         &format!("power loss at compaction op {k} ({})", image.describe()),
                     )
                     .map_err(ctx)?;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak_model::compaction::{enumerate, CompactionStats};
+use batpak_model::crash_states::consumer_workloads;
 use batpak_model::workload::{workloads, Mode};
 use std::time::Instant;
 
@@ -28,7 +29,9 @@ fn compaction_crash_states() {
     for &mode in modes {
         let start = Instant::now();
         let mut stats = CompactionStats::default();
-        enumerate(mode, &workloads(max_len()), &mut stats).unwrap_or_else(|v| panic!("{v}"));
+        let mut list = workloads(max_len());
+        list.extend(consumer_workloads());
+        enumerate(mode, &list, &mut stats).unwrap_or_else(|v| panic!("{v}"));
         println!(
             "compaction crash states (deferred: {}): {stats:?} in {:.1} s",
             mode.deferred,
