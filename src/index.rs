@@ -252,6 +252,24 @@ impl Index {
         self.slots.push(slot);
     }
 
+    /// After a compaction: every event for which `relocate` answers a position keeps its
+    /// place in the order at that position, the others leave the index (removed from the log).
+    /// Sequences are unchanged (INV-STABLE-SEQ); the only way the index ever shrinks outside
+    /// seeded bugs.
+    pub(crate) fn compacted(&mut self, mut relocate: impl FnMut(&Slot) -> Option<DiskPos>) {
+        let mut kept = Index::new();
+        kept.sync_coords(&self.coords);
+        kept.reserve(self.slots.len(), self.by_id.len());
+        for s in &self.slots {
+            if let Some(pos) = relocate(s) {
+                let mut s = *s;
+                s.disk_pos = pos;
+                kept.publish(s);
+            }
+        }
+        *self = kept;
+    }
+
     /// Drops every event at or after `seq` (the seeded bug `LatchHidesUnsynced` only: the
     /// index never shrinks otherwise, INV-MONOTONE-VISIBLE).
     #[cfg(batpak_mutant)]

@@ -175,6 +175,17 @@ pub enum Mutant {
     /// A reactor without a checkpoint writes its reactions without idempotency keys, so a
     /// replay after a restart writes them again (breaks INV-EXACTLY-ONCE).
     ReactionKeysOmitted,
+    /// Compaction decides event by event instead of unit by unit, so it keeps part of a
+    /// committed batch or fence and drops the rest (breaks INV-COMPACTION, INV-BATCH-ATOMIC).
+    CompactionSplitsUnit,
+    /// Compaction removes the merged segments before the compacted one is durable (and skips
+    /// its sync), so a power loss in between loses their events (breaks INV-COMPACTION,
+    /// INV-DURABLE).
+    CompactionDeletesBeforeDurable,
+    /// Compaction takes a fence that is still open for one a crash left (a consumer's
+    /// checkpoint written while it is open ends it) and removes or moves its records under the
+    /// writer (upstream's D14; breaks INV-COMPACTION, INV-FENCE-HIDDEN).
+    CompactionTakesOpenFence,
 }
 
 #[cfg(batpak_mutant)]

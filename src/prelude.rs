@@ -30,6 +30,7 @@ pub use crate::store::{
     WriterPressure,
 };
 pub use crate::store::{BatchConfig, IndexConfig, RestartPolicy, SyncConfig, WriterConfig};
+pub use crate::store::{CompactionConfig, CompactionStrategy};
 pub use crate::store::{
     MultiDispatchError, MultiReactive, ReactionBatch, ReactorConfig, ReactorError, TypedReactive,
     TypedReactorHandle,

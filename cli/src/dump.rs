@@ -24,6 +24,10 @@ pub struct Filter {
     /// Up to this global sequence (inclusive).
     #[arg(long)]
     to_seq: Option<u64>,
+    /// Also print the sequence ranges compaction removed, as `{"dropped": {"from", "to"}}`
+    /// lines in sequence order (`to` exclusive).
+    #[arg(long)]
+    dropped: bool,
 }
 
 fn parse_kind(s: &str) -> Result<u16, String> {
@@ -70,17 +74,44 @@ pub fn run(dir: &Path, filter: &Filter) -> Result<ExitCode, String> {
         Some(entity) => store.stream(entity),
         None => store.query(&Region::all()),
     };
+    let mut ranges = if filter.dropped {
+        crate::frames::dropped(dir)?
+    } else {
+        Vec::new()
+    };
+    ranges.retain(|&(from, to)| {
+        filter.from_seq.is_none_or(|s| to > s) && filter.to_seq.is_none_or(|s| from <= s)
+    });
+    let mut ranges = ranges.into_iter().peekable();
+    let range_json =
+        |(from, to): (u64, u64)| serde_json::json!({ "dropped": { "from": from, "to": to } });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for e in entries.iter().filter(|e| filter.matches(e)) {
-        if let Err(err) = writeln!(out, "{}", event_json(&store, e)) {
-            // A closed pipe (`| head`) ends the dump quietly.
-            if err.kind() == std::io::ErrorKind::BrokenPipe {
+        while let Some(r) = ranges.next_if(|r| r.0 < e.global_sequence) {
+            if !write_line(&mut out, &range_json(r))? {
                 return Ok(ExitCode::SUCCESS);
             }
-            return Err(format!("writing the dump: {err}"));
+        }
+        if !write_line(&mut out, &event_json(&store, e))? {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    for r in ranges {
+        if !write_line(&mut out, &range_json(r))? {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     out.flush().map_err(|e| format!("writing the dump: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one JSON line; `Ok(false)` when the reader went away (a closed pipe, `| head`, ends
+/// the dump quietly).
+fn write_line(out: &mut impl Write, line: &serde_json::Value) -> Result<bool, String> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(format!("writing the dump: {err}")),
+    }
 }

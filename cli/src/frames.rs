@@ -75,7 +75,7 @@ pub fn walk(dir: &Path) -> Result<Vec<Damage>, String> {
                             );
                         }
                     }
-                    expected = Some(record.seq + 1);
+                    expected = Some(record.body.next_seq(record.seq));
                     off += total;
                 }
                 Err(e) => {
@@ -90,5 +90,45 @@ pub fn walk(dir: &Path) -> Result<Vec<Damage>, String> {
             }
         }
     }
+    Ok(out)
+}
+
+/// The sequence ranges compaction removed (`Dropped` records with a non-empty range), in log
+/// order: (first removed, first after). Reads frames as far as they check out.
+pub fn dropped(dir: &Path) -> Result<Vec<(u64, u64)>, String> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| parse_segment_file_name(&e.file_name().to_string_lossy()))
+        .collect();
+    ids.sort_unstable();
+    let mut out = Vec::new();
+    for id in ids {
+        let file = dir.join(format!("{id:020}.seg"));
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let head = bytes
+            .get(..SEGMENT_HEADER_BYTES.min(bytes.len()))
+            .unwrap_or(&[]);
+        let Ok(header) = decode_header(head) else {
+            continue;
+        };
+        let mut off = SEGMENT_HEADER_BYTES;
+        while let Ok((record, total)) = codec::decode(
+            &bytes[off.min(bytes.len())..],
+            header.frame_max,
+            header.salt,
+        ) {
+            if let codec::RecordBody::Dropped { to } = record.body {
+                if to > record.seq {
+                    out.push((record.seq, to));
+                }
+            }
+            off += total;
+        }
+    }
+    // Superseded leftovers of an interrupted compaction (recovery ignores them) may repeat a
+    // range: keep each once.
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }

@@ -8,7 +8,7 @@
 //!   its causation link. Exit status 0 = clean, 1 = problems (each named with its file and
 //!   offset), 2 = the store could not be read (wrong path, locked, I/O).
 //! - `batpak stats DIR [--json]`: counts, segments, bytes, kinds, the frontier.
-//! - `batpak dump DIR [--entity E] [--scope S] [--kind K] [--from-seq A] [--to-seq B]`:
+//! - `batpak dump DIR [--entity E] [--scope S] [--kind K] [--from-seq A] [--to-seq B] [--dropped]`:
 //!   events as JSON lines.
 //! - `batpak graph DIR [--entity E] [--out FILE]`: the causal graph (or one entity's chain)
 //!   as Graphviz DOT.

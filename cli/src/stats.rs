@@ -23,6 +23,8 @@ pub fn run(dir: &Path, json: bool) -> Result<ExitCode, String> {
             bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
         }
     }
+    let dropped = crate::frames::dropped(dir)?;
+    let dropped_seqs: u64 = dropped.iter().map(|(a, b)| b - a).sum();
     let value = serde_json::json!({
         "dir": dir.display().to_string(),
         "events": stats.event_count,
@@ -35,6 +37,8 @@ pub fn run(dir: &Path, json: bool) -> Result<ExitCode, String> {
         "torn_tail": report.torn_tail.as_ref().map(|t| serde_json::json!({
             "file": t.file.display().to_string(), "offset": t.offset
         })),
+        "dropped_ranges": dropped.len(),
+        "dropped_sequences": dropped_seqs,
         "kinds": kinds,
     });
     if json {
@@ -49,6 +53,12 @@ pub fn run(dir: &Path, json: bool) -> Result<ExitCode, String> {
             report.records, report.next_seq
         );
         println!("  segments:  {segments} ({bytes} bytes)");
+        if !dropped.is_empty() {
+            println!(
+                "  compacted: {dropped_seqs} sequence(s) removed in {} range(s)",
+                dropped.len()
+            );
+        }
         if let Some(t) = &report.torn_tail {
             println!("  torn tail: {} offset {}", t.file.display(), t.offset);
         }

@@ -27,6 +27,14 @@ pub fn run(dir: &Path, strict: bool) -> Result<ExitCode, String> {
         "  log: {} segment(s), {} record(s); frames, CRCs, sequences, entity chains and units: ok",
         report.segments, report.records
     );
+    let dropped = crate::frames::dropped(dir)?;
+    if !dropped.is_empty() {
+        let n: u64 = dropped.iter().map(|(a, b)| b - a).sum();
+        println!(
+            "  compaction: {n} sequence(s) removed in {} range(s) (Dropped records); the rest keep their sequences",
+            dropped.len()
+        );
+    }
     let mut problems: Vec<Finding> = Vec::new();
     let mut warnings: Vec<Finding> = Vec::new();
     if let Some(t) = &report.torn_tail {

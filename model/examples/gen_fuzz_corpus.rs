@@ -2,7 +2,7 @@
 //! `cargo run -p batpak-model --example gen_fuzz_corpus`.
 //!
 //! * `frame_decode`: valid frames of every record shape (plain and with a forged-CRC mode
-//!   byte), truncations, length and CRC lies.
+//!   byte; compaction's `Dropped` records included), truncations, length and CRC lies.
 //! * `frame_decode_structured`: bytes from a fixed xorshift stream, kept when the value they
 //!   build adds a (body kind, corruption kind) pair not seen yet, topped up to the minimum.
 //! * `recovery`: hand-written workloads (appends, batches, the outbox, fences committed,
@@ -132,6 +132,20 @@ fn frame_decode_seeds() -> Vec<Vec<u8>> {
         Record {
             seq: u64::MAX,
             body: RecordBody::FenceCancel { fence: u64::MAX },
+        },
+        // Compaction's records: a removed range, the empty mark that starts a compacted
+        // segment, and a range that ends before it starts (valid frame, refused by the scan).
+        Record {
+            seq: 7,
+            body: RecordBody::Dropped { to: 70_000 },
+        },
+        Record {
+            seq: 9,
+            body: RecordBody::Dropped { to: 9 },
+        },
+        Record {
+            seq: 300,
+            body: RecordBody::Dropped { to: 2 },
         },
     ];
     let mut seeds = Vec::new();

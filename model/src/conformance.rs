@@ -315,7 +315,9 @@ impl Abstract {
                 // Store.tla has no consumers (spec/Delivery.tla models them). A checkpoint is
                 // no event and hides nothing, so it keeps its sequence here as the cancel of a
                 // fence that never began (its own token, which no event can carry).
-                LogBody::Checkpoint(_) => {
+                // A compaction's dropped range is no event either (Store.tla has no
+                // compaction; its logs never reach this mapping).
+                LogBody::Checkpoint(_) | LogBody::Dropped { .. } => {
                     fence_rec(RecKind::FenceCancel, u64::MAX - r.seq, &mut fence_ids)
                 }
             };

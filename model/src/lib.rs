@@ -19,6 +19,7 @@
 //! saved shuttle schedules (both in the mutant build only: `--cfg batpak_mutant`).
 
 pub mod check;
+pub mod compaction;
 pub mod conformance;
 pub mod consumers;
 pub mod crash_states;

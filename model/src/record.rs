@@ -52,6 +52,11 @@ pub enum LogBody {
     },
     /// A consumer checkpoint.
     Checkpoint(LogCheckpoint),
+    /// A range compaction removed: sequences from the record's own up to `to`.
+    Dropped {
+        /// The first sequence after the range.
+        to: u64,
+    },
 }
 
 /// A consumer checkpoint as the reference sees it.
@@ -116,6 +121,7 @@ impl LogRecord {
                     CheckpointPosition::Deleted => None,
                 },
             }),
+            RecordBody::Dropped { to } => LogBody::Dropped { to: *to },
         };
         LogRecord { seq: r.seq, body }
     }
@@ -261,7 +267,7 @@ pub fn scan_log(disk: &SimDisk, dir: &Path) -> ScannedLog {
                         offset: pos as u64,
                         len: used as u64,
                     });
-                    next_seq += 1;
+                    next_seq = r.body.next_seq(r.seq);
                     pos += used;
                 }
                 Ok((r, _)) => {

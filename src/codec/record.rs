@@ -119,6 +119,26 @@ pub enum RecordBody<'a> {
     /// Appended last so that every earlier variant keeps its tag (old logs still decode).
     #[serde(borrow)]
     Checkpoint(CheckpointRecord<'a>),
+    /// Written by compaction: the sequences from this record's own up to (not including)
+    /// `to` were removed from the log (an empty range when `to` is the record's own
+    /// sequence: the mark that starts every compacted segment). The record stands for the
+    /// whole range, so the next record's sequence is `to` (INV-STABLE-SEQ); readers and
+    /// cursors see nothing of it. Appended last so every earlier variant keeps its tag.
+    Dropped {
+        /// The first sequence after the removed range.
+        to: u64,
+    },
+}
+
+impl RecordBody<'_> {
+    /// The sequence the record after one with this body at `seq` carries: `seq + 1`, or
+    /// `to` after a [`RecordBody::Dropped`] range.
+    pub fn next_seq(&self, seq: u64) -> u64 {
+        match self {
+            RecordBody::Dropped { to } => *to,
+            _ => seq + 1,
+        }
+    }
 }
 
 /// A consumer checkpoint as stored: the last one of an id wins at recovery.

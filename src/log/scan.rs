@@ -70,8 +70,11 @@ pub(crate) fn scan_seeded(
     bugs: Bugs,
 ) -> Result<RecoveryReport, RecoveryError> {
     let _span = tracing::info_span!("recover", dir = %dir.display()).entered();
-    let ids = segment_ids(disk, dir)?;
+    let (ids, superseded) = live_segment_ids(disk, dir)?;
     let mut report = RecoveryReport::default();
+    if !superseded.is_empty() {
+        remove_superseded(disk, dir, &superseded, cut, &mut report)?;
+    }
     let mut buf: Vec<u8> = Vec::new();
     for (i, &id) in ids.iter().enumerate() {
         let path = dir.join(segment_file_name(id));
@@ -119,6 +122,90 @@ fn segment_ids(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, RecoveryError> {
         .collect();
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// The segment ids to scan, in order, and those a compacted segment supersedes.
+///
+/// Compaction writes the survivors of sealed segments `a..=b` into a new file, makes it
+/// durable and renames it over segment `b`, then removes `a..b`. A crash between the rename
+/// and the removals leaves segments `a..b` whose records the compacted `b` (which starts with
+/// a `Dropped` record, at or below their first sequence) already holds: they are superseded.
+/// A segment that starts below an earlier one without being compacted is left for the scan,
+/// which reports it as corruption.
+fn live_segment_ids(disk: &dyn Disk, dir: &Path) -> Result<(Vec<u64>, Vec<u64>), RecoveryError> {
+    let ids = segment_ids(disk, dir)?;
+    if ids.len() < 2 {
+        return Ok((ids, Vec::new()));
+    }
+    let mut live: Vec<(u64, Option<u64>)> = Vec::with_capacity(ids.len());
+    let mut superseded = Vec::new();
+    for &id in &ids {
+        let first = compacted_first_seq(disk, &dir.join(segment_file_name(id)))?;
+        if let Some((first, true)) = first {
+            while let Some(&(prev, Some(prev_first))) = live.last() {
+                if prev_first < first {
+                    break;
+                }
+                superseded.push(prev);
+                live.pop();
+            }
+        }
+        live.push((id, first.map(|(f, _)| f)));
+    }
+    superseded.sort_unstable();
+    Ok((live.into_iter().map(|(id, _)| id).collect(), superseded))
+}
+
+/// A segment's first sequence (from an intact header) and whether it is compacted (its first
+/// frame is a valid `Dropped` record); `None` when the header is not intact.
+fn compacted_first_seq(disk: &dyn Disk, path: &Path) -> Result<Option<(u64, bool)>, RecoveryError> {
+    let file = disk.open(path, false).map_err(io_err(path, "open"))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let got = read_exact_at(&*file, 0, &mut header).map_err(io_err(path, "read header"))?;
+    let Ok(h) = decode_header(header.get(..got).unwrap_or(&[])) else {
+        return Ok(None);
+    };
+    // A Dropped record's frame is tiny: 12 header bytes and a body of at most 1 + 10 + 10.
+    let mut frame = [0u8; FRAME_HEADER_BYTES + 32];
+    let got = read_exact_at(&*file, SEGMENT_HEADER_BYTES as u64, &mut frame)
+        .map_err(io_err(path, "read first frame"))?;
+    let here = frame.get(..got).unwrap_or(&[]);
+    let compacted = match codec::peek_len(here, h.frame_max, h.salt) {
+        Ok(len) => here
+            .get(..FRAME_HEADER_BYTES + len as usize)
+            .and_then(|f| codec::decode(f, h.frame_max, h.salt).ok())
+            .is_some_and(|(r, _)| {
+                r.seq == h.first_seq && matches!(r.body, codec::RecordBody::Dropped { .. })
+            }),
+        Err(_) => false,
+    };
+    Ok(Some((h.first_seq, compacted)))
+}
+
+/// Drops the superseded segments of an interrupted compaction: removed (and the directory
+/// synced) by a writable open, ignored by a read-only one.
+fn remove_superseded(
+    disk: &dyn Disk,
+    dir: &Path,
+    superseded: &[u64],
+    cut: CutPolicy,
+    report: &mut RecoveryReport,
+) -> Result<(), RecoveryError> {
+    tracing::warn!(
+        segments = superseded.len(),
+        "recovery found segments an interrupted compaction had already replaced"
+    );
+    if cut == CutPolicy::InMemory {
+        return Ok(());
+    }
+    for &id in superseded {
+        let path = dir.join(segment_file_name(id));
+        disk.remove(&path)
+            .map_err(io_err(&path, "remove superseded segment"))?;
+        report.removed_segments.push(path);
+    }
+    disk.sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
+    Ok(())
 }
 
 /// Seeded bug `RecoveryKeepsTornTail`: the torn tail is classified but left on disk, so the
@@ -303,6 +390,14 @@ impl Frames<'_> {
                 record.seq, report.next_seq
             )));
         }
+        if let codec::RecordBody::Dropped { to } = record.body {
+            if to < record.seq {
+                return Err(corrupt(format!(
+                    "dropped range {}..{to} ends before it starts",
+                    record.seq
+                )));
+            }
+        }
         let at = DiskPos {
             segment_id: self.id,
             offset: pos,
@@ -310,7 +405,7 @@ impl Frames<'_> {
         };
         visit(record, at).map_err(corrupt)?;
         report.records += 1;
-        report.next_seq += 1;
+        report.next_seq = record.body.next_seq(record.seq);
         Ok(())
     }
 

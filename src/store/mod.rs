@@ -6,6 +6,7 @@
 
 mod applied;
 mod batch;
+mod compaction;
 mod config;
 mod config_compat;
 pub mod delivery;
@@ -25,8 +26,17 @@ mod trust;
 mod wait;
 mod write;
 
+/// Upstream's path for the compaction result types (`store::segment::{CompactionOutcome,
+/// CompactionResult}`); this crate's segment internals are not public.
+pub mod segment {
+    pub use super::compaction::{CompactionOutcome, CompactionResult};
+}
+
 pub use crate::signing::SigningKey;
 pub use batch::BatchAppendItem;
+pub use compaction::{
+    CompactionConfig, CompactionOutcome, CompactionResult, CompactionStrategy, RetentionPredicate,
+};
 pub use config::{
     BatchConfig, ExtraConfig, IndexConfig, RestartPolicy, StoreConfig, SyncConfig, SyncMode,
     WriterConfig, FD_BUDGET_DEFAULT, SINGLE_APPEND_MAX_BYTES_DEFAULT,

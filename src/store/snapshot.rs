@@ -269,7 +269,7 @@ fn prefix_below(disk: &dyn Disk, path: &Path, frontier: u64) -> Result<u64, Stor
         if record.seq != next {
             return Err(corrupt(format!("found sequence {}", record.seq)));
         }
-        next += 1;
+        next = record.body.next_seq(record.seq);
         offset += total as u64;
     }
     Ok(offset)

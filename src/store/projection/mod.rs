@@ -156,6 +156,7 @@ impl<S> Store<S> {
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
         let _ = freshness;
+        let _stable = self.projections.positions.read();
         let positions =
             self.shared
                 .index
@@ -174,6 +175,7 @@ impl<S> Store<S> {
     where
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
+        let _stable = self.projections.positions.read();
         let (positions, generation, clock) =
             self.shared
                 .index

@@ -162,6 +162,11 @@ pub(crate) struct Projections {
     /// synced when the writer rolled past them); the last segment's bytes may be only in the
     /// page cache of a writer that crashed, and this handle syncs nothing.
     rows_below_segment: Option<u64>,
+    /// Held (shared) by a fold from the moment it takes index positions until it has read
+    /// them, and (exclusive) by compaction while it swaps the index: compaction moves index
+    /// positions, so a fold never reads positions of another index than the one it took them
+    /// from.
+    pub(crate) positions: crate::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Projections {

@@ -21,6 +21,11 @@ pub(crate) struct Chains {
     coord_ids: HashMap<Coordinate, u32>,
     /// Interned coordinates, by id.
     pub coords: Vec<Coordinate>,
+    /// Recovery only: how many non-empty dropped ranges (compaction) were replayed so far.
+    gaps: u32,
+    /// Recovery only: entity -> the gap count when its last event was replayed (only after
+    /// the first gap).
+    seen_after_gap: HashMap<Box<str>, u32>,
 }
 
 impl Chains {
@@ -41,6 +46,22 @@ impl Chains {
         } else {
             self.heads.insert(entity.into(), head);
         }
+    }
+
+    /// Recovery: a range removed by compaction was replayed; every entity's next event may
+    /// resume its chain after events that are gone.
+    pub fn gap(&mut self) {
+        self.gaps = self.gaps.saturating_add(1);
+    }
+
+    /// Recovery: whether `entity`'s next event may resume its chain after a removed range (no
+    /// event of it was replayed since the last one), and notes that one now is.
+    pub fn resumes_after_gap(&mut self, entity: &str) -> bool {
+        if self.gaps == 0 {
+            return false;
+        }
+        let last = self.seen_after_gap.insert(entity.into(), self.gaps);
+        last != Some(self.gaps)
     }
 
     /// The id of `coord`, interning it if new.

@@ -18,7 +18,7 @@ impl WriterState {
             record.seq, self.next_seq,
             "INV-STABLE-SEQ: the scan hands records over in sequence order, without a gap"
         );
-        self.next_seq = record.seq + 1;
+        self.next_seq = record.body.next_seq(record.seq);
         let commit = record.seq + 1;
         match &record.body {
             RecordBody::Event(e) => self.recover_event(e, record.seq, pos)?,
@@ -35,6 +35,12 @@ impl WriterState {
                 self.idem.forget(&dropped);
             }
             RecordBody::Checkpoint(c) => self.checkpoints.recovered(c, record.seq)?,
+            // Compaction removed this range: entity chains may resume after it.
+            RecordBody::Dropped { to } => {
+                if *to > record.seq {
+                    self.chains.gap();
+                }
+            }
         }
         Ok(())
     }
@@ -42,7 +48,11 @@ impl WriterState {
     /// A recovered event: it must continue its entity's chain.
     fn recover_event(&mut self, e: &EventRecord<'_>, seq: u64, pos: DiskPos) -> Result<(), String> {
         let head = self.chains.head(e.entity);
-        if e.clock != head.clock.wrapping_add(1) || e.prev_hash != head.hash {
+        let continues = e.clock == head.clock.wrapping_add(1) && e.prev_hash == head.hash;
+        // After a range compaction removed, an entity's first event may follow events that
+        // are gone: its clock still only grows.
+        let resumes = e.clock > head.clock && self.chains.resumes_after_gap(e.entity);
+        if !continues && !resumes {
             return Err(format!(
                 "INV-CHAIN: event {:032x} of entity {} has clock {} and a previous hash that do not continue the chain (head clock {})",
                 e.event_id, e.entity, e.clock, head.clock
