@@ -60,7 +60,8 @@ pub fn forge_crc(buf: &mut [u8]) {
 
 /// Raw bytes into `codec::decode` (salt [`FUZZ_SALT`]). The first byte picks the mode: bit 7
 /// forges the checks (so the body decoder sees arbitrary bodies); the rest is the frame. Every maximum in
-/// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` agrees with `peek_len` on the
+/// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` (the direct body decoder) agrees
+/// with `decode_reference` (serde and bincode); `decode` agrees with `peek_len` on the
 /// header; a decoded frame is `8 + len` bytes within the input; re-encoding the decoded record
 /// gives the identical bytes (one encoding per record).
 pub fn frame_decode(data: &[u8]) {
@@ -79,7 +80,8 @@ pub fn frame_decode(data: &[u8]) {
 /// One decode with the checks of [`frame_decode`]; returns the decoded frame length.
 fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
     let peek = codec::peek_len(buf, max, FUZZ_SALT);
-    match codec::decode(buf, max, FUZZ_SALT) {
+    let decoded = decoders_agree(buf, max);
+    match decoded {
         Ok((record, used)) => {
             let len = peek.unwrap_or_else(|e| {
                 panic!("INV-BOUNDED-DECODE: decode accepted a frame whose header peek_len refuses: {e}")
@@ -110,6 +112,20 @@ fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
             None
         }
     }
+}
+
+/// `codec::decode` (the direct body decoder) of `buf`, checked against
+/// `codec::decode_reference` (serde and bincode): both accept the same record with the same
+/// length, or both refuse for the same reason (body errors by kind: their texts differ).
+fn decoders_agree(buf: &[u8], max: u32) -> Result<(Record<'_>, usize), DecodeError> {
+    let decoded = codec::decode(buf, max, FUZZ_SALT);
+    match (&decoded, codec::decode_reference(buf, max, FUZZ_SALT)) {
+        (Ok(a), Ok(b)) => assert_eq!(*a, b, "direct and reference decoders differ"),
+        (Err(DecodeError::BadBody(_)), Err(DecodeError::BadBody(_))) => {}
+        (Err(a), Err(b)) => assert_eq!(*a, b, "direct and reference decoders differ"),
+        (a, b) => panic!("direct decoder gives {a:?}, the reference {b:?}"),
+    }
+    decoded
 }
 
 /// [`Unit`], for `Arbitrary`.
@@ -354,7 +370,7 @@ pub fn frame_decode_structured(input: StructuredFrame) {
         }
     }
     let unchanged = bad == frame;
-    match codec::decode(&bad, max, FUZZ_SALT) {
+    match decoders_agree(&bad, max) {
         Ok((got, used)) => {
             if unchanged {
                 assert_eq!(got, record, "an intact frame decoded to a different record");
