@@ -275,6 +275,12 @@ pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), De
     Ok((record, total))
 }
 
+/// The record of a frame body whose checks already passed (the frame at `FRAME_HEADER_BYTES`
+/// and on): what [`decode`] returns for the whole frame.
+pub fn decode_body(body: &[u8]) -> Result<Record<'_>, DecodeError> {
+    fast::decode_body(body).map_err(|e| DecodeError::BadBody(e.to_string()))
+}
+
 /// [`decode`] through serde and bincode: the reference the direct body decoder is checked
 /// against (same headers, checks and accepted bodies; its `BadBody` texts are bincode's).
 /// Only tests and the fuzz harnesses call it.
