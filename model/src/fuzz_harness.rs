@@ -309,8 +309,8 @@ fn set_u32(buf: &mut [u8], at: usize, v: u32) {
     }
 }
 
-/// Encodes an arbitrary record, applies one corruption and decodes. Properties: the intact
-/// frame decodes to the same record, using the whole frame; a corrupted frame never decodes to
+/// Encodes an arbitrary record, applies one corruption and decodes. Properties: the direct
+/// encoder writes the serde reference's bytes; the intact frame decodes to the same record, using the whole frame; a corrupted frame never decodes to
 /// a different record; CRC lies, bit flips, length lies and truncations are errors unless the
 /// corruption left the bytes unchanged.
 pub fn frame_decode_structured(input: StructuredFrame) {
@@ -319,6 +319,13 @@ pub fn frame_decode_structured(input: StructuredFrame) {
     let Ok(frame) = codec::encode(&record, max, FUZZ_SALT) else {
         return;
     };
+    let mut reference = Vec::new();
+    codec::encode_reference(&record, max, FUZZ_SALT, &mut reference)
+        .unwrap_or_else(|e| panic!("the serde encoder refuses what the direct one wrote: {e}"));
+    assert_eq!(
+        frame, reference,
+        "the direct encoder and the serde reference write different bytes for {record:?}"
+    );
     let (back, used) = codec::decode(&frame, max, FUZZ_SALT)
         .unwrap_or_else(|e| panic!("an encoded frame does not decode: {e}; {record:?}"));
     assert_eq!(back, record, "round trip changed the record");

@@ -216,3 +216,160 @@ pub(super) fn decode_body(body: &[u8]) -> Result<Record<'_>, &'static str> {
     }
     Ok(record)
 }
+
+/// Appends the body of `record` to `out`: the bytes bincode 1 writes under the codec's
+/// configuration (every varint in its shortest form), without serde. The codec's tests check
+/// it byte for byte against the serde path ([`super::encode_reference`]).
+pub(super) fn encode_body(record: &Record<'_>, out: &mut Vec<u8>) {
+    let mut w = Writer { out };
+    w.record(record);
+}
+
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn varint(&mut self, v: u128) {
+        if v <= u128::from(SINGLE_BYTE_MAX) {
+            self.out.push(v as u8);
+        } else if v <= u128::from(u16::MAX) {
+            self.out.push(U16_TAG);
+            self.out.extend_from_slice(&(v as u16).to_le_bytes());
+        } else if v <= u128::from(u32::MAX) {
+            self.out.push(U32_TAG);
+            self.out.extend_from_slice(&(v as u32).to_le_bytes());
+        } else if v <= u128::from(u64::MAX) {
+            self.out.push(U64_TAG);
+            self.out.extend_from_slice(&(v as u64).to_le_bytes());
+        } else {
+            self.out.push(U128_TAG);
+            self.out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.varint(u128::from(v));
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.varint(u128::from(v));
+    }
+
+    fn i64(&mut self, v: i64) {
+        // zigzag
+        self.u64(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn option<T: Copy>(&mut self, v: Option<T>, f: impl FnOnce(&mut Self, T)) {
+        match v {
+            None => self.out.push(0),
+            Some(x) => {
+                self.out.push(1);
+                f(self, x);
+            }
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.out.extend_from_slice(b);
+    }
+
+    fn unit(&mut self, u: Unit) {
+        match u {
+            Unit::None => self.u32(0),
+            Unit::Batch(b) => {
+                self.u32(1);
+                self.u64(b);
+            }
+            Unit::Fence(f) => {
+                self.u32(2);
+                self.u64(f);
+            }
+            Unit::FencedBatch { fence, batch } => {
+                self.u32(3);
+                self.u64(fence);
+                self.u64(batch);
+            }
+        }
+    }
+
+    fn event(&mut self, e: &EventRecord<'_>) {
+        self.unit(e.unit);
+        self.varint(e.event_id);
+        self.option(e.correlation_id, Self::varint);
+        self.option(e.causation_id, Self::varint);
+        self.i64(e.timestamp_us);
+        self.u32(e.clock);
+        self.varint(u128::from(e.kind));
+        self.out.push(e.flags);
+        self.out.extend_from_slice(&e.prev_hash);
+        self.option(e.idempotency_key, Self::varint);
+        self.bytes(e.entity.as_bytes());
+        self.bytes(e.scope.as_bytes());
+        self.bytes(e.payload);
+    }
+
+    fn checkpoint(&mut self, c: &CheckpointRecord<'_>) {
+        self.unit(c.unit);
+        self.bytes(c.id.as_bytes());
+        let r = &c.region;
+        self.option(r.entity_prefix, |w, s| w.bytes(s.as_bytes()));
+        self.option(r.scope, |w, s| w.bytes(s.as_bytes()));
+        match r.fact {
+            FactRecord::Any => self.u32(0),
+            FactRecord::Exact(k) => {
+                self.u32(1);
+                self.varint(u128::from(k));
+            }
+            FactRecord::Category(c) => {
+                self.u32(2);
+                self.out.push(c);
+            }
+        }
+        self.option(r.clock_range, |w, (lo, hi)| {
+            w.u32(lo);
+            w.u32(hi);
+        });
+        match c.position {
+            CheckpointPosition::Start => self.u32(0),
+            CheckpointPosition::After(s) => {
+                self.u32(1);
+                self.u64(s);
+            }
+            CheckpointPosition::Deleted => self.u32(2),
+        }
+    }
+
+    fn record(&mut self, r: &Record<'_>) {
+        self.u64(r.seq);
+        match &r.body {
+            RecordBody::Event(e) => {
+                self.u32(0);
+                self.event(e);
+            }
+            RecordBody::BatchCommit { batch, count } => {
+                self.u32(1);
+                self.u64(*batch);
+                self.u32(*count);
+            }
+            RecordBody::FenceBegin { fence } => {
+                self.u32(2);
+                self.u64(*fence);
+            }
+            RecordBody::FenceCommit { fence } => {
+                self.u32(3);
+                self.u64(*fence);
+            }
+            RecordBody::FenceCancel { fence } => {
+                self.u32(4);
+                self.u64(*fence);
+            }
+            RecordBody::Checkpoint(c) => {
+                self.u32(5);
+                self.checkpoint(c);
+            }
+        }
+    }
+}

@@ -178,6 +178,27 @@ pub fn encode_into(
 ) -> Result<usize, EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    fast::encode_body(record, out);
+    if out.len() - start - FRAME_HEADER_BYTES > max as usize {
+        out.truncate(start);
+        return Err(EncodeError::TooLarge {
+            len: u64::from(max) + 1,
+            max,
+        });
+    }
+    seal(out, start, max, salt)
+}
+
+/// [`encode_into`] through serde and bincode: the reference the direct body encoder is
+/// checked against byte for byte. Only tests and the fuzz harnesses call it.
+pub fn encode_reference(
+    record: &Record<'_>,
+    max: u32,
+    salt: u32,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     if let Err(e) = options(max).serialize_into(&mut *out, record) {
         out.truncate(start);
         return Err(match *e {
@@ -188,6 +209,11 @@ pub fn encode_into(
             other => EncodeError::Serialize(other.to_string()),
         });
     }
+    seal(out, start, max, salt)
+}
+
+/// Writes the length and checks of the frame that starts at `out[start]` (its body written).
+fn seal(out: &mut Vec<u8>, start: usize, max: u32, salt: u32) -> Result<usize, EncodeError> {
     let body_len = out.len() - start - FRAME_HEADER_BYTES;
     let Ok(len) = u32::try_from(body_len) else {
         out.truncate(start);
@@ -626,6 +652,25 @@ mod tests {
     }
 
     #[test]
+    fn the_direct_encoder_writes_the_references_bytes() {
+        for body in every_shape() {
+            let frame = forged(&body);
+            let (record, _) = decode_reference(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            for max in [
+                FRAME_BYTES_MAX_DEFAULT,
+                body.len() as u32,
+                body.len() as u32 - 1,
+            ] {
+                let (mut a, mut b) = (vec![1u8], vec![1u8]);
+                let fast = encode_into(&record, max, SALT, &mut a);
+                let reference = encode_reference(&record, max, SALT, &mut b);
+                assert_eq!(fast, reference);
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
     fn the_direct_decoder_refuses_what_the_reference_refuses() {
         // An over-long varint (seq 3 behind a u16 tag), an option tag of 2 (an event's
         // correlation id), unknown record tags, a trailing byte.
@@ -684,6 +729,9 @@ mod tests {
         fn round_trip_any_payload(seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let r = event(seq, &payload);
             let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            let mut reference = Vec::new();
+            encode_reference(&r, FRAME_BYTES_MAX_DEFAULT, SALT, &mut reference).unwrap();
+            prop_assert_eq!(&frame, &reference);
             let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
             prop_assert_eq!(used, frame.len());
             prop_assert_eq!(back, r);
