@@ -54,6 +54,7 @@ pub(crate) fn recover(
     let report = log::scan::scan_seeded(disk, dir, cut, Some(digest), &mut visit, bugs)?;
     let mut ready = state.finish_recovery();
     publish(&mut state, &mut index, &mut ready);
+    index.shrink();
     Ok(Recovered {
         state,
         index,
