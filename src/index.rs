@@ -118,11 +118,199 @@ pub(crate) struct Slot {
     pub coord: u32,
 }
 
+/// What the index keeps per visible event: a fixed-width record of 92 bytes, no heap
+/// allocation. The rest of a [`Slot`] is rebuilt on demand: the previous hash of the entity
+/// chain is the event hash of the entity's previous visible event (`prev`) in the common
+/// case; correlation and causation ids, a chain that skips a hidden event and disk positions
+/// beyond 32 bits live in side tables that only events which need them use (flags).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct Rec {
+    event_id: u128,
+    event_hash: [u8; 32],
+    seq: u64,
+    timestamp_us: i64,
+    segment_id: u32,
+    offset: u32,
+    length: u32,
+    clock: u32,
+    coord: u32,
+    /// Position of the entity's previous visible event (with [`Rec::PREV_AT`]).
+    prev: u32,
+    kind: u16,
+    flags: u8,
+    _pad: u8,
+}
+
+impl Rec {
+    /// `prev_hash` is the event hash of the record at `prev`.
+    const PREV_AT: u8 = 1;
+    /// `prev_hash` is in `Index::odd_prev` (neither zeros nor the previous visible event's).
+    const PREV_ODD: u8 = 2;
+    /// The correlation id is in `Index::correlations` (else it is the event id).
+    const CORRELATED: u8 = 4;
+    /// The causation id is in `Index::causes` (else there is none).
+    const CAUSED: u8 = 8;
+    /// The disk position is in `Index::wide` (a segment id or offset above 32 bits).
+    const WIDE: u8 = 16;
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn event_id(&self) -> u128 {
+        self.event_id
+    }
+
+    fn coord(&self) -> u32 {
+        self.coord
+    }
+
+    fn kind(&self) -> EventKind {
+        EventKind::from_raw(self.kind)
+    }
+
+    fn clock(&self) -> u32 {
+        self.clock
+    }
+
+    fn timestamp_us(&self) -> i64 {
+        self.timestamp_us
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Event id -> position: an open-addressing table of 8-byte entries (32 bits of the id's hash
+/// beside the position), linear probing, at most 4/5 full. About 10 to 16 bytes per event,
+/// against 40 to 70 for a `HashMap<u128, u32>`, and a lookup reads one record only when the
+/// hash bits match.
+#[derive(Debug, Default)]
+struct IdTable {
+    entries: Vec<u64>,
+    len: usize,
+}
+
+impl IdTable {
+    const EMPTY: u64 = u64::MAX;
+
+    fn hash(id: u128) -> u64 {
+        let mut h = IdHasher::default();
+        h.write_u128(id);
+        h.finish()
+    }
+
+    fn home(&self, h: u64) -> usize {
+        // Multiply-shift range reduction: any table size, not just powers of two.
+        ((u128::from(h) * self.entries.len() as u128) >> 64) as usize
+    }
+
+    /// Makes room for `n` ids in all without growing again.
+    fn reserve(&mut self, n: usize, recs: &[Rec]) {
+        let want = n.saturating_add(n / 4).saturating_add(16);
+        if want > self.entries.len() {
+            self.rebuild(want, recs);
+        }
+    }
+
+    fn rebuild(&mut self, size: usize, recs: &[Rec]) {
+        let old = std::mem::replace(&mut self.entries, vec![Self::EMPTY; size]);
+        self.len = 0;
+        for e in old.into_iter().filter(|&e| e != Self::EMPTY) {
+            let pos = e as u32;
+            if let Some(r) = recs.get(pos as usize) {
+                self.place(Self::hash(r.event_id()), pos);
+            }
+        }
+    }
+
+    /// Puts `pos` in the first free entry from `h`'s home (no duplicate check).
+    fn place(&mut self, h: u64, pos: u32) {
+        let n = self.entries.len();
+        let mut i = self.home(h);
+        let entry = ((h >> 32) << 32) | u64::from(pos);
+        for _ in 0..n {
+            match self.entries.get_mut(i) {
+                Some(e) if *e == Self::EMPTY => {
+                    *e = entry;
+                    self.len += 1;
+                    return;
+                }
+                _ => i = if i + 1 == n { 0 } else { i + 1 },
+            }
+        }
+    }
+
+    /// The entry index holding `id`, if any.
+    fn find(&self, id: u128, recs: &[Rec]) -> Option<usize> {
+        let n = self.entries.len();
+        if n == 0 {
+            return None;
+        }
+        let h = Self::hash(id);
+        let tag = h >> 32;
+        let mut i = self.home(h);
+        for _ in 0..n {
+            let e = *self.entries.get(i)?;
+            if e == Self::EMPTY {
+                return None;
+            }
+            if e >> 32 == tag
+                && recs
+                    .get(e as u32 as usize)
+                    .is_some_and(|r| r.event_id() == id)
+            {
+                return Some(i);
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        None
+    }
+
+    fn get(&self, id: u128, recs: &[Rec]) -> Option<u32> {
+        self.find(id, recs)
+            .and_then(|i| self.entries.get(i))
+            .map(|&e| e as u32)
+    }
+
+    /// Maps `id` (the id of `recs[pos]`) to `pos`, replacing an earlier position of the same
+    /// id (the newest wins, as with a map).
+    fn insert(&mut self, id: u128, pos: u32, recs: &[Rec]) {
+        if let Some(i) = self.find(id, recs) {
+            let h = Self::hash(id);
+            if let Some(e) = self.entries.get_mut(i) {
+                *e = ((h >> 32) << 32) | u64::from(pos);
+            }
+            return;
+        }
+        if (self.len + 1) * 5 > self.entries.len() * 4 {
+            let size = (self.entries.len() + self.entries.len() / 2).max(64);
+            self.rebuild(size, recs);
+        }
+        self.place(Self::hash(id), pos);
+    }
+
+    fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<u64>()
+    }
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
-    slots: Vec<Slot>,
-    by_id: IdMap<u128, u32>,
+    slots: Vec<Rec>,
+    by_id: IdTable,
+    /// Correlation ids of the events that have one other than their own id, by position.
+    correlations: IdMap<u32, u128>,
+    /// Causation ids, by position.
+    causes: IdMap<u32, u128>,
+    /// Previous hashes that are neither zeros nor the entity's previous visible event's hash
+    /// (an entity whose last written event was hidden: a cancelled fence), by position.
+    odd_prev: IdMap<u32, [u8; 32]>,
+    /// Disk positions that do not fit 32-bit fields, by position.
+    wide: IdMap<u32, DiskPos>,
     coords: Vec<Coordinate>,
     /// Per coordinate id: (entity list, scope list) indexes, so publishing hashes no string.
     coord_lists: Vec<(u32, u32)>,
@@ -148,7 +336,40 @@ impl Index {
     /// not resident, tightly for the id map, whose whole table is touched).
     pub fn reserve(&mut self, additional: usize, ids_additional: usize) {
         self.slots.reserve(additional);
-        self.by_id.reserve(ids_additional);
+        self.by_id
+            .reserve(self.slots.len().saturating_add(ids_additional), &self.slots);
+    }
+
+    /// Bytes the index holds for its events (records, id table, position lists and side
+    /// tables; the coordinates' strings aside).
+    pub fn heap_bytes(&self) -> usize {
+        fn lists<'a>(v: impl Iterator<Item = &'a Vec<u32>>) -> usize {
+            v.map(|l| l.capacity() * 4 + 24).sum()
+        }
+        fn map<K, V>(m: &IdMap<K, V>) -> usize {
+            m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        self.slots.len() * std::mem::size_of::<Rec>()
+            + self.by_id.bytes()
+            + lists(self.entity_lists.iter())
+            + lists(self.scope_lists.iter())
+            + lists(self.by_kind.values())
+            + lists(self.by_correlation.values())
+            + lists(self.effects.values())
+            + map(&self.correlations)
+            + map(&self.causes)
+            + map(&self.odd_prev)
+            + map(&self.wide)
+            + map(&self.by_correlation)
+            + map(&self.effects)
+    }
+
+    /// Gives back the position lists' growth slack (recovery calls it
+    /// once the log is replayed: lists grown by doubling hold up to twice what they need).
+    pub(crate) fn shrink(&mut self) {
+        self.entity_lists.iter_mut().for_each(Vec::shrink_to_fit);
+        self.scope_lists.iter_mut().for_each(Vec::shrink_to_fit);
+        self.by_kind.values_mut().for_each(Vec::shrink_to_fit);
     }
 
     /// Number of visible events.
@@ -160,7 +381,7 @@ impl Index {
     pub(crate) fn last_wall_ms(&self) -> Option<u64> {
         self.slots
             .last()
-            .map(|s| (s.timestamp_us.max(0) / 1000) as u64)
+            .map(|s| (s.timestamp_us().max(0) / 1000) as u64)
     }
 
     /// Whether no event is visible.
@@ -215,7 +436,7 @@ impl Index {
     /// that way, and anything else is a bug, so it stops the publishing thread.
     pub(crate) fn publish(&mut self, slot: Slot) {
         assert!(
-            self.slots.last().is_none_or(|l| l.seq < slot.seq),
+            self.slots.last().is_none_or(|l| l.seq() < slot.seq),
             "INV-READ-ISOLATION: publish order must be sequence order"
         );
         let pos = self.slots.len() as u32;
@@ -229,6 +450,55 @@ impl Index {
         let Some((e, s)) = lists else {
             return;
         };
+        let mut flags = 0u8;
+        let mut prev = u32::MAX;
+        let before = self
+            .entity_lists
+            .get(e as usize)
+            .and_then(|v| v.last().copied());
+        match before.and_then(|p| self.slots.get(p as usize).map(|r| (p, r.event_hash))) {
+            Some((p, h)) if h == slot.hash_chain.prev_hash => {
+                flags |= Rec::PREV_AT;
+                prev = p;
+            }
+            None if slot.hash_chain.prev_hash == [0; 32] => {}
+            _ => {
+                flags |= Rec::PREV_ODD;
+                self.odd_prev.insert(pos, slot.hash_chain.prev_hash);
+            }
+        }
+        if slot.correlation_id != slot.event_id {
+            flags |= Rec::CORRELATED;
+            self.correlations.insert(pos, slot.correlation_id);
+        }
+        if let Some(c) = slot.causation_id {
+            flags |= Rec::CAUSED;
+            self.causes.insert(pos, c);
+        }
+        let d = slot.disk_pos;
+        let (segment_id, offset) = match (u32::try_from(d.segment_id), u32::try_from(d.offset)) {
+            (Ok(sg), Ok(o)) => (sg, o),
+            _ => {
+                flags |= Rec::WIDE;
+                self.wide.insert(pos, d);
+                (0, 0)
+            }
+        };
+        self.slots.push(Rec {
+            event_id: slot.event_id,
+            event_hash: slot.hash_chain.event_hash,
+            seq: slot.seq,
+            timestamp_us: slot.timestamp_us,
+            segment_id,
+            offset,
+            length: d.length,
+            clock: slot.clock,
+            coord: slot.coord,
+            prev,
+            kind: slot.kind.as_raw(),
+            flags,
+            _pad: 0,
+        });
         if let Some(v) = self.entity_lists.get_mut(e as usize) {
             v.push(pos);
         }
@@ -239,7 +509,7 @@ impl Index {
             .entry(slot.kind.as_raw())
             .or_default()
             .push(pos);
-        self.by_id.insert(slot.event_id, pos);
+        self.by_id.insert(slot.event_id, pos, &self.slots);
         if slot.correlation_id != slot.event_id {
             self.by_correlation
                 .entry(slot.correlation_id)
@@ -249,7 +519,53 @@ impl Index {
         if let Some(c) = slot.causation_id {
             self.effects.entry(c).or_default().push(pos);
         }
-        self.slots.push(slot);
+    }
+
+    /// The full slot at `pos`, rebuilt from its record and the side tables.
+    fn slot(&self, pos: u32) -> Option<Slot> {
+        let r = self.slots.get(pos as usize)?;
+        let prev_hash = if r.has(Rec::PREV_AT) {
+            self.slots.get(r.prev as usize)?.event_hash
+        } else if r.has(Rec::PREV_ODD) {
+            *self.odd_prev.get(&pos)?
+        } else {
+            [0; 32]
+        };
+        let event_id = r.event_id();
+        let correlation_id = if r.has(Rec::CORRELATED) {
+            *self.correlations.get(&pos)?
+        } else {
+            event_id
+        };
+        let causation_id = if r.has(Rec::CAUSED) {
+            Some(*self.causes.get(&pos)?)
+        } else {
+            None
+        };
+        let disk_pos = if r.has(Rec::WIDE) {
+            *self.wide.get(&pos)?
+        } else {
+            DiskPos {
+                segment_id: u64::from(r.segment_id),
+                offset: u64::from(r.offset),
+                length: r.length,
+            }
+        };
+        Some(Slot {
+            event_id,
+            correlation_id,
+            causation_id,
+            hash_chain: HashChain {
+                prev_hash,
+                event_hash: r.event_hash,
+            },
+            seq: r.seq(),
+            timestamp_us: r.timestamp_us(),
+            disk_pos,
+            clock: r.clock(),
+            kind: r.kind(),
+            coord: r.coord(),
+        })
     }
 
     /// After a compaction: every event for which `relocate` answers a position keeps its
@@ -276,14 +592,17 @@ impl Index {
     pub(crate) fn retain_below(&mut self, seq: u64) {
         let mut kept = Index::new();
         kept.sync_coords(&self.coords);
-        for s in self.slots.iter().filter(|s| s.seq < seq) {
-            kept.publish(*s);
+        for p in 0..self.slots.len() as u32 {
+            match self.slot(p) {
+                Some(s) if s.seq < seq => kept.publish(s),
+                _ => {}
+            }
         }
         *self = kept;
     }
 
     fn entry(&self, pos: u32) -> Option<IndexEntry> {
-        let s = self.slots.get(pos as usize)?;
+        let s = self.slot(pos)?;
         Some(IndexEntry {
             event_id: s.event_id,
             correlation_id: s.correlation_id,
@@ -304,12 +623,14 @@ impl Index {
 
     /// The visible event with this id.
     pub fn get(&self, event_id: u128) -> Option<IndexEntry> {
-        self.by_id.get(&event_id).and_then(|&p| self.entry(p))
+        self.by_id
+            .get(event_id, &self.slots)
+            .and_then(|p| self.entry(p))
     }
 
     /// Whether an event with this id is visible.
     pub fn contains(&self, event_id: u128) -> bool {
-        self.by_id.contains_key(&event_id)
+        self.by_id.get(event_id, &self.slots).is_some()
     }
 
     /// The entity's visible events, oldest first.
@@ -339,8 +660,8 @@ impl Index {
         let keep = |p: &&u32| {
             self.slots.get(**p as usize).is_some_and(|s| {
                 self.coords
-                    .get(s.coord as usize)
-                    .is_some_and(|c| region.matches(c, s.kind, s.clock))
+                    .get(s.coord() as usize)
+                    .is_some_and(|c| region.matches(c, s.kind(), s.clock()))
             })
         };
         let from_list = |v: &Vec<u32>| -> Vec<IndexEntry> {
@@ -402,13 +723,13 @@ impl Index {
     fn selects(&self, region: &Region, pos: u32) -> bool {
         self.slots.get(pos as usize).is_some_and(|s| {
             self.coords
-                .get(s.coord as usize)
-                .is_some_and(|c| region.matches(c, s.kind, s.clock))
+                .get(s.coord() as usize)
+                .is_some_and(|c| region.matches(c, s.kind(), s.clock()))
         })
     }
 
     fn seq_at(&self, pos: u32) -> u64 {
-        self.slots.get(pos as usize).map_or(u64::MAX, |s| s.seq)
+        self.slots.get(pos as usize).map_or(u64::MAX, Rec::seq)
     }
 
     /// Calls `f` with the positions of the events `region` may select with a sequence in
@@ -425,7 +746,7 @@ impl Index {
                 }
             }
             None => {
-                let start = self.slots.partition_point(|s| s.seq < from);
+                let start = self.slots.partition_point(|s| s.seq() < from);
                 for p in start..self.slots.len() {
                     if self.seq_at(p as u32) >= below || !f(p as u32) {
                         return;
@@ -480,8 +801,8 @@ impl Index {
         if from >= below || max == 0 {
             return out;
         }
-        let lo = self.slots.partition_point(|s| s.seq < from);
-        let hi = self.slots.partition_point(|s| s.seq < below);
+        let lo = self.slots.partition_point(|s| s.seq() < from);
+        let hi = self.slots.partition_point(|s| s.seq() < below);
         // (from, below, lo, hi), explored low half first so the output stays ordered.
         let mut stack = vec![(from, below, lo, hi)];
         while let Some((f, b, l, h)) = stack.pop() {
@@ -542,10 +863,9 @@ impl Index {
     /// Visible events of one correlation, in order (the root included).
     pub fn correlated(&self, correlation_id: u128) -> Vec<IndexEntry> {
         let mut out: Vec<u32> = Vec::new();
-        if let Some(&p) = self.by_id.get(&correlation_id) {
+        if let Some(p) = self.by_id.get(correlation_id, &self.slots) {
             if self
-                .slots
-                .get(p as usize)
+                .slot(p)
                 .is_some_and(|s| s.correlation_id == correlation_id)
             {
                 out.push(p);
@@ -560,13 +880,13 @@ impl Index {
 
     /// The entity's visible events before `event_id`, newest first, at most `limit`.
     pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
-        let Some(&pos) = self.by_id.get(&event_id) else {
+        let Some(pos) = self.by_id.get(event_id, &self.slots) else {
             return Vec::new();
         };
         let Some(slot) = self.slots.get(pos as usize) else {
             return Vec::new();
         };
-        let Some(coord) = self.coords.get(slot.coord as usize) else {
+        let Some(coord) = self.coords.get(slot.coord() as usize) else {
             return Vec::new();
         };
         let Some(list) = self.entity_list(coord.entity()) else {
@@ -633,14 +953,14 @@ impl Index {
                 .filter(|&p| {
                     self.slots
                         .get(p as usize)
-                        .is_some_and(|s| kinds.contains(&s.kind))
+                        .is_some_and(|s| kinds.contains(&s.kind()))
                 })
                 .collect()
         };
         let clock = list
             .last()
             .and_then(|&p| self.slots.get(p as usize))
-            .map_or(0, |s| s.clock);
+            .map_or(0, Rec::clock);
         (positions, list.len() as u64, clock)
     }
 
@@ -658,7 +978,7 @@ impl Index {
                 && self
                     .slots
                     .get(p as usize)
-                    .is_some_and(|s| kinds.is_empty() || kinds.contains(&s.kind))
+                    .is_some_and(|s| kinds.is_empty() || kinds.contains(&s.kind()))
             {
                 out.push(p);
             }
@@ -669,16 +989,12 @@ impl Index {
 
     /// The slots at `positions` (from [`Index::entity_replay`] / [`Index::region_replay`]).
     pub(crate) fn slots_at(&self, positions: &[u32]) -> Vec<Slot> {
-        positions
-            .iter()
-            .filter_map(|&p| self.slots.get(p as usize))
-            .copied()
-            .collect()
+        positions.iter().filter_map(|&p| self.slot(p)).collect()
     }
 
     /// The slot at `position`.
     pub(crate) fn slot_at(&self, position: u32) -> Option<Slot> {
-        self.slots.get(position as usize).copied()
+        self.slot(position)
     }
 
     /// The coordinate of interned id `id`.
@@ -689,6 +1005,155 @@ impl Index {
     /// The first visible event's sequence and id: it stays the first for the life of the
     /// store's files, so it names the store (projection cache keys).
     pub(crate) fn first_event(&self) -> Option<(u64, u128)> {
-        self.slots.first().map(|s| (s.seq, s.event_id))
+        self.slots.first().map(|s| (s.seq(), s.event_id()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coords() -> Vec<Coordinate> {
+        vec![
+            Coordinate::new("a:1", "s").unwrap(),
+            Coordinate::new("a:2", "s").unwrap(),
+            Coordinate::new("a:1", "t").unwrap(),
+        ]
+    }
+
+    /// Slot `seq` of coordinate `coord`, with hashes derived from `seq`.
+    fn slot(seq: u64, coord: u32, prev_hash: [u8; 32]) -> Slot {
+        Slot {
+            event_id: 0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(seq),
+            correlation_id: 0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(seq),
+            causation_id: None,
+            hash_chain: HashChain {
+                prev_hash,
+                event_hash: [(seq as u8).wrapping_add(1); 32],
+            },
+            seq,
+            timestamp_us: 1_000 * seq as i64,
+            disk_pos: DiskPos {
+                segment_id: seq / 4,
+                offset: 100 * seq,
+                length: 90,
+            },
+            clock: seq as u32,
+            kind: EventKind::custom(1, (seq % 3) as u16),
+            coord,
+        }
+    }
+
+    fn same(a: &Slot, b: &Slot) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn an_index_of_plain_events_holds_about_120_bytes_per_event() {
+        // 100 entities in one scope, one kind, no correlation or causation ids: what the peer
+        // harness writes. After recovery's shrink the index holds records, the id table and
+        // three position lists.
+        let coords: Vec<Coordinate> = (0..100)
+            .map(|i| Coordinate::new(format!("e:{i}"), "s").unwrap())
+            .collect();
+        let mut index = Index::new();
+        let n = 200_000u64;
+        index.reserve(n as usize, n as usize);
+        index.sync_coords(&coords);
+        let mut heads = vec![[0u8; 32]; coords.len()];
+        for seq in 0..n {
+            let c = (seq % 100) as usize;
+            let mut s = slot(seq, c as u32, heads[c]);
+            s.hash_chain.event_hash = blake3::hash(&seq.to_le_bytes()).into();
+            heads[c] = s.hash_chain.event_hash;
+            index.publish(s);
+        }
+        index.shrink();
+        assert!(index.odd_prev.is_empty() && index.correlations.is_empty());
+        let per_event = index.heap_bytes() as f64 / n as f64;
+        println!("index bytes per event: {per_event:.1}");
+        assert!(per_event < 125.0, "{per_event} bytes per event");
+    }
+
+    #[test]
+    fn a_record_is_92_bytes() {
+        assert_eq!(std::mem::size_of::<Rec>(), 92);
+    }
+
+    #[test]
+    fn every_slot_comes_back_whole_from_its_record_and_the_side_tables() {
+        let mut index = Index::new();
+        index.sync_coords(&coords());
+        let mut published = Vec::new();
+        // a:1 in s: chain from zeros; a:2 continues from a:1's hash (not its own previous
+        // event: the side table); a:1 in t continues a:1's chain across scopes; a skipped
+        // (hidden) event leaves an odd previous hash; ids, causes and wide positions.
+        let mut s0 = slot(0, 0, [0; 32]);
+        s0.causation_id = Some(77);
+        let mut s1 = slot(1, 1, [9; 32]);
+        s1.correlation_id = 5;
+        let s2 = slot(2, 2, [1; 32]);
+        let mut s4 = slot(4, 0, [4; 32]);
+        s4.disk_pos = DiskPos {
+            segment_id: 1 << 33,
+            offset: 3,
+            length: 7,
+        };
+        let mut s5 = slot(5, 1, [2; 32]);
+        s5.disk_pos.offset = 1 << 40;
+        let s6 = slot(6, 0, [5; 32]);
+        for s in [s0, s1, s2, s4, s5, s6] {
+            index.publish(s);
+            published.push(s);
+        }
+        for (p, s) in published.iter().enumerate() {
+            same(&index.slot_at(p as u32).unwrap(), s);
+            let e = index.get(s.event_id).unwrap();
+            assert_eq!(e.hash_chain, s.hash_chain);
+            assert_eq!(e.correlation_id, s.correlation_id);
+            assert_eq!(e.causation_id, s.causation_id);
+            assert_eq!(e.disk_pos, s.disk_pos);
+        }
+        assert_eq!(
+            index.odd_prev.len(),
+            2,
+            "a:2's first and the chain over seq 3"
+        );
+        assert_eq!(index.wide.len(), 2);
+        assert_eq!(index.effects(77).len(), 1);
+        assert_eq!(index.correlated(5).len(), 1);
+    }
+
+    #[test]
+    fn the_id_table_grows_finds_every_id_and_the_newest_position_of_a_repeated_id_wins() {
+        let mut index = Index::new();
+        index.sync_coords(&coords());
+        let n = 5_000u64;
+        for seq in 0..n {
+            let mut s = slot(seq, (seq % 2) as u32, [0; 32]);
+            // Small, sequential and timestamp-shaped ids alike.
+            s.event_id = if seq % 2 == 0 {
+                u128::from(seq)
+            } else {
+                (u128::from(seq) << 80) | 1
+            };
+            index.publish(s);
+        }
+        for seq in 0..n {
+            let id = if seq % 2 == 0 {
+                u128::from(seq)
+            } else {
+                (u128::from(seq) << 80) | 1
+            };
+            assert_eq!(index.get(id).map(|e| e.global_sequence), Some(seq));
+        }
+        assert!(!index.contains(u128::from(n)));
+        assert!(index.by_id.len <= index.by_id.entries.len() * 4 / 5);
+        let mut again = slot(n, 0, [0; 32]);
+        again.event_id = 2;
+        index.publish(again);
+        assert_eq!(index.get(2).map(|e| e.global_sequence), Some(n));
+        assert_eq!(index.by_id.len, n as usize);
+        assert!(index.heap_bytes() >= index.len() * 92);
     }
 }

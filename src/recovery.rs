@@ -39,18 +39,22 @@ pub(crate) fn recover(
     let mut state = WriterState::new(bugs);
     let mut index = sized_index(disk, dir);
     let mut ready: Vec<Slot> = Vec::new();
-    let mut visit = |r: &log::Record<'_>, pos: log::DiskPos| -> Result<(), String> {
-        state.recover_record(r, pos)?;
-        if !state.units.ready.is_empty() {
-            // Reuse one buffer: recovery publishes record by record.
-            std::mem::swap(&mut state.units.ready, &mut ready);
-            publish(&mut state, &mut index, &mut ready);
-        }
-        Ok(())
-    };
-    let report = log::scan::scan_seeded(disk, dir, cut, &mut visit, bugs)?;
+    let mut visit =
+        |r: &log::Record<'_>, pos: log::DiskPos, hash: Option<&[u8; 32]>| -> Result<(), String> {
+            state.recover_record(r, pos, hash)?;
+            if !state.units.ready.is_empty() {
+                // Reuse one buffer: recovery publishes record by record.
+                std::mem::swap(&mut state.units.ready, &mut ready);
+                publish(&mut state, &mut index, &mut ready);
+            }
+            Ok(())
+        };
+    // The scan computes the events' hashes ahead, on two threads over large windows.
+    let digest: log::scan::Digest = crate::writer::state::chains::event_hash;
+    let report = log::scan::scan_seeded(disk, dir, cut, Some(digest), &mut visit, bugs)?;
     let mut ready = state.finish_recovery();
     publish(&mut state, &mut index, &mut ready);
+    index.shrink();
     Ok(Recovered {
         state,
         index,
@@ -196,6 +200,43 @@ mod tests {
             "{err}"
         );
         assert_eq!(files(&disk), before);
+    }
+
+    #[test]
+    fn hashes_computed_ahead_on_two_threads_are_the_writers_hashes() {
+        // Enough events that read windows hand digests to the helper thread, in several
+        // entities (so chains interleave) and a few segments.
+        let disk = SimDisk::new();
+        let cfg = StoreConfig::new(DIR)
+            .with_lifecycle_events(false)
+            .with_disk(StdArc::new(disk.clone()))
+            .with_segment_max_bytes(400 << 10);
+        let store = Store::open(cfg).unwrap();
+        let coords: Vec<_> = (0..7)
+            .map(|i| crate::coordinate::Coordinate::new(format!("acct:{i}"), "s").unwrap())
+            .collect();
+        for i in 0..6000u32 {
+            let c = &coords[(i as usize * 5) % coords.len()];
+            store
+                .append(c, crate::event::EventKind::custom(1, 1), &vec![i; 8])
+                .unwrap();
+        }
+        let written: Vec<_> = store
+            .query(&Region::all())
+            .into_iter()
+            .map(|e| (e.event_id, e.hash_chain))
+            .collect();
+        store.close().unwrap();
+        assert!(segments(&disk).len() >= 2);
+        let r = recover(&disk, Path::new(DIR), CutPolicy::InMemory, Bugs::default()).unwrap();
+        let recovered: Vec<_> = r
+            .index
+            .query(&Region::all())
+            .into_iter()
+            .map(|e| (e.event_id, e.hash_chain))
+            .collect();
+        assert_eq!(recovered.len(), 6000);
+        assert_eq!(recovered, written);
     }
 
     #[test]

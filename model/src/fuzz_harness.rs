@@ -60,7 +60,8 @@ pub fn forge_crc(buf: &mut [u8]) {
 
 /// Raw bytes into `codec::decode` (salt [`FUZZ_SALT`]). The first byte picks the mode: bit 7
 /// forges the checks (so the body decoder sees arbitrary bodies); the rest is the frame. Every maximum in
-/// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` agrees with `peek_len` on the
+/// [`DECODE_MAXES`] is tried. Properties: no panic; `decode` (the direct body decoder) agrees
+/// with `decode_reference` (serde and bincode); `decode` agrees with `peek_len` on the
 /// header; a decoded frame is `8 + len` bytes within the input; re-encoding the decoded record
 /// gives the identical bytes (one encoding per record).
 pub fn frame_decode(data: &[u8]) {
@@ -79,7 +80,8 @@ pub fn frame_decode(data: &[u8]) {
 /// One decode with the checks of [`frame_decode`]; returns the decoded frame length.
 fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
     let peek = codec::peek_len(buf, max, FUZZ_SALT);
-    match codec::decode(buf, max, FUZZ_SALT) {
+    let decoded = decoders_agree(buf, max);
+    match decoded {
         Ok((record, used)) => {
             let len = peek.unwrap_or_else(|e| {
                 panic!("INV-BOUNDED-DECODE: decode accepted a frame whose header peek_len refuses: {e}")
@@ -110,6 +112,20 @@ fn check_decode(buf: &[u8], max: u32) -> Option<usize> {
             None
         }
     }
+}
+
+/// `codec::decode` (the direct body decoder) of `buf`, checked against
+/// `codec::decode_reference` (serde and bincode): both accept the same record with the same
+/// length, or both refuse for the same reason (body errors by kind: their texts differ).
+fn decoders_agree(buf: &[u8], max: u32) -> Result<(Record<'_>, usize), DecodeError> {
+    let decoded = codec::decode(buf, max, FUZZ_SALT);
+    match (&decoded, codec::decode_reference(buf, max, FUZZ_SALT)) {
+        (Ok(a), Ok(b)) => assert_eq!(*a, b, "direct and reference decoders differ"),
+        (Err(DecodeError::BadBody(_)), Err(DecodeError::BadBody(_))) => {}
+        (Err(a), Err(b)) => assert_eq!(*a, b, "direct and reference decoders differ"),
+        (a, b) => panic!("direct decoder gives {a:?}, the reference {b:?}"),
+    }
+    decoded
 }
 
 /// [`Unit`], for `Arbitrary`.
@@ -293,8 +309,8 @@ fn set_u32(buf: &mut [u8], at: usize, v: u32) {
     }
 }
 
-/// Encodes an arbitrary record, applies one corruption and decodes. Properties: the intact
-/// frame decodes to the same record, using the whole frame; a corrupted frame never decodes to
+/// Encodes an arbitrary record, applies one corruption and decodes. Properties: the direct
+/// encoder writes the serde reference's bytes; the intact frame decodes to the same record, using the whole frame; a corrupted frame never decodes to
 /// a different record; CRC lies, bit flips, length lies and truncations are errors unless the
 /// corruption left the bytes unchanged.
 pub fn frame_decode_structured(input: StructuredFrame) {
@@ -303,6 +319,13 @@ pub fn frame_decode_structured(input: StructuredFrame) {
     let Ok(frame) = codec::encode(&record, max, FUZZ_SALT) else {
         return;
     };
+    let mut reference = Vec::new();
+    codec::encode_reference(&record, max, FUZZ_SALT, &mut reference)
+        .unwrap_or_else(|e| panic!("the serde encoder refuses what the direct one wrote: {e}"));
+    assert_eq!(
+        frame, reference,
+        "the direct encoder and the serde reference write different bytes for {record:?}"
+    );
     let (back, used) = codec::decode(&frame, max, FUZZ_SALT)
         .unwrap_or_else(|e| panic!("an encoded frame does not decode: {e}; {record:?}"));
     assert_eq!(back, record, "round trip changed the record");
@@ -354,7 +377,7 @@ pub fn frame_decode_structured(input: StructuredFrame) {
         }
     }
     let unchanged = bad == frame;
-    match codec::decode(&bad, max, FUZZ_SALT) {
+    match decoders_agree(&bad, max) {
         Ok((got, used)) => {
             if unchanged {
                 assert_eq!(got, record, "an intact frame decoded to a different record");

@@ -13,6 +13,7 @@
 //! anything is read, and records borrow their strings and payload from the input.
 //! See `spec/FORMAT.md` for the byte layout.
 
+mod fast;
 mod record;
 
 use bincode::Options;
@@ -232,6 +233,27 @@ pub fn encode_into(
 ) -> Result<usize, EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    fast::encode_body(record, out);
+    if out.len() - start - FRAME_HEADER_BYTES > max as usize {
+        out.truncate(start);
+        return Err(EncodeError::TooLarge {
+            len: u64::from(max) + 1,
+            max,
+        });
+    }
+    seal(out, start, max, salt)
+}
+
+/// [`encode_into`] through serde and bincode: the reference the direct body encoder is
+/// checked against byte for byte. Only tests and the fuzz harnesses call it.
+pub fn encode_reference(
+    record: &Record<'_>,
+    max: u32,
+    salt: u32,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     if let Err(e) = options(max).serialize_into(&mut *out, record) {
         out.truncate(start);
         return Err(match *e {
@@ -242,6 +264,11 @@ pub fn encode_into(
             other => EncodeError::Serialize(other.to_string()),
         });
     }
+    seal(out, start, max, salt)
+}
+
+/// Writes the length and checks of the frame that starts at `out[start]` (its body written).
+fn seal(out: &mut Vec<u8>, start: usize, max: u32, salt: u32) -> Result<usize, EncodeError> {
     let body_len = out.len() - start - FRAME_HEADER_BYTES;
     let Ok(len) = u32::try_from(body_len) else {
         out.truncate(start);
@@ -325,6 +352,37 @@ pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), De
     if stored != computed {
         return Err(DecodeError::BadCrc { stored, computed });
     }
+    let record = fast::decode_body(body).map_err(|e| DecodeError::BadBody(e.to_string()))?;
+    Ok((record, total))
+}
+
+/// The record of a frame body whose checks already passed (the frame at `FRAME_HEADER_BYTES`
+/// and on): what [`decode`] returns for the whole frame.
+pub fn decode_body(body: &[u8]) -> Result<Record<'_>, DecodeError> {
+    fast::decode_body(body).map_err(|e| DecodeError::BadBody(e.to_string()))
+}
+
+/// [`decode`] through serde and bincode: the reference the direct body decoder is checked
+/// against (same headers, checks and accepted bodies; its `BadBody` texts are bincode's).
+/// Only tests and the fuzz harnesses call it.
+pub fn decode_reference(
+    buf: &[u8],
+    max: u32,
+    salt: u32,
+) -> Result<(Record<'_>, usize), DecodeError> {
+    let len = peek_len(buf, max, salt)?;
+    let total = FRAME_HEADER_BYTES + len as usize;
+    let Some(body) = buf.get(FRAME_HEADER_BYTES..total) else {
+        return Err(DecodeError::Incomplete {
+            needed: total as u64,
+            available: buf.len() as u64,
+        });
+    };
+    let stored = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let (_, computed) = checks(salt, len.to_le_bytes(), body);
+    if stored != computed {
+        return Err(DecodeError::BadCrc { stored, computed });
+    }
     let record: Record<'_> = options(max)
         .deserialize(body)
         .map_err(|e| DecodeError::BadBody(e.to_string()))?;
@@ -347,7 +405,10 @@ pub fn decode(buf: &[u8], max: u32, salt: u32) -> Result<(Record<'_>, usize), De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::{EventRecord, RecordBody, Unit};
+    use super::{
+        CheckpointPosition, CheckpointRecord, EventRecord, RecordBody, RegionRecord, Unit,
+    };
+    use crate::region::Region;
     use proptest::prelude::*;
 
     const SALT: u32 = 0x5A17_5A17;
@@ -538,7 +599,194 @@ mod tests {
         }
     }
 
+    /// `bytes` as the body of a frame with valid checks under [`SALT`].
+    fn forged(body: &[u8]) -> Vec<u8> {
+        let mut f = header(body.len() as u32, SALT);
+        f.extend_from_slice(body);
+        reseal(&mut f, SALT);
+        f
+    }
+
+    /// The direct decoder and the serde reference agree on `frame`: the same record and
+    /// length, or both refuse it for the same reason (body errors only by kind: the texts
+    /// differ).
+    fn agree(frame: &[u8], max: u32) {
+        let fast = decode(frame, max, SALT);
+        let reference = decode_reference(frame, max, SALT);
+        match (&fast, &reference) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(DecodeError::BadBody(_)), Err(DecodeError::BadBody(_))) => {}
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            _ => panic!("decoders disagree on {frame:02x?}: {fast:?} vs {reference:?}"),
+        }
+    }
+
+    /// One valid body of every record shape.
+    fn every_shape() -> Vec<Vec<u8>> {
+        let payload = [7u8; 300];
+        let region = Region {
+            entity_prefix: Some("acct".into()),
+            scope: None,
+            fact: crate::region::KindFilter::Exact(crate::event::EventKind::from_raw(0x1234)),
+            clock_range: Some((3, 70_000)),
+        };
+        let mut records = vec![
+            event(0, &[]),
+            event(u64::MAX, &payload),
+            Record {
+                seq: 251,
+                body: RecordBody::BatchCommit {
+                    batch: 65_536,
+                    count: u32::MAX,
+                },
+            },
+            Record {
+                seq: 1 << 40,
+                body: RecordBody::FenceBegin { fence: 250 },
+            },
+            Record {
+                seq: 2,
+                body: RecordBody::FenceCancel { fence: 1 << 33 },
+            },
+            Record {
+                seq: 7,
+                body: RecordBody::Dropped { to: 1 << 35 },
+            },
+            Record {
+                seq: 7,
+                body: RecordBody::Dropped { to: 7 },
+            },
+        ];
+        for (unit, position) in [
+            (Unit::None, CheckpointPosition::Start),
+            (Unit::Batch(9), CheckpointPosition::After(1 << 20)),
+            (
+                Unit::FencedBatch { fence: 1, batch: 2 },
+                CheckpointPosition::Deleted,
+            ),
+        ] {
+            records.push(Record {
+                seq: 5,
+                body: RecordBody::Checkpoint(CheckpointRecord {
+                    unit,
+                    id: "consumer-1",
+                    region: RegionRecord::of(&region),
+                    position,
+                }),
+            });
+        }
+        let mut e = event(3, b"x");
+        if let RecordBody::Event(ev) = &mut e.body {
+            ev.unit = Unit::Fence(300);
+            ev.correlation_id = Some(u128::MAX);
+            ev.causation_id = None;
+            ev.timestamp_us = -5;
+            ev.kind = u16::MAX;
+            ev.idempotency_key = Some(1 << 70);
+            ev.entity = "é:1";
+        }
+        records.push(e);
+        records
+            .iter()
+            .map(|r| {
+                let f = encode(r, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+                f[FRAME_HEADER_BYTES..].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_direct_decoder_reads_every_record_shape_as_the_reference_does() {
+        for body in every_shape() {
+            let frame = forged(&body);
+            let (a, _) = decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            let (b, _) = decode_reference(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            assert_eq!(a, b);
+            // Every single-byte change and every truncation of the body, checks forged so the
+            // body decoders see it.
+            for i in 0..body.len() {
+                for v in [0u8, 1, 2, 6, 0x7F, 0x80, 250, 251, 252, 253, 254, 255] {
+                    let mut b = body.clone();
+                    b[i] = v;
+                    agree(&forged(&b), FRAME_BYTES_MAX_DEFAULT);
+                }
+                agree(&forged(&body[..i]), FRAME_BYTES_MAX_DEFAULT);
+            }
+            let mut longer = body.clone();
+            longer.push(0);
+            agree(&forged(&longer), FRAME_BYTES_MAX_DEFAULT);
+        }
+    }
+
+    #[test]
+    fn the_direct_encoder_writes_the_references_bytes() {
+        for body in every_shape() {
+            let frame = forged(&body);
+            let (record, _) = decode_reference(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            for max in [
+                FRAME_BYTES_MAX_DEFAULT,
+                body.len() as u32,
+                body.len() as u32 - 1,
+            ] {
+                let (mut a, mut b) = (vec![1u8], vec![1u8]);
+                let fast = encode_into(&record, max, SALT, &mut a);
+                let reference = encode_reference(&record, max, SALT, &mut b);
+                assert_eq!(fast, reference);
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_direct_decoder_refuses_what_the_reference_refuses() {
+        // An over-long varint (seq 3 behind a u16 tag), an option tag of 2 (an event's
+        // correlation id), unknown record tags, a trailing byte.
+        let cases: [&[u8]; 5] = [
+            &[251, 3, 0, 3, 1],
+            &[0, 0, 0, 5, 2],
+            &[3, 9, 0],
+            &[3, 7, 0],
+            &[3, 3, 1, 0],
+        ];
+        for body in cases {
+            let frame = forged(body);
+            assert!(matches!(
+                decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT),
+                Err(DecodeError::BadBody(_))
+            ));
+            agree(&frame, FRAME_BYTES_MAX_DEFAULT);
+        }
+        let mut bad_utf8 = every_shape()[0].clone();
+        // The body ends with the scope "shop" and the empty payload's length: "p" goes.
+        let at = bad_utf8.len() - 2;
+        bad_utf8[at] = 0xFF;
+        assert!(matches!(
+            decode(&forged(&bad_utf8), FRAME_BYTES_MAX_DEFAULT, SALT),
+            Err(DecodeError::BadBody(_))
+        ));
+        agree(&forged(&bad_utf8), FRAME_BYTES_MAX_DEFAULT);
+    }
+
     proptest! {
+        #[test]
+        fn the_direct_decoder_agrees_with_the_reference_on_arbitrary_bodies(
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            shape in 0usize..11,
+            splice in proptest::collection::vec(any::<u8>(), 0..8),
+            at in any::<usize>(),
+        ) {
+            agree(&forged(&body), FRAME_BYTES_MAX_DEFAULT);
+            // A valid body with some bytes replaced: reaches the later fields.
+            let mut b = every_shape()[shape % every_shape().len()].clone();
+            let at = at % b.len().max(1);
+            for (k, v) in splice.iter().enumerate() {
+                if let Some(x) = b.get_mut(at + k) {
+                    *x = *v;
+                }
+            }
+            agree(&forged(&b), FRAME_BYTES_MAX_DEFAULT);
+        }
+
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0u32..1024) {
             let _ = decode(&bytes, max, SALT);
@@ -594,6 +842,9 @@ mod tests {
         fn round_trip_any_payload(seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let r = event(seq, &payload);
             let frame = encode(&r, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
+            let mut reference = Vec::new();
+            encode_reference(&r, FRAME_BYTES_MAX_DEFAULT, SALT, &mut reference).unwrap();
+            prop_assert_eq!(&frame, &reference);
             let (back, used) = decode(&frame, FRAME_BYTES_MAX_DEFAULT, SALT).unwrap();
             prop_assert_eq!(used, frame.len());
             prop_assert_eq!(back, r);

@@ -80,6 +80,23 @@ impl Catalog {
         event_id: u128,
     ) -> Result<EventFrame, StoreError> {
         let (buf, salt) = self.read_frame(pos, event_id)?;
+        let e = self.check_event(&buf, salt, pos, event_id)?;
+        Ok(EventFrame {
+            timestamp_us: e.timestamp_us,
+            flags: e.flags,
+            payload: e.payload.to_vec(),
+        })
+    }
+
+    /// Decodes `frame`, the bytes at `pos` of a segment salted with `salt`, and checks that it
+    /// holds event `event_id`; an error is `CorruptSegment` naming the file and offset.
+    fn check_event<'b>(
+        &self,
+        frame: &'b [u8],
+        salt: u32,
+        pos: DiskPos,
+        event_id: u128,
+    ) -> Result<EventFrameRef<'b>, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptSegment {
             segment_id: pos.segment_id,
             file: self.path(pos.segment_id),
@@ -90,7 +107,7 @@ impl Catalog {
         // segment's own limit), so that is the limit to decode this frame with.
         let body_max = pos.length.saturating_sub(FRAME_HEADER_BYTES as u32);
         let (record, _) =
-            codec::decode(&buf, body_max, salt).map_err(|e| corrupt(e.to_string()))?;
+            codec::decode(frame, body_max, salt).map_err(|e| corrupt(e.to_string()))?;
         let RecordBody::Event(e) = record.body else {
             return Err(corrupt(
                 "index points at a record that is not an event".into(),
@@ -99,10 +116,10 @@ impl Catalog {
         if e.event_id != event_id {
             return Err(corrupt(format!("frame holds event {:032x}", e.event_id)));
         }
-        Ok(EventFrame {
+        Ok(EventFrameRef {
             timestamp_us: e.timestamp_us,
             flags: e.flags,
-            payload: e.payload.to_vec(),
+            payload: e.payload,
         })
     }
 
@@ -171,31 +188,7 @@ impl Catalog {
                     )?;
                     continue;
                 };
-                let corrupt = |detail: String| StoreError::CorruptSegment {
-                    segment_id: pos.segment_id,
-                    file: self.path(pos.segment_id),
-                    offset: pos.offset,
-                    detail,
-                };
-                let body_max = pos.length.saturating_sub(FRAME_HEADER_BYTES as u32);
-                let (record, _) =
-                    codec::decode(frame, body_max, salt).map_err(|e| corrupt(e.to_string()))?;
-                let RecordBody::Event(e) = record.body else {
-                    return Err(corrupt(
-                        "index points at a record that is not an event".into(),
-                    ));
-                };
-                if e.event_id != event_id {
-                    return Err(corrupt(format!("frame holds event {:032x}", e.event_id)));
-                }
-                f(
-                    i + k,
-                    EventFrameRef {
-                        timestamp_us: e.timestamp_us,
-                        flags: e.flags,
-                        payload: e.payload,
-                    },
-                )?;
+                f(i + k, self.check_event(frame, salt, pos, event_id)?)?;
             }
             i = j;
         }

@@ -28,9 +28,10 @@ use super::segment::{
     decode_header, parse_segment_file_name, segment_file_name, DiskPos, HeaderError, SegmentHeader,
     SEGMENT_HEADER_BYTES,
 };
-use crate::codec::{self, DecodeError, Record, FRAME_HEADER_BYTES};
+use crate::codec::{self, DecodeError, EventRecord, Record, RecordBody, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
 use crate::mutant::{Bugs, Mutant};
+use crate::sync::{thread, StdArc};
 use std::path::Path;
 
 /// Read window size.
@@ -46,9 +47,20 @@ pub enum CutPolicy {
     InMemory,
 }
 
-/// Where the scan hands each valid record, with its frame's position. It may refuse a record
-/// (for example a broken entity chain), which fails the scan as corruption at that record.
-pub type Visit<'a> = dyn FnMut(&Record<'_>, DiskPos) -> Result<(), String> + 'a;
+/// Where the scan hands each valid record, with its frame's position and, for an event when
+/// the scan was given a [`Digest`], the event's digest. It may refuse a record (for example a
+/// broken entity chain), which fails the scan as corruption at that record.
+pub type Visit<'a> = dyn FnMut(&Record<'_>, DiskPos, Option<&[u8; 32]>) -> Result<(), String> + 'a;
+
+/// A digest of each event the scan computes ahead of the visitor (recovery's event hash):
+/// over a read window of many events, a helper thread computes part of them while the scan
+/// computes the rest, so recovery hashes on two cores. The visitor still sees every record
+/// in order, one at a time, with its digest.
+pub type Digest = fn(&EventRecord<'_>) -> [u8; 32];
+
+/// Fewest events in one read window for which the scan hands part of the digests to a helper
+/// thread (below it, starting the thread costs more than it saves).
+const PARALLEL_DIGESTS_MIN: usize = 256;
 
 /// Scans the log in `dir`: every valid record is handed to `visit` in sequence order; a torn
 /// tail is handled by `cut`.
@@ -58,7 +70,7 @@ pub fn scan(
     cut: CutPolicy,
     visit: &mut Visit<'_>,
 ) -> Result<RecoveryReport, RecoveryError> {
-    scan_seeded(disk, dir, cut, visit, Bugs::default())
+    scan_seeded(disk, dir, cut, None, visit, Bugs::default())
 }
 
 /// [`scan`] with the seeded bug `bugs` (the mutant build's recovery mutants).
@@ -66,6 +78,7 @@ pub(crate) fn scan_seeded(
     disk: &dyn Disk,
     dir: &Path,
     cut: CutPolicy,
+    digest: Option<Digest>,
     visit: &mut Visit<'_>,
     bugs: Bugs,
 ) -> Result<RecoveryReport, RecoveryError> {
@@ -75,12 +88,12 @@ pub(crate) fn scan_seeded(
     if !superseded.is_empty() {
         remove_superseded(disk, dir, &superseded, cut, &mut report)?;
     }
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf: StdArc<Vec<u8>> = StdArc::new(Vec::new());
     for (i, &id) in ids.iter().enumerate() {
         let path = dir.join(segment_file_name(id));
         let file = disk.open(&path, false).map_err(io_err(&path, "open"))?;
         report.segments += 1;
-        let scanned = scan_segment(&*file, &path, id, &mut report, &mut buf, visit)?;
+        let scanned = scan_segment(&*file, &path, id, digest, &mut report, &mut buf, visit)?;
         let file_len = file.len().map_err(io_err(&path, "len"))?;
         drop(file);
         let Some(mut found) = scanned else {
@@ -259,8 +272,9 @@ fn scan_segment(
     file: &dyn DiskFile,
     path: &Path,
     id: u64,
+    digest: Option<Digest>,
     report: &mut RecoveryReport,
-    buf: &mut Vec<u8>,
+    buf: &mut StdArc<Vec<u8>>,
     visit: &mut Visit<'_>,
 ) -> Result<Option<Damage>, RecoveryError> {
     let file_len = file.len().map_err(io_err(path, "len"))?;
@@ -275,6 +289,7 @@ fn scan_segment(
         file_len,
         salt: h.salt,
         frame_max: h.frame_max,
+        digest,
     };
     frames.scan(report, buf, visit)
 }
@@ -335,6 +350,7 @@ struct Frames<'a> {
     file_len: u64,
     salt: u32,
     frame_max: u32,
+    digest: Option<Digest>,
 }
 
 impl Frames<'_> {
@@ -344,30 +360,109 @@ impl Frames<'_> {
     fn scan(
         &self,
         report: &mut RecoveryReport,
-        buf: &mut Vec<u8>,
+        buf: &mut StdArc<Vec<u8>>,
         visit: &mut Visit<'_>,
     ) -> Result<Option<Damage>, RecoveryError> {
         // Window over the file: buf holds bytes [win_start, win_start + buf.len()).
         let mut win_start = SEGMENT_HEADER_BYTES as u64;
-        buf.clear();
+        StdArc::make_mut(buf).clear();
         let mut pos = win_start; // next frame offset
+        let mut frames: Vec<(usize, usize)> = Vec::new();
         while pos < self.file_len {
-            let here = buf.get((pos - win_start) as usize..).unwrap_or(&[]);
-            match codec::decode(here, self.frame_max, self.salt) {
-                Ok((record, used)) => {
-                    self.visit(&record, pos, used, report, visit)?;
-                    pos += used as u64;
+            // Every whole valid frame of the window first, then their digests, then the
+            // visits in order; then whatever stopped the run (the window's end or damage).
+            let window = StdArc::clone(buf);
+            let at = |p: u64| window.get((p - win_start) as usize..).unwrap_or(&[]);
+            let mut records: Vec<Record<'_>> = Vec::new();
+            frames.clear();
+            let stop = loop {
+                if pos >= self.file_len {
+                    break None;
                 }
-                Err(DecodeError::Incomplete { needed, .. }) if pos + needed <= self.file_len => {
-                    if let Some(short) = self.refill(pos, needed, buf)? {
+                match codec::decode(at(pos), self.frame_max, self.salt) {
+                    Ok((record, used)) => {
+                        frames.push(((pos - win_start) as usize, used));
+                        records.push(record);
+                        pos += used as u64;
+                    }
+                    Err(e) => break Some(e),
+                }
+            };
+            let digests = self.digests(&window, &frames, &records);
+            for (i, (record, &(off, used))) in records.iter().zip(&frames).enumerate() {
+                let digest = digests.get(i).and_then(Option::as_ref);
+                self.visit(record, win_start + off as u64, used, digest, report, visit)?;
+            }
+            drop(records);
+            drop(window);
+            match stop {
+                None => {}
+                Some(DecodeError::Incomplete { needed, .. }) if pos + needed <= self.file_len => {
+                    if let Some(short) = self.refill(pos, needed, StdArc::make_mut(buf))? {
                         return Ok(Some(short));
                     }
                     win_start = pos;
                 }
-                Err(e) => return Ok(Some(self.damage_at(pos, here, e))),
+                Some(e) => {
+                    let here = buf.get((pos - win_start) as usize..).unwrap_or(&[]);
+                    return Ok(Some(self.damage_at(pos, here, e)));
+                }
             }
         }
         Ok(None)
+    }
+
+    /// The digests of the events among `records` (the frames at `frames` of `window`), by
+    /// record (`None` for other records; empty without a digest function). With many events,
+    /// a helper thread computes the later part from the shared window while this thread
+    /// computes the earlier part.
+    fn digests(
+        &self,
+        window: &StdArc<Vec<u8>>,
+        frames: &[(usize, usize)],
+        records: &[Record<'_>],
+    ) -> Vec<Option<[u8; 32]>> {
+        let Some(digest) = self.digest else {
+            return Vec::new();
+        };
+        let one = |r: &Record<'_>| match &r.body {
+            RecordBody::Event(e) => Some(digest(e)),
+            _ => None,
+        };
+        if records.len() < PARALLEL_DIGESTS_MIN {
+            return records.iter().map(one).collect();
+        }
+        // The helper re-reads its frames' bodies (their checks already passed) and digests the
+        // later 55%: this thread also visits every record afterwards.
+        let split = records.len() * 9 / 20;
+        let theirs: Vec<(usize, usize)> = frames.get(split..).unwrap_or(&[]).to_vec();
+        let shared = StdArc::clone(window);
+        let helper = thread::Builder::new()
+            .name("batpak-recovery-digest".into())
+            .spawn(move || {
+                theirs
+                    .iter()
+                    .map(|&(off, used)| {
+                        let body = shared.get(off + FRAME_HEADER_BYTES..off + used)?;
+                        match codec::decode_body(body).ok()?.body {
+                            RecordBody::Event(e) => Some(digest(&e)),
+                            _ => None,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let mut out: Vec<Option<[u8; 32]>> = records
+            .get(..split)
+            .unwrap_or(&[])
+            .iter()
+            .map(one)
+            .collect();
+        match helper.map(|h| h.join()) {
+            Ok(Ok(rest)) if rest.len() == records.len() - split => out.extend(rest),
+            // No thread (resources) or a failed one: compute the rest here.
+            _ => out.extend(records.get(split..).unwrap_or(&[]).iter().map(one)),
+        }
+        out
     }
 
     /// One valid frame at `pos`: it must carry the next sequence.
@@ -376,6 +471,7 @@ impl Frames<'_> {
         record: &Record<'_>,
         pos: u64,
         used: usize,
+        digest: Option<&[u8; 32]>,
         report: &mut RecoveryReport,
         visit: &mut Visit<'_>,
     ) -> Result<(), RecoveryError> {
@@ -403,7 +499,7 @@ impl Frames<'_> {
             offset: pos,
             length: used as u32,
         };
-        visit(record, at).map_err(corrupt)?;
+        visit(record, at, digest).map_err(corrupt)?;
         report.records += 1;
         report.next_seq = record.body.next_seq(record.seq);
         Ok(())

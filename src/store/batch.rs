@@ -8,8 +8,15 @@ use serde::Serialize;
 
 /// Serialises a payload as MessagePack with named fields.
 pub(crate) fn encode_payload(payload: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(payload).map_err(StoreError::ser)
+    // Room for a typical payload up front: growing from empty reallocates at every doubling,
+    // once per event (the callers' side of the batch and submit paths).
+    let mut out = Vec::with_capacity(PAYLOAD_CAPACITY_HINT);
+    rmp_serde::encode::write_named(&mut out, payload).map_err(StoreError::ser)?;
+    Ok(out)
 }
+
+/// Bytes reserved before a payload is encoded.
+const PAYLOAD_CAPACITY_HINT: usize = 256;
 
 /// One event of an atomic batch.
 #[derive(Debug, Clone)]

@@ -160,6 +160,10 @@ pub struct StoreStats {
 pub struct StoreDiagnostics {
     /// Visible events.
     pub event_count: usize,
+    /// Bytes the in-memory index holds for those events (fixed-width records, the id table,
+    /// the position lists and side tables; interned coordinate strings aside): about 120 per
+    /// event for events without correlation or causation ids.
+    pub index_bytes: usize,
     /// The next global sequence the writer assigns (see [`StoreStats::global_sequence`]).
     pub global_sequence: u64,
     /// The visible frontier: events below it are published (hidden units below it stay

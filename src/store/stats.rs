@@ -33,8 +33,13 @@ impl<S> Store<S> {
     /// Counters, the configuration that shapes the log, and what recovery found at open.
     pub fn diagnostics(&self) -> StoreDiagnostics {
         let frontier = self.frontier();
+        let (event_count, index_bytes) = {
+            let index = self.shared.index.read();
+            (index.len(), index.heap_bytes())
+        };
         StoreDiagnostics {
-            event_count: self.shared.index.read().len(),
+            event_count,
+            index_bytes,
             global_sequence: frontier.written,
             visible_sequence: frontier.visible,
             frontier,

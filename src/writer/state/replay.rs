@@ -13,7 +13,13 @@ use crate::index::Slot;
 
 impl WriterState {
     /// Replays one recovered record found at `pos`.
-    pub fn recover_record(&mut self, record: &Record<'_>, pos: DiskPos) -> Result<(), String> {
+    /// `hash` is the event's hash when the scan computed it ahead (else it is computed here).
+    pub fn recover_record(
+        &mut self,
+        record: &Record<'_>,
+        pos: DiskPos,
+        hash: Option<&[u8; 32]>,
+    ) -> Result<(), String> {
         assert_eq!(
             record.seq, self.next_seq,
             "INV-STABLE-SEQ: the scan hands records over in sequence order, without a gap"
@@ -21,7 +27,7 @@ impl WriterState {
         self.next_seq = record.body.next_seq(record.seq);
         let commit = record.seq + 1;
         match &record.body {
-            RecordBody::Event(e) => self.recover_event(e, record.seq, pos)?,
+            RecordBody::Event(e) => self.recover_event(e, record.seq, pos, hash)?,
             RecordBody::BatchCommit { batch, count } => {
                 self.idem.recovered_batch_commit(*batch, *count);
                 let fence = self.units.recovered_batch_fence(*batch);
@@ -46,7 +52,13 @@ impl WriterState {
     }
 
     /// A recovered event: it must continue its entity's chain.
-    fn recover_event(&mut self, e: &EventRecord<'_>, seq: u64, pos: DiskPos) -> Result<(), String> {
+    fn recover_event(
+        &mut self,
+        e: &EventRecord<'_>,
+        seq: u64,
+        pos: DiskPos,
+        hash: Option<&[u8; 32]>,
+    ) -> Result<(), String> {
         let head = self.chains.head(e.entity);
         let continues = e.clock == head.clock.wrapping_add(1) && e.prev_hash == head.hash;
         // After a range compaction removed, an entity's first event may follow events that
@@ -58,7 +70,7 @@ impl WriterState {
                 e.event_id, e.entity, e.clock, head.clock
             ));
         }
-        let hash = event_hash(e);
+        let hash = hash.copied().unwrap_or_else(|| event_hash(e));
         // Most entities live in one scope: reuse the head's coordinate id.
         let coord = match self.chains.coord(head.coord) {
             Some(c) if head.clock > 0 && c.scope() == e.scope => head.coord,
