@@ -575,14 +575,16 @@ impl Index {
     pub(crate) fn compacted(&mut self, mut relocate: impl FnMut(&Slot) -> Option<DiskPos>) {
         let mut kept = Index::new();
         kept.sync_coords(&self.coords);
-        kept.reserve(self.slots.len(), self.by_id.len());
-        for s in &self.slots {
-            if let Some(pos) = relocate(s) {
-                let mut s = *s;
-                s.disk_pos = pos;
-                kept.publish(s);
+        kept.reserve(self.slots.len(), self.slots.len());
+        for p in 0..self.slots.len() as u32 {
+            if let Some(mut s) = self.slot(p) {
+                if let Some(pos) = relocate(&s) {
+                    s.disk_pos = pos;
+                    kept.publish(s);
+                }
             }
         }
+        kept.shrink();
         *self = kept;
     }
 
