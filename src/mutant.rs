@@ -186,6 +186,15 @@ pub enum Mutant {
     /// checkpoint written while it is open ends it) and removes or moves its records under the
     /// writer (upstream's D14; breaks INV-COMPACTION, INV-FENCE-HIDDEN).
     CompactionTakesOpenFence,
+    /// A read whose event a compaction moved between the index lookup and the file read
+    /// returns that read's error (the old file is gone or renamed over) instead of reading
+    /// the event at its new position (breaks INV-COMPACTION: a concurrent compaction makes a
+    /// read of a kept event fail).
+    CompactionReadRace,
+    /// `cursor_worker` returns before its worker registered its consumer (which the worker
+    /// does late), so a `consumer(id)` right after spawning can take the id from it
+    /// (breaks the worker's documented contract: registered when spawning returns).
+    WorkerRegistersLate,
 }
 
 #[cfg(batpak_mutant)]

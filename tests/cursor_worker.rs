@@ -196,3 +196,47 @@ fn a_worker_without_a_checkpoint_restarts_after_the_last_batch_it_finished() {
         vec![seqs[0], seqs[1], seqs[2], seqs[2], seqs[3]]
     );
 }
+
+/// Spawns a checkpointed worker and, right away, checks that its consumer is registered: a
+/// second `consumer(id)` is refused with `ConsumerBusy` (on the old code it could win the race
+/// and the worker then failed). `Err` names what was seen.
+fn registered_when_spawn_returns(seed: fn(StoreConfig) -> StoreConfig) -> Result<(), String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(seed(StoreConfig::new(tmp.path()))).unwrap());
+    for round in 0..20 {
+        let id = CheckpointId::new(format!("reg{round}"));
+        let mut cfg = CursorWorkerConfig::default();
+        cfg.checkpoint_id = Some(id.clone());
+        let w = store
+            .cursor_worker(&Region::entity("w"), cfg, |_, _, _| {
+                CursorWorkerAction::Continue
+            })
+            .unwrap();
+        let second = store.consumer(&id, &Region::entity("w")).map(|_| ());
+        w.stop_and_join().unwrap();
+        match second {
+            Err(StoreError::ConsumerBusy { .. }) => {}
+            other => {
+                return Err(format!(
+                    "round {round}: a second consumer(id) right after spawning: {other:?}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_checkpointed_worker_is_registered_when_spawning_returns() {
+    registered_when_spawn_returns(|c| c).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_worker_registers_late_is_caught() {
+    let err = registered_when_spawn_returns(|c| {
+        c.with_mutant(batpak::__testing::Mutant::WorkerRegistersLate)
+    })
+    .unwrap_err();
+    assert!(err.contains("round 0"), "{err}");
+}

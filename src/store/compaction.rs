@@ -229,8 +229,10 @@ impl Store<Open> {
     ///
     /// Keys of removed events: the running store still answers a retry of one with the
     /// original receipt until it is reopened; after a reopen the key is forgotten (its event
-    /// is gone) and a retry appends again. A read that races the swap may fail with an error
-    /// naming the segment file (the event moved); read it again.
+    /// is gone) and a retry appends again. Reads never fail because of a compaction: a read
+    /// that took an event's position before the swap and reads the file after it finds the
+    /// event at its new position (a removed event is `NotFound`), and a projection fold holds
+    /// the swap off while it reads.
     ///
     /// The swap holds the index's write lock while the index is rebuilt for the survivors, so
     /// appends wait for that (not for the copy before it).

@@ -4,6 +4,7 @@
 use super::{Store, StoreError};
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::IndexEntry;
+use crate::mutant::Mutant;
 use crate::region::Region;
 use serde::de::DeserializeOwned;
 
@@ -95,7 +96,40 @@ impl<S> Store<S> {
     }
 
     /// The event of an index entry the caller holds (a cursor's), with its raw payload.
+    ///
+    /// No lock is held while the frame is read. A compaction that swaps segments between
+    /// taking `entry` and reading its file moves the event (its old file is renamed over or
+    /// removed), so that read can fail; then the event's position is looked up again and,
+    /// when it moved, read again with the index's read lock held, which keeps the next swap
+    /// out until the read is done. A read that fails where the event still is is a genuine
+    /// error (I/O, damage: INV-CORRUPTION-FAILS-CLOSED) and is returned as it is; an event a
+    /// compaction removed meanwhile is `NotFound`.
     pub(crate) fn raw_event(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        match self.raw_event_at(entry) {
+            Ok(e) => Ok(e),
+            Err(first) if self.cfg.bugs.has(Mutant::CompactionReadRace) => Err(first),
+            Err(first) => {
+                let index = self.shared.index.read();
+                match index.get(entry.event_id) {
+                    None => {
+                        tracing::debug!(event_id = %format_args!("{:032x}", entry.event_id), error = %first, "read raced a compaction that removed the event");
+                        Err(StoreError::NotFound(entry.event_id))
+                    }
+                    Some(now) if now.disk_pos != entry.disk_pos => {
+                        tracing::debug!(event_id = %format_args!("{:032x}", entry.event_id), error = %first, "read raced a compaction that moved the event; reading it again");
+                        // Held until the read is done: no swap can move it again meanwhile.
+                        let again = self.raw_event_at(&now);
+                        drop(index);
+                        again
+                    }
+                    Some(_) => Err(first),
+                }
+            }
+        }
+    }
+
+    /// [`Store::raw_event`]'s single read at `entry`'s position.
+    fn raw_event_at(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
         let event_id = entry.event_id;
         let frame = self.catalog.read_event(entry.disk_pos, event_id)?;
         Ok(StoredEvent {

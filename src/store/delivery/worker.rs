@@ -5,9 +5,11 @@ use super::consumer::CheckpointId;
 use super::cursor::CursorGapConfig;
 use crate::error::StoreError;
 use crate::index::IndexEntry;
+use crate::mutant::Mutant;
 use crate::region::Region;
 use crate::store::{Open, Store};
 use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::channel::{bounded, Sender};
 use crate::sync::{Arc, StdArc};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -163,15 +165,23 @@ fn run<F>(
     stop: &AtomicBool,
     handler: &mut F,
     finished: &mut Option<u64>,
+    ready: &mut Option<Sender<()>>,
 ) -> Result<(), Option<StoreError>>
 where
     F: FnMut(&[IndexEntry], &Store<Open>, Option<&AtLeastOnce>) -> CursorWorkerAction,
 {
     let batch = cfg.batch_size.max(1);
+    if store.cfg.bugs.has(Mutant::WorkerRegistersLate) {
+        crate::sync::thread::sleep(Duration::from_millis(200));
+    }
     let mut consumer = match &cfg.checkpoint_id {
         Some(id) => Some(store.consumer(id, region).map_err(Some)?),
         None => None,
     };
+    // Registered (or no consumer to register): `cursor_worker` may return now.
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(());
+    }
     let witness = cfg.checkpoint_id.clone().map(AtLeastOnce);
     let mut cursor = store.cursor_guaranteed(region);
     if finished.is_some() {
@@ -229,6 +239,11 @@ impl Store<Open> {
     /// restarted as `config.restart` allows, after the last batch it finished (the batch it
     /// panicked on comes again; with a checkpoint that is the last commit); once the budget
     /// is spent the worker ends and `join()` reports `ConsumerPanicked`.
+    ///
+    /// With a checkpoint id this returns once the worker's consumer is registered: right
+    /// after it `consumer(id)` is `ConsumerBusy`, and the worker delivers
+    /// every event appended afterwards. A consumer the store refuses (`ConsumerBusy`,
+    /// a region that does not match its checkpoint) ends the worker; `join()` reports it.
     pub fn cursor_worker<F>(
         self: &StdArc<Self>,
         region: &Region,
@@ -247,6 +262,10 @@ impl Store<Open> {
         let region = region.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = Arc::clone(&stop);
+        // The worker registers its consumer on its thread; spawning waits for that, so a
+        // `consumer(id)` or append right after this returns sees it registered.
+        let (ready_tx, ready_rx) = bounded::<()>(1);
+        let mut ready = Some(ready_tx);
         let thread = crate::sync::thread::Builder::new()
             .name("batpak-cursor-worker".into())
             .spawn(move || {
@@ -260,6 +279,7 @@ impl Store<Open> {
                         &stop_thread,
                         &mut handler,
                         &mut finished,
+                        &mut ready,
                     ) {
                         Ok(()) => return Ok(()),
                         Err(Some(e)) => return Err(e),
@@ -280,6 +300,11 @@ impl Store<Open> {
                 }
             })
             .map_err(StoreError::Io)?;
+        if !self.cfg.bugs.has(Mutant::WorkerRegistersLate) {
+            // `Err`: the thread ended before registering (the consumer was refused, e.g.
+            // `ConsumerBusy`); `join()` reports why.
+            let _ = ready_rx.recv();
+        }
         Ok(CursorWorkerHandle {
             stop,
             thread: Some(thread),
