@@ -37,6 +37,9 @@ impl EventSourced for Count {
     }
 }
 
+/// One read path's check, run again and again by a reader thread.
+type ReadPath = Box<dyn Fn(&Store) -> Result<(), String> + Send>;
+
 /// What the writer appended: event id -> (entity, payload).
 type Written = Arc<Mutex<HashMap<u128, (String, u64)>>>;
 
@@ -94,8 +97,7 @@ fn failed_reads_under_compaction(seed: fn(StoreConfig) -> StoreConfig) -> Vec<St
         append("keep:1");
     }
     let mut readers = Vec::new();
-    let spawn = |readers: &mut Vec<std::thread::JoinHandle<()>>,
-                 f: Box<dyn Fn(&Store) -> Result<(), String> + Send>| {
+    let spawn = |readers: &mut Vec<std::thread::JoinHandle<()>>, f: ReadPath| {
         let (store, stop, errors, reads) = (
             Arc::clone(&store),
             Arc::clone(&stop),
