@@ -33,7 +33,10 @@
 
 use crate::check::{check_recovered, visible};
 use crate::conformance::WrittenLog;
-use crate::record::{fingerprint, scan_log, valid_frame_from, ScannedLog};
+use crate::consumers::ConsumerGhost;
+use crate::record::{
+    expected_checkpoints, fingerprint, scan_log, valid_frame_from, LogRecord, ScannedLog,
+};
 use crate::sim::{End, PlannedFault, SessionPlan, Sim};
 use crate::workload::{barrier, config, Acks, Mode, Mutant, Op, DIR};
 use arbitrary::Arbitrary;
@@ -42,6 +45,7 @@ use batpak::__testing::env::{CrashImage, CrashOptions, Fault, FaultKind, SimDisk
 use batpak::__testing::log::segment::decode_header;
 use batpak::__testing::log::SEGMENT_HEADER_BYTES;
 use batpak::store::{Store, StoreError};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Most operations a session runs.
@@ -375,6 +379,11 @@ fn last_crash(
     ) {
         panic!("{v} (image: {})", image.describe());
     }
+    // The durable consumers: the recovered checkpoints are the kept log's checkpoint records;
+    // on an undamaged image none is behind one acknowledged (or one never committed), every
+    // event handed out is still there with its id, and `c0`'s outputs match its checkpoint.
+    let mut ghosts = acks.consumers.clone();
+    check_consumers(&store, &mut ghosts, &post.records, damage.is_none(), image);
     for e in &v1 {
         let raw = store.get_raw(e.event_id).unwrap_or_else(|err| {
             panic!("visible event {:032x} cannot be read: {err}", e.event_id)
@@ -427,6 +436,13 @@ fn last_crash(
         v1,
         "INV-RECOVERY-IDEMPOTENT: second recovery"
     );
+    check_consumers(
+        &store2,
+        &mut ghosts,
+        &post.records,
+        damage.is_none(),
+        &image2,
+    );
     drop(store2);
     let store3 = Store::open(config(&img2, mode, 102))
         .unwrap_or_else(|e| panic!("INV-RECOVERY-IDEMPOTENT: reopen failed: {e}"));
@@ -436,6 +452,38 @@ fn last_crash(
         "INV-RECOVERY-IDEMPOTENT: clean reopen"
     );
     Outcome::Recovered
+}
+
+/// The consumers' checks of a recovered store whose log is `kept`: with `promises`, all of
+/// [`crate::consumers::check_recovered`] (the ghosts then follow the recovery); without (a
+/// damaged image, whose lost records may have been durable), only that the checkpoints are
+/// what the kept log's checkpoint records say.
+fn check_consumers(
+    store: &Store,
+    ghosts: &mut [ConsumerGhost; 2],
+    kept: &[LogRecord],
+    promises: bool,
+    image: &CrashImage,
+) {
+    if promises {
+        if let Err(v) = crate::consumers::check_recovered(store, ghosts, kept) {
+            panic!("{v} (image: {})", image.describe());
+        }
+        return;
+    }
+    let want = expected_checkpoints(kept);
+    let got: BTreeMap<String, Option<u64>> = store
+        .consumers()
+        .into_iter()
+        .map(|c| (c.id.as_str().to_owned(), c.committed))
+        .collect();
+    assert_eq!(
+        got,
+        want,
+        "INV-CHECKPOINT-DURABLE: recovered checkpoints differ from the kept log's checkpoint \
+         records (image: {})",
+        image.describe()
+    );
 }
 
 /// INV-CORRUPTION-FAILS-CLOSED for an image that lost a write before a kept one: `open`
