@@ -23,6 +23,14 @@
 //!   ([`crate::conformance::expected_visible`]), with every acknowledgement of every session
 //!   kept ([`crate::check::check_recovered`]: INV-DURABLE, INV-BATCH-ATOMIC, INV-FENCE-CRASH,
 //!   INV-NO-RESURRECT, INV-STABLE-SEQ, INV-CHAIN, INV-HLC-MONOTONE), payloads included;
+//! * the durable consumers (`c0` commits with `commit_with`, `c1` with `commit`; the
+//!   workload's consumer operations poll, commit and resume them, in any session): every poll
+//!   hands out exactly the next visible, durable events of the region in order (checked as
+//!   it returns); after every recovery the checkpoints are the kept log's checkpoint records,
+//!   none is behind one acknowledged (a committed checkpoint is synced: no crash, process or
+//!   power, takes it back), every event handed out is still there with its id, and `c0`'s
+//!   outputs are exactly one per source at or before its checkpoint
+//!   ([`crate::consumers::check_recovered`]; on a damaged image only the first part);
 //! * the image is read as the page cache a crashed process left, so what the reopened store
 //!   reports durable must be on the platter, and a power loss then (an image of the recovered
 //!   disk the input picks) keeps exactly what the reopened store showed (INV-DURABLE across
