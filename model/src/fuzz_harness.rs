@@ -16,8 +16,8 @@ mod recovery;
 
 pub use crate::workload::{embeddable_frames, HarnessSalts, Op};
 pub use recovery::{
-    recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome, RecoveryInput,
-    SessionInput, HISTORY_MAX, OPS_MAX,
+    lifecycle_events, recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome,
+    RecoveryInput, SessionInput, HISTORY_MAX, OPS_MAX,
 };
 
 use arbitrary::Arbitrary;

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak_model::fuzz_harness::{
-    forge_crc, frame_decode, frame_decode_structured, recovery, recovery_with, run_bytes, Outcome,
-    RecoveryInput, StructuredFrame,
+    forge_crc, frame_decode, frame_decode_structured, lifecycle_events, recovery, recovery_with,
+    run_bytes, Outcome, RecoveryInput, StructuredFrame,
 };
 #[cfg(batpak_mutant)]
 use batpak_model::fuzz_harness::{EndInput, FaultInput, Op, SessionInput};
@@ -204,9 +204,11 @@ fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
 fn recovery_corpus_reaches_every_outcome() {
     let mut seen = std::collections::BTreeMap::new();
     let mut histories = 0;
+    let mut lifecycle = [0usize; 2];
     for (_, bytes) in inputs("corpus", "recovery") {
         run_bytes::<RecoveryInput>(&bytes, |input| {
             histories += usize::from(!input.history.is_empty());
+            lifecycle[usize::from(lifecycle_events(&input))] += 1;
             *seen
                 .entry(format!("{:?}", recovery_with(input, Mutant::None)))
                 .or_insert(0usize) += 1;
@@ -216,6 +218,11 @@ fn recovery_corpus_reaches_every_outcome() {
     assert!(
         histories >= 8,
         "only {histories} seeds run earlier sessions"
+    );
+    println!("lifecycle events off/on in the last crash's reopens: {lifecycle:?}");
+    assert!(
+        lifecycle.iter().all(|&n| n >= 5),
+        "lifecycle events off/on: {lifecycle:?}"
     );
     // Some seed tears a payload that holds frames of its own segment (mutant build only).
     #[cfg(batpak_mutant)]
