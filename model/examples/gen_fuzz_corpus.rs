@@ -263,7 +263,7 @@ impl ArbWriter {
         self.0.push(0);
     }
     fn op(&mut self, op: &Op) {
-        const N: u32 = 14;
+        const N: u32 = Op::ARB_OLD_VARIANTS;
         match *op {
             Op::Append { entity, pad } => {
                 self.variant(0, N);
@@ -306,11 +306,27 @@ impl ArbWriter {
             Op::FenceCommit => self.variant(11, N),
             Op::FenceCancel => self.variant(12, N),
             Op::FenceDrop => self.variant(13, N),
-            // Skipped by `Arbitrary` (the fuzz harness never generates them).
-            Op::ConsumerPoll { .. } | Op::ConsumerCommit { .. } | Op::ConsumerResume { .. } => {
-                panic!("consumer operations have no fuzz encoding")
+            // The top of the range of variant 0, 1 or 2 (see `Op`'s `Arbitrary` impl).
+            Op::ConsumerPoll { c, max } => {
+                self.consumer_variant(0);
+                self.u8(c);
+                self.u8(max);
+            }
+            Op::ConsumerCommit { c } => {
+                self.consumer_variant(1);
+                self.u8(c);
+            }
+            Op::ConsumerResume { c } => {
+                self.consumer_variant(2);
+                self.u8(c);
             }
         }
+    }
+    /// Consumer operation `k`: the largest `v` of old variant `k`'s range.
+    fn consumer_variant(&mut self, k: u32) {
+        let n = u64::from(Op::ARB_OLD_VARIANTS);
+        let v = ((u64::from(k) + 1) << 32).div_ceil(n) - 1;
+        self.0.extend_from_slice(&(v as u32).to_le_bytes());
     }
     fn ops(&mut self, ops: &[Op]) {
         for op in ops {
@@ -707,7 +723,189 @@ fn recovery_seeds() -> Vec<Vec<u8>> {
             ..single(i % 2 == 0, ops, vec![(i * 37) as u8; 6])
         });
     }
+    seeds.extend(consumer_seeds());
     seeds.iter().map(encode).collect()
+}
+
+fn poll(c: u8, max: u8) -> Op {
+    Op::ConsumerPoll { c, max }
+}
+
+fn commit(c: u8) -> Op {
+    Op::ConsumerCommit { c }
+}
+
+fn resume(c: u8) -> Op {
+    Op::ConsumerResume { c }
+}
+
+/// Durable consumers (`c0` commits with outputs, `c1` plainly) polling, committing and
+/// resuming across sessions that close, crash or lose power, and in the crashed last session.
+fn consumer_seeds() -> Vec<RecoveryInput> {
+    use Op::*;
+    let s = |deferred, ops: Vec<Op>, fault, end| SessionInput {
+        deferred,
+        ops,
+        fault,
+        end,
+    };
+    let mut seeds = vec![
+        // Both consumers in one durable session, crashed at every image of the last writes.
+        single(
+            false,
+            vec![
+                a(0, 1),
+                batch(1, 1),
+                poll(0, 3),
+                commit(0),
+                poll(1, 1),
+                commit(1),
+                a(2, 2),
+                poll(0, 3),
+                commit(0),
+            ],
+            vec![255; 12],
+        ),
+        // Deferred: what a consumer is handed is durable (sync first); commits sync.
+        single(
+            true,
+            vec![
+                a(0, 1),
+                a(1, 2),
+                poll(0, 3),
+                Sync,
+                poll(0, 3),
+                commit(0),
+                a(2, 3),
+                poll(1, 3),
+                commit(1),
+                a(0, 4),
+            ],
+            vec![1, 2, 3, 1, 2, 3],
+        ),
+        // A resume hands out again what was not committed; a fence hides its events.
+        single(
+            false,
+            vec![
+                a(0, 1),
+                FenceBegin,
+                fenced(1),
+                poll(0, 3),
+                commit(0),
+                resume(0),
+                FenceCommit,
+                poll(0, 3),
+                resume(0),
+                poll(0, 1),
+                commit(0),
+            ],
+            vec![3; 12],
+        ),
+    ];
+    let histories = vec![
+        // A checkpoint committed, then a process crash: the next session resumes after it.
+        vec![s(
+            false,
+            vec![
+                a(0, 1),
+                a(1, 2),
+                poll(0, 3),
+                commit(0),
+                poll(1, 1),
+                commit(1),
+            ],
+            None,
+            EndInput::ProcessCrash,
+        )],
+        // Deferred appends lost to a power loss around committed checkpoints.
+        vec![s(
+            true,
+            vec![
+                a(0, 1),
+                Sync,
+                poll(0, 3),
+                commit(0),
+                a(1, 2),
+                a(2, 3),
+                poll(1, 3),
+                commit(1),
+                a(0, 4),
+            ],
+            None,
+            EndInput::PowerLoss(vec![1, 2, 1, 2]),
+        )],
+        // A failed fsync during a commit, then a clean close and another session.
+        vec![
+            s(
+                false,
+                vec![
+                    a(0, 1),
+                    poll(0, 2),
+                    commit(0),
+                    a(1, 2),
+                    poll(0, 2),
+                    commit(0),
+                ],
+                Some(FaultInput::FailedFsync {
+                    before_op: 5,
+                    drop_pages: true,
+                }),
+                EndInput::Close,
+            ),
+            s(
+                false,
+                vec![
+                    poll(0, 3),
+                    commit(0),
+                    poll(1, 3),
+                    resume(1),
+                    poll(1, 3),
+                    commit(1),
+                ],
+                None,
+                EndInput::PowerLoss(vec![255, 255]),
+            ),
+        ],
+        // The process dies at the fsync of a `commit_with`, then a power loss tears its write
+        // (the seeded bug `CheckpointNotAtomic` keeps the checkpoint and loses the outputs).
+        vec![s(
+            false,
+            vec![a(0, 1), a(1, 2), poll(0, 3), commit(0), a(2, 3)],
+            Some(FaultInput::ProcessCrash {
+                op: 5,
+                during_open: false,
+            }),
+            EndInput::PowerLoss(vec![3; 4]),
+        )],
+        // A full disk under a commit's outputs.
+        vec![s(
+            true,
+            vec![a(0, 1), a(1, 1), Sync, poll(0, 3), commit(0), a(2, 2)],
+            Some(FaultInput::DiskFull {
+                before_op: 4,
+                short: 9,
+            }),
+            EndInput::ProcessCrash,
+        )],
+    ];
+    for (i, history) in histories.into_iter().enumerate() {
+        seeds.push(RecoveryInput {
+            history,
+            ..single(
+                i % 2 == 1,
+                vec![
+                    a(1, 5),
+                    poll(0, 3),
+                    commit(0),
+                    poll(1, 2),
+                    commit(1),
+                    a(2, 6),
+                ],
+                vec![(i * 41) as u8; 8],
+            )
+        });
+    }
+    seeds
 }
 
 fn main() {

@@ -16,8 +16,8 @@ mod recovery;
 
 pub use crate::workload::{embeddable_frames, HarnessSalts, Op};
 pub use recovery::{
-    recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome, RecoveryInput,
-    SessionInput, HISTORY_MAX, OPS_MAX,
+    lifecycle_events, recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome,
+    RecoveryInput, SessionInput, HISTORY_MAX, OPS_MAX,
 };
 
 use arbitrary::Arbitrary;
@@ -26,6 +26,43 @@ use batpak::__testing::log::{
     CheckpointPosition, CheckpointRecord, EventRecord, FactRecord, Record, RecordBody,
     RegionRecord, Unit,
 };
+
+/// The seeded bugs the `recovery` fuzz target can run with ([`fuzz_mutant`]; mutant build
+/// only).
+#[cfg(batpak_mutant)]
+pub const FUZZ_MUTANTS: [crate::Mutant; 6] = [
+    crate::Mutant::CheckpointNotAtomic,
+    crate::Mutant::CheckpointAckBeforeDurable,
+    crate::Mutant::DeliverBeforeDurable,
+    crate::Mutant::RecoveryCutsAtHole,
+    crate::Mutant::RecoveryLooksInsideTornFrame,
+    crate::Mutant::RecoveryTrustsPageCache,
+];
+
+/// The seeded bug the `recovery` fuzz target runs with: in the mutant build
+/// (`RUSTFLAGS="--cfg batpak_mutant"`), the one of `FUZZ_MUTANTS` that `BATPAK_FUZZ_MUTANT`
+/// names (its `Debug` form); otherwise none. Shows that a short fuzz run finds a seeded bug,
+/// e.g. `BATPAK_FUZZ_MUTANT=CheckpointNotAtomic RUSTFLAGS="--cfg batpak_mutant" cargo fuzz
+/// run recovery`. An unknown name panics (so a typo does not fuzz the real store by mistake).
+pub fn fuzz_mutant() -> crate::Mutant {
+    #[cfg(batpak_mutant)]
+    {
+        static MUTANT: std::sync::OnceLock<crate::Mutant> = std::sync::OnceLock::new();
+        *MUTANT.get_or_init(|| {
+            let name = std::env::var("BATPAK_FUZZ_MUTANT").unwrap_or_default();
+            if name.is_empty() {
+                return crate::Mutant::None;
+            }
+            FUZZ_MUTANTS
+                .iter()
+                .copied()
+                .find(|m| format!("{m:?}") == name)
+                .unwrap_or_else(|| panic!("BATPAK_FUZZ_MUTANT={name}: not one of {FUZZ_MUTANTS:?}"))
+        })
+    }
+    #[cfg(not(batpak_mutant))]
+    crate::Mutant::None
+}
 
 /// Maximum frame sizes [`frame_decode`] tries on every input.
 pub const DECODE_MAXES: [u32; 6] = [0, 3, 64, 4096, FRAME_BYTES_MAX_DEFAULT, u32::MAX];

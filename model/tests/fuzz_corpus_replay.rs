@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak_model::fuzz_harness::{
-    forge_crc, frame_decode, frame_decode_structured, recovery, recovery_with, run_bytes, Outcome,
-    RecoveryInput, StructuredFrame,
+    forge_crc, frame_decode, frame_decode_structured, lifecycle_events, recovery, recovery_with,
+    run_bytes, Outcome, RecoveryInput, StructuredFrame,
 };
 #[cfg(batpak_mutant)]
-use batpak_model::fuzz_harness::{EndInput, Op, SessionInput};
+use batpak_model::fuzz_harness::{EndInput, FaultInput, Op, SessionInput};
 use batpak_model::workload::Mutant;
 use std::path::{Path, PathBuf};
 
@@ -204,9 +204,11 @@ fn recovery_harness_reaches_holes_and_catches_a_blind_cut() {
 fn recovery_corpus_reaches_every_outcome() {
     let mut seen = std::collections::BTreeMap::new();
     let mut histories = 0;
+    let mut lifecycle = [0usize; 2];
     for (_, bytes) in inputs("corpus", "recovery") {
         run_bytes::<RecoveryInput>(&bytes, |input| {
             histories += usize::from(!input.history.is_empty());
+            lifecycle[usize::from(lifecycle_events(&input))] += 1;
             *seen
                 .entry(format!("{:?}", recovery_with(input, Mutant::None)))
                 .or_insert(0usize) += 1;
@@ -216,6 +218,11 @@ fn recovery_corpus_reaches_every_outcome() {
     assert!(
         histories >= 8,
         "only {histories} seeds run earlier sessions"
+    );
+    println!("lifecycle events off/on in the last crash's reopens: {lifecycle:?}");
+    assert!(
+        lifecycle.iter().all(|&n| n >= 5),
+        "lifecycle events off/on: {lifecycle:?}"
     );
     // Some seed tears a payload that holds frames of its own segment (mutant build only).
     #[cfg(batpak_mutant)]
@@ -394,4 +401,138 @@ fn recovery_harness_judges_multi_session_histories() {
     let text = panic_text(caught.expect_err("RecoveryTrustsPageCache survived a later session"));
     assert!(text.starts_with("INV-DURABLE: session 2"), "{text}");
     assert!(text.contains("after the open"), "{text}");
+}
+
+/// Whether `op` is one of the durable consumers' operations.
+fn is_consumer_op(op: &batpak_model::fuzz_harness::Op) -> bool {
+    use batpak_model::fuzz_harness::Op;
+    matches!(
+        op,
+        Op::ConsumerPoll { .. } | Op::ConsumerCommit { .. } | Op::ConsumerResume { .. }
+    )
+}
+
+/// The recovery corpus drives the durable consumers: some seeds poll, commit and resume in
+/// earlier sessions and in the crashed last one (`c0` with `commit_with`, `c1` with `commit`).
+#[test]
+fn recovery_corpus_drives_durable_consumers() {
+    let (mut last, mut earlier) = (0, 0);
+    for (_, bytes) in inputs("corpus", "recovery") {
+        run_bytes::<RecoveryInput>(&bytes, |input| {
+            last += usize::from(input.ops.iter().any(is_consumer_op));
+            earlier += usize::from(
+                input
+                    .history
+                    .iter()
+                    .any(|s| s.ops.iter().any(is_consumer_op)),
+            );
+        });
+    }
+    println!("consumer seeds: {last} in the last session, {earlier} in earlier sessions");
+    assert!(
+        last >= 5,
+        "only {last} seeds use consumers in the last session"
+    );
+    assert!(
+        earlier >= 3,
+        "only {earlier} seeds use consumers in earlier sessions"
+    );
+}
+
+/// The consumer-related seeded bugs, each caught by some recovery seed, naming the invariant
+/// it breaks (the fuzzer's own judgement: the panic of `recovery_with`).
+#[cfg(batpak_mutant)]
+#[test]
+fn recovery_corpus_catches_consumer_mutants() {
+    for (mutant, inv) in [
+        (Mutant::CheckpointNotAtomic, "INV-EXACTLY-ONCE"),
+        (Mutant::CheckpointAckBeforeDurable, "INV-CHECKPOINT-DURABLE"),
+        (Mutant::DeliverBeforeDurable, "INV-CHECKPOINT-DURABLE"),
+    ] {
+        let mut caught = Vec::new();
+        for (path, bytes) in inputs("corpus", "recovery") {
+            run_bytes::<RecoveryInput>(&bytes, |input| {
+                let run = std::panic::catch_unwind(|| recovery_with(input, mutant));
+                if let Err(e) = run {
+                    let text = panic_text(e);
+                    let first = text.lines().next().unwrap_or_default().to_owned();
+                    assert!(first.starts_with(inv), "{mutant:?}: {first}");
+                    caught.push((path.file_name().unwrap().to_owned(), first));
+                }
+            });
+        }
+        println!("{mutant:?}: caught by {} seeds: {caught:?}", caught.len());
+        assert!(
+            !caught.is_empty(),
+            "{mutant:?} survived every recovery seed"
+        );
+    }
+}
+
+/// A session whose `c0` commits with outputs and whose process dies at disk operation `k`
+/// after the open, then a power loss (image chooser bytes `image`), then a last session that
+/// polls and commits again.
+#[cfg(batpak_mutant)]
+fn consumer_crash_at(k: u8, image: u8) -> RecoveryInput {
+    RecoveryInput {
+        history: vec![SessionInput {
+            deferred: false,
+            ops: vec![
+                Op::Append { entity: 0, pad: 1 },
+                Op::Append { entity: 1, pad: 2 },
+                Op::ConsumerPoll { c: 0, max: 3 },
+                Op::ConsumerCommit { c: 0 },
+                Op::Append { entity: 2, pad: 3 },
+            ],
+            fault: Some(FaultInput::ProcessCrash {
+                op: k,
+                during_open: false,
+            }),
+            end: EndInput::PowerLoss(vec![image; 4]),
+        }],
+        deferred: false,
+        ops: vec![
+            Op::ConsumerPoll { c: 0, max: 3 },
+            Op::ConsumerCommit { c: 0 },
+        ],
+        fault: None,
+        crash: vec![u8::MAX; 4],
+        corruption: None,
+        recrash: vec![0; 4],
+    }
+}
+
+/// The recovery harness's process crashes land in a `commit_with` (at its fsync) and the
+/// power loss that follows tears its unsynced write: every crash point and image passes on
+/// the real store, and the seeded bug `CheckpointNotAtomic` (the checkpoint written as its
+/// own record before the outputs' batch) is caught at some of them (INV-EXACTLY-ONCE: the
+/// checkpoint moved without its outputs).
+#[cfg(batpak_mutant)]
+#[test]
+fn recovery_harness_catches_a_checkpoint_apart_from_its_outputs() {
+    let mut caught = Vec::new();
+    for k in 0..24u8 {
+        for image in [1u8, 2, 3, 5, 8, 255] {
+            assert_eq!(
+                recovery_with(consumer_crash_at(k, image), Mutant::None),
+                Outcome::Recovered
+            );
+            let run = std::panic::catch_unwind(|| {
+                recovery_with(consumer_crash_at(k, image), Mutant::CheckpointNotAtomic)
+            });
+            if let Err(e) = run {
+                let text = panic_text(e);
+                assert!(
+                    text.starts_with("INV-EXACTLY-ONCE"),
+                    "crash at {k}, image {image}: {text}"
+                );
+                caught.push((k, image));
+            }
+        }
+    }
+    println!("CheckpointNotAtomic caught at (disk operation, power-loss image) {caught:?}");
+    assert!(
+        !caught.is_empty(),
+        "CheckpointNotAtomic survived every crash point"
+    );
 }
