@@ -139,6 +139,11 @@ mod mutants {
 
     /// Runs seeds from 0 until one fails; that failure must name `inv`, within the CI budget.
     fn caught(mutant: Mutant, inv: &str) {
+        caught_within(mutant, inv, CI_SEEDS);
+    }
+
+    /// [`caught`] with its own seed budget (`SIM_MUTANT_SEEDS` overrides every budget).
+    fn caught_within(mutant: Mutant, inv: &str, seeds: u64) {
         let projection = matches!(
             mutant,
             Mutant::ProjectionStaleSnapshot | Mutant::ProjectionCacheAboveDurable
@@ -148,7 +153,8 @@ mod mutants {
             projections: options().projections || projection,
             ..options()
         };
-        for seed in 0..CI_SEEDS {
+        let budget = env_u64("SIM_MUTANT_SEEDS").unwrap_or(seeds);
+        for seed in 0..budget {
             if let Err(f) = simulate(seed, opts) {
                 println!(
                     "mutant {mutant:?} caught by seed {seed} ({} seeds run): {}",
@@ -159,7 +165,7 @@ mod mutants {
                 return;
             }
         }
-        panic!("mutant {mutant:?} NOT caught in {CI_SEEDS} seeds");
+        panic!("mutant {mutant:?} NOT caught in {budget} seeds");
     }
 
     /// The hole the simulator found once it planned a failed fsync followed by a process crash
@@ -239,10 +245,16 @@ mod mutants {
     }
 
     /// `commit_with` writes the checkpoint as its own record before the outputs' batch: a
-    /// crash between them keeps the checkpoint, loses the reactions.
+    /// crash between them keeps the checkpoint, loses the reactions. It needs a process crash
+    /// at the commit's fsync followed by a power loss that keeps the checkpoint record but not
+    /// the outputs: rare in random schedules (seed 2,168 is the first since the faster
+    /// recovery scan changed how many disk reads an open makes), so this test runs 4,000
+    /// seeds. The fuzz corpus catches it deterministically (`fuzz/corpus/recovery/seed-062`,
+    /// `recovery_corpus_catches_consumer_mutants`), as does the crash-point sweep
+    /// `recovery_harness_catches_a_checkpoint_apart_from_its_outputs`.
     #[test]
     fn checkpoint_not_atomic_is_caught() {
-        caught(Mutant::CheckpointNotAtomic, "INV-EXACTLY-ONCE");
+        caught_within(Mutant::CheckpointNotAtomic, "INV-EXACTLY-ONCE", 4_000);
     }
 
     /// A checkpoint acknowledged before it is durable (and consumers handed events that are
