@@ -12,6 +12,10 @@
 //!   prints this line;
 //! - `SIM_FAIL_THEN_CRASH=0`: do not plan a failed operation followed by a process crash at the
 //!   next disk operation (planned by default; see `mutants::recovery_fsync_trusts_clean_pages_is_caught`);
+//! - `SIM_COMPACTION=P`: P percent of the seeds end with the compaction step
+//!   (`batpak_model::compaction::sim_compaction`: a random strategy, judged, then cut by a
+//!   process crash, a power loss or a failed fsync at a random disk operation of it, or run
+//!   across an open fence; 50 by default, drawn from a stream of its own);
 //! - `SIM_PROJECTIONS=0`: without the projection checks (`batpak_model::projections`: every
 //!   store folds with snapshots and a cache, compared with the plain fold after every
 //!   recovery and operation; on by default).
@@ -37,6 +41,7 @@ fn options() -> SimOptions {
     SimOptions {
         fail_then_crash: env_u64("SIM_FAIL_THEN_CRASH").is_none_or(|v| v != 0),
         projections: env_u64("SIM_PROJECTIONS").is_none_or(|v| v != 0),
+        compaction_percent: env_u64("SIM_COMPACTION").unwrap_or(50),
         ..SimOptions::default()
     }
 }
