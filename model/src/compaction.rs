@@ -469,18 +469,12 @@ pub fn sim_compaction(
             let _ = store.compact(&sim_strategy(kind, entity));
             std::mem::forget(store);
             stats.power_losses += 1;
-            let images = d.crash_images(&CrashOptions::default());
-            let pick = rng.below(images.len().max(1) as u64) as usize;
-            match images.get(pick) {
-                Some(i) => (
-                    i.power_loss_disk(),
-                    format!("power loss at compaction op {k} ({})", i.describe()),
-                ),
-                None => (
-                    d.crash_with(&mut |_| 0).power_loss_disk(),
-                    format!("power loss at compaction op {k}"),
-                ),
-            }
+            // One crash image, every file's and directory's outcome drawn from the stream.
+            let image = d.crash_with(&mut |n| rng.below(n.max(1) as u64) as usize);
+            (
+                image.power_loss_disk(),
+                format!("power loss at compaction op {k} ({})", image.describe()),
+            )
         }
         _ => {
             // A failed fsync at one of the compaction's syncs (pages kept or dropped), then a

@@ -1195,7 +1195,7 @@ pub struct SimOptions {
     pub projections: bool,
     /// Percent of seeds that end with the compaction step
     /// ([`crate::compaction::sim_compaction`]), drawn from a stream of their own so the
-    /// sessions of a seed are the same with or without it. 50 by default
+    /// sessions of a seed are the same with or without it. 25 by default
     /// (`SIM_COMPACTION=P` sets it).
     pub compaction_percent: u64,
 }
@@ -1209,7 +1209,7 @@ impl Default for SimOptions {
             mutant: Mutant::None,
             fail_then_crash: true,
             projections: true,
-            compaction_percent: 50,
+            compaction_percent: 25,
         }
     }
 }
