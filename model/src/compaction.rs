@@ -574,7 +574,6 @@ fn open_fence_step(
     let log_before = scan_log(disk, Path::new(DIR)).records;
     if let Err(e) = store.compact(strategy) {
         stats.refused += 1;
-        let committed = checkpoints(&store);
         fence
             .commit()
             .map_err(|e| inv("commit after a refused compaction", &e))?;
@@ -586,7 +585,6 @@ fn open_fence_step(
                 format!("a compaction that failed ({e}) changed what is visible"),
             ));
         }
-        let _ = committed;
         return store.close().map(|_| ()).map_err(|e| inv("close", &e));
     }
     stats.runs += 1;

@@ -35,7 +35,13 @@
 //!   and every operation that moved the visible or durable frontier, `project`, `project_at`
 //!   and `project_region` equal a plain fold of the visible stream (the oracle's `Recover`
 //!   after a crash), and every cache row covers only events on the platter (the folds wait
-//!   while a fault planned at a fixed disk operation has yet to fire).
+//!   while a fault planned at a fixed disk operation has yet to fire);
+//! - **INV-COMPACTION** ([`crate::compaction::sim_compaction`]): a share of the seeds
+//!   ([`SimOptions::compaction_percent`]) ends with a compaction of the disk the sessions
+//!   left, judged by the compaction oracle and cut by a process crash, a power loss or a
+//!   failed fsync at a random one of its disk operations (or run across an open fence); its
+//!   randomness is a stream of its own, so the sessions of every seed are the same with it or
+//!   without it.
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
