@@ -35,13 +35,20 @@
 //!   and every operation that moved the visible or durable frontier, `project`, `project_at`
 //!   and `project_region` equal a plain fold of the visible stream (the oracle's `Recover`
 //!   after a crash), and every cache row covers only events on the platter (the folds wait
-//!   while a fault planned at a fixed disk operation has yet to fire).
+//!   while a fault planned at a fixed disk operation has yet to fire);
+//! - **INV-COMPACTION** ([`crate::compaction::sim_compaction`]): a share of the seeds
+//!   ([`SimOptions::compaction_percent`]) ends with a compaction of the disk the sessions
+//!   left, judged by the compaction oracle and cut by a process crash, a power loss or a
+//!   failed fsync at a random one of its disk operations (or run across an open fence); its
+//!   randomness is a stream of its own, so the sessions of every seed are the same with it or
+//!   without it.
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
 //! ([`SplitMix`]) of the seed, so a failing seed replays exactly ([`simulate`]).
 
 use crate::check::{check_recovered, open_violation, violation, visible, Check, Violation};
+use crate::compaction::{sim_compaction, SimCompactionStats};
 use crate::conformance::{Abstract, WrittenLog};
 use crate::oracle::DiskState;
 use crate::projections::{self, ProjectionStats};
@@ -177,6 +184,8 @@ pub struct SimStats {
     pub consumer_commits: u64,
     /// The projection checks ([`crate::projections`]).
     pub projections: ProjectionStats,
+    /// The compaction step after the last session ([`crate::compaction::sim_compaction`]).
+    pub compaction: SimCompactionStats,
 }
 
 impl SimStats {
@@ -204,6 +213,7 @@ impl SimStats {
         self.consumer_handed_out += o.consumer_handed_out;
         self.consumer_commits += o.consumer_commits;
         self.projections.add(&o.projections);
+        self.compaction.add(&o.compaction);
     }
 }
 
@@ -218,7 +228,9 @@ impl fmt::Display for SimStats {
              ({} short writes), {} other I/O errors, {} dead disks, {} during recovery; \
              consumers: {} events handed out, {} checkpoints acknowledged; \
              projections: {} folds equal to the plain fold ({} after a recovery, {} non-empty), \
-             {} cache rows on the platter, {} folds failed under a fault",
+             {} cache rows on the platter, {} folds failed under a fault; \
+             compactions: {} judged ({} dropped events, {} across an open fence), cut by {} \
+             process crashes, {} power losses, {} failed fsyncs, {} refused (definite error)",
             self.seeds,
             self.sessions,
             self.ops,
@@ -244,7 +256,14 @@ impl fmt::Display for SimStats {
             self.projections.after_recovery,
             self.projections.non_empty,
             self.projections.cache_rows,
-            self.projections.errors
+            self.projections.errors,
+            self.compaction.runs,
+            self.compaction.dropped,
+            self.compaction.open_fence,
+            self.compaction.process_crashes,
+            self.compaction.power_losses,
+            self.compaction.failed_fsyncs,
+            self.compaction.refused
         )
     }
 }
@@ -1180,6 +1199,11 @@ pub struct SimOptions {
     /// The projection checks ([`crate::projections`]). On by default (`SIM_PROJECTIONS=0`
     /// turns them off).
     pub projections: bool,
+    /// Percent of seeds that end with the compaction step
+    /// ([`crate::compaction::sim_compaction`]), drawn from a stream of their own so the
+    /// sessions of a seed are the same with or without it. 25 by default
+    /// (`SIM_COMPACTION=P` sets it).
+    pub compaction_percent: u64,
 }
 
 impl Default for SimOptions {
@@ -1191,6 +1215,7 @@ impl Default for SimOptions {
             mutant: Mutant::None,
             fail_then_crash: true,
             projections: true,
+            compaction_percent: 25,
         }
     }
 }
@@ -1399,6 +1424,24 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
     }
     if let Err(v) = sim.final_recovery() {
         return Err(fail(&sim, v));
+    }
+    // The compaction step: its own random stream, so the sessions above are the same
+    // whether or not it runs.
+    let mut crng = SplitMix(seed ^ 0xC0_4AC7_0000_5EED);
+    if crng.below(100) < opts.compaction_percent {
+        let mut cstats = SimCompactionStats::default();
+        let r = sim_compaction(
+            &sim.disk,
+            &mut crng,
+            opts.mutant,
+            sim.segment_max_bytes,
+            &mut cstats,
+        );
+        sim.journal.push(format!("compaction step: {cstats:?}"));
+        sim.stats.compaction = cstats;
+        if let Err(v) = r {
+            return Err(fail(&sim, v.context("the compaction step")));
+        }
     }
     sim.stats.seeds = 1;
     for g in &sim.acks.consumers {

@@ -12,6 +12,10 @@
 //!   prints this line;
 //! - `SIM_FAIL_THEN_CRASH=0`: do not plan a failed operation followed by a process crash at the
 //!   next disk operation (planned by default; see `mutants::recovery_fsync_trusts_clean_pages_is_caught`);
+//! - `SIM_COMPACTION=P`: P percent of the seeds end with the compaction step
+//!   (`batpak_model::compaction::sim_compaction`: a random strategy, judged, then cut by a
+//!   process crash, a power loss or a failed fsync at a random disk operation of it, or run
+//!   across an open fence; 25 by default, drawn from a stream of its own);
 //! - `SIM_PROJECTIONS=0`: without the projection checks (`batpak_model::projections`: every
 //!   store folds with snapshots and a cache, compared with the plain fold after every
 //!   recovery and operation; on by default).
@@ -37,6 +41,7 @@ fn options() -> SimOptions {
     SimOptions {
         fail_then_crash: env_u64("SIM_FAIL_THEN_CRASH").is_none_or(|v| v != 0),
         projections: env_u64("SIM_PROJECTIONS").is_none_or(|v| v != 0),
+        compaction_percent: env_u64("SIM_COMPACTION").unwrap_or(25),
         ..SimOptions::default()
     }
 }
@@ -285,5 +290,26 @@ mod mutants {
     #[test]
     fn projection_cache_above_durable_is_caught() {
         caught(Mutant::ProjectionCacheAboveDurable, "INV-PROJECTION");
+    }
+
+    /// Compaction keeps part of a batch or fence and drops the rest: the oracle of the
+    /// compaction step (units kept or dropped whole).
+    #[test]
+    fn compaction_splits_unit_is_caught() {
+        caught(Mutant::CompactionSplitsUnit, "INV-COMPACTION");
+    }
+
+    /// Compaction removes the old segments before the compacted one is durable: a power loss
+    /// at one of its disk operations loses their events.
+    #[test]
+    fn compaction_deletes_before_durable_is_caught() {
+        caught(Mutant::CompactionDeletesBeforeDurable, "INV-COMPACTION");
+    }
+
+    /// Compaction takes a fence still open (a consumer committed inside it) for one a crash
+    /// left: the merge across an open fence.
+    #[test]
+    fn compaction_takes_open_fence_is_caught() {
+        caught(Mutant::CompactionTakesOpenFence, "INV-COMPACTION");
     }
 }
