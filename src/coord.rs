@@ -1,18 +1,25 @@
 //! Coordinates: where an event is appended (an entity within a scope), and upstream's
 //! `DagPosition`. Public as [`crate::coordinate`], which adds [`crate::region`]'s types under
 //! upstream's paths; this module sits below `event` and `region`, which import it.
+use crate::sync::StdArc;
 pub use position::DagPosition;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// Maximum length in bytes of an entity or a scope.
 pub const COORDINATE_PART_MAX_BYTES: usize = 1024;
 
 /// Where an event is appended: an entity (whose events form one chain) within a scope.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+///
+/// Cloning is cheap: both parts are shared immutable strings (two reference-count
+/// increments, no allocation), so every query result can carry its coordinate.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Coordinate {
-    entity: Box<str>,
-    scope: Box<str>,
+    // `StdArc` (std's `Arc` through the sync shim): the parts are immutable values, shared
+    // for speed, never a synchronisation point, so they stay outside the concurrency models.
+    entity: StdArc<str>,
+    scope: StdArc<str>,
 }
 
 /// Upstream's name for [`COORDINATE_PART_MAX_BYTES`].
@@ -156,6 +163,18 @@ impl fmt::Display for Coordinate {
 impl fmt::Debug for Coordinate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Coordinate({self})")
+    }
+}
+
+/// Written by hand (not derived) to keep the encoding independent of the parts' storage:
+/// a struct `Coordinate` of the two strings, `entity` then `scope`, exactly what the derive
+/// over `Box<str>` parts wrote before (the on-disk format and JSON are unchanged).
+impl Serialize for Coordinate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Coordinate", 2)?;
+        st.serialize_field("entity", &*self.entity)?;
+        st.serialize_field("scope", &*self.scope)?;
+        st.end()
     }
 }
 
@@ -374,5 +393,40 @@ mod tests {
         let good = r#"{"entity":"a","scope":"s"}"#;
         let c: Coordinate = serde_json::from_str(good).unwrap();
         assert_eq!(c.to_string(), "a@s");
+    }
+
+    /// The hand-written `Serialize` writes what the derive over plain string parts wrote:
+    /// the same JSON and the same named and compact MessagePack bytes.
+    #[test]
+    fn encoding_matches_a_plain_struct_of_two_strings() {
+        #[derive(Serialize)]
+        #[serde(rename = "Coordinate")]
+        struct Plain<'a> {
+            entity: &'a str,
+            scope: &'a str,
+        }
+        let c = Coordinate::new("order-7", "shop").unwrap();
+        let plain = Plain {
+            entity: "order-7",
+            scope: "shop",
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"entity":"order-7","scope":"shop"}"#
+        );
+        assert_eq!(
+            rmp_serde::to_vec_named(&c).unwrap(),
+            rmp_serde::to_vec_named(&plain).unwrap()
+        );
+        assert_eq!(
+            rmp_serde::to_vec(&c).unwrap(),
+            rmp_serde::to_vec(&plain).unwrap()
+        );
+        let back: Coordinate =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        // A clone shares the parts instead of copying them.
+        let d = c.clone();
+        assert!(std::ptr::eq(c.entity(), d.entity()) && std::ptr::eq(c.scope(), d.scope()));
     }
 }
