@@ -12,14 +12,42 @@ pub const COORDINATE_PART_MAX_BYTES: usize = 1024;
 
 /// Where an event is appended: an entity (whose events form one chain) within a scope.
 ///
-/// Cloning is cheap: both parts are shared immutable strings (two reference-count
-/// increments, no allocation), so every query result can carry its coordinate.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Cloning is cheap: both parts live in one shared immutable string (one reference-count
+/// increment, no allocation), so every query result can carry its coordinate. Equality,
+/// order and hashing are those of the pair (entity, scope).
+#[derive(Clone)]
 pub struct Coordinate {
-    // `StdArc` (std's `Arc` through the sync shim): the parts are immutable values, shared
+    // `StdArc` (std's `Arc` through the sync shim): the parts are an immutable value, shared
     // for speed, never a synchronisation point, so they stay outside the concurrency models.
-    entity: StdArc<str>,
-    scope: StdArc<str>,
+    // `joined` is the entity followed by the scope; the entity is its first `split` bytes.
+    joined: StdArc<str>,
+    split: usize,
+}
+
+impl PartialEq for Coordinate {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Coordinate {}
+
+impl PartialOrd for Coordinate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Coordinate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl std::hash::Hash for Coordinate {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
 }
 
 /// Upstream's name for [`COORDINATE_PART_MAX_BYTES`].
@@ -132,31 +160,35 @@ impl Coordinate {
         let (entity, scope) = (entity.as_ref(), scope.as_ref());
         validate_parts(entity, scope)?;
         Ok(Self {
-            entity: entity.into(),
-            scope: scope.into(),
+            joined: StdArc::from([entity, scope].concat()),
+            split: entity.len(),
         })
     }
 
     /// Checks the coordinate again with [`Coordinate::new`]'s rules (always `Ok` for a value
     /// of this type: every way to make one, deserialization included, goes through them).
     pub fn validate(&self) -> Result<(), CoordinateError> {
-        validate_parts(&self.entity, &self.scope)
+        validate_parts(self.entity(), self.scope())
     }
 
     /// The entity.
     pub fn entity(&self) -> &str {
-        &self.entity
+        self.joined.get(..self.split).unwrap_or_default()
     }
 
     /// The scope.
     pub fn scope(&self) -> &str {
-        &self.scope
+        self.joined.get(self.split..).unwrap_or_default()
+    }
+
+    fn parts(&self) -> (&str, &str) {
+        (self.entity(), self.scope())
     }
 }
 
 impl fmt::Display for Coordinate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.entity, self.scope)
+        write!(f, "{}@{}", self.entity(), self.scope())
     }
 }
 
@@ -172,8 +204,8 @@ impl fmt::Debug for Coordinate {
 impl Serialize for Coordinate {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Coordinate", 2)?;
-        st.serialize_field("entity", &*self.entity)?;
-        st.serialize_field("scope", &*self.scope)?;
+        st.serialize_field("entity", self.entity())?;
+        st.serialize_field("scope", self.scope())?;
         st.end()
     }
 }
@@ -428,5 +460,13 @@ mod tests {
         // A clone shares the parts instead of copying them.
         let d = c.clone();
         assert!(std::ptr::eq(c.entity(), d.entity()) && std::ptr::eq(c.scope(), d.scope()));
+        // Equality and order are the pair's, not the joined string's.
+        let (ab_c, a_bc) = (
+            Coordinate::new("ab", "c").unwrap(),
+            Coordinate::new("a", "bc").unwrap(),
+        );
+        assert_ne!(ab_c, a_bc);
+        assert!(a_bc < ab_c);
+        assert_eq!((ab_c.entity(), ab_c.scope()), ("ab", "c"));
     }
 }
