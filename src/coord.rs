@@ -1,18 +1,53 @@
 //! Coordinates: where an event is appended (an entity within a scope), and upstream's
 //! `DagPosition`. Public as [`crate::coordinate`], which adds [`crate::region`]'s types under
 //! upstream's paths; this module sits below `event` and `region`, which import it.
+use crate::sync::StdArc;
 pub use position::DagPosition;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// Maximum length in bytes of an entity or a scope.
 pub const COORDINATE_PART_MAX_BYTES: usize = 1024;
 
 /// Where an event is appended: an entity (whose events form one chain) within a scope.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+///
+/// Cloning is cheap: both parts live in one shared immutable string (one reference-count
+/// increment, no allocation), so every query result can carry its coordinate. Equality,
+/// order and hashing are those of the pair (entity, scope).
+#[derive(Clone)]
 pub struct Coordinate {
-    entity: Box<str>,
-    scope: Box<str>,
+    // `StdArc` (std's `Arc` through the sync shim): the parts are an immutable value, shared
+    // for speed, never a synchronisation point, so they stay outside the concurrency models.
+    // `joined` is the entity followed by the scope; the entity is its first `split` bytes.
+    joined: StdArc<str>,
+    split: usize,
+}
+
+impl PartialEq for Coordinate {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Coordinate {}
+
+impl PartialOrd for Coordinate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Coordinate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl std::hash::Hash for Coordinate {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
 }
 
 /// Upstream's name for [`COORDINATE_PART_MAX_BYTES`].
@@ -125,37 +160,53 @@ impl Coordinate {
         let (entity, scope) = (entity.as_ref(), scope.as_ref());
         validate_parts(entity, scope)?;
         Ok(Self {
-            entity: entity.into(),
-            scope: scope.into(),
+            joined: StdArc::from([entity, scope].concat()),
+            split: entity.len(),
         })
     }
 
     /// Checks the coordinate again with [`Coordinate::new`]'s rules (always `Ok` for a value
     /// of this type: every way to make one, deserialization included, goes through them).
     pub fn validate(&self) -> Result<(), CoordinateError> {
-        validate_parts(&self.entity, &self.scope)
+        validate_parts(self.entity(), self.scope())
     }
 
     /// The entity.
     pub fn entity(&self) -> &str {
-        &self.entity
+        self.joined.get(..self.split).unwrap_or_default()
     }
 
     /// The scope.
     pub fn scope(&self) -> &str {
-        &self.scope
+        self.joined.get(self.split..).unwrap_or_default()
+    }
+
+    fn parts(&self) -> (&str, &str) {
+        (self.entity(), self.scope())
     }
 }
 
 impl fmt::Display for Coordinate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.entity, self.scope)
+        write!(f, "{}@{}", self.entity(), self.scope())
     }
 }
 
 impl fmt::Debug for Coordinate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Coordinate({self})")
+    }
+}
+
+/// Written by hand (not derived) to keep the encoding independent of the parts' storage:
+/// a struct `Coordinate` of the two strings, `entity` then `scope`, exactly what the derive
+/// over `Box<str>` parts wrote before (the on-disk format and JSON are unchanged).
+impl Serialize for Coordinate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Coordinate", 2)?;
+        st.serialize_field("entity", self.entity())?;
+        st.serialize_field("scope", self.scope())?;
+        st.end()
     }
 }
 
@@ -374,5 +425,48 @@ mod tests {
         let good = r#"{"entity":"a","scope":"s"}"#;
         let c: Coordinate = serde_json::from_str(good).unwrap();
         assert_eq!(c.to_string(), "a@s");
+    }
+
+    /// The hand-written `Serialize` writes what the derive over plain string parts wrote:
+    /// the same JSON and the same named and compact MessagePack bytes.
+    #[test]
+    fn encoding_matches_a_plain_struct_of_two_strings() {
+        #[derive(Serialize)]
+        #[serde(rename = "Coordinate")]
+        struct Plain<'a> {
+            entity: &'a str,
+            scope: &'a str,
+        }
+        let c = Coordinate::new("order-7", "shop").unwrap();
+        let plain = Plain {
+            entity: "order-7",
+            scope: "shop",
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"entity":"order-7","scope":"shop"}"#
+        );
+        assert_eq!(
+            rmp_serde::to_vec_named(&c).unwrap(),
+            rmp_serde::to_vec_named(&plain).unwrap()
+        );
+        assert_eq!(
+            rmp_serde::to_vec(&c).unwrap(),
+            rmp_serde::to_vec(&plain).unwrap()
+        );
+        let back: Coordinate =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        // A clone shares the parts instead of copying them.
+        let d = c.clone();
+        assert!(std::ptr::eq(c.entity(), d.entity()) && std::ptr::eq(c.scope(), d.scope()));
+        // Equality and order are the pair's, not the joined string's.
+        let (ab_c, a_bc) = (
+            Coordinate::new("ab", "c").unwrap(),
+            Coordinate::new("a", "bc").unwrap(),
+        );
+        assert_ne!(ab_c, a_bc);
+        assert!(a_bc < ab_c);
+        assert_eq!((ab_c.entity(), ab_c.scope()), ("ab", "c"));
     }
 }

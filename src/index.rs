@@ -620,7 +620,11 @@ impl Index {
     }
 
     fn entries(&self, positions: &[u32]) -> Vec<IndexEntry> {
-        positions.iter().filter_map(|&p| self.entry(p)).collect()
+        // Sized up front: every listed position is visible (`filter_map` only guards the
+        // lookups), and the collect alone would grow the vector by doubling and copying.
+        let mut out = Vec::with_capacity(positions.len());
+        out.extend(positions.iter().filter_map(|&p| self.entry(p)));
+        out
     }
 
     /// The visible event with this id.
