@@ -58,7 +58,7 @@ impl ProjectionInput for JsonValueInput {
             // Anything the direct decoder does not take (binary, extensions, non-string
             // keys, trailing bytes, deep nesting, damage) goes through rmp-serde, which
             // decides exactly as it always did.
-            None => rmp_serde::from_slice(bytes).map_err(DecodeSource::Msgpack),
+            None => msgpack_json::to_json(bytes).map_err(DecodeSource::Msgpack),
         }
     }
 }
@@ -321,7 +321,29 @@ pub(crate) mod msgpack_json {
 
     /// The value `bytes` encode, if they are exactly one value of the handled kinds.
     pub fn decode(bytes: &[u8]) -> Option<Value> {
-        let mut r = Reader { b: bytes, at: 0 };
+        read(bytes, false)
+    }
+
+    /// The JSON view of any MessagePack payload: what [`decode`] or rmp-serde give where
+    /// they take it, else (binary strings, non-string map keys, which `serde_json::Value`
+    /// cannot hold) binary as an array of byte numbers and scalar keys as their JSON text.
+    /// The error is rmp-serde's when no view exists (damage, extensions, trailing bytes).
+    pub fn to_json(bytes: &[u8]) -> Result<Value, rmp_serde::decode::Error> {
+        if let Some(v) = decode(bytes) {
+            return Ok(v);
+        }
+        match rmp_serde::from_slice(bytes) {
+            Ok(v) => Ok(v),
+            Err(e) => read(bytes, true).ok_or(e),
+        }
+    }
+
+    fn read(bytes: &[u8], lenient: bool) -> Option<Value> {
+        let mut r = Reader {
+            b: bytes,
+            at: 0,
+            lenient,
+        };
         let v = r.value(0)?;
         (r.at == bytes.len()).then_some(v)
     }
@@ -329,6 +351,8 @@ pub(crate) mod msgpack_json {
     struct Reader<'a> {
         b: &'a [u8],
         at: usize,
+        /// Binary strings and scalar map keys get a JSON view ([`to_json`]).
+        lenient: bool,
     }
 
     impl Reader<'_> {
@@ -349,6 +373,17 @@ pub(crate) mod msgpack_json {
             let s = std::str::from_utf8(self.take(n)?).ok()?;
             Some(Value::String(s.to_owned()))
         }
+        fn bin(&mut self, n: usize) -> Option<Value> {
+            if !self.lenient {
+                return None;
+            }
+            let b = self.take(n)?;
+            Some(Value::Array(
+                b.iter()
+                    .map(|&x| Value::Number(u64::from(x).into()))
+                    .collect(),
+            ))
+        }
         fn array(&mut self, n: usize, depth: usize) -> Option<Value> {
             // A length claim cannot reserve more than the bytes left could hold.
             let mut v = Vec::with_capacity(n.min(self.b.len() - self.at));
@@ -363,6 +398,9 @@ pub(crate) mod msgpack_json {
             for _ in 0..n {
                 let key = match self.value(depth + 1)? {
                     Value::String(k) => k,
+                    k @ (Value::Number(_) | Value::Bool(_) | Value::Null) if self.lenient => {
+                        k.to_string()
+                    }
                     _ => return None,
                 };
                 let v = self.value(depth + 1)?;
@@ -422,7 +460,19 @@ pub(crate) mod msgpack_json {
                     return self.map(n, depth);
                 }
                 0xe0..=0xff => Value::Number(i64::from(m as i8).into()),
-                // bin, ext, the unused marker: rmp-serde's call.
+                0xc4 => {
+                    let n = usize::from(self.u8()?);
+                    return self.bin(n);
+                }
+                0xc5 => {
+                    let n = usize::from(u16::from_be_bytes(self.be()?));
+                    return self.bin(n);
+                }
+                0xc6 => {
+                    let n = u32::from_be_bytes(self.be()?) as usize;
+                    return self.bin(n);
+                }
+                // ext, the unused marker: rmp-serde's call.
                 _ => return None,
             })
         }

@@ -726,3 +726,70 @@ fn compaction_runs_online_while_threads_append_and_read() {
     store.close().unwrap();
     check(&Store::open(cfg(&dir)).unwrap());
 }
+
+/// A payload MessagePack holds as a binary string (`serialize_bytes`, as `serde_bytes` or
+/// `bytes::Bytes` write it), with a number-keyed map: JSON has neither.
+struct Blob(Vec<u8>, u8);
+
+impl serde::Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("bytes", &Bin(&self.0))?;
+        m.serialize_entry(&7u8, &self.1)?;
+        m.end()
+    }
+}
+
+/// A borrowed slice serialized as a binary string.
+struct Bin<'a>(&'a [u8]);
+
+impl serde::Serialize for Bin<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Found by the simulator: Retention and Tombstone read every event as JSON, and a binary
+/// payload made `get` (and so the whole compaction) fail with "invalid type: byte array".
+/// `get` gives binary as an array of byte numbers and a number key as its text; compaction
+/// then drops and keeps such events like any other.
+#[test]
+fn binary_payloads_read_as_json_and_compact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = Store::open(cfg(&dir)).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..200u8 {
+        let r = store
+            .append(
+                &coord(&format!("blob:{}", i % 2)),
+                KIND,
+                &Blob(vec![i, 0, 255], i),
+            )
+            .unwrap();
+        ids.push(r.event_id);
+    }
+    let first = store.get(ids[3]).unwrap();
+    assert_eq!(
+        first.event.payload,
+        serde_json::json!({"bytes": [3, 0, 255], "7": 3})
+    );
+    store
+        .compact(&retention(|e| {
+            e.event.payload["7"].as_u64().unwrap() % 2 == 0
+        }))
+        .unwrap();
+    // Odd ones in sealed segments are gone; every even one is still there.
+    assert!(matches!(store.get(ids[1]), Err(StoreError::NotFound(_))));
+    for id in ids.iter().step_by(2) {
+        store.get(*id).unwrap();
+    }
+    store
+        .compact(&tombstone(|e| e.coordinate.entity() != "blob:0"))
+        .unwrap();
+    assert!(store.stream("blob:0").len() < 100);
+    let live = contents(&store);
+    store.close().unwrap();
+    assert_eq!(contents(&Store::open(cfg(&dir)).unwrap()), live);
+}

@@ -155,9 +155,21 @@ impl<S> Store<S> {
         })
     }
 
-    /// Reads a visible event with its payload as JSON.
+    /// Reads a visible event with its payload as JSON. MessagePack can hold what JSON
+    /// cannot: a binary string reads as an array of byte numbers, a number or boolean map key
+    /// as its JSON text (`get_typed` decodes such payloads exactly).
     pub fn get(&self, event_id: u128) -> Result<StoredEvent<serde_json::Value>, StoreError> {
-        self.get_as::<serde_json::Value>(event_id)
+        let raw = self.get_raw(event_id)?;
+        let payload =
+            crate::sourcing::msgpack_json::to_json(&raw.event.payload).map_err(StoreError::ser)?;
+        Ok(StoredEvent {
+            coordinate: raw.coordinate,
+            event: Event {
+                header: raw.event.header,
+                payload,
+                hash_chain: raw.event.hash_chain,
+            },
+        })
     }
 
     /// Reads a visible event with its payload decoded as `T` (its kind must be `T::KIND`).
