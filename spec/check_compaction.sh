@@ -30,7 +30,7 @@ echo "Compaction_ci.cfg passed in $(( $(date +%s) - start ))s"
 # is reported by InvNoLoss (it breaks InvBeforeOrAfter in the same state).
 # mutant                            expected violation  (the implementation mutant it mirrors)
 MUTANTS="
-delete_before_dir_sync              InvNoLoss           CompactionDeletesBeforeDurable
+delete_before_dir_sync              InvNoLoss           CompactionDeletesBeforeDurable (earlier)
 no_fsync_new                        InvNoLoss           -
 split_unit                          InvUnitsWhole       CompactionSplitsUnit
 renumber                            InvStableSeq        -
