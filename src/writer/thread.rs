@@ -411,18 +411,21 @@ impl Writer {
             .store(written, Ordering::SeqCst);
         if fsync {
             self.flush.synced();
+            // Durable before the publish: a cursor reads this frontier under the index's read
+            // lock and delivers what the index holds below it, so every group the index holds
+            // must already be below it whole. Stored after the publish, a fence's commit group
+            // (its last fenced event and the commit record) could be seen published with the
+            // frontier still inside it: half the fence delivered (stress/loom scenario (h)).
+            self.shared
+                .frontier
+                .durable
+                .store(written, Ordering::SeqCst);
         }
         self.publish();
         self.shared
             .frontier
             .visible
             .store(written, Ordering::SeqCst);
-        if fsync {
-            self.shared
-                .frontier
-                .durable
-                .store(written, Ordering::SeqCst);
-        }
         if fsync || self.shared.durable_waiters.load(Ordering::SeqCst) > 0 {
             self.shared.wake_durable_waiters();
         }
