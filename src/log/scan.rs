@@ -211,6 +211,13 @@ fn remove_superseded(
     if cut == CutPolicy::InMemory {
         return Ok(());
     }
+    // The directory first: the compaction that left these segments may have crashed before
+    // its own directory sync, so the rename that put the compacted segment in place may be
+    // only in the kernel's copy of the directory. Unsynced directory operations are not
+    // ordered on every file system: without this sync a power loss could keep the unlinks
+    // below and lose the rename, and with it the records (spec/Compaction.tla, mutant
+    // `recovery_unlinks_before_dir_sync`).
+    disk.sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
     for &id in superseded {
         let path = dir.join(segment_file_name(id));
         disk.remove(&path)
