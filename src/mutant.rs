@@ -195,6 +195,12 @@ pub enum Mutant {
     /// does late), so a `consumer(id)` right after spawning can take the id from it
     /// (breaks the worker's documented contract: registered when spawning returns).
     WorkerRegistersLate,
+    /// The writer moves the durable frontier after it publishes a group (and, to widen the
+    /// window, sleeps 20 ms in between), so a cursor that reads the frontier under the index
+    /// lock can see a fence published whose last event (sharing the commit's group) is still
+    /// above the frontier: half the fence delivered (breaks INV-CURSOR-ORDER /
+    /// INV-READ-ISOLATION).
+    DurableAfterPublish,
 }
 
 #[cfg(batpak_mutant)]

@@ -636,3 +636,165 @@ fn mutant_checkpoint_ack_before_durable_is_caught() {
         "reported as {err}"
     );
 }
+
+/// A `Disk` over the real file system whose file syncs take 30 ms while `slow` is set: it
+/// keeps the writer busy so that commands sent meanwhile share its next group.
+#[derive(Debug)]
+struct SlowSyncDisk {
+    inner: batpak::env::FsDisk,
+    slow: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct SlowSyncFile {
+    inner: Box<dyn batpak::env::DiskFile>,
+    slow: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl batpak::env::DiskFile for SlowSyncFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.inner.append(data)
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        if self.slow.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        self.inner.sync_data()
+    }
+}
+
+impl batpak::env::Disk for SlowSyncDisk {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn batpak::env::DiskFile>> {
+        Ok(Box::new(SlowSyncFile {
+            inner: self.inner.create_new(path)?,
+            slow: self.slow.clone(),
+        }))
+    }
+    fn open(&self, path: &Path, writable: bool) -> std::io::Result<Box<dyn batpak::env::DiskFile>> {
+        Ok(Box::new(SlowSyncFile {
+            inner: self.inner.open(path, writable)?,
+            slow: self.slow.clone(),
+        }))
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, dir: &Path) -> std::io::Result<Box<dyn batpak::env::DiskLock>> {
+        self.inner.lock(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+}
+
+/// Witness (INV-CURSOR-ORDER / INV-READ-ISOLATION): a fence whose last event shares the
+/// commit's group (the writer was busy with a slow sync when both were sent) is delivered to a
+/// cursor whole or not at all, while a reader thread polls throughout. `rounds` fences, each
+/// `f1` (staged and synced on its own) then `f2` with the commit.
+fn fence_sharing_the_commit_group(dir: &Path, seed: Seed, rounds: u64) -> Result<(), String> {
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let disk = SlowSyncDisk {
+        inner: batpak::env::FsDisk,
+        slow: slow.clone(),
+    };
+    let store = Arc::new(
+        Store::open(seed(
+            StoreConfig::new(dir)
+                .with_lifecycle_events(false)
+                .with_disk(std::sync::Arc::new(disk)),
+        ))
+        .unwrap(),
+    );
+    for round in 0..rounds {
+        let scope = format!("r{round}");
+        let region = Region::scope(&scope);
+        let mut cursor = store.cursor_guaranteed(&region);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut got: Vec<String> = Vec::new();
+                loop {
+                    let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                    got.extend(
+                        cursor
+                            .poll_batch(16)
+                            .into_iter()
+                            .map(|e| e.coord.entity().to_owned()),
+                    );
+                    if got.len() == 1 || got.len() > 2 {
+                        return Err(format!(
+                            "INV-CURSOR-ORDER: the cursor delivered {got:?} of the fence [f1, f2]"
+                        ));
+                    }
+                    if done {
+                        return Ok(got);
+                    }
+                }
+            })
+        };
+        let fence = store.begin_visibility_fence().unwrap();
+        {
+            let mut ob = fence.outbox();
+            ob.stage(coord("f1", &scope), KIND, &round).unwrap();
+            ob.flush().unwrap();
+        }
+        slow.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A fenced event outside the cursor's region keeps the writer in a slow sync.
+        let busy = fence.submit(&coord("x", "busy"), KIND, &round).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let f2 = fence.submit(&coord("f2", &scope), KIND, &round).unwrap();
+        fence.commit().unwrap();
+        f2.wait().unwrap();
+        busy.wait().unwrap();
+        slow.store(false, std::sync::atomic::Ordering::SeqCst);
+        // The reader's last poll comes after the commit returned: it sees the whole fence.
+        std::thread::sleep(Duration::from_millis(30));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let got = reader.join().unwrap()?;
+        if got != ["f1", "f2"] {
+            return Err(format!("INV-CURSOR-ORDER: the cursor ended with {got:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_fence_sharing_the_commit_group_is_delivered_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    fence_sharing_the_commit_group(tmp.path(), real, 8).unwrap();
+}
+
+#[cfg(batpak_mutant)]
+#[test]
+fn mutant_durable_after_publish_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = fence_sharing_the_commit_group(
+        tmp.path(),
+        |c| c.with_mutant(Mutant::DurableAfterPublish),
+        8,
+    )
+    .unwrap_err();
+    assert!(err.starts_with("INV-CURSOR-ORDER"), "{err}");
+}

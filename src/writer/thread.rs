@@ -416,12 +416,22 @@ impl Writer {
             // must already be below it whole. Stored after the publish, a fence's commit group
             // (its last fenced event and the commit record) could be seen published with the
             // frontier still inside it: half the fence delivered (stress/loom scenario (h)).
+            if !self.state.bugs.has(Mutant::DurableAfterPublish) {
+                self.shared
+                    .frontier
+                    .durable
+                    .store(written, Ordering::SeqCst);
+            }
+        }
+        self.publish();
+        if fsync && self.state.bugs.has(Mutant::DurableAfterPublish) {
+            // The seeded bug: the old order, with the window between the two made wide.
+            crate::sync::thread::sleep(Duration::from_millis(20));
             self.shared
                 .frontier
                 .durable
                 .store(written, Ordering::SeqCst);
         }
-        self.publish();
         self.shared
             .frontier
             .visible
