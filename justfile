@@ -21,10 +21,11 @@ lint-mutants:
     RUSTFLAGS="--cfg batpak_mutant" cargo clippy --workspace --all-targets --target-dir target/mutant -- -D warnings
 
 # Prove the loom and shuttle arms of the sync shim (and everything using it) compile and are
-# lint-clean (clippy runs the compiler's checks too).
+# lint-clean (clippy runs the compiler's checks too). batpak-jetstream is left out: it uses
+# no sync shim (its own runtime thread), and tokio under `--cfg loom` drops `tokio::net`.
 check-models-compile:
-    RUSTFLAGS="--cfg loom --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/loom -- -D warnings
-    RUSTFLAGS="--cfg shuttle --cfg batpak_mutant" cargo clippy --workspace --lib --target-dir target/shuttle -- -D warnings
+    RUSTFLAGS="--cfg loom --cfg batpak_mutant" cargo clippy --workspace --exclude batpak-jetstream --lib --target-dir target/loom -- -D warnings
+    RUSTFLAGS="--cfg shuttle --cfg batpak_mutant" cargo clippy --workspace --exclude batpak-jetstream --lib --target-dir target/shuttle -- -D warnings
 
 # The API docs, warnings denied (broken or private links, unclosed tags, ...).
 doc:
