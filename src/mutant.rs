@@ -189,7 +189,8 @@ pub enum Mutant {
     /// A read whose event a compaction moved between the index lookup and the file read
     /// returns that read's error (the old file is gone or renamed over) instead of reading
     /// the event at its new position (breaks INV-COMPACTION: a concurrent compaction makes a
-    /// read of a kept event fail).
+    /// read of a kept event fail). To make the race happen in every run, it also sleeps
+    /// 2 ms before that first read.
     CompactionReadRace,
     /// `cursor_worker` returns before its worker registered its consumer (which the worker
     /// does late), so a `consumer(id)` right after spawning can take the id from it

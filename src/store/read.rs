@@ -105,6 +105,11 @@ impl<S> Store<S> {
     /// error (I/O, damage: INV-CORRUPTION-FAILS-CLOSED) and is returned as it is; an event a
     /// compaction removed meanwhile is `NotFound`.
     pub(crate) fn raw_event(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        if self.cfg.bugs.has(Mutant::CompactionReadRace) {
+            // The seeded bug widens the window between taking the entry and reading it, so a
+            // swap lands inside it in every run (the witness does not hang on scheduling luck).
+            crate::sync::thread::sleep(std::time::Duration::from_millis(2));
+        }
         match self.raw_event_at(entry) {
             Ok(e) => Ok(e),
             Err(first) if self.cfg.bugs.has(Mutant::CompactionReadRace) => Err(first),
