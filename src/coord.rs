@@ -1,6 +1,7 @@
 //! Coordinates: where an event is appended (an entity within a scope), and upstream's
-//! `DagPosition`. Public as [`crate::coordinate`], which adds [`crate::region`]'s types under
-//! upstream's paths; this module sits below `event` and `region`, which import it.
+//! `DagPosition`. Public through the `coordinate` facade, which adds the region types under
+//! upstream's paths; this module sits below `event` and `region`, which import it (and names
+//! neither, nor the facade: see tests/layers.rs).
 use crate::sync::StdArc;
 pub use position::DagPosition;
 use serde::ser::SerializeStruct;
@@ -222,7 +223,7 @@ impl<'de> Deserialize<'de> for Coordinate {
     }
 }
 
-/// Upstream's DAG position value (`batpak::coordinate::position::DagPosition`).
+/// Upstream's DAG position value (upstream's path: `coordinate::position::DagPosition`).
 pub mod position {
     use serde::{Deserialize, Serialize};
     use std::cmp::Ordering;

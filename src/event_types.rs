@@ -1,6 +1,7 @@
-//! Events: kinds, payload trait, headers and the hash chain. Public as [`crate::event`],
-//! which adds the payload registry's and the event-sourcing items under upstream's paths;
-//! this module sits below them, and they import it.
+//! Events: kinds, payload trait, headers and the hash chain. Public through the `event`
+//! facade, which adds the payload registry's and the event-sourcing items under upstream's
+//! paths; this module sits below them, and they import it (it names neither them nor the
+//! facade: see tests/layers.rs).
 
 use crate::coord::Coordinate;
 use serde::de::DeserializeOwned;
@@ -468,7 +469,7 @@ mod tests {
     }
 }
 
-/// Hashing helpers under upstream's path (`batpak::event::hash`).
+/// Hashing helpers under upstream's path (`event::hash`).
 ///
 /// A stored event's [`HashChain::event_hash`] here covers its header and payload (ids, time,
 /// clock, kind, flags, the previous hash, the coordinate and the payload bytes), where
@@ -508,12 +509,12 @@ pub mod hash {
     }
 }
 
-/// Upstream's module path for the kind types (`batpak::event::kind::EventKindError`).
+/// Upstream's module path for the kind types (`event::kind::EventKindError`).
 pub mod kind {
     pub use super::{EventKind, EventKindError};
 }
 
-/// Upstream's module path for the header (`batpak::event::header::EventHeader`).
+/// Upstream's module path for the header (`event::header::EventHeader`).
 pub mod header {
     pub use super::{EventHeader, FLAG_REPLAY, FLAG_REQUIRES_ACK, FLAG_TRANSACTIONAL};
 }

@@ -162,7 +162,7 @@ pub mod channel {
     pub type FlumeReceiver<T> = flume::Receiver<T>;
 }
 
-/// Per-thread state: the mutant build's codec seed (`crate::mutant::seed_thread`). Plain std
+/// Per-thread state: the mutant build's codec seed (`seed_thread` of the seeded bugs). Plain std
 /// thread-locals under every backend: set and read on one thread, never shared.
 #[cfg(batpak_mutant)]
 pub(crate) mod per_thread {
