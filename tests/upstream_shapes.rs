@@ -7,8 +7,11 @@ use batpak::event::hash::{compute_hash, verify_chain};
 use batpak::event::header::{FLAG_REPLAY, FLAG_REQUIRES_ACK, FLAG_TRANSACTIONAL};
 use batpak::prelude::*;
 
+#[path = "support/store.rs"]
+mod support;
+
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(StoreConfig::new(dir).with_lifecycle_events(false)).unwrap()
+    support::open_with(dir, |c| c.with_lifecycle_events(false))
 }
 
 #[test]
@@ -560,37 +563,9 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
             Ok(())
         }
     }
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Count(usize);
-    impl EventSourced for Count {
-        type Input = JsonValueInput;
-        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
-            Some(Count(events.len()))
-        }
-        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
-            self.0 += 1;
-        }
-        fn relevant_event_kinds() -> &'static [EventKind] {
-            &[]
-        }
-        fn supports_incremental_apply() -> bool {
-            true
-        }
-    }
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Whole(usize);
-    impl EventSourced for Whole {
-        type Input = JsonValueInput;
-        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
-            Some(Whole(events.len()))
-        }
-        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
-            self.0 += 1;
-        }
-        fn relevant_event_kinds() -> &'static [EventKind] {
-            &[]
-        }
-    }
+    // Folded incrementally from a cache row, and whole from the log.
+    type Count = support::EventCount<true>;
+    type Whole = support::EventCount<false>;
     for supports in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
         let hints = Hints::default();
@@ -603,11 +578,11 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
         store.append(&coord, EventKind::DATA, &1u8).unwrap();
         let last = store.append(&coord, EventKind::DATA, &2u8).unwrap();
         let got: Option<Count> = store.project("pf", &Freshness::Consistent).unwrap();
-        assert_eq!(got, Some(Count(2)));
+        assert_eq!(got, Some(support::EventCount(2)));
         // A projection that is not incremental is folded whole from the log: the cache is
         // not asked, so it gets no hint either (DIFFERENCES row 45).
         let whole: Option<Whole> = store.project("pf", &Freshness::Consistent).unwrap();
-        assert_eq!(whole, Some(Whole(2)));
+        assert_eq!(whole, Some(support::EventCount(2)));
         let hints = hints.lock().unwrap().clone();
         if supports {
             assert_eq!(hints.len(), 1, "{hints:?}");
