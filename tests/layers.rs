@@ -71,6 +71,11 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let with_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
         extra.iter().chain(VOCABULARY).copied().collect()
     };
+    // `extra` and every vocabulary module before `module` (in VOCABULARY's order).
+    let vocab_before = |module: &str, extra: &[&'static str]| -> Vec<&'static str> {
+        let before = VOCABULARY.iter().take_while(|v| **v != module);
+        extra.iter().chain(before).copied().collect()
+    };
     BTreeMap::from([
         ("sync", vec![]),
         ("mutant", vec!["sync"]),
@@ -100,45 +105,11 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             vec!["sync::process", "coord", "event_types"],
         ),
         // The event-sourcing vocabulary: projections, replay lanes, the typed decode seam.
-        ("sourcing", vec!["coord", "event_types", "payload_registry"]),
-        (
-            "event",
-            vec!["coord", "event_types", "payload_registry", "sourcing"],
-        ),
-        (
-            "region",
-            vec![
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-            ],
-        ),
-        (
-            "coordinate",
-            vec![
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-                "region",
-            ],
-        ),
-        (
-            "append",
-            vec![
-                "id",
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-                "region",
-                "coordinate",
-            ],
-        ),
+        ("sourcing", vocab_before("sourcing", &[])),
+        ("event", vocab_before("event", &[])),
+        ("region", vocab_before("region", &[])),
+        ("coordinate", vocab_before("coordinate", &[])),
+        ("append", vocab_before("append", &["id"])),
         (
             "signing",
             vec![
