@@ -253,26 +253,9 @@ impl<T> Outcome<T> {
                     .map(|o| o.inspect_err(f.clone()))
                     .collect(),
             ),
-            Self::Ok(v) => Self::Ok(v),
-            Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            },
-            Self::Pending {
-                condition,
-                resume_token,
-            } => Self::Pending {
-                condition,
-                resume_token,
-            },
-            Self::Cancelled { reason } => Self::Cancelled { reason },
+            Self::Ok(_) | Self::Retry { .. } | Self::Pending { .. } | Self::Cancelled { .. } => {
+                self
+            }
         }
     }
 
@@ -296,26 +279,9 @@ impl<T> Outcome<T> {
                     .map(|o| o.and_then_if(pred.clone(), f.clone()))
                     .collect(),
             ),
-            Self::Err(error) => Self::Err(error),
-            Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            },
-            Self::Pending {
-                condition,
-                resume_token,
-            } => Self::Pending {
-                condition,
-                resume_token,
-            },
-            Self::Cancelled { reason } => Self::Cancelled { reason },
+            Self::Err(_) | Self::Retry { .. } | Self::Pending { .. } | Self::Cancelled { .. } => {
+                self
+            }
         }
     }
 
