@@ -71,6 +71,16 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let with_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
         extra.iter().chain(VOCABULARY).copied().collect()
     };
+    let upper_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
+        let base = [
+            "coordinate",
+            "event",
+            "payload_registry",
+            "region",
+            "append",
+        ];
+        base.iter().chain(extra).copied().collect()
+    };
     // `extra` and every vocabulary module before `module` (in VOCABULARY's order).
     let vocab_before = |module: &str, extra: &[&'static str]| -> Vec<&'static str> {
         let before = VOCABULARY.iter().take_while(|v| **v != module);
@@ -110,40 +120,11 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("region", vocab_before("region", &[])),
         ("coordinate", vocab_before("coordinate", &[])),
         ("append", vocab_before("append", &["id"])),
-        (
-            "signing",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "region",
-                "append",
-            ],
-        ),
-        (
-            "error",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "sourcing",
-                "region",
-                "append",
-                "signing",
-            ],
-        ),
-        (
-            "typestate",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "region",
-                "append",
-                "signing",
-                "error",
-            ],
-        ),
+        // The vocabulary's upper modules build on the public facades and on what is
+        // before them.
+        ("signing", upper_vocab(&[])),
+        ("error", upper_vocab(&["sourcing", "signing"])),
+        ("typestate", upper_vocab(&["signing", "error"])),
         // Upstream's algebraic result type: a pure value type that needs nothing of the crate.
         ("outcome", vec![]),
         ("guard", VOCABULARY.to_vec()),
