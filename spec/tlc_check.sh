@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Shared by spec/check_compaction.sh and spec/check_delivery.sh, which source it (it does
-# nothing run alone). `tlc_check SPEC MUTANT_WIDTH VIOLATION_WIDTH MUTANTS`: TLC on
+# Shared by spec/check_compaction.sh and spec/check_delivery.sh (and spec/check.sh, for
+# tlc_must_pass), which source it (it does nothing run alone). `tlc_check SPEC MUTANT_WIDTH VIOLATION_WIDTH MUTANTS`: TLC on
 # spec/SPEC.tla; the unmutated spec must pass SPEC_ci.cfg and every mutant must be refuted
 # by the invariant its seeded bug breaks (prints the mutant table, its columns that wide).
 # MUTANTS has a line per mutant: name, expected violation, the implementation mutant it
 # mirrors. Skips without java, like spec/check.sh. Exits with the result.
+
+# `tlc_must_pass OUT CONFIG START`: TLC's output OUT of the unmutated spec on CONFIG (started
+# at START, in seconds) says no error was found: prints its state count and time; otherwise
+# prints OUT and exits 1. Also used by spec/check.sh.
+tlc_must_pass() {
+    if ! grep -q "Model checking completed. No error has been found." "$1"; then
+        cat "$1"
+        echo "FAIL: the unmutated spec does not pass $2" >&2
+        exit 1
+    fi
+    grep -E "distinct states found" "$1" | tail -1
+    echo "$2 passed in $(( $(date +%s) - $3 ))s"
+}
 
 tlc_check() {
     local script
@@ -29,13 +42,7 @@ tlc_check() {
     local start
     start=$(date +%s)
     tlc "${spec}_ci.cfg" base > "$work/base.out" 2>&1
-    if ! grep -q "Model checking completed. No error has been found." "$work/base.out"; then
-        cat "$work/base.out"
-        echo "FAIL: the unmutated spec does not pass ${spec}_ci.cfg" >&2
-        exit 1
-    fi
-    grep -E "distinct states found" "$work/base.out" | tail -1
-    echo "${spec}_ci.cfg passed in $(( $(date +%s) - start ))s"
+    tlc_must_pass "$work/base.out" "${spec}_ci.cfg" "$start"
 
     local failed=0 mutant expected len
     printf "%-${wm}s %-${wv}s %s\n" "mutant" "violated" "length"
