@@ -113,8 +113,18 @@ impl EventKind {
     pub const fn custom(category: u8, type_id: u16) -> EventKind {
         match Self::try_custom(category, type_id) {
             Ok(kind) => kind,
-            Err(_) => {
-                panic!("invalid EventKind: category must be 0x1..=0xF except 0xD, type id <= 0xFFF")
+            // One message per refusal (upstream's wording for the reserved categories).
+            Err(EventKindError::CategoryOutOfRange { .. }) => {
+                panic!("invalid EventKind: category must be 0-15 (4 bits)")
+            }
+            Err(EventKindError::ReservedSystemCategory) => {
+                panic!("invalid EventKind: category 0x0 is reserved for system kinds")
+            }
+            Err(EventKindError::ReservedEffectCategory) => {
+                panic!("invalid EventKind: category 0xD is reserved for effect kinds")
+            }
+            Err(EventKindError::TypeIdOutOfRange { .. }) => {
+                panic!("invalid EventKind: type id must fit in 12 bits (at most 0xFFF)")
             }
         }
     }

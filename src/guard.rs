@@ -120,13 +120,9 @@ impl Denial {
 }
 
 impl fmt::Display for Denial {
-    /// `[gate] message`, or `[gate] code: message` when a code is set.
+    /// `[gate] message`, as upstream (the code and context are fields, and in `Debug`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.code.is_empty() {
-            write!(f, "[{}] {}", self.gate, self.message)
-        } else {
-            write!(f, "[{}] {}: {}", self.gate, self.code, self.message)
-        }
+        write!(f, "[{}] {}", self.gate, self.message)
     }
 }
 

@@ -194,9 +194,8 @@ fn check_fails_closed(
 ) -> Check {
     for session in [1, 2] {
         match Store::open(config(disk, mode, session)) {
-            Err(StoreError::CorruptSegment {
-                file: f, offset: o, ..
-            }) if f == file && o == offset => {}
+            Err(StoreError::CorruptSegment { detail, .. })
+                if detail.file() == Some(file) && detail.offset() == Some(offset) => {}
             Err(e) => {
                 return Err(violation(
                     "INV-CORRUPTION-FAILS-CLOSED",

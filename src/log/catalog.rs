@@ -13,7 +13,7 @@ use super::segment::{decode_header, segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::append::DiskPos;
 use crate::codec::{self, RecordBody, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
-use crate::error::StoreError;
+use crate::error::{CorruptionDetail, StoreError};
 use crate::sync::{Mutex, StdArc};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,9 +112,7 @@ impl Catalog {
     ) -> Result<EventFrameRef<'b>, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptSegment {
             segment_id: pos.segment_id,
-            file: self.path(pos.segment_id),
-            offset: pos.offset,
-            detail,
+            detail: CorruptionDetail::at(self.path(pos.segment_id), pos.offset, detail),
         };
         // The index knows the frame's length (recovery or the writer checked it against the
         // segment's own limit), so that is the limit to decode this frame with.
@@ -283,9 +281,7 @@ impl Catalog {
         let salt = decode_header(head.get(..got).unwrap_or(&[]))
             .map_err(|e| StoreError::CorruptSegment {
                 segment_id: id,
-                file: path.clone(),
-                offset: 0,
-                detail: format!("segment header: {e}"),
+                detail: CorruptionDetail::at(path.clone(), 0, format!("segment header: {e}")),
             })?
             .salt;
         lru.open.insert(id, (StdArc::clone(&f), salt, tick));
