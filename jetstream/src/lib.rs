@@ -40,6 +40,7 @@ mod importer;
 mod reader;
 mod replicator;
 mod runtime;
+mod verbatim;
 pub mod wire;
 
 pub use error::ReplicationError;
@@ -47,5 +48,7 @@ pub use importer::{ImportStep, Importer, ImporterConfig};
 pub use reader::{read_replicated, ReplicatedMessage};
 pub use replicator::{Replicator, ReplicatorConfig, Step, SubjectFn};
 
+#[cfg(batpak_mutant)]
+pub use importer::ImporterMutant;
 #[cfg(batpak_mutant)]
 pub use replicator::ReplicatorMutant;

@@ -98,7 +98,8 @@ impl ReplicatorConfig {
         self.replicas = replicas.max(1);
         self
     }
-    /// Events published per step (at least 1).
+    /// Events published per step (at least 1); a step whose last event belongs to an atomic
+    /// batch also takes the rest of that batch.
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         self
@@ -160,6 +161,9 @@ pub struct Replicator<'s> {
     link: Link,
     /// The stream's last sequence as this replicator knows it; `None`: unknown, reconcile.
     stream_last: Option<u64>,
+    /// An event the consumer delivered past the end of the step's last batch (looking for
+    /// that end): the first of the next step. Dropped when the consumer seeks.
+    carry: Option<IndexEntry>,
 }
 
 impl std::fmt::Debug for Replicator<'_> {
@@ -191,6 +195,7 @@ impl<'s> Replicator<'s> {
             cfg,
             link,
             stream_last: None,
+            carry: None,
         })
     }
 
@@ -253,6 +258,7 @@ impl<'s> Replicator<'s> {
             tracing::info!(stream = %self.cfg.stream, ?tail, ?committed, "replicator: the stream is ahead of the checkpoint (acknowledged, not yet checkpointed); resuming after the stream's tail");
         }
         self.consumer.seek(resume);
+        self.carry = None;
         if let Some(t) = resume {
             if Some(t) > committed {
                 self.consumer.commit_at(t)?;
@@ -274,16 +280,20 @@ impl<'s> Replicator<'s> {
         let Some(stream_last) = self.stream_last else {
             return Ok(Step::default());
         };
-        let entries = self.consumer.poll(self.cfg.batch, wait);
-        let Some(last) = entries.last().map(|e| e.global_sequence) else {
+        let events = self.take_events(wait)?;
+        let Some(last) = events.last().map(|(e, _, _)| e.global_sequence) else {
             return Ok(Step::default());
         };
         if self.cfg.bug_commit_before_ack() {
             self.consumer.commit()?;
         }
-        let mut msgs = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let raw = self.store.get_raw(e.event_id)?;
+        // A batch's last message is the one whose successor is not in the same batch
+        // (`take_events` ends the step with a whole batch).
+        let ends: Vec<bool> = (0..events.len())
+            .map(|i| events.get(i + 1).and_then(|(_, _, nb)| *nb) != events[i].2)
+            .collect();
+        let mut msgs = Vec::with_capacity(events.len());
+        for (i, ((e, raw, batch), end)) in events.into_iter().zip(ends).enumerate() {
             let mut m = PublishMessage::build()
                 .message_id(wire::format_id(e.event_id))
                 .expected_last_sequence(stream_last + i as u64)
@@ -300,6 +310,16 @@ impl<'s> Replicator<'s> {
                 .header("Content-Type", "application/msgpack");
             if let Some(c) = e.causation_id {
                 m = m.header(wire::CAUSATION, wire::format_id(c).as_str());
+            }
+            let flags = raw.event.header.flags;
+            if flags != 0 {
+                m = m.header(wire::FLAGS, flags.to_string().as_str());
+            }
+            if let Some(b) = batch {
+                m = m.header(wire::BATCH, b.to_string().as_str());
+                if end {
+                    m = m.header(wire::BATCH_END, "1");
+                }
             }
             msgs.push((
                 self.cfg.subject_of(&e.coord),
@@ -351,6 +371,47 @@ impl<'s> Replicator<'s> {
             duplicates,
             last_sequence: Some(last),
         })
+    }
+
+    /// The step's events (up to a batch, waiting up to `wait` for the first), each with its
+    /// payload and the atomic batch it was written in, ending with a whole batch: where the
+    /// last event belongs to a batch, the consumer is asked for more until an event outside
+    /// that batch comes (kept for the next step) or none does. A batch becomes visible whole
+    /// and the consumer delivers every unit below its frontier whole, so "none came" means
+    /// the batch ended. Its last event is then marked (`Batpak-Batch-End`), which is what
+    /// lets an importer apply the batch atomically.
+    #[allow(clippy::type_complexity)]
+    fn take_events(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Vec<(IndexEntry, StoredEvent<Vec<u8>>, Option<u64>)>, ReplicationError> {
+        let mut entries: Vec<IndexEntry> = self.carry.take().into_iter().collect();
+        let wait = if entries.is_empty() {
+            wait
+        } else {
+            Duration::ZERO
+        };
+        let room = self.cfg.batch.saturating_sub(entries.len());
+        if room > 0 {
+            entries.extend(self.consumer.poll(room, wait));
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (raw, batch) = self.store.get_raw_with_batch(e.event_id)?;
+            events.push((e, raw, batch));
+        }
+        while let Some(b) = events.last().and_then(|(_, _, b)| *b) {
+            let Some(next) = self.consumer.poll(1, Duration::ZERO).pop() else {
+                break;
+            };
+            let (raw, batch) = self.store.get_raw_with_batch(next.event_id)?;
+            if batch != Some(b) {
+                self.carry = Some(next);
+                break;
+            }
+            events.push((next, raw, batch));
+        }
+        Ok(events)
     }
 
     /// Steps until `stop` is set, retrying transient errors (with a back-off up to 1 s);
