@@ -245,6 +245,11 @@ impl Importer {
                     deliver_policy,
                     ack_policy: AckPolicy::All,
                     ack_wait: Duration::from_secs(30),
+                    // No cap on messages delivered and not acked: a held batch (up to the
+                    // store's batch limit, 10,000 events by default) must be fetched whole
+                    // before any of it is acked; JetStream's default cap of 1,000 would
+                    // stop delivering inside a larger batch.
+                    max_ack_pending: -1,
                     ..Default::default()
                 },
             )

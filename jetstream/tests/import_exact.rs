@@ -212,6 +212,21 @@ fn binary_payloads_are_imported_byte_for_byte() {
         .unwrap(),
     ];
     source.append_batch(items).unwrap();
+    // A batch larger than JetStream's default cap on messages delivered and not acked
+    // (1,000): the importer must fetch all of it before it applies and acks any.
+    let big: Vec<BatchAppendItem> = (0..1_200u32)
+        .map(|i| {
+            BatchAppendItem::new(
+                coord("bin-big"),
+                KIND,
+                &(i, Bin(&i.to_le_bytes())),
+                AppendOptions::new(),
+                CausationRef::None,
+            )
+            .unwrap()
+        })
+        .collect();
+    source.append_batch(big).unwrap();
 
     let mut rep = Replicator::start(
         &source,
@@ -228,8 +243,8 @@ fn binary_payloads_are_imported_byte_for_byte() {
     let got = imp.catch_up(Duration::from_secs(60)).unwrap();
     let n = same_bytes(&source, imp.store());
     assert_eq!(got.imported, n as u64, "{got:?}");
-    assert_eq!(n, 13);
-    println!("import: {n} events with binary payloads imported byte for byte");
+    assert_eq!(n, 13 + 1_200);
+    println!("import: {n} events with binary payloads (one batch of 1,200) imported byte for byte");
 }
 
 /// `rounds` rounds of: a plain event, an atomic batch of 5 over two entities (the 4th item
