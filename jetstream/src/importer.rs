@@ -114,6 +114,11 @@ pub enum ImporterMutant {
     /// messages come (the old importer), so an import interrupted between two messages of a
     /// batch leaves part of it visible in the replica.
     EventByEvent,
+    /// The durable consumer is taken as it is on open, not remade at its ack floor: what an
+    /// earlier importer was delivered and did not ack (part of a batch it held) comes again
+    /// only after the ack wait, behind newer messages, so the rest of that batch is applied
+    /// without its start.
+    NoRewindToAckFloor,
 }
 
 /// One unit to apply: a message written alone, or a whole batch.
@@ -140,6 +145,8 @@ pub struct Importer {
     /// The last stream sequence taken in from the current consumer: a redelivery at or below
     /// it (a held message whose ack wait ran out) is already here.
     seen: Option<u64>,
+    /// The ack floor of a consumer this importer deleted to remake it, until it is made.
+    floor: Option<u64>,
     #[cfg(batpak_mutant)]
     mutant: ImporterMutant,
 }
@@ -169,6 +176,7 @@ impl Importer {
             consumer: None,
             held: Vec::new(),
             seen: None,
+            floor: None,
             #[cfg(batpak_mutant)]
             mutant: ImporterMutant::None,
         })
@@ -185,6 +193,17 @@ impl Importer {
         #[cfg(batpak_mutant)]
         {
             self.mutant == ImporterMutant::EventByEvent
+        }
+        #[cfg(not(batpak_mutant))]
+        {
+            false
+        }
+    }
+
+    fn bug_no_rewind(&self) -> bool {
+        #[cfg(batpak_mutant)]
+        {
+            self.mutant == ImporterMutant::NoRewindToAckFloor
         }
         #[cfg(not(batpak_mutant))]
         {
@@ -215,29 +234,38 @@ impl Importer {
         self.seen = None;
         let js = self.link.js.clone();
         let (stream, durable) = (self.cfg.stream.clone(), self.cfg.durable.clone());
+        let rewind = !self.bug_no_rewind();
+        let floor = &mut self.floor;
         let c = self.link.rt.block_on(async move {
             let s = js
                 .get_stream(&stream)
                 .await
                 .map_err(|e| ReplicationError::nats("get the stream", e))?;
-            let mut deliver_policy = DeliverPolicy::All;
-            match s.consumer_info(&durable).await {
+            let info = match rewind {
+                true => s.consumer_info(&durable).await,
+                false => Err(ConsumerInfoErrorKind::NotFound.into()),
+            };
+            match info {
                 Ok(info) if info.delivered.stream_sequence > info.ack_floor.stream_sequence => {
-                    let floor = info.ack_floor.stream_sequence;
-                    tracing::info!(%durable, floor, delivered = info.delivered.stream_sequence, "importer: messages delivered but not acked; resuming the consumer at its ack floor");
+                    let f = info.ack_floor.stream_sequence;
+                    tracing::info!(%durable, floor = f, delivered = info.delivered.stream_sequence, "importer: messages delivered but not acked; remaking the consumer at its ack floor");
+                    // Remembered until the new consumer is made (a failure in between must
+                    // not make it start over from the stream's first message).
+                    *floor = Some(f);
                     s.delete_consumer(&durable)
                         .await
                         .map_err(|e| ReplicationError::nats("reset the import consumer", e))?;
-                    if floor > 0 {
-                        deliver_policy = DeliverPolicy::ByStartSequence {
-                            start_sequence: floor + 1,
-                        };
-                    }
                 }
-                Ok(_) => {}
+                Ok(_) => *floor = None,
                 Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
                 Err(e) => return Err(ReplicationError::nats("import consumer info", e)),
             }
+            let deliver_policy = match *floor {
+                Some(f) if f > 0 => DeliverPolicy::ByStartSequence {
+                    start_sequence: f + 1,
+                },
+                _ => DeliverPolicy::All,
+            };
             s.get_or_create_consumer(
                 &durable,
                 pull::Config {
@@ -256,6 +284,7 @@ impl Importer {
             .await
             .map_err(|e| ReplicationError::nats("get or create the import consumer", e))
         })?;
+        self.floor = None;
         self.consumer = Some(c.clone());
         Ok(c)
     }

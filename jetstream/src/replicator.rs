@@ -280,7 +280,15 @@ impl<'s> Replicator<'s> {
         let Some(stream_last) = self.stream_last else {
             return Ok(Step::default());
         };
-        let events = self.take_events(wait)?;
+        let events = match self.take_events(wait) {
+            Ok(v) => v,
+            Err(e) => {
+                // The consumer moved past what it delivered: look at the stream again (and
+                // seek) before the next step, or those events would be skipped.
+                self.stream_last = None;
+                return Err(e);
+            }
+        };
         let Some(last) = events.last().map(|(e, _, _)| e.global_sequence) else {
             return Ok(Step::default());
         };

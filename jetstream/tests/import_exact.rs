@@ -420,6 +420,25 @@ fn the_interruption_test_catches_a_batch_applied_event_by_event() {
     assert!(worst > 0, "the seeded bug went unnoticed");
 }
 
+/// The seeded bug `NoRewindToAckFloor` (the consumer taken as it is on open, so a batch part
+/// of which the previous importer held comes back only behind its rest) is caught: the same
+/// scenario finds part of a batch visible.
+#[cfg(batpak_mutant)]
+#[test]
+fn the_interruption_test_catches_an_importer_that_does_not_rewind_to_the_ack_floor() {
+    use batpak_jetstream::ImporterMutant;
+    if std::env::var(CHILD_VAR).is_ok() || nats::require_nats("importer mutant").is_none() {
+        return;
+    }
+    let worst = interrupted_inside_a_batch(|s, c| {
+        Importer::open(s, c)
+            .unwrap()
+            .with_mutant(ImporterMutant::NoRewindToAckFloor)
+    });
+    println!("import: mutant NoRewindToAckFloor: up to {worst} batches partly visible");
+    assert!(worst > 0, "the seeded bug went unnoticed");
+}
+
 /// The child: imports with fetches of 3, a pause after each step, until killed (or 90 s).
 #[test]
 fn import_child_entry() {
