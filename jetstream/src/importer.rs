@@ -371,23 +371,44 @@ impl Importer {
         };
         let mut pending = Vec::new();
         let mut in_step = HashSet::new();
+        let mut failed = None;
         for unit in &units {
-            if let Some(p) = self.submit_unit(unit, &mut in_step, &mut step)? {
-                pending.push(p);
+            match self.submit_unit(unit, &mut in_step, &mut step) {
+                Ok(Some(p)) => pending.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
+        // Every ticket handed out is awaited, even after a failure: the writer takes the
+        // queued ids in order, and the queue may be cleared (on the error) only once no
+        // submitted event still waits for its id.
         for p in pending {
-            let (expected, got) = match p {
-                Pending::One(id, t) => (vec![id], vec![t.wait()?.event_id]),
-                Pending::Batch(ids, t) => (ids, t.wait()?.iter().map(|r| r.event_id).collect()),
+            let outcome = match p {
+                Pending::One(id, t) => t.wait().map(|r| (vec![id], vec![r.event_id])),
+                Pending::Batch(ids, t) => t
+                    .wait()
+                    .map(|rs| (ids, rs.iter().map(|r| r.event_id).collect::<Vec<_>>())),
             };
-            if let Some((e, g)) = expected.iter().zip(&got).find(|(e, g)| e != g) {
-                return Err(ReplicationError::IdMismatch {
-                    expected: *e,
-                    got: *g,
-                });
+            match outcome {
+                Ok((expected, got)) => {
+                    if let Some((e, g)) = expected.iter().zip(&got).find(|(e, g)| e != g) {
+                        failed.get_or_insert(ReplicationError::IdMismatch {
+                            expected: *e,
+                            got: *g,
+                        });
+                    }
+                    step.imported += expected.len() as u64;
+                }
+                Err(e) => {
+                    failed.get_or_insert(e.into());
+                }
             }
-            step.imported += expected.len() as u64;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         // The consumer acks cumulatively: acking the last message of the last unit applied
         // acks the step (a held batch's messages stay un-acked); the flush hands the ack to
