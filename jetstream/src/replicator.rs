@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// Maps an event's coordinate to its subject.
 pub type SubjectFn = Arc<dyn Fn(&Coordinate) -> String + Send + Sync>;
 
+/// A delivered event, its payload as stored, and the atomic batch it was written in.
+type Read = (IndexEntry, StoredEvent<Vec<u8>>, Option<u64>);
+
 /// A seeded bug of the replicator (mutant build only, `--cfg batpak_mutant`): the fault
 /// tests are shown to catch it.
 #[cfg(batpak_mutant)]
@@ -161,9 +164,9 @@ pub struct Replicator<'s> {
     link: Link,
     /// The stream's last sequence as this replicator knows it; `None`: unknown, reconcile.
     stream_last: Option<u64>,
-    /// An event the consumer delivered past the end of the step's last batch (looking for
-    /// that end): the first of the next step. Dropped when the consumer seeks.
-    carry: Option<IndexEntry>,
+    /// Events the consumer delivered past the end of the step's last batch (looking for
+    /// that end), read already: the first of the next step. Dropped when the consumer seeks.
+    carry: Vec<Read>,
 }
 
 impl std::fmt::Debug for Replicator<'_> {
@@ -195,7 +198,7 @@ impl<'s> Replicator<'s> {
             cfg,
             link,
             stream_last: None,
-            carry: None,
+            carry: Vec::new(),
         })
     }
 
@@ -258,7 +261,7 @@ impl<'s> Replicator<'s> {
             tracing::info!(stream = %self.cfg.stream, ?tail, ?committed, "replicator: the stream is ahead of the checkpoint (acknowledged, not yet checkpointed); resuming after the stream's tail");
         }
         self.consumer.seek(resume);
-        self.carry = None;
+        self.carry.clear();
         if let Some(t) = resume {
             if Some(t) > committed {
                 self.consumer.commit_at(t)?;
@@ -383,43 +386,54 @@ impl<'s> Replicator<'s> {
 
     /// The step's events (up to a batch, waiting up to `wait` for the first), each with its
     /// payload and the atomic batch it was written in, ending with a whole batch: where the
-    /// last event belongs to a batch, the consumer is asked for more until an event outside
-    /// that batch comes (kept for the next step) or none does. A batch becomes visible whole
-    /// and the consumer delivers every unit below its frontier whole, so "none came" means
-    /// the batch ended. Its last event is then marked (`Batpak-Batch-End`), which is what
-    /// lets an importer apply the batch atomically.
-    #[allow(clippy::type_complexity)]
-    fn take_events(
-        &mut self,
-        wait: Duration,
-    ) -> Result<Vec<(IndexEntry, StoredEvent<Vec<u8>>, Option<u64>)>, ReplicationError> {
-        let mut entries: Vec<IndexEntry> = self.carry.take().into_iter().collect();
-        let wait = if entries.is_empty() {
+    /// last event belongs to a batch, the consumer is asked for more (a batch's worth at a
+    /// time, without waiting) until an event outside that batch comes (it and those after
+    /// it are kept for the next step) or none does. A batch becomes visible whole and the
+    /// consumer delivers every unit below its frontier whole, so "none came" means the batch
+    /// ended. Its last event is then marked (`Batpak-Batch-End`), which is what lets an
+    /// importer apply the batch atomically.
+    fn take_events(&mut self, wait: Duration) -> Result<Vec<Read>, ReplicationError> {
+        let mut events = std::mem::take(&mut self.carry);
+        let wait = if events.is_empty() {
             wait
         } else {
             Duration::ZERO
         };
-        let room = self.cfg.batch.saturating_sub(entries.len());
+        let room = self.cfg.batch.saturating_sub(events.len());
         if room > 0 {
-            entries.extend(self.consumer.poll(room, wait));
-        }
-        let mut events = Vec::with_capacity(entries.len());
-        for e in entries {
-            let (raw, batch) = self.store.get_raw_with_batch(e.event_id)?;
-            events.push((e, raw, batch));
+            let polled = self.consumer.poll(room, wait);
+            self.read_into(polled, &mut events)?;
         }
         while let Some(b) = events.last().and_then(|(_, _, b)| *b) {
-            let Some(next) = self.consumer.poll(1, Duration::ZERO).pop() else {
-                break;
-            };
-            let (raw, batch) = self.store.get_raw_with_batch(next.event_id)?;
-            if batch != Some(b) {
-                self.carry = Some(next);
+            let more = self.consumer.poll(self.cfg.batch, Duration::ZERO);
+            if more.is_empty() {
                 break;
             }
-            events.push((next, raw, batch));
+            let mut read = Vec::with_capacity(more.len());
+            self.read_into(more, &mut read)?;
+            match read.iter().position(|(_, _, nb)| *nb != Some(b)) {
+                Some(end) => {
+                    self.carry = read.split_off(end);
+                    events.append(&mut read);
+                    break;
+                }
+                None => events.append(&mut read),
+            }
         }
         Ok(events)
+    }
+
+    /// Reads each entry's payload and batch.
+    fn read_into(
+        &self,
+        entries: Vec<IndexEntry>,
+        out: &mut Vec<Read>,
+    ) -> Result<(), ReplicationError> {
+        for e in entries {
+            let (raw, batch) = self.store.get_raw_with_batch(e.event_id)?;
+            out.push((e, raw, batch));
+        }
+        Ok(())
     }
 
     /// Steps until `stop` is set, retrying transient errors (with a back-off up to 1 s);
