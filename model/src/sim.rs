@@ -1523,7 +1523,7 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
     // another one, so its draws are the same wherever it runs.
     let mut crng = SplitMix(seed ^ 0xC0_4AC7_0000_5EED);
     let compaction = crng.below(100) < opts.compaction_percent;
-    let mut prng = SplitMix(seed ^ 0x9051_7100_C0_4AC7);
+    let mut prng = SplitMix(seed ^ 0x0090_5171_00C0_4AC7);
     let mid_run = (compaction && prng.chance(50)).then(|| prng.below(sessions as u64) as usize);
     for i in 0..sessions {
         let plan = random_session(&mut rng, opts.ops_max, opts.fail_then_crash);
