@@ -787,6 +787,16 @@ impl SimDisk {
                 .all(|f| f.pending.is_empty() && f.clean.is_none())
     }
 
+    /// Number of directory entry operations (creations, removals, renames) not yet made
+    /// durable by a [`Disk::sync_dir`], over every directory.
+    pub fn pending_dir_ops(&self) -> usize {
+        self.lock_state()
+            .dirs
+            .values()
+            .map(|d| d.pending.len())
+            .sum()
+    }
+
     /// Makes `path` a durable file holding exactly `bytes` (creating its directories), to build
     /// fixtures. An existing file keeps its inode (open handles see the new bytes) and loses its
     /// pending data operations. Not an operation: no index, no fault.
