@@ -45,7 +45,7 @@ pub struct CompactionStats {
     pub states: usize,
     /// Of them, power-loss images taken while the recovery after a process crash of the
     /// compaction finished it (removing the superseded segments), frozen before each of that
-    /// recovery's syncs ([`power_loss_during_recovery`]).
+    /// recovery's syncs (`power_loss_during_recovery`).
     pub recovery_states: usize,
 }
 
@@ -412,7 +412,7 @@ pub struct SimCompactionStats {
     /// seed (not yet recovered: a crash image), rather than after the last session.
     pub mid_run: u64,
     /// Cut compactions whose recovered disk then took more writes and another crash
-    /// ([`writes_after`]).
+    /// (`writes_after`).
     pub writes_after: u64,
 }
 
@@ -452,7 +452,7 @@ fn sim_strategy(kind: u64, entity: &'static str) -> CompactionConfig {
 /// entities gone, checkpoints unchanged), then the same compaction again with a process
 /// crash, a power loss (a random crash image) or a failed fsync (then a power loss) at a
 /// random one of its disk operations; every cut compaction recovers, twice, to exactly the
-/// state before or after it, then takes more writes and another crash ([`writes_after`]).
+/// state before or after it, then takes more writes and another crash (`writes_after`).
 /// One in four steps instead merges while a fence is open, a consumer having committed
 /// inside it: the fence must stay hidden and show all its events once committed, also after
 /// a reopen. Works on copies, except that the open-fence step runs on `disk` itself.

@@ -38,7 +38,7 @@ pub struct Stats {
     pub recovery_crash_states: usize,
     /// Images of a power loss during the recovery of an image's process-crash reading (frozen
     /// just before each of recovery's syncs), checked to keep every event acknowledged durable
-    /// ([`check_power_loss_during_recovery`]).
+    /// (`check_power_loss_during_recovery`).
     pub recovery_power_loss_states: usize,
     /// Power losses checked after a reopen (process crash -> reopen -> power loss -> reopen)
     /// that could lose something (when everything is durable after the reopen there is only
