@@ -261,6 +261,7 @@ fn a_power_loss_keeps_a_later_unlink_and_loses_an_earlier_rename() {
     t.sync_all().unwrap();
     d.rename(p("/d/seg.tmp"), p("/d/seg")).unwrap();
     d.remove(p("/d/old")).unwrap();
+    assert_eq!(d.pending_dir_ops(), 3);
     let outcomes: BTreeSet<(Vec<String>, Option<Vec<u8>>)> = d
         .crash_images(&CrashOptions::default())
         .iter()
