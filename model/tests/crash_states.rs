@@ -22,11 +22,13 @@ const KIND: EventKind = EventKind::custom(1, 1);
 
 fn report(what: &str, stats: &Stats, start: Instant) {
     println!(
-        "{what}: {} workloads, {} runs, {} crash states, {} crash-during-recovery states, {:?}",
+        "{what}: {} workloads, {} runs, {} crash states, {} crash-during-recovery states, \
+         {} power losses during the recovery of a process crash, {:?}",
         stats.workloads,
         stats.runs,
         stats.crash_states,
         stats.recovery_crash_states,
+        stats.recovery_power_loss_states,
         start.elapsed()
     );
 }
