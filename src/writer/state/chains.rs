@@ -99,8 +99,8 @@ const EVENT_HASH_STACK: usize = 1024;
 
 /// The hash of an event over its header fields and payload (INV-CHAIN).
 ///
-/// The input is the byte stream of [`event_hash_streaming`]; up to
-/// [`EVENT_HASH_STACK`] bytes it is assembled in one stack buffer and hashed in one call
+/// The input is the byte stream of `event_hash_streaming`; up to
+/// `EVENT_HASH_STACK` bytes it is assembled in one stack buffer and hashed in one call
 /// (BLAKE3's incremental `update` copies each small piece into its block buffer: six calls
 /// per event, about a tenth of the writer thread's time in a profile of pipelined appends).
 pub fn event_hash(r: &EventRecord<'_>) -> [u8; 32] {
@@ -153,7 +153,7 @@ fn put_fixed(r: &EventRecord<'_>, buf: &mut [u8]) -> usize {
     at
 }
 
-/// [`event_hash`] fed to the hasher piece by piece: the definition of the input, and the path
+/// `event_hash` fed to the hasher piece by piece: the definition of the input, and the path
 /// for events too large for the stack buffer.
 fn event_hash_streaming(r: &EventRecord<'_>) -> [u8; 32] {
     let mut fixed = [0u8; EVENT_HASH_FIXED];
