@@ -44,13 +44,13 @@ impl Store<Open> {
                 max: self.cfg.single_append_max_bytes,
             });
         }
-        Ok(AppendItem {
-            coord: coord.clone(),
+        Ok(AppendItem::new(
+            coord.clone(),
             kind,
             payload,
             options,
-            causation_ref: CausationRef::None,
-        })
+            CausationRef::None,
+        ))
     }
 
     /// Appends one event and waits for its receipt (durable in the default mode).
