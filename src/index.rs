@@ -654,20 +654,24 @@ impl Index {
         } else {
             None
         };
+        let base = self.bases.get(pos as usize / BLOCK)?;
         let disk_pos = if r.has(Rec::WIDE) {
             *self.wide.get(&pos)?
         } else {
             DiskPos {
-                segment_id: self
-                    .bases
-                    .get(pos as usize / BLOCK)?
-                    .segment_id
-                    .wrapping_add(u64::from(r.seg_off)),
+                segment_id: base.segment_id.wrapping_add(u64::from(r.seg_off)),
                 offset: u64::from(r.offset),
                 length: r.length,
             }
         };
-        let (seq, timestamp_us) = self.seq_ts(pos)?;
+        let (seq, timestamp_us) = if r.has(Rec::FAR) {
+            *self.far.get(&pos)?
+        } else {
+            (
+                base.seq.wrapping_add(u64::from(r.seq_off)),
+                base.timestamp_us.wrapping_add(i64::from(r.ts_off)),
+            )
+        };
         Some(Slot {
             event_id,
             correlation_id,
