@@ -529,7 +529,7 @@ impl Index {
             flags |= Rec::CAUSED;
             self.causes.insert(pos, c);
         }
-        if pos as usize % BLOCK == 0 {
+        if (pos as usize).is_multiple_of(BLOCK) {
             self.bases.push(Base {
                 seq: slot.seq,
                 timestamp_us: slot.timestamp_us,
