@@ -70,6 +70,10 @@ upstream-tests:
 bench:
     cargo bench --bench throughput
 
+# How reopen, memory, cursor drain and queries grow with N events (benches/SCALE.md).
+bench-scale n="1000000":
+    cargo bench --bench scale -- {{n}}
+
 # Side by side with upstream batpak 0.7.0 in one interleaved run (benches/peer/README.md); not in CI.
 bench-peer:
     cd benches/peer && SUBJECTS="${SUBJECTS:-batpak ours}" ./run_all.sh

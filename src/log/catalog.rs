@@ -50,6 +50,9 @@ const BULK_READ_BYTES: u64 = 1 << 20;
 /// frames in between are read and skipped: cheaper than another system call).
 const BULK_GAP_BYTES: u64 = 16 << 10;
 
+/// Bytes a read-ahead window of [`Catalog::read_event`] covers.
+const WINDOW_BYTES: usize = 64 << 10;
+
 /// The segment files open for reading.
 #[derive(Debug)]
 pub(crate) struct Catalog {
@@ -57,6 +60,32 @@ pub(crate) struct Catalog {
     dir: PathBuf,
     budget: usize,
     lru: Mutex<Lru>,
+    ahead: Mutex<Ahead>,
+}
+
+/// Read-ahead of [`Catalog::read_event`]: reads that walk a segment forward (a scope or
+/// stream read event by event) are served from one [`WINDOW_BYTES`] read instead of a
+/// system call each. A frame taken from the window is checked like any other (CRC with the
+/// segment's salt, record kind, event id); one that does not check out (bytes a failed
+/// fsync's cut took back and the writer wrote again) is read from the file as if there were
+/// no window, so the window can make a read faster, never different.
+#[derive(Debug, Default)]
+struct Ahead {
+    /// The segment and end offset of the last frame read: a read that starts at most
+    /// [`BULK_GAP_BYTES`] after it continues a forward walk.
+    last: Option<(u64, u64)>,
+    window: Option<Window>,
+    /// Bumped by [`Catalog::release`] (a compaction swapping segment files): a window read
+    /// before it is not installed after it.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Window {
+    segment_id: u64,
+    start: u64,
+    salt: u32,
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +102,7 @@ impl Catalog {
             dir,
             budget: budget.max(1),
             lru: Mutex::new(Lru::default()),
+            ahead: Mutex::new(Ahead::default()),
         }
     }
 
@@ -83,7 +113,77 @@ impl Catalog {
         pos: DiskPos,
         event_id: u128,
     ) -> Result<EventFrame, StoreError> {
-        let (mut buf, salt) = self.read_frame(pos, event_id)?;
+        if let Some(e) = self.read_event_ahead(pos, event_id) {
+            return Ok(e);
+        }
+        let (buf, salt) = self.read_frame(pos, event_id)?;
+        self.owned_event(buf, salt, pos, event_id)
+    }
+
+    /// [`Catalog::read_event`] from the read-ahead window, when the frame is in it (or this
+    /// read continues a forward walk, which reads a new window) and checks out.
+    fn read_event_ahead(&self, pos: DiskPos, event_id: u128) -> Option<EventFrame> {
+        let len = pos.length as usize;
+        let end = pos.offset.checked_add(u64::from(pos.length))?;
+        let mut ahead = self.ahead.lock();
+        let last = ahead.last.replace((pos.segment_id, end));
+        if let Some(w) = ahead
+            .window
+            .as_ref()
+            .filter(|w| w.segment_id == pos.segment_id)
+        {
+            let at = pos.offset.checked_sub(w.start).map(|a| a as usize);
+            if let Some(frame) = at.and_then(|a| w.bytes.get(a..a.checked_add(len)?)) {
+                let (frame, salt) = (frame.to_vec(), w.salt);
+                drop(ahead);
+                return self.owned_event(frame, salt, pos, event_id).ok();
+            }
+        }
+        let forward = last.is_some_and(|(seg, last_end)| {
+            seg == pos.segment_id
+                && pos.offset >= last_end
+                && pos.offset - last_end <= BULK_GAP_BYTES
+        });
+        if !forward || len > WINDOW_BYTES {
+            return None;
+        }
+        let generation = ahead.generation;
+        drop(ahead);
+        let (file, salt) = self.get(pos.segment_id).ok()?;
+        let mut bytes = vec![0u8; WINDOW_BYTES];
+        let mut done = 0;
+        while done < bytes.len() {
+            let rest = bytes.get_mut(done..).unwrap_or(&mut []);
+            match file.read_at(pos.offset + done as u64, rest) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                // The plain read reports it.
+                Err(_) => return None,
+            }
+        }
+        bytes.truncate(done);
+        let frame = bytes.get(..len)?.to_vec();
+        let mut ahead = self.ahead.lock();
+        if ahead.generation == generation {
+            ahead.window = Some(Window {
+                segment_id: pos.segment_id,
+                start: pos.offset,
+                salt,
+                bytes,
+            });
+        }
+        drop(ahead);
+        self.owned_event(frame, salt, pos, event_id).ok()
+    }
+
+    /// Checks the frame `buf` (read at `pos`) and keeps it as the event's payload.
+    fn owned_event(
+        &self,
+        mut buf: Vec<u8>,
+        salt: u32,
+        pos: DiskPos,
+        event_id: u128,
+    ) -> Result<EventFrame, StoreError> {
         let e = self.check_event(&buf, salt, pos, event_id)?;
         let (unit, timestamp_us, flags) = (e.unit, e.timestamp_us, e.flags);
         // The payload is a slice of the frame buffer: keep that buffer as the payload (moving
@@ -297,6 +397,12 @@ impl Catalog {
 
     /// Closes every cached handle; returns how many were open.
     pub(crate) fn release(&self) -> usize {
+        {
+            let mut ahead = self.ahead.lock();
+            ahead.window = None;
+            ahead.last = None;
+            ahead.generation = ahead.generation.wrapping_add(1);
+        }
         let mut lru = self.lru.lock();
         let n = lru.open.len();
         lru.open.clear();
@@ -352,5 +458,102 @@ mod tests {
         assert_eq!(readers.release(), 3);
         assert_eq!(readers.open_count(), 0);
         assert!(matches!(readers.get(42), Err(StoreError::IoAt { .. })));
+    }
+
+    /// Segment 0 (salt 5) of `n` event frames with 100-byte payloads (frame `i` holds event
+    /// `1000 + i`, payload bytes `i`), and their positions.
+    fn segment_of_events(disk: &SimDisk, dir: &Path, n: u64) -> Vec<DiskPos> {
+        use crate::codec::{EventRecord, Record, Unit, FRAME_BYTES_MAX_DEFAULT};
+        disk.create_dir_all(dir).unwrap();
+        let mut f = disk.create_new(&dir.join(segment_file_name(0))).unwrap();
+        let head = crate::log::segment::encode_header(crate::log::segment::SegmentHeader {
+            segment_id: 0,
+            first_seq: 0,
+            salt: 5,
+            frame_max: FRAME_BYTES_MAX_DEFAULT,
+        });
+        f.append(&head).unwrap();
+        let mut offset = head.len() as u64;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let payload = vec![i as u8; 100];
+            let record = Record {
+                seq: i,
+                body: RecordBody::Event(EventRecord {
+                    unit: Unit::None,
+                    event_id: 1000 + u128::from(i),
+                    correlation_id: None,
+                    causation_id: None,
+                    timestamp_us: 1_700_000_000_000_000,
+                    clock: 1,
+                    kind: 0xF001,
+                    flags: 0,
+                    prev_hash: [0; 32],
+                    idempotency_key: None,
+                    entity: "a:1",
+                    scope: "s",
+                    payload: &payload,
+                }),
+            };
+            let frame = codec::encode(&record, FRAME_BYTES_MAX_DEFAULT, 5).unwrap();
+            f.append(&frame).unwrap();
+            out.push(DiskPos {
+                segment_id: 0,
+                offset,
+                length: frame.len() as u32,
+            });
+            offset += frame.len() as u64;
+        }
+        out
+    }
+
+    #[test]
+    fn a_forward_walk_reads_ahead_and_a_window_that_does_not_check_out_is_never_served() {
+        let disk = SimDisk::new();
+        let dir = Path::new("/r");
+        let pos = segment_of_events(&disk, dir, 2000);
+        let readers = Catalog::new(StdArc::new(disk.clone()), dir.to_path_buf(), 3);
+        let read = |i: usize| readers.read_event(pos[i], 1000 + i as u128).unwrap();
+        // Every other event, forward: after the first two reads a window serves the rest.
+        for i in (0..pos.len()).step_by(2) {
+            let e = read(i);
+            assert_eq!(e.payload, vec![i as u8; 100], "event {i}");
+        }
+        let window_start = readers.ahead.lock().window.as_ref().map(|w| w.start);
+        assert!(
+            window_start.is_some_and(|s| s > pos[0].offset),
+            "{window_start:?}"
+        );
+        // A random read does not start a window: the window stays where the walk left it.
+        assert_eq!(read(3).payload, vec![3u8; 100]);
+        assert_eq!(
+            readers.ahead.lock().window.as_ref().map(|w| w.start),
+            window_start
+        );
+
+        // Bytes in the window that differ from the file (a cut and rewritten tail) are not
+        // served: the frame is read from the file.
+        let last = pos.len() - 2;
+        let in_window = {
+            let mut ahead = readers.ahead.lock();
+            let w = ahead.window.as_mut().unwrap();
+            let at = (pos[last].offset - w.start) as usize + 40;
+            w.bytes[at] ^= 0xFF;
+            w.bytes.len()
+        };
+        assert!(in_window > 0);
+        assert_eq!(read(last).payload, vec![last as u8; 100]);
+        let wrong_event = readers.read_event(pos[last], 7);
+        assert!(
+            matches!(wrong_event, Err(StoreError::CorruptSegment { .. })),
+            "{wrong_event:?}"
+        );
+
+        // A release (a compaction's swap) drops the window and the walk.
+        readers.release();
+        assert!(readers.ahead.lock().window.is_none());
+        assert!(readers.ahead.lock().last.is_none());
+        assert_eq!(read(10).payload, vec![10u8; 100]);
+        assert!(readers.ahead.lock().window.is_none());
     }
 }

@@ -162,7 +162,7 @@ pub struct StoreDiagnostics {
     /// Visible events.
     pub event_count: usize,
     /// Bytes the in-memory index holds for those events (fixed-width records, the id table,
-    /// the position lists and side tables; interned coordinate strings aside): about 120 per
+    /// the position lists and side tables; interned coordinate strings aside): about 100 per
     /// event for events without correlation or causation ids.
     pub index_bytes: usize,
     /// The next global sequence the writer assigns (see [`StoreStats::global_sequence`]).
