@@ -480,7 +480,10 @@ impl Sim {
         let mut cfg = config(&self.disk, mode, self.session)
             .with_clock_source(Arc::clone(&clock) as Arc<dyn batpak::__testing::env::Clock>)
             .with_entropy_source(Arc::clone(&salts) as Arc<dyn batpak::__testing::env::Entropy>)
-            .with_segment_max_bytes(self.segment_max_bytes);
+            .with_segment_max_bytes(self.segment_max_bytes)
+            // A recovery checkpoint every few durable records (and at every close), so later
+            // sessions open with one that is current, stale, or torn by the crash.
+            .with_checkpoint_every_n_events(3 + self.session % 5);
         if plan.deferred {
             cfg = cfg.with_sync_every_n_events(plan.sync_every.max(2));
         }
