@@ -28,6 +28,21 @@
 //! file that is synced, renamed over [`FILE_NAME`], and the directory synced: a crash at any
 //! point leaves the old checkpoint, the new one, or (before the first rename is durable) none.
 //!
+//! Fault model (how kernels and disks treat these steps, as `SimDisk` models them):
+//! * the temporary file's bytes are in the page cache until its fsync: a power loss before
+//!   it may keep none, part, or garbage of them, but only under the temporary name (the
+//!   rename comes after the fsync), which the next save removes;
+//! * the rename is an entry of the directory, durable only after the directory's fsync: a
+//!   power loss before it (even after a process crash, whose page cache kept the rename and
+//!   whose next process may already have opened with the new file) leaves the old
+//!   checkpoint or none: an older checkpoint covers a prefix of today's log (its segments'
+//!   covered bytes are durable and never cut), or segments a compaction has since rewritten,
+//!   which its fingerprints refuse;
+//! * a checkpoint covers only events below the durable frontier (synced by a successful
+//!   fsync), so no crash loses what it covers, and a failed fsync (the writer latches, the
+//!   frontier stays) saves none; the last segment that an open after a crash rewrites keeps
+//!   its bytes and header, so its fingerprint still holds.
+//!
 //! What a saved hash does not re-check: that the event's bytes are those the hash was
 //! computed from (the frame's CRC is still verified, so damage is found; a frame rewritten
 //! with valid checks at the same place, sequence and id is not a fault this store's disk
@@ -311,11 +326,17 @@ pub(crate) fn write(disk: &dyn Disk, dir: &Path, c: &Checkpoint, mode: SyncMode)
     written
 }
 
-/// [`collect`] then [`write`]: what the writer does at a clean close and every
-/// `recovery_checkpoint_every` durable events. A failure is only logged: the next open
+/// [`write`] of what [`collect`] gathered: what the writer does at a clean close and every
+/// `with_checkpoint_every_n_events` durable records. A failure is only logged: the next open
 /// computes what the checkpoint would have saved.
-pub(crate) fn save(disk: &dyn Disk, dir: &Path, index: &Index, durable: u64, mode: SyncMode) {
-    let saved = collect(disk, dir, index, durable).and_then(|c| match c {
+pub(crate) fn save(
+    disk: &dyn Disk,
+    dir: &Path,
+    collected: io::Result<Option<Checkpoint>>,
+    durable: u64,
+    mode: SyncMode,
+) {
+    let saved = collected.and_then(|c| match c {
         Some(c) => write(disk, dir, &c, mode).map(|()| c.entries.len()),
         None => Ok(0),
     });

@@ -284,18 +284,18 @@ impl Writer {
     }
 
     /// Saves a recovery checkpoint of the visible events below `durable` (everything there is
-    /// synced, so no crash can take it back). Under the index's read lock: a compaction moves
-    /// positions and swaps files under its write lock, so the entries and the segment
-    /// fingerprints are of one state. A failure is logged, never an error of the store.
+    /// synced, so no crash can take it back). The entries and the segment fingerprints are
+    /// gathered under the index's read lock (a compaction moves positions and swaps files
+    /// under its write lock, so they are of one state); the file is written after it is
+    /// released (a compaction in between makes the file stale: the next open ignores it). A
+    /// failure is logged, never an error of the store.
     fn save_checkpoint(&mut self, durable: u64) {
-        let index = self.shared.index.read();
-        crate::checkpoint::save(
-            &*self.cfg.disk,
-            &self.cfg.dir,
-            &index,
-            durable,
-            self.cfg.segment.sync_mode,
-        );
+        let (disk, dir) = (&*self.cfg.disk, &self.cfg.dir);
+        let collected = {
+            let index = self.shared.index.read();
+            crate::checkpoint::collect(disk, dir, &index, durable)
+        };
+        crate::checkpoint::save(disk, dir, collected, durable, self.cfg.segment.sync_mode);
         self.checkpointed = durable;
     }
 
