@@ -144,7 +144,7 @@ pub(crate) fn encode(c: &Checkpoint) -> Vec<u8> {
 /// Reads fixed-width fields off the front of a byte slice.
 struct Cursor<'a>(&'a [u8]);
 
-impl<'a> Cursor<'a> {
+impl Cursor<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let (head, rest) = self
             .0
@@ -397,7 +397,7 @@ impl Hashes {
     }
 
     /// How many events the checkpoint covers.
-    pub fn len(&self) -> usize {
+    pub fn covered(&self) -> usize {
         self.c.entries.len()
     }
 }
@@ -597,7 +597,7 @@ mod tests {
                 b.map(|r| r.report)
             ),
         }
-        load(disk, &dir(), Bugs::default()).is_some_and(|h| h.len() > 0)
+        load(disk, &dir(), Bugs::default()).is_some_and(|h| h.covered() > 0)
     }
 
     fn closed_store(seed: u64, steps: u32) -> SimDisk {
@@ -639,7 +639,7 @@ mod tests {
             let r =
                 recover_with(&disk, &dir(), CutPolicy::InMemory, Bugs::default(), true).unwrap();
             assert_eq!(
-                hashes.len(),
+                hashes.covered(),
                 r.index.len(),
                 "every visible event is covered"
             );

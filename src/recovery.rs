@@ -54,9 +54,10 @@ pub(crate) fn recover_with(
     let mut index = sized_index(disk, dir);
     let mut ready: Vec<Slot> = Vec::new();
     // Saved hashes of a valid recovery checkpoint (a cache: see `crate::checkpoint`).
-    let mut saved = match checkpoint {
-        true => crate::checkpoint::load(disk, dir, bugs),
-        false => None,
+    let mut saved = if checkpoint {
+        crate::checkpoint::load(disk, dir, bugs)
+    } else {
+        None
     };
     // Without a checkpoint the scan computes the events' hashes ahead, on two threads over
     // large windows; with one, recovery takes the saved ones and computes the rest (the log
@@ -82,7 +83,7 @@ pub(crate) fn recover_with(
     let report = log::scan::scan_seeded(disk, dir, cut, digest, &mut visit, bugs)?;
     if let Some(s) = &saved {
         tracing::info!(
-            covered = s.len(),
+            covered = s.covered(),
             used = s.hits,
             "recovery took saved hashes from the recovery checkpoint"
         );

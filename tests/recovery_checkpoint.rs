@@ -3,6 +3,7 @@
 //! returns: a stale one (older than the log, or of segments a compaction rewrote) or one of
 //! another store gives the same store as a full scan. Seeded bug `TrustStaleCheckpoint`
 //! (hashes taken by sequence alone, no fingerprint check) is caught.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use batpak::prelude::*;
 use std::path::Path;
