@@ -2,7 +2,7 @@
 //!
 //! Opening a store replays the whole log; the profile of a 1M-event open shows the entity
 //! chains' blake3 hashes as its largest single cost (about a third of the CPU time). The writer
-//! saves, at a clean close and every `recovery_checkpoint_every` durable events, the hash of
+//! saves, at a clean close and every `with_checkpoint_every_n_events` durable records, the hash of
 //! every visible event below the durable frontier in one file, [`FILE_NAME`]; the next open
 //! uses a saved hash instead of computing it, for a frame that is exactly the one the
 //! checkpoint saw. Everything else of recovery is unchanged: every frame is still read,
