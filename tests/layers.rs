@@ -202,7 +202,14 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "writer",
             with_vocab(&[
-                "sync", "mutant", "env", "trace", "codec", "log", "index", "checkpoint",
+                "sync",
+                "mutant",
+                "env",
+                "trace",
+                "codec",
+                "log",
+                "index",
+                "checkpoint",
             ]),
         ),
         // The writer's decision step does no I/O and takes no lock: time and ids come from
@@ -214,7 +221,14 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "recovery",
             with_vocab(&[
-                "sync", "mutant", "env", "trace", "codec", "log", "index", "checkpoint",
+                "sync",
+                "mutant",
+                "env",
+                "trace",
+                "codec",
+                "log",
+                "index",
+                "checkpoint",
                 "writer",
             ]),
         ),
