@@ -124,9 +124,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         account: "7".into(),
         amount: 1000,
     };
-    let bypass = pipeline.bypass(Proposal::new(w), &INCIDENT);
+    // `skip_gates` records which of the pipeline's gates were skipped (upstream's associated
+    // `Pipeline::bypass(proposal, reason)` is offered too; its audit names no gates).
+    let bypass = pipeline.skip_gates(Proposal::new(w), &INCIDENT);
     let audit = bypass.audit();
-    let committed = pipeline.commit_bypass(bypass, |p| {
+    let committed = Pipeline::<Ctx>::commit_bypass(bypass, |p| {
         CommitMetadata::from_append_receipt(store.append_typed(&account, p)?)
     })?;
     println!(

@@ -86,6 +86,7 @@ tracing-subscriber = { version = "0.3", features = ["fmt", "std"] }
 # use the package's dependencies).
 flume = "0.12"
 crc32fast = "1"
+tracing = "0.1"
 TOML
   kind=example
   [ "$mode" = tests ] && kind=test

@@ -8,8 +8,7 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 /// A point of the log: an event's hybrid-logical-clock time and its global sequence, as
-/// upstream batpak names it. Build one from an [`crate::index::IndexEntry`]
-/// ([`IndexEntry::point`](crate::index::IndexEntry::point)), from a receipt
+/// upstream batpak names it. Build one from an index entry (`IndexEntry::point`), from a receipt
 /// (`HlcPoint::from(&receipt)`) or as a struct literal.
 ///
 /// Ordered as upstream orders it (`wall_ms` first, then `global_sequence`). The waits
@@ -89,7 +88,7 @@ impl std::fmt::Display for WatermarkKind {
 /// ([`AppendOptions::with_gate`]; honoured by `Store::append_with_options`, its typed form and
 /// `Store::append_batch_with_options`).
 ///
-/// A gate that runs out of time answers [`crate::error::StoreError::WaitTimeout`] carrying
+/// A gate that runs out of time answers `StoreError::WaitTimeout` carrying
 /// the committed receipt: the event **was written** (the error is not definite) and reads
 /// find it; call the matching `wait_for_*` again to wait longer. Under the default
 /// configuration a `Durable` gate never times out (every acknowledged event is already
@@ -221,7 +220,7 @@ pub struct AppendReceipt {
     /// signing key (`StoreConfig::with_signing_key`).
     pub key_id: [u8; 32],
     /// Ed25519 signature over the event's id, sequence, clock, payload hash and full
-    /// header+payload hash ([`crate::signing`] describes the signed bytes); `None` unsigned.
+    /// header+payload hash (the `signing` module describes the signed bytes); `None` unsigned.
     /// Check it with `Store::verify_append_receipt`.
     #[serde(with = "signature_bytes")]
     pub signature: Option<[u8; 64]>,
@@ -263,7 +262,7 @@ pub struct DenialReceipt {
     /// signing key.
     pub key_id: [u8; 32],
     /// Ed25519 signature over the denial event, signed as a denial (never valid as an
-    /// append's; [`crate::signing`] describes the signed bytes); `None` unsigned. Check it with
+    /// append's; the `signing` module describes the signed bytes); `None` unsigned. Check it with
     /// `Store::verify_denial_receipt`.
     #[serde(with = "signature_bytes")]
     pub signature: Option<[u8; 64]>,

@@ -1,6 +1,7 @@
 //! Coordinates: where an event is appended (an entity within a scope), and upstream's
-//! `DagPosition`. Public as [`crate::coordinate`], which adds [`crate::region`]'s types under
-//! upstream's paths; this module sits below `event` and `region`, which import it.
+//! `DagPosition`. Public through the `coordinate` facade, which adds the region types under
+//! upstream's paths; this module sits below `event` and `region`, which import it (and names
+//! neither, nor the facade: see tests/layers.rs).
 use crate::sync::StdArc;
 pub use position::DagPosition;
 use serde::ser::SerializeStruct;
@@ -222,7 +223,7 @@ impl<'de> Deserialize<'de> for Coordinate {
     }
 }
 
-/// Upstream's DAG position value (`batpak::coordinate::position::DagPosition`).
+/// Upstream's DAG position value (upstream's path: `coordinate::position::DagPosition`).
 pub mod position {
     use serde::{Deserialize, Serialize};
     use std::cmp::Ordering;
@@ -383,34 +384,18 @@ mod tests {
 
     #[test]
     fn bad_coordinates_are_refused() {
-        assert!(matches!(
-            Coordinate::new("", "s"),
-            Err(CoordinateError::EmptyEntity)
-        ));
-        assert!(matches!(
-            Coordinate::new("e", ""),
-            Err(CoordinateError::EmptyScope)
-        ));
-        assert!(matches!(
-            Coordinate::new("a/b", "s"),
-            Err(CoordinateError::PathTraversal)
-        ));
-        assert!(matches!(
-            Coordinate::new("a..b", "s"),
-            Err(CoordinateError::PathTraversal)
-        ));
-        assert!(matches!(
-            Coordinate::new("a\0", "s"),
-            Err(CoordinateError::NulByte)
-        ));
-        assert!(matches!(
-            Coordinate::new("a\n", "s"),
-            Err(CoordinateError::ControlChar)
-        ));
+        use CoordinateError as E;
+        let refused = |entity: &str, scope: &str| Coordinate::new(entity, scope).err();
+        assert!(matches!(refused("", "s"), Some(E::EmptyEntity)));
+        assert!(matches!(refused("e", ""), Some(E::EmptyScope)));
+        assert!(matches!(refused("a/b", "s"), Some(E::PathTraversal)));
+        assert!(matches!(refused("a..b", "s"), Some(E::PathTraversal)));
+        assert!(matches!(refused("a\0", "s"), Some(E::NulByte)));
+        assert!(matches!(refused("a\n", "s"), Some(E::ControlChar)));
         let long = "x".repeat(1025);
         assert!(matches!(
-            Coordinate::new(&long, "s"),
-            Err(CoordinateError::EntityTooLong {
+            refused(&long, "s"),
+            Some(E::EntityTooLong {
                 len: 1025,
                 max: 1024
             })

@@ -7,7 +7,7 @@
 
 use crate::coordinate::CoordinateError;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Stage of batch processing when a batch failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,108 @@ pub enum BatchStage {
     Syncing,
     /// In-memory index update.
     Indexing,
+}
+
+/// What [`StoreError::CorruptSegment`] says: a message and, for damage this store found,
+/// the damaged file and the byte offset of the damage.
+///
+/// It stands where upstream has `detail: String`: it dereferences to the message (`&str`),
+/// displays as the message, compares with strings, and converts from `String` / `&str`, so
+/// upstream code that builds or matches `CorruptSegment { segment_id, detail }` compiles.
+///
+/// ```
+/// use batpak::store::{CorruptionDetail, StoreError};
+///
+/// let e = StoreError::CorruptSegment { segment_id: 3, detail: "bad magic".into() };
+/// let StoreError::CorruptSegment { detail, .. } = &e else { unreachable!() };
+/// assert!(detail.contains("magic"));
+/// assert_eq!(detail.file(), None);
+///
+/// let found = CorruptionDetail::at("/data/000003.seg", 4096, "CRC mismatch");
+/// assert_eq!(found.offset(), Some(4096));
+/// assert_eq!(found, "CRC mismatch");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptionDetail {
+    message: String,
+    place: Option<(PathBuf, u64)>,
+}
+
+impl CorruptionDetail {
+    /// Damage at byte `offset` of `file`.
+    pub fn at(file: impl Into<PathBuf>, offset: u64, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            place: Some((file.into(), offset)),
+        }
+    }
+
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The damaged file, when known (always, for damage this store found).
+    pub fn file(&self) -> Option<&Path> {
+        self.place.as_ref().map(|(file, _)| file.as_path())
+    }
+
+    /// Byte offset of the damage in [`CorruptionDetail::file`], when known.
+    pub fn offset(&self) -> Option<u64> {
+        self.place.as_ref().map(|(_, offset)| *offset)
+    }
+}
+
+impl From<String> for CorruptionDetail {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            place: None,
+        }
+    }
+}
+
+impl From<&str> for CorruptionDetail {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_string())
+    }
+}
+
+impl std::ops::Deref for CorruptionDetail {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl AsRef<str> for CorruptionDetail {
+    fn as_ref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for CorruptionDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl PartialEq<str> for CorruptionDetail {
+    fn eq(&self, other: &str) -> bool {
+        self.message == other
+    }
+}
+
+impl PartialEq<&str> for CorruptionDetail {
+    fn eq(&self, other: &&str) -> bool {
+        self.message == *other
+    }
+}
+
+impl PartialEq<String> for CorruptionDetail {
+    fn eq(&self, other: &String) -> bool {
+        self.message == *other
+    }
 }
 
 /// How an open asked for the directory lock (named in [`StoreError::StoreLocked`]).
@@ -60,15 +162,16 @@ pub enum StoreError {
         offset: u64,
     },
     /// Damage that is not a torn tail: `open` refuses the store (INV-CORRUPTION-FAILS-CLOSED).
+    ///
+    /// Upstream's two fields. `detail` reads as the message (`detail.contains(..)`,
+    /// `{detail}`) and, when this store found the damage, also names the damaged file and
+    /// byte offset ([`CorruptionDetail::file`], [`CorruptionDetail::offset`]);
+    /// `detail: "bad magic".into()` builds one without a place, as upstream's `String` did.
     CorruptSegment {
         /// Segment id (or `u64::MAX` if the damage is outside a segment).
         segment_id: u64,
-        /// The damaged file.
-        file: PathBuf,
-        /// Byte offset of the damage.
-        offset: u64,
-        /// What is wrong.
-        detail: String,
+        /// What is wrong, and where.
+        detail: CorruptionDetail,
     },
     /// No visible event has this id.
     NotFound(u128),
@@ -292,15 +395,8 @@ impl StoreError {
                 segment_id: *segment_id,
                 offset: *offset,
             },
-            Self::CorruptSegment {
-                segment_id,
-                file,
-                offset,
-                detail,
-            } => Self::CorruptSegment {
+            Self::CorruptSegment { segment_id, detail } => Self::CorruptSegment {
                 segment_id: *segment_id,
-                file: file.clone(),
-                offset: *offset,
                 detail: detail.clone(),
             },
             Self::NotFound(id) => Self::NotFound(*id),
@@ -437,16 +533,14 @@ impl fmt::Display for StoreError {
             Self::CrcMismatch { segment_id, offset } => {
                 write!(f, "CRC mismatch in segment {segment_id} at offset {offset}")
             }
-            Self::CorruptSegment {
-                file,
-                offset,
-                detail,
-                ..
-            } => write!(
-                f,
-                "corrupt log: {} at offset {offset}: {detail}",
-                file.display()
-            ),
+            Self::CorruptSegment { segment_id, detail } => match detail.place.as_ref() {
+                Some((file, offset)) => write!(
+                    f,
+                    "corrupt log: {} at offset {offset}: {detail}",
+                    file.display()
+                ),
+                None => write!(f, "corrupt segment {segment_id}: {detail}"),
+            },
             Self::NotFound(id) => write!(f, "event {id:032x} not found"),
             Self::SequenceMismatch {
                 entity,

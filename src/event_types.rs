@@ -1,6 +1,7 @@
-//! Events: kinds, payload trait, headers and the hash chain. Public as [`crate::event`],
-//! which adds the payload registry's and the event-sourcing items under upstream's paths;
-//! this module sits below them, and they import it.
+//! Events: kinds, payload trait, headers and the hash chain. Public through the `event`
+//! facade, which adds the payload registry's and the event-sourcing items under upstream's
+//! paths; this module sits below them, and they import it (it names neither them nor the
+//! facade: see tests/layers.rs).
 
 use crate::coord::Coordinate;
 use serde::de::DeserializeOwned;
@@ -112,8 +113,18 @@ impl EventKind {
     pub const fn custom(category: u8, type_id: u16) -> EventKind {
         match Self::try_custom(category, type_id) {
             Ok(kind) => kind,
-            Err(_) => {
-                panic!("invalid EventKind: category must be 0x1..=0xF except 0xD, type id <= 0xFFF")
+            // One message per refusal (upstream's wording for the reserved categories).
+            Err(EventKindError::CategoryOutOfRange { .. }) => {
+                panic!("invalid EventKind: category must be 0-15 (4 bits)")
+            }
+            Err(EventKindError::ReservedSystemCategory) => {
+                panic!("invalid EventKind: category 0x0 is reserved for system kinds")
+            }
+            Err(EventKindError::ReservedEffectCategory) => {
+                panic!("invalid EventKind: category 0xD is reserved for effect kinds")
+            }
+            Err(EventKindError::TypeIdOutOfRange { .. }) => {
+                panic!("invalid EventKind: type id must fit in 12 bits (at most 0xFFF)")
             }
         }
     }
@@ -468,7 +479,7 @@ mod tests {
     }
 }
 
-/// Hashing helpers under upstream's path (`batpak::event::hash`).
+/// Hashing helpers under upstream's path (`event::hash`).
 ///
 /// A stored event's [`HashChain::event_hash`] here covers its header and payload (ids, time,
 /// clock, kind, flags, the previous hash, the coordinate and the payload bytes), where
@@ -508,12 +519,12 @@ pub mod hash {
     }
 }
 
-/// Upstream's module path for the kind types (`batpak::event::kind::EventKindError`).
+/// Upstream's module path for the kind types (`event::kind::EventKindError`).
 pub mod kind {
     pub use super::{EventKind, EventKindError};
 }
 
-/// Upstream's module path for the header (`batpak::event::header::EventHeader`).
+/// Upstream's module path for the header (`event::header::EventHeader`).
 pub mod header {
     pub use super::{EventHeader, FLAG_REPLAY, FLAG_REQUIRES_ACK, FLAG_TRANSACTIONAL};
 }

@@ -120,13 +120,9 @@ impl Denial {
 }
 
 impl fmt::Display for Denial {
-    /// `[gate] message`, or `[gate] code: message` when a code is set.
+    /// `[gate] message`, as upstream (the code and context are fields, and in `Debug`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.code.is_empty() {
-            write!(f, "[{}] {}", self.gate, self.message)
-        } else {
-            write!(f, "[{}] {}: {}", self.gate, self.code, self.message)
-        }
+        write!(f, "[{}] {}", self.gate, self.message)
     }
 }
 
@@ -162,10 +158,10 @@ impl<T> Proposal<T> {
 
 /// Proof that a payload passed every gate of a [`GateSet`].
 ///
-/// Only [`GateSet::evaluate`] (and [`GateSet::evaluate_traced`], or a [`crate::pipeline::Pipeline`]
+/// Only [`GateSet::evaluate`] (and [`GateSet::evaluate_traced`], or a [`Pipeline`](crate::pipeline::Pipeline)
 /// calling them) makes one: the fields are private, there is no public constructor, and it is
 /// neither `Clone` nor `Deserialize`, so one evaluation yields exactly one receipt, consumed
-/// by [`crate::pipeline::Pipeline::commit`] or [`Receipt::into_parts`].
+/// by [`Pipeline::commit`](crate::pipeline::Pipeline::commit) or [`Receipt::into_parts`].
 ///
 /// A receipt cannot be written as a struct literal:
 /// ```compile_fail

@@ -186,6 +186,12 @@ pub enum Mutant {
     /// checkpoint written while it is open ends it) and removes or moves its records under the
     /// writer (upstream's D14; breaks INV-COMPACTION, INV-FENCE-HIDDEN).
     CompactionTakesOpenFence,
+    /// Recovery removes the segments a compaction superseded before it syncs the directory
+    /// that holds the compaction's rename (the order before a71efeb; spec
+    /// `recovery_unlinks_before_dir_sync`): after a compaction that crashed before its own
+    /// directory sync, a power loss during recovery can keep the unlinks and lose the rename,
+    /// and with it the compacted records (breaks INV-COMPACTION, INV-DURABLE).
+    RecoveryUnlinksBeforeDirSync,
     /// A read whose event a compaction moved between the index lookup and the file read
     /// returns that read's error (the old file is gone or renamed over) instead of reading
     /// the event at its new position (breaks INV-COMPACTION: a concurrent compaction makes a

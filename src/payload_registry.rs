@@ -147,8 +147,10 @@ impl std::error::Error for EventPayloadRegistryError {}
 /// also does (see [`EventPayloadValidation`]).
 ///
 /// ```
+/// use batpak::prelude::*;
+///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// batpak::event::validate_event_payload_registry()?;
+/// validate_event_payload_registry()?;
 /// # Ok(()) }
 /// ```
 ///

@@ -5,9 +5,11 @@
 //! and calls the caller's closure, which does the actual write (usually a store append) and
 //! reports what it wrote as [`CommitMetadata`]. The pipeline never touches storage itself.
 //!
-//! [`Pipeline::bypass`] skips the gates for a stated [`BypassReason`] and returns a
-//! [`BypassReceipt`] carrying a [`BypassAudit`] (reason, justification, approver and the gates
-//! skipped), which [`Pipeline::commit_bypass`] carries through to the [`Committed`] record.
+//! [`Pipeline::bypass`] (upstream's associated function) skips the gates for a stated
+//! [`BypassReason`] and returns a [`BypassReceipt`] carrying a [`BypassAudit`] (reason,
+//! justification, approver); [`Pipeline::skip_gates`] does the same on a pipeline and also
+//! records which of its gates were skipped. [`Pipeline::commit_bypass`] carries the audit
+//! through to the [`Committed`] record.
 //!
 //! ```
 //! use batpak::prelude::*;
@@ -193,19 +195,21 @@ pub struct BypassAudit {
     /// [`BypassReason::approved_by`], or the approver set with
     /// [`BypassReceipt::with_approved_by`].
     pub approved_by: Option<String>,
-    /// The names of the pipeline's gates that did not run, in order.
-    pub gates_skipped: Vec<String>,
+    /// The names of the pipeline's gates that did not run, in order, when the bypass was made
+    /// on a pipeline ([`Pipeline::skip_gates`]); `None` when it was made without one
+    /// ([`Pipeline::bypass`], upstream's associated function), which cannot know the gates.
+    pub gates_skipped: Option<Vec<String>>,
 }
 
 /// A payload that skipped the gates, with its audit record. Made only by
-/// [`Pipeline::bypass`]; not `Clone`.
+/// [`Pipeline::bypass`] and [`Pipeline::skip_gates`]; not `Clone`.
 #[derive(Debug)]
 pub struct BypassReceipt<T> {
     payload: T,
     reason: &'static str,
     justification: &'static str,
     approved_by: Option<String>,
-    gates_skipped: Vec<&'static str>,
+    gates_skipped: Option<Vec<&'static str>>,
 }
 
 impl<T> BypassReceipt<T> {
@@ -229,9 +233,10 @@ impl<T> BypassReceipt<T> {
         self.approved_by.as_deref()
     }
 
-    /// The gates that did not run, in order.
-    pub fn gates_skipped(&self) -> &[&'static str] {
-        &self.gates_skipped
+    /// The gates that did not run, in order, when the bypass was made on a pipeline
+    /// ([`Pipeline::skip_gates`]); `None` for [`Pipeline::bypass`], made without one.
+    pub fn gates_skipped(&self) -> Option<&[&'static str]> {
+        self.gates_skipped.as_deref()
     }
 
     /// Names (or renames) the approver.
@@ -247,7 +252,10 @@ impl<T> BypassReceipt<T> {
             reason: self.reason.to_string(),
             justification: self.justification.to_string(),
             approved_by: self.approved_by.clone(),
-            gates_skipped: self.gates_skipped.iter().map(|g| g.to_string()).collect(),
+            gates_skipped: self
+                .gates_skipped
+                .as_ref()
+                .map(|gates| gates.iter().map(|g| g.to_string()).collect()),
         }
     }
 
@@ -316,27 +324,58 @@ impl<Ctx> Pipeline<Ctx> {
         })
     }
 
-    /// Skips every gate for `reason`, recording which gates were skipped.
-    pub fn bypass<T>(
-        &self,
-        proposal: Proposal<T>,
-        reason: &'static dyn BypassReason,
-    ) -> BypassReceipt<T> {
+    /// Skips the gates for `reason` without a pipeline at hand (upstream's associated
+    /// function: `Pipeline::<Ctx>::bypass(proposal, &REASON)`). The audit names the reason,
+    /// justification and approver; it cannot name the gates (`gates_skipped` is `None`): use
+    /// [`Pipeline::skip_gates`] on the pipeline whose gates are skipped to record them.
+    ///
+    /// ```
+    /// use batpak::prelude::*;
+    ///
+    /// struct Migration;
+    /// impl BypassReason for Migration {
+    ///     fn name(&self) -> &'static str { "migration" }
+    ///     fn justification(&self) -> &'static str { "legacy import" }
+    /// }
+    /// static REASON: Migration = Migration;
+    ///
+    /// let bypass = Pipeline::<()>::bypass(Proposal::new(5u64), &REASON);
+    /// assert_eq!(bypass.gates_skipped(), None);
+    /// let committed = Pipeline::<()>::commit_bypass(bypass, |p: &u64| {
+    ///     CommitMetadata::new(1, *p, [0; 32])
+    /// })?;
+    /// assert_eq!(committed.bypass_audit().map(|a| a.reason.as_str()), Some("migration"));
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    pub fn bypass<T>(proposal: Proposal<T>, reason: &'static dyn BypassReason) -> BypassReceipt<T> {
         BypassReceipt {
             payload: proposal.into_payload(),
             reason: reason.name(),
             justification: reason.justification(),
             approved_by: reason.approved_by().map(str::to_string),
-            gates_skipped: self.gates.names(),
+            gates_skipped: None,
         }
     }
 
-    /// Persists a bypassed payload through `write`, keeping the audit record on the result.
+    /// Skips every gate of this pipeline for `reason`, recording which gates were skipped
+    /// (in order) on the receipt and its audit ([`Pipeline::bypass`] without the gate list).
+    pub fn skip_gates<T>(
+        &self,
+        proposal: Proposal<T>,
+        reason: &'static dyn BypassReason,
+    ) -> BypassReceipt<T> {
+        BypassReceipt {
+            gates_skipped: Some(self.gates.names()),
+            ..Self::bypass(proposal, reason)
+        }
+    }
+
+    /// Persists a bypassed payload through `write`, keeping the audit record on the result
+    /// (upstream's associated function: `Pipeline::<Ctx>::commit_bypass(receipt, write)`).
     ///
     /// # Errors
     /// Whatever `write` returns.
     pub fn commit_bypass<T, E>(
-        &self,
         receipt: BypassReceipt<T>,
         write: impl FnOnce(&T) -> Result<CommitMetadata, E>,
     ) -> Result<Committed<T>, E> {

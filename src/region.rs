@@ -1,7 +1,7 @@
 //! Regions: what a query selects (an entity namespace, a scope, kinds, an entity clock range).
 
 use crate::coord::Coordinate;
-use crate::event::EventKind;
+use crate::event_types::EventKind;
 
 /// Which kinds a region selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

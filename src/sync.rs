@@ -139,6 +139,8 @@ pub fn spin_loop() {
 /// * [`channel::bounded`]`(cap)` holds at most `cap` queued messages; **`bounded(0)` is treated
 ///   as `bounded(1)` in every arm** (no rendezvous channels), so behaviour never depends on the
 ///   arm. [`channel::unbounded`] never blocks a sender.
+/// * [`channel::reply`]`(filler)` is a `bounded(1)` answer channel whose queue storage the
+///   production arm allocates on the calling thread (see its docs); the models ignore `filler`.
 /// * When every `Receiver` is gone, sends fail with `Disconnected`, handing the value back.
 /// * When every `Sender` is gone, receivers first drain what is queued, then get
 ///   `Disconnected`.
@@ -147,10 +149,10 @@ pub fn spin_loop() {
 /// [`mc_channel`], built from the shim's [`Mutex`] and [`Condvar`].
 pub mod channel {
     #[cfg(not(any(loom, shuttle)))]
-    pub use super::flume_channel::{bounded, unbounded, Receiver, Sender};
+    pub use super::flume_channel::{bounded, reply, unbounded, Receiver, Sender};
 
     #[cfg(any(loom, shuttle))]
-    pub use super::mc_channel::{bounded, unbounded, Receiver, Sender};
+    pub use super::mc_channel::{bounded, reply, unbounded, Receiver, Sender};
 
     pub use super::channel_error::{
         RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError,
@@ -162,7 +164,7 @@ pub mod channel {
     pub type FlumeReceiver<T> = flume::Receiver<T>;
 }
 
-/// Per-thread state: the mutant build's codec seed (`crate::mutant::seed_thread`). Plain std
+/// Per-thread state: the mutant build's codec seed (`seed_thread` of the seeded bugs). Plain std
 /// thread-locals under every backend: set and read on one thread, never shared.
 #[cfg(batpak_mutant)]
 pub(crate) mod per_thread {

@@ -113,6 +113,15 @@ fn segment_count(dir: &Path) -> usize {
         .count()
 }
 
+/// A store in `tmp`'s `s` (with `cfg`), filled with 4 x `n` events by [`fill`]; its
+/// directory and the store.
+fn filled_store(tmp: &tempfile::TempDir, n: u64) -> (std::path::PathBuf, Store) {
+    let dir = tmp.path().join("s");
+    let store = Store::open(cfg(&dir)).unwrap();
+    fill(&store, n);
+    (dir, store)
+}
+
 /// 4 entities, `n` events each, interleaved; payload = running number.
 fn fill(store: &Store, n: u64) {
     for i in 0..n * 4 {
@@ -125,9 +134,7 @@ fn fill(store: &Store, n: u64) {
 #[test]
 fn merge_keeps_every_record_byte_for_byte_with_its_sequence() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let store = Store::open(cfg(&dir)).unwrap();
-    fill(&store, 50);
+    let (dir, store) = filled_store(&tmp, 50);
     let before = contents(&store);
     let bodies_before = bodies(&dir);
     let segs = segment_count(&dir);
@@ -172,9 +179,7 @@ fn below_min_segments_compaction_is_skipped() {
 #[test]
 fn retention_drops_events_keeps_sequences_and_entity_chains_resume() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let store = Store::open(cfg(&dir)).unwrap();
-    fill(&store, 50);
+    let (dir, store) = filled_store(&tmp, 50);
     let before = contents(&store);
     let bodies_before = bodies(&dir);
     let r = store.compact(&retention(|e| n(e) >= 120)).unwrap();
@@ -218,9 +223,7 @@ fn retention_drops_events_keeps_sequences_and_entity_chains_resume() {
 #[test]
 fn tombstone_drops_whole_entities() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let store = Store::open(cfg(&dir)).unwrap();
-    fill(&store, 50);
+    let (dir, store) = filled_store(&tmp, 50);
     let active_user1 = store.stream("user:1").len();
     // One event of user:1 tombstones the entity: every one of its events in sealed segments
     // goes, whatever the predicate said about them.
@@ -511,9 +514,7 @@ fn consumer_checkpoints_and_idempotency_keys_are_right_after_compaction_and_reop
 #[test]
 fn a_compacted_store_opens_read_only_and_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let store = Store::open(cfg(&dir)).unwrap();
-    fill(&store, 40);
+    let (dir, store) = filled_store(&tmp, 40);
     store
         .compact(&retention(|e| !n(e).is_multiple_of(3)))
         .unwrap();

@@ -4,6 +4,9 @@
 //! that move positions (Retention, Tombstone) run again and again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/store.rs"]
+mod support;
+
 use batpak::prelude::*;
 use batpak::store::CompactionOutcome;
 use std::collections::HashMap;
@@ -21,21 +24,8 @@ fn keep_only_kept(e: &StoredEvent<serde_json::Value>) -> bool {
     !e.coordinate.entity().starts_with("gone")
 }
 
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Count(usize);
-
-impl EventSourced for Count {
-    type Input = JsonValueInput;
-    fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
-        Some(Count(events.len()))
-    }
-    fn apply_event(&mut self, _: &Event<serde_json::Value>) {
-        self.0 += 1;
-    }
-    fn relevant_event_kinds() -> &'static [EventKind] {
-        &[]
-    }
-}
+/// The events folded, from the log every time.
+type Count = support::EventCount<false>;
 
 /// One read path's check, run again and again by a reader thread.
 type ReadPath = Box<dyn Fn(&Store) -> Result<(), String> + Send>;
@@ -175,7 +165,7 @@ fn failed_reads_under_compaction(seed: fn(StoreConfig) -> StoreConfig) -> Vec<St
                     .filter(|(_, e, _)| e == "keep:1")
                     .count();
                 match store.project::<Count>("keep:1", &Freshness::Consistent) {
-                    Ok(Some(Count(c))) if c >= n => Ok(()),
+                    Ok(Some(support::EventCount(c))) if c >= n => Ok(()),
                     Ok(c) => Err(format!("project: {c:?}, at least {n} expected")),
                     Err(e) => Err(format!("project: {e}")),
                 }

@@ -322,7 +322,7 @@ impl BypassReason for Unapproved {
 fn bypass_skips_gates_and_records_audit() {
     static REASON: Migration = Migration;
     let pipeline = Pipeline::new(three_gates());
-    let bypass = pipeline.bypass(Proposal::new(1_000_000u64), &REASON);
+    let bypass = pipeline.skip_gates(Proposal::new(1_000_000u64), &REASON);
     assert_eq!(*bypass.payload(), 1_000_000);
     assert_eq!(bypass.reason(), "migration");
     assert_eq!(
@@ -330,19 +330,19 @@ fn bypass_skips_gates_and_records_audit() {
         "replaying events imported from the legacy system"
     );
     assert_eq!(bypass.approved_by(), Some("ops-lead"));
-    assert_eq!(bypass.gates_skipped(), &["a", "b", "c"]);
+    assert_eq!(bypass.gates_skipped(), Some(&["a", "b", "c"][..]));
     assert_eq!(
         bypass.audit(),
         BypassAudit {
             reason: "migration".into(),
             justification: "replaying events imported from the legacy system".into(),
             approved_by: Some("ops-lead".into()),
-            gates_skipped: vec!["a".into(), "b".into(), "c".into()],
+            gates_skipped: Some(vec!["a".into(), "b".into(), "c".into()]),
         }
     );
-    let committed = pipeline
-        .commit_bypass(bypass, |p: &u64| CommitMetadata::new(1, *p, [0; 32]))
-        .unwrap_or_else(|e| unreachable!("closure succeeded: {e}"));
+    let committed =
+        Pipeline::<Ctx>::commit_bypass(bypass, |p: &u64| CommitMetadata::new(1, *p, [0; 32]))
+            .unwrap_or_else(|e| unreachable!("closure succeeded: {e}"));
     assert_eq!(committed.sequence(), 1_000_000);
     assert!(committed.gates_passed().is_empty());
     let audit = committed.bypass_audit().map(|a| a.reason.as_str());
@@ -353,9 +353,9 @@ fn bypass_skips_gates_and_records_audit() {
 fn bypass_without_approver_can_name_one_later() {
     static REASON: Unapproved = Unapproved;
     let pipeline: Pipeline<Ctx> = Pipeline::new(GateSet::new());
-    let bypass = pipeline.bypass(Proposal::new("x"), &REASON);
+    let bypass = pipeline.skip_gates(Proposal::new("x"), &REASON);
     assert_eq!(bypass.approved_by(), None);
-    assert!(bypass.gates_skipped().is_empty());
+    assert_eq!(bypass.gates_skipped(), Some(&[][..]));
     let (payload, audit) = bypass.with_approved_by("alice").into_parts();
     assert_eq!(payload, "x");
     assert_eq!(audit.reason, "hotfix");
@@ -379,7 +379,8 @@ fn denial_builders_and_display() {
     assert_eq!(full.code, "quota_exceeded");
     assert_eq!(full.context.len(), 2, "a repeated key replaces its value");
     assert_eq!(full.context.get("used").map(String::as_str), Some("12"));
-    assert_eq!(full.to_string(), "[quota] quota_exceeded: over quota");
+    // Upstream's Display: `[gate] message`; the code is read from the field.
+    assert_eq!(full.to_string(), "[quota] over quota");
     let as_error: &dyn std::error::Error = &full;
     assert_eq!(as_error.to_string(), full.to_string());
     assert_ne!(full.clone(), plain);
@@ -423,4 +424,28 @@ fn gate_sets_and_pipelines_are_shareable_across_threads() {
         .map(|h| h.join().unwrap_or(false))
         .collect();
     assert_eq!(results, vec![true, false, false, false]);
+}
+
+#[test]
+fn upstreams_associated_bypass_names_no_gates_and_commits_without_a_pipeline() {
+    static REASON: Migration = Migration;
+    // Upstream's shape: associated functions, no pipeline value needed.
+    let bypass = Pipeline::<Ctx>::bypass(Proposal::new(7u64), &REASON);
+    assert_eq!(bypass.gates_skipped(), None);
+    assert_eq!(bypass.approved_by(), Some("ops-lead"));
+    assert_eq!(bypass.audit().gates_skipped, None);
+    let committed =
+        Pipeline::<Ctx>::commit_bypass(bypass, |p: &u64| CommitMetadata::new(2, *p, [0; 32]))
+            .unwrap_or_else(|e| unreachable!("closure succeeded: {e}"));
+    assert_eq!(committed.sequence(), 7);
+    let audit = committed.bypass_audit().cloned();
+    assert_eq!(
+        audit,
+        Some(BypassAudit {
+            reason: "migration".into(),
+            justification: "replaying events imported from the legacy system".into(),
+            approved_by: Some("ops-lead".into()),
+            gates_skipped: None,
+        })
+    );
 }

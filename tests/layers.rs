@@ -10,7 +10,12 @@
 //! (coordinate, event, region, append, error) -> gates (guard, pipeline: vocabulary only) ->
 //! codec -> log -> index -> checkpoint -> writer -> recovery -> store -> prelude. The allow-list itself is
 //! checked to follow that order, so it cannot describe a cycle; the import graph found in the
-//! code is checked for cycles as well.
+//! code is checked for cycles as well, with the paths that comments name (`crate::x::...` in a
+//! code span or a doc link's text: module A's docs naming B while B imports A is a cycle all
+//! the same; a link's target alone does not count).
+//! There a path through a facade counts as a path to the leaf module that defines the item
+//! (`event::EventKind` is `event_types::EventKind`: `event` re-exports `event_types`), and the
+//! facade's re-exports count as its edges.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,23 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "environment: disk, clock, ids, entropy; the trace sink; typed ids",
         &["env", "trace", "id"],
     ),
-    (
-        "vocabulary",
-        &[
-            "coord",
-            "event_types",
-            "payload_registry",
-            "sourcing",
-            "event",
-            "region",
-            "coordinate",
-            "append",
-            "signing",
-            "error",
-            "typestate",
-            "outcome",
-        ],
-    ),
+    ("vocabulary", VOCABULARY),
     ("gates (vocabulary only)", &["guard", "pipeline"]),
     ("codec", &["codec"]),
     ("log", &["log"]),
@@ -60,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("facade", &["prelude"]),
 ];
 
+/// The vocabulary layer's modules, in order.
 const VOCABULARY: &[&str] = &[
     "coord",
     "event_types",
@@ -81,6 +71,21 @@ const VOCABULARY: &[&str] = &[
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let with_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
         extra.iter().chain(VOCABULARY).copied().collect()
+    };
+    let upper_vocab = |extra: &[&'static str]| -> Vec<&'static str> {
+        let base = [
+            "coordinate",
+            "event",
+            "payload_registry",
+            "region",
+            "append",
+        ];
+        base.iter().chain(extra).copied().collect()
+    };
+    // `extra` and every vocabulary module before `module` (in VOCABULARY's order).
+    let vocab_before = |module: &str, extra: &[&'static str]| -> Vec<&'static str> {
+        let before = VOCABULARY.iter().take_while(|v| **v != module);
+        extra.iter().chain(before).copied().collect()
     };
     BTreeMap::from([
         ("sync", vec![]),
@@ -111,79 +116,16 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             vec!["sync::process", "coord", "event_types"],
         ),
         // The event-sourcing vocabulary: projections, replay lanes, the typed decode seam.
-        ("sourcing", vec!["coord", "event_types", "payload_registry"]),
-        (
-            "event",
-            vec!["coord", "event_types", "payload_registry", "sourcing"],
-        ),
-        (
-            "region",
-            vec![
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-            ],
-        ),
-        (
-            "coordinate",
-            vec![
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-                "region",
-            ],
-        ),
-        (
-            "append",
-            vec![
-                "id",
-                "coord",
-                "event_types",
-                "payload_registry",
-                "sourcing",
-                "event",
-                "region",
-                "coordinate",
-            ],
-        ),
-        (
-            "signing",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "region",
-                "append",
-            ],
-        ),
-        (
-            "error",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "sourcing",
-                "region",
-                "append",
-                "signing",
-            ],
-        ),
-        (
-            "typestate",
-            vec![
-                "coordinate",
-                "event",
-                "payload_registry",
-                "region",
-                "append",
-                "signing",
-                "error",
-            ],
-        ),
+        ("sourcing", vocab_before("sourcing", &[])),
+        ("event", vocab_before("event", &[])),
+        ("region", vocab_before("region", &[])),
+        ("coordinate", vocab_before("coordinate", &[])),
+        ("append", vocab_before("append", &["id"])),
+        // The vocabulary's upper modules build on the public facades and on what is
+        // before them.
+        ("signing", upper_vocab(&[])),
+        ("error", upper_vocab(&["sourcing", "signing"])),
+        ("typestate", upper_vocab(&["signing", "error"])),
         // Upstream's algebraic result type: a pure value type that needs nothing of the crate.
         ("outcome", vec![]),
         ("guard", VOCABULARY.to_vec()),
@@ -511,12 +453,20 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Every crate path in `src/` outside test-only code.
 fn crate_imports() -> Vec<Import> {
+    scan_src().0
+}
+
+/// The crate paths of `src/` outside test-only code; the crate paths its comments name; the
+/// items each top-level module file defines.
+fn scan_src() -> (Vec<Import>, Vec<Import>, Defs) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
     let mut all = Vec::new();
+    let mut docs = Vec::new();
+    let mut defs = Defs::new();
     let mut test_mods = Vec::new();
     for f in &files {
         let rel = f.strip_prefix(&src).unwrap();
@@ -525,15 +475,102 @@ fn crate_imports() -> Vec<Import> {
         let shown = f.strip_prefix(root).unwrap().display().to_string();
         let (imports, mut tests) = scan(&module, &shown, &text);
         all.extend(imports);
+        docs.extend(doc_refs(&module, &shown, &text));
+        if let [top] = module.as_slice() {
+            defs.insert(top.clone(), definitions(&text));
+        }
         test_mods.append(&mut tests);
     }
     all.retain(|imp| !test_mods.iter().any(|t| imp.module.starts_with(t)));
+    docs.retain(|imp| !test_mods.iter().any(|t| imp.module.starts_with(t)));
     assert!(
         all.len() > 100,
         "found only {} crate paths in src/",
         all.len()
     );
-    all
+    (all, docs, defs)
+}
+
+/// The crate paths that comments name in one file's text: `crate::x::...` in a code span of a
+/// `//`, `///` or `//!` line (so in a doc link's text, `` [`crate::x::Y`] ``), not part of a
+/// longer path like `batpak::crate`. A link's target in parentheses (`` [`Y`](crate::x::Y) ``)
+/// is not counted: the prose names `Y`, and only rustdoc follows the target, so a low module
+/// may point its reader at the high-level API built on it.
+fn doc_refs(module: &[String], file: &str, text: &str) -> Vec<Import> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if !line.trim_start().starts_with("//") {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(k) = line[from..].find("crate::") {
+            let at = from + k;
+            from = at + "crate::".len();
+            let before = line[..at].chars().next_back();
+            let in_code_span = line[..at].matches('`').count() % 2 == 1;
+            if !in_code_span || before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+            {
+                continue;
+            }
+            let path: Vec<String> = line[from..]
+                .split("::")
+                .map(|seg| {
+                    seg.chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .scan(true, |whole, seg| {
+                    // A segment ends the path where its text stops being a plain name.
+                    let go = *whole && !seg.is_empty();
+                    *whole = go;
+                    go.then_some(seg)
+                })
+                .collect();
+            if let Some(mut path) = (!path.is_empty()).then_some(path) {
+                if let Some((_, home)) = ROOT_ITEMS.iter().find(|(n, _)| path[0] == *n) {
+                    path[0] = (*home).to_owned();
+                }
+                out.push(Import {
+                    module: module.to_vec(),
+                    path,
+                    file: file.to_owned(),
+                    line: n + 1,
+                    reexport: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The items each top-level module file defines (`pub struct Name`, `pub(crate) fn name`, ...).
+type Defs = BTreeMap<String, BTreeSet<String>>;
+
+/// The names of the items one file's code defines with a visibility.
+fn definitions(text: &str) -> BTreeSet<String> {
+    const KINDS: &[&str] = &[
+        "struct", "enum", "trait", "fn", "const", "static", "type", "mod", "union",
+    ];
+    let toks = tokens(&code_only(text));
+    let mut out = BTreeSet::new();
+    for i in 0..toks.len() {
+        if ident(&toks, i) != Some("pub") {
+            continue;
+        }
+        let mut j = i + 1;
+        if punct(&toks, j, '(') {
+            while j < toks.len() && !punct(&toks, j, ')') {
+                j += 1;
+            }
+            j += 1;
+        }
+        if ident(&toks, j).is_some_and(|k| KINDS.contains(&k)) {
+            if let Some(name) = ident(&toks, j + 1) {
+                out.insert(name.to_owned());
+            }
+        }
+    }
+    out
 }
 
 // ------------------------------------------------------------------------------ checking
@@ -638,6 +675,48 @@ fn check_imports(
     errors.into_iter().collect()
 }
 
+/// `imports` with every path through a facade rewritten to the module that defines its item:
+/// a path `m::Item::...` where `m` does not define `Item` but re-exports it (`pub use
+/// crate::leaf::Item`, or `pub use crate::leaf::*` with `leaf` defining `Item`) becomes
+/// `leaf::Item::...` (followed through a chain of facades). The re-exports themselves stay.
+fn through_facades(imports: &[Import], defs: &Defs) -> Vec<Import> {
+    let reexports: Vec<&Import> = imports
+        .iter()
+        .filter(|i| i.reexport && i.module.len() == 1)
+        .collect();
+    let step = |path: &[String]| -> Option<Vec<String>> {
+        let [m, item, rest @ ..] = path else {
+            return None;
+        };
+        if defs.get(m).is_some_and(|d| d.contains(item)) {
+            return None;
+        }
+        let from_m = || reexports.iter().filter(|r| r.module[0] == *m);
+        let named = from_m().find(|r| r.path.len() > 1 && r.path.last() == Some(item));
+        let leaf = named.map(|r| r.path.clone()).or_else(|| {
+            from_m()
+                .find(|r| {
+                    r.path.len() == 1 && defs.get(&r.path[0]).is_some_and(|d| d.contains(item))
+                })
+                .map(|r| vec![r.path[0].clone(), item.clone()])
+        })?;
+        Some(leaf.into_iter().chain(rest.iter().cloned()).collect())
+    };
+    imports
+        .iter()
+        .map(|imp| {
+            let mut imp = imp.clone();
+            for _ in 0..8 {
+                match step(&imp.path) {
+                    Some(p) if p != imp.path => imp.path = p,
+                    _ => break,
+                }
+            }
+            imp
+        })
+        .collect()
+}
+
 /// A cycle among top-level modules in the imports. Re-exports count: a `pub use` of a higher
 /// module's item is an edge like any import (a module that re-exports upstream's paths is a
 /// facade above what it re-exports, with its content in a lower leaf module).
@@ -709,10 +788,37 @@ fn every_module_imports_only_what_its_layer_allows() {
         "layer violations (the order is in tests/layers.rs and ARCHITECTURE.md):\n{}",
         errors.join("\n")
     );
-    if let Some(cycle) = find_cycle(&imports) {
+}
+
+#[test]
+fn no_modules_depend_on_each_other_in_a_cycle_in_code_or_docs() {
+    let (imports, docs, defs) = scan_src();
+    // The scan sees comments' paths and the facades' content.
+    assert!(
+        docs.iter()
+            .any(|d| d.module.first().is_some_and(|m| m == "log") && d.path[0] == "codec"),
+        "the scan no longer sees log's docs naming `crate::codec`"
+    );
+    assert!(
+        defs["event"].contains("sourcing") && defs["event_types"].contains("EventPayload"),
+        "the scan no longer sees what event and event_types define"
+    );
+    let all: Vec<Import> = imports.into_iter().chain(docs).collect();
+    let read = through_facades(&all, &defs);
+    if let Some(cycle) = find_cycle(&read) {
+        let at: Vec<String> = cycle
+            .windows(2)
+            .filter_map(|w| {
+                read.iter()
+                    .find(|i| i.module.first() == Some(&w[0]) && i.path.first() == Some(&w[1]))
+                    .map(|i| format!("{} -> {} at {}:{}", w[0], w[1], i.file, i.line))
+            })
+            .collect();
         panic!(
-            "the modules import each other in a cycle: {}",
-            cycle.join(" -> ")
+            "the modules depend on each other in a cycle (code, or paths named in comments): \
+             {}\n{}",
+            cycle.join(" -> "),
+            at.join("\n")
         );
     }
 }
@@ -866,5 +972,70 @@ fn the_scanner_reads_use_trees_super_paths_and_skips_tests_and_comments() {
         vec![["writer", "state", "steps", "more"]
             .map(str::to_owned)
             .to_vec()]
+    );
+}
+
+#[test]
+fn the_cycle_check_sees_doc_paths_and_reads_facades_as_their_leaves() {
+    // A doc link closes a cycle: `append`'s docs name `error`, which imports `append`.
+    let text = "/// Times out as [`crate::error::StoreError::WaitTimeout`].\n\
+        /// Upstream's path `batpak::crate::x` is no crate path; `super::y` neither.\n\
+        /// A link's target: [`Store`](crate::store::Store), crate::store::Store in prose.\n\
+        pub struct Gate;\n";
+    let docs = doc_refs(&["append".to_owned()], "src/append.rs", text);
+    let paths: Vec<(String, usize)> = docs.iter().map(|d| (d.path.join("::"), d.line)).collect();
+    assert_eq!(
+        paths,
+        vec![("error::StoreError::WaitTimeout".to_owned(), 1)]
+    );
+    let mut graph = docs.clone();
+    graph.push(imp("error", "append::AppendReceipt", false));
+    let cycle = find_cycle(&graph).expect("the cycle append -> error -> append is missed");
+    assert_eq!(cycle.len(), 3, "{cycle:?}");
+
+    // A leaf importing an item through its facade is an edge to the leaf that defines it...
+    let defs = Defs::from([
+        (
+            "event".to_owned(),
+            BTreeSet::from(["EventPayload".to_owned()]),
+        ),
+        (
+            "event_types".to_owned(),
+            BTreeSet::from(["EventKind".to_owned()]),
+        ),
+        (
+            "sourcing".to_owned(),
+            BTreeSet::from(["Reactive".to_owned()]),
+        ),
+    ]);
+    let facade = [
+        imp("event", "event_types", true), // `pub use crate::event_types::*;`
+        imp("event", "sourcing::Reactive", true),
+    ];
+    let via = |path: &str| -> Vec<Import> {
+        facade
+            .iter()
+            .cloned()
+            .chain([imp("sourcing", path, false)])
+            .collect()
+    };
+    let kind = via("event::EventKind");
+    assert!(
+        find_cycle(&kind).is_some(),
+        "read literally, the facade closes a cycle"
+    );
+    let read = through_facades(&kind, &defs);
+    assert_eq!(read[2].path.join("::"), "event_types::EventKind");
+    assert_eq!(find_cycle(&read), None);
+    // ... and through a named re-export to the module that re-exports it, chained.
+    let named = through_facades(&via("event::Reactive::react"), &defs);
+    assert_eq!(named[2].path.join("::"), "sourcing::Reactive::react");
+    // An item the facade defines itself stays the facade's: that cycle is real.
+    let own = through_facades(&via("event::EventPayload"), &defs);
+    let cycle = find_cycle(&own).expect("sourcing -> event -> sourcing is missed");
+    assert!(cycle.contains(&"event".to_owned()), "{cycle:?}");
+    assert_eq!(
+        definitions("pub struct A; pub(crate) fn b() {} struct C; pub use x::D; pub mod e {}"),
+        BTreeSet::from(["A".to_owned(), "b".to_owned(), "e".to_owned()])
     );
 }

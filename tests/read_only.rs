@@ -191,7 +191,7 @@ fn read_only_fails_closed_on_corruption_and_changes_no_byte() {
     let err = Store::<ReadOnly>::open_read_only(cfg(dir.path())).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(&err, StoreError::CorruptSegment { file, .. } if *file == first),
+        matches!(&err, StoreError::CorruptSegment { detail, .. } if detail.file() == Some(first.as_path())),
         "{msg}"
     );
     assert!(msg.contains(&first.display().to_string()), "{msg}");

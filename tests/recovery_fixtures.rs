@@ -86,12 +86,12 @@ fn flip(path: &Path, offset: u64) {
 
 fn corrupt_err(dir: &Path) -> (u64, PathBuf, u64, String) {
     match Store::open(cfg(dir)) {
-        Err(StoreError::CorruptSegment {
+        Err(StoreError::CorruptSegment { segment_id, detail }) => (
             segment_id,
-            file,
-            offset,
-            detail,
-        }) => (segment_id, file, offset, detail),
+            detail.file().map(Path::to_path_buf).unwrap_or_default(),
+            detail.offset().unwrap_or(u64::MAX),
+            detail.message().to_string(),
+        ),
         Err(e) => panic!("expected CorruptSegment, got {e}"),
         Ok(_) => panic!("expected CorruptSegment, the store opened"),
     }
@@ -265,8 +265,8 @@ fn frames_larger_than_the_read_window_recover_and_damage_after_them_is_judged() 
     // Damage the small first frame: the big valid frame after it makes this corruption.
     flip(&seg, IN_FIRST_BODY);
     match Store::open(config()) {
-        Err(StoreError::CorruptSegment { offset, detail, .. }) => {
-            assert_eq!(offset, FIRST_FRAME);
+        Err(StoreError::CorruptSegment { detail, .. }) => {
+            assert_eq!(detail.offset(), Some(FIRST_FRAME));
             assert!(detail.contains("follows"), "{detail}");
         }
         other => panic!("expected CorruptSegment, got {other:?}"),

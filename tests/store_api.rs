@@ -1278,3 +1278,66 @@ fn a_regular_file_named_like_the_next_segment_is_a_clear_error_naming_it() {
         "never overwritten"
     );
 }
+
+/// `get_raw_with_batch`: the event as `get_raw` reads it, and the atomic batch it was written
+/// in, named by its first event's global sequence: `None` for an event written alone (plain
+/// or fenced), the same id for every event of a batch (`append_batch`, an outbox flush, a
+/// batch under a fence), and the same answers after a reopen (read from the frames).
+#[test]
+fn get_raw_with_batch_names_the_atomic_batch_an_event_was_written_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = coord("acct-1", "bank");
+    let (alone, batch, outbox, fenced_alone, fenced_batch) = {
+        let store = open(dir.path());
+        let alone = store.append_typed(&c, &dep("a", 1)).unwrap();
+        let items = (0..3)
+            .map(|i| {
+                BatchAppendItem::typed(
+                    c.clone(),
+                    &dep("b", i),
+                    AppendOptions::default(),
+                    CausationRef::None,
+                )
+                .unwrap()
+            })
+            .collect();
+        let batch = store.append_batch(items).unwrap();
+        let mut ob = store.outbox();
+        ob.stage(&c, NOTE, &Noted { text: "x".into() }).unwrap();
+        ob.stage(&c, NOTE, &Noted { text: "y".into() }).unwrap();
+        let outbox = ob.flush().unwrap();
+        let fence = store.begin_visibility_fence().unwrap();
+        let fenced_alone = fence.submit(&c, NOTE, &Noted { text: "f".into() }).unwrap();
+        let mut fob = fence.outbox();
+        fob.stage(&c, NOTE, &Noted { text: "g".into() }).unwrap();
+        fob.stage(&c, NOTE, &Noted { text: "h".into() }).unwrap();
+        let fenced_batch = fob.flush().unwrap();
+        drop(fob);
+        fence.commit().unwrap();
+        let fenced_alone = fenced_alone.wait().unwrap();
+        store.close().unwrap();
+        (alone, batch, outbox, fenced_alone, fenced_batch)
+    };
+    let store = open(dir.path());
+    let batch_of = |r: &AppendReceipt| {
+        let (raw, b) = store.get_raw_with_batch(r.event_id).unwrap();
+        assert_eq!(
+            raw.event.payload,
+            store.get_raw(r.event_id).unwrap().event.payload
+        );
+        b
+    };
+    assert_eq!(batch_of(&alone), None);
+    assert_eq!(batch_of(&fenced_alone), None);
+    for group in [&batch, &outbox, &fenced_batch] {
+        let first = group[0].sequence;
+        for r in group.iter() {
+            assert_eq!(batch_of(r), Some(first), "{r:?}");
+        }
+    }
+    assert_ne!(batch[0].sequence, outbox[0].sequence);
+    assert!(matches!(
+        store.get_raw_with_batch(7),
+        Err(StoreError::NotFound(7))
+    ));
+}

@@ -49,6 +49,18 @@ macro_rules! channel_parity_suite {
             }
 
             #[test]
+            fn a_reply_channel_starts_empty_and_holds_one_answer() {
+                let (tx, rx) = chan::reply::<u32>(99);
+                assert_eq!(tx.capacity(), Some(1));
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Empty), "the filler is not an answer");
+                assert_eq!(tx.try_send(1), Ok(()));
+                assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+                assert_eq!(rx.recv(), Ok(1));
+                drop(tx);
+                assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+            }
+
+            #[test]
             fn unbounded_has_no_capacity() {
                 let (tx, _rx) = chan::unbounded::<u8>();
                 assert_eq!(tx.capacity(), None);

@@ -7,8 +7,11 @@ use batpak::event::hash::{compute_hash, verify_chain};
 use batpak::event::header::{FLAG_REPLAY, FLAG_REQUIRES_ACK, FLAG_TRANSACTIONAL};
 use batpak::prelude::*;
 
+#[path = "support/store.rs"]
+mod support;
+
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(StoreConfig::new(dir).with_lifecycle_events(false)).unwrap()
+    support::open_with(dir, |c| c.with_lifecycle_events(false))
 }
 
 #[test]
@@ -560,37 +563,9 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
             Ok(())
         }
     }
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Count(usize);
-    impl EventSourced for Count {
-        type Input = JsonValueInput;
-        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
-            Some(Count(events.len()))
-        }
-        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
-            self.0 += 1;
-        }
-        fn relevant_event_kinds() -> &'static [EventKind] {
-            &[]
-        }
-        fn supports_incremental_apply() -> bool {
-            true
-        }
-    }
-    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Whole(usize);
-    impl EventSourced for Whole {
-        type Input = JsonValueInput;
-        fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
-            Some(Whole(events.len()))
-        }
-        fn apply_event(&mut self, _: &Event<serde_json::Value>) {
-            self.0 += 1;
-        }
-        fn relevant_event_kinds() -> &'static [EventKind] {
-            &[]
-        }
-    }
+    // Folded incrementally from a cache row, and whole from the log.
+    type Count = support::EventCount<true>;
+    type Whole = support::EventCount<false>;
     for supports in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
         let hints = Hints::default();
@@ -603,11 +578,11 @@ fn a_cache_that_supports_prefetch_is_told_which_row_comes_next() {
         store.append(&coord, EventKind::DATA, &1u8).unwrap();
         let last = store.append(&coord, EventKind::DATA, &2u8).unwrap();
         let got: Option<Count> = store.project("pf", &Freshness::Consistent).unwrap();
-        assert_eq!(got, Some(Count(2)));
+        assert_eq!(got, Some(support::EventCount(2)));
         // A projection that is not incremental is folded whole from the log: the cache is
         // not asked, so it gets no hint either (DIFFERENCES row 45).
         let whole: Option<Whole> = store.project("pf", &Freshness::Consistent).unwrap();
-        assert_eq!(whole, Some(Whole(2)));
+        assert_eq!(whole, Some(support::EventCount(2)));
         let hints = hints.lock().unwrap().clone();
         if supports {
             assert_eq!(hints.len(), 1, "{hints:?}");
@@ -653,4 +628,72 @@ fn a_batch_commit_record_takes_a_global_sequence() {
         "the commit record is s + 3"
     );
     store.close().unwrap();
+}
+
+#[test]
+fn corrupt_segment_has_upstreams_two_fields_and_found_damage_keeps_file_and_offset() {
+    // Upstream's shape: built and matched with exactly `segment_id` and `detail`.
+    let built = StoreError::CorruptSegment {
+        segment_id: 3,
+        detail: "bad magic".into(),
+    };
+    let StoreError::CorruptSegment { segment_id, detail } = &built else {
+        panic!("{built:?}")
+    };
+    assert_eq!(*segment_id, 3);
+    assert!(detail.contains("bad magic"));
+    assert_eq!((detail.file(), detail.offset()), (None, None));
+    assert_eq!(built.to_string(), "corrupt segment 3: bad magic");
+
+    // Damage this store finds names the file and the offset through `detail`.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let coord = Coordinate::new("corrupt:1", "shape").unwrap();
+    for i in 0..20u32 {
+        store.append(&coord, EventKind::DATA, &i).unwrap();
+    }
+    store.close().unwrap();
+    let seg = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment file");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 4;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+    let Err(err) = Store::open(StoreConfig::new(tmp.path()).with_lifecycle_events(false)) else {
+        panic!("damage before valid records must fail the open")
+    };
+    let StoreError::CorruptSegment { segment_id, detail } = &err else {
+        panic!("expected CorruptSegment, got {err:?}")
+    };
+    assert_eq!(*segment_id, 0, "{err}");
+    assert_eq!(detail.file(), Some(seg.as_path()), "{err}");
+    let offset = detail.offset().expect("an offset");
+    assert!(offset > 0 && offset <= at as u64, "{offset} vs {at}: {err}");
+    let text = err.to_string();
+    assert!(text.contains(&seg.display().to_string()) && text.contains(detail.message()));
+}
+
+#[test]
+fn event_kind_custom_names_the_refusal_in_its_panic() {
+    let message = |category: u8, type_id: u16| {
+        std::panic::catch_unwind(|| EventKind::custom(category, type_id))
+            .err()
+            .and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    };
+    assert!(message(0x0, 1).contains("category 0x0 is reserved"));
+    assert!(message(0xD, 1).contains("category 0xD is reserved"));
+    assert!(message(0x10, 1).contains("0-15"));
+    assert!(message(0x1, 0x1000).contains("12 bits"));
+    assert_eq!(EventKind::custom(0xE, 0xFFF).category(), 0xE);
+}
+
+#[test]
+fn a_denial_displays_as_gate_and_message_like_upstreams() {
+    let denial = Denial::new("test_gate", "access denied").with_code("403");
+    assert_eq!(denial.to_string(), "[test_gate] access denied");
+    assert_eq!(denial.code, "403");
 }

@@ -93,12 +93,8 @@ pub fn run(dir: &Path, strict: bool) -> Result<ExitCode, String> {
 /// anything else (wrong path, locked, I/O) means it could not be checked (exit 2).
 fn corrupt_at_open(dir: &Path, message: String) -> Result<ExitCode, String> {
     match Store::<ReadOnly>::open_read_only(StoreConfig::new(dir).with_enable_checkpoint(false)) {
-        Err(StoreError::CorruptSegment {
-            file,
-            offset,
-            detail,
-            ..
-        }) => {
+        Err(StoreError::CorruptSegment { detail, .. }) => {
+            let (file, offset) = (detail.file().unwrap_or(dir), detail.offset().unwrap_or(0));
             println!("  problem: {} offset {offset}: {detail}", file.display());
             // Recovery stops there; a frame walk names every other damaged place.
             let mut count = 1;

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Each run appends a few orders (one inside a committed fence, one inside a cancelled
-//! fence), replicates what is committed (exactly once: run it again and only the new events
-//! go out), and brings the stream into a replica store.
+//! fence, two in an atomic batch, one with a binary payload), replicates what is committed
+//! (exactly once: run it again and only the new events go out), and brings the stream into a
+//! replica store: the batch as one atomic batch, every payload byte for byte.
 use batpak::prelude::*;
 use batpak_jetstream::{read_replicated, Importer, ImporterConfig, Replicator, ReplicatorConfig};
 use std::time::Duration;
@@ -40,6 +41,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &"never replicated",
     )?;
     fence.cancel()?;
+    // An atomic batch: the replica shows both events or neither, never one.
+    let shipped = Coordinate::new(format!("order-{run}-0"), "shop")?;
+    let label: &[u8] = b"\x00\x01 a binary label \xff";
+    let batch = store.append_batch(vec![
+        BatchAppendItem::new(
+            shipped.clone(),
+            placed,
+            &serde_json::json!({"shipped": true}),
+            AppendOptions::new(),
+            CausationRef::None,
+        )?,
+        // A binary payload (MessagePack `bin`, which JSON has no form for).
+        BatchAppendItem::new(
+            shipped,
+            placed,
+            &Label(label),
+            AppendOptions::new(),
+            CausationRef::PriorItem(0),
+        )?,
+    ])?;
 
     let cfg = ReplicatorConfig::new([url.clone()], "SHOP", "shop");
     let mut replicator = Replicator::start(&store, cfg)?;
@@ -71,5 +92,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         imported.reserved,
         importer.store().stats().event_count
     );
+    let (source, replica) = (
+        store.get_raw(batch[1].event_id)?,
+        importer.store().get_raw(batch[1].event_id)?,
+    );
+    assert_eq!(source.event.payload, replica.event.payload);
+    println!(
+        "binary payload: {} bytes, the same in the replica",
+        replica.event.payload.len()
+    );
     Ok(())
+}
+
+/// Serialises as a MessagePack binary string.
+struct Label<'a>(&'a [u8]);
+
+impl serde::Serialize for Label<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
 }

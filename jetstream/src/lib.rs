@@ -4,14 +4,16 @@
 //! - [`Replicator`] follows one region of a store through a durable consumer (the store's
 //!   checkpoints) and publishes every committed event to a JetStream subject,
 //!   `<prefix>.<scope>.<entity>` by default ([`ReplicatorConfig::with_subject`] changes it),
-//!   with the event id as `Nats-Msg-Id` and the sequence, kind, correlation and causation as
-//!   headers ([`wire`] lists them). Each publish is conditional on the stream's last
-//!   sequence (`Nats-Expected-Last-Sequence`), the replicator resumes from the stream's own
-//!   tail, and it commits its checkpoint only after JetStream acknowledged: the stream is
+//!   with the event id as `Nats-Msg-Id` and the sequence, kind, correlation, causation,
+//!   flags and batch membership as headers ([`wire`] lists them). Each publish is
+//!   conditional on the stream's last sequence (`Nats-Expected-Last-Sequence`), the
+//!   replicator resumes from the stream's own tail, and it commits its checkpoint only after JetStream acknowledged: the stream is
 //!   always a gap-free, duplicate-free prefix of the region's committed events, in order.
 //! - [`Importer`] reads such a stream with a durable JetStream consumer and appends each event
-//!   to a store under the same event id (and with the event id as idempotency key), acking a
-//!   message only once its event is durable: idempotent on the message id, resumable.
+//!   to a store under the same event id (and with the event id as idempotency key), its
+//!   payload byte for byte, and each source batch (marked by the replicator) as one atomic
+//!   batch, acking a message only once its event is durable: idempotent on the message id,
+//!   resumable, never half a batch in the replica.
 //! - [`read_replicated`] reads a whole stream back (inspection, tests, benchmarks).
 //!
 //! The core crate stays synchronous and free of networking: this crate runs the official
@@ -40,6 +42,7 @@ mod importer;
 mod reader;
 mod replicator;
 mod runtime;
+mod verbatim;
 pub mod wire;
 
 pub use error::ReplicationError;
@@ -47,5 +50,7 @@ pub use importer::{ImportStep, Importer, ImporterConfig};
 pub use reader::{read_replicated, ReplicatedMessage};
 pub use replicator::{Replicator, ReplicatorConfig, Step, SubjectFn};
 
+#[cfg(batpak_mutant)]
+pub use importer::ImporterMutant;
 #[cfg(batpak_mutant)]
 pub use replicator::ReplicatorMutant;

@@ -30,6 +30,13 @@ pub struct ReplicatedMessage {
     pub coordinate: Coordinate,
     /// The entity clock in the source store.
     pub clock: u32,
+    /// The caller's header flags (0 when the message carries none).
+    pub flags: u8,
+    /// The atomic batch the event was written in (its first event's global sequence);
+    /// `None` for an event written alone, or a message from before batches were marked.
+    pub batch: Option<u64>,
+    /// Whether this is the last message of its batch.
+    pub batch_end: bool,
     /// The payload's MessagePack bytes.
     pub payload: Vec<u8>,
 }
@@ -83,6 +90,24 @@ impl ReplicatedMessage {
             ),
             None => None,
         };
+        let opt_num = |name: &str| -> Result<Option<u64>, ReplicationError> {
+            match h.get(name) {
+                Some(v) => v
+                    .as_str()
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| bad(seq, name, v.as_str())),
+                None => Ok(None),
+            }
+        };
+        let flags = u8::try_from(opt_num(wire::FLAGS)?.unwrap_or(0))
+            .map_err(|_| bad(seq, wire::FLAGS, "out of range"))?;
+        let batch = opt_num(wire::BATCH)?;
+        let batch_end = match h.get(wire::BATCH_END).map(|v| v.as_str()) {
+            None => false,
+            Some("1") if batch.is_some() => true,
+            Some(v) => return Err(bad(seq, wire::BATCH_END, v)),
+        };
         let kind =
             u16::try_from(num(wire::KIND)?).map_err(|_| bad(seq, wire::KIND, "out of range"))?;
         let clock =
@@ -103,6 +128,9 @@ impl ReplicatedMessage {
             causation_id,
             coordinate,
             clock,
+            flags,
+            batch,
+            batch_end,
             payload: payload.to_vec(),
         })
     }

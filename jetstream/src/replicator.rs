@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// Maps an event's coordinate to its subject.
 pub type SubjectFn = Arc<dyn Fn(&Coordinate) -> String + Send + Sync>;
 
+/// A delivered event, its payload as stored, and the atomic batch it was written in.
+type Read = (IndexEntry, StoredEvent<Vec<u8>>, Option<u64>);
+
 /// A seeded bug of the replicator (mutant build only, `--cfg batpak_mutant`): the fault
 /// tests are shown to catch it.
 #[cfg(batpak_mutant)]
@@ -98,7 +101,8 @@ impl ReplicatorConfig {
         self.replicas = replicas.max(1);
         self
     }
-    /// Events published per step (at least 1).
+    /// Events published per step (at least 1); a step whose last event belongs to an atomic
+    /// batch also takes the rest of that batch.
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
         self
@@ -160,6 +164,9 @@ pub struct Replicator<'s> {
     link: Link,
     /// The stream's last sequence as this replicator knows it; `None`: unknown, reconcile.
     stream_last: Option<u64>,
+    /// Events the consumer delivered past the end of the step's last batch (looking for
+    /// that end), read already: the first of the next step. Dropped when the consumer seeks.
+    carry: Vec<Read>,
 }
 
 impl std::fmt::Debug for Replicator<'_> {
@@ -191,6 +198,7 @@ impl<'s> Replicator<'s> {
             cfg,
             link,
             stream_last: None,
+            carry: Vec::new(),
         })
     }
 
@@ -253,6 +261,7 @@ impl<'s> Replicator<'s> {
             tracing::info!(stream = %self.cfg.stream, ?tail, ?committed, "replicator: the stream is ahead of the checkpoint (acknowledged, not yet checkpointed); resuming after the stream's tail");
         }
         self.consumer.seek(resume);
+        self.carry.clear();
         if let Some(t) = resume {
             if Some(t) > committed {
                 self.consumer.commit_at(t)?;
@@ -274,16 +283,28 @@ impl<'s> Replicator<'s> {
         let Some(stream_last) = self.stream_last else {
             return Ok(Step::default());
         };
-        let entries = self.consumer.poll(self.cfg.batch, wait);
-        let Some(last) = entries.last().map(|e| e.global_sequence) else {
+        let events = match self.take_events(wait) {
+            Ok(v) => v,
+            Err(e) => {
+                // The consumer moved past what it delivered: look at the stream again (and
+                // seek) before the next step, or those events would be skipped.
+                self.stream_last = None;
+                return Err(e);
+            }
+        };
+        let Some(last) = events.last().map(|(e, _, _)| e.global_sequence) else {
             return Ok(Step::default());
         };
         if self.cfg.bug_commit_before_ack() {
             self.consumer.commit()?;
         }
-        let mut msgs = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let raw = self.store.get_raw(e.event_id)?;
+        // A batch's last message is the one whose successor is not in the same batch
+        // (`take_events` ends the step with a whole batch).
+        let ends: Vec<bool> = (0..events.len())
+            .map(|i| events.get(i + 1).and_then(|(_, _, nb)| *nb) != events[i].2)
+            .collect();
+        let mut msgs = Vec::with_capacity(events.len());
+        for (i, ((e, raw, batch), end)) in events.into_iter().zip(ends).enumerate() {
             let mut m = PublishMessage::build()
                 .message_id(wire::format_id(e.event_id))
                 .expected_last_sequence(stream_last + i as u64)
@@ -300,6 +321,16 @@ impl<'s> Replicator<'s> {
                 .header("Content-Type", "application/msgpack");
             if let Some(c) = e.causation_id {
                 m = m.header(wire::CAUSATION, wire::format_id(c).as_str());
+            }
+            let flags = raw.event.header.flags;
+            if flags != 0 {
+                m = m.header(wire::FLAGS, flags.to_string().as_str());
+            }
+            if let Some(b) = batch {
+                m = m.header(wire::BATCH, b.to_string().as_str());
+                if end {
+                    m = m.header(wire::BATCH_END, "1");
+                }
             }
             msgs.push((
                 self.cfg.subject_of(&e.coord),
@@ -351,6 +382,58 @@ impl<'s> Replicator<'s> {
             duplicates,
             last_sequence: Some(last),
         })
+    }
+
+    /// The step's events (up to a batch, waiting up to `wait` for the first), each with its
+    /// payload and the atomic batch it was written in, ending with a whole batch: where the
+    /// last event belongs to a batch, the consumer is asked for more (a batch's worth at a
+    /// time, without waiting) until an event outside that batch comes (it and those after
+    /// it are kept for the next step) or none does. A batch becomes visible whole and the
+    /// consumer delivers every unit below its frontier whole, so "none came" means the batch
+    /// ended. Its last event is then marked (`Batpak-Batch-End`), which is what lets an
+    /// importer apply the batch atomically.
+    fn take_events(&mut self, wait: Duration) -> Result<Vec<Read>, ReplicationError> {
+        let mut events = std::mem::take(&mut self.carry);
+        let wait = if events.is_empty() {
+            wait
+        } else {
+            Duration::ZERO
+        };
+        let room = self.cfg.batch.saturating_sub(events.len());
+        if room > 0 {
+            let polled = self.consumer.poll(room, wait);
+            self.read_into(polled, &mut events)?;
+        }
+        while let Some(b) = events.last().and_then(|(_, _, b)| *b) {
+            let more = self.consumer.poll(self.cfg.batch, Duration::ZERO);
+            if more.is_empty() {
+                break;
+            }
+            let mut read = Vec::with_capacity(more.len());
+            self.read_into(more, &mut read)?;
+            match read.iter().position(|(_, _, nb)| *nb != Some(b)) {
+                Some(end) => {
+                    self.carry = read.split_off(end);
+                    events.append(&mut read);
+                    break;
+                }
+                None => events.append(&mut read),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Reads each entry's payload and batch.
+    fn read_into(
+        &self,
+        entries: Vec<IndexEntry>,
+        out: &mut Vec<Read>,
+    ) -> Result<(), ReplicationError> {
+        for e in entries {
+            let (raw, batch) = self.store.get_raw_with_batch(e.event_id)?;
+            out.push((e, raw, batch));
+        }
+        Ok(())
     }
 
     /// Steps until `stop` is set, retrying transient errors (with a back-off up to 1 s);

@@ -13,6 +13,9 @@
 //! | `Batpak-Entity`, `Batpak-Scope` | the coordinate, [`escape`]d |
 //! | `Batpak-Clock` | the entity clock, decimal |
 //! | `Batpak-Wall-Ms` | the hybrid logical clock in milliseconds, decimal |
+//! | `Batpak-Flags` | the caller's header flags, decimal; absent when 0 |
+//! | `Batpak-Batch` | for an event of an atomic batch: the batch id (the global sequence of its first event), decimal; absent for an event written alone |
+//! | `Batpak-Batch-End` | `1` on the batch's last event in the stream (its last one in the replicated region) |
 //! | `Content-Type` | `application/msgpack` |
 //! | body | the payload's MessagePack bytes as stored |
 
@@ -36,6 +39,13 @@ pub const SCOPE: &str = "Batpak-Scope";
 pub const CLOCK: &str = "Batpak-Clock";
 /// The hybrid logical clock, milliseconds.
 pub const WALL_MS: &str = "Batpak-Wall-Ms";
+/// The caller's header flags (absent: 0).
+pub const FLAGS: &str = "Batpak-Flags";
+/// The atomic batch an event was written in, named by its first event's global sequence
+/// (absent: the event was written alone). A batch's events are consecutive messages.
+pub const BATCH: &str = "Batpak-Batch";
+/// Marks the last message of a batch (its last event in the replicated region).
+pub const BATCH_END: &str = "Batpak-Batch-End";
 
 /// An id as 32 lowercase hex digits.
 pub fn format_id(id: u128) -> String {

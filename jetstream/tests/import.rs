@@ -61,13 +61,16 @@ fn an_imported_stream_is_a_faithful_replica_and_a_replay_imports_nothing_twice()
     // Interrupted: two steps of 7, then the importer goes away.
     let cfg = ImporterConfig::new(urls.clone(), STREAM).with_batch(7);
     let mut imp = Importer::open(StoreConfig::new(dst_dir.path()), cfg.clone()).unwrap();
-    let (mut first, mut first_reserved) = (0, 0);
+    let (mut first, mut first_reserved, mut held) = (0, 0, 0);
     for _ in 0..2 {
         let s = imp.step(Duration::from_secs(2)).unwrap();
         first += s.imported;
         first_reserved += s.reserved;
+        held = s.held;
     }
-    assert_eq!(first + first_reserved, 14);
+    // A batch whose last message is not fetched yet is held, not applied: it comes again
+    // to the next importer (its messages are not acked).
+    assert_eq!(first + first_reserved + held, 14);
     imp.into_store().close().unwrap();
 
     // Resumed where the durable consumer stands: the rest, nothing twice.

@@ -15,7 +15,11 @@
 //! Then the compaction runs again with the disk failing at each of its disk operations, once
 //! as a power cut (every crash image a power loss may then leave) and once as a process crash
 //! (the page cache survives): each recovers, twice in a row, to exactly the visible set
-//! before or exactly the one after.
+//! before or exactly the one after. After a process crash whose recovery removes segments
+//! the compacted one superseded, that recovery is also cut by a power loss just before each
+//! of its syncs, and every crash image of that (each unsynced directory operation kept or
+//! lost on its own) must recover to before or after too (seeded bug
+//! `RecoveryUnlinksBeforeDirSync`, spec mutant `recovery_unlinks_before_dir_sync`).
 
 use crate::check::{violation, Check, Violation};
 use crate::record::{scan_log, LogBody, LogRecord};
@@ -39,6 +43,10 @@ pub struct CompactionStats {
     pub crash_points: usize,
     /// Recovered states checked (power-loss images and process crashes).
     pub states: usize,
+    /// Of them, power-loss images taken while the recovery after a process crash of the
+    /// compaction finished it (removing the superseded segments), frozen before each of that
+    /// recovery's syncs (`power_loss_during_recovery`).
+    pub recovery_states: usize,
 }
 
 /// The visible events: sequence -> (entity, event id).
@@ -201,7 +209,7 @@ fn judge_recovered(
     after: &Visible,
     committed: &BTreeMap<String, Option<u64>>,
     what: &str,
-) -> Check {
+) -> Result<Visible, Violation> {
     let mut seen = None;
     for session in [3, 4] {
         let store = Store::open(config(disk, Mode::DURABLE, session))
@@ -236,7 +244,7 @@ fn judge_recovered(
         }
         seen = Some(got);
     }
-    Ok(())
+    Ok(seen.unwrap_or_default())
 }
 
 /// Runs `ops`, then a compaction with `mode`'s seeded bug, judged by the oracle, then a crash
@@ -283,14 +291,13 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
             std::mem::forget(store);
             if fault == FaultKind::ProcessCrash {
                 stats.states += 1;
-                judge_recovered(
-                    &disk.process_crash(),
-                    &before,
-                    &after,
-                    &committed,
-                    &format!("process crash at compaction op {k}"),
+                let crashed = disk.process_crash();
+                let what = format!("process crash at compaction op {k}");
+                power_loss_during_recovery(
+                    &crashed, mode, &before, &after, &committed, &what, stats,
                 )
                 .map_err(ctx)?;
+                judge_recovered(&crashed, &before, &after, &committed, &what).map_err(ctx)?;
             } else {
                 for image in disk.crash_images(&CrashOptions::default()) {
                     stats.states += 1;
@@ -304,6 +311,72 @@ pub fn compaction_crash_states(mode: Mode, ops: &[Op], stats: &mut CompactionSta
                     .map_err(ctx)?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// An exact copy of `disk` as the next process finds it: every pending file and directory
+/// operation kept, still pending (the crash image that keeps everything).
+fn page_cache_copy(disk: &SimDisk) -> SimDisk {
+    disk.crash_with(&mut |n| n.saturating_sub(1)).disk()
+}
+
+/// A power loss while recovery finishes a compaction a process crash cut: `crashed` is the
+/// disk the crashed process left (the compacted segment's rename may still be only in the
+/// kernel's copy of the directory). Recovery (with `mode`'s seeded bug) runs on a copy to
+/// find its syncs; if it removes superseded segments, it runs again frozen just before each
+/// of its syncs (a power cut there), and every crash image of that - each unsynced directory
+/// operation kept or lost on its own - must recover to exactly the state before or after the
+/// compaction. Catches `RecoveryUnlinksBeforeDirSync` (spec mutant
+/// `recovery_unlinks_before_dir_sync`): the unlinks kept, the rename lost.
+fn power_loss_during_recovery(
+    crashed: &SimDisk,
+    mode: Mode,
+    before: &Visible,
+    after: &Visible,
+    committed: &BTreeMap<String, Option<u64>>,
+    what: &str,
+    stats: &mut CompactionStats,
+) -> Check {
+    if crashed.is_all_durable() {
+        return Ok(());
+    }
+    let probe = page_cache_copy(crashed);
+    let start = probe.op_count();
+    let store = Store::open(config(&probe, mode, 3))
+        .map_err(|e| violation("INV-COMPACTION", format!("{what}: recovery fails: {e}")))?;
+    let removed = !store.recovery_report().removed_segments.is_empty();
+    let end = probe.op_count();
+    drop(store);
+    if !removed {
+        return Ok(());
+    }
+    let names = probe.op_names();
+    let syncs = (start..end).filter(|&i| {
+        names
+            .get(usize::try_from(i).unwrap_or(usize::MAX))
+            .is_some_and(|n| n.starts_with("sync"))
+    });
+    for s in syncs {
+        let d = page_cache_copy(crashed);
+        d.fail_at(s, FaultKind::Persistent);
+        if let Ok(store) = Store::open(config(&d, mode, 3)) {
+            std::mem::forget(store);
+        }
+        for image in d.crash_images(&CrashOptions::default()) {
+            stats.states += 1;
+            stats.recovery_states += 1;
+            judge_recovered(
+                &image.power_loss_disk(),
+                before,
+                after,
+                committed,
+                &format!(
+                    "{what}, then a power loss at op {s} of the recovery ({})",
+                    image.describe()
+                ),
+            )?;
         }
     }
     Ok(())
@@ -335,6 +408,12 @@ pub struct SimCompactionStats {
     /// Compactions that returned a definite error without a fault (a retention predicate
     /// over a payload that is not JSON): checked to have changed nothing.
     pub refused: u64,
+    /// Steps run on the disk a seed's sessions left after a session in the middle of the
+    /// seed (not yet recovered: a crash image), rather than after the last session.
+    pub mid_run: u64,
+    /// Cut compactions whose recovered disk then took more writes and another crash
+    /// (`writes_after`).
+    pub writes_after: u64,
 }
 
 impl SimCompactionStats {
@@ -347,6 +426,8 @@ impl SimCompactionStats {
         self.power_losses += o.power_losses;
         self.failed_fsyncs += o.failed_fsyncs;
         self.refused += o.refused;
+        self.mid_run += o.mid_run;
+        self.writes_after += o.writes_after;
     }
 }
 
@@ -364,14 +445,17 @@ fn sim_strategy(kind: u64, entity: &'static str) -> CompactionConfig {
 }
 
 /// The simulator's compaction step ([`crate::sim`]), on the disk a seed's sessions left
-/// (closed cleanly): a compaction with a random strategy (merge, retention or tombstone of one
-/// entity), judged by the oracle (kept records byte-identical with their sequences, units
-/// whole, only the strategy's entities gone, checkpoints unchanged), then the same compaction
-/// again with a process crash, a power loss (a random crash image) or a failed fsync (then a
-/// power loss) at a random one of its disk operations; every cut compaction recovers, twice,
-/// to exactly the state before or after it. One in four steps instead merges while a fence
-/// is open, a consumer having committed inside it: the fence must stay hidden and show all
-/// its events once committed, also after a reopen. Leaves `disk` as the compaction left it.
+/// (after the final recovery, or after a session in the middle of the seed: then as the next
+/// process finds it, not yet recovered, so the step's open recovers it first): a compaction
+/// with a random strategy (merge, retention or tombstone of one entity), judged by the oracle
+/// (kept records byte-identical with their sequences, units whole, only the strategy's
+/// entities gone, checkpoints unchanged), then the same compaction again with a process
+/// crash, a power loss (a random crash image) or a failed fsync (then a power loss) at a
+/// random one of its disk operations; every cut compaction recovers, twice, to exactly the
+/// state before or after it, then takes more writes and another crash (`writes_after`).
+/// One in four steps instead merges while a fence is open, a consumer having committed
+/// inside it: the fence must stay hidden and show all its events once committed, also after
+/// a reopen. Works on copies, except that the open-fence step runs on `disk` itself.
 pub fn sim_compaction(
     disk: &SimDisk,
     rng: &mut crate::workload::SplitMix,
@@ -402,11 +486,13 @@ pub fn sim_compaction(
         return open_fence_step(disk, &open, &sim_strategy(0, entity), &|_| false, stats)
             .map_err(|v| v.context("compaction (merge across an open fence)"));
     }
-    let base = copy(disk);
+    // Copies as the next process finds the disk (a disk the sessions left after a crash,
+    // in the middle of a seed, still holds what never became durable).
+    let base = page_cache_copy(disk);
     let log_before = scan_log(&base, dir).records;
     // The run without a fault, on a copy: the state after, and its disk operations.
     let (before, after, committed, first, n, syncs) = {
-        let d = copy(&base);
+        let d = page_cache_copy(&base);
         let store = open(&d, 1_000).map_err(ctx)?;
         let before = visible(&store);
         let committed = checkpoints(&store);
@@ -445,7 +531,7 @@ pub fn sim_compaction(
     // The same compaction (the same open, so the same disk operation indices) cut at one of
     // its disk operations.
     let k = rng.below(n);
-    let d = copy(&base);
+    let d = page_cache_copy(&base);
     let store = open(&d, 1_000).map_err(ctx)?;
     let at = d.op_count() + k;
     let fault = if syncs.is_empty() {
@@ -507,8 +593,84 @@ pub fn sim_compaction(
             )
         }
     };
-    judge_recovered(&recovered, &before, &after, &committed, &how).map_err(ctx)?;
-    Ok(())
+    let seen = judge_recovered(&recovered, &before, &after, &committed, &how).map_err(ctx)?;
+    writes_after(&recovered, rng, &open, &seen, stats)
+        .map_err(|v| ctx(v.context(format!("writes after the recovery of a {how}"))))
+}
+
+/// Crash after compaction, reopen, more writes, crash again: `disk` holds a cut compaction
+/// that recovered to `seen` (the state before or after it). A new session appends one to four
+/// events (durable receipts), then the process crashes or the power is lost (a random crash
+/// image); the next open must show exactly `seen` plus every appended event at its receipt's
+/// sequence (INV-COMPACTION for what the compaction left, INV-DURABLE for the receipts).
+fn writes_after(
+    disk: &SimDisk,
+    rng: &mut crate::workload::SplitMix,
+    open: &dyn Fn(&SimDisk, u64) -> Result<Store, Violation>,
+    seen: &Visible,
+    stats: &mut SimCompactionStats,
+) -> Check {
+    let store = open(disk, 1_003)?;
+    let base = visible(&store);
+    if &base != seen {
+        return Err(violation(
+            "INV-COMPACTION",
+            format!(
+                "a third open shows {} visible events, the two before {}",
+                base.len(),
+                seen.len()
+            ),
+        ));
+    }
+    let mut want = base;
+    for i in 0..1 + rng.below(4) {
+        let entity = crate::workload::ENTITIES[rng.below(3) as usize];
+        let payload = serde_json::json!({ "after_compaction": i });
+        let r = store
+            .append(
+                &crate::workload::coord(entity),
+                crate::workload::KIND,
+                &payload,
+            )
+            .map_err(|e| violation("INV-DURABLE", format!("append after the recovery: {e}")))?;
+        want.insert(r.sequence, (entity.to_owned(), r.event_id));
+    }
+    std::mem::forget(store);
+    let (crashed, how) = if rng.chance(50) {
+        (disk.process_crash(), "a process crash".to_owned())
+    } else {
+        let image = disk.crash_with(&mut |n| rng.below(n.max(1) as u64) as usize);
+        (
+            image.power_loss_disk(),
+            format!("a power loss ({})", image.describe()),
+        )
+    };
+    stats.writes_after += 1;
+    let store = open(&crashed, 1_004)?;
+    let got = visible(&store);
+    store
+        .close()
+        .map_err(|e| violation("INV-COMPACTION", format!("close: {e}")))?;
+    if got == want {
+        return Ok(());
+    }
+    let lost_old = seen.iter().find(|(s, e)| got.get(s) != Some(e));
+    let (inv, what) = match lost_old {
+        Some((s, e)) => (
+            "INV-COMPACTION",
+            format!("{e:?} (seq {s}), visible after the compaction's recovery, is not"),
+        ),
+        None => (
+            "INV-DURABLE",
+            format!(
+                "{} visible events, {} expected (the recovered state plus the appended \
+                 events acknowledged durable)",
+                got.len(),
+                want.len()
+            ),
+        ),
+    };
+    Err(violation(inv, format!("after appends and {how}: {what}")))
 }
 
 /// A compaction that returned an error: the store shows what it showed before, and so does
@@ -529,7 +691,7 @@ fn refused(
     store
         .close()
         .map_err(|e| violation("INV-COMPACTION", format!("close: {e}")))?;
-    judge_recovered(disk, before, before, committed, "after a failed compaction")
+    judge_recovered(disk, before, before, committed, "after a failed compaction").map(|_| ())
 }
 
 /// The compaction step with a fence open across it: events in sealed segments before it, a

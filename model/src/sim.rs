@@ -37,11 +37,18 @@
 //!   after a crash), and every cache row covers only events on the platter (the folds wait
 //!   while a fault planned at a fixed disk operation has yet to fire);
 //! - **INV-COMPACTION** ([`crate::compaction::sim_compaction`]): a share of the seeds
-//!   ([`SimOptions::compaction_percent`]) ends with a compaction of the disk the sessions
-//!   left, judged by the compaction oracle and cut by a process crash, a power loss or a
-//!   failed fsync at a random one of its disk operations (or run across an open fence); its
-//!   randomness is a stream of its own, so the sessions of every seed are the same with it or
-//!   without it.
+//!   ([`SimOptions::compaction_percent`]) compacts a copy of the disk the sessions left -
+//!   after the final recovery, or (half of them) after a random session in the middle of the
+//!   seed, as the next process finds it (torn tails, unsynced pages, open fences a crash
+//!   left: the step's open recovers it first) - judged by the compaction oracle and cut by a
+//!   process crash, a power loss or a failed fsync at a random one of its disk operations
+//!   (or run across an open fence); the cut compaction's recovered disk then takes more
+//!   writes and another crash (crash after compaction, reopen, writes, crash). Its randomness
+//!   is a stream of its own, so the sessions of every seed are the same with it or without
+//!   it;
+//! - lifecycle events: a share of the seeds ([`SimOptions::lifecycle_percent`], a stream of
+//!   its own) runs every session with `with_lifecycle_events(true)`, so every open and close
+//!   appends its lifecycle event, which the oracle sees in the written log like any other.
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
@@ -57,7 +64,8 @@ use crate::workload::{
     barrier, config, Acks, HarnessSalts, Mode, Mutant, Op, Runner, SaltView, SplitMix, DIR, T0,
 };
 use batpak::__testing::env::{FailedSync, Fault, FaultError, FaultKind, ManualClock, SimDisk};
-use batpak::store::Store;
+use batpak::event::EventKind;
+use batpak::store::{Store, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
@@ -184,8 +192,10 @@ pub struct SimStats {
     pub consumer_commits: u64,
     /// The projection checks ([`crate::projections`]).
     pub projections: ProjectionStats,
-    /// The compaction step after the last session ([`crate::compaction::sim_compaction`]).
+    /// The compaction step ([`crate::compaction::sim_compaction`]).
     pub compaction: SimCompactionStats,
+    /// Seeds whose sessions ran with lifecycle events.
+    pub lifecycle_seeds: u64,
 }
 
 impl SimStats {
@@ -214,6 +224,7 @@ impl SimStats {
         self.consumer_commits += o.consumer_commits;
         self.projections.add(&o.projections);
         self.compaction.add(&o.compaction);
+        self.lifecycle_seeds += o.lifecycle_seeds;
     }
 }
 
@@ -229,8 +240,10 @@ impl fmt::Display for SimStats {
              consumers: {} events handed out, {} checkpoints acknowledged; \
              projections: {} folds equal to the plain fold ({} after a recovery, {} non-empty), \
              {} cache rows on the platter, {} folds failed under a fault; \
-             compactions: {} judged ({} dropped events, {} across an open fence), cut by {} \
-             process crashes, {} power losses, {} failed fsyncs, {} refused (definite error)",
+             compactions: {} judged ({} dropped events, {} across an open fence, {} in the \
+             middle of a seed), cut by {} process crashes, {} power losses, {} failed fsyncs \
+             ({} then more writes and a crash), {} refused (definite error); {} seeds with \
+             lifecycle events",
             self.seeds,
             self.sessions,
             self.ops,
@@ -260,10 +273,13 @@ impl fmt::Display for SimStats {
             self.compaction.runs,
             self.compaction.dropped,
             self.compaction.open_fence,
+            self.compaction.mid_run,
             self.compaction.process_crashes,
             self.compaction.power_losses,
             self.compaction.failed_fsyncs,
-            self.compaction.refused
+            self.compaction.writes_after,
+            self.compaction.refused,
+            self.lifecycle_seeds
         )
     }
 }
@@ -356,6 +372,9 @@ pub struct Sim {
     rows_durable: u64,
     /// Whether the projection checks run ([`crate::projections`]).
     projections: bool,
+    /// Whether every open and close records its lifecycle event
+    /// (`StoreConfig::with_lifecycle_events`).
+    lifecycle: bool,
     /// The store's (visible, durable) frontier at the last live projection check of the
     /// session: nothing to check again while it stays.
     projected_at: Option<(u64, u64)>,
@@ -393,6 +412,7 @@ impl Sim {
             cache_disk: SimDisk::new(),
             rows_durable: 0,
             projections: true,
+            lifecycle: false,
             projected_at: None,
             mutant,
             segment_max_bytes,
@@ -413,6 +433,13 @@ impl Sim {
     /// Without the projection checks (and without snapshots or a cache in the store).
     pub fn without_projections(mut self) -> Self {
         self.projections = false;
+        self
+    }
+
+    /// With lifecycle events: every open appends `SYSTEM_OPEN_COMPLETED` and every `close()`
+    /// `SYSTEM_CLOSE_COMPLETED`, events the oracle sees in the written log like any other.
+    pub fn with_lifecycle_events(mut self) -> Self {
+        self.lifecycle = true;
         self
     }
 
@@ -481,6 +508,7 @@ impl Sim {
             .with_clock_source(Arc::clone(&clock) as Arc<dyn batpak::__testing::env::Clock>)
             .with_entropy_source(Arc::clone(&salts) as Arc<dyn batpak::__testing::env::Entropy>)
             .with_segment_max_bytes(self.segment_max_bytes)
+            .with_lifecycle_events(self.lifecycle)
             // A recovery checkpoint every few durable records (and at every close), so later
             // sessions open with one that is current, stale, or torn by the crash.
             .with_checkpoint_every_n_events(3 + self.session % 5);
@@ -1125,7 +1153,40 @@ impl Sim {
             )));
         }
         self.stats.torn_recoveries += u64::from(e.torn);
-        let vis = visible(store);
+        let now = WrittenLog::read(&self.disk, Path::new(DIR));
+        let mut vis = visible(store);
+        if self.lifecycle {
+            // The open appended its SYSTEM_OPEN_COMPLETED after the kept records (unless a
+            // fault stopped it): judged apart, the recovery is judged without it.
+            let opened = now.records.get(e.keep).filter(|r| is_open_event(r));
+            if now.records.len() > e.keep + usize::from(opened.is_some()) {
+                return Err(ctx(violation(
+                    "INV-PREFIX",
+                    format!(
+                        "after recovery the log reads {} records: the image's {} intact ones \
+                         and more than the open's lifecycle event",
+                        now.records.len(),
+                        e.keep
+                    ),
+                )));
+            }
+            if let Some(r) = opened {
+                let id = r.event().map_or(0, |ev| ev.event_id);
+                if !vis
+                    .iter()
+                    .any(|v| v.event_id == id && v.global_sequence == r.seq)
+                {
+                    return Err(ctx(violation(
+                        "INV-DURABLE",
+                        format!(
+                            "the open's lifecycle event {id:x} (seq {}) is not visible",
+                            r.seq
+                        ),
+                    )));
+                }
+                vis.retain(|v| v.event_id != id);
+            }
+        }
         check_recovered(
             store,
             &vis,
@@ -1143,8 +1204,9 @@ impl Sim {
                 format!("recovery shows {got:?}, the spec's Recover {:?}", e.visible),
             )));
         }
-        let now = WrittenLog::read(&self.disk, Path::new(DIR));
-        if now.records.as_slice() != &e.log[..e.keep.min(e.log.len())] {
+        let kept_now = now.records.get(..e.keep).unwrap_or(&now.records);
+        let tail_ok = now.records.len() == e.keep || self.lifecycle;
+        if !tail_ok || kept_now != &e.log[..e.keep.min(e.log.len())] {
             return Err(ctx(violation(
                 "INV-PREFIX",
                 format!(
@@ -1186,6 +1248,33 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// The compaction step ([`sim_compaction`]) on a copy of the disk as the next process
+    /// finds it (after `session` sessions): the sessions go on with the disk as it was (the
+    /// oracle of the sessions counts records as sequences, which a compaction changes).
+    fn compaction_step(&mut self, rng: &mut SplitMix, session: usize) -> Check {
+        let copy = self.disk.crash_with(&mut |n| n.saturating_sub(1)).disk();
+        let mut cstats = SimCompactionStats::default();
+        let r = sim_compaction(&copy, rng, self.mutant, self.segment_max_bytes, &mut cstats);
+        self.journal.push(format!(
+            "compaction step after session {session}: {cstats:?}"
+        ));
+        let mid_run = self.stats.compaction.mid_run;
+        self.stats.compaction = cstats;
+        self.stats.compaction.mid_run = mid_run;
+        r.map_err(|v| v.context(format!("the compaction step after session {session}")))
+    }
+}
+
+/// Whether `r` is a `SYSTEM_OPEN_COMPLETED` event at the lifecycle coordinate.
+fn is_open_event(r: &LogRecord) -> bool {
+    r.event().is_some_and(|e| {
+        e.kind == EventKind::SYSTEM_OPEN_COMPLETED.as_raw()
+            && e.entity == LIFECYCLE_ENTITY
+            && e.scope == LIFECYCLE_SCOPE
+    })
+}
+
 /// What a seed's simulation looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimOptions {
@@ -1207,8 +1296,13 @@ pub struct SimOptions {
     /// Percent of seeds that end with the compaction step
     /// ([`crate::compaction::sim_compaction`]), drawn from a stream of their own so the
     /// sessions of a seed are the same with or without it. 25 by default
-    /// (`SIM_COMPACTION=P` sets it).
+    /// (`SIM_COMPACTION=P` sets it). Half of those steps run after the final recovery, half
+    /// on the disk a session in the middle of the seed left (a crash image, not yet
+    /// recovered; the sessions go on with the disk as it was), drawn from another stream.
     pub compaction_percent: u64,
+    /// Percent of seeds whose sessions record lifecycle events (every open and close appends
+    /// one), drawn from a stream of its own. 25 by default (`SIM_LIFECYCLE=P` sets it).
+    pub lifecycle_percent: u64,
 }
 
 impl Default for SimOptions {
@@ -1221,6 +1315,7 @@ impl Default for SimOptions {
             fail_then_crash: true,
             projections: true,
             compaction_percent: 25,
+            lifecycle_percent: 25,
         }
     }
 }
@@ -1414,6 +1509,13 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
     if !opts.projections {
         sim = sim.without_projections();
     }
+    // Lifecycle events: a stream of their own (the plans below are the same either way).
+    let lifecycle = SplitMix(seed ^ 0x11FE_C7C1_E000_5EED).below(100) < opts.lifecycle_percent;
+    if lifecycle {
+        sim = sim.with_lifecycle_events();
+        sim.stats.lifecycle_seeds = 1;
+        sim.journal.push("lifecycle events on".into());
+    }
     let span = opts.sessions_max.saturating_sub(opts.sessions_min) as u64 + 1;
     let sessions = opts.sessions_min + rng.below(span) as usize;
     let fail = |sim: &Sim, v: Violation| Failure {
@@ -1421,32 +1523,30 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
         violation: v,
         journal: sim.journal.clone(),
     };
-    for _ in 0..sessions {
+    // The compaction step: its own random stream, so the sessions are the same whether or
+    // not it runs; where it runs (after which session, or after the final recovery) from
+    // another one, so its draws are the same wherever it runs.
+    let mut crng = SplitMix(seed ^ 0xC0_4AC7_0000_5EED);
+    let compaction = crng.below(100) < opts.compaction_percent;
+    let mut prng = SplitMix(seed ^ 0x0090_5171_00C0_4AC7);
+    let mid_run = (compaction && prng.chance(50)).then(|| prng.below(sessions as u64) as usize);
+    for i in 0..sessions {
         let plan = random_session(&mut rng, opts.ops_max, opts.fail_then_crash);
         if let Err(v) = sim.run_session(&plan) {
             return Err(fail(&sim, v));
+        }
+        if mid_run == Some(i) {
+            sim.stats.compaction.mid_run = 1;
+            let r = sim.compaction_step(&mut crng, i + 1);
+            r.map_err(|v| fail(&sim, v))?;
         }
     }
     if let Err(v) = sim.final_recovery() {
         return Err(fail(&sim, v));
     }
-    // The compaction step: its own random stream, so the sessions above are the same
-    // whether or not it runs.
-    let mut crng = SplitMix(seed ^ 0xC0_4AC7_0000_5EED);
-    if crng.below(100) < opts.compaction_percent {
-        let mut cstats = SimCompactionStats::default();
-        let r = sim_compaction(
-            &sim.disk,
-            &mut crng,
-            opts.mutant,
-            sim.segment_max_bytes,
-            &mut cstats,
-        );
-        sim.journal.push(format!("compaction step: {cstats:?}"));
-        sim.stats.compaction = cstats;
-        if let Err(v) = r {
-            return Err(fail(&sim, v.context("the compaction step")));
-        }
+    if compaction && mid_run.is_none() {
+        let r = sim.compaction_step(&mut crng, sessions + 1);
+        r.map_err(|v| fail(&sim, v))?;
     }
     sim.stats.seeds = 1;
     for g in &sim.acks.consumers {

@@ -39,6 +39,7 @@ fn compaction_crash_states() {
         );
         assert!(stats.compacted > 10, "{stats:?}");
         assert!(stats.states > 1000, "{stats:?}");
+        assert!(stats.recovery_states > 0, "{stats:?}");
     }
 }
 
@@ -61,6 +62,16 @@ mod mutants {
     #[test]
     fn mutant_compaction_deletes_before_durable_is_caught() {
         println!("{}", caught(Mutant::CompactionDeletesBeforeDurable));
+    }
+
+    /// Recovery unlinks the superseded segments before it syncs the directory holding the
+    /// compaction's rename (the order before a71efeb): a process crash after the rename, then
+    /// a power loss during recovery that keeps the unlinks and loses the rename.
+    #[test]
+    fn mutant_recovery_unlinks_before_dir_sync_is_caught() {
+        let v = caught(Mutant::RecoveryUnlinksBeforeDirSync);
+        assert!(v.contains("power loss at op"), "{v}");
+        println!("{v}");
     }
 
     #[test]

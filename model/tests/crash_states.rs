@@ -22,11 +22,13 @@ const KIND: EventKind = EventKind::custom(1, 1);
 
 fn report(what: &str, stats: &Stats, start: Instant) {
     println!(
-        "{what}: {} workloads, {} runs, {} crash states, {} crash-during-recovery states, {:?}",
+        "{what}: {} workloads, {} runs, {} crash states, {} crash-during-recovery states, \
+         {} power losses during the recovery of a process crash, {:?}",
         stats.workloads,
         stats.runs,
         stats.crash_states,
         stats.recovery_crash_states,
+        stats.recovery_power_loss_states,
         start.elapsed()
     );
 }
@@ -397,20 +399,17 @@ fn corruption_mid_segment_fails_closed_with_file_and_offset() {
     let old = disk.read_file(&seg).unwrap()[usize::try_from(at).unwrap()];
     disk.corrupt(&seg, at, old ^ 0xFF).unwrap();
     match reopen(&disk, Mutant::None, 1) {
-        Err(StoreError::CorruptSegment {
-            file,
-            offset: o,
-            detail,
-            ..
-        }) => {
-            assert_eq!(file, seg);
-            assert_eq!(o, offset, "names the damaged frame ({detail})");
+        Err(StoreError::CorruptSegment { detail, .. }) => {
+            assert_eq!(detail.file(), Some(seg.as_path()));
+            assert_eq!(
+                detail.offset(),
+                Some(offset),
+                "names the damaged frame ({detail})"
+            );
             let text = format!(
                 "{}",
                 StoreError::CorruptSegment {
                     segment_id: 0,
-                    file: file.clone(),
-                    offset: o,
                     detail,
                 }
             );

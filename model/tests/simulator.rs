@@ -13,9 +13,13 @@
 //! - `SIM_FAIL_THEN_CRASH=0`: do not plan a failed operation followed by a process crash at the
 //!   next disk operation (planned by default; see `mutants::recovery_fsync_trusts_clean_pages_is_caught`);
 //! - `SIM_COMPACTION=P`: P percent of the seeds end with the compaction step
-//!   (`batpak_model::compaction::sim_compaction`: a random strategy, judged, then cut by a
-//!   process crash, a power loss or a failed fsync at a random disk operation of it, or run
-//!   across an open fence; 25 by default, drawn from a stream of its own);
+//!   (`batpak_model::compaction::sim_compaction`, after the final recovery or, for half of
+//!   them, on a copy of the disk a session in the middle of the seed left: a random strategy,
+//!   judged, then cut by a process crash, a power loss or a failed fsync at a random disk
+//!   operation of it and, recovered, more writes and another crash; or run across an open
+//!   fence; 25 by default, drawn from a stream of its own);
+//! - `SIM_LIFECYCLE=P`: P percent of the seeds run their sessions with lifecycle events
+//!   (every open and close appends one; 25 by default, drawn from a stream of its own);
 //! - `SIM_PROJECTIONS=0`: without the projection checks (`batpak_model::projections`: every
 //!   store folds with snapshots and a cache, compared with the plain fold after every
 //!   recovery and operation; on by default).
@@ -42,6 +46,7 @@ fn options() -> SimOptions {
         fail_then_crash: env_u64("SIM_FAIL_THEN_CRASH").is_none_or(|v| v != 0),
         projections: env_u64("SIM_PROJECTIONS").is_none_or(|v| v != 0),
         compaction_percent: env_u64("SIM_COMPACTION").unwrap_or(25),
+        lifecycle_percent: env_u64("SIM_LIFECYCLE").unwrap_or(25),
         ..SimOptions::default()
     }
 }

@@ -20,8 +20,11 @@
 //! never fsynced, and they are still *not durable*: a later [`SimDisk::power_loss`] may lose
 //! them. A power loss keeps the durable bytes plus, per file, any prefix of the unsynced
 //! operations with the first lost write possibly torn or replaced by garbage (and with
-//! [`CrashOptions::subsets`], any subset); what survives is then on the platter. Both compose
-//! over any number of sessions on one disk.
+//! [`CrashOptions::subsets`], any subset), and per directory any subset of the entry
+//! operations since its last [`Disk::sync_dir`], each kept or lost on its own (unsynced
+//! directory operations are not ordered: a later unlink may survive an earlier rename that
+//! does not); what survives is then on the platter. Both compose over any number of sessions
+//! on one disk.
 //!
 //! # Operations and faults
 //! Every call that touches the state (`create_dir_all`, `list`, `create_new`, `open`, `remove`,
@@ -782,6 +785,16 @@ impl SimDisk {
                 .files
                 .values()
                 .all(|f| f.pending.is_empty() && f.clean.is_none())
+    }
+
+    /// Number of directory entry operations (creations, removals, renames) not yet made
+    /// durable by a [`Disk::sync_dir`], over every directory.
+    pub fn pending_dir_ops(&self) -> usize {
+        self.lock_state()
+            .dirs
+            .values()
+            .map(|d| d.pending.len())
+            .sum()
     }
 
     /// Makes `path` a durable file holding exactly `bytes` (creating its directories), to build

@@ -11,9 +11,9 @@
 
 use super::segment::{decode_header, segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::append::DiskPos;
-use crate::codec::{self, RecordBody, FRAME_HEADER_BYTES};
+use crate::codec::{self, RecordBody, Unit, FRAME_HEADER_BYTES};
 use crate::env::{Disk, DiskFile};
-use crate::error::StoreError;
+use crate::error::{CorruptionDetail, StoreError};
 use crate::sync::{Mutex, StdArc};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +21,8 @@ use std::path::PathBuf;
 /// The fields of a stored event that the index does not hold, read back from its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EventFrame {
+    /// The atomic unit the event was written in (its batch, its fence).
+    pub unit: Unit,
     /// The writer's hybrid logical clock when it wrote the event (µs).
     pub timestamp_us: i64,
     /// Caller flags.
@@ -32,6 +34,8 @@ pub(crate) struct EventFrame {
 /// [`EventFrame`] borrowing its payload from the read buffer ([`Catalog::read_events_bulk`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventFrameRef<'a> {
+    /// The atomic unit the event was written in (its batch, its fence).
+    pub unit: Unit,
     /// The writer's hybrid logical clock when it wrote the event (µs).
     pub timestamp_us: i64,
     /// Caller flags.
@@ -81,7 +85,7 @@ impl Catalog {
     ) -> Result<EventFrame, StoreError> {
         let (mut buf, salt) = self.read_frame(pos, event_id)?;
         let e = self.check_event(&buf, salt, pos, event_id)?;
-        let (timestamp_us, flags) = (e.timestamp_us, e.flags);
+        let (unit, timestamp_us, flags) = (e.unit, e.timestamp_us, e.flags);
         // The payload is a slice of the frame buffer: keep that buffer as the payload (moving
         // the bytes to its front) instead of allocating a copy, one allocation per read saved.
         let start = (e.payload.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
@@ -95,6 +99,7 @@ impl Catalog {
             e.payload.to_vec()
         };
         Ok(EventFrame {
+            unit,
             timestamp_us,
             flags,
             payload,
@@ -112,9 +117,7 @@ impl Catalog {
     ) -> Result<EventFrameRef<'b>, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptSegment {
             segment_id: pos.segment_id,
-            file: self.path(pos.segment_id),
-            offset: pos.offset,
-            detail,
+            detail: CorruptionDetail::at(self.path(pos.segment_id), pos.offset, detail),
         };
         // The index knows the frame's length (recovery or the writer checked it against the
         // segment's own limit), so that is the limit to decode this frame with.
@@ -130,6 +133,7 @@ impl Catalog {
             return Err(corrupt(format!("frame holds event {:032x}", e.event_id)));
         }
         Ok(EventFrameRef {
+            unit: e.unit,
             timestamp_us: e.timestamp_us,
             flags: e.flags,
             payload: e.payload,
@@ -194,6 +198,7 @@ impl Catalog {
                     f(
                         i + k,
                         EventFrameRef {
+                            unit: owned.unit,
                             timestamp_us: owned.timestamp_us,
                             flags: owned.flags,
                             payload: &owned.payload,
@@ -283,9 +288,7 @@ impl Catalog {
         let salt = decode_header(head.get(..got).unwrap_or(&[]))
             .map_err(|e| StoreError::CorruptSegment {
                 segment_id: id,
-                file: path.clone(),
-                offset: 0,
-                detail: format!("segment header: {e}"),
+                detail: CorruptionDetail::at(path.clone(), 0, format!("segment header: {e}")),
             })?
             .salt;
         lru.open.insert(id, (StdArc::clone(&f), salt, tick));

@@ -111,9 +111,7 @@ impl From<RecoveryError> for crate::error::StoreError {
                     .unwrap_or(u64::MAX);
                 Self::CorruptSegment {
                     segment_id,
-                    file,
-                    offset,
-                    detail,
+                    detail: crate::error::CorruptionDetail::at(file, offset, detail),
                 }
             }
         }

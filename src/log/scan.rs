@@ -86,7 +86,7 @@ pub(crate) fn scan_seeded(
     let (ids, superseded) = live_segment_ids(disk, dir)?;
     let mut report = RecoveryReport::default();
     if !superseded.is_empty() {
-        remove_superseded(disk, dir, &superseded, cut, &mut report)?;
+        remove_superseded(disk, dir, &superseded, cut, &mut report, bugs)?;
     }
     let mut buf: StdArc<Vec<u8>> = StdArc::new(Vec::new());
     for (i, &id) in ids.iter().enumerate() {
@@ -203,6 +203,7 @@ fn remove_superseded(
     superseded: &[u64],
     cut: CutPolicy,
     report: &mut RecoveryReport,
+    bugs: Bugs,
 ) -> Result<(), RecoveryError> {
     tracing::warn!(
         segments = superseded.len(),
@@ -216,8 +217,10 @@ fn remove_superseded(
     // only in the kernel's copy of the directory. Unsynced directory operations are not
     // ordered on every file system: without this sync a power loss could keep the unlinks
     // below and lose the rename, and with it the records (spec/Compaction.tla, mutant
-    // `recovery_unlinks_before_dir_sync`).
-    disk.sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
+    // `recovery_unlinks_before_dir_sync`; seeded bug `RecoveryUnlinksBeforeDirSync`).
+    if !bugs.has(Mutant::RecoveryUnlinksBeforeDirSync) {
+        disk.sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
+    }
     for &id in superseded {
         let path = dir.join(segment_file_name(id));
         disk.remove(&path)

@@ -1,4 +1,4 @@
-use super::{Outcome, OutcomeError};
+use super::{Outcome, OutcomeError, Valued};
 use crate::outcome::error::ErrorKind;
 
 /// zip: combine two outcomes into a tuple outcome.
@@ -112,69 +112,21 @@ pub fn zip<A: Clone, B: Clone>(a: Outcome<A>, b: Outcome<B>) -> Outcome<(A, B)> 
 pub fn join_all<T>(outcomes: Vec<Outcome<T>>) -> Outcome<Vec<T>> {
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
-        match outcome {
-            Outcome::Ok(v) => results.push(v),
-            Outcome::Err(e) => return Outcome::Err(e),
-            Outcome::Cancelled { reason } => return Outcome::Cancelled { reason },
-            Outcome::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => {
-                return Outcome::Retry {
-                    after_ms,
-                    attempt,
-                    max_attempts,
-                    reason,
-                };
-            }
-            Outcome::Pending {
-                condition,
-                resume_token,
-            } => {
-                return Outcome::Pending {
-                    condition,
-                    resume_token,
-                };
-            }
-            Outcome::Batch(inner) => {
-                // Flatten: join_all on the inner batch, then continue collecting.
-                match join_all(inner) {
-                    Outcome::Ok(vs) => results.extend(vs),
-                    Outcome::Err(e) => return Outcome::Err(e),
-                    Outcome::Cancelled { reason } => return Outcome::Cancelled { reason },
-                    Outcome::Retry {
-                        after_ms,
-                        attempt,
-                        max_attempts,
-                        reason,
-                    } => {
-                        return Outcome::Retry {
-                            after_ms,
-                            attempt,
-                            max_attempts,
-                            reason,
-                        };
-                    }
-                    Outcome::Pending {
-                        condition,
-                        resume_token,
-                    } => {
-                        return Outcome::Pending {
-                            condition,
-                            resume_token,
-                        };
-                    }
-                    Outcome::Batch(_) => {
-                        return Outcome::Err(OutcomeError::new(
-                            ErrorKind::Internal,
-                            "join_all: recursive join produced a nested Batch — \
-                             batch outcomes must not appear inside join_all input",
-                        ));
-                    }
+        match outcome.valued() {
+            Ok(Valued::Ok(v)) => results.push(v),
+            // Flatten: join_all on the inner batch, then continue collecting.
+            Ok(Valued::Batch(inner)) => match join_all(inner).valued() {
+                Ok(Valued::Ok(vs)) => results.extend(vs),
+                Ok(Valued::Batch(_)) => {
+                    return Outcome::Err(OutcomeError::new(
+                        ErrorKind::Internal,
+                        "join_all: recursive join produced a nested Batch — \
+                         batch outcomes must not appear inside join_all input",
+                    ));
                 }
-            }
+                Err(other) => return other,
+            },
+            Err(other) => return other,
         }
     }
     Outcome::Ok(results)

@@ -61,6 +61,12 @@ pub enum Outcome<T> {
     Batch(Vec<Outcome<T>>),
 }
 
+/// The variants of an [`Outcome`] that hold values (see `Outcome::valued`).
+enum Valued<T> {
+    Ok(T),
+    Batch(Vec<Outcome<T>>),
+}
+
 impl<T> Outcome<T> {
     // --- Construction ---
     /// Creates a successful outcome wrapping the given value.
@@ -140,31 +146,12 @@ impl<T> Outcome<T> {
     /// assert_eq!(doubled, Outcome::ok(42));
     /// ```
     pub fn map<U, F: FnOnce(T) -> U + Clone>(self, f: F) -> Outcome<U> {
-        match self {
-            Self::Ok(v) => Outcome::Ok(f(v)),
-            Self::Err(e) => Outcome::Err(e),
-            Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => Outcome::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            },
-            Self::Pending {
-                condition,
-                resume_token,
-            } => Outcome::Pending {
-                condition,
-                resume_token,
-            },
-            Self::Cancelled { reason } => Outcome::Cancelled { reason },
-            Self::Batch(items) => {
+        match self.valued() {
+            Ok(Valued::Ok(v)) => Outcome::Ok(f(v)),
+            Ok(Valued::Batch(items)) => {
                 Outcome::Batch(items.into_iter().map(|o| o.map(f.clone())).collect())
             }
+            Err(other) => other,
         }
     }
 
@@ -173,31 +160,41 @@ impl<T> Outcome<T> {
     /// This is THE critical method. Monad laws are verified by proptest.
     /// [FILE:tests/monad_laws.rs]
     pub fn and_then<U, F: FnOnce(T) -> Outcome<U> + Clone>(self, f: F) -> Outcome<U> {
+        match self.valued() {
+            Ok(Valued::Ok(v)) => f(v),
+            Ok(Valued::Batch(items)) => {
+                Outcome::Batch(items.into_iter().map(|o| o.and_then(f.clone())).collect())
+            }
+            Err(other) => other,
+        }
+    }
+
+    /// Splits off the variants that hold values (`Ok`, `Batch`); every other variant holds
+    /// none and comes back as the same outcome under any value type `U`.
+    fn valued<U>(self) -> Result<Valued<T>, Outcome<U>> {
         match self {
-            Self::Ok(v) => f(v),
-            Self::Err(e) => Outcome::Err(e),
+            Self::Ok(v) => Ok(Valued::Ok(v)),
+            Self::Batch(items) => Ok(Valued::Batch(items)),
+            Self::Err(e) => Err(Outcome::Err(e)),
             Self::Retry {
                 after_ms,
                 attempt,
                 max_attempts,
                 reason,
-            } => Outcome::Retry {
+            } => Err(Outcome::Retry {
                 after_ms,
                 attempt,
                 max_attempts,
                 reason,
-            },
+            }),
             Self::Pending {
                 condition,
                 resume_token,
-            } => Outcome::Pending {
+            } => Err(Outcome::Pending {
                 condition,
                 resume_token,
-            },
-            Self::Cancelled { reason } => Outcome::Cancelled { reason },
-            Self::Batch(items) => {
-                Outcome::Batch(items.into_iter().map(|o| o.and_then(f.clone())).collect())
-            }
+            }),
+            Self::Cancelled { reason } => Err(Outcome::Cancelled { reason }),
         }
     }
 
@@ -256,26 +253,9 @@ impl<T> Outcome<T> {
                     .map(|o| o.inspect_err(f.clone()))
                     .collect(),
             ),
-            Self::Ok(v) => Self::Ok(v),
-            Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            },
-            Self::Pending {
-                condition,
-                resume_token,
-            } => Self::Pending {
-                condition,
-                resume_token,
-            },
-            Self::Cancelled { reason } => Self::Cancelled { reason },
+            Self::Ok(_) | Self::Retry { .. } | Self::Pending { .. } | Self::Cancelled { .. } => {
+                self
+            }
         }
     }
 
@@ -299,26 +279,9 @@ impl<T> Outcome<T> {
                     .map(|o| o.and_then_if(pred.clone(), f.clone()))
                     .collect(),
             ),
-            Self::Err(error) => Self::Err(error),
-            Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            } => Self::Retry {
-                after_ms,
-                attempt,
-                max_attempts,
-                reason,
-            },
-            Self::Pending {
-                condition,
-                resume_token,
-            } => Self::Pending {
-                condition,
-                resume_token,
-            },
-            Self::Cancelled { reason } => Self::Cancelled { reason },
+            Self::Err(_) | Self::Retry { .. } | Self::Pending { .. } | Self::Cancelled { .. } => {
+                self
+            }
         }
     }
 

@@ -34,13 +34,7 @@ impl BatchAppendItem {
         causation: CausationRef,
     ) -> Result<Self, StoreError> {
         Ok(Self {
-            item: AppendItem {
-                coord,
-                kind,
-                payload: encode_payload(payload)?,
-                options,
-                causation_ref: causation,
-            },
+            item: AppendItem::new(coord, kind, encode_payload(payload)?, options, causation),
         })
     }
 

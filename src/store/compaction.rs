@@ -24,7 +24,7 @@
 //!   a `Dropped` record) and removes them. Either way the store recovers to the state before
 //!   or after the compaction.
 
-use super::{Open, Store, StoreError};
+use super::{CorruptionDetail, Open, Store, StoreError};
 use crate::append::DiskPos;
 use crate::codec::{self, Record, RecordBody, Unit};
 use crate::env::Disk;
@@ -266,6 +266,11 @@ impl Store<Open> {
     /// # Ok(()) }
     /// ```
     pub fn compact(&self, config: &CompactionConfig) -> Result<CompactionResult, StoreError> {
+        super::flow::done("compact", self.compact_sealed(config))
+    }
+
+    /// [`Store::compact`] without its `flow` event.
+    fn compact_sealed(&self, config: &CompactionConfig) -> Result<CompactionResult, StoreError> {
         let _ops = self.ops.lock();
         let disk = &*self.cfg.disk;
         let dir = &self.cfg.dir;
@@ -539,9 +544,11 @@ fn records(disk: &dyn Disk, sealed: &[Sealed]) -> Result<Vec<Rec>, StoreError> {
         while at < bytes.len() {
             let corrupt = |detail: String| StoreError::CorruptSegment {
                 segment_id: s.id,
-                file: s.path.clone(),
-                offset: at as u64,
-                detail: format!("compaction: {detail}"),
+                detail: CorruptionDetail::at(
+                    s.path.clone(),
+                    at as u64,
+                    format!("compaction: {detail}"),
+                ),
             };
             let here = bytes.get(at..).unwrap_or(&[]);
             let (record, used) = codec::decode(here, s.header.frame_max, s.header.salt)

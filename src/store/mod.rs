@@ -11,6 +11,7 @@ mod config;
 mod config_compat;
 pub mod delivery;
 mod fence;
+mod flow;
 mod lifecycle;
 pub(crate) mod open;
 mod outbox;
@@ -61,7 +62,7 @@ pub use projection::{
 pub use ticket::{AppendTicket, BatchAppendTicket};
 
 pub use crate::append::{DenialReceipt, DurabilityGate, HlcPoint, WatermarkKind};
-pub use crate::error::{BatchStage, StoreError, StoreLockMode};
+pub use crate::error::{BatchStage, CorruptionDetail, StoreError, StoreLockMode};
 pub use crate::guard::DenialRecord;
 pub use crate::index::IndexEntry;
 pub use crate::writer::{AppendOptions, AppendReceipt, CausationRef};

@@ -103,7 +103,7 @@ impl<S: StoreState> Store<S> {
     /// `let _closed: Closed = store.close()?;`).
     pub fn close(mut self) -> Result<super::Closed, StoreError> {
         S::before_close(&self);
-        self.shutdown().map(|()| super::Closed)
+        super::flow::done("close", self.shutdown().map(|()| super::Closed))
     }
 }
 

@@ -48,13 +48,13 @@ impl<'a> Outbox<'a> {
         causation: CausationRef,
     ) -> Result<&mut Self, StoreError> {
         self.items.push(BatchAppendItem {
-            item: AppendItem {
-                coord: coord.borrow().clone(),
+            item: AppendItem::new(
+                coord.borrow().clone(),
                 kind,
-                payload: encode_payload(payload)?,
+                encode_payload(payload)?,
                 options,
-                causation_ref: causation,
-            },
+                causation,
+            ),
         });
         Ok(self)
     }

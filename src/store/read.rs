@@ -2,6 +2,7 @@
 //! events read back from their frames through the log's catalog.
 
 use super::{Store, StoreError};
+use crate::codec::Unit;
 use crate::event::{Event, EventHeader, EventKind, EventPayload, EventPosition, StoredEvent};
 use crate::index::IndexEntry;
 use crate::mutant::Mutant;
@@ -95,6 +96,21 @@ impl<S> Store<S> {
         self.raw_event(&entry)
     }
 
+    /// [`Store::get_raw`] with the atomic batch the event was written in (one read):
+    /// `Some(batch)` for an event of an atomic batch (`append_batch`, an outbox flush, a
+    /// batch under a fence), `None` for an event written alone (plain or fenced). A batch is
+    /// named by the global sequence of its first event; its events sit at consecutive global
+    /// sequences from there and became visible together. What a replicator needs to keep a
+    /// batch atomic on the other side (`batpak-jetstream` sends it with each event).
+    pub fn get_raw_with_batch(
+        &self,
+        event_id: u128,
+    ) -> Result<(StoredEvent<Vec<u8>>, Option<u64>), StoreError> {
+        let entry = self.entry(event_id).ok_or(StoreError::NotFound(event_id))?;
+        self.raw_event_with_unit(&entry)
+            .map(|(event, unit)| (event, unit.batch()))
+    }
+
     /// The event of an index entry the caller holds (a cursor's), with its raw payload.
     ///
     /// No lock is held while the frame is read. A compaction that swaps segments between
@@ -105,6 +121,14 @@ impl<S> Store<S> {
     /// error (I/O, damage: INV-CORRUPTION-FAILS-CLOSED) and is returned as it is; an event a
     /// compaction removed meanwhile is `NotFound`.
     pub(crate) fn raw_event(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+        self.raw_event_with_unit(entry).map(|(event, _)| event)
+    }
+
+    /// [`Store::raw_event`] and the unit the event was written in.
+    fn raw_event_with_unit(
+        &self,
+        entry: &IndexEntry,
+    ) -> Result<(StoredEvent<Vec<u8>>, Unit), StoreError> {
         if self.cfg.bugs.has(Mutant::CompactionReadRace) {
             // The seeded bug widens the window between taking the entry and reading it, so a
             // swap lands inside it in every run (the witness does not hang on scheduling luck).
@@ -134,10 +158,10 @@ impl<S> Store<S> {
     }
 
     /// [`Store::raw_event`]'s single read at `entry`'s position.
-    fn raw_event_at(&self, entry: &IndexEntry) -> Result<StoredEvent<Vec<u8>>, StoreError> {
+    fn raw_event_at(&self, entry: &IndexEntry) -> Result<(StoredEvent<Vec<u8>>, Unit), StoreError> {
         let event_id = entry.event_id;
         let frame = self.catalog.read_event(entry.disk_pos, event_id)?;
-        Ok(StoredEvent {
+        let event = StoredEvent {
             coordinate: entry.coord.clone(),
             event: Event {
                 header: EventHeader {
@@ -157,7 +181,8 @@ impl<S> Store<S> {
                 payload: frame.payload,
                 hash_chain: Some(entry.hash_chain),
             },
-        })
+        };
+        Ok((event, frame.unit))
     }
 
     /// Reads a visible event with its payload as JSON. MessagePack can hold what JSON

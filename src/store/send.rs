@@ -107,7 +107,7 @@ impl Store<Open> {
         if item.options.gate.is_some() {
             return Err(gate_refused());
         }
-        let (reply, rx) = channel::bounded(1);
+        let (reply, rx) = channel::reply(Err(StoreError::WriterCrashed));
         let cmd = Command::Append {
             item,
             fence: fence.map(|w| w.token()),
@@ -135,7 +135,7 @@ impl Store<Open> {
                 source: Box::new(gate_refused()),
             });
         }
-        let (reply, rx) = channel::bounded(1);
+        let (reply, rx) = channel::reply(Err(StoreError::WriterCrashed));
         let cmd = Command::Batch {
             items: items.into_iter().map(|i| i.item).collect(),
             fence: fence.map(|w| w.token()),
@@ -159,7 +159,7 @@ impl Store<Open> {
         &self,
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, StoreError> {
-        let (reply, rx) = channel::bounded(1);
+        let (reply, rx) = channel::reply(Err(StoreError::WriterCrashed));
         self.send(make(reply))?;
         wait_reply(&rx, self.spin_polls())
     }

@@ -11,7 +11,7 @@
 //! the snapshot is opened, exactly as after a crash: hidden. Consumer checkpoints live in the
 //! log, so they come along.
 
-use super::{Store, StoreError};
+use super::{CorruptionDetail, Store, StoreError};
 use crate::codec;
 use crate::env::{Disk, DiskFile};
 use crate::log::segment::{decode_header, parse_segment_file_name, segment_file_name};
@@ -80,6 +80,11 @@ impl<S> Store<S> {
     /// # Ok(()) }
     /// ```
     pub fn snapshot(&self, dest: &Path) -> Result<(), StoreError> {
+        super::flow::done("snapshot", self.snapshot_to(dest))
+    }
+
+    /// [`Store::snapshot`] without its `flow` event.
+    fn snapshot_to(&self, dest: &Path) -> Result<(), StoreError> {
         let _ops = self.ops.lock();
         let disk = &*self.cfg.disk;
         let frontier = self.frontier().durable;
@@ -242,9 +247,7 @@ fn prefix_below(disk: &dyn Disk, path: &Path, frontier: u64) -> Result<u64, Stor
     let header =
         decode_header(head.get(..got).unwrap_or(&[])).map_err(|e| StoreError::CorruptSegment {
             segment_id: 0,
-            file: path.to_path_buf(),
-            offset: 0,
-            detail: format!("snapshot: segment header: {e}"),
+            detail: CorruptionDetail::at(path, 0, format!("snapshot: segment header: {e}")),
         })?;
     let mut offset = SEGMENT_HEADER_BYTES as u64;
     let mut next = header.first_seq;
@@ -252,10 +255,10 @@ fn prefix_below(disk: &dyn Disk, path: &Path, frontier: u64) -> Result<u64, Stor
     while next < frontier {
         let corrupt = |detail: String| StoreError::CorruptSegment {
             segment_id: header.segment_id,
-            file: path.to_path_buf(),
-            offset,
-            detail: format!(
-                "snapshot: record {next} below the durable frontier {frontier}: {detail}"
+            detail: CorruptionDetail::at(
+                path,
+                offset,
+                format!("snapshot: record {next} below the durable frontier {frontier}: {detail}"),
             ),
         };
         buf.resize(codec::FRAME_HEADER_BYTES, 0);

@@ -44,13 +44,13 @@ impl Store<Open> {
                 max: self.cfg.single_append_max_bytes,
             });
         }
-        Ok(AppendItem {
-            coord: coord.clone(),
+        Ok(AppendItem::new(
+            coord.clone(),
             kind,
             payload,
             options,
-            causation_ref: CausationRef::None,
-        })
+            CausationRef::None,
+        ))
     }
 
     /// Appends one event and waits for its receipt (durable in the default mode).
@@ -60,7 +60,8 @@ impl Store<Open> {
         kind: EventKind,
         payload: &impl Serialize,
     ) -> Result<AppendReceipt, StoreError> {
-        self.append_with_options(coord, kind, payload, AppendOptions::default())
+        let result = self.append_options(coord, kind, payload, AppendOptions::default());
+        super::flow::done("append", result)
     }
 
     /// Appends a typed event (kind `T::KIND`).
@@ -78,6 +79,19 @@ impl Store<Open> {
     /// is durable / visible / applied; a gate that runs out of time answers
     /// [`StoreError::WaitTimeout`] with the committed receipt).
     pub fn append_with_options(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: &impl Serialize,
+        options: AppendOptions,
+    ) -> Result<AppendReceipt, StoreError> {
+        let result = self.append_options(coord, kind, payload, options);
+        super::flow::done("append_with_options", result)
+    }
+
+    /// [`Store::append_with_options`] without its `flow` event (each public caller reports
+    /// under its own name).
+    fn append_options(
         &self,
         coord: &Coordinate,
         kind: EventKind,
@@ -127,7 +141,8 @@ impl Store<Open> {
         causation_id: u128,
     ) -> Result<AppendReceipt, StoreError> {
         let options = AppendOptions::reaction(correlation_id, causation_id);
-        self.append_with_options(coord, kind, payload, options)
+        let result = self.append_options(coord, kind, payload, options);
+        super::flow::done("append_reaction", result)
     }
 
     /// Typed [`Store::append_reaction`].
@@ -402,6 +417,6 @@ impl Store<Open> {
 
     /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.request(|reply| Command::Sync { reply })
+        super::flow::done("sync", self.request(|reply| Command::Sync { reply }))
     }
 }

@@ -13,6 +13,20 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     (Sender(tx), Receiver(rx))
 }
 
+/// A one-answer channel (`bounded(1)`) whose queue storage is allocated now, on the calling
+/// thread, by queueing `filler` and taking it back. `flume` allocates a channel's queue at its
+/// first send; for a reply channel that send is the writer thread's, once per command, and the
+/// caller frees the buffer (a cross-thread free). Made here, the allocation and the free are
+/// the caller's, and the writer's send only moves the answer in.
+#[inline]
+pub fn reply<T>(filler: T) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = flume::bounded(1);
+    if tx.try_send(filler).is_ok() {
+        let _ = rx.try_recv();
+    }
+    (Sender(tx), Receiver(rx))
+}
+
 /// Creates a channel with no capacity limit: `send` never blocks.
 #[inline]
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {

@@ -79,6 +79,14 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     new_channel(Some(cap.max(1)))
 }
 
+/// A one-answer channel: `bounded(1)` (the production arm also allocates its queue up front by
+/// queueing and taking back `filler`; the models need not, and skipping it keeps the explored
+/// state space as it was).
+pub fn reply<T>(filler: T) -> (Sender<T>, Receiver<T>) {
+    drop(filler);
+    bounded(1)
+}
+
 /// Creates a channel with no capacity limit: `send` never blocks.
 pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     new_channel(None)

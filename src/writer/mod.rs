@@ -26,14 +26,38 @@ use crate::error::StoreError;
 use crate::event::EventKind;
 use crate::sync::channel::Sender;
 
-/// One event to write, prepared on the caller's thread (payload already serialised).
+/// One event to write, prepared on the caller's thread (payload already serialised, its
+/// content hash computed there, so the writer thread does not hash each payload twice).
 #[derive(Debug, Clone)]
 pub(crate) struct AppendItem {
     pub coord: Coordinate,
     pub kind: EventKind,
     pub payload: Vec<u8>,
+    /// BLAKE3 of `payload` (the receipt's `content_hash`; idempotent retries compare it).
+    pub content_hash: [u8; 32],
     pub options: AppendOptions,
     pub causation_ref: CausationRef,
+}
+
+impl AppendItem {
+    /// An item for `payload` (serialised), hashing it on the calling thread.
+    pub(crate) fn new(
+        coord: Coordinate,
+        kind: EventKind,
+        payload: Vec<u8>,
+        options: AppendOptions,
+        causation_ref: CausationRef,
+    ) -> Self {
+        let content_hash = *blake3::hash(&payload).as_bytes();
+        Self {
+            coord,
+            kind,
+            payload,
+            content_hash,
+            options,
+            causation_ref,
+        }
+    }
 }
 
 /// A one-shot reply channel.

@@ -1,5 +1,5 @@
 //! Store setup shared by the integration tests that open real stores in temporary
-//! directories (`tests/projection.rs`, `tests/reactor.rs`): include it with
+//! directories (`tests/projection.rs`, `tests/reactor.rs`, ...): include it with
 //! `#[path = "support/store.rs"] mod support;`. Each test file uses part of it.
 #![allow(dead_code)]
 
@@ -49,6 +49,28 @@ pub fn close_shared(store: Arc<Store>) {
 /// The coordinate `entity` in `scope`.
 pub fn coord_in(entity: &str, scope: &str) -> Coordinate {
     Coordinate::new(entity, scope).unwrap_or_else(|e| panic!("coordinate {entity}/{scope}: {e}"))
+}
+
+/// A projection that counts the events it folds; `INCREMENTAL` is its answer to
+/// `EventSourced::supports_incremental_apply` (whether a cache row may be brought up to date
+/// by applying the newer events, or the fold starts over from the log).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EventCount<const INCREMENTAL: bool>(pub usize);
+
+impl<const INCREMENTAL: bool> EventSourced for EventCount<INCREMENTAL> {
+    type Input = JsonValueInput;
+    fn from_events(events: &[Event<serde_json::Value>]) -> Option<Self> {
+        Some(EventCount(events.len()))
+    }
+    fn apply_event(&mut self, _: &Event<serde_json::Value>) {
+        self.0 += 1;
+    }
+    fn relevant_event_kinds() -> &'static [EventKind] {
+        &[]
+    }
+    fn supports_incremental_apply() -> bool {
+        INCREMENTAL
+    }
 }
 
 /// Polls `cond` until it holds; panics after 20 s (a hang, not a timing assertion).

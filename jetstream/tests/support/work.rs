@@ -77,6 +77,9 @@ pub struct Report {
     pub extras: usize,
     pub cancelled: usize,
     pub out_of_order: usize,
+    /// Messages whose batch headers disagree with the store: `Batpak-Batch` not the batch
+    /// the event was written in, or `Batpak-Batch-End` not exactly on a batch's last message.
+    pub bad_batch_marks: usize,
 }
 
 /// Every committed event of the store is in the stream exactly once, in global-sequence
@@ -134,13 +137,23 @@ pub fn check_messages(store: &Store<Open>, msgs: &[ReplicatedMessage]) -> Report
         .iter()
         .filter(|e| !seen.contains(&e.event_id))
         .count();
+    for (i, m) in msgs.iter().enumerate() {
+        if by_id.contains_key(&m.event_id) {
+            let (_, batch) = store.get_raw_with_batch(m.event_id).unwrap();
+            let next = msgs.get(i + 1).and_then(|n| n.batch);
+            let end = m.batch.is_some() && next != m.batch;
+            if m.batch != batch || m.batch_end != end {
+                r.bad_batch_marks += 1;
+            }
+        }
+    }
     r
 }
 
 pub fn assert_clean(name: &str, kills: usize, r: Report) {
     println!(
-        "jetstream faults: {name}: kills survived {kills}, events checked {}, duplicates: {}, losses: {}, extras: {}, cancelled: {}, out of order: {}",
-        r.checked, r.duplicates, r.losses, r.extras, r.cancelled, r.out_of_order
+        "jetstream faults: {name}: kills survived {kills}, events checked {}, duplicates: {}, losses: {}, extras: {}, cancelled: {}, out of order: {}, bad batch marks: {}",
+        r.checked, r.duplicates, r.losses, r.extras, r.cancelled, r.out_of_order, r.bad_batch_marks
     );
     assert!(r.checked > 0, "{name}: nothing was replicated");
     assert_eq!(
@@ -149,9 +162,10 @@ pub fn assert_clean(name: &str, kills: usize, r: Report) {
             r.losses,
             r.extras,
             r.cancelled,
-            r.out_of_order
+            r.out_of_order,
+            r.bad_batch_marks
         ),
-        (0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 0),
         "{name}: {r:?}"
     );
 }

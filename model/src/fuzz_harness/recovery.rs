@@ -548,9 +548,8 @@ fn check_hole_fails_closed(
     let before = fingerprint(img);
     for attempt in 1..=2 {
         match Store::open(config(img, mode, 100 + attempt)) {
-            Err(StoreError::CorruptSegment {
-                file: f, offset: o, ..
-            }) if f == file && o == offset => {}
+            Err(StoreError::CorruptSegment { detail, .. })
+                if detail.file() == Some(file) && detail.offset() == Some(offset) => {}
             Err(e) => panic!(
                 "INV-CORRUPTION-FAILS-CLOSED: a hole at {}:{offset} before surviving records; \
                  open {attempt} failed with {e} (image: {})",

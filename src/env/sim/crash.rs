@@ -7,8 +7,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Directories with at most this many pending entry operations get every subset of them
-/// enumerated; beyond it only every prefix (2^8 = 256 images per directory at most).
+/// enumerated (2^8 = 256 images per directory at most); beyond it every prefix and every
+/// "all but one" (one operation lost, every other kept).
 const DIR_SUBSET_OPS_MAX: usize = 8;
+
+/// Largest number of pending entry operations of one directory a crash keeps or loses each
+/// on its own (a bit mask); beyond it (never seen in practice) only prefixes.
+const DIR_MASK_OPS_MAX: usize = 64;
 
 /// What [`SimDisk::crash_images`] enumerates beyond the default (prefixes of file data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +49,17 @@ enum FileChoice {
     Subset(u64),
 }
 
+/// What survives of one directory's unsynced entry operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirChoice {
+    /// The operations whose bit is set (bit i = pending operation i), each kept or lost on
+    /// its own: unsynced directory operations are not ordered (ext4 without a directory
+    /// fsync keeps a later unlink and loses an earlier rename as readily as the reverse).
+    Mask(u64),
+    /// The first k operations (directories with more than 64 pending operations).
+    Prefix(usize),
+}
+
 /// One directory as the crash sees it.
 #[derive(Debug)]
 struct DirUnit {
@@ -53,25 +69,73 @@ struct DirUnit {
 }
 
 impl DirUnit {
+    /// Number of images enumerated for this directory.
     fn choice_count(&self) -> usize {
         let m = self.pending.len();
         if m <= DIR_SUBSET_OPS_MAX {
             1usize << m
+        } else if m <= DIR_MASK_OPS_MAX {
+            // Every prefix, then every "all but one".
+            m.saturating_mul(2).saturating_add(1)
         } else {
             m.saturating_add(1)
         }
     }
 
-    /// Whether pending operation `i` survives under `choice`.
-    fn keeps(&self, choice: usize, i: usize) -> bool {
-        if self.pending.len() <= DIR_SUBSET_OPS_MAX {
-            (choice >> i) & 1 == 1
+    /// The outcome of enumeration index `index` (in `0..choice_count()`).
+    fn enumerated(&self, index: usize) -> DirChoice {
+        let m = self.pending.len();
+        let all = if m >= 64 { u64::MAX } else { (1u64 << m) - 1 };
+        if m <= DIR_SUBSET_OPS_MAX {
+            DirChoice::Mask(index as u64)
+        } else if m <= DIR_MASK_OPS_MAX {
+            if index <= m {
+                DirChoice::Mask(if index >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << index) - 1
+                })
+            } else {
+                DirChoice::Mask(all & !(1u64 << ((index - m - 1) % 64)))
+            }
         } else {
-            i < choice
+            DirChoice::Prefix(index)
         }
     }
 
-    fn entries(&self, choice: usize) -> BTreeMap<String, FileId> {
+    /// A seeded outcome: with at most 8 pending operations one `chooser(2^m)` call picks the
+    /// subset (the same index as [`SimDisk::crash_images`]' order); with up to 64, one
+    /// `chooser(2)` call per operation keeps (1) or loses (0) it; beyond, `chooser(m + 1)`
+    /// picks a prefix. Nothing pending: no call.
+    fn choose(&self, chooser: &mut dyn FnMut(usize) -> usize) -> DirChoice {
+        let m = self.pending.len();
+        if m == 0 {
+            DirChoice::Mask(0)
+        } else if m <= DIR_SUBSET_OPS_MAX {
+            let n = 1usize << m;
+            DirChoice::Mask((chooser(n) % n) as u64)
+        } else if m <= DIR_MASK_OPS_MAX {
+            let mut mask = 0u64;
+            for i in 0..m {
+                if chooser(2) % 2 == 1 {
+                    mask |= 1u64 << i;
+                }
+            }
+            DirChoice::Mask(mask)
+        } else {
+            DirChoice::Prefix(chooser(m + 1) % (m + 1))
+        }
+    }
+
+    /// Whether pending operation `i` survives under `choice`.
+    fn keeps(&self, choice: DirChoice, i: usize) -> bool {
+        match choice {
+            DirChoice::Mask(mask) => i < 64 && (mask >> i) & 1 == 1,
+            DirChoice::Prefix(k) => i < k,
+        }
+    }
+
+    fn entries(&self, choice: DirChoice) -> BTreeMap<String, FileId> {
         let mut entries = self.durable.clone();
         for (i, op) in self.pending.iter().enumerate() {
             if self.keeps(choice, i) {
@@ -81,7 +145,7 @@ impl DirUnit {
         entries
     }
 
-    fn describe(&self, choice: usize) -> String {
+    fn describe(&self, choice: DirChoice) -> String {
         let (mut kept, mut lost) = (Vec::new(), Vec::new());
         for (i, op) in self.pending.iter().enumerate() {
             let text = match op {
@@ -345,22 +409,38 @@ impl Snapshot {
 #[derive(Clone)]
 pub struct CrashImage {
     snapshot: StdArc<Snapshot>,
-    /// One choice per unit: directories, then files (same order as `Snapshot::counts`).
-    choices: Box<[usize]>,
+    /// One outcome per directory (same order as `Snapshot::dirs`).
+    dirs: Box<[DirChoice]>,
+    /// One choice per file: an index into its `FileUnit::choices`.
+    files: Box<[usize]>,
 }
 
 impl CrashImage {
-    fn dir_choices(&self) -> impl Iterator<Item = (&DirUnit, usize)> {
-        self.snapshot.dirs.iter().zip(self.choices.iter().copied())
+    fn dir_choices(&self) -> impl Iterator<Item = (&DirUnit, DirChoice)> {
+        self.snapshot.dirs.iter().zip(self.dirs.iter().copied())
     }
 
     fn file_choices(&self) -> impl Iterator<Item = (&FileUnit, FileChoice)> {
-        let skip = self.snapshot.dirs.len();
         self.snapshot
             .files
             .iter()
-            .zip(self.choices.iter().skip(skip).copied())
+            .zip(self.files.iter().copied())
             .map(|(f, c)| (f, f.choices.get(c).copied().unwrap_or(FileChoice::Keep(0))))
+    }
+
+    /// The image at mixed-radix enumeration index `choice` (directories, then files).
+    fn enumerated(snapshot: &StdArc<Snapshot>, choice: &[usize]) -> CrashImage {
+        let n = snapshot.dirs.len();
+        CrashImage {
+            snapshot: StdArc::clone(snapshot),
+            dirs: snapshot
+                .dirs
+                .iter()
+                .zip(choice)
+                .map(|(d, &c)| d.enumerated(c))
+                .collect(),
+            files: choice.get(n..).unwrap_or(&[]).into(),
+        }
     }
 
     /// A fresh disk holding this image as the next process finds it: the surviving bytes and
@@ -494,8 +574,13 @@ impl SimDisk {
     ///   of L bytes, also that append torn after 1, L/2 and L-1 bytes (deduplicated, strictly
     ///   inside 0..L) and that append replaced by L deterministic garbage bytes. Truncations are
     ///   atomic. With [`CrashOptions::subsets`], also every subset of the appends.
-    /// - Per directory, every subset of the entry operations (create, remove, rename) since its
-    ///   last `sync_dir` if there are at most 8, otherwise every prefix. A lost creation drops
+    /// - Per directory, the entry operations (create, remove, rename) since its last `sync_dir`
+    ///   are each kept or lost on their own: unsynced directory operations are not ordered
+    ///   (ext4 without a directory fsync may keep a later unlink and lose an earlier rename).
+    ///   Enumerated: every subset if there are at most 8; otherwise every prefix and every
+    ///   "all but one" (2m + 1 images for m operations; every prefix only beyond 64). A
+    ///   seeded crash ([`SimDisk::crash_with`], [`SimDisk::power_loss`]) draws any subset of
+    ///   up to 64. A lost creation drops
     ///   the file and its data; a lost removal brings the file back with its durable data; a
     ///   lost rename leaves the old name; a kept rename whose creation was lost still shows the
     ///   file under the new name. A cross-directory rename is a removal in one directory and a
@@ -511,10 +596,7 @@ impl SimDisk {
         let mut out = Vec::with_capacity(total.min(1 << 16));
         let mut choice = vec![0usize; counts.len()];
         loop {
-            out.push(CrashImage {
-                snapshot: StdArc::clone(&snapshot),
-                choices: choice.clone().into_boxed_slice(),
-            });
+            out.push(CrashImage::enumerated(&snapshot, &choice));
             if !advance(&mut choice, &counts) {
                 return out;
             }
@@ -530,8 +612,12 @@ impl SimDisk {
 
     /// One crash image (default options) picked by `chooser`: for every directory and file
     /// with more than one possible outcome, in the order of [`SimDisk::crash_images`],
-    /// `chooser(n)` picks one of the n outcomes (taken modulo n). Always choosing 0 gives the
-    /// durable state; the choice index order matches `crash_images`' mixed-radix order.
+    /// `chooser(n)` picks one of the n outcomes (taken modulo n), except that a directory with
+    /// 9 to 64 pending entry operations asks `chooser(2)` once per operation (1 keeps it, 0
+    /// loses it), so any subset of them can survive. Always choosing 0 gives the durable
+    /// state, always choosing n - 1 the state that keeps everything; for directories with at
+    /// most 8 pending operations and for files the choice index order matches
+    /// `crash_images`' mixed-radix order.
     pub fn crash_with(&self, chooser: &mut dyn FnMut(usize) -> usize) -> CrashImage {
         self.crash_with_options(&CrashOptions::default(), chooser)
     }
@@ -543,11 +629,23 @@ impl SimDisk {
         chooser: &mut dyn FnMut(usize) -> usize,
     ) -> CrashImage {
         let snapshot = self.snapshot(opts);
-        let choices = snapshot
-            .counts()
-            .into_iter()
-            .map(|n| if n > 1 { chooser(n) % n } else { 0 })
+        let dirs = snapshot.dirs.iter().map(|d| d.choose(chooser)).collect();
+        let files = snapshot
+            .files
+            .iter()
+            .map(|f| {
+                let n = f.choices.len();
+                if n > 1 {
+                    chooser(n) % n
+                } else {
+                    0
+                }
+            })
             .collect();
-        CrashImage { snapshot, choices }
+        CrashImage {
+            snapshot,
+            dirs,
+            files,
+        }
     }
 }

@@ -209,18 +209,32 @@ fn rename_replacing_a_file_is_atomic() {
 }
 
 #[test]
-fn directory_with_many_pending_ops_enumerates_prefixes() {
+fn directory_with_many_pending_ops_enumerates_prefixes_and_all_but_one() {
     let d = disk();
     for i in 0..10 {
         d.create_new(&Path::new(DIR).join(format!("f{i}"))).unwrap();
     }
     let images = d.crash_images(&CrashOptions::default());
-    assert_eq!(images.len(), 11);
-    let counts: Vec<usize> = images
+    assert_eq!(images.len(), 21);
+    assert_eq!(d.crash_image_count(&CrashOptions::default()), 21);
+    let lists: Vec<Vec<String>> = images
         .iter()
-        .map(|i| i.disk().list(p(DIR)).unwrap().len())
+        .map(|i| i.disk().list(p(DIR)).unwrap())
         .collect();
-    assert_eq!(counts, (0..=10).collect::<Vec<_>>());
+    let counts: Vec<usize> = lists.iter().map(Vec::len).collect();
+    let mut expected: Vec<usize> = (0..=10).collect();
+    expected.extend([9; 10]);
+    assert_eq!(counts, expected);
+    // "All but one": f3 lost, every later creation kept.
+    assert!(!lists[14].contains(&"f3".to_owned()) && lists[14].contains(&"f9".to_owned()));
+    // A seeded crash keeps or loses each one on its own (one chooser(2) per operation).
+    let mut bits = [1, 0, 1, 1, 0, 0, 0, 0, 0, 1].into_iter();
+    let image = d.crash_with(&mut |n| {
+        assert_eq!(n, 2);
+        bits.next().unwrap()
+    });
+    let kept = image.power_loss_disk().list(p(DIR)).unwrap();
+    assert_eq!(kept, ["f0", "f2", "f3", "f9"]);
     // At most 8: every subset.
     let d = disk();
     for i in 0..3 {
@@ -233,6 +247,42 @@ fn directory_with_many_pending_ops_enumerates_prefixes() {
         .collect();
     assert_eq!(sets.len(), 8);
     assert!(sets.contains(&vec!["f0".to_owned(), "f2".to_owned()]));
+}
+
+/// The case spec/Compaction.tla found (mutant `recovery_unlinks_before_dir_sync`): a rename,
+/// then an unlink, neither synced: a power loss may keep the unlink and lose the rename.
+#[test]
+fn a_power_loss_keeps_a_later_unlink_and_loses_an_earlier_rename() {
+    let d = disk();
+    d.write_file_durably(p("/d/old"), b"old").unwrap();
+    d.write_file_durably(p("/d/seg"), b"seg").unwrap();
+    let mut t = d.create_new(p("/d/seg.tmp")).unwrap();
+    t.append(b"new").unwrap();
+    t.sync_all().unwrap();
+    d.rename(p("/d/seg.tmp"), p("/d/seg")).unwrap();
+    d.remove(p("/d/old")).unwrap();
+    assert_eq!(d.pending_dir_ops(), 3);
+    let outcomes: BTreeSet<(Vec<String>, Option<Vec<u8>>)> = d
+        .crash_images(&CrashOptions::default())
+        .iter()
+        .map(|i| {
+            let after = i.power_loss_disk();
+            (after.list(p("/d")).unwrap(), after.read_file(p("/d/seg")))
+        })
+        .collect();
+    // The unlink kept, the rename (and the creation) lost: the old segment's content.
+    assert!(
+        outcomes.contains(&(vec!["seg".to_owned()], Some(b"seg".to_vec()))),
+        "{outcomes:?}"
+    );
+    // And by a seeded power loss: create kept, rename lost, remove kept.
+    let mut picks = [0b101usize].into_iter();
+    let after = d.power_loss(&mut |n| {
+        assert_eq!(n, 8);
+        picks.next().unwrap()
+    });
+    assert_eq!(after.list(p("/d")).unwrap(), ["seg", "seg.tmp"]);
+    assert_eq!(after.read_file(p("/d/seg")).unwrap(), b"seg");
 }
 
 #[test]

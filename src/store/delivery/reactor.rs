@@ -742,14 +742,16 @@ impl Store<Open> {
     /// (no checkpoint) each gets a deterministic idempotency key, so reactions are written
     /// exactly once even when the reactor replays after a restart.
     ///
-    /// Upstream returns a `std::thread::JoinHandle<()>`; here the handle stops the thread
-    /// when dropped, and [`TypedReactorHandle::join`] reports why it ended (a payload that
-    /// does not decode as `P` is `ReactorError::Decode`).
+    /// Upstream returns the standard library's bare thread join handle (`JoinHandle<()>`);
+    /// here the handle stops the thread when dropped, and [`TypedReactorHandle::join`]
+    /// reports why it ended (a payload that does not decode as `P` is `ReactorError::Decode`).
+    ///
+    /// The store is shared with the reactor's thread: `react_loop` takes it behind an `Arc`,
+    /// which `.into()` makes from an open store.
     ///
     /// ```no_run
     /// use batpak::event::Reactive;
     /// use batpak::prelude::*;
-    /// use std::sync::Arc;
     ///
     /// struct Audit;
     /// impl Reactive<serde_json::Value> for Audit {
@@ -760,8 +762,8 @@ impl Store<Open> {
     /// }
     ///
     /// # fn main() -> Result<(), StoreError> {
-    /// let store = Arc::new(Store::open(StoreConfig::new("./data"))?);
-    /// let handle = store.react_loop(&Region::entity("order"), Audit)?;
+    /// let store = Store::open(StoreConfig::new("./data"))?.into();
+    /// let handle = Store::react_loop(&store, &Region::entity("order"), Audit)?;
     /// // ... appends to "order" get an "audit" event each, exactly once ...
     /// handle.stop_and_join().expect("the reactor ran to its stop");
     /// # Ok(())

@@ -91,9 +91,10 @@ impl<S> Store<S> {
         T: EventSourced + Serialize + DeserializeOwned + 'static,
     {
         let _ = freshness;
-        Ok(self
-            .fold_entity::<T>(entity, u64::MAX, Snapshotting::ReadWrite)?
-            .state)
+        let result = self
+            .fold_entity::<T>(entity, u64::MAX, Snapshotting::ReadWrite)
+            .map(|fold| fold.state);
+        crate::store::flow::done("project", result)
     }
 
     /// The entity's generation: how many of its events are visible (`None` if none is). It

@@ -237,7 +237,7 @@ impl Projections {
                     process_boot_ns: None,
                 };
                 if let Err(error) = cache.prefetch(&row_key, hint) {
-                    tracing::warn!(%error, "projection cache prefetch failed; ignored");
+                    tracing::warn!(%error, "projection cache prefetch failed (non-fatal), ignored");
                 }
             }
             match cache.get(&row_key) {
@@ -319,7 +319,7 @@ impl Projections {
             process_boot_ns: None,
         };
         if let Err(error) = cache.put(&key.cache_key(identity), &snap.to_row(), meta) {
-            tracing::warn!(%error, "projection cache write failed");
+            tracing::warn!(%error, "projection cache put failed (non-fatal)");
         }
     }
 }

@@ -312,8 +312,7 @@ impl Retry<'_> {
         if slot.index as usize != i {
             return Err(refuse(format!("the key was item {} of the original batch and is item {i} here: a retry must keep the original order", slot.index)));
         }
-        let content_hash = *blake3::hash(&item.payload).as_bytes();
-        let diffs = retry_differs(&info, item, &content_hash, self.coords);
+        let diffs = retry_differs(&info, item, &item.content_hash, self.coords);
         if !diffs.is_empty() {
             return Err(refuse(format!(
                 "item {i} differs from the original in {}",

@@ -529,7 +529,7 @@ impl WriterState {
         env: &mut StepEnv<'_>,
     ) -> Result<Appended, StoreError> {
         self.admit(fence)?;
-        let content_hash = *blake3::hash(&item.payload).as_bytes();
+        let content_hash = item.content_hash;
         if let Some(key) = item.options.idempotency_key {
             let coords = &self.chains.coords;
             if let Some((r, pending)) =
@@ -592,7 +592,7 @@ impl WriterState {
         let mut clocks: HashMap<&str, u32> = HashMap::new();
         let mut hashes = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let content_hash = *blake3::hash(&item.payload).as_bytes();
+            let content_hash = item.content_hash;
             let entity = item.coord.entity();
             let clock = match clocks.get(entity) {
                 Some(c) => *c,
