@@ -508,10 +508,7 @@ impl Sim {
             .with_clock_source(Arc::clone(&clock) as Arc<dyn batpak::__testing::env::Clock>)
             .with_entropy_source(Arc::clone(&salts) as Arc<dyn batpak::__testing::env::Entropy>)
             .with_segment_max_bytes(self.segment_max_bytes)
-            .with_lifecycle_events(self.lifecycle)
-            // A recovery checkpoint every few durable records (and at every close), so later
-            // sessions open with one that is current, stale, or torn by the crash.
-            .with_checkpoint_every_n_events(3 + self.session % 5);
+            .with_lifecycle_events(self.lifecycle);
         if plan.deferred {
             cfg = cfg.with_sync_every_n_events(plan.sync_every.max(2));
         }
