@@ -126,6 +126,7 @@ pub(crate) mod log;
 pub(crate) mod index;
 pub(crate) mod writer;
 
+pub(crate) mod checkpoint;
 pub(crate) mod recovery;
 
 pub mod store;

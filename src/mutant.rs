@@ -208,6 +208,12 @@ pub enum Mutant {
     /// above the frontier: half the fence delivered (breaks INV-CURSOR-ORDER /
     /// INV-READ-ISOLATION).
     DurableAfterPublish,
+    /// Recovery trusts the recovery checkpoint's saved hashes by sequence number alone: it
+    /// skips the fingerprints of the segments the checkpoint covers and the per-frame match
+    /// (event id, segment, offset, length), so a checkpoint that is stale or of another store
+    /// hands recovery hashes of other events (breaks INV-STABLE-SEQ / INV-CHAIN: the open
+    /// differs from a full scan, or fails on a chain it misjudges).
+    TrustStaleCheckpoint,
 }
 
 #[cfg(batpak_mutant)]

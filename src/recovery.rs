@@ -30,18 +30,49 @@ pub(crate) struct Recovered {
 
 /// Recovers the log in `dir`. Errors: I/O (with the file and operation) and corruption (with
 /// the file and offset), never a torn tail.
+#[cfg(test)]
 pub(crate) fn recover(
     disk: &dyn Disk,
     dir: &Path,
     cut: CutPolicy,
     bugs: Bugs,
 ) -> Result<Recovered, StoreError> {
+    recover_with(disk, dir, cut, bugs, true)
+}
+
+/// [`recover`], taking saved hashes from a valid recovery checkpoint ([`crate::checkpoint`])
+/// when `checkpoint` is set: a cache that changes no result, only how many hashes recovery
+/// computes.
+pub(crate) fn recover_with(
+    disk: &dyn Disk,
+    dir: &Path,
+    cut: CutPolicy,
+    bugs: Bugs,
+    checkpoint: bool,
+) -> Result<Recovered, StoreError> {
     let mut state = WriterState::new(bugs);
     let mut index = sized_index(disk, dir);
     let mut ready: Vec<Slot> = Vec::new();
+    // Saved hashes of a valid recovery checkpoint (a cache: see `crate::checkpoint`).
+    let mut saved = if checkpoint {
+        crate::checkpoint::load(disk, dir, bugs)
+    } else {
+        None
+    };
+    // Without a checkpoint the scan computes the events' hashes ahead, on two threads over
+    // large windows; with one, recovery takes the saved ones and computes the rest (the log
+    // written after the checkpoint, and events it does not cover) as it replays.
+    let digest: Option<log::scan::Digest> = match &saved {
+        Some(_) => None,
+        None => Some(crate::writer::state::chains::event_hash),
+    };
     let mut visit =
         |r: &log::Record<'_>, pos: log::DiskPos, hash: Option<&[u8; 32]>| -> Result<(), String> {
-            state.recover_record(r, pos, hash)?;
+            let cached = match (&mut saved, &r.body) {
+                (Some(s), log::RecordBody::Event(e)) if hash.is_none() => s.lookup(r.seq, e, pos),
+                _ => None,
+            };
+            state.recover_record(r, pos, hash.or(cached.as_ref()))?;
             if !state.units.ready.is_empty() {
                 // Reuse one buffer: recovery publishes record by record.
                 std::mem::swap(&mut state.units.ready, &mut ready);
@@ -49,9 +80,14 @@ pub(crate) fn recover(
             }
             Ok(())
         };
-    // The scan computes the events' hashes ahead, on two threads over large windows.
-    let digest: log::scan::Digest = crate::writer::state::chains::event_hash;
-    let report = log::scan::scan_seeded(disk, dir, cut, Some(digest), &mut visit, bugs)?;
+    let report = log::scan::scan_seeded(disk, dir, cut, digest, &mut visit, bugs)?;
+    if let Some(s) = &saved {
+        tracing::info!(
+            covered = s.covered(),
+            used = s.hits,
+            "recovery took saved hashes from the recovery checkpoint"
+        );
+    }
     let mut ready = state.finish_recovery();
     publish(&mut state, &mut index, &mut ready);
     index.shrink();

@@ -8,7 +8,7 @@
 //!
 //! The order (see ARCHITECTURE.md): sync and the seeded bugs -> env -> vocabulary
 //! (coordinate, event, region, append, error) -> gates (guard, pipeline: vocabulary only) ->
-//! codec -> log -> index -> writer -> recovery -> store -> prelude. The allow-list itself is
+//! codec -> log -> index -> checkpoint -> writer -> recovery -> store -> prelude. The allow-list itself is
 //! checked to follow that order, so it cannot describe a cycle; the import graph found in the
 //! code is checked for cycles as well, with the paths that comments name (`crate::x::...` in a
 //! code span or a doc link's text: module A's docs naming B while B imports A is a cycle all
@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("codec", &["codec"]),
     ("log", &["log"]),
     ("index", &["index"]),
+    ("checkpoint", &["checkpoint"]),
     ("writer", &["writer"]),
     ("recovery", &["recovery"]),
     ("store", &["store"]),
@@ -135,9 +136,23 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             with_vocab(&["sync", "mutant", "env", "trace", "codec"]),
         ),
         ("index", with_vocab(&["sync", "mutant", "codec"])),
+        // The recovery checkpoint: reads the index, writes and validates a file through `Disk`.
+        (
+            "checkpoint",
+            with_vocab(&["mutant", "env", "codec", "log", "index"]),
+        ),
         (
             "writer",
-            with_vocab(&["sync", "mutant", "env", "trace", "codec", "log", "index"]),
+            with_vocab(&[
+                "sync",
+                "mutant",
+                "env",
+                "trace",
+                "codec",
+                "log",
+                "index",
+                "checkpoint",
+            ]),
         ),
         // The writer's decision step does no I/O and takes no lock: time and ids come from
         // the injected sources only.
@@ -148,7 +163,15 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "recovery",
             with_vocab(&[
-                "sync", "mutant", "env", "trace", "codec", "log", "index", "writer",
+                "sync",
+                "mutant",
+                "env",
+                "trace",
+                "codec",
+                "log",
+                "index",
+                "checkpoint",
+                "writer",
             ]),
         ),
         (

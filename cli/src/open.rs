@@ -6,13 +6,23 @@ use std::path::Path;
 /// Opens `dir` read-only; a wrong path, a store a writer holds and I/O failures become one
 /// readable line.
 pub fn open(dir: &Path) -> Result<Store<ReadOnly>, String> {
+    open_with(dir, StoreConfig::new(dir))
+}
+
+/// [`open`] with a full scan: every event's chain hash computed from its bytes, none taken
+/// from the store's recovery checkpoint (what `verify` checks).
+pub fn open_full_scan(dir: &Path) -> Result<Store<ReadOnly>, String> {
+    open_with(dir, StoreConfig::new(dir).with_enable_checkpoint(false))
+}
+
+fn open_with(dir: &Path, config: StoreConfig) -> Result<Store<ReadOnly>, String> {
     if !dir.exists() {
         return Err(format!("{}: no such directory", dir.display()));
     }
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
-    Store::<ReadOnly>::open_read_only(StoreConfig::new(dir)).map_err(|e| match e {
+    Store::<ReadOnly>::open_read_only(config).map_err(|e| match e {
         StoreError::StoreLocked { .. } => format!(
             "{}: a writer has the store open; close it or take a snapshot first",
             dir.display()

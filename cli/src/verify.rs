@@ -1,7 +1,8 @@
 //! `batpak verify`: the store's own recovery run in memory (frames, CRCs, sequences, entity
-//! hash chains, units), then every visible event read back and its causation link checked.
+//! hash chains, units; every hash computed from the bytes, the recovery checkpoint unused),
+//! then every visible event read back and its causation link checked.
 
-use crate::open::{hex, open, segment_file};
+use crate::open::{hex, open_full_scan, segment_file};
 use crate::progress::Progress;
 use batpak::prelude::*;
 use std::path::Path;
@@ -18,7 +19,8 @@ struct Finding {
 pub fn run(dir: &Path, strict: bool) -> Result<ExitCode, String> {
     let started = Instant::now();
     println!("verifying {}", dir.display());
-    let store = match open(dir) {
+    // Every hash computed from the bytes: the recovery checkpoint's saved ones are not used.
+    let store = match open_full_scan(dir) {
         Ok(s) => s,
         Err(e) => return corrupt_at_open(dir, e),
     };
@@ -90,7 +92,7 @@ pub fn run(dir: &Path, strict: bool) -> Result<ExitCode, String> {
 /// A store recovery refuses: corruption is a finding (exit 1, with its file and offset);
 /// anything else (wrong path, locked, I/O) means it could not be checked (exit 2).
 fn corrupt_at_open(dir: &Path, message: String) -> Result<ExitCode, String> {
-    match Store::<ReadOnly>::open_read_only(StoreConfig::new(dir)) {
+    match Store::<ReadOnly>::open_read_only(StoreConfig::new(dir).with_enable_checkpoint(false)) {
         Err(StoreError::CorruptSegment { detail, .. }) => {
             let (file, offset) = (detail.file().unwrap_or(dir), detail.offset().unwrap_or(0));
             println!("  problem: {} offset {offset}: {detail}", file.display());

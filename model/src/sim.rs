@@ -792,7 +792,9 @@ impl Sim {
                     // The sync of a segment file just created and holding only its header:
                     // the store removes that file and creates it again, so no byte of the log
                     // was at stake and the store need not latch (what it promises is still
-                    // checked against the platter below).
+                    // checked against the platter below). The same pattern is the sync of a
+                    // recovery checkpoint's temporary file (created, written once, synced): a
+                    // cache that is dropped when its sync fails, no byte of the log either.
                     let fresh_header = i >= 2
                         && names.get(i - 2) == Some(&"create_new")
                         && names.get(i - 1) == Some(&"append");

@@ -9,14 +9,19 @@ use super::StoreConfig;
 pub use super::delivery::RestartPolicy;
 
 /// Upstream's index switches. This crate's index lives in memory and is rebuilt from the log
-/// at every open (one sequential scan), with no checkpoint or memory-mapped index file and one
-/// layout, so the switches are accepted and have no effect. (Upstream's `topology` field,
-/// its choice of in-memory layouts, is not offered.)
+/// at every open (one sequential scan), with no memory-mapped index file and one layout, so
+/// `incremental_projection` and `enable_mmap_index` are accepted and have no effect;
+/// `enable_checkpoint` switches the recovery checkpoint (a cache of the events' chain hashes
+/// that the open validates, see [`StoreConfig::with_checkpoint_every_n_events`]). (Upstream's
+/// `topology` field, its choice of in-memory layouts, is not offered.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexConfig {
     /// Upstream: apply projections incrementally from a cached watermark.
     pub incremental_projection: bool,
-    /// Upstream: write an index checkpoint on close and load it at open.
+    /// Upstream: write an index checkpoint on close and load it at open. Here: save the
+    /// recovery checkpoint at a clean close (and every
+    /// [`with_checkpoint_every_n_events`](StoreConfig::with_checkpoint_every_n_events)) and
+    /// take its validated hashes at open; `false` neither saves nor reads one.
     pub enable_checkpoint: bool,
     /// Upstream: prefer a memory-mapped index file at open.
     pub enable_mmap_index: bool,
@@ -35,8 +40,10 @@ impl Default for IndexConfig {
 
 impl StoreConfig {
     /// Upstream writes an index checkpoint on close and loads it at open. This crate rebuilds
-    /// the index from the log at every open (one sequential scan), so the switch is accepted
-    /// and has no effect ([`IndexConfig::enable_checkpoint`]).
+    /// the index from the log at every open (one sequential scan) and with the switch on (the
+    /// default) saves a recovery checkpoint of the events' chain hashes at close, which the
+    /// next open validates and uses instead of computing them ([`IndexConfig::enable_checkpoint`],
+    /// [`StoreConfig::with_checkpoint_every_n_events`]).
     pub fn with_enable_checkpoint(mut self, enable_checkpoint: bool) -> Self {
         self.index.enable_checkpoint = enable_checkpoint;
         self

@@ -11,7 +11,7 @@ use crate::log::{self, Catalog, CutPolicy, SegmentOptions};
 use crate::mutant::Bugs;
 #[cfg(batpak_mutant)]
 use crate::mutant::Mutant;
-use crate::recovery::{recover, Recovered};
+use crate::recovery::{recover_with, Recovered};
 use crate::region::Region;
 use crate::sync::channel;
 use crate::sync::{Arc, Mutex, StdArc};
@@ -49,7 +49,13 @@ impl Store<Open> {
             mut state,
             index,
             report,
-        } = recover(&*disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs)?;
+        } = recover_with(
+            &*disk,
+            &cfg.dir,
+            CutPolicy::OnDisk,
+            cfg.bugs,
+            cfg.checkpoint,
+        )?;
         let checkpoints = std::mem::take(&mut state.checkpoints.table);
         let observer = Observer::new(cfg.trace.clone());
         observer.recover(&report, &index);
@@ -129,6 +135,8 @@ fn writer_config(cfg: &Settings, catalog: &StdArc<Catalog>, observer: Observer) 
         observer,
         signer: cfg.signer().cloned(),
         stack_size: cfg.writer_stack_size,
+        checkpoint: cfg.checkpoint,
+        checkpoint_every: cfg.checkpoint_every,
     }
 }
 
@@ -237,7 +245,7 @@ pub fn recover_visible(config: &StoreConfig) -> Result<Vec<IndexEntry>, StoreErr
     let cfg = config.settings()?;
     let disk = &*cfg.disk;
     let lock = create_and_lock_dir(disk, &cfg.dir, cfg.bugs)?;
-    let recovered = recover(disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs);
+    let recovered = recover_with(disk, &cfg.dir, CutPolicy::OnDisk, cfg.bugs, cfg.checkpoint);
     drop(lock);
     Ok(recovered?.index.query(&Region::all()))
 }

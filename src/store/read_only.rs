@@ -9,7 +9,7 @@ use super::{ReadOnly, Store, StoreConfig, StoreError, StoreLockMode};
 use crate::env::{Disk, DiskLock};
 use crate::log::{self, Catalog, CutPolicy};
 use crate::mutant::Mutant;
-use crate::recovery::{recover, Recovered};
+use crate::recovery::{recover_with, Recovered};
 use crate::sync::atomic::Ordering;
 use crate::sync::{Arc, Mutex, StdArc};
 use crate::writer::observe::{Observe, Observer};
@@ -80,7 +80,7 @@ impl Store<ReadOnly> {
             mut state,
             index,
             report,
-        } = recover(&*disk, &cfg.dir, cut, cfg.bugs)?;
+        } = recover_with(&*disk, &cfg.dir, cut, cfg.bugs, cfg.checkpoint)?;
         let checkpoints = std::mem::take(&mut state.checkpoints.table);
         let catalog = StdArc::new(Catalog::new(disk, cfg.dir.clone(), cfg.fd_budget));
         let shared = Arc::new(Shared::new(index));

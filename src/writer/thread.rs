@@ -56,6 +56,10 @@ pub(crate) struct WriterConfig {
     pub signer: Option<crate::signing::SigningKey>,
     /// The writer thread's stack (`None`: the platform's default).
     pub stack_size: Option<usize>,
+    /// Save a recovery checkpoint ([`crate::checkpoint`]) at a clean close.
+    pub checkpoint: bool,
+    /// Also save one every this many records made durable (0: only at close).
+    pub checkpoint_every: u64,
 }
 
 /// Opens the active segment after recovery and starts the writer thread on `state`: the last
@@ -170,6 +174,8 @@ pub(crate) struct Writer {
     mirror: Mirror,
     /// Origin of the real monotonic reading (when the clock gives none).
     started: std::time::Instant,
+    /// The durable frontier when the last recovery checkpoint was saved (or at open).
+    checkpointed: u64,
 }
 
 impl Writer {
@@ -197,6 +203,7 @@ impl Writer {
             shared,
             rx,
             started: std::time::Instant::now(),
+            checkpointed: next,
         }
     }
 
@@ -268,9 +275,28 @@ impl Writer {
             );
             return;
         }
+        if self.cfg.checkpoint {
+            self.save_checkpoint(durable);
+        }
         if let Err(e) = leave_clean_mark(&*self.cfg.disk, &self.cfg.dir) {
             tracing::warn!(error = %e, "could not leave the clean-close mark; the next open rewrites the last segment");
         }
+    }
+
+    /// Saves a recovery checkpoint of the visible events below `durable` (everything there is
+    /// synced, so no crash can take it back). The entries and the segment fingerprints are
+    /// gathered under the index's read lock (a compaction moves positions and swaps files
+    /// under its write lock, so they are of one state); the file is written after it is
+    /// released (a compaction in between makes the file stale: the next open ignores it). A
+    /// failure is logged, never an error of the store.
+    fn save_checkpoint(&mut self, durable: u64) {
+        let (disk, dir) = (&*self.cfg.disk, &self.cfg.dir);
+        let collected = {
+            let index = self.shared.index.read();
+            crate::checkpoint::collect(disk, dir, &index, durable)
+        };
+        crate::checkpoint::save(disk, dir, collected, durable, self.cfg.segment.sync_mode);
+        self.checkpointed = durable;
     }
 
     /// The deferred flush bound is reached with nothing queued: an empty group that syncs.
@@ -442,6 +468,11 @@ impl Writer {
         self.shared.notify_published();
         self.cfg.observer.replies(out);
         reply_all(out, fsync || self.state.bugs.has(Mutant::AckBeforeFsync));
+        let every = self.cfg.checkpoint_every;
+        if fsync && self.cfg.checkpoint && every > 0 && written - self.checkpointed >= every {
+            // After the replies: the checkpoint costs the next group's latency, not this one's.
+            self.save_checkpoint(written);
+        }
     }
 
     /// Writes the group's bytes and, if `fsync`, syncs the segment. A failure is returned
