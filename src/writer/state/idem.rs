@@ -92,7 +92,7 @@ impl Idempotency {
             {
                 return Some((*info, None));
             }
-            return None;
+            // Removed: a retry written anew since (still pending) is what the key names now.
         }
         self.pending.get(&key).map(|(i, u)| (*i, Some(*u)))
     }
@@ -401,5 +401,62 @@ impl Retry<'_> {
                 ),
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::DiskPos;
+    use crate::mutant::Bugs;
+
+    fn info(event_id: u128) -> IdemInfo {
+        IdemInfo {
+            receipt: AppendReceipt {
+                event_id,
+                sequence: 0,
+                disk_pos: DiskPos {
+                    segment_id: 0,
+                    offset: 0,
+                    length: 0,
+                },
+                content_hash: [0; 32],
+                clock: 0,
+                durable: true,
+                key_id: [0; 32],
+                signature: None,
+            },
+            coord: 0,
+            kind: EventKind::custom(1, 1),
+            batch: None,
+        }
+    }
+
+    /// A key whose event a compaction removed is unknown before the writer is told, and a
+    /// retry written anew since (still pending, the stale entry not yet replaced) is what the
+    /// key names: a second retry in the same group answers it instead of writing again.
+    #[test]
+    fn a_removed_key_falls_through_to_the_retry_written_anew() {
+        let (key, gone, anew) = (7u128, 1u128, 2u128);
+        let mut idem = Idempotency::default();
+        idem.idem.insert(key, info(gone));
+        let index = Index::new();
+        let live = |i: &Idempotency| i.known_key(key, &index, Bugs::default());
+        assert!(
+            live(&idem).is_none(),
+            "INV-IDEMPOTENT: a removed event answers no retry"
+        );
+        idem.written(anew, Some((key, info(anew))), Unit::None);
+        let (found, unit) = live(&idem).expect("the retry written anew");
+        assert_eq!(found.receipt.event_id, anew);
+        assert_eq!(unit, Some(Unit::None));
+        // The writer is told: the stale entry goes, the new one stays.
+        assert_eq!(idem.forget_removed(&[gone]), 1);
+        assert_eq!(
+            live(&idem).map(|(i, _)| i.receipt.event_id),
+            Some(anew),
+            "INV-IDEMPOTENT: the retry written anew keeps its key"
+        );
+        assert_eq!(idem.forget_removed(&[]), 0);
     }
 }
