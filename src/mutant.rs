@@ -214,6 +214,10 @@ pub enum Mutant {
     /// hands recovery hashes of other events (breaks INV-STABLE-SEQ / INV-CHAIN: the open
     /// differs from a full scan, or fails on a chain it misjudges).
     TrustStaleCheckpoint,
+    /// The running writer keeps the idempotency keys of events a compaction removed: a retry
+    /// answers the original receipt of an event that no longer exists, while a reopened store
+    /// appends it anew (breaks INV-IDEMPOTENT).
+    CompactionKeepsKeys,
 }
 
 #[cfg(batpak_mutant)]

@@ -227,9 +227,17 @@ impl Store<Open> {
     ///   superseded are removed), and so do the idempotency keys of kept events.
     /// * A crash at any point leaves a store that recovers to the state before or after.
     ///
-    /// Keys of removed events: the running store still answers a retry of one with the
-    /// original receipt until it is reopened; after a reopen the key is forgotten (its event
-    /// is gone) and a retry appends again. Reads never fail because of a compaction: a read
+    /// Keys of removed events are forgotten, by the running store as by a reopened one
+    /// (INV-IDEMPOTENT): a retry of a removed event appends it anew, and a new event naming
+    /// a removed event as its cause is `UnknownCausation` (unless external causes are
+    /// allowed). The order is the swap's: the writer decides each group of commands under the
+    /// index's read lock and the swap replaces the index under its write lock, so a retry
+    /// the writer decides before the swap answers the original receipt (its event was there
+    /// when decided; like any receipt's, a compaction may remove it later, even before the
+    /// answer arrives), and one decided after it is written anew: never an error, never the
+    /// receipt of an event already removed when decided. The same holds for a cause. `compact`
+    /// returns once the writer has also dropped the removed keys from its memory. Reads never
+    /// fail because of a compaction: a read
     /// that took an event's position before the swap and reads the file after it finds the
     /// event at its new position (a removed event is `NotFound`), and a projection fold holds
     /// the swap off while it reads.
@@ -325,7 +333,16 @@ impl Store<Open> {
         let target = dir.join(segment_file_name(out_id));
         let bugs = self.cfg.bugs;
         let built = build(disk, &temp, &sealed, &recs, &drop, header, end, bugs)?;
-        {
+        // The events the swap removes: the writer forgets their idempotency keys afterwards.
+        let removed: Vec<u128> = recs
+            .iter()
+            .zip(&drop)
+            .filter_map(|(r, &gone)| match r.kind {
+                RecKind::Event { event_id } if gone => Some(event_id),
+                _ => None,
+            })
+            .collect();
+        let swapped = {
             // The swap: readers see the old index or the new one, never a mix; no projection
             // is between taking index positions and reading them.
             let _folds = self.projections.positions.write();
@@ -346,15 +363,20 @@ impl Store<Open> {
                     .and_then(|i| moved.get(i))
                     .map(|(_, p)| *p)
             });
-            if let Err(source) = disk.sync_dir(dir) {
+            disk.sync_dir(dir).map_err(|source| {
                 tracing::error!(%source, "compaction: syncing the directory after the rename failed");
-                return Err(StoreError::IoAt {
+                StoreError::IoAt {
                     path: dir.clone(),
                     op: "compaction: sync directory",
                     source,
-                });
-            }
-        }
+                }
+            })
+        };
+        // The index follows the compacted segment (whether or not the directory sync worked):
+        // so does the writer's memory of keys. Sent without any lock held (the writer decides
+        // under the index's read lock); `compact` returns once the writer has forgotten them.
+        self.forget_removed(removed);
+        swapped?;
         if !bugs.has(Mutant::CompactionDeletesBeforeDurable) {
             remove_old(disk, dir, &sealed[..last])?;
         }
@@ -370,6 +392,23 @@ impl Store<Open> {
             "compaction swapped in"
         );
         Ok(result)
+    }
+
+    /// Tells the writer that the swap removed the events `removed`, and waits until it has
+    /// forgotten their idempotency keys (INV-IDEMPOTENT: the running store then answers a
+    /// retry as a reopened one does). Until then the writer already treats a key whose event
+    /// the index no longer holds as unknown; this clears its memory. A writer that has stopped
+    /// answers no retry any more: that is logged, not an error of the compaction.
+    fn forget_removed(&self, removed: Vec<u128>) {
+        if removed.is_empty() {
+            return;
+        }
+        let count = removed.len();
+        if let Err(e) =
+            self.request(|reply| crate::writer::Command::ForgetRemoved { removed, reply })
+        {
+            tracing::warn!(error = %e, removed = count, "compaction: the writer could not be told to forget the removed events' keys");
+        }
     }
 
     /// Which records go: `true` at a record's place in `recs`.

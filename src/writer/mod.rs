@@ -101,6 +101,13 @@ pub(crate) enum Command {
     },
     /// Make everything written so far durable.
     Sync { reply: Reply<()> },
+    /// A compaction swapped in and removed these events (ids): forget their idempotency keys
+    /// (and any pending id), so that the running store answers like a reopened one
+    /// (INV-IDEMPOTENT). Writes nothing; answered once decided.
+    ForgetRemoved {
+        removed: Vec<u128>,
+        reply: Reply<()>,
+    },
     /// Finish the queue, cancel an open fence, sync, and stop.
     Shutdown { reply: Reply<()> },
 }

@@ -61,6 +61,7 @@ fn submit_event(cmd: &Command) -> Option<TraceEvent> {
         Command::Shutdown { .. } => None,
         // Consumer checkpoints are modelled in spec/Delivery.tla, not in the store's spec.
         Command::Checkpoint { .. } => None,
+        Command::ForgetRemoved { .. } => None,
     }
 }
 

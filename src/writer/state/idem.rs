@@ -7,7 +7,7 @@ use crate::codec::Unit;
 use crate::coordinate::Coordinate;
 use crate::error::StoreError;
 use crate::event::EventKind;
-use crate::index::{IdMap, Slot};
+use crate::index::{IdMap, Index, Slot};
 
 /// What the writer remembers of an idempotent append.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,10 @@ type Known = (usize, u128, IdemInfo);
 /// A batch item's error: (item index, error).
 type ItemError = (usize, StoreError);
 
+/// What tells a key's event still exists: the index the writer decides under (a compaction
+/// may have removed it), and the seeded bug.
+pub(crate) type Live<'a> = (&'a Index, crate::mutant::Bugs);
+
 /// Idempotency keys and pending event ids.
 #[derive(Debug, Default)]
 pub(crate) struct Idempotency {
@@ -70,12 +74,48 @@ fn conflict(key: u128, info: &IdemInfo, detail: String) -> StoreError {
 
 impl Idempotency {
     /// What the writer knows of an idempotency key: the original event, and its unit while it
-    /// is still pending (`None` once visible).
-    pub fn known_key(&self, key: u128) -> Option<(IdemInfo, Option<Unit>)> {
+    /// is still pending (`None` once visible). A visible key whose event `index` no longer
+    /// holds (a compaction removed it, and the writer has not yet been told:
+    /// [`Idempotency::forget_removed`]) is unknown, as after a reopen: the writer decides under
+    /// the index's read lock and the compaction swaps under its write lock, so a retry is
+    /// decided wholly before the swap (the original receipt) or wholly after it (written
+    /// anew), never answered with an event that is already gone.
+    pub fn known_key(
+        &self,
+        key: u128,
+        index: &Index,
+        bugs: crate::mutant::Bugs,
+    ) -> Option<(IdemInfo, Option<Unit>)> {
         if let Some(info) = self.idem.get(&key) {
-            return Some((*info, None));
+            if index.contains(info.receipt.event_id)
+                || bugs.has(crate::mutant::Mutant::CompactionKeepsKeys)
+            {
+                return Some((*info, None));
+            }
+            // Removed: a retry written anew since (still pending) is what the key names now.
         }
         self.pending.get(&key).map(|(i, u)| (*i, Some(*u)))
+    }
+
+    /// A compaction removed the events `removed` (ids): their keys are forgotten, so a retry
+    /// appends anew, as after a reopen (recovery never sees the removed events). A removed
+    /// event is always visible before (compaction drops visible events and units that can
+    /// never become visible), so no pending key or id is one of them; they are cleared too
+    /// all the same. Returns how many keys were forgotten.
+    pub fn forget_removed(&mut self, removed: &[u128]) -> usize {
+        if removed.is_empty() {
+            return 0;
+        }
+        let ids: IdMap<u128, ()> = removed.iter().map(|id| (*id, ())).collect();
+        let before = self.idem.len() + self.pending.len();
+        self.idem
+            .retain(|_, info| !ids.contains_key(&info.receipt.event_id));
+        self.pending
+            .retain(|_, (info, _)| !ids.contains_key(&info.receipt.event_id));
+        for id in removed {
+            self.pending_ids.remove(id);
+        }
+        before - (self.idem.len() + self.pending.len())
     }
 
     /// Whether `id` names an event written but not yet published.
@@ -101,8 +141,9 @@ impl Idempotency {
         content_hash: &[u8; 32],
         coords: &[Coordinate],
         open_fence: Option<u64>,
+        live: Live<'_>,
     ) -> Result<Option<(AppendReceipt, Option<u64>)>, StoreError> {
-        let Some((info, unit)) = self.known_key(key) else {
+        let Some((info, unit)) = self.known_key(key, live.0, live.1) else {
             return Ok(None);
         };
         let diffs = retry_differs(&info, item, content_hash, coords);
@@ -132,14 +173,16 @@ impl Idempotency {
         items: &[AppendItem],
         coords: &[Coordinate],
         open_fence: Option<u64>,
+        live: Live<'_>,
     ) -> Result<Option<BatchRetry>, ItemError> {
-        let Some(known) = self.first_known_key(items)? else {
+        let Some(known) = self.first_known_key(items, live)? else {
             return Ok(None);
         };
         let retry = Retry {
             idem: self,
             coords,
             known,
+            live,
         };
         let mut batch_id = None;
         let mut receipts = Vec::with_capacity(items.len());
@@ -160,7 +203,11 @@ impl Idempotency {
 
     /// The first item whose key is known: (item index, key, what the key wrote). A key used
     /// twice within the batch is refused.
-    fn first_known_key(&self, items: &[AppendItem]) -> Result<Option<Known>, ItemError> {
+    fn first_known_key(
+        &self,
+        items: &[AppendItem],
+        live: Live<'_>,
+    ) -> Result<Option<Known>, ItemError> {
         let mut first_use: IdMap<u128, usize> = IdMap::default();
         let mut known = None;
         for (i, item) in items.iter().enumerate() {
@@ -177,7 +224,9 @@ impl Idempotency {
             }
             first_use.insert(key, i);
             if known.is_none() {
-                known = self.known_key(key).map(|(info, _)| (i, key, info));
+                known = self
+                    .known_key(key, live.0, live.1)
+                    .map(|(info, _)| (i, key, info));
             }
         }
         Ok(known)
@@ -284,6 +333,7 @@ struct Retry<'a> {
     coords: &'a [Coordinate],
     /// The first item with a known key: (item index, key, what it wrote).
     known: Known,
+    live: Live<'a>,
 }
 
 impl Retry<'_> {
@@ -297,7 +347,7 @@ impl Retry<'_> {
         let Some(key) = item.options.idempotency_key else {
             return Err((i, self.mixed(i, "has no idempotency key")));
         };
-        let Some((info, unit)) = self.idem.known_key(key) else {
+        let Some((info, unit)) = self.idem.known_key(key, self.live.0, self.live.1) else {
             return Err((i, self.mixed(i, &format!("has a new key {key:032x}"))));
         };
         let refuse = |detail: String| (i, conflict(key, &info, detail));
@@ -351,5 +401,62 @@ impl Retry<'_> {
                 ),
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::append::DiskPos;
+    use crate::mutant::Bugs;
+
+    fn info(event_id: u128) -> IdemInfo {
+        IdemInfo {
+            receipt: AppendReceipt {
+                event_id,
+                sequence: 0,
+                disk_pos: DiskPos {
+                    segment_id: 0,
+                    offset: 0,
+                    length: 0,
+                },
+                content_hash: [0; 32],
+                clock: 0,
+                durable: true,
+                key_id: [0; 32],
+                signature: None,
+            },
+            coord: 0,
+            kind: EventKind::custom(1, 1),
+            batch: None,
+        }
+    }
+
+    /// A key whose event a compaction removed is unknown before the writer is told, and a
+    /// retry written anew since (still pending, the stale entry not yet replaced) is what the
+    /// key names: a second retry in the same group answers it instead of writing again.
+    #[test]
+    fn a_removed_key_falls_through_to_the_retry_written_anew() {
+        let (key, gone, anew) = (7u128, 1u128, 2u128);
+        let mut idem = Idempotency::default();
+        idem.idem.insert(key, info(gone));
+        let index = Index::new();
+        let live = |i: &Idempotency| i.known_key(key, &index, Bugs::default());
+        assert!(
+            live(&idem).is_none(),
+            "INV-IDEMPOTENT: a removed event answers no retry"
+        );
+        idem.written(anew, Some((key, info(anew))), Unit::None);
+        let (found, unit) = live(&idem).expect("the retry written anew");
+        assert_eq!(found.receipt.event_id, anew);
+        assert_eq!(unit, Some(Unit::None));
+        // The writer is told: the stale entry goes, the new one stays.
+        assert_eq!(idem.forget_removed(&[gone]), 1);
+        assert_eq!(
+            live(&idem).map(|(i, _)| i.receipt.event_id),
+            Some(anew),
+            "INV-IDEMPOTENT: the retry written anew keeps its key"
+        );
+        assert_eq!(idem.forget_removed(&[]), 0);
     }
 }

@@ -239,7 +239,33 @@ impl WriterState {
                 step
             }
             Command::Shutdown { reply } => self.shutdown_step(first_seq, reply, env),
+            Command::ForgetRemoved { removed, reply } => {
+                self.forget_removed(&removed);
+                Step::now(
+                    first_seq,
+                    Answer::Unit(reply, Ok(())),
+                    Ack::None,
+                    Fact::None,
+                )
+            }
         }
+    }
+
+    /// `ForgetRemoved`: a compaction removed the events `removed`; their idempotency keys and
+    /// pending ids go, so the running store answers a retry or a cause naming one of them as a
+    /// reopened store does (INV-IDEMPOTENT): the retry is written anew, the cause is unknown.
+    /// Decided in the writer's order like any command, writes nothing, and works on a
+    /// latched writer too (it only forgets).
+    fn forget_removed(&mut self, removed: &[u128]) {
+        if self.bugs.has(Mutant::CompactionKeepsKeys) {
+            return;
+        }
+        let forgotten = self.idem.forget_removed(removed);
+        tracing::debug!(
+            removed = removed.len(),
+            forgotten,
+            "compaction removed events: their idempotency keys are forgotten"
+        );
     }
 
     /// The answer of an `Append` / `FenceAppend`.
@@ -532,10 +558,14 @@ impl WriterState {
         let content_hash = item.content_hash;
         if let Some(key) = item.options.idempotency_key {
             let coords = &self.chains.coords;
-            if let Some((r, pending)) =
-                self.idem
-                    .hit(key, &item, &content_hash, coords, self.open_fence)?
-            {
+            if let Some((r, pending)) = self.idem.hit(
+                key,
+                &item,
+                &content_hash,
+                coords,
+                self.open_fence,
+                (env.index, self.bugs),
+            )? {
                 let mut r = r;
                 env.sign_replayed(&mut r);
                 return Ok(Appended::Duplicate(r, pending));
@@ -568,7 +598,12 @@ impl WriterState {
         // Before the limits: an identical retry is answered even if the limits shrank since.
         let retry = self
             .idem
-            .batch_retry(&items, &self.chains.coords, self.open_fence)
+            .batch_retry(
+                &items,
+                &self.chains.coords,
+                self.open_fence,
+                (env.index, self.bugs),
+            )
             .map_err(|(i, e)| batch_failed(i, BatchStage::Validation, e))?;
         if let Some(mut dup) = retry {
             if !self.bugs.has(Mutant::BatchRetryWritesAgain) {
