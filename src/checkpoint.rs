@@ -469,7 +469,7 @@ impl Hashes {
         let mut i = self.cursor_seq - first;
         let to = seq - first;
         while i < to {
-            if i % 8 == 0 && to - i >= 8 {
+            if i.is_multiple_of(8) && to - i >= 8 {
                 let byte = usize::try_from(i / 8).ok().and_then(|b| bits.get(b));
                 self.cursor_rank += byte.map_or(0, |b| b.count_ones() as usize);
                 i += 8;
