@@ -4,8 +4,9 @@
 //! a full scan (`with_enable_checkpoint(false)`), with the checkpoint saved at close, and
 //! after a crash (a child process that appends 1% more events with a checkpoint every
 //! N/200 events and aborts without closing, so the open finds the last periodic checkpoint
-//! and scans the tail after it). Prints wall time and this process's CPU time (user +
-//! system, from /proc, all threads) of each open.
+//! and scans the tail after it). Prints the closed store's bytes on disk (the log's segments,
+//! the checkpoint, their sum, each per event), then wall time and this process's CPU time
+//! (user + system, from /proc, all threads) of each open.
 //!
 //! `cargo run --release --example cold_start -- 1000000 /tmp/cold`
 
@@ -90,6 +91,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A clean close saved a checkpoint (the fill's close, or the run before): keep a copy to
     // restore it after the runs that change it.
     let ckpt = std::fs::read(dir.join("recovery.ckpt")).ok();
+    let mut log_bytes = 0u64;
+    for e in std::fs::read_dir(&dir)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().ends_with(".seg") {
+            log_bytes += e.metadata()?.len();
+        }
+    }
+    let ckpt_bytes = ckpt.as_ref().map_or(0, |c| c.len() as u64);
+    let per = |b: u64| b as f64 / n as f64;
+    println!(
+        "on disk: log {log_bytes} bytes ({:.1}/event), checkpoint {ckpt_bytes} bytes ({:.1}/event), sum {:.1} bytes/event",
+        per(log_bytes),
+        per(ckpt_bytes),
+        per(log_bytes + ckpt_bytes)
+    );
     for _ in 0..2 {
         timed_open(
             "full scan (no checkpoint)",

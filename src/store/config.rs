@@ -469,7 +469,7 @@ impl StoreConfig {
     /// "Recovery checkpoint"). A periodic one helps the open after a crash or `SIGKILL`,
     /// which finds the last one saved and computes the hashes of what came after it.
     ///
-    /// Each save rewrites the whole file (72 bytes per visible event, written and synced by the
+    /// Each save rewrites the whole file (36 bytes per visible event, written and synced by the
     /// writer thread between two groups, which waits for it), so `n` trades the writer's
     /// pauses against the hashes a crashed store's next open computes.
     ///
