@@ -333,7 +333,7 @@ pub enum StoreError {
         /// The region asked for.
         expected: String,
     },
-    /// A [`ProjectionCache`](crate::store::ProjectionCache) implementation failed (upstream's
+    /// A `ProjectionCache` implementation failed (upstream's
     /// variant, for cache backends to report their own errors). Cache failures never fail a
     /// projection: `project` logs them and replays from the log instead.
     CacheFailed(Box<dyn std::error::Error + Send + Sync>),

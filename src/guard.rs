@@ -158,10 +158,10 @@ impl<T> Proposal<T> {
 
 /// Proof that a payload passed every gate of a [`GateSet`].
 ///
-/// Only [`GateSet::evaluate`] (and [`GateSet::evaluate_traced`], or a [`Pipeline`](crate::pipeline::Pipeline)
+/// Only [`GateSet::evaluate`] (and [`GateSet::evaluate_traced`], or a `Pipeline`
 /// calling them) makes one: the fields are private, there is no public constructor, and it is
 /// neither `Clone` nor `Deserialize`, so one evaluation yields exactly one receipt, consumed
-/// by [`Pipeline::commit`](crate::pipeline::Pipeline::commit) or [`Receipt::into_parts`].
+/// by `Pipeline::commit` or [`Receipt::into_parts`].
 ///
 /// A receipt cannot be written as a struct literal:
 /// ```compile_fail

@@ -6,7 +6,7 @@
 //! it is not found at all and the other type's events decode as the wrong type.
 //!
 //! Hand-written `impl EventPayload` blocks are not registered (there is no link-time hook in a
-//! plain impl); [`Store::register_payload`](crate::store::Store::register_payload) checks those
+//! plain impl); `Store::register_payload` checks those
 //! per store.
 
 use crate::event_types::EventKind;
@@ -58,7 +58,7 @@ impl EventPayloadRegistration {
 }
 
 /// How `Store::open` treats two linked payload types that claim one [`EventKind`]
-/// ([`StoreConfig::with_event_payload_validation`](crate::store::StoreConfig::with_event_payload_validation)).
+/// (`StoreConfig::with_event_payload_validation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EventPayloadValidation {
     /// Log one `tracing` warning per process naming the clash, and open anyway (the default).

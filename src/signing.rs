@@ -22,7 +22,7 @@
 //! `disk_pos` and `durable` are not signed: they say where and how far the frame had got when
 //! the receipt was issued, not what was written.
 //!
-//! Verification ([`Store::verify_append_receipt`](crate::store::Store::verify_append_receipt)) rebuilds the cover from the receipt's
+//! Verification (`Store::verify_append_receipt`) rebuilds the cover from the receipt's
 //! fields and the event's hash *as stored in this store* (the event must be visible here), and
 //! checks the signature against this store's key. A receipt whose signed fields were changed,
 //! one signed by another key, an unsigned one, and one for an event this store does not hold
@@ -60,7 +60,7 @@ impl Signed {
 }
 
 /// An Ed25519 key the store signs its receipts with
-/// ([`StoreConfig::with_signing_key`](crate::store::StoreConfig::with_signing_key)).
+/// (`StoreConfig::with_signing_key`).
 ///
 /// The secret never appears in `Debug` output or logs (only the public [`key_id`](Self::key_id)
 /// does), and it is wiped from memory when the last copy is dropped.

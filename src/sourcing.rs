@@ -551,10 +551,10 @@ pub(crate) mod msgpack_json {
 }
 
 /// Upstream's plain reactor: given an event, the events to write in reaction, each as
-/// `(coordinate, kind, payload)`. [`Store::react_loop`](crate::store::Store::react_loop) runs
+/// `(coordinate, kind, payload)`. `Store::react_loop` runs
 /// one on a thread; each reaction is written caused by (and correlated with) its source event,
 /// exactly once. For typed payloads and an error
-/// path, use [`TypedReactive`](crate::store::TypedReactive).
+/// path, use `TypedReactive`.
 pub trait Reactive<P> {
     /// The reactions to `event` (empty: none).
     fn react(&self, event: &Event<P>) -> Vec<(crate::coord::Coordinate, EventKind, P)>;

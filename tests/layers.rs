@@ -11,8 +11,8 @@
 //! codec -> log -> index -> checkpoint -> writer -> recovery -> store -> prelude. The allow-list itself is
 //! checked to follow that order, so it cannot describe a cycle; the import graph found in the
 //! code is checked for cycles as well, with the paths that comments name (`crate::x::...` in a
-//! code span or a doc link's text: module A's docs naming B while B imports A is a cycle all
-//! the same; a link's target alone does not count).
+//! code span, a doc link's text or its target: module A's docs naming B while B imports A is
+//! a cycle all the same).
 //! There a path through a facade counts as a path to the leaf module that defines the item
 //! (`event::EventKind` is `event_types::EventKind`: `event` re-exports `event_types`), and the
 //! facade's re-exports count as its edges.
@@ -493,9 +493,9 @@ fn scan_src() -> (Vec<Import>, Vec<Import>, Defs) {
 
 /// The crate paths that comments name in one file's text: `crate::x::...` in a code span of a
 /// `//`, `///` or `//!` line (so in a doc link's text, `` [`crate::x::Y`] ``), not part of a
-/// longer path like `batpak::crate`. A link's target in parentheses (`` [`Y`](crate::x::Y) ``)
-/// is not counted: the prose names `Y`, and only rustdoc follows the target, so a low module
-/// may point its reader at the high-level API built on it.
+/// longer path like `batpak::crate`, and a link's target in parentheses
+/// (`` [`Y`](crate::x::Y) ``): a low module that wants to point its reader at the high-level
+/// API built on it names that API in plain text, without a link.
 fn doc_refs(module: &[String], file: &str, text: &str) -> Vec<Import> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -508,21 +508,22 @@ fn doc_refs(module: &[String], file: &str, text: &str) -> Vec<Import> {
             from = at + "crate::".len();
             let before = line[..at].chars().next_back();
             let in_code_span = line[..at].matches('`').count() % 2 == 1;
-            if !in_code_span || before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+            let link_target = line[..at].ends_with("](");
+            if !(in_code_span || link_target)
+                || before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
             {
                 continue;
             }
             let path: Vec<String> = line[from..]
                 .split("::")
-                .map(|seg| {
-                    seg.chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                })
-                .scan(true, |whole, seg| {
+                .scan(true, |going, raw| {
                     // A segment ends the path where its text stops being a plain name.
-                    let go = *whole && !seg.is_empty();
-                    *whole = go;
+                    let seg: String = raw
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    let go = *going && !seg.is_empty();
+                    *going = go && seg.len() == raw.len();
                     go.then_some(seg)
                 })
                 .collect();
@@ -986,7 +987,10 @@ fn the_cycle_check_sees_doc_paths_and_reads_facades_as_their_leaves() {
     let paths: Vec<(String, usize)> = docs.iter().map(|d| (d.path.join("::"), d.line)).collect();
     assert_eq!(
         paths,
-        vec![("error::StoreError::WaitTimeout".to_owned(), 1)]
+        vec![
+            ("error::StoreError::WaitTimeout".to_owned(), 1),
+            ("store::Store".to_owned(), 3)
+        ]
     );
     let mut graph = docs.clone();
     graph.push(imp("error", "append::AppendReceipt", false));
