@@ -41,15 +41,9 @@ fn checkpoint() -> CheckpointId {
 /// The child: writes rounds on one thread and replicates on this one until killed (or 90 s).
 #[test]
 fn child_entry() {
-    if std::env::var(MODE_VAR).is_err() {
+    let Some((dir, urls)) = work::child_env(MODE_VAR, DIR_VAR, URLS_VAR) else {
         return;
-    }
-    let dir = std::env::var(DIR_VAR).unwrap();
-    let urls: Vec<String> = std::env::var(URLS_VAR)
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect();
+    };
     let store = Store::open(StoreConfig::new(&dir)).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {

@@ -442,15 +442,9 @@ fn the_interruption_test_catches_an_importer_that_does_not_rewind_to_the_ack_flo
 /// The child: imports with fetches of 3, a pause after each step, until killed (or 90 s).
 #[test]
 fn import_child_entry() {
-    if std::env::var(CHILD_VAR).is_err() {
+    let Some((dir, urls)) = work::child_env(CHILD_VAR, DIR_VAR, URLS_VAR) else {
         return;
-    }
-    let dir = std::env::var(DIR_VAR).unwrap();
-    let urls: Vec<String> = std::env::var(URLS_VAR)
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect();
+    };
     let cfg = ImporterConfig::new(urls, "KILLED").with_batch(3);
     let mut imp = Importer::open(StoreConfig::new(&dir), cfg).unwrap();
     let start = Instant::now();

@@ -12,6 +12,19 @@ pub const KIND: EventKind = EventKind::custom(0x1, 1);
 pub const STREAM: &str = "FAULTS";
 pub const PREFIX: &str = "faults";
 
+/// A child process's store directory and server URLs, from the environment variables its
+/// parent set (`None` when `mode_var` is unset: not a child).
+pub fn child_env(mode_var: &str, dir_var: &str, urls_var: &str) -> Option<(String, Vec<String>)> {
+    std::env::var(mode_var).ok()?;
+    let dir = std::env::var(dir_var).unwrap();
+    let urls = std::env::var(urls_var)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    Some((dir, urls))
+}
+
 fn coord(i: u64) -> Coordinate {
     Coordinate::new(format!("e{}", i % 5), "faults").unwrap()
 }
