@@ -36,7 +36,9 @@ tlc_check() {
     JAR="$(jar_dir)/tla2tools.jar"
     work="$(mktemp -d "/tmp/batpak-${spec,,}.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
-    tlc() { java -XX:+UseParallelGC -cp "$JAR" tlc2.TLC -deadlock -workers "${TLC_WORKERS:-1}" \
+    # Its own java.io.tmpdir: TLC extracts its standard modules there (see spec/tlc.sh).
+    mkdir -p "$work/java"
+    tlc() { java -XX:+UseParallelGC -Djava.io.tmpdir="$work/java" -cp "$JAR" tlc2.TLC -deadlock -workers "${TLC_WORKERS:-1}" \
         -metadir "$work/meta-$2" -config "$1" "$spec.tla"; }
 
     local start
