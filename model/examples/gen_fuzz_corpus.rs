@@ -9,7 +9,10 @@
 //!   cancelled, dropped and left open, segment rolls, big appends whose payloads hold frames,
 //!   torn) under several crash choices, some with a damaged byte or an injected fault, some
 //!   after earlier sessions (closed, crashed, power lost; with failed fsyncs, a full disk, a
-//!   dead disk, a fault in recovery), written in the byte format `arbitrary` reads back. The
+//!   dead disk, a fault in recovery), some opened with a recovery checkpoint of each kind
+//!   (raw, forged, real, damaged, torn, stale, another store's: seeds 64 on, whose encoding
+//!   ends with the checkpoint field the earlier seeds leave out), written in the byte format
+//!   `arbitrary` reads back. The
 //!   frozen findings under `fuzz/regressions/recovery/` are re-encoded too (the input format
 //!   follows the harness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,8 +21,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use batpak::__testing::codec::{self, FRAME_BYTES_MAX_DEFAULT};
 use batpak::__testing::log::{EventRecord, Record, RecordBody, Unit};
 use batpak_model::fuzz_harness::{
-    ArbBody, EndInput, FaultInput, FrameCorruption, ImageCorruption, Op, RecoveryInput,
-    SessionInput, StructuredFrame, FUZZ_SALT,
+    ArbBody, CheckpointInput, EndInput, FaultInput, FrameCorruption, ImageCorruption, Op,
+    RecoveryInput, SessionInput, StructuredFrame, FUZZ_SALT,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -400,7 +403,47 @@ impl ArbWriter {
             self.u8(c.xor);
         }
         self.bytes(&r.recrash);
+        // Nothing for no checkpoint: the inputs of the format before the field end here.
+        if let Some(c) = &r.checkpoint {
+            self.bool(true);
+            self.checkpoint(c);
+        }
         self.0
+    }
+    fn checkpoint(&mut self, c: &CheckpointInput) {
+        const N: u32 = 5;
+        match c {
+            CheckpointInput::Raw(b) => {
+                self.variant(0, N);
+                self.bytes(b);
+            }
+            CheckpointInput::Forged(b) => {
+                self.variant(1, N);
+                self.bytes(b);
+            }
+            CheckpointInput::Damaged { flips, truncate } => {
+                self.variant(2, N);
+                for &(at, xor) in flips {
+                    self.bool(true);
+                    self.0.extend_from_slice(&at.to_le_bytes());
+                    self.u8(xor);
+                }
+                self.bool(false);
+                self.bool(truncate.is_some());
+                if let Some(n) = truncate {
+                    self.0.extend_from_slice(&n.to_le_bytes());
+                }
+            }
+            CheckpointInput::Stale { keep, diverge } => {
+                self.variant(3, N);
+                self.0.extend_from_slice(&keep.to_le_bytes());
+                self.u8(*diverge);
+            }
+            CheckpointInput::Foreign { events } => {
+                self.variant(4, N);
+                self.u8(*events);
+            }
+        }
     }
 }
 
@@ -434,6 +477,7 @@ fn single(deferred: bool, ops: Vec<Op>, crash: Vec<u8>) -> RecoveryInput {
         crash,
         corruption: None,
         recrash: vec![1, 255, 2],
+        checkpoint: None,
     }
 }
 
@@ -607,6 +651,7 @@ fn recovery_regressions() -> Vec<(&'static str, RecoveryInput)> {
                 crash: vec![255; 12],
                 corruption: None,
                 recrash: vec![255; 4],
+                checkpoint: None,
             },
         ),
         // Deferred mode: a big append (acknowledged, not durable), then a batch whose roll
@@ -624,6 +669,7 @@ fn recovery_regressions() -> Vec<(&'static str, RecoveryInput)> {
                 crash: Vec::new(),
                 corruption: None,
                 recrash: Vec::new(),
+                checkpoint: None,
             },
         ),
         // A damaged byte in a durable log with a fence open at the crash.
@@ -648,6 +694,7 @@ fn recovery_regressions() -> Vec<(&'static str, RecoveryInput)> {
                     xor: 1,
                 }),
                 recrash: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+                checkpoint: None,
             },
         ),
     ]
@@ -724,7 +771,107 @@ fn recovery_seeds() -> Vec<Vec<u8>> {
         });
     }
     seeds.extend(consumer_seeds());
+    seeds.extend(checkpoint_seeds());
     seeds.iter().map(encode).collect()
+}
+
+/// A forged checkpoint body (after magic and version) of one segment and one event whose
+/// fields add up: the decoder accepts it, the segment's fingerprint must refuse it.
+fn forged_body() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&1u32.to_le_bytes()); // segments
+    b.extend_from_slice(&1u64.to_le_bytes()); // entries
+    b.extend_from_slice(&0u64.to_le_bytes()); // first sequence
+    b.extend_from_slice(&1u64.to_le_bytes()); // covered sequences
+    b.extend_from_slice(&1u64.to_le_bytes()); // segment id
+    b.extend_from_slice(&0u64.to_le_bytes()); // its first sequence
+    b.extend_from_slice(&0x5a17_u32.to_le_bytes()); // salt
+    b.extend_from_slice(&200u64.to_le_bytes()); // covered length
+    b.extend_from_slice(&32u64.to_le_bytes()); // last covered frame
+    b.extend_from_slice(&[7; 12]); // its head
+    b.push(1); // the bitmap
+    b.extend_from_slice(&[9; 36]); // the entry
+    b
+}
+
+/// The recovery checkpoint under the harness: each kind of `recovery.ckpt` (raw bytes, a
+/// forged one, the real one intact, torn and damaged, stale ones, another store's) on crash
+/// images after earlier sessions that closed (so the image holds a checkpoint of its own),
+/// and on a damaged image.
+fn checkpoint_seeds() -> Vec<RecoveryInput> {
+    use CheckpointInput::*;
+    let closed = |ops: Vec<Op>| SessionInput {
+        deferred: false,
+        ops,
+        fault: None,
+        end: EndInput::Close,
+    };
+    let history = vec![
+        closed(vec![a(0, 1), batch(2, 1), a(2, 3)]),
+        closed(vec![a(1, 2), Op::Sync, big(0, 40)]),
+    ];
+    let inputs = [
+        Raw(vec![0x42; 40]),
+        Forged(forged_body()),
+        Damaged {
+            flips: Vec::new(),
+            truncate: None,
+        },
+        Damaged {
+            flips: vec![(20, 0x10), (300, 0x01)],
+            truncate: None,
+        },
+        Damaged {
+            flips: Vec::new(),
+            truncate: Some(100),
+        },
+        Stale {
+            keep: 3,
+            diverge: 0,
+        },
+        Stale {
+            keep: 2,
+            diverge: 3,
+        },
+        Foreign { events: 6 },
+    ];
+    let workloads = workloads();
+    let mut seeds = Vec::new();
+    for (i, c) in inputs.into_iter().enumerate() {
+        let ops = workloads[(2 * i + 1) % workloads.len()].clone();
+        seeds.push(RecoveryInput {
+            history: if i % 2 == 0 {
+                history.clone()
+            } else {
+                Vec::new()
+            },
+            checkpoint: Some(c),
+            ..single(i % 3 == 1, ops, vec![(i * 29) as u8; 6])
+        });
+    }
+    // The real checkpoint of a damaged image, and a stale one of an image with a hole.
+    seeds.push(RecoveryInput {
+        history: history.clone(),
+        corruption: Some(ImageCorruption {
+            file: 0,
+            offset: 70,
+            xor: 0x08,
+        }),
+        checkpoint: Some(Damaged {
+            flips: Vec::new(),
+            truncate: None,
+        }),
+        ..single(false, workloads[1].clone(), vec![255; 12])
+    });
+    seeds.push(RecoveryInput {
+        history,
+        checkpoint: Some(Stale {
+            keep: 4,
+            diverge: 2,
+        }),
+        ..single(true, workloads[0].clone(), vec![1, 2, 3, 1, 2, 3, 1, 2, 3])
+    });
+    seeds
 }
 
 fn poll(c: u8, max: u8) -> Op {

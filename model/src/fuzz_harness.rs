@@ -7,14 +7,18 @@
 //!   the decoder must never return a different record silently.
 //! * [`recovery`]: fuzz-chosen sessions run and judged by the simulator ([`crate::sim`]),
 //!   then a last workload, a crash image, maybe one damaged byte, recovery, judged by the
-//!   oracle (see the [`recovery`] module).
+//!   oracle (see the [`recovery`] module); and, when the input brings one, the crash image
+//!   opened with a fuzz-chosen recovery checkpoint (raw, forged, torn or damaged, stale, of
+//!   another store) must give what it gives without one (see the [`checkpoint`] module).
 //!
 //! Every function panics (an assertion naming the invariant) when a property fails; that is
 //! how the fuzzer sees a finding.
 
+mod checkpoint;
 mod recovery;
 
 pub use crate::workload::{embeddable_frames, HarnessSalts, Op};
+pub use checkpoint::{CheckpointInput, CHECKPOINT_FILE};
 pub use recovery::{
     lifecycle_events, recovery, recovery_with, EndInput, FaultInput, ImageCorruption, Outcome,
     RecoveryInput, SessionInput, HISTORY_MAX, OPS_MAX,
@@ -30,13 +34,14 @@ use batpak::__testing::log::{
 /// The seeded bugs the `recovery` fuzz target can run with ([`fuzz_mutant`]; mutant build
 /// only).
 #[cfg(batpak_mutant)]
-pub const FUZZ_MUTANTS: [crate::Mutant; 6] = [
+pub const FUZZ_MUTANTS: [crate::Mutant; 7] = [
     crate::Mutant::CheckpointNotAtomic,
     crate::Mutant::CheckpointAckBeforeDurable,
     crate::Mutant::DeliverBeforeDurable,
     crate::Mutant::RecoveryCutsAtHole,
     crate::Mutant::RecoveryLooksInsideTornFrame,
     crate::Mutant::RecoveryTrustsPageCache,
+    crate::Mutant::TrustStaleCheckpoint,
 ];
 
 /// The seeded bug the `recovery` fuzz target runs with: in the mutant build

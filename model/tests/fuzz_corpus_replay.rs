@@ -9,7 +9,7 @@ use batpak_model::fuzz_harness::{
     run_bytes, Outcome, RecoveryInput, StructuredFrame,
 };
 #[cfg(batpak_mutant)]
-use batpak_model::fuzz_harness::{EndInput, FaultInput, Op, SessionInput};
+use batpak_model::fuzz_harness::{CheckpointInput, EndInput, FaultInput, Op, SessionInput};
 use batpak_model::workload::Mutant;
 use std::path::{Path, PathBuf};
 
@@ -158,6 +158,7 @@ fn unsynced_workload(crash: Vec<u8>) -> RecoveryInput {
         crash,
         corruption: None,
         recrash: Vec::new(),
+        checkpoint: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn torn_big_append(crash: Vec<u8>) -> RecoveryInput {
         crash,
         corruption: None,
         recrash: Vec::new(),
+        checkpoint: None,
     }
 }
 
@@ -390,6 +392,7 @@ fn recovery_harness_judges_multi_session_histories() {
         crash: vec![u8::MAX; 4],
         corruption: None,
         recrash: vec![0; 4],
+        checkpoint: None,
     };
     assert_eq!(
         recovery_with(input.clone(), Mutant::None),
@@ -401,6 +404,124 @@ fn recovery_harness_judges_multi_session_histories() {
     let text = panic_text(caught.expect_err("RecoveryTrustsPageCache survived a later session"));
     assert!(text.starts_with("INV-DURABLE: session 2"), "{text}");
     assert!(text.contains("after the open"), "{text}");
+}
+
+/// The recovery corpus puts the recovery checkpoint under the harness: some seeds open their
+/// last crash image with a `recovery.ckpt` of every kind (raw bytes, a forged one, the real one
+/// intact, damaged and torn, stale ones, another store's), next to the open without one (the
+/// seeds of the format before the checkpoint field decode as they did: without one).
+#[test]
+fn recovery_corpus_covers_the_recovery_checkpoint() {
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut without = 0;
+    for (_, bytes) in inputs("corpus", "recovery") {
+        run_bytes::<RecoveryInput>(&bytes, |input| match &input.checkpoint {
+            Some(c) => *kinds.entry(c.kind()).or_insert(0usize) += 1,
+            None => without += 1,
+        });
+    }
+    println!("recovery checkpoints in the corpus: {kinds:?}, {without} seeds without one");
+    for k in [
+        "raw",
+        "forged",
+        "real",
+        "damaged",
+        "stale",
+        "stale-diverged",
+        "foreign",
+    ] {
+        assert!(
+            kinds.contains_key(k),
+            "no seed brings a {k} checkpoint: {kinds:?}"
+        );
+    }
+    assert!(without >= 64, "only {without} seeds without a checkpoint");
+    for (path, bytes) in inputs("regressions", "recovery") {
+        run_bytes::<RecoveryInput>(&bytes, |input| {
+            assert!(
+                input.checkpoint.is_none(),
+                "{} decodes with a checkpoint",
+                path.display()
+            );
+        });
+    }
+}
+
+/// A last session with no history whose crash image is opened with a checkpoint of an earlier
+/// prefix of its log, which went on to `diverge` events the image does not have.
+#[cfg(batpak_mutant)]
+fn stale_checkpoint(keep: u16, diverge: u8) -> RecoveryInput {
+    RecoveryInput {
+        history: Vec::new(),
+        deferred: false,
+        ops: vec![
+            Op::Append { entity: 0, pad: 1 },
+            Op::Batch { n: 2, entity: 1 },
+            Op::Append { entity: 2, pad: 3 },
+            Op::Append { entity: 0, pad: 4 },
+        ],
+        fault: None,
+        crash: vec![u8::MAX; 4],
+        corruption: None,
+        recrash: Vec::new(),
+        checkpoint: Some(CheckpointInput::Stale { keep, diverge }),
+    }
+}
+
+/// The seeded bug `TrustStaleCheckpoint` (a checkpoint's hashes taken by sequence alone: no
+/// fingerprint, no id check) is caught by the harness's checkpoint comparison on a stale
+/// checkpoint that covers events the image does not have, and by corpus seeds (a diverged
+/// stale one, another store's), reported as INV-STABLE-SEQ; a plain stale one (a prefix of the
+/// log) is right to use and passes.
+#[cfg(batpak_mutant)]
+#[test]
+fn recovery_harness_catches_a_trusted_stale_checkpoint() {
+    for keep in [0u16, 2, 3] {
+        let input = stale_checkpoint(keep, 3);
+        assert_eq!(
+            recovery_with(input.clone(), Mutant::None),
+            Outcome::Recovered
+        );
+        let caught =
+            std::panic::catch_unwind(|| recovery_with(input, Mutant::TrustStaleCheckpoint));
+        let text =
+            panic_text(caught.expect_err("TrustStaleCheckpoint survived a stale checkpoint"));
+        assert!(text.starts_with("INV-STABLE-SEQ"), "keep {keep}: {text}");
+    }
+    assert_eq!(
+        recovery_with(stale_checkpoint(3, 0), Mutant::TrustStaleCheckpoint),
+        Outcome::Recovered,
+        "a checkpoint of a prefix of the log holds"
+    );
+    let mut caught = std::collections::BTreeMap::new();
+    for (path, bytes) in inputs("corpus", "recovery") {
+        run_bytes::<RecoveryInput>(&bytes, |input| {
+            let Some(kind) = input.checkpoint.as_ref().map(CheckpointInput::kind) else {
+                return;
+            };
+            let run =
+                std::panic::catch_unwind(|| recovery_with(input, Mutant::TrustStaleCheckpoint));
+            if let Err(e) = run {
+                let text = panic_text(e);
+                assert!(
+                    text.starts_with("INV-STABLE-SEQ"),
+                    "{}: {text}",
+                    path.display()
+                );
+                caught
+                    .entry(kind)
+                    .or_insert_with(Vec::new)
+                    .push(path.file_name().unwrap().to_owned());
+            }
+        });
+    }
+    println!("TrustStaleCheckpoint caught by corpus seeds: {caught:?}");
+    for k in ["stale-diverged", "foreign"] {
+        assert!(
+            caught.contains_key(k),
+            "no {k} seed catches TrustStaleCheckpoint: {caught:?}"
+        );
+    }
 }
 
 /// Whether `op` is one of the durable consumers' operations.
@@ -499,6 +620,7 @@ fn consumer_crash_at(k: u8, image: u8) -> RecoveryInput {
         crash: vec![u8::MAX; 4],
         corruption: None,
         recrash: vec![0; 4],
+        checkpoint: None,
     }
 }
 

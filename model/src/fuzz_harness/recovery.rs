@@ -42,6 +42,7 @@
 //! Determinism: the simulator's (a sequential client, a manual clock, counter ids, salts
 //! known in advance), so the disk operations depend on the input alone.
 
+use super::checkpoint::{self, CheckpointInput};
 use crate::check::{check_recovered, visible};
 use crate::conformance::WrittenLog;
 use crate::consumers::ConsumerGhost;
@@ -208,6 +209,10 @@ pub struct RecoveryInput {
     pub corruption: Option<ImageCorruption>,
     /// Chooser bytes for the crash image taken of the recovered disk.
     pub recrash: Vec<u8>,
+    /// A recovery checkpoint to open the last crash image with, next to the open without one
+    /// ([`super::checkpoint`]). The last field, decoded from what follows `recrash`: inputs of
+    /// the format before it (which end there) decode as before, with `None`.
+    pub checkpoint: Option<CheckpointInput>,
 }
 
 fn plan(deferred: bool, ops: &[Op], fault: Option<FaultInput>, end: End) -> SessionPlan {
@@ -307,6 +312,18 @@ pub fn recovery_with(input: RecoveryInput, mutant: Mutant) -> Outcome {
         eprintln!("{}", sim.journal.join("\n"));
     }
     let acks = sim.acks().clone();
+    if let Some(ck) = &input.checkpoint {
+        let mode = Mode {
+            deferred: input.deferred,
+            mutant,
+        };
+        let damage = |d: &SimDisk| {
+            if let Some(c) = input.corruption {
+                let _ = apply_corruption(d, c);
+            }
+        };
+        checkpoint::check(ck, &image, mode, lifecycle_events(&input), damage);
+    }
     last_crash(&input, mutant, &written, &acks, &image)
 }
 
@@ -572,9 +589,12 @@ fn check_hole_fails_closed(
     );
 }
 
-/// Applies the corruption to the image; returns the index of the first record it damages
-/// (`records.len()` if none) and whether valid records must follow the damage.
-fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usize, bool)> {
+/// Applies the corruption to `disk`; returns the file and the offset it changed, and the
+/// file's length.
+pub(super) fn apply_corruption(
+    disk: &SimDisk,
+    c: ImageCorruption,
+) -> Option<(std::path::PathBuf, usize, usize)> {
     let segs: Vec<_> = disk
         .files()
         .into_iter()
@@ -588,6 +608,13 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
     let offset = usize::from(c.offset) % bytes.len();
     let old = *bytes.get(offset)?;
     disk.corrupt(path, offset as u64, old ^ c.xor.max(1)).ok()?;
+    Some((path.clone(), offset, bytes.len()))
+}
+
+/// Applies the corruption to the image; returns the index of the first record it damages
+/// (`records.len()` if none) and whether valid records must follow the damage.
+fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usize, bool)> {
+    let (path, offset, file_len) = apply_corruption(disk, c)?;
     let seg_id =
         batpak::__testing::log::segment::parse_segment_file_name(path.file_name()?.to_str()?)?;
     let off = offset as u64;
@@ -601,7 +628,7 @@ fn corrupt(disk: &SimDisk, pre: &ScannedLog, c: ImageCorruption) -> Option<(usiz
             .iter()
             .position(|p| p.segment_id >= seg_id)
             .unwrap_or(n);
-        return Some((k, bytes.len() > SEGMENT_HEADER_BYTES));
+        return Some((k, file_len > SEGMENT_HEADER_BYTES));
     }
     let k = pre
         .positions
