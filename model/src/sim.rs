@@ -48,7 +48,13 @@
 //!   it;
 //! - lifecycle events: a share of the seeds ([`SimOptions::lifecycle_percent`], a stream of
 //!   its own) runs every session with `with_lifecycle_events(true)`, so every open and close
-//!   appends its lifecycle event, which the oracle sees in the written log like any other.
+//!   appends its lifecycle event, which the oracle sees in the written log like any other;
+//! - periodic recovery checkpoints: a share of the seeds
+//!   ([`SimOptions::periodic_checkpoint_percent`], a stream of its own) saves the recovery
+//!   checkpoint every 1 to 8 durable records (`with_checkpoint_every_n_events`), so process
+//!   crashes, power losses and faults strike with a recent checkpoint on disk and in the middle
+//!   of its write (temporary file, fsync, rename, directory fsync); every recovery is judged
+//!   as without it (the checkpoint is a cache: INV-STABLE-SEQ, INV-CORRUPTION-FAILS-CLOSED).
 //!
 //! Determinism: a sequential client per session ([`Runner`]), `ManualClock`, `CounterIds`,
 //! seeded salts, the flush timer never due; everything random comes from one splitmix64 stream
@@ -196,6 +202,14 @@ pub struct SimStats {
     pub compaction: SimCompactionStats,
     /// Seeds whose sessions ran with lifecycle events.
     pub lifecycle_seeds: u64,
+    /// Seeds whose sessions saved the recovery checkpoint every few durable records
+    /// ([`SimOptions::periodic_checkpoint_percent`]).
+    pub periodic_checkpoint_seeds: u64,
+    /// Process crashes and power losses that struck with a recovery checkpoint on disk.
+    pub crashes_with_checkpoint: u64,
+    /// Of those, the ones that struck in the middle of a checkpoint's write (its temporary file
+    /// on disk).
+    pub crashes_in_checkpoint_write: u64,
 }
 
 impl SimStats {
@@ -225,6 +239,9 @@ impl SimStats {
         self.projections.add(&o.projections);
         self.compaction.add(&o.compaction);
         self.lifecycle_seeds += o.lifecycle_seeds;
+        self.periodic_checkpoint_seeds += o.periodic_checkpoint_seeds;
+        self.crashes_with_checkpoint += o.crashes_with_checkpoint;
+        self.crashes_in_checkpoint_write += o.crashes_in_checkpoint_write;
     }
 }
 
@@ -243,7 +260,8 @@ impl fmt::Display for SimStats {
              compactions: {} judged ({} dropped events, {} across an open fence, {} in the \
              middle of a seed), cut by {} process crashes, {} power losses, {} failed fsyncs \
              ({} then more writes and a crash), {} refused (definite error); {} seeds with \
-             lifecycle events",
+             lifecycle events; recovery checkpoints: {} seeds saving one every few records, {} \
+             crashes with one on disk ({} in the middle of its write)",
             self.seeds,
             self.sessions,
             self.ops,
@@ -279,7 +297,10 @@ impl fmt::Display for SimStats {
             self.compaction.failed_fsyncs,
             self.compaction.writes_after,
             self.compaction.refused,
-            self.lifecycle_seeds
+            self.lifecycle_seeds,
+            self.periodic_checkpoint_seeds,
+            self.crashes_with_checkpoint,
+            self.crashes_in_checkpoint_write
         )
     }
 }
@@ -375,6 +396,8 @@ pub struct Sim {
     /// Whether every open and close records its lifecycle event
     /// (`StoreConfig::with_lifecycle_events`).
     lifecycle: bool,
+    /// `StoreConfig::with_checkpoint_every_n_events`, if not the default (at close only).
+    checkpoint_every: Option<u64>,
     /// The store's (visible, durable) frontier at the last live projection check of the
     /// session: nothing to check again while it stays.
     projected_at: Option<(u64, u64)>,
@@ -413,6 +436,7 @@ impl Sim {
             rows_durable: 0,
             projections: true,
             lifecycle: false,
+            checkpoint_every: None,
             projected_at: None,
             mutant,
             segment_max_bytes,
@@ -440,6 +464,14 @@ impl Sim {
     /// `SYSTEM_CLOSE_COMPLETED`, events the oracle sees in the written log like any other.
     pub fn with_lifecycle_events(mut self) -> Self {
         self.lifecycle = true;
+        self
+    }
+
+    /// Every session saves the recovery checkpoint every `n` durable records
+    /// (`StoreConfig::with_checkpoint_every_n_events`), not only at a clean close: crashes and
+    /// power losses strike with a recent one on disk, and in the middle of its write.
+    pub fn with_checkpoint_every(mut self, n: u64) -> Self {
+        self.checkpoint_every = Some(n);
         self
     }
 
@@ -511,6 +543,9 @@ impl Sim {
             .with_lifecycle_events(self.lifecycle);
         if plan.deferred {
             cfg = cfg.with_sync_every_n_events(plan.sync_every.max(2));
+        }
+        if let Some(n) = self.checkpoint_every {
+            cfg = cfg.with_checkpoint_every_n_events(n);
         }
         self.rows_durable = 0;
         self.projected_at = None;
@@ -904,6 +939,16 @@ impl Sim {
         r?;
         self.check_written(&written)?;
         let durable = platter(&self.disk, &written);
+        if !close {
+            let dir = Path::new(DIR);
+            let on_disk = |name: &str| self.disk.read_file(&dir.join(name)).is_some();
+            if on_disk("recovery.ckpt") || on_disk("recovery.ckpt.tmp") {
+                self.stats.crashes_with_checkpoint += 1;
+            }
+            if on_disk("recovery.ckpt.tmp") {
+                self.stats.crashes_in_checkpoint_write += 1;
+            }
+        }
         let kind = if power {
             let bytes = match &plan.end {
                 End::PowerLoss(b) => b.clone(),
@@ -1300,6 +1345,10 @@ pub struct SimOptions {
     /// Percent of seeds whose sessions record lifecycle events (every open and close appends
     /// one), drawn from a stream of its own. 25 by default (`SIM_LIFECYCLE=P` sets it).
     pub lifecycle_percent: u64,
+    /// Percent of seeds whose sessions save the recovery checkpoint every `n` durable records
+    /// as well as at a clean close (`n` from 1 to 8, drawn with the choice from a stream of
+    /// their own). 25 by default (`SIM_CHECKPOINT=P` sets it).
+    pub periodic_checkpoint_percent: u64,
 }
 
 impl Default for SimOptions {
@@ -1313,6 +1362,7 @@ impl Default for SimOptions {
             projections: true,
             compaction_percent: 25,
             lifecycle_percent: 25,
+            periodic_checkpoint_percent: 25,
         }
     }
 }
@@ -1493,6 +1543,26 @@ pub fn random_session(rng: &mut SplitMix, ops_max: usize, double: bool) -> Sessi
     }
 }
 
+/// In a seed with periodic recovery checkpoints, a session without a fault sometimes gets a
+/// process crash or a dead disk (a power loss) at the first rename or directory fsync from a
+/// random client operation on: in the store's disk operations those are the checkpoint's (the
+/// rename of its temporary file, then the directory fsync that makes the rename durable; a
+/// segment roll's directory fsync too), so the crash strikes in the middle of its write.
+fn checkpoint_crash(rng: &mut SplitMix, plan: &SessionPlan) -> Option<PlannedFault> {
+    if !plan.faults.is_empty() || !rng.chance(40) {
+        return None;
+    }
+    Some(PlannedFault::Next {
+        before_op: rng.below(plan.ops.len().max(1) as u64) as usize,
+        name: if rng.chance(50) { "rename" } else { "sync_dir" },
+        fault: Fault::new(if rng.chance(50) {
+            FaultKind::ProcessCrash
+        } else {
+            FaultKind::Persistent
+        }),
+    })
+}
+
 /// The segment size of a seed's store: small, so rolls happen.
 fn segment_size(rng: &mut SplitMix) -> u64 {
     [512, 512, 1024, 4096][rng.below(4) as usize]
@@ -1513,6 +1583,16 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
         sim.stats.lifecycle_seeds = 1;
         sim.journal.push("lifecycle events on".into());
     }
+    // Periodic recovery checkpoints: a stream of their own too.
+    let mut ckrng = SplitMix(seed ^ 0xC4EC_4901_47E0_5EED);
+    let periodic = ckrng.below(100) < opts.periodic_checkpoint_percent;
+    if periodic {
+        let n = 1 + ckrng.below(8);
+        sim = sim.with_checkpoint_every(n);
+        sim.stats.periodic_checkpoint_seeds = 1;
+        sim.journal
+            .push(format!("recovery checkpoint every {n} durable records"));
+    }
     let span = opts.sessions_max.saturating_sub(opts.sessions_min) as u64 + 1;
     let sessions = opts.sessions_min + rng.below(span) as usize;
     let fail = |sim: &Sim, v: Violation| Failure {
@@ -1528,7 +1608,10 @@ pub fn simulate(seed: u64, opts: SimOptions) -> Result<SimStats, Failure> {
     let mut prng = SplitMix(seed ^ 0x0090_5171_00C0_4AC7);
     let mid_run = (compaction && prng.chance(50)).then(|| prng.below(sessions as u64) as usize);
     for i in 0..sessions {
-        let plan = random_session(&mut rng, opts.ops_max, opts.fail_then_crash);
+        let mut plan = random_session(&mut rng, opts.ops_max, opts.fail_then_crash);
+        if periodic {
+            plan.faults.extend(checkpoint_crash(&mut ckrng, &plan));
+        }
         if let Err(v) = sim.run_session(&plan) {
             return Err(fail(&sim, v));
         }

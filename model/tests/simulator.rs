@@ -20,6 +20,9 @@
 //!   fence; 25 by default, drawn from a stream of its own);
 //! - `SIM_LIFECYCLE=P`: P percent of the seeds run their sessions with lifecycle events
 //!   (every open and close appends one; 25 by default, drawn from a stream of its own);
+//! - `SIM_CHECKPOINT=P`: P percent of the seeds run their sessions with a recovery checkpoint
+//!   saved every 1-8 durable records (`with_checkpoint_every_n_events`; 25 by default, drawn
+//!   from a stream of its own);
 //! - `SIM_PROJECTIONS=0`: without the projection checks (`batpak_model::projections`: every
 //!   store folds with snapshots and a cache, compared with the plain fold after every
 //!   recovery and operation; on by default).
@@ -47,6 +50,7 @@ fn options() -> SimOptions {
         projections: env_u64("SIM_PROJECTIONS").is_none_or(|v| v != 0),
         compaction_percent: env_u64("SIM_COMPACTION").unwrap_or(25),
         lifecycle_percent: env_u64("SIM_LIFECYCLE").unwrap_or(25),
+        periodic_checkpoint_percent: env_u64("SIM_CHECKPOINT").unwrap_or(25),
         ..SimOptions::default()
     }
 }
@@ -125,6 +129,17 @@ fn simulate_ci_budget() {
         let p = stats.projections;
         assert!(p.after_recovery > 0 && p.folds > p.after_recovery && p.non_empty > 0);
         assert!(p.cache_rows > 0, "no projection cache row was ever written");
+    }
+    // Crashes struck with periodic recovery checkpoints on disk, some in the middle of a write.
+    if opts.periodic_checkpoint_percent > 0 && count >= 200 {
+        assert!(
+            stats.periodic_checkpoint_seeds > 0,
+            "no seed saved periodic checkpoints"
+        );
+        assert!(
+            stats.crashes_in_checkpoint_write > 0,
+            "no crash struck in the middle of a checkpoint's write"
+        );
     }
 }
 
