@@ -39,6 +39,12 @@
 //!   disk the input picks) keeps exactly what the reopened store showed (INV-DURABLE across
 //!   process crash -> reopen -> power loss); so does a clean reopen (INV-RECOVERY-IDEMPOTENT).
 //!
+//! * when the input brings a recovery checkpoint ([`CheckpointInput`]: raw bytes, a forged
+//!   one, the image's real one intact, flipped or cut, a stale one, another store's), copies
+//!   of the crash image (damaged as above) open with it exactly as without one: the same
+//!   events, sequences, positions and hashes, or the same error ([`super::checkpoint`];
+//!   INV-STABLE-SEQ, INV-CORRUPTION-FAILS-CLOSED).
+//!
 //! Determinism: the simulator's (a sequential client, a manual clock, counter ids, salts
 //! known in advance), so the disk operations depend on the input alone.
 
