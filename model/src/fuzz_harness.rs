@@ -9,7 +9,7 @@
 //!   then a last workload, a crash image, maybe one damaged byte, recovery, judged by the
 //!   oracle (see the [`recovery`] module); and, when the input brings one, the crash image
 //!   opened with a fuzz-chosen recovery checkpoint (raw, forged, torn or damaged, stale, of
-//!   another store) must give what it gives without one (see the [`checkpoint`] module).
+//!   another store) must give what it gives without one (see [`CheckpointInput`]).
 //!
 //! Every function panics (an assertion naming the invariant) when a property fails; that is
 //! how the fuzzer sees a finding.

@@ -216,7 +216,7 @@ pub struct RecoveryInput {
     /// Chooser bytes for the crash image taken of the recovered disk.
     pub recrash: Vec<u8>,
     /// A recovery checkpoint to open the last crash image with, next to the open without one
-    /// ([`super::checkpoint`]). The last field, decoded from what follows `recrash`: inputs of
+    /// (see [`CheckpointInput`]). The last field, decoded from what follows `recrash`: inputs of
     /// the format before it (which end there) decode as before, with `None`.
     pub checkpoint: Option<CheckpointInput>,
 }
