@@ -272,8 +272,8 @@ mod mutants {
     /// `commit_with` writes the checkpoint as its own record before the outputs' batch: a
     /// crash between them keeps the checkpoint, loses the reactions. It needs a process crash
     /// at the commit's fsync followed by a power loss that keeps the checkpoint record but not
-    /// the outputs: rare in random schedules (seed 88 is the first today; it was 2,168 before the
-    /// periodic-checkpoint seeds changed the schedules' streams), so this test allows up to
+    /// the outputs: rare in random schedules (seed 88 is the first today; it was 2,168 under an
+    /// earlier recovery scan), so this test allows up to
     /// 4,000 seeds. The fuzz corpus catches it deterministically (`fuzz/corpus/recovery/seed-062`,
     /// `recovery_corpus_catches_consumer_mutants`), as does the crash-point sweep
     /// `recovery_harness_catches_a_checkpoint_apart_from_its_outputs`.
