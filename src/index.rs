@@ -455,13 +455,16 @@ impl Index {
 
     /// Ends [`Index::defer_ids`]: installs `built` if it holds the id of every published
     /// event, else (no table: its thread failed; or one of another length) builds the table
-    /// here from the records.
-    pub(crate) fn install_ids(&mut self, built: Option<IdTableBuilder>) {
+    /// here from the records. `checked: false` is the seeded bug `RecoveryIndexLosesLastIds`:
+    /// any table is installed.
+    pub(crate) fn install_ids(&mut self, built: Option<IdTableBuilder>, checked: bool) {
         let Some(rest) = self.deferred_ids.take() else {
             return;
         };
         match built {
-            Some(b) if rest.is_empty() && b.ids.len() == self.slots.len() => self.by_id = b.table,
+            Some(b) if !checked || (rest.is_empty() && b.ids.len() == self.slots.len()) => {
+                self.by_id = b.table
+            }
             _ => {
                 self.by_id = IdTable::default();
                 self.by_id.reserve(self.slots.len(), &self.slots[..]);
@@ -1455,7 +1458,7 @@ mod tests {
             if way != 2 {
                 built.extend(&index.take_deferred_ids(0).unwrap_or_default());
             }
-            index.install_ids((way != 1).then_some(built));
+            index.install_ids((way != 1).then_some(built), true);
             for seq in 0..n {
                 let want = direct.get(id(seq)).map(|e| e.global_sequence);
                 assert!(want.is_some());

@@ -95,7 +95,7 @@ pub(crate) fn recover_with(
     let mut ready = state.finish_recovery();
     publish(&mut state, &mut index, &mut ready);
     if let Some(h) = helper {
-        h.finish(&mut index);
+        h.finish(&mut index, bugs);
     }
     index.shrink();
     Ok(Recovered {
@@ -154,10 +154,13 @@ impl IndexHelper {
     }
 
     /// Sends the last ids and installs the helper's table (or builds one here if it failed).
-    fn finish(self, index: &mut Index) {
-        self.send_ids(index, 0);
+    fn finish(self, index: &mut Index, bugs: Bugs) {
+        let lose = bugs.has(Mutant::RecoveryIndexLosesLastIds);
+        if !lose {
+            self.send_ids(index, 0);
+        }
         drop(self.ids);
-        index.install_ids(self.table.join().ok());
+        index.install_ids(self.table.join().ok(), !lose);
     }
 }
 
@@ -372,31 +375,34 @@ mod tests {
         assert_eq!(recovered, written);
     }
 
+    /// Whether a checkpoint open of `disk` (whose helper builds the id table) finds every
+    /// event by id as a full scan does, with the seeded bug `bugs`.
+    fn helper_index_is_the_full_scans(disk: &SimDisk, bugs: Bugs) -> bool {
+        let open = |checkpoint, bugs| {
+            recover_with(disk, Path::new(DIR), CutPolicy::InMemory, bugs, checkpoint).unwrap()
+        };
+        let (with, full) = (open(true, bugs), open(false, Bugs::default()));
+        let all = full.index.query(&Region::all());
+        assert_eq!(all.len(), 5000);
+        assert_eq!(with.index.query(&Region::all()), all);
+        assert!(!with.index.contains(0));
+        assert_eq!(with.report, full.report);
+        all.iter()
+            .all(|e| with.index.get(e.event_id).as_ref() == Some(e))
+    }
+
     #[test]
     fn a_checkpoint_open_whose_helper_builds_the_id_table_finds_every_event_as_a_full_scan() {
         let disk = SimDisk::new();
         store_with(&disk, 5000, 256 << 10);
         let hint = crate::checkpoint::entries_hint(&disk, Path::new(DIR));
         assert!(hint >= Some(INDEX_HELPER_MIN), "{hint:?}");
-        let open = |checkpoint| {
-            recover_with(
-                &disk,
-                Path::new(DIR),
-                CutPolicy::InMemory,
-                Bugs::default(),
-                checkpoint,
-            )
-            .unwrap()
-        };
-        let (with, full) = (open(true), open(false));
-        let all = full.index.query(&Region::all());
-        assert_eq!(all.len(), 5000);
-        assert_eq!(with.index.query(&Region::all()), all);
-        for e in &all {
-            assert_eq!(with.index.get(e.event_id).as_ref(), Some(e));
-        }
-        assert!(!with.index.contains(0));
-        assert_eq!(with.report, full.report);
+        assert!(helper_index_is_the_full_scans(&disk, Bugs::default()));
+        #[cfg(batpak_mutant)]
+        assert!(
+            !helper_index_is_the_full_scans(&disk, Bugs::seed(Mutant::RecoveryIndexLosesLastIds)),
+            "seeded bug RecoveryIndexLosesLastIds not caught"
+        );
     }
 
     #[test]
