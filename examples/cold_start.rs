@@ -6,9 +6,13 @@
 //! N/200 events and aborts without closing, so the open finds the last periodic checkpoint
 //! and scans the tail after it). Prints the closed store's bytes on disk (the log's segments,
 //! the checkpoint, their sum, each per event), then wall time and this process's CPU time
-//! (user + system, from /proc, all threads) of each open.
+//! (user + system, from /proc: all threads, and the opening thread alone) of each open.
 //!
 //! `cargo run --release --example cold_start -- 1000000 /tmp/cold`
+//!
+//! With a third argument `checkpoint` or `scan` and a count K (`... 1000000 /tmp/cold
+//! checkpoint 5`), it only times K opens of that kind of the filled store (for a profiler,
+//! or alternating runs of two builds).
 
 use batpak::prelude::*;
 use std::path::{Path, PathBuf};
@@ -40,7 +44,17 @@ fn fill(dir: &Path, from: u64, n: u64, config: StoreConfig) -> Result<Store, Sto
 
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU seconds of the calling thread so far (the opening thread: the open's
+/// critical path when the machine has a core free for each helper thread).
+fn thread_cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+fn stat_cpu_seconds(file: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(file) else {
         return 0.0;
     };
     // Fields after the command name (which is in parentheses): utime is the 14th field.
@@ -51,12 +65,13 @@ fn cpu_seconds() -> f64 {
 }
 
 fn timed_open(label: &str, config: StoreConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let (t, cpu, own) = (Instant::now(), cpu_seconds(), thread_cpu_seconds());
     let store = Store::open(config)?;
     let first = store.stream("entity:42").len();
-    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let wall = t.elapsed().as_secs_f64();
+    let (cpu, own) = (cpu_seconds() - cpu, thread_cpu_seconds() - own);
     println!(
-        "{label:<34} {:>8} events  open+first query {wall:.3} s wall, {cpu:.2} s CPU ({first} in the first query)",
+        "{label:<34} {:>8} events  open+first query {wall:.3} s wall, {cpu:.2} s CPU ({own:.2} s on the opening thread; {first} in the first query)",
         store.stats().event_count
     );
     // Drop without close: the measured store leaves the directory as it found it (no new
@@ -87,6 +102,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !dir.join("00000000000000000000.seg").exists() {
         let store = fill(&dir, 0, n, base())?;
         store.close()?;
+    }
+    let only = args.get(3).map(String::as_str);
+    if let Some(kind @ ("checkpoint" | "scan")) = only {
+        let k: u32 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(1);
+        for _ in 0..k {
+            let config = base().with_enable_checkpoint(kind == "checkpoint");
+            timed_open(kind, config)?;
+        }
+        return Ok(());
     }
     // A clean close saved a checkpoint (the fill's close, or the run before): keep a copy to
     // restore it after the runs that change it.

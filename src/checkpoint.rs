@@ -540,6 +540,21 @@ pub(crate) fn load(disk: &dyn Disk, dir: &Path, bugs: Bugs) -> Option<Hashes> {
     }
 }
 
+/// How many events the checkpoint in `dir` says it covers, read from its head alone (magic,
+/// version, count; nothing else checked): a hint to size the index by before [`load`] has
+/// checked the file. `None` when there is no such head.
+pub(crate) fn entries_hint(disk: &dyn Disk, dir: &Path) -> Option<u64> {
+    let file = disk.open(&dir.join(FILE_NAME), false).ok()?;
+    let mut head = [0u8; HEAD_BYTES];
+    read_exact(&*file, 0, &mut head).ok()?;
+    let mut c = Cursor(&head);
+    if c.take::<8>().ok()? != MAGIC || c.u32().ok()? != VERSION {
+        return None;
+    }
+    c.u32().ok()?;
+    c.u64().ok()
+}
+
 /// Whether covered segment `s` is on disk as the checkpoint saw it.
 fn check_segment(disk: &dyn Disk, dir: &Path, s: &Fingerprint) -> Result<(), String> {
     let path = dir.join(segment_file_name(s.segment_id));

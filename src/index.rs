@@ -206,6 +206,24 @@ struct IdEntry {
     tag: u8,
 }
 
+/// Event ids by position, as [`IdTable`] reads them to tell apart ids with the same hash bits:
+/// the index's records, or (an id table built apart, [`IdTableBuilder`]) a list of ids.
+trait IdAt {
+    fn id_at(&self, pos: u32) -> Option<u128>;
+}
+
+impl IdAt for [Rec] {
+    fn id_at(&self, pos: u32) -> Option<u128> {
+        self.get(pos as usize).map(Rec::event_id)
+    }
+}
+
+impl IdAt for [u128] {
+    fn id_at(&self, pos: u32) -> Option<u128> {
+        self.get(pos as usize).copied()
+    }
+}
+
 /// Event id -> position: an open-addressing table of 5-byte entries (8 bits of the id's hash
 /// beside the position), linear probing, at most 4/5 full. About 6.3 to 9.4 bytes per event,
 /// against 40 to 70 for a `HashMap<u128, u32>`, and a probe reads a record only when the
@@ -247,20 +265,20 @@ impl IdTable {
     }
 
     /// Makes room for `n` ids in all without growing again.
-    fn reserve(&mut self, n: usize, recs: &[Rec]) {
+    fn reserve(&mut self, n: usize, recs: &(impl IdAt + ?Sized)) {
         let want = n.saturating_add(n / 4).saturating_add(16);
         if want > self.entries.len() {
             self.rebuild(want, recs);
         }
     }
 
-    fn rebuild(&mut self, size: usize, recs: &[Rec]) {
+    fn rebuild(&mut self, size: usize, recs: &(impl IdAt + ?Sized)) {
         let old = std::mem::replace(&mut self.entries, vec![Self::EMPTY; size]);
         self.len = 0;
         for e in old.into_iter().filter(|&e| e != Self::EMPTY) {
             let pos = e.pos;
-            if let Some(r) = recs.get(pos as usize) {
-                self.place(Self::hash(r.event_id()), pos);
+            if let Some(id) = recs.id_at(pos) {
+                self.place(Self::hash(id), pos);
             }
         }
     }
@@ -283,7 +301,7 @@ impl IdTable {
     }
 
     /// The entry index holding `id`, if any.
-    fn find(&self, id: u128, recs: &[Rec]) -> Option<usize> {
+    fn find(&self, id: u128, recs: &(impl IdAt + ?Sized)) -> Option<usize> {
         let n = self.entries.len();
         if n == 0 {
             return None;
@@ -296,7 +314,7 @@ impl IdTable {
             if e == Self::EMPTY {
                 return None;
             }
-            if e.tag == tag && recs.get(e.pos as usize).is_some_and(|r| r.event_id() == id) {
+            if e.tag == tag && recs.id_at(e.pos) == Some(id) {
                 return Some(i);
             }
             i = if i + 1 == n { 0 } else { i + 1 };
@@ -304,7 +322,7 @@ impl IdTable {
         None
     }
 
-    fn get(&self, id: u128, recs: &[Rec]) -> Option<u32> {
+    fn get(&self, id: u128, recs: &(impl IdAt + ?Sized)) -> Option<u32> {
         self.find(id, recs)
             .and_then(|i| self.entries.get(i))
             .map(|&e| e.pos)
@@ -312,7 +330,7 @@ impl IdTable {
 
     /// Maps `id` (the id of `recs[pos]`) to `pos`, replacing an earlier position of the same
     /// id (the newest wins, as with a map).
-    fn insert(&mut self, id: u128, pos: u32, recs: &[Rec]) {
+    fn insert(&mut self, id: u128, pos: u32, recs: &(impl IdAt + ?Sized)) {
         if let Some(i) = self.find(id, recs) {
             let h = Self::hash(id);
             if let Some(e) = self.entries.get_mut(i) {
@@ -332,6 +350,36 @@ impl IdTable {
     }
 }
 
+/// An id table built apart from its index, from the published events' ids in position order
+/// (recovery's helper thread builds it while the opening thread replays the log; see
+/// [`Index::defer_ids`]), then installed with [`Index::install_ids`].
+#[derive(Debug, Default)]
+pub(crate) struct IdTableBuilder {
+    table: IdTable,
+    ids: Vec<u128>,
+}
+
+impl IdTableBuilder {
+    /// A builder with room for `n` ids.
+    pub(crate) fn with_room(n: usize) -> Self {
+        let mut b = IdTableBuilder::default();
+        b.ids.reserve(n);
+        b.table.reserve(n, &b.ids[..]);
+        b
+    }
+
+    /// Maps each of `ids` to the next position (the newest of equal ids wins, as in the index).
+    pub(crate) fn extend(&mut self, ids: &[u128]) {
+        for &id in ids {
+            let Ok(pos) = u32::try_from(self.ids.len()) else {
+                return;
+            };
+            self.ids.push(id);
+            self.table.insert(id, pos, &self.ids[..]);
+        }
+    }
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -339,6 +387,9 @@ pub struct Index {
     /// One per [`BLOCK`] records.
     bases: Vec<Base>,
     by_id: IdTable,
+    /// While set, published ids go here (in position order) instead of into `by_id`, for an
+    /// id table built on another thread ([`Index::defer_ids`]).
+    deferred_ids: Option<Vec<u128>>,
     /// Sequences and timestamps whose offsets from their block's base do not fit, by
     /// position.
     far: IdMap<u32, (u64, i64)>,
@@ -377,8 +428,76 @@ impl Index {
     pub fn reserve(&mut self, additional: usize, ids_additional: usize) {
         self.slots.reserve(additional);
         self.bases.reserve(additional / BLOCK + 1);
-        self.by_id
-            .reserve(self.slots.len().saturating_add(ids_additional), &self.slots);
+        self.by_id.reserve(
+            self.slots.len().saturating_add(ids_additional),
+            &self.slots[..],
+        );
+    }
+
+    /// From now on, until [`Index::install_ids`], publishing keeps the events' ids in a list
+    /// ([`Index::take_deferred_ids`]) for an [`IdTableBuilder`] instead of the id table, and
+    /// lookups by id find nothing: recovery's opening thread replays the log while a helper
+    /// thread builds the table. Only on an empty index (else nothing changes).
+    pub(crate) fn defer_ids(&mut self) {
+        if self.slots.is_empty() {
+            self.deferred_ids = Some(Vec::new());
+        }
+    }
+
+    /// The ids published since the last call, in position order, once there are at least
+    /// `at_least` of them (`None` before, and when not deferring).
+    pub(crate) fn take_deferred_ids(&mut self, at_least: usize) -> Option<Vec<u128>> {
+        self.deferred_ids
+            .as_mut()
+            .filter(|ids| !ids.is_empty() && ids.len() >= at_least)
+            .map(std::mem::take)
+    }
+
+    /// Ends [`Index::defer_ids`]: installs `built` if it holds the id of every published
+    /// event, else (no table: its thread failed; or one of another length) builds the table
+    /// here from the records. `checked: false` is the seeded bug `RecoveryIndexLosesLastIds`:
+    /// any table is installed.
+    pub(crate) fn install_ids(&mut self, built: Option<IdTableBuilder>, checked: bool) {
+        let Some(rest) = self.deferred_ids.take() else {
+            return;
+        };
+        match built {
+            Some(b) if !checked || (rest.is_empty() && b.ids.len() == self.slots.len()) => {
+                self.by_id = b.table
+            }
+            _ => {
+                self.by_id = IdTable::default();
+                self.by_id.reserve(self.slots.len(), &self.slots[..]);
+                for (pos, r) in (0u32..).zip(&self.slots) {
+                    self.by_id.insert(r.event_id(), pos, &self.slots[..]);
+                }
+            }
+        }
+    }
+
+    /// Writes the room of the next `n` records (at most the reserved room) once and forgets
+    /// it, so its memory is mapped now, on the calling thread, instead of a page at a time as
+    /// records are published (recovery maps it on a helper thread while it loads the
+    /// checkpoint).
+    pub(crate) fn map_room(&mut self, n: usize) {
+        let len = self.slots.len();
+        let n = n.min(self.slots.capacity() - len);
+        let zero = Rec {
+            event_id: 0,
+            event_hash: [0; 32],
+            seq_off: 0,
+            ts_off: 0,
+            offset: 0,
+            length: 0,
+            clock: 0,
+            coord: 0,
+            prev: 0,
+            kind: 0,
+            flags: 0,
+            seg_off: 0,
+        };
+        self.slots.resize(len + n, zero);
+        self.slots.truncate(len);
     }
 
     /// Bytes the index holds for its events (records, id table, position lists and side
@@ -594,7 +713,10 @@ impl Index {
             .entry(slot.kind.as_raw())
             .or_default()
             .push(pos);
-        self.by_id.insert(slot.event_id, pos, &self.slots);
+        match &mut self.deferred_ids {
+            Some(ids) => ids.push(slot.event_id),
+            None => self.by_id.insert(slot.event_id, pos, &self.slots[..]),
+        }
         if slot.correlation_id != slot.event_id {
             self.by_correlation
                 .entry(slot.correlation_id)
@@ -751,13 +873,13 @@ impl Index {
     /// The visible event with this id.
     pub fn get(&self, event_id: u128) -> Option<IndexEntry> {
         self.by_id
-            .get(event_id, &self.slots)
+            .get(event_id, &self.slots[..])
             .and_then(|p| self.entry(p))
     }
 
     /// Whether an event with this id is visible.
     pub fn contains(&self, event_id: u128) -> bool {
-        self.by_id.get(event_id, &self.slots).is_some()
+        self.by_id.get(event_id, &self.slots[..]).is_some()
     }
 
     /// The entity's visible events, oldest first.
@@ -990,7 +1112,7 @@ impl Index {
     /// Visible events of one correlation, in order (the root included).
     pub fn correlated(&self, correlation_id: u128) -> Vec<IndexEntry> {
         let mut out: Vec<u32> = Vec::new();
-        if let Some(p) = self.by_id.get(correlation_id, &self.slots) {
+        if let Some(p) = self.by_id.get(correlation_id, &self.slots[..]) {
             if self
                 .slot(p)
                 .is_some_and(|s| s.correlation_id == correlation_id)
@@ -1007,7 +1129,7 @@ impl Index {
 
     /// The entity's visible events before `event_id`, newest first, at most `limit`.
     pub fn walk_ancestors(&self, event_id: u128, limit: usize) -> Vec<IndexEntry> {
-        let Some(pos) = self.by_id.get(event_id, &self.slots) else {
+        let Some(pos) = self.by_id.get(event_id, &self.slots[..]) else {
             return Vec::new();
         };
         let Some(slot) = self.slots.get(pos as usize) else {
@@ -1305,6 +1427,50 @@ mod tests {
         assert_eq!(index.wide.len(), 2);
         assert_eq!(index.effects(77).len(), 1);
         assert_eq!(index.correlated(5).len(), 1);
+    }
+
+    #[test]
+    fn an_id_table_built_apart_or_rebuilt_after_deferred_ids_finds_what_the_index_would() {
+        // Ids repeat (every 7th is an earlier one's): the newest position wins in every way.
+        let id = |seq: u64| u128::from(if seq % 7 == 6 { seq / 2 } else { seq }) << 70 | 3;
+        let n = 3_000u64;
+        let mut direct = Index::new();
+        direct.sync_coords(&coords());
+        // 0: built by a builder from chunks; 1: no table (its thread failed); 2: a short one.
+        for way in 0..3 {
+            let mut index = Index::new();
+            index.sync_coords(&coords());
+            index.defer_ids();
+            let mut built = IdTableBuilder::with_room(16);
+            for seq in 0..n {
+                let mut s = slot(seq, (seq % 2) as u32, [0; 32]);
+                s.event_id = id(seq);
+                index.publish(s);
+                if way == 0 {
+                    direct.publish(s);
+                }
+                if let Some(chunk) = index.take_deferred_ids(100) {
+                    built.extend(&chunk);
+                }
+                // Deferred: nothing is found by id until the table is installed.
+                assert!(!index.contains(id(0)));
+            }
+            if way != 2 {
+                built.extend(&index.take_deferred_ids(0).unwrap_or_default());
+            }
+            index.install_ids((way != 1).then_some(built), true);
+            for seq in 0..n {
+                let want = direct.get(id(seq)).map(|e| e.global_sequence);
+                assert!(want.is_some());
+                assert_eq!(
+                    index.get(id(seq)).map(|e| e.global_sequence),
+                    want,
+                    "way {way}"
+                );
+            }
+            assert!(!index.contains(1));
+            assert_eq!(index.by_id.len, direct.by_id.len);
+        }
     }
 
     #[test]

@@ -218,6 +218,11 @@ pub enum Mutant {
     /// answers the original receipt of an event that no longer exists, while a reopened store
     /// appends it anew (breaks INV-IDEMPOTENT).
     CompactionKeepsKeys,
+    /// A checkpoint open's index helper installs its id table without the ids of the last
+    /// events the opening thread published (and without the count check that would rebuild
+    /// it), so `get` and `contains` miss events the open made visible (breaks INV-DURABLE:
+    /// visible by every read API).
+    RecoveryIndexLosesLastIds,
 }
 
 #[cfg(batpak_mutant)]
