@@ -375,9 +375,10 @@ mod tests {
         assert_eq!(recovered, written);
     }
 
-    /// Whether a checkpoint open of `disk` (whose helper builds the id table) finds every
-    /// event by id as a full scan does, with the seeded bug `bugs`.
-    fn helper_index_is_the_full_scans(disk: &SimDisk, bugs: Bugs) -> bool {
+    /// A checkpoint open of `disk` (whose helper builds the id table), with the seeded bug
+    /// `bugs`, finds every event by id as a full scan does; else the INV-DURABLE violation
+    /// (an event the open made visible that `get` does not return).
+    fn helper_index_is_the_full_scans(disk: &SimDisk, bugs: Bugs) -> Result<(), String> {
         let open = |checkpoint, bugs| {
             recover_with(disk, Path::new(DIR), CutPolicy::InMemory, bugs, checkpoint).unwrap()
         };
@@ -387,8 +388,16 @@ mod tests {
         assert_eq!(with.index.query(&Region::all()), all);
         assert!(!with.index.contains(0));
         assert_eq!(with.report, full.report);
-        all.iter()
-            .all(|e| with.index.get(e.event_id).as_ref() == Some(e))
+        match all
+            .iter()
+            .find(|e| with.index.get(e.event_id).as_ref() != Some(*e))
+        {
+            None => Ok(()),
+            Some(e) => Err(format!(
+                "INV-DURABLE: event {:032x} (sequence {}) is visible to a query but not to get",
+                e.event_id, e.global_sequence
+            )),
+        }
     }
 
     #[test]
@@ -397,12 +406,21 @@ mod tests {
         store_with(&disk, 5000, 256 << 10);
         let hint = crate::checkpoint::entries_hint(&disk, Path::new(DIR));
         assert!(hint >= Some(INDEX_HELPER_MIN), "{hint:?}");
-        assert!(helper_index_is_the_full_scans(&disk, Bugs::default()));
-        #[cfg(batpak_mutant)]
-        assert!(
-            !helper_index_is_the_full_scans(&disk, Bugs::seed(Mutant::RecoveryIndexLosesLastIds)),
-            "seeded bug RecoveryIndexLosesLastIds not caught"
+        assert_eq!(
+            helper_index_is_the_full_scans(&disk, Bugs::default()),
+            Ok(())
         );
+        #[cfg(batpak_mutant)]
+        {
+            let caught = helper_index_is_the_full_scans(
+                &disk,
+                Bugs::seed(Mutant::RecoveryIndexLosesLastIds),
+            );
+            assert!(
+                caught.as_ref().is_err_and(|e| e.starts_with("INV-DURABLE")),
+                "seeded bug RecoveryIndexLosesLastIds not caught as INV-DURABLE: {caught:?}"
+            );
+        }
     }
 
     #[test]
